@@ -1,0 +1,37 @@
+//! Schema migrations for token-service, in order.
+//!
+//! Each migration describes the schema as it was at that step and never imports the
+//! service's entities. See `README.md` for the rules (expand/contract for rolling deploys).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_initial_schema;
+mod m20261122_000002_create_commands_and_team_members;
+mod m20261123_000003_create_revocation_events;
+
+/// Runs token-service's migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_initial_schema::Migration),
+            Box::new(m20261122_000002_create_commands_and_team_members::Migration),
+            Box::new(m20261123_000003_create_revocation_events::Migration),
+        ]
+    }
+}
+
+/// A `CREATE TABLE` statement whose text columns compare byte for byte on every backend.
+/// MySQL and MariaDB default to case-insensitive collations, under which an id, a username or
+/// a digest could equal a differently cased value; PostgreSQL and SQLite already compare
+/// exactly.
+pub(crate) fn exact_table(manager: &SchemaManager<'_>) -> TableCreateStatement {
+    let mut table = Table::create();
+    if manager.get_database_backend() == sea_orm::DatabaseBackend::MySql {
+        table.character_set("utf8mb4").collate("utf8mb4_bin");
+    }
+    table
+}

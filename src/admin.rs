@@ -1,0 +1,143 @@
+//! The operator commands: `migrate` and `admin`, sharing the service's configuration.
+
+use serde_json::{Value, json};
+
+use crate::{
+    cli::{AdminAction, MigrateAction},
+    config::Config,
+    domain::{
+        access_tokens::{self, NewUserAccessToken},
+        auth::Caller,
+        commands,
+        model::now_millis,
+        users::{self, NewUser, find_user_by_id_or_username},
+    },
+    server::{ServerError, connect_store, open_context},
+};
+
+/// Runs a `migrate` action; returns what to print.
+pub async fn migrate(config: &Config, action: &MigrateAction) -> Result<Value, ServerError> {
+    let store = connect_store(config).await?;
+    let result = match action {
+        MigrateAction::Up => store.migrate_up().await.map(|()| json!({"status": "OK"})),
+        MigrateAction::Down { steps } => store
+            .migrate_down(*steps)
+            .await
+            .map(|()| json!({"status": "OK", "rolled_back": steps})),
+        MigrateAction::Status => store.migration_status().await.map(|list| {
+            Value::Array(
+                list.into_iter()
+                    .map(|m| json!({"name": m.name, "applied": m.applied}))
+                    .collect(),
+            )
+        }),
+    };
+    store.close().await;
+    result.map_err(|e| describe(&e).into())
+}
+
+/// Runs an `admin` action as the local operator; returns the JSON to print.
+pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, ServerError> {
+    let ctx = open_context(config).await?;
+    let caller = Caller::Local;
+    let result = match action {
+        AdminAction::CreateUser {
+            username,
+            email,
+            roles,
+            bot,
+            owner,
+            id,
+        } => {
+            let bot_owner_id = match owner {
+                Some(owner) => find_user_by_id_or_username(&ctx, owner)
+                    .await
+                    .map_err(|e| format!("--owner {owner}: {}", describe(&e)))?
+                    .id
+                    .to_string(),
+                None => String::new(),
+            };
+            let user = users::create_user(
+                &ctx,
+                &caller,
+                NewUser {
+                    id: id.clone().unwrap_or_default(),
+                    username: username.clone(),
+                    email: email.clone(),
+                    roles: roles.split_whitespace().map(str::to_owned).collect(),
+                    is_bot: *bot,
+                    bot_owner_id,
+                },
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+            json!({
+                "id": user.id.as_str(),
+                "username": user.username,
+                "email": user.email,
+                "roles": user.roles.join(" "),
+                "is_bot": user.is_bot,
+                "bot_owner_id": user.bot_owner_id.map(|o| o.to_string()).unwrap_or_default(),
+                "create_at": user.create_at,
+            })
+        }
+        AdminAction::AddTeamMember { team, user, roles } => {
+            let member_user = find_user_by_id_or_username(&ctx, user)
+                .await
+                .map_err(|e| format!("--user {user}: {}", describe(&e)))?;
+            let roles: Vec<String> = roles.split_whitespace().map(str::to_owned).collect();
+            let member =
+                commands::add_team_member(&ctx, &caller, team, member_user.id.as_str(), &roles)
+                    .await
+                    .map_err(|e| describe(&e))?;
+            json!({
+                "team_id": member.team_id.as_str(),
+                "user_id": member.user_id.as_str(),
+                "roles": member.roles.join(" "),
+            })
+        }
+        AdminAction::CreateToken {
+            user,
+            description,
+            expires_in_days,
+        } => {
+            let owner = find_user_by_id_or_username(&ctx, user)
+                .await
+                .map_err(|e| format!("--user {user}: {}", describe(&e)))?;
+            let expires_at =
+                expires_in_days.map(|days| now_millis() + i64::from(days) * 86_400_000);
+            let created = access_tokens::create_user_access_token(
+                &ctx,
+                &caller,
+                NewUserAccessToken {
+                    user_id: owner.id.to_string(),
+                    description: description.clone(),
+                    expires_at,
+                },
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+            json!({
+                "id": created.token.id.as_str(),
+                "token": created.secret.expose(),
+                "user_id": created.token.user_id.as_str(),
+                "description": created.token.description,
+                "is_active": created.token.is_active,
+                "expires_at": created.token.expires_at,
+            })
+        }
+    };
+    ctx.store().clone().close().await;
+    Ok(result)
+}
+
+/// An error for the operator: the message plus its stable id, and the cause when it is
+/// ours (the operator owns the machine; no secret is ever part of an error).
+fn describe(e: &crate::domain::error::Error) -> String {
+    use std::error::Error as _;
+    let mut text = format!("{e} [{}]", e.reason().id());
+    if let Some(cause) = e.source() {
+        text.push_str(&format!(": {cause}"));
+    }
+    text
+}

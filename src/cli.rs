@@ -1,0 +1,171 @@
+//! The command line: `serve` (the default), `migrate`, and the operator bootstrap commands
+//! under `admin`, which print JSON on stdout.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// token-service: personal access tokens, sessions and other credentials for a
+/// Mattermost-compatible platform, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "token-service", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file. Settings: defaults < this file < TOKEN_SERVICE_* variables <
+    /// flags.
+    #[arg(long, global = true, env = "TOKEN_SERVICE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL (sqlite://…, postgres://…, mysql://…). Default: SQLite in the data
+    /// directory.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Data directory for the embedded SQLite database and the generated server key.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve(ServeArgs),
+    /// Apply, roll back or list database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Operator bootstrap: create users and tokens directly in the database. Prints JSON.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// gRPC listen address (default 127.0.0.1:50051).
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// REST listen address (default 127.0.0.1:8065; reserved for the REST shim).
+    #[arg(long, value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+}
+
+/// `migrate` actions.
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the most recent migrations.
+    Down {
+        /// How many migrations to roll back.
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied (JSON).
+    Status,
+}
+
+/// `admin` actions.
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a user (or bot). Prints {"id","username","email","roles",...}.
+    CreateUser {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// E-mail address.
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Space-separated system roles, e.g. "system_user system_admin".
+        #[arg(long, default_value = "system_user")]
+        roles: String,
+        /// Create a bot account.
+        #[arg(long)]
+        bot: bool,
+        /// For a bot: the owning user's id or username.
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// Use this id instead of generating one (to mirror an existing platform user).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Add a user to a team, or set a member's team roles. Prints {"team_id","user_id","roles"}.
+    AddTeamMember {
+        /// The team id.
+        #[arg(long, value_name = "TEAM_ID")]
+        team: String,
+        /// The user's id or username.
+        #[arg(long, value_name = "NAME_OR_ID")]
+        user: String,
+        /// Space-separated team roles, e.g. "team_user team_admin".
+        #[arg(long, default_value = "team_user")]
+        roles: String,
+    },
+    /// Create a personal access token. Prints {"id","token","user_id","description",...};
+    /// the token is shown only this once.
+    CreateToken {
+        /// The user's id or username.
+        #[arg(long, value_name = "NAME_OR_ID")]
+        user: String,
+        /// What the token is for.
+        #[arg(long, default_value = "created with token-service admin")]
+        description: String,
+        /// Expire the token after this many days (default: never, unless a maximum lifetime
+        /// is configured).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+}
+
+impl Cli {
+    /// The flag values that override configuration.
+    pub fn overrides(&self) -> Overrides {
+        let serve = match &self.command {
+            Some(Command::Serve(args)) => Some(args),
+            _ => None,
+        };
+        Overrides {
+            grpc_addr: serve.and_then(|a| a.grpc_addr),
+            http_addr: serve.and_then(|a| a.http_addr),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_and_flags_override() {
+        let cli = Cli::parse_from(["token-service"]);
+        assert!(cli.command.is_none());
+        let cli = Cli::parse_from([
+            "token-service",
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:1",
+            "--database-url",
+            "sqlite::memory:",
+        ]);
+        let o = cli.overrides();
+        assert_eq!(o.grpc_addr.unwrap().port(), 1);
+        assert_eq!(o.database_url.as_deref(), Some("sqlite::memory:"));
+    }
+}

@@ -1,0 +1,329 @@
+//! Personal access tokens: create, list, search, get, revoke, disable, enable. Check order
+//! follows Mattermost's handlers (see the spec), so both transports refuse the same requests
+//! for the same reasons.
+
+use tracing::info;
+
+use super::{
+    Context,
+    auth::Caller,
+    error::{Error, Reason, Result},
+    ids::TokenId,
+    model::{Revocation, UnixMillis, User, UserAccessToken, now_millis},
+    paging::PageRequest,
+    permissions::Permission,
+    secret::PlainToken,
+    sessions::caller_label,
+};
+
+/// How an id taken from a request body is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyIds {
+    /// Empty or malformed ids are INVALID_ARGUMENT naming the field, before anything else.
+    Strict,
+    /// Mattermost's revoke/disable/enable handlers: the permission is checked first and an
+    /// empty or malformed id is simply not found (403 or 404, never 400).
+    MattermostLenient,
+}
+
+/// Longest description, in bytes (Mattermost counts bytes).
+pub const MAX_DESCRIPTION_BYTES: usize = 255;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What a caller asks for when creating a token.
+#[derive(Debug, Clone)]
+pub struct NewUserAccessToken {
+    /// Target user id, or "me".
+    pub user_id: String,
+    pub description: String,
+    /// Unix milliseconds; `None` means never.
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// A newly created token and its secret, which is not stored and never shown again.
+#[derive(Debug)]
+pub struct CreatedUserAccessToken {
+    pub token: UserAccessToken,
+    pub secret: PlainToken,
+}
+
+/// Creates a personal access token.
+pub async fn create_user_access_token(
+    ctx: &Context,
+    caller: &Caller,
+    request: NewUserAccessToken,
+) -> Result<CreatedUserAccessToken> {
+    let user_id = ctx.resolve_user_id(caller, &request.user_id)?;
+    // Mattermost loads the target before any permission check: an unknown user is 404.
+    let user = ctx.require_user(&user_id).await?;
+    if request.description.is_empty() {
+        return Err(Error::invalid(
+            "description",
+            Reason::InvalidBodyParam,
+            "must not be empty",
+        ));
+    }
+    ctx.require_permission(caller, Permission::CreateUserAccessToken)?;
+    ctx.require_user_or_bot(caller, &user.id).await?;
+    if user.is_system_admin() {
+        ctx.require_permission(caller, Permission::ManageSystem)?;
+    }
+    if !ctx.policy().enable_user_access_tokens && !user.is_bot {
+        return Err(Error::Unimplemented {
+            reason: Reason::AccessTokensDisabled,
+        });
+    }
+    let now = now_millis();
+    check_expiry(ctx, &user, request.expires_at, now)?;
+    if request.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(Error::invalid(
+            "description",
+            Reason::TokenDescriptionTooLong,
+            format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+        ));
+    }
+
+    let secret = PlainToken::generate();
+    let token = UserAccessToken {
+        id: TokenId::generate(),
+        user_id: user.id.clone(),
+        description: request.description,
+        is_active: true,
+        expires_at: request.expires_at.unwrap_or(0),
+        create_at: now,
+    };
+    ctx.store()
+        .insert_access_token(&token, &ctx.hasher().digest(&secret))
+        .await?;
+    info!(target: "audit", action = "create_user_access_token", token_id = %token.id,
+        user_id = %token.user_id, caller = caller_label(caller), "personal access token created");
+    Ok(CreatedUserAccessToken { token, secret })
+}
+
+/// Mattermost's `validateUserAccessTokenExpiry`: the policy check runs first and only a
+/// failure asks whether the owner is exempt (a bot without an owner); a negative value is
+/// always refused.
+fn check_expiry(
+    ctx: &Context,
+    owner: &User,
+    expires_at: Option<UnixMillis>,
+    now: UnixMillis,
+) -> Result<()> {
+    let max_days = i64::from(ctx.policy().maximum_personal_access_token_lifetime_days);
+    let violation = match expires_at {
+        None if max_days > 0 => Some((
+            Reason::ExpiresAtRequired,
+            format!("is required: tokens may live at most {max_days} days"),
+        )),
+        None => None,
+        Some(at) if at <= now => {
+            Some((Reason::ExpiresAtInPast, "must be in the future".to_owned()))
+        }
+        Some(at) if max_days > 0 && at > now.saturating_add(max_days * DAY_MS) => Some((
+            Reason::ExpiresAtTooFar,
+            format!("must be at most {max_days} days from now"),
+        )),
+        Some(_) => None,
+    };
+    let exempt = owner.is_bot && owner.bot_owner_id.is_none();
+    if let Some((reason, rule)) = violation
+        && !exempt
+    {
+        return Err(Error::invalid("expires_at", reason, rule));
+    }
+    if expires_at.is_some_and(|at| at <= 0) {
+        return Err(Error::invalid(
+            "expires_at",
+            Reason::ExpiresAtInPast,
+            "must be after 1970-01-01T00:00:00Z",
+        ));
+    }
+    Ok(())
+}
+
+/// Lists one user's tokens.
+pub async fn get_user_access_tokens_for_user(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+    page: PageRequest,
+) -> Result<Vec<UserAccessToken>> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
+    ctx.require_user_or_bot(caller, &user_id).await?;
+    ctx.store()
+        .list_access_tokens_for_user(&user_id, page)
+        .await
+}
+
+/// Lists every token.
+pub async fn get_user_access_tokens(
+    ctx: &Context,
+    caller: &Caller,
+    page: PageRequest,
+) -> Result<Vec<UserAccessToken>> {
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    ctx.store().list_access_tokens(page).await
+}
+
+/// Finds tokens whose id, user id or owner's username equals the term. As in Mattermost,
+/// backslashes are removed from the term first; there is no wildcard or prefix matching.
+pub async fn search_user_access_tokens(
+    ctx: &Context,
+    caller: &Caller,
+    term: &str,
+) -> Result<Vec<UserAccessToken>> {
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    if term.is_empty() {
+        return Err(Error::invalid(
+            "term",
+            Reason::InvalidBodyParam,
+            "must not be empty",
+        ));
+    }
+    let term = term.replace('\\', "");
+    ctx.store().search_access_tokens(&term).await
+}
+
+/// Reads one token. The read permission is checked before the lookup, the owner check after
+/// (so a reader can tell "missing" from "not yours", as in Mattermost).
+pub async fn get_user_access_token(
+    ctx: &Context,
+    caller: &Caller,
+    token_id: &str,
+) -> Result<UserAccessToken> {
+    let token_id = TokenId::parse(token_id, "token_id", Reason::InvalidUrlParam)?;
+    ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
+    let token = find_token(ctx, &token_id).await?;
+    ctx.require_user_or_bot(caller, &token.user_id).await?;
+    Ok(token)
+}
+
+/// Revokes a token: deletes it and its minted session in one transaction.
+pub async fn revoke_user_access_token(
+    ctx: &Context,
+    caller: &Caller,
+    token_id: &str,
+    ids: BodyIds,
+) -> Result<()> {
+    change_user_access_token(ctx, caller, token_id, TokenChange::Revoke, ids).await
+}
+
+/// Disables a token and deletes its minted session, in one transaction. Idempotent.
+pub async fn disable_user_access_token(
+    ctx: &Context,
+    caller: &Caller,
+    token_id: &str,
+    ids: BodyIds,
+) -> Result<()> {
+    change_user_access_token(ctx, caller, token_id, TokenChange::Disable, ids).await
+}
+
+/// Enables a token. Gated by `create_user_access_token`, as in Mattermost. Idempotent.
+pub async fn enable_user_access_token(
+    ctx: &Context,
+    caller: &Caller,
+    token_id: &str,
+    ids: BodyIds,
+) -> Result<()> {
+    change_user_access_token(ctx, caller, token_id, TokenChange::Enable, ids).await
+}
+
+/// The three state changes of an existing token.
+#[derive(Debug, Clone, Copy)]
+enum TokenChange {
+    Revoke,
+    Disable,
+    Enable,
+}
+
+impl TokenChange {
+    /// The permission Mattermost gates the change with.
+    fn permission(self) -> Permission {
+        match self {
+            TokenChange::Revoke | TokenChange::Disable => Permission::RevokeUserAccessToken,
+            TokenChange::Enable => Permission::CreateUserAccessToken,
+        }
+    }
+
+    fn audit_action(self) -> &'static str {
+        match self {
+            TokenChange::Revoke => "revoke_user_access_token",
+            TokenChange::Disable => "disable_user_access_token",
+            TokenChange::Enable => "enable_user_access_token",
+        }
+    }
+}
+
+async fn change_user_access_token(
+    ctx: &Context,
+    caller: &Caller,
+    token_id: &str,
+    change: TokenChange,
+    ids: BodyIds,
+) -> Result<()> {
+    let token = authorize_token_change(ctx, caller, token_id, change.permission(), ids).await?;
+    let store = ctx.store();
+    let existed = match change {
+        TokenChange::Revoke => store.delete_access_token_with_sessions(&token.id).await?,
+        TokenChange::Disable => store.set_access_token_active(&token.id, false).await?,
+        TokenChange::Enable => store.set_access_token_active(&token.id, true).await?,
+    };
+    if !existed {
+        return Err(token_not_found());
+    }
+    if !matches!(change, TokenChange::Enable) {
+        ctx.revoke(Revocation::AccessToken(token.id.clone()))
+            .await?;
+    }
+    info!(target: "audit", action = change.audit_action(), token_id = %token.id,
+        user_id = %token.user_id, caller = caller_label(caller), "personal access token changed");
+    Ok(())
+}
+
+/// The shared checks of revoke, disable and enable: a well-formed id, the route's
+/// permission, an existing token, and the right to act on its owner.
+async fn authorize_token_change(
+    ctx: &Context,
+    caller: &Caller,
+    token_id: &str,
+    permission: Permission,
+    ids: BodyIds,
+) -> Result<UserAccessToken> {
+    let token_id = match ids {
+        BodyIds::Strict => {
+            if token_id.is_empty() {
+                return Err(Error::invalid(
+                    "token_id",
+                    Reason::InvalidBodyParam,
+                    "is required",
+                ));
+            }
+            let id = TokenId::parse(token_id, "token_id", Reason::InvalidBodyParam)?;
+            ctx.require_permission(caller, permission)?;
+            id
+        }
+        BodyIds::MattermostLenient => {
+            ctx.require_permission(caller, permission)?;
+            TokenId::parse(token_id, "token_id", Reason::InvalidBodyParam)
+                .map_err(|_| token_not_found())?
+        }
+    };
+    let token = find_token(ctx, &token_id).await?;
+    ctx.require_user_or_bot(caller, &token.user_id).await?;
+    Ok(token)
+}
+
+async fn find_token(ctx: &Context, id: &TokenId) -> Result<UserAccessToken> {
+    ctx.store()
+        .find_access_token(id)
+        .await?
+        .ok_or_else(token_not_found)
+}
+
+fn token_not_found() -> Error {
+    Error::NotFound {
+        reason: Reason::AccessTokenNotFound,
+    }
+}

@@ -1,0 +1,328 @@
+//! The hot-path cache: token digest -> the principal it authenticated as, so a repeated
+//! token check touches no database.
+//!
+//! Staleness is bounded three ways: every revocation on this replica drops matching entries
+//! before its RPC returns; revocations on other replicas arrive through the revocation log
+//! (see [`super::revocations`]) and drop them within the feed's interval; and every entry
+//! expires after `ttl_ms` regardless. While the feed cannot read the log the cache is not
+//! trusted: lookups miss and go to the database until it has caught up.
+//!
+//! A lookup takes a read lock for a hash-map probe and a clone; no lock is held across an
+//! await. Entries filled by a read that raced with a revocation are discarded (a generation
+//! counter is bumped by every invalidation).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use super::{
+    auth::Principal,
+    model::{Revocation, UnixMillis},
+};
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Off: every check reads the database.
+    pub enable: bool,
+    /// Most entries held; when full, expired entries are dropped, then the oldest half.
+    pub capacity: usize,
+    /// An entry is used for at most this long after it was read from the database.
+    pub ttl_ms: i64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            capacity: 100_000,
+            ttl_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    principal: Principal,
+    cached_at: UnixMillis,
+}
+
+/// Token digest -> principal, bounded in size and age.
+#[derive(Debug)]
+pub struct PrincipalCache {
+    settings: CacheSettings,
+    entries: RwLock<HashMap<String, Entry>>,
+    /// Bumped by every invalidation; an insert prepared before a bump is dropped.
+    generation: AtomicU64,
+    /// False while revocations from other replicas may have been missed.
+    trusted: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Hit and miss counts, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+    pub trusted: bool,
+}
+
+impl PrincipalCache {
+    pub fn new(settings: CacheSettings) -> Self {
+        Self {
+            settings,
+            entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            trusted: AtomicBool::new(true),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The generation to pass to [`PrincipalCache::insert`] for a read starting now.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cached principal of `digest`, if fresh and the cache is trusted.
+    pub fn get(&self, digest: &str, now: UnixMillis) -> Option<Principal> {
+        if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
+            return None;
+        }
+        let found = {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            entries
+                .get(digest)
+                .filter(|e| now - e.cached_at < self.settings.ttl_ms)
+                .map(|e| e.principal.clone())
+        };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Caches a principal read from the database, unless an invalidation happened since
+    /// `generation` was taken (the read may have seen a row that is now revoked).
+    pub fn insert(&self, digest: &str, principal: &Principal, generation: u64, now: UnixMillis) {
+        if !self.settings.enable {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.len() >= self.settings.capacity && !entries.contains_key(digest) {
+            let ttl = self.settings.ttl_ms;
+            entries.retain(|_, e| now - e.cached_at < ttl);
+            if entries.len() >= self.settings.capacity {
+                let mut ages: Vec<UnixMillis> = entries.values().map(|e| e.cached_at).collect();
+                ages.sort_unstable();
+                let median = ages[ages.len() / 2];
+                entries.retain(|_, e| e.cached_at > median);
+            }
+        }
+        entries.insert(
+            digest.to_owned(),
+            Entry {
+                principal: principal.clone(),
+                cached_at: now,
+            },
+        );
+    }
+
+    /// Updates the cached session after its activity was recorded.
+    pub fn touch(&self, digest: &str, last_activity_at: UnixMillis, expires_at: UnixMillis) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get_mut(digest) {
+            entry.principal.session.last_activity_at = last_activity_at;
+            entry.principal.session.expires_at = expires_at;
+        }
+    }
+
+    /// Drops every entry a revocation affects.
+    pub fn invalidate(&self, revocation: &Revocation) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match revocation {
+            Revocation::All => entries.clear(),
+            Revocation::Session(id) => entries.retain(|_, e| &e.principal.session.id != id),
+            Revocation::AccessToken(id) => entries.retain(|_, e| {
+                e.principal.access_token.as_ref().map(|t| &t.id) != Some(id)
+                    && e.principal.session.user_access_token_id.as_ref() != Some(id)
+            }),
+            Revocation::User(id) => entries.retain(|_, e| &e.principal.user.id != id),
+        }
+    }
+
+    /// Drops everything (for instance after the revocation feed lost events).
+    pub fn clear(&self) {
+        self.invalidate(&Revocation::All);
+    }
+
+    /// Marks whether revocations from other replicas are known to be applied.
+    pub fn set_trusted(&self, trusted: bool) {
+        if !trusted {
+            // Whatever was cached may be stale; start over once trusted again.
+            self.clear();
+        }
+        self.trusted.store(trusted, Ordering::Release);
+    }
+
+    /// Whether revocations from other replicas are known to be applied.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::Acquire)
+    }
+
+    /// Counters and size.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.entries.read().map(|e| e.len()).unwrap_or(0),
+            trusted: self.trusted.load(Ordering::Acquire),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{
+        ids::{SessionId, TokenId, UserId},
+        model::{Session, User, UserAccessToken},
+    };
+
+    fn principal(user: &str, session: &str, token: Option<&str>) -> Principal {
+        let user_id = UserId::from_trusted(user.to_owned());
+        let token_id = token.map(|t| TokenId::from_trusted(t.to_owned()));
+        Principal {
+            user: User {
+                id: user_id.clone(),
+                username: user.to_owned(),
+                email: String::new(),
+                roles: vec!["system_user".into()],
+                is_bot: false,
+                bot_owner_id: None,
+                create_at: 1,
+                update_at: 1,
+                delete_at: 0,
+            },
+            session: Session {
+                id: SessionId::from_trusted(session.to_owned()),
+                user_id: user_id.clone(),
+                user_access_token_id: token_id.clone(),
+                create_at: 1,
+                expires_at: 0,
+                last_activity_at: 1,
+                length_ms: 0,
+                device_id: String::new(),
+                roles: vec!["system_user".into()],
+                is_oauth: false,
+                expired_notify: false,
+                props: BTreeMap::new(),
+            },
+            access_token: token_id.map(|id| UserAccessToken {
+                id,
+                user_id,
+                description: "t".into(),
+                is_active: true,
+                expires_at: 0,
+                create_at: 1,
+            }),
+        }
+    }
+
+    fn cache(capacity: usize) -> PrincipalCache {
+        PrincipalCache::new(CacheSettings {
+            enable: true,
+            capacity,
+            ttl_ms: 1_000,
+        })
+    }
+
+    #[test]
+    fn hits_until_the_ttl_then_misses() {
+        let c = cache(10);
+        c.insert("d1", &principal("u1", "s1", None), c.generation(), 100);
+        assert!(c.get("d1", 1_099).is_some());
+        assert!(c.get("d1", 1_100).is_none());
+        assert!(c.get("d2", 100).is_none());
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 2));
+    }
+
+    #[test]
+    fn each_revocation_drops_exactly_what_it_covers() {
+        let c = cache(10);
+        let g = c.generation();
+        c.insert("a", &principal("u1", "s1", None), g, 0);
+        c.insert("b", &principal("u1", "s2", Some("t1")), g, 0);
+        c.insert("c", &principal("u2", "s3", Some("t2")), g, 0);
+        c.insert("d", &principal("u3", "s4", None), g, 0);
+
+        c.invalidate(&Revocation::Session(SessionId::from_trusted("s1".into())));
+        assert!(c.get("a", 1).is_none());
+        assert!(c.get("b", 1).is_some());
+
+        c.invalidate(&Revocation::AccessToken(TokenId::from_trusted("t2".into())));
+        assert!(c.get("c", 1).is_none());
+        assert!(c.get("b", 1).is_some());
+
+        c.invalidate(&Revocation::User(UserId::from_trusted("u1".into())));
+        assert!(c.get("b", 1).is_none());
+        assert!(c.get("d", 1).is_some());
+
+        c.invalidate(&Revocation::All);
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_read_that_raced_with_a_revocation_is_not_cached() {
+        let c = cache(10);
+        let before = c.generation();
+        c.invalidate(&Revocation::Session(SessionId::from_trusted("s1".into())));
+        c.insert("a", &principal("u1", "s1", None), before, 0);
+        assert!(c.get("a", 1).is_none());
+    }
+
+    #[test]
+    fn an_untrusted_cache_misses_and_forgets() {
+        let c = cache(10);
+        c.insert("a", &principal("u1", "s1", None), c.generation(), 0);
+        c.set_trusted(false);
+        assert!(c.get("a", 1).is_none());
+        c.set_trusted(true);
+        assert!(c.get("a", 1).is_none(), "entries from before are gone");
+    }
+
+    #[test]
+    fn the_size_stays_bounded() {
+        let c = cache(4);
+        for i in 0..20 {
+            let key = format!("d{i}");
+            c.insert(
+                &key,
+                &principal("u1", &format!("s{i}"), None),
+                c.generation(),
+                i,
+            );
+            assert!(c.stats().entries <= 4);
+        }
+        assert!(
+            c.get("d19", 19).is_some(),
+            "the newest entry survives eviction"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The domain: every rule of the service (permissions, validation, token format, expiry)
+//! lives here. Transports translate requests into calls of these functions and results back;
+//! the store runs the queries. This module imports neither tonic, prost, axum nor sea_orm.
+
+pub mod access_tokens;
+pub mod auth;
+pub mod cache;
+pub mod commands;
+pub mod error;
+pub mod ids;
+pub mod introspection;
+pub mod model;
+pub mod paging;
+pub mod permissions;
+pub mod revocations;
+pub mod secret;
+pub mod sessions;
+pub mod users;
+pub mod webrtc;
+
+use std::sync::Arc;
+
+use crate::store::Store;
+use permissions::RoleTable;
+use secret::{CommandTokenCipher, TokenHasher};
+use webrtc::WebrtcPolicy;
+
+/// Settings the rules depend on.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Mattermost's `EnableUserAccessTokens`. When false, personal access tokens of non-bot
+    /// users cannot be created and do not authenticate; bots are exempt.
+    pub enable_user_access_tokens: bool,
+    /// Mattermost's `MaximumPersonalAccessTokenLifetimeDays`; 0 means no limit.
+    pub maximum_personal_access_token_lifetime_days: u32,
+    /// Role to permission table.
+    pub roles: RoleTable,
+    /// Default lifetime of a login session, in milliseconds (Mattermost's
+    /// `SessionLengthWebInHours`, 720 hours).
+    pub session_length_ms: i64,
+    /// Mattermost's `ExtendSessionLengthWithActivity`: use moves a login session's expiry to
+    /// now + session length (written at most every few minutes, off the request path).
+    pub extend_session_length_with_activity: bool,
+    /// Session activity (last_activity_at, extended expiry) is written at most this often per
+    /// session, in milliseconds.
+    pub session_activity_interval_ms: i64,
+    /// Mattermost's `EnableCommands`.
+    pub enable_commands: bool,
+    /// WebRTC/TURN settings.
+    pub webrtc: WebrtcPolicy,
+    /// Mattermost's `ExperimentalStrictCSRFEnforcement`: no `X-Requested-With` fallback.
+    pub strict_csrf: bool,
+    /// The hot-path token cache.
+    pub cache: cache::CacheSettings,
+    /// How often the revocation log is read (the feed and WatchRevocations streams).
+    pub revocation_poll_interval_ms: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            enable_user_access_tokens: true,
+            maximum_personal_access_token_lifetime_days: 0,
+            roles: RoleTable::default(),
+            session_length_ms: 720 * 3_600_000,
+            extend_session_length_with_activity: true,
+            session_activity_interval_ms: 300_000,
+            enable_commands: true,
+            webrtc: WebrtcPolicy::default(),
+            strict_csrf: false,
+            cache: cache::CacheSettings::default(),
+            revocation_poll_interval_ms: 50,
+        }
+    }
+}
+
+/// Everything a domain operation needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    store: Store,
+    policy: Policy,
+    hasher: TokenHasher,
+    command_cipher: CommandTokenCipher,
+    cache: cache::PrincipalCache,
+}
+
+impl Context {
+    /// Builds a context.
+    pub fn new(
+        store: Store,
+        policy: Policy,
+        hasher: TokenHasher,
+        command_cipher: CommandTokenCipher,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ContextInner {
+                store,
+                cache: cache::PrincipalCache::new(policy.cache),
+                policy,
+                hasher,
+                command_cipher,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub(crate) fn hasher(&self) -> &TokenHasher {
+        &self.inner.hasher
+    }
+
+    pub(crate) fn command_cipher(&self) -> &CommandTokenCipher {
+        &self.inner.command_cipher
+    }
+
+    /// The hot-path cache.
+    pub fn cache(&self) -> &cache::PrincipalCache {
+        &self.inner.cache
+    }
+}

@@ -1,0 +1,393 @@
+//! Token material as types.
+//!
+//! A [`PlainToken`] is a secret as a client sent it or as it is minted: it is never logged
+//! (its `Debug` is redacted, it has no `Display`) and never stored. What the database holds is
+//! its [`TokenDigest`], HMAC-SHA256 under the server key, so a copy of the database alone
+//! cannot be used to forge or check tokens. Digests are compared in constant time.
+
+use std::fmt;
+
+use std::collections::BTreeMap;
+
+use aes_gcm::{
+    Aes256Gcm, Nonce,
+    aead::{Aead, Payload},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::ids::new_id;
+
+/// Secrets are 26-character Mattermost ids (128 random bits), as Mattermost mints them.
+pub const TOKEN_LENGTH: usize = 26;
+
+/// A secret token in plaintext. Redacted in `Debug`; no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainToken(String);
+
+impl PlainToken {
+    /// Mints a new random secret.
+    pub fn generate() -> Self {
+        Self(new_id())
+    }
+
+    /// Wraps a token presented by a client.
+    pub fn from_presented(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, to hand to its owner exactly once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time equality of two tokens (the length is not hidden).
+    pub fn matches(&self, other: &PlainToken) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+
+    /// Whether the token could have been minted by this service (26 letters/digits). A token
+    /// that fails this check cannot authenticate, so it is refused without a database read.
+    pub fn is_plausible(&self) -> bool {
+        self.0.len() == TOKEN_LENGTH && self.0.bytes().all(|b| b.is_ascii_alphanumeric())
+    }
+}
+
+impl fmt::Debug for PlainToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainToken(<redacted>)")
+    }
+}
+
+/// The keyed digest of a token, as stored: 64 lower-case hex characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenDigest(String);
+
+impl TokenDigest {
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    /// Constant-time equality (a lookup by digest is followed by this check, so timing never
+    /// depends on how much of a guess matched).
+    pub fn matches(&self, other: &TokenDigest) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenDigest(<redacted>)")
+    }
+}
+
+/// The server key: at least 32 bytes. Every replica of a deployment needs the same key.
+#[derive(Clone)]
+pub struct ServerKey(Vec<u8>);
+
+/// Minimum server key length in bytes.
+pub const SERVER_KEY_MIN_BYTES: usize = 32;
+
+impl ServerKey {
+    /// Parses a key given as hex (at least 64 hex digits).
+    pub fn from_hex(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the server key must be written in hexadecimal digits".into());
+        }
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("checked hex"))
+            .collect();
+        if bytes.len() < SERVER_KEY_MIN_BYTES {
+            return Err(format!(
+                "the server key must be at least {SERVER_KEY_MIN_BYTES} bytes ({} hex digits)",
+                SERVER_KEY_MIN_BYTES * 2
+            ));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// A new random key, as hex.
+    pub fn generate_hex() -> Result<String, String> {
+        let mut bytes = [0u8; SERVER_KEY_MIN_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no system randomness: {e}"))?;
+        Ok(to_hex(&bytes))
+    }
+}
+
+impl fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerKey(<redacted>)")
+    }
+}
+
+/// Computes token digests under the server key.
+#[derive(Clone)]
+pub struct TokenHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for TokenHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHasher(<redacted>)")
+    }
+}
+
+/// The fixed message whose digest identifies a server key without revealing it.
+const KEY_CHECK_MESSAGE: &[u8] = b"token-service server key check v1";
+
+impl TokenHasher {
+    /// A hasher keyed with `key`.
+    pub fn new(key: &ServerKey) -> Self {
+        Self {
+            mac: Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC accepts any key length"),
+        }
+    }
+
+    /// The digest of `token`.
+    pub fn digest(&self, token: &PlainToken) -> TokenDigest {
+        TokenDigest(self.mac_hex(token.0.as_bytes()))
+    }
+
+    /// A public fingerprint of the key, stored in the database so a server started with a
+    /// different key refuses to run instead of silently rejecting every token.
+    pub fn key_check(&self) -> String {
+        self.mac_hex(KEY_CHECK_MESSAGE)
+    }
+
+    fn mac_hex(&self, message: &[u8]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(message);
+        to_hex(&mac.finalize().into_bytes())
+    }
+}
+
+/// Encrypts slash-command tokens at rest with AES-256-GCM. A command token is sent with
+/// every slash-command request, so it must be recoverable and cannot be hashed.
+///
+/// Stored form: `<key id>.<base64url(nonce || ciphertext || tag)>`, with the command id as
+/// associated data, so a ciphertext copied onto another command does not decrypt. The keyring
+/// always holds the key derived from the server key (id `server`) plus any configured keys;
+/// new tokens use the current key and every known key still decrypts, so keys can rotate.
+#[derive(Clone)]
+pub struct CommandTokenCipher {
+    current: String,
+    keys: BTreeMap<String, Aes256Gcm>,
+}
+
+impl fmt::Debug for CommandTokenCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandTokenCipher")
+            .field("current", &self.current)
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The id of the key derived from the server key.
+pub const DERIVED_COMMAND_KEY_ID: &str = "server";
+
+impl CommandTokenCipher {
+    /// A keyring of the key derived from `server_key`, plus `configured` keys (id to hex key of
+    /// 32 bytes); `current` names the key new tokens use (default: the derived key).
+    pub fn new(
+        server_key: &ServerKey,
+        configured: &BTreeMap<String, String>,
+        current: Option<&str>,
+    ) -> Result<Self, String> {
+        let mut derive = Hmac::<Sha256>::new_from_slice(&server_key.0).expect("any key length");
+        derive.update(b"token-service command token encryption key v1");
+        let derived = derive.finalize().into_bytes();
+        let mut keys = BTreeMap::new();
+        keys.insert(
+            DERIVED_COMMAND_KEY_ID.to_owned(),
+            Aes256Gcm::new_from_slice(&derived).expect("32-byte key"),
+        );
+        for (id, hex) in configured {
+            if id.is_empty()
+                || id.len() > 32
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(format!(
+                    "command_tokens.keys.{id}: a key id is 1 to 32 lower-case letters, digits, '_' or '-'"
+                ));
+            }
+            let bytes = ServerKey::from_hex(hex)
+                .map_err(|e| format!("command_tokens.keys.{id}: {e}"))?
+                .0;
+            if bytes.len() != 32 {
+                return Err(format!(
+                    "command_tokens.keys.{id}: an AES-256 key is exactly 32 bytes (64 hex digits)"
+                ));
+            }
+            keys.insert(
+                id.clone(),
+                Aes256Gcm::new_from_slice(&bytes).expect("32-byte key"),
+            );
+        }
+        let current = current.unwrap_or(DERIVED_COMMAND_KEY_ID).to_owned();
+        if !keys.contains_key(&current) {
+            return Err(format!(
+                "command_tokens.current_key: no key {current:?} in command_tokens.keys"
+            ));
+        }
+        Ok(Self { current, keys })
+    }
+
+    /// The id of the key new tokens are encrypted with.
+    pub fn current_key_id(&self) -> &str {
+        &self.current
+    }
+
+    /// Encrypts `token` for the record identified by `record_id`.
+    pub fn encrypt(&self, token: &PlainToken, record_id: &str) -> Result<String, String> {
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|e| format!("no system randomness: {e}"))?;
+        let cipher = &self.keys[&self.current];
+        let sealed = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: token.0.as_bytes(),
+                    aad: record_id.as_bytes(),
+                },
+            )
+            .map_err(|_| "encryption failed".to_owned())?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        Ok(format!("{}.{}", self.current, URL_SAFE_NO_PAD.encode(blob)))
+    }
+
+    /// Decrypts a stored token of the record `record_id`.
+    pub fn decrypt(&self, stored: &str, record_id: &str) -> Result<PlainToken, String> {
+        let (key_id, encoded) = stored
+            .split_once('.')
+            .ok_or("stored command token is malformed")?;
+        let cipher = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| format!("command token encrypted with unknown key {key_id:?}"))?;
+        let blob = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| "stored command token is not base64")?;
+        if blob.len() < 12 + 16 {
+            return Err("stored command token is truncated".into());
+        }
+        let (nonce, sealed) = blob.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().expect("12 bytes");
+        let plain = cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: record_id.as_bytes(),
+                },
+            )
+            .map_err(|_| format!("command token does not decrypt with key {key_id:?}"))?;
+        String::from_utf8(plain)
+            .map(PlainToken)
+            .map_err(|_| "decrypted command token is not text".into())
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher() -> TokenHasher {
+        TokenHasher::new(&ServerKey::from_hex(&"ab".repeat(32)).unwrap())
+    }
+
+    #[test]
+    fn digests_are_keyed_and_stable() {
+        let token = PlainToken::from_presented("abcdefghijklmnopqrstuvwxyz");
+        let a = hasher().digest(&token);
+        assert_eq!(a, hasher().digest(&token));
+        assert_eq!(a.as_str().len(), 64);
+        let other = TokenHasher::new(&ServerKey::from_hex(&"cd".repeat(32)).unwrap());
+        assert_ne!(a, other.digest(&token));
+        assert!(a.matches(&hasher().digest(&token)));
+        assert!(!a.matches(&other.digest(&token)));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let token = PlainToken::generate();
+        assert!(!format!("{token:?}").contains(token.expose()));
+        let digest = hasher().digest(&token);
+        assert!(!format!("{digest:?}").contains(digest.as_str()));
+        let key = ServerKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert!(!format!("{key:?}").contains("ab"));
+    }
+
+    #[test]
+    fn short_or_malformed_keys_are_refused() {
+        assert!(ServerKey::from_hex("abcd").is_err());
+        assert!(ServerKey::from_hex(&"zz".repeat(32)).is_err());
+        let generated = ServerKey::generate_hex().unwrap();
+        assert!(ServerKey::from_hex(&generated).is_ok());
+    }
+
+    #[test]
+    fn command_tokens_round_trip_rotate_and_bind_to_their_record() {
+        let key = ServerKey::from_hex(&"ab".repeat(32)).unwrap();
+        let derived = CommandTokenCipher::new(&key, &BTreeMap::new(), None).unwrap();
+        let token = PlainToken::generate();
+        let stored = derived.encrypt(&token, "cmd1").unwrap();
+        assert!(stored.starts_with("server."));
+        assert!(!stored.contains(token.expose()));
+        assert_eq!(derived.decrypt(&stored, "cmd1").unwrap(), token);
+        assert!(
+            derived.decrypt(&stored, "cmd2").is_err(),
+            "bound to its record"
+        );
+
+        let mut keys = BTreeMap::new();
+        keys.insert("k2".to_owned(), "cd".repeat(32));
+        let rotated = CommandTokenCipher::new(&key, &keys, Some("k2")).unwrap();
+        assert_eq!(
+            rotated.decrypt(&stored, "cmd1").unwrap(),
+            token,
+            "old rows still decrypt"
+        );
+        let newer = rotated.encrypt(&token, "cmd1").unwrap();
+        assert!(newer.starts_with("k2."));
+        assert!(
+            derived.decrypt(&newer, "cmd1").is_err(),
+            "the old keyring lacks k2"
+        );
+
+        assert!(CommandTokenCipher::new(&key, &keys, Some("k9")).is_err());
+        let mut bad = BTreeMap::new();
+        bad.insert("k3".to_owned(), "ab".repeat(40));
+        assert!(CommandTokenCipher::new(&key, &bad, None).is_err());
+        assert!(!format!("{rotated:?}").contains(&"cd".repeat(4)));
+    }
+
+    #[test]
+    fn plausibility_check_matches_minted_tokens() {
+        assert!(PlainToken::generate().is_plausible());
+        assert!(!PlainToken::from_presented("short").is_plausible());
+        assert!(!PlainToken::from_presented("a".repeat(27)).is_plausible());
+    }
+}

@@ -1,0 +1,251 @@
+//! Sessions: created by a trusted login service (and minted for personal access tokens in
+//! `auth`), listed, and revoked one, per user, or all at once, with Mattermost's permission
+//! rules and its cap of 500 sessions per user.
+
+use std::collections::BTreeMap;
+
+use tracing::info;
+
+use super::{
+    Context,
+    auth::Caller,
+    error::{Error, Reason, Result},
+    ids::SessionId,
+    model::{Revocation, Session, UnixMillis, now_millis, session_props},
+    permissions::Permission,
+    secret::{PlainToken, TokenDigest},
+};
+use crate::store::SessionInsert;
+
+/// Mattermost's `maxSessionsLimit`: the least recently active sessions beyond it are revoked.
+pub const MAX_SESSIONS_PER_USER: u64 = 500;
+/// Longest device id.
+pub const MAX_DEVICE_ID_CHARS: usize = 512;
+/// Most props on one session.
+pub const MAX_PROPS: usize = 50;
+/// Longest prop key and value.
+pub const MAX_PROP_KEY_CHARS: usize = 64;
+pub const MAX_PROP_VALUE_CHARS: usize = 1024;
+
+/// What a login service asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    /// The user, or "me".
+    pub user_id: String,
+    /// Lifetime in milliseconds: `None` uses the configured session length, `Some(0)` never
+    /// expires.
+    pub lifetime_ms: Option<i64>,
+    pub device_id: String,
+    pub props: BTreeMap<String, String>,
+}
+
+/// A new session and its token, which is not stored and never shown again.
+#[derive(Debug)]
+pub struct CreatedSession {
+    pub session: Session,
+    pub token: PlainToken,
+}
+
+/// Creates a login session for a user. Requires `manage_system`.
+pub async fn create_session(
+    ctx: &Context,
+    caller: &Caller,
+    request: NewSession,
+) -> Result<CreatedSession> {
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    let user_id = ctx.resolve_user_id(caller, &request.user_id)?;
+    let lifetime_ms = request
+        .lifetime_ms
+        .unwrap_or(ctx.policy().session_length_ms);
+    if lifetime_ms < 0 {
+        return Err(Error::invalid(
+            "lifetime",
+            Reason::InvalidBodyParam,
+            "must not be negative",
+        ));
+    }
+    if request.device_id.chars().count() > MAX_DEVICE_ID_CHARS {
+        return Err(Error::invalid(
+            "device_id",
+            Reason::InvalidBodyParam,
+            format!("must be at most {MAX_DEVICE_ID_CHARS} characters"),
+        ));
+    }
+    validate_props(&request.props)?;
+    let user = ctx.require_user(&user_id).await?;
+    if !user.is_active() {
+        return Err(Error::invalid(
+            "user_id",
+            Reason::UserDeactivated,
+            "the user is deactivated",
+        ));
+    }
+    let now: UnixMillis = now_millis();
+    let token = PlainToken::generate();
+    let mut props = request.props;
+    // Like a Mattermost login: a CSRF token for cookie-authenticated writes.
+    props
+        .entry(session_props::CSRF.to_owned())
+        .or_insert_with(super::ids::new_id);
+    let session = Session {
+        id: SessionId::generate(),
+        user_id: user.id.clone(),
+        user_access_token_id: None,
+        create_at: now,
+        expires_at: if lifetime_ms == 0 {
+            0
+        } else {
+            now.saturating_add(lifetime_ms)
+        },
+        last_activity_at: now,
+        length_ms: lifetime_ms,
+        device_id: request.device_id,
+        roles: user.roles.clone(),
+        is_oauth: false,
+        expired_notify: false,
+        props,
+    };
+    match store_session_within_cap(ctx, &session, &ctx.hasher().digest(&token)).await? {
+        SessionInsert::Inserted => {}
+        SessionInsert::DigestTaken => return Err(Error::internal("session token collision")),
+        SessionInsert::OwnerGone => {
+            return Err(Error::NotFound {
+                reason: Reason::UserNotFound,
+            });
+        }
+    }
+    info!(target: "audit", action = "create_session", user_id = %user.id, session_id = %session.id,
+        "session created");
+    Ok(CreatedSession { session, token })
+}
+
+/// Stores `session`, revoking the owner's least recently active sessions beyond
+/// `MAX_SESSIONS_PER_USER - 1` in the same transaction (Mattermost's session cap).
+pub(crate) async fn store_session_within_cap(
+    ctx: &Context,
+    session: &Session,
+    digest: &TokenDigest,
+) -> Result<SessionInsert> {
+    let (outcome, revoked) = ctx
+        .store()
+        .insert_session_within_cap(session, digest, MAX_SESSIONS_PER_USER - 1)
+        .await?;
+    if revoked > 0 {
+        ctx.revoke(Revocation::User(session.user_id.clone()))
+            .await?;
+        info!(target: "audit", action = "revoke_session", user_id = %session.user_id, revoked,
+            "session limit reached: least recently active sessions revoked");
+    }
+    Ok(outcome)
+}
+
+fn validate_props(props: &BTreeMap<String, String>) -> Result<()> {
+    let invalid = |rule: String| Err(Error::invalid("props", Reason::InvalidBodyParam, rule));
+    if props.len() > MAX_PROPS {
+        return invalid(format!("must have at most {MAX_PROPS} entries"));
+    }
+    for (key, value) in props {
+        if key.is_empty() || key.chars().count() > MAX_PROP_KEY_CHARS {
+            return invalid(format!("keys must be 1 to {MAX_PROP_KEY_CHARS} characters"));
+        }
+        if value.chars().count() > MAX_PROP_VALUE_CHARS {
+            return invalid(format!(
+                "values must be at most {MAX_PROP_VALUE_CHARS} characters"
+            ));
+        }
+        if key == session_props::TYPE || key == session_props::USER_ACCESS_TOKEN_ID {
+            return invalid(format!(
+                "key {key:?} is reserved for personal access token sessions"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A user's sessions, most recently active first. Mattermost's plain "to user" rule: self,
+/// or `edit_other_users` on a non-admin (no bot branch).
+pub async fn get_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<Vec<Session>> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    require_user_permission(ctx, caller, &user_id).await?;
+    ctx.store().list_sessions_for_user(&user_id).await
+}
+
+/// Revokes one session of a user. `session_id` may be the session's id or its token.
+pub async fn revoke_session(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+    session_id: &str,
+) -> Result<()> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    require_user_permission(ctx, caller, &user_id).await?;
+    if session_id.is_empty() {
+        return Err(Error::invalid(
+            "session_id",
+            Reason::InvalidBodyParam,
+            "is required",
+        ));
+    }
+    let digest = ctx.hasher().digest(&PlainToken::from_presented(session_id));
+    let session = ctx
+        .store()
+        .find_session_by_id_or_digest(session_id, &digest)
+        .await?
+        .ok_or(Error::NotFound {
+            reason: Reason::SessionNotFound,
+        })?;
+    if session.user_id != user_id {
+        return Err(Error::invalid(
+            "user_id",
+            Reason::InvalidUrlParam,
+            "the session belongs to another user",
+        ));
+    }
+    ctx.store().delete_session(&session.id).await?;
+    ctx.revoke(Revocation::Session(session.id.clone())).await?;
+    info!(target: "audit", action = "revoke_session", user_id = %user_id, session_id = %session.id,
+        caller = caller_label(caller), "session revoked");
+    Ok(())
+}
+
+/// Revokes every session of one user. Personal access tokens stay valid.
+pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<()> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    require_user_permission(ctx, caller, &user_id).await?;
+    let revoked = ctx.store().delete_sessions_for_user(&user_id).await?;
+    ctx.revoke(Revocation::User(user_id.clone())).await?;
+    info!(target: "audit", action = "revoke_all_sessions", user_id = %user_id, revoked,
+        caller = caller_label(caller), "sessions of user revoked");
+    Ok(())
+}
+
+/// Revokes every session of every user. Requires `manage_system`.
+pub async fn revoke_sessions_from_all_users(ctx: &Context, caller: &Caller) -> Result<()> {
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    let revoked = ctx.store().delete_all_sessions().await?;
+    ctx.revoke(Revocation::All).await?;
+    info!(target: "audit", action = "revoke_sessions_from_all_users", revoked,
+        caller = caller_label(caller), "all sessions revoked");
+    Ok(())
+}
+
+async fn require_user_permission(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &super::ids::UserId,
+) -> Result<()> {
+    if ctx.can_act_on_user(caller, user_id).await? {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied {
+            permission: Permission::EditOtherUsers,
+        })
+    }
+}
+
+pub(crate) fn caller_label(caller: &Caller) -> String {
+    match caller {
+        Caller::Local => "local".to_owned(),
+        Caller::User(p) => p.user.id.to_string(),
+    }
+}

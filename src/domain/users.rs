@@ -1,0 +1,272 @@
+//! The user directory that internal services keep in sync: create, change roles,
+//! (de)activate; and the caller's own record.
+
+use tracing::info;
+
+use super::{
+    Context,
+    auth::Caller,
+    error::{Error, Reason, Result},
+    ids::UserId,
+    model::{Revocation, User, now_millis},
+    permissions::{Permission, SYSTEM_USER},
+};
+
+/// Longest username (Mattermost's `USER_NAME_MAX_LENGTH`).
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// Longest e-mail address.
+pub const MAX_EMAIL_CHARS: usize = 128;
+
+/// What CreateUser asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// Empty: generate.
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    /// Empty: `["system_user"]`.
+    pub roles: Vec<String>,
+    pub is_bot: bool,
+    /// Empty: none.
+    pub bot_owner_id: String,
+}
+
+/// Creates a user or bot.
+pub async fn create_user(ctx: &Context, caller: &Caller, request: NewUser) -> Result<User> {
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    let id = if request.id.is_empty() {
+        UserId::generate()
+    } else {
+        UserId::parse(&request.id, "id", Reason::InvalidBodyParam)?
+    };
+    let username = validate_username(&request.username)?;
+    let email = request.email.trim().to_lowercase();
+    if !email.is_empty()
+        && (email.len() > MAX_EMAIL_CHARS
+            || !email.contains('@')
+            || email.starts_with('@')
+            || email.ends_with('@'))
+    {
+        return Err(Error::invalid(
+            "email",
+            Reason::InvalidEmail,
+            format!(
+                "must be an address like name@example.com, at most {MAX_EMAIL_CHARS} characters"
+            ),
+        ));
+    }
+    let roles = if request.roles.is_empty() {
+        vec![SYSTEM_USER.to_owned()]
+    } else {
+        validate_roles(ctx, &request.roles)?
+    };
+    let bot_owner_id = match (request.is_bot, request.bot_owner_id.as_str()) {
+        (_, "") => None,
+        (false, _) => {
+            return Err(Error::invalid(
+                "bot_owner_id",
+                Reason::InvalidBotOwner,
+                "must be empty unless is_bot is true",
+            ));
+        }
+        (true, owner) => {
+            let owner_id = UserId::parse(owner, "bot_owner_id", Reason::InvalidBotOwner)?;
+            match ctx.store().find_user(&owner_id).await? {
+                Some(owner) if !owner.is_bot => Some(owner_id),
+                Some(_) => {
+                    return Err(Error::invalid(
+                        "bot_owner_id",
+                        Reason::InvalidBotOwner,
+                        "must be a user, not a bot",
+                    ));
+                }
+                None => {
+                    return Err(Error::invalid(
+                        "bot_owner_id",
+                        Reason::InvalidBotOwner,
+                        "must be the id of an existing user",
+                    ));
+                }
+            }
+        }
+    };
+    if ctx.store().find_user(&id).await?.is_some() {
+        return Err(Error::AlreadyExists {
+            field: "id",
+            reason: Reason::UserIdTaken,
+        });
+    }
+    if ctx
+        .store()
+        .find_user_by_username(&username)
+        .await?
+        .is_some()
+    {
+        return Err(Error::AlreadyExists {
+            field: "username",
+            reason: Reason::UsernameTaken,
+        });
+    }
+    let now = now_millis();
+    let user = User {
+        id,
+        username,
+        email,
+        roles,
+        is_bot: request.is_bot,
+        bot_owner_id,
+        create_at: now,
+        update_at: now,
+        delete_at: 0,
+    };
+    ctx.store().insert_user(&user).await?;
+    info!(target: "audit", action = "create_user", user_id = %user.id, is_bot = user.is_bot,
+        "user created");
+    Ok(user)
+}
+
+/// Replaces a user's roles; effective on the user's next request.
+pub async fn update_user_roles(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+    roles: &[String],
+) -> Result<User> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    if roles.is_empty() {
+        return Err(Error::invalid(
+            "roles",
+            Reason::InvalidRole,
+            "must name at least one role",
+        ));
+    }
+    let roles = validate_roles(ctx, roles)?;
+    let user = ctx
+        .store()
+        .update_user_roles(&user_id, &roles, now_millis())
+        .await?
+        .ok_or(Error::NotFound {
+            reason: Reason::UserNotFound,
+        })?;
+    ctx.revoke(Revocation::User(user.id.clone())).await?;
+    info!(target: "audit", action = "update_user_roles", user_id = %user.id,
+        roles = %user.roles.join(" "), "user roles updated");
+    Ok(user)
+}
+
+/// Deactivates (deleting the user's sessions) or reactivates a user.
+pub async fn update_user_active(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+    active: bool,
+) -> Result<User> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    ctx.require_permission(caller, Permission::ManageSystem)?;
+    let user = ctx
+        .store()
+        .set_user_active(&user_id, active, now_millis())
+        .await?
+        .ok_or(Error::NotFound {
+            reason: Reason::UserNotFound,
+        })?;
+    ctx.revoke(Revocation::User(user.id.clone())).await?;
+    info!(target: "audit", action = "update_user_active", user_id = %user.id, active,
+        "user activation changed");
+    Ok(user)
+}
+
+/// The caller's own user record.
+pub fn get_me(caller: &Caller) -> Result<User> {
+    match caller {
+        Caller::User(p) => Ok(p.user.clone()),
+        Caller::Local => Err(Error::Unauthenticated {
+            reason: Reason::SessionExpired,
+        }),
+    }
+}
+
+/// Finds a user by id or by username (operator tooling).
+pub async fn find_user_by_id_or_username(ctx: &Context, key: &str) -> Result<User> {
+    let by_id = if crate::domain::ids::is_valid_id(key) {
+        ctx.store()
+            .find_user(&UserId::parse(key, "user", Reason::InvalidUrlParam)?)
+            .await?
+    } else {
+        None
+    };
+    let found = match by_id {
+        Some(user) => Some(user),
+        None => {
+            ctx.store()
+                .find_user_by_username(&key.to_lowercase())
+                .await?
+        }
+    };
+    found.ok_or(Error::NotFound {
+        reason: Reason::UserNotFound,
+    })
+}
+
+/// Mattermost's username rule: 1 to 64 characters, starting with a letter, made of lower-case
+/// letters, digits, '.', '-' and '_'. Input is lower-cased first.
+fn validate_username(raw: &str) -> Result<String> {
+    let username = raw.trim().to_lowercase();
+    let valid = !username.is_empty()
+        && username.chars().count() <= MAX_USERNAME_CHARS
+        && username.starts_with(|c: char| c.is_ascii_lowercase())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c));
+    if valid {
+        Ok(username)
+    } else {
+        Err(Error::invalid(
+            "username",
+            Reason::InvalidUsername,
+            format!(
+                "must be 1 to {MAX_USERNAME_CHARS} characters, start with a letter, and contain only lower-case letters, digits, '.', '-' and '_'"
+            ),
+        ))
+    }
+}
+
+fn validate_roles(ctx: &Context, roles: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(roles.len());
+    for role in roles.iter().flat_map(|r| r.split_whitespace()) {
+        if !ctx.policy().roles.is_known(role) {
+            return Err(Error::invalid(
+                "roles",
+                Reason::InvalidRole,
+                format!("unknown role {role:?}"),
+            ));
+        }
+        if !out.iter().any(|r| r == role) {
+            out.push(role.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid(
+            "roles",
+            Reason::InvalidRole,
+            "must name at least one role",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_mattermost_rules() {
+        assert_eq!(validate_username("Alice").unwrap(), "alice");
+        assert!(validate_username("a.b-c_d9").is_ok());
+        assert!(validate_username("9lives").is_err());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("bad name").is_err());
+        assert!(validate_username(&"a".repeat(65)).is_err());
+    }
+}

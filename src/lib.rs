@@ -1,0 +1,14 @@
+//! token-service: the credential lifecycle of a Mattermost-compatible platform over gRPC.
+//!
+//! Flow: transport (`grpc`) -> `domain` (every rule) -> `store` (SeaORM). See README.md.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod pb;
+pub mod rest;
+pub mod server;
+pub mod store;
+pub mod telemetry;

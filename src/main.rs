@@ -1,0 +1,53 @@
+//! The `token-service` binary: parse the command line, load configuration, dispatch.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use token_service::{
+    admin,
+    cli::{Cli, Command},
+    config::Config,
+    server, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config, report) = match Config::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    for name in &report.unknown_env_vars {
+        tracing::warn!(variable = %name, "ignoring unknown TOKEN_SERVICE_* environment variable");
+    }
+    let outcome = match &cli.command {
+        None | Some(Command::Serve(_)) => serve(&config).await,
+        Some(Command::Migrate { action }) => admin::migrate(&config, action).await.map(print),
+        Some(Command::Admin { action }) => admin::admin(&config, action).await.map(print),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: &Config) -> Result<(), server::ServerError> {
+    let running = server::start(config).await?;
+    let trigger = running.shutdown_trigger();
+    tokio::spawn(async move {
+        server::wait_for_signal().await;
+        let _ = trigger.send(true);
+    });
+    running.wait().await
+}
+
+fn print(value: serde_json::Value) {
+    println!("{value}");
+}

@@ -1,0 +1,244 @@
+//! `domain::Error` to Mattermost's AppError JSON, once, exhaustively:
+//! `{"id","message","detailed_error","request_id","status_code"}`. The status for each
+//! reason is Mattermost's (for example an unknown session is 400 `app.session.get.app_error`).
+//! `detailed_error` carries the field rule or missing permission; database text never leaves
+//! the process (internal causes are logged once, here).
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use tracing::{error, warn};
+
+use crate::domain::error::{Error, Reason};
+
+/// An error response: rendered to JSON, with the request id, by the request-id middleware.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) id: &'static str,
+    pub(crate) message: String,
+    pub(crate) detailed_error: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        reason: Reason,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: status_of(reason),
+            id: reason.id(),
+            message: message.into(),
+            detailed_error: detail.into(),
+        }
+    }
+
+    /// Mattermost's `SetInvalidParam` for a body parameter.
+    pub(crate) fn invalid_body_param(name: &str) -> Self {
+        Self::new(
+            Reason::InvalidBodyParam,
+            format!("Invalid or missing {name} in request body."),
+            "",
+        )
+    }
+
+    /// Mattermost's `SetInvalidURLParam`.
+    pub(crate) fn invalid_url_param(name: &str) -> Self {
+        Self::new(
+            Reason::InvalidUrlParam,
+            format!("Invalid or missing {name} parameter in request URL."),
+            "",
+        )
+    }
+
+    /// Every authentication failure, as Mattermost reports it.
+    pub(crate) fn session_expired() -> Self {
+        Self::new(
+            Reason::SessionExpired,
+            "Invalid or expired session, please login again.",
+            "",
+        )
+    }
+
+    /// The router's 404 for an unknown API path (or a known path with another method).
+    pub(crate) fn route_not_found(path: &str) -> Self {
+        Self::new(
+            Reason::RouteNotFound,
+            "Sorry, we could not find the page.",
+            format!(
+                "There doesn't appear to be an api call for the url='{path}'.  Typo? are you missing a team_id or user_id as part of the url?"
+            ),
+        )
+    }
+}
+
+impl ApiError {
+    /// An AppError for a failure the HTTP layer produced without one.
+    pub(crate) fn from_status(status: StatusCode) -> Self {
+        let (reason, message) = match status.as_u16() {
+            404 | 405 => return Self::route_not_found(""),
+            413 => (Reason::BodyTooLarge, "Request body is too large."),
+            400..=499 => (Reason::InvalidUrlParam, "Invalid or malformed request."),
+            _ => (Reason::Internal, "An internal error occurred."),
+        };
+        let mut err = Self::new(reason, message, "");
+        if status.is_client_error() {
+            err.status = status;
+        }
+        err
+    }
+}
+
+/// Mattermost's HTTP status for each reason.
+fn status_of(reason: Reason) -> StatusCode {
+    match reason {
+        Reason::InvalidUrlParam
+        | Reason::InvalidBodyParam
+        | Reason::TokenDescriptionTooLong
+        | Reason::ExpiresAtInPast
+        | Reason::ExpiresAtRequired
+        | Reason::ExpiresAtTooFar
+        | Reason::InvalidUsername
+        | Reason::InvalidEmail
+        | Reason::InvalidRole
+        | Reason::InvalidBotOwner
+        | Reason::UsernameTaken
+        | Reason::UserIdTaken
+        | Reason::SessionNotFound
+        | Reason::UserDeactivated
+        | Reason::InvalidCommandTrigger
+        | Reason::InvalidCommandMethod
+        | Reason::InvalidCommandUrl
+        | Reason::InvalidCommandDisplayName
+        | Reason::InvalidCommandDescription
+        | Reason::DuplicateTrigger => StatusCode::BAD_REQUEST,
+        Reason::SessionExpired | Reason::TokenInQuery => StatusCode::UNAUTHORIZED,
+        Reason::PermissionDenied => StatusCode::FORBIDDEN,
+        Reason::UserNotFound
+        | Reason::AccessTokenNotFound
+        | Reason::CommandNotFound
+        | Reason::RouteNotFound => StatusCode::NOT_FOUND,
+        Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::AccessTokensDisabled | Reason::CommandsDisabled | Reason::WebrtcDisabled => {
+            StatusCode::NOT_IMPLEMENTED
+        }
+        Reason::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        let reason = err.reason();
+        match &err {
+            Error::InvalidArgument { field, .. } => {
+                let message = match reason {
+                    Reason::InvalidUrlParam => {
+                        format!("Invalid or missing {field} parameter in request URL.")
+                    }
+                    Reason::InvalidBodyParam => {
+                        format!("Invalid or missing {field} in request body.")
+                    }
+                    _ => err.to_string(),
+                };
+                ApiError::new(reason, message, err.to_string())
+            }
+            Error::Unauthenticated { .. } => ApiError::session_expired(),
+            Error::PermissionDenied { permission } => ApiError::new(
+                reason,
+                "You do not have the appropriate permissions.",
+                format!("permission={permission}"),
+            ),
+            Error::NotFound { .. } | Error::AlreadyExists { .. } | Error::Unimplemented { .. } => {
+                ApiError::new(reason, err.to_string(), "")
+            }
+            Error::Unavailable(cause) => {
+                warn!(cause = %cause, "database unavailable");
+                ApiError::new(reason, err.to_string(), "")
+            }
+            Error::Internal(cause) => {
+                error!(cause = %cause, "internal error");
+                ApiError::new(reason, "An internal error occurred.", "")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut response = status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::permissions::Permission;
+
+    #[test]
+    fn statuses_follow_mattermost() {
+        let cases = [
+            (
+                Error::invalid("user_id", Reason::InvalidUrlParam, "bad"),
+                400,
+            ),
+            (
+                Error::Unauthenticated {
+                    reason: Reason::SessionExpired,
+                },
+                401,
+            ),
+            (
+                Error::PermissionDenied {
+                    permission: Permission::ManageSystem,
+                },
+                403,
+            ),
+            (
+                Error::NotFound {
+                    reason: Reason::AccessTokenNotFound,
+                },
+                404,
+            ),
+            (
+                Error::NotFound {
+                    reason: Reason::SessionNotFound,
+                },
+                400,
+            ),
+            (
+                Error::Unimplemented {
+                    reason: Reason::AccessTokensDisabled,
+                },
+                501,
+            ),
+            (Error::Unavailable("x".into()), 503),
+            (Error::Internal("database says secret".into()), 500),
+        ];
+        for (err, status) in cases {
+            let api = ApiError::from(err);
+            assert_eq!(api.status.as_u16(), status, "{api:?}");
+            assert!(!api.message.contains("secret") && !api.detailed_error.contains("secret"));
+        }
+    }
+
+    #[test]
+    fn invalid_params_use_mattermost_messages_and_keep_the_rule() {
+        let api = ApiError::from(Error::invalid(
+            "description",
+            Reason::InvalidBodyParam,
+            "must not be empty",
+        ));
+        assert_eq!(api.id, "api.context.invalid_body_param.app_error");
+        assert_eq!(
+            api.message,
+            "Invalid or missing description in request body."
+        );
+        assert_eq!(api.detailed_error, "description: must not be empty");
+    }
+}

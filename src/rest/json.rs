@@ -1,0 +1,327 @@
+//! Mattermost's JSON shapes (field names, millisecond times, space-separated roles) and
+//! conversions from domain records. Secrets appear only where Mattermost returns them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    auth::Principal,
+    model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
+    webrtc::WebrtcCredentials,
+};
+
+/// `{"status":"OK"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusOk {
+    pub(crate) status: &'static str,
+}
+
+pub(crate) const STATUS_OK: StatusOk = StatusOk { status: "OK" };
+
+/// model.UserAccessToken: `token` only on create (omitempty), `expires_at` always.
+#[derive(Debug, Serialize)]
+pub(crate) struct UserAccessTokenJson {
+    pub(crate) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) token: Option<String>,
+    pub(crate) user_id: String,
+    pub(crate) description: String,
+    pub(crate) is_active: bool,
+    pub(crate) expires_at: i64,
+}
+
+impl From<UserAccessToken> for UserAccessTokenJson {
+    fn from(t: UserAccessToken) -> Self {
+        Self {
+            id: t.id.to_string(),
+            token: None,
+            user_id: t.user_id.to_string(),
+            description: t.description,
+            is_active: t.is_active,
+            expires_at: t.expires_at,
+        }
+    }
+}
+
+/// model.Session (every field serialized; `token` blanked to "").
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionJson {
+    pub(crate) id: String,
+    pub(crate) token: String,
+    pub(crate) create_at: i64,
+    pub(crate) expires_at: i64,
+    pub(crate) last_activity_at: i64,
+    pub(crate) user_id: String,
+    pub(crate) device_id: String,
+    pub(crate) roles: String,
+    pub(crate) is_oauth: bool,
+    pub(crate) expired_notify: bool,
+    pub(crate) props: BTreeMap<String, String>,
+    pub(crate) team_members: Vec<TeamMemberJson>,
+    pub(crate) local: bool,
+}
+
+impl From<Session> for SessionJson {
+    fn from(s: Session) -> Self {
+        Self {
+            id: s.id.to_string(),
+            token: String::new(),
+            create_at: s.create_at,
+            expires_at: s.expires_at,
+            last_activity_at: s.last_activity_at,
+            user_id: s.user_id.to_string(),
+            device_id: s.device_id,
+            roles: s.roles.join(" "),
+            is_oauth: s.is_oauth,
+            expired_notify: s.expired_notify,
+            props: s.props,
+            team_members: Vec::new(),
+            local: false,
+        }
+    }
+}
+
+/// model.TeamMember.
+#[derive(Debug, Serialize)]
+pub(crate) struct TeamMemberJson {
+    pub(crate) team_id: String,
+    pub(crate) user_id: String,
+    pub(crate) roles: String,
+    pub(crate) delete_at: i64,
+    pub(crate) scheme_guest: bool,
+    pub(crate) scheme_user: bool,
+    pub(crate) scheme_admin: bool,
+    pub(crate) explicit_roles: String,
+}
+
+impl From<TeamMember> for TeamMemberJson {
+    fn from(m: TeamMember) -> Self {
+        let has = |role: &str| m.roles.iter().any(|r| r == role);
+        Self {
+            team_id: m.team_id.to_string(),
+            user_id: m.user_id.to_string(),
+            scheme_user: has("team_user"),
+            scheme_admin: has("team_admin"),
+            scheme_guest: has("team_guest"),
+            roles: m.roles.join(" "),
+            delete_at: m.delete_at,
+            explicit_roles: String::new(),
+        }
+    }
+}
+
+/// The parts of model.User a token service knows, sanitized as for its owner.
+#[derive(Debug, Serialize)]
+pub(crate) struct UserJson {
+    pub(crate) id: String,
+    pub(crate) create_at: i64,
+    pub(crate) update_at: i64,
+    pub(crate) delete_at: i64,
+    pub(crate) username: String,
+    pub(crate) auth_data: String,
+    pub(crate) auth_service: String,
+    pub(crate) email: String,
+    pub(crate) nickname: String,
+    pub(crate) first_name: String,
+    pub(crate) last_name: String,
+    pub(crate) position: String,
+    pub(crate) roles: String,
+    pub(crate) locale: String,
+    pub(crate) timezone: BTreeMap<String, String>,
+    pub(crate) props: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) is_bot: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) bot_owner_id: String,
+}
+
+impl From<User> for UserJson {
+    fn from(u: User) -> Self {
+        let mut timezone = BTreeMap::new();
+        timezone.insert("useAutomaticTimezone".to_owned(), "true".to_owned());
+        timezone.insert("automaticTimezone".to_owned(), String::new());
+        timezone.insert("manualTimezone".to_owned(), String::new());
+        Self {
+            id: u.id.to_string(),
+            create_at: u.create_at,
+            update_at: u.update_at,
+            delete_at: u.delete_at,
+            username: u.username,
+            auth_data: String::new(),
+            auth_service: String::new(),
+            email: u.email,
+            nickname: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            position: String::new(),
+            roles: u.roles.join(" "),
+            locale: "en".to_owned(),
+            timezone,
+            props: BTreeMap::new(),
+            is_bot: u.is_bot,
+            bot_owner_id: u.bot_owner_id.map(|id| id.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// model.Command (with `token` where Mattermost returns it).
+#[derive(Debug, Serialize)]
+pub(crate) struct CommandJson {
+    pub(crate) id: String,
+    pub(crate) token: String,
+    pub(crate) create_at: i64,
+    pub(crate) update_at: i64,
+    pub(crate) delete_at: i64,
+    pub(crate) creator_id: String,
+    pub(crate) team_id: String,
+    pub(crate) trigger: String,
+    pub(crate) method: String,
+    pub(crate) username: String,
+    pub(crate) icon_url: String,
+    pub(crate) auto_complete: bool,
+    pub(crate) auto_complete_desc: String,
+    pub(crate) auto_complete_hint: String,
+    pub(crate) display_name: String,
+    pub(crate) description: String,
+    pub(crate) url: String,
+    pub(crate) plugin_id: String,
+}
+
+impl CommandJson {
+    pub(crate) fn with_token(c: Command, token: String) -> Self {
+        Self {
+            id: c.id.to_string(),
+            token,
+            create_at: c.create_at,
+            update_at: c.update_at,
+            delete_at: c.delete_at,
+            creator_id: c.creator_id.to_string(),
+            team_id: c.team_id.to_string(),
+            trigger: c.trigger,
+            method: c.method,
+            username: c.username,
+            icon_url: c.icon_url,
+            auto_complete: c.auto_complete,
+            auto_complete_desc: c.auto_complete_desc,
+            auto_complete_hint: c.auto_complete_hint,
+            display_name: c.display_name,
+            description: c.description,
+            url: c.url,
+            plugin_id: String::new(),
+        }
+    }
+}
+
+/// The body of POST /commands (model.Command fields a client may set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NewCommandJson {
+    pub(crate) team_id: String,
+    pub(crate) trigger: String,
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) display_name: String,
+    pub(crate) description: String,
+    pub(crate) username: String,
+    pub(crate) icon_url: String,
+    pub(crate) auto_complete: bool,
+    pub(crate) auto_complete_desc: String,
+    pub(crate) auto_complete_hint: String,
+}
+
+/// model.WebrtcInfoResponse, plus the TURN credential lifetime.
+#[derive(Debug, Serialize)]
+pub(crate) struct WebrtcJson {
+    pub(crate) token: String,
+    pub(crate) gateway_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) stun_uri: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) turn_uri: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) turn_username: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) turn_password: String,
+    pub(crate) credential_ttl: u64,
+}
+
+impl From<WebrtcCredentials> for WebrtcJson {
+    fn from(c: WebrtcCredentials) -> Self {
+        Self {
+            token: c.token,
+            gateway_url: c.gateway_url,
+            stun_uri: c.stun_uri,
+            turn_uri: c.turn_uri,
+            turn_username: c.turn_username,
+            turn_password: c.turn_password,
+            credential_ttl: c.credential_ttl_secs,
+        }
+    }
+}
+
+/// The answer of POST /tokens/introspect (token-service's own endpoint).
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct IntrospectionJson {
+    pub(crate) active: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) user_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) token_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) session_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) roles: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) username: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) is_bot: bool,
+    /// Milliseconds; 0 = never.
+    pub(crate) expires_at: i64,
+}
+
+impl From<Option<Principal>> for IntrospectionJson {
+    fn from(found: Option<Principal>) -> Self {
+        let Some(p) = found else {
+            return Self::default();
+        };
+        let expires_at = p.expires_at();
+        let (kind, token_id) = match p.access_token {
+            Some(t) => ("user_access_token", t.id.to_string()),
+            None => ("session", String::new()),
+        };
+        Self {
+            active: true,
+            user_id: p.user.id.to_string(),
+            token_id,
+            session_id: p.session.id.to_string(),
+            kind: kind.to_owned(),
+            roles: p.user.roles.join(" "),
+            username: p.user.username,
+            is_bot: p.user.is_bot,
+            expires_at,
+        }
+    }
+}
+
+/// One revocation log event (token-service's own endpoint).
+#[derive(Debug, Serialize)]
+pub(crate) struct RevocationEventJson {
+    pub(crate) id: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) subject_id: String,
+    pub(crate) create_at: i64,
+}
+
+impl From<RevocationEvent> for RevocationEventJson {
+    fn from(e: RevocationEvent) -> Self {
+        Self {
+            id: e.id,
+            kind: e.revocation.kind(),
+            subject_id: e.revocation.subject_id().to_owned(),
+            create_at: e.create_at,
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! The OpenAPI 3.1 description of the shim, served at `GET /api/v4/openapi.json`.
+//!
+//! It is built from the same route table as the router, so it cannot list a route the shim
+//! does not serve (or miss one it does). Each operation's `operationId` is its `TokenService`
+//! RPC and its description is that RPC's comment in the proto, read from the compiled
+//! descriptor; the JSON schemas below describe the Mattermost shapes of `json.rs`.
+
+use std::sync::OnceLock;
+
+use axum::{
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use prost::Message;
+use serde_json::{Map, Value, json};
+
+use crate::pb::FILE_DESCRIPTOR_SET;
+
+/// Where the document is served.
+pub(crate) const PATH: &str = "/api/v4/openapi.json";
+
+/// What one route's request and success response look like.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OperationDoc {
+    /// The `TokenService` RPC this route mirrors (the operationId).
+    pub(crate) rpc: &'static str,
+    /// The success status.
+    pub(crate) status: u16,
+    /// The component schema of the JSON request body, if the route reads one.
+    pub(crate) body: Option<&'static str>,
+    /// The success response.
+    pub(crate) reply: Reply,
+    /// Takes Mattermost's `page` / `per_page` query parameters.
+    pub(crate) paged: bool,
+    /// Other integer query parameters: (name, description).
+    pub(crate) query: &'static [(&'static str, &'static str)],
+}
+
+/// A success response body: one object, or a JSON array of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reply {
+    One(&'static str),
+    List(&'static str),
+}
+
+impl OperationDoc {
+    pub(crate) const fn new(
+        rpc: &'static str,
+        status: u16,
+        body: Option<&'static str>,
+        reply: Reply,
+    ) -> Self {
+        Self {
+            rpc,
+            status,
+            body,
+            reply,
+            paged: false,
+            query: &[],
+        }
+    }
+
+    pub(crate) const fn with_query(
+        mut self,
+        query: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        self.query = query;
+        self
+    }
+
+    pub(crate) const fn paged(mut self) -> Self {
+        self.paged = true;
+        self
+    }
+}
+
+/// `GET /api/v4/openapi.json` (no authentication: it describes, it does not reveal).
+pub(crate) async fn serve() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| document().to_string());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.clone(),
+    )
+        .into_response()
+}
+
+/// The whole document.
+pub(crate) fn document() -> Value {
+    let comments = rpc_comments();
+    let mut paths = Map::new();
+    for route in super::route_table() {
+        let doc = route.doc;
+        let description = comments
+            .iter()
+            .find(|(rpc, _)| rpc == doc.rpc)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
+        let summary = description
+            .split_terminator(['\n'])
+            .next()
+            .unwrap_or(doc.rpc)
+            .trim_end_matches('.')
+            .to_owned();
+        let mut operation = json!({
+            "operationId": doc.rpc,
+            "summary": summary,
+            "description": description,
+            "tags": [tag(route.path)],
+            "parameters": parameters(route.path, &doc),
+            "responses": responses(&doc),
+        });
+        if let Some(schema) = doc.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": schema_ref(schema)}},
+            });
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method.as_str().to_ascii_lowercase()] = operation;
+    }
+    paths.insert(
+        PATH.to_owned(),
+        json!({"get": {
+            "operationId": "GetOpenApiDocument",
+            "summary": "This document",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {"200": {
+                "description": "The OpenAPI 3.1 description of the /api/v4 shim.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }},
+        }}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "token-service /api/v4 shim",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Mattermost's /api/v4 personal access token, session, slash-command \
+                token and WebRTC operations, with Mattermost's JSON shapes and AppError bodies. \
+                Each operation mirrors the TokenService RPC named by its operationId \
+                (proto/token_service/v1/token_service.proto). Times are Unix milliseconds; \
+                roles are space-separated.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"tokenCookie": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A session token or a personal access token. \
+                        `Authorization: Token <token>` works as well.",
+                },
+                "tokenCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "MMAUTHTOKEN",
+                    "description": "Session cookie; writes then need X-CSRF-Token.",
+                },
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn tag(path: &str) -> &'static str {
+    if path.contains("/tokens") {
+        "user access tokens"
+    } else if path.contains("/sessions") {
+        "sessions"
+    } else if path.contains("/commands") || path.contains("/teams") {
+        "commands"
+    } else if path.contains("/webrtc") {
+        "webrtc"
+    } else {
+        "users"
+    }
+}
+
+fn parameters(path: &str, doc: &OperationDoc) -> Value {
+    let mut out = Vec::new();
+    for segment in path.split('/') {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let (description, pattern) = if name == "user_id" {
+                (
+                    "A 26-character Mattermost id, or `me` for the caller.",
+                    "^([A-Za-z0-9]{26}|me)$",
+                )
+            } else {
+                ("A 26-character Mattermost id.", ID_PATTERN)
+            };
+            out.push(json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "description": description,
+                "schema": {"type": "string", "pattern": pattern},
+            }));
+        }
+    }
+    for (name, description) in doc.query {
+        out.push(json!({
+            "name": name, "in": "query", "required": false,
+            "description": description,
+            "schema": {"type": "integer", "format": "int64", "minimum": 0},
+        }));
+    }
+    if doc.paged {
+        out.push(json!({
+            "name": "page", "in": "query", "required": false,
+            "description": "Zero-based page number; unparsable or negative values mean 0.",
+            "schema": {"type": "integer", "default": 0},
+        }));
+        out.push(json!({
+            "name": "per_page", "in": "query", "required": false,
+            "description": "Page size, capped at 200; unparsable or negative values mean 60.",
+            "schema": {"type": "integer", "default": 60},
+        }));
+    }
+    Value::Array(out)
+}
+
+fn responses(doc: &OperationDoc) -> Value {
+    let success = match doc.reply {
+        Reply::One(name) => schema_ref(name),
+        Reply::List(name) => json!({"type": "array", "items": schema_ref(name)}),
+    };
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": schema_ref("AppError")}},
+        })
+    };
+    let mut out = json!({
+        doc.status.to_string(): {
+            "description": "Success.",
+            "content": {"application/json": {"schema": success}},
+        },
+        "400": error("Invalid parameter or body; `id` names the rule."),
+        "401": error("Missing, unknown, expired or revoked token (api.context.session_expired.app_error)."),
+        "403": error("The caller lacks a permission; the message names it."),
+        "404": error("Not found (or hidden, as Mattermost does), or an unknown route."),
+        "503": error("The database is unreachable."),
+        "default": error("Any other failure, as a Mattermost AppError."),
+    });
+    if doc.body.is_some() {
+        out["413"] = error("The body exceeds max_request_body_bytes.");
+    }
+    out
+}
+
+/// The leading comment of every `TokenService` RPC, from the descriptor's source info.
+fn rpc_comments() -> Vec<(String, String)> {
+    let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for file in set
+        .file
+        .iter()
+        .filter(|f| f.package() == "token_service.v1")
+    {
+        let locations = file
+            .source_code_info
+            .as_ref()
+            .map(|info| info.location.as_slice())
+            .unwrap_or_default();
+        for (s, service) in file.service.iter().enumerate() {
+            for (m, method) in service.method.iter().enumerate() {
+                // Path: FileDescriptorProto.service (6) [s], ServiceDescriptorProto.method (2) [m].
+                let path = [6, s as i32, 2, m as i32];
+                let comment = locations
+                    .iter()
+                    .find(|l| l.path == path)
+                    .map(|l| clean_comment(l.leading_comments()))
+                    .unwrap_or_default();
+                out.push((method.name().to_owned(), comment));
+            }
+        }
+    }
+    out
+}
+
+/// Removes the one space protoc keeps after `//` on each line.
+fn clean_comment(raw: &str) -> String {
+    raw.lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
+/// Ids as the service accepts them (Mattermost's ids are 26 lower-case base32 characters).
+const ID_PATTERN: &str = "^[A-Za-z0-9]{26}$";
+
+fn id_field(description: &str) -> Value {
+    json!({"type": "string", "pattern": ID_PATTERN, "description": description})
+}
+
+fn text(min: usize, max: usize, description: &str) -> Value {
+    json!({"type": "string", "minLength": min, "maxLength": max, "description": description})
+}
+
+/// A request body whose `required` fields must be present.
+fn body_requiring(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required})
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn id(description: &str) -> Value {
+    json!({"type": "string", "description": description})
+}
+
+fn millis(description: &str) -> Value {
+    json!({"type": "integer", "format": "int64", "description": description})
+}
+
+fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+
+fn string_map() -> Value {
+    json!({"type": "object", "additionalProperties": {"type": "string"}})
+}
+
+/// An object schema whose listed properties are all required unless named in `optional`.
+fn object(properties: Value, optional: &[&str]) -> Value {
+    let required: Vec<&String> = properties
+        .as_object()
+        .map(|p| {
+            p.keys()
+                .filter(|k| !optional.contains(&k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({"type": "object", "properties": properties, "required": required})
+}
+
+/// A request body: every field optional, as Mattermost's decoder treats them.
+fn body(properties: Value) -> Value {
+    json!({"type": "object", "properties": properties})
+}
+
+fn schemas() -> Value {
+    let token_fields = json!({
+        "id": id("Token id (not the secret)."),
+        "user_id": id("Owner."),
+        "description": string(),
+        "is_active": json!({"type": "boolean", "description": "False while disabled."}),
+        "expires_at": millis("Unix milliseconds; 0 = never."),
+    });
+    let mut created_fields = token_fields.clone();
+    created_fields["token"] = json!({
+        "type": "string",
+        "description": "The secret. Returned by create only, never again."
+    });
+    json!({
+        "AppError": object(json!({
+            "id": id("Mattermost's error id, e.g. api.context.permissions.app_error."),
+            "message": string(),
+            "detailed_error": string(),
+            "request_id": id("Equals the X-Request-ID response header."),
+            "status_code": {"type": "integer"},
+        }), &[]),
+        "StatusOK": object(json!({"status": {"type": "string", "enum": ["OK"]}}), &[]),
+        "UserAccessToken": object(token_fields, &[]),
+        "CreatedUserAccessToken": object(created_fields, &[]),
+        "NewUserAccessToken": body_requiring(json!({
+            "description": text(1, 255, "Required, at most 255 bytes."),
+            "expires_at": {
+                "type": "integer", "format": "int64", "minimum": 0,
+                "description": "Unix milliseconds in the future; absent or 0 = never (subject \
+                    to maximum_personal_access_token_lifetime_days).",
+            },
+        }), &["description"]),
+        "SearchTerm": body_requiring(json!({
+            "term": text(1, 64, "A token id, user id or username, matched exactly."),
+        }), &["term"]),
+        "TokenIdBody": body_requiring(json!({"token_id": id_field("The token to change.")}), &["token_id"]),
+        "Session": object(json!({
+            "id": id("Session id."),
+            "token": json!({"type": "string", "description": "Empty, except in the answer to CreateSession."}),
+            "create_at": millis("Unix milliseconds."),
+            "expires_at": millis("Unix milliseconds; 0 = never."),
+            "last_activity_at": millis("Unix milliseconds."),
+            "user_id": id("Owner."),
+            "device_id": string(),
+            "roles": json!({"type": "string", "description": "Space-separated."}),
+            "is_oauth": boolean(),
+            "expired_notify": boolean(),
+            "props": string_map(),
+            "team_members": {"type": "array", "items": schema_ref("TeamMember")},
+            "local": boolean(),
+        }), &[]),
+        "NewSession": body(json!({
+            "lifetime_ms": {
+                "type": "integer", "format": "int64", "minimum": 0,
+                "description": "Absent: the configured session length; 0: never expires.",
+            },
+            "device_id": text(0, 512, "Device id, as Mattermost's mobile apps send it."),
+            "props": {
+                "type": "object",
+                "maxProperties": 50,
+                "propertyNames": {"minLength": 1, "maxLength": 64, "not": {"enum": ["type", "user_access_token_id"]}},
+                "additionalProperties": {"type": "string", "maxLength": 1024},
+            },
+        })),
+        "SessionIdBody": body_requiring(json!({"session_id": id_field("The session to revoke.")}), &["session_id"]),
+        "TeamMember": object(json!({
+            "team_id": id("Team."),
+            "user_id": id("Member."),
+            "roles": json!({"type": "string", "description": "Space-separated team roles."}),
+            "delete_at": millis("0 while a member."),
+            "scheme_guest": boolean(),
+            "scheme_user": boolean(),
+            "scheme_admin": boolean(),
+            "explicit_roles": string(),
+        }), &[]),
+        "NewTeamMember": body_requiring(json!({
+            "user_id": id_field("The user to add."),
+            "roles": {
+                "type": "string",
+                "enum": ["", "team_user", "team_admin", "team_user team_admin"],
+                "description": "Space-separated team roles (any configured non-system role); default team_user.",
+            },
+        }), &["user_id"]),
+        "User": object(json!({
+            "id": id("User id."),
+            "create_at": millis("Unix milliseconds."),
+            "update_at": millis("Unix milliseconds."),
+            "delete_at": millis("Non-zero while deactivated."),
+            "username": string(),
+            "auth_data": string(),
+            "auth_service": string(),
+            "email": string(),
+            "nickname": string(),
+            "first_name": string(),
+            "last_name": string(),
+            "position": string(),
+            "roles": json!({"type": "string", "description": "Space-separated system roles."}),
+            "locale": string(),
+            "timezone": string_map(),
+            "props": string_map(),
+            "is_bot": boolean(),
+            "bot_owner_id": id("The bot's owner (bots only)."),
+        }), &["is_bot", "bot_owner_id"]),
+        "NewUser": body_requiring(json!({
+            "id": id_field("Optional: mirror an existing Mattermost id."),
+            "username": {
+                "type": "string", "pattern": "^[a-z][a-z0-9._-]{0,63}$",
+                "description": "Lower-case; unique.",
+            },
+            "email": {"type": "string", "maxLength": 128, "pattern": "^([^@]+@[^@]+)?$"},
+            "roles": {
+                "type": "string",
+                "enum": ["", "system_user", "system_user system_admin", "system_user system_user_access_token"],
+                "description": "Space-separated system roles (any configured role); default system_user.",
+            },
+            "is_bot": boolean(),
+            "bot_owner_id": id_field("Owner of a bot (an existing user)."),
+        }), &["username"]),
+        "RolesBody": body_requiring(json!({"roles": {
+            "type": "string",
+            "enum": ["system_user", "system_user system_admin", "system_user system_user_access_token", "system_user system_token_introspector"],
+            "description": "Space-separated system roles (any configured role).",
+        }}), &["roles"]),
+        "ActiveBody": {
+            "type": "object",
+            "properties": {"active": boolean()},
+            "required": ["active"],
+        },
+        "Command": object(json!({
+            "id": id("Command id."),
+            "token": json!({"type": "string", "description": "The token sent with every request of this command."}),
+            "create_at": millis("Unix milliseconds."),
+            "update_at": millis("Unix milliseconds."),
+            "delete_at": millis("0 unless deleted."),
+            "creator_id": id("Creator."),
+            "team_id": id("Team."),
+            "trigger": string(),
+            "method": json!({"type": "string", "enum": ["P", "G"]}),
+            "username": string(),
+            "icon_url": string(),
+            "auto_complete": boolean(),
+            "auto_complete_desc": string(),
+            "auto_complete_hint": string(),
+            "display_name": string(),
+            "description": string(),
+            "url": string(),
+            "plugin_id": string(),
+        }), &[]),
+        "NewCommand": body_requiring(json!({
+            "team_id": id_field("Team."),
+            "trigger": {
+                "type": "string", "pattern": "^[^/\\s][^\\s]{0,127}$",
+                "description": "Without the leading '/', no spaces; stored lower-case.",
+            },
+            "method": {"type": "string", "enum": ["P", "G", "p", "g", ""], "description": "P (POST, the default) or G (GET)."},
+            "url": {"type": "string", "maxLength": 1024, "pattern": "^https?://[^\\s/?#]+[^\\s]*$"},
+            "display_name": text(0, 64, "Shown in autocomplete."),
+            "description": text(0, 128, "Shown in autocomplete."),
+            "username": text(0, 64, "Overrides the poster's name."),
+            "icon_url": text(0, 1024, "Overrides the poster's icon."),
+            "auto_complete": boolean(),
+            "auto_complete_desc": text(0, 1024, "Autocomplete description."),
+            "auto_complete_hint": text(0, 1024, "Autocomplete hint."),
+        }), &["team_id", "trigger", "url"]),
+        "CommandToken": object(json!({"token": text(1, 64, "A slash-command token.")}), &[]),
+        "CommandTokenCheck": object(json!({"valid": boolean()}), &[]),
+        "WebrtcToken": object(json!({
+            "token": json!({"type": "string", "description": "Gateway token."}),
+            "gateway_url": string(),
+            "stun_uri": string(),
+            "turn_uri": string(),
+            "turn_username": json!({"type": "string", "description": "<unix expiry>:<user id>."}),
+            "turn_password": json!({"type": "string", "description": "base64(HMAC-SHA1(secret, username))."}),
+            "credential_ttl": json!({"type": "integer", "description": "Seconds."}),
+        }), &["stun_uri", "turn_uri", "turn_username", "turn_password"]),
+        "RevocationEvent": object(json!({
+            "id": {"type": "integer", "format": "int64", "description": "Position in the log; pass the last one seen as after_event_id."},
+            "kind": {"type": "string", "enum": ["session", "access_token", "user", "all"]},
+            "subject_id": {"type": "string", "description": "Session, token or user id; empty for all."},
+            "create_at": millis("Unix milliseconds."),
+        }), &[]),
+        "IntrospectionRequest": body_requiring(json!({"token": text(1, 64, "Any token: a session token or a PAT secret.")}), &["token"]),
+        "Introspection": object(json!({
+            "active": boolean(),
+            "user_id": id("Owner (active tokens only)."),
+            "token_id": id("The PAT id (personal access tokens only)."),
+            "session_id": id("The session the token authenticates as."),
+            "kind": json!({"type": "string", "enum": ["session", "user_access_token"]}),
+            "roles": json!({"type": "string", "description": "Space-separated."}),
+            "username": string(),
+            "is_bot": boolean(),
+            "expires_at": millis("Unix milliseconds; 0 = never."),
+        }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot"]),
+    })
+}

@@ -1,0 +1,367 @@
+//! Start-up and shutdown: connect and migrate the database, check the server key, bind the
+//! gRPC listener, serve, and on shutdown flip health to NOT_SERVING before draining.
+
+use std::{fs, io::Write, net::SocketAddr, path::Path, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    domain::{
+        Context, Policy,
+        permissions::RoleTable,
+        secret::{CommandTokenCipher, ServerKey, TokenHasher},
+    },
+    grpc, rest,
+    store::{PoolOptions, Store},
+};
+
+/// A start-up or serving failure, as a message for the operator.
+pub type ServerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `service_meta` row holding the server key fingerprint.
+const KEY_CHECK_META: &str = "server_key_check";
+
+/// Connects to the configured database, applies migrations, loads the server key and checks
+/// it against the database, and returns the domain context. Used by `serve` and by the
+/// admin CLI, so both read the same settings.
+pub async fn open_context(config: &Config) -> Result<Context, ServerError> {
+    config.validate()?;
+    let store = connect_store(config).await?;
+    let url = config.effective_database_url();
+    store
+        .migrate_up()
+        .await
+        .map_err(|e| format!("cannot migrate the database at {url}: {}", source_text(&e)))?;
+    let server_key = load_server_key(config, store.backend_name())?;
+    let hasher = TokenHasher::new(&server_key);
+    let command_keys = config
+        .command_tokens
+        .keys
+        .iter()
+        .map(|(id, key)| (id.clone(), key.expose().to_owned()))
+        .collect();
+    let command_cipher = CommandTokenCipher::new(
+        &server_key,
+        &command_keys,
+        config.command_tokens.current_key.as_deref(),
+    )?;
+    let check = hasher.key_check();
+    let stored = store
+        .meta_value_or_insert(KEY_CHECK_META, &check)
+        .await
+        .map_err(|e| format!("cannot read service metadata: {}", source_text(&e)))?;
+    if stored != check {
+        return Err(
+            "the server key does not match the key this database was set up with; \
+                    every stored token would be rejected. Configure the original key \
+                    (server_key or server_key_file)"
+                .into(),
+        );
+    }
+    let policy = Policy {
+        enable_user_access_tokens: config.enable_user_access_tokens,
+        maximum_personal_access_token_lifetime_days: config
+            .maximum_personal_access_token_lifetime_days,
+        roles: RoleTable::with_overrides(&config.roles)?,
+        session_length_ms: i64::from(config.session_length_hours) * 3_600_000,
+        extend_session_length_with_activity: config.extend_session_length_with_activity,
+        session_activity_interval_ms: i64::try_from(config.session_activity_interval_ms)
+            .unwrap_or(i64::MAX),
+        enable_commands: config.enable_commands,
+        webrtc: config.webrtc_policy(),
+        strict_csrf: config.strict_csrf,
+        cache: crate::domain::cache::CacheSettings {
+            enable: config.cache.enable,
+            capacity: config.cache.capacity,
+            ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
+        },
+        revocation_poll_interval_ms: config.revocation_poll_interval_ms,
+    };
+    Ok(Context::new(store, policy, hasher, command_cipher))
+}
+
+/// Connects to the configured database (creating the SQLite data directory if needed),
+/// without migrating.
+pub async fn connect_store(config: &Config) -> Result<Store, ServerError> {
+    let url = config.effective_database_url();
+    if config.database_url.is_none() {
+        fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    }
+    let pool = PoolOptions {
+        max_connections: config.pool.max_connections,
+        min_connections: config.pool.min_connections,
+        connect_timeout: Duration::from_secs(config.pool.connect_timeout_secs),
+        acquire_timeout: Duration::from_secs(config.pool.acquire_timeout_secs),
+    };
+    Store::connect(url.expose(), &pool).await.map_err(|e| {
+        format!(
+            "cannot connect to the database at {url}: {}",
+            source_text(&e)
+        )
+        .into()
+    })
+}
+
+fn source_text(e: &crate::domain::error::Error) -> String {
+    use std::error::Error as _;
+    match e.source() {
+        Some(cause) => cause.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The server key: configured as hex, or read from a file, or generated on first start
+/// into `<data_dir>/server.key` (mode 0600).
+fn load_server_key(config: &Config, backend: &str) -> Result<ServerKey, ServerError> {
+    if let Some(key) = &config.server_key {
+        return Ok(ServerKey::from_hex(key.expose()).map_err(|e| format!("server_key: {e}"))?);
+    }
+    let path = match &config.server_key_file {
+        Some(path) => path.clone(),
+        None => {
+            if backend != "sqlite" {
+                warn!(
+                    "no server_key configured: using a key file in data_dir; every replica \
+                     sharing this database needs the same key"
+                );
+            }
+            let path = config.data_dir.join("server.key");
+            if !path.exists() {
+                generate_key_file(&path)?;
+                info!(path = %path.display(), "generated a new server key");
+            }
+            path
+        }
+    };
+    let text = fs::read_to_string(&path)
+        .map_err(|e| format!("server_key_file {}: {e}", path.display()))?;
+    warn_if_readable_by_others(&path);
+    Ok(ServerKey::from_hex(&text)
+        .map_err(|e| format!("server_key_file {}: {e}", path.display()))?)
+}
+
+fn generate_key_file(path: &Path) -> Result<(), ServerError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let key = ServerKey::generate_hex()?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create server key file {}: {e}", path.display()))?;
+    file.write_all(key.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write server key file {}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            warn!(path = %path.display(), "the server key file is readable by group or others; chmod 600 it");
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ServerError>>,
+    ctx: Context,
+}
+
+impl RunningServer {
+    /// Hit and miss counts of the token-check cache.
+    pub fn cache_stats(&self) -> crate::domain::cache::CacheStats {
+        self.ctx.cache().stats()
+    }
+
+    /// The address gRPC listens on (the real port when configured with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The address the REST shim listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Starts a graceful shutdown and waits for it: health turns NOT_SERVING, new
+    /// connections are refused, in-flight calls finish (within the grace period).
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops by itself (a failure) or after a shutdown.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(format!("server task failed: {join}").into()),
+        }
+    }
+
+    /// A handle that can trigger shutdown from elsewhere (signal handlers).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts the service: database, migrations, key, gRPC listener. Returns once the listener
+/// is bound and health reports SERVING.
+pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let ctx = open_context(config).await?;
+    let listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|e| format!("cannot listen on grpc_addr {}: {e}", config.grpc_addr))?;
+    let grpc_addr = listener.local_addr()?;
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| format!("cannot listen on http_addr {}: {e}", config.http_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let rest_app = rest::router(ctx.clone(), config.max_request_body_bytes);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    grpc::set_health(&health_reporter, true).await;
+    let routes = grpc::routes(ctx.clone(), health_service)?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let health_task = tokio::spawn(watch_database_health(
+        ctx.clone(),
+        health_reporter.clone(),
+        Duration::from_millis(config.health_check_interval_ms),
+        shutdown_rx.clone(),
+    ));
+    // Replicas learn of each other's revocations from the log (on SQLite the other writer is
+    // the `admin` command on the same file).
+    let feed_task = tokio::spawn(crate::domain::revocations::run_revocation_feed(
+        ctx.clone(),
+        Duration::from_millis(config.revocation_poll_interval_ms),
+        shutdown_rx.clone(),
+    ));
+    let grace = Duration::from_secs(config.shutdown_grace_period_secs);
+    info!(%grpc_addr, %http_addr, database = %config.effective_database_url(),
+        backend = ctx.store().backend_name(), "token-service listening (gRPC and REST)");
+
+    let server_ctx = ctx.clone();
+    let task = tokio::spawn(async move {
+        let mut signal = shutdown_rx.clone();
+        let reporter = health_reporter.clone();
+        let shutdown_signal = async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+            grpc::set_health(&reporter, false).await;
+            info!("shutting down: health is NOT_SERVING, draining in-flight calls");
+        };
+        let grpc = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
+        let mut http_stop = shutdown_rx.clone();
+        let http = axum::serve(http_listener, rest_app).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        });
+        let server = async {
+            let (grpc, http) = tokio::join!(grpc, http.into_future());
+            grpc.map_err(|e| -> ServerError { format!("gRPC server failed: {e}").into() })?;
+            http.map_err(|e| -> ServerError { format!("HTTP server failed: {e}").into() })?;
+            Ok::<(), ServerError>(())
+        };
+        tokio::pin!(server);
+        let mut stop = shutdown_rx.clone();
+        let result = tokio::select! {
+            result = &mut server => result,
+            _ = async {
+                let _ = stop.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                warn!(grace_secs = grace.as_secs(), "grace period over; dropping unfinished calls");
+                Ok(())
+            }
+        };
+        health_task.abort();
+        feed_task.abort();
+        ctx.store().clone().close().await;
+        info!("token-service stopped");
+        result
+    });
+    Ok(RunningServer {
+        grpc_addr,
+        http_addr,
+        shutdown: shutdown_tx,
+        task,
+        ctx: server_ctx,
+    })
+}
+
+/// Pings the database on an interval and reports SERVING only while it answers.
+async fn watch_database_health(
+    ctx: Context,
+    reporter: tonic_health::server::HealthReporter,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let ok = matches!(
+            tokio::time::timeout(interval.max(Duration::from_secs(1)), ctx.store().ping()).await,
+            Ok(Ok(()))
+        );
+        if *shutdown.borrow() {
+            return;
+        }
+        if ok != serving {
+            serving = ok;
+            grpc::set_health(&reporter, ok).await;
+            if ok {
+                info!("database reachable again: health is SERVING");
+            } else {
+                warn!("database unreachable: health is NOT_SERVING");
+            }
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("received SIGINT"),
+        () = term => info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,184 @@
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+
+use super::entities::{sessions, user_access_tokens as tokens, users};
+use super::{Store, db_err};
+use crate::domain::error::Result;
+use crate::domain::{
+    ids::{TokenId, UserId},
+    model::UserAccessToken,
+    paging::PageRequest,
+    secret::TokenDigest,
+};
+
+impl From<tokens::Model> for UserAccessToken {
+    fn from(m: tokens::Model) -> Self {
+        UserAccessToken {
+            id: TokenId::from_trusted(m.id),
+            user_id: UserId::from_trusted(m.user_id),
+            description: m.description,
+            is_active: m.is_active,
+            expires_at: m.expires_at,
+            create_at: m.create_at,
+        }
+    }
+}
+
+impl Store {
+    /// Stores a new token under the digest of its secret.
+    pub async fn insert_access_token(
+        &self,
+        token: &UserAccessToken,
+        digest: &TokenDigest,
+    ) -> Result<()> {
+        let row = tokens::ActiveModel {
+            id: Set(token.id.to_string()),
+            token_hash: Set(digest.as_str().to_owned()),
+            user_id: Set(token.user_id.to_string()),
+            description: Set(token.description.clone()),
+            is_active: Set(token.is_active),
+            expires_at: Set(token.expires_at),
+            create_at: Set(token.create_at),
+        };
+        tokens::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// A token by id.
+    pub async fn find_access_token(&self, id: &TokenId) -> Result<Option<UserAccessToken>> {
+        Ok(tokens::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(UserAccessToken::from))
+    }
+
+    /// A token by the digest of its secret, with the stored digest.
+    pub async fn find_access_token_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(UserAccessToken, TokenDigest)>> {
+        Ok(tokens::Entity::find()
+            .filter(tokens::Column::TokenHash.eq(digest.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| {
+                let stored = TokenDigest::from_stored(m.token_hash.clone());
+                (UserAccessToken::from(m), stored)
+            }))
+    }
+
+    /// One page of a user's tokens, ordered by id.
+    pub async fn list_access_tokens_for_user(
+        &self,
+        user_id: &UserId,
+        page: PageRequest,
+    ) -> Result<Vec<UserAccessToken>> {
+        self.list_access_tokens_where(
+            Condition::all().add(tokens::Column::UserId.eq(user_id.as_str())),
+            page,
+        )
+        .await
+    }
+
+    /// One page of all tokens, ordered by id.
+    pub async fn list_access_tokens(&self, page: PageRequest) -> Result<Vec<UserAccessToken>> {
+        self.list_access_tokens_where(Condition::all(), page).await
+    }
+
+    async fn list_access_tokens_where(
+        &self,
+        condition: Condition,
+        page: PageRequest,
+    ) -> Result<Vec<UserAccessToken>> {
+        if page.limit() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(tokens::Entity::find()
+            .filter(condition)
+            .order_by_asc(tokens::Column::Id)
+            .offset(page.offset())
+            .limit(page.limit())
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(UserAccessToken::from)
+            .collect())
+    }
+
+    /// Every token whose id, user id or owner's username equals `term`, ordered by id.
+    pub async fn search_access_tokens(&self, term: &str) -> Result<Vec<UserAccessToken>> {
+        let owners_named = sea_orm::sea_query::Query::select()
+            .column(users::Column::Id)
+            .from(users::Entity)
+            .and_where(users::Column::Username.eq(term))
+            .to_owned();
+        Ok(tokens::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(tokens::Column::Id.eq(term))
+                    .add(tokens::Column::UserId.eq(term))
+                    .add(tokens::Column::UserId.in_subquery(owners_named)),
+            )
+            .order_by_asc(tokens::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(UserAccessToken::from)
+            .collect())
+    }
+
+    /// Deletes a token and the sessions minted from it, in one transaction. Returns whether
+    /// the token existed.
+    pub async fn delete_access_token_with_sessions(&self, id: &TokenId) -> Result<bool> {
+        let txn = self.begin_write().await?;
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        let deleted = tokens::Entity::delete_by_id(id.to_string())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// Sets a token's active flag. Deactivation deletes the sessions minted from it in the
+    /// same transaction. Returns whether the token existed.
+    pub async fn set_access_token_active(&self, id: &TokenId, active: bool) -> Result<bool> {
+        let txn = self.begin_write().await?;
+        // Write first: on SQLite a transaction that reads before it writes cannot wait for
+        // another writer (its lock upgrade fails at once), so concurrent toggles would fail.
+        tokens::Entity::update_many()
+            .col_expr(tokens::Column::IsActive, Expr::value(active))
+            .filter(tokens::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        // MariaDB counts changed rows, not matched ones, so existence is read explicitly.
+        let exists = tokens::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .is_some();
+        if exists && !active {
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(exists)
+    }
+}

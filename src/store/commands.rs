@@ -1,0 +1,190 @@
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+};
+
+use super::entities::{commands, team_members};
+use super::{Store, db_err, join_roles, split_roles};
+use crate::domain::{
+    error::Result,
+    ids::{CommandId, TeamId, UserId},
+    model::{Command, TeamMember, UnixMillis},
+};
+
+impl From<commands::Model> for Command {
+    fn from(m: commands::Model) -> Self {
+        Command {
+            id: CommandId::from_trusted(m.id),
+            team_id: TeamId::from_trusted(m.team_id),
+            creator_id: UserId::from_trusted(m.creator_id),
+            trigger: m.trigger,
+            method: m.method,
+            url: m.url,
+            display_name: m.display_name,
+            description: m.description,
+            username: m.username,
+            icon_url: m.icon_url,
+            auto_complete: m.auto_complete,
+            auto_complete_desc: m.auto_complete_desc,
+            auto_complete_hint: m.auto_complete_hint,
+            create_at: m.create_at,
+            update_at: m.update_at,
+            delete_at: m.delete_at,
+        }
+    }
+}
+
+impl From<team_members::Model> for TeamMember {
+    fn from(m: team_members::Model) -> Self {
+        TeamMember {
+            team_id: TeamId::from_trusted(m.team_id),
+            user_id: UserId::from_trusted(m.user_id),
+            roles: split_roles(&m.roles),
+            create_at: m.create_at,
+            delete_at: m.delete_at,
+        }
+    }
+}
+
+impl Store {
+    /// Stores a new command with its encrypted token.
+    pub async fn insert_command(&self, command: &Command, token_ciphertext: &str) -> Result<()> {
+        let row = commands::ActiveModel {
+            id: Set(command.id.to_string()),
+            token_ciphertext: Set(token_ciphertext.to_owned()),
+            team_id: Set(command.team_id.to_string()),
+            creator_id: Set(command.creator_id.to_string()),
+            trigger: Set(command.trigger.clone()),
+            method: Set(command.method.clone()),
+            url: Set(command.url.clone()),
+            display_name: Set(command.display_name.clone()),
+            description: Set(command.description.clone()),
+            username: Set(command.username.clone()),
+            icon_url: Set(command.icon_url.clone()),
+            auto_complete: Set(command.auto_complete),
+            auto_complete_desc: Set(command.auto_complete_desc.clone()),
+            auto_complete_hint: Set(command.auto_complete_hint.clone()),
+            create_at: Set(command.create_at),
+            update_at: Set(command.update_at),
+            delete_at: Set(command.delete_at),
+        };
+        commands::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// A command (deleted ones included) with its encrypted token.
+    pub async fn find_command(&self, id: &CommandId) -> Result<Option<(Command, String)>> {
+        Ok(commands::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| {
+                let ciphertext = m.token_ciphertext.clone();
+                (Command::from(m), ciphertext)
+            }))
+    }
+
+    /// Whether a live command on the team already uses the trigger.
+    pub async fn command_trigger_taken(&self, team_id: &TeamId, trigger: &str) -> Result<bool> {
+        let count = commands::Entity::find()
+            .filter(commands::Column::TeamId.eq(team_id.as_str()))
+            .filter(commands::Column::Trigger.eq(trigger))
+            .filter(commands::Column::DeleteAt.eq(0))
+            .count(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(count > 0)
+    }
+
+    /// Replaces a live command's encrypted token. Returns whether the command was updated.
+    pub async fn update_command_token(
+        &self,
+        id: &CommandId,
+        token_ciphertext: &str,
+        now: UnixMillis,
+    ) -> Result<bool> {
+        let txn = self.begin_write().await?;
+        let live = commands::Entity::find_by_id(id.to_string())
+            .filter(commands::Column::DeleteAt.eq(0))
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .is_some();
+        if live {
+            commands::Entity::update_many()
+                .col_expr(
+                    commands::Column::TokenCiphertext,
+                    Expr::value(token_ciphertext.to_owned()),
+                )
+                .col_expr(commands::Column::UpdateAt, Expr::value(now))
+                .filter(commands::Column::Id.eq(id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(live)
+    }
+
+    /// A live (not deleted) team membership.
+    pub async fn find_team_member(
+        &self,
+        team_id: &TeamId,
+        user_id: &UserId,
+    ) -> Result<Option<TeamMember>> {
+        Ok(
+            team_members::Entity::find_by_id((team_id.to_string(), user_id.to_string()))
+                .filter(team_members::Column::DeleteAt.eq(0))
+                .one(&self.db)
+                .await
+                .map_err(db_err)?
+                .map(TeamMember::from),
+        )
+    }
+
+    /// Adds a membership, or replaces the roles of an existing one (reviving a deleted one).
+    pub async fn upsert_team_member(
+        &self,
+        team_id: &TeamId,
+        user_id: &UserId,
+        roles: &[String],
+        now: UnixMillis,
+    ) -> Result<TeamMember> {
+        let txn = self.begin_write().await?;
+        let key = (team_id.to_string(), user_id.to_string());
+        let existing = team_members::Entity::find_by_id(key.clone())
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
+        if existing.is_some() {
+            team_members::Entity::update_many()
+                .col_expr(team_members::Column::Roles, Expr::value(join_roles(roles)))
+                .col_expr(team_members::Column::DeleteAt, Expr::value(0i64))
+                .filter(team_members::Column::TeamId.eq(team_id.as_str()))
+                .filter(team_members::Column::UserId.eq(user_id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        } else {
+            team_members::Entity::insert(team_members::ActiveModel {
+                team_id: Set(key.0.clone()),
+                user_id: Set(key.1.clone()),
+                roles: Set(join_roles(roles)),
+                create_at: Set(now),
+                delete_at: Set(0),
+            })
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
+        }
+        let member = team_members::Entity::find_by_id(key)
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .map(TeamMember::from);
+        txn.commit().await.map_err(db_err)?;
+        member.ok_or_else(|| crate::domain::error::Error::internal("team member vanished"))
+    }
+}

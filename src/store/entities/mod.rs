@@ -1,0 +1,9 @@
+//! SeaORM entities. Crate-private: queries in `store/` turn them into domain records.
+
+pub(crate) mod commands;
+pub(crate) mod revocation_events;
+pub(crate) mod service_meta;
+pub(crate) mod sessions;
+pub(crate) mod team_members;
+pub(crate) mod user_access_tokens;
+pub(crate) mod users;

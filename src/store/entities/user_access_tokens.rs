@@ -1,0 +1,20 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "user_access_tokens")]
+pub(crate) struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub(crate) id: String,
+    /// Hex HMAC-SHA256 of the secret under the server key; never the secret.
+    pub(crate) token_hash: String,
+    pub(crate) user_id: String,
+    pub(crate) description: String,
+    pub(crate) is_active: bool,
+    pub(crate) expires_at: i64,
+    pub(crate) create_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub(crate) enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

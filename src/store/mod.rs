@@ -1,0 +1,173 @@
+//! The store: SeaORM entities and the queries the domain needs, returning domain records.
+//! Nothing outside this module names a SeaORM type.
+
+mod access_tokens;
+mod commands;
+mod entities;
+mod error;
+mod revocations;
+mod sessions;
+mod users;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
+    Statement,
+};
+use sea_orm_migration::MigratorTrait;
+use token_service_migrations::Migrator;
+
+use crate::domain::error::{Error, Result};
+pub(crate) use error::db_err;
+pub use revocations::{RevocationWakeups, Wakeup};
+pub use sessions::SessionInsert;
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+}
+
+/// The state of one migration, for `token-service migrate status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub name: String,
+    pub applied: bool,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects. SQLite files are created if missing and switched to WAL.
+    pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(pool.max_connections)
+            .min_connections(pool.min_connections)
+            .connect_timeout(pool.connect_timeout)
+            .acquire_timeout(pool.acquire_timeout)
+            .sqlx_logging(false);
+        let db = Database::connect(options).await.map_err(db_err)?;
+        if db.get_database_backend() == DbBackend::Sqlite {
+            db.execute_unprepared("PRAGMA journal_mode=WAL")
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(Self { db })
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock first (a
+    /// no-op UPDATE), so a later read-then-write waits for other writers (busy timeout)
+    /// instead of failing with SQLITE_BUSY on the lock upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db.begin().await.map_err(db_err)?;
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            txn.execute_unprepared("UPDATE service_meta SET value = value WHERE 0 = 1")
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(txn)
+    }
+
+    /// Which database this is: "sqlite", "postgres" or "mysql".
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            DbBackend::MySql => "mysql",
+            _ => "unknown",
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate_up(&self) -> Result<()> {
+        Migrator::up(&self.db, None).await.map_err(db_err)
+    }
+
+    /// Rolls back the last `steps` migrations.
+    pub async fn migrate_down(&self, steps: u32) -> Result<()> {
+        Migrator::down(&self.db, Some(steps)).await.map_err(db_err)
+    }
+
+    /// Every known migration and whether it is applied.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
+        let applied: Vec<String> = Migrator::get_applied_migrations(&self.db)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Ok(Migrator::migrations()
+            .iter()
+            .map(|m| MigrationState {
+                name: m.name().to_owned(),
+                applied: applied.iter().any(|a| a == m.name()),
+            })
+            .collect())
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        let backend = self.db.get_database_backend();
+        self.db
+            .query_one_raw(Statement::from_string(backend, "SELECT 1"))
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+
+    /// Reads a service metadata value.
+    pub async fn meta_value(&self, name: &str) -> Result<Option<String>> {
+        Ok(entities::service_meta::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| m.value))
+    }
+
+    /// Writes a service metadata value if none is set; returns the value now stored.
+    pub async fn meta_value_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        use sea_orm::ActiveValue::Set;
+        if let Some(existing) = self.meta_value(name).await? {
+            return Ok(existing);
+        }
+        let row = entities::service_meta::ActiveModel {
+            name: Set(name.to_owned()),
+            value: Set(value.to_owned()),
+        };
+        match entities::service_meta::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+        {
+            Ok(_) => Ok(value.to_owned()),
+            // Another replica initialised it first: use what it wrote.
+            Err(e) if error::is_unique_violation(&e) => self
+                .meta_value(name)
+                .await?
+                .ok_or_else(|| Error::internal("service_meta row vanished")),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+}
+
+pub(crate) fn join_roles(roles: &[String]) -> String {
+    roles.join(" ")
+}
+
+pub(crate) fn split_roles(roles: &str) -> Vec<String> {
+    roles.split_whitespace().map(str::to_owned).collect()
+}

@@ -1,0 +1,154 @@
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+use super::entities::{sessions, users};
+use super::{Store, db_err, error::is_unique_violation, join_roles, split_roles};
+use crate::domain::{
+    error::{Error, Reason, Result},
+    ids::UserId,
+    model::{UnixMillis, User},
+};
+
+impl From<users::Model> for User {
+    fn from(m: users::Model) -> Self {
+        User {
+            id: UserId::from_trusted(m.id),
+            username: m.username,
+            email: m.email,
+            roles: split_roles(&m.roles),
+            is_bot: m.is_bot,
+            bot_owner_id: m.bot_owner_id.map(UserId::from_trusted),
+            create_at: m.create_at,
+            update_at: m.update_at,
+            delete_at: m.delete_at,
+        }
+    }
+}
+
+impl Store {
+    /// Inserts a user. A taken id or username is `AlreadyExists`.
+    pub async fn insert_user(&self, user: &User) -> Result<()> {
+        let row = users::ActiveModel {
+            id: Set(user.id.to_string()),
+            username: Set(user.username.clone()),
+            email: Set(user.email.clone()),
+            roles: Set(join_roles(&user.roles)),
+            is_bot: Set(user.is_bot),
+            bot_owner_id: Set(user.bot_owner_id.as_ref().map(ToString::to_string)),
+            create_at: Set(user.create_at),
+            update_at: Set(user.update_at),
+            delete_at: Set(user.delete_at),
+        };
+        users::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::AlreadyExists {
+                        field: "username",
+                        reason: Reason::UsernameTaken,
+                    }
+                } else {
+                    db_err(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// A user by id.
+    pub async fn find_user(&self, id: &UserId) -> Result<Option<User>> {
+        Ok(users::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(User::from))
+    }
+
+    /// A user by (lower-case) username.
+    pub async fn find_user_by_username(&self, username: &str) -> Result<Option<User>> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Username.eq(username))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(User::from))
+    }
+
+    /// Replaces a user's roles, on the user and on every session they hold, in one
+    /// transaction. Returns the updated user, or `None` if there is no such user.
+    pub async fn update_user_roles(
+        &self,
+        id: &UserId,
+        roles: &[String],
+        now: UnixMillis,
+    ) -> Result<Option<User>> {
+        let txn = self.begin_write().await?;
+        let joined = join_roles(roles);
+        let updated = users::Entity::update_many()
+            .col_expr(users::Column::Roles, Expr::value(joined.clone()))
+            .col_expr(users::Column::UpdateAt, Expr::value(now))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if updated.rows_affected == 0 {
+            return Ok(None);
+        }
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::Roles, Expr::value(joined))
+            .filter(sessions::Column::UserId.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        let user = users::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .map(User::from);
+        txn.commit().await.map_err(db_err)?;
+        Ok(user)
+    }
+
+    /// Activates or deactivates a user. Deactivation deletes the user's sessions in the same
+    /// transaction. Returns the updated user, or `None` if there is no such user.
+    pub async fn set_user_active(
+        &self,
+        id: &UserId,
+        active: bool,
+        now: UnixMillis,
+    ) -> Result<Option<User>> {
+        let txn = self.begin_write().await?;
+        let Some(existing) = users::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let delete_at = match (active, existing.delete_at) {
+            (true, _) => 0,
+            (false, 0) => now,
+            (false, already) => already,
+        };
+        users::Entity::update_many()
+            .col_expr(users::Column::DeleteAt, Expr::value(delete_at))
+            .col_expr(users::Column::UpdateAt, Expr::value(now))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if !active {
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::UserId.eq(id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        let user = users::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .map(User::from);
+        txn.commit().await.map_err(db_err)?;
+        Ok(user)
+    }
+}

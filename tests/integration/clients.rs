@@ -1,0 +1,154 @@
+//! Real clients in other languages against a real server: Mattermost's official JavaScript
+//! client (Client4, `@mattermost/client`) on the REST shim, and stubs generated from `proto/`
+//! by `@grpc/proto-loader` (Node) and `grpcio-tools` (Python) on gRPC. The scripts live in
+//! `tests/clients/`; each prints `ALL OK` when every check passed.
+//!
+//! Their dependencies are installed by `.ci/run` (`npm ci` in `tests/clients/js`, a virtualenv
+//! with `tests/clients/python/requirements.txt` in `target/ci-tools/venv`). Where they are
+//! missing the tests say so and pass, unless `REQUIRE_CLIENT_TESTS=1` (set by `.ci/run`),
+//! which turns a missing dependency into a failure.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::process::Command;
+
+use crate::common::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn required() -> bool {
+    std::env::var("REQUIRE_CLIENT_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// Skips (or, when required, fails) a test whose client toolchain is missing.
+fn missing(what: &str) {
+    assert!(
+        !required(),
+        "REQUIRE_CLIENT_TESTS=1 but {what} is missing; run .ci/run to install it"
+    );
+    eprintln!("skipping: {what} is missing (install it as .ci/run does)");
+}
+
+/// `node`, if it and the npm packages of `tests/clients/js` are installed.
+async fn node() -> Option<PathBuf> {
+    let modules = repo().join("tests/clients/js/node_modules/@mattermost/client");
+    let works = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    (works && modules.exists()).then(|| PathBuf::from("node"))
+}
+
+/// A Python with grpcio-tools: `TS_PYTHON`, else the CI virtualenv, else `python3`.
+async fn python() -> Option<PathBuf> {
+    let candidates = std::env::var_os("TS_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            repo().join("target/ci-tools/venv/bin/python"),
+            PathBuf::from("python3"),
+        ]);
+    for candidate in candidates {
+        let ok = Command::new(&candidate)
+            .args(["-c", "import grpc, grpc_tools"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Runs a client script to completion (60 s at most) and asserts it printed `ALL OK`.
+async fn run_script(program: &Path, script: &str, env: &[(&str, String)]) {
+    let mut command = Command::new(program);
+    command
+        .arg(repo().join("tests/clients").join(script))
+        .current_dir(repo().join("tests/clients"))
+        .env("TS_PROTO_DIR", repo().join("proto"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within 60 s"))
+        .unwrap_or_else(|e| panic!("{script} could not start: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.lines().any(|l| l == "ALL OK"),
+        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+}
+
+#[tokio::test]
+async fn mattermosts_javascript_client_works_against_the_rest_shim() {
+    let Some(node) = node().await else {
+        missing("node with tests/clients/js/node_modules");
+        return;
+    };
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let user = srv.token_user("alice").await;
+    let team = token_service::domain::ids::new_id();
+    run_script(
+        &node,
+        "js/mattermost_client.js",
+        &[
+            ("TS_URL", srv.http_base()),
+            ("TS_ADMIN_TOKEN", admin.token.clone()),
+            ("TS_USER_TOKEN", user.token.clone()),
+            ("TS_USER_ID", user.id.clone()),
+            ("TS_TEAM_ID", team),
+        ],
+    )
+    .await;
+    srv.stop().await;
+}
+
+/// The environment both gRPC scripts take.
+async fn grpc_env(srv: &TestServer) -> Vec<(&'static str, String)> {
+    let admin = srv.admin("root").await;
+    let user = srv.token_user("alice").await;
+    vec![
+        ("TS_GRPC", srv.config.grpc_addr.to_string()),
+        ("TS_ADMIN_TOKEN", admin.token),
+        ("TS_USER_ID", user.id),
+    ]
+}
+
+#[tokio::test]
+async fn node_stubs_loaded_from_the_proto_work() {
+    let Some(node) = node().await else {
+        missing("node with tests/clients/js/node_modules");
+        return;
+    };
+    let srv = TestServer::start().await;
+    let env = grpc_env(&srv).await;
+    run_script(&node, "js/grpc_client.js", &env).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn python_stubs_generated_from_the_proto_work() {
+    let Some(python) = python().await else {
+        missing("python with grpcio-tools (tests/clients/python/requirements.txt)");
+        return;
+    };
+    let srv = TestServer::start().await;
+    let env = grpc_env(&srv).await;
+    run_script(&python, "python/grpc_client.py", &env).await;
+    srv.stop().await;
+}

@@ -1,0 +1,151 @@
+//! A fresh database per test: a SQLite file in the test's temporary directory, or a
+//! database named `ts_test_<time>_<random>` on the server named by `TEST_DATABASE_URL`,
+//! dropped when the test stops its server. Databases left by crashed runs (older than an
+//! hour) are swept once per test process.
+
+use std::{
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use tokio::sync::OnceCell;
+
+/// The environment variable selecting a server backend.
+pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+
+static SWEPT: OnceCell<()> = OnceCell::const_new();
+
+/// One test's database.
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    server: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// Creates the database.
+    pub async fn create(dir: &Path) -> Self {
+        let Some(server_url) = std::env::var(TEST_DATABASE_URL)
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            return Self {
+                url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+                server: None,
+            };
+        };
+        SWEPT.get_or_init(|| sweep(server_url.clone())).await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let name = format!(
+            "ts_test_{now}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let admin = Database::connect(&server_url)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        let quoted = quote(admin.get_database_backend(), &name);
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {quoted}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        Self {
+            url: with_database(&server_url, &name),
+            server: Some((server_url, name)),
+        }
+    }
+
+    /// The URL the service connects to.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Drops the database (server backends); SQLite files go with the temp dir.
+    pub async fn drop_database(self) {
+        let Some((server_url, name)) = self.server else {
+            return;
+        };
+        drop_named(&server_url, &name).await;
+    }
+}
+
+async fn drop_named(server_url: &str, name: &str) {
+    let admin = Database::connect(server_url)
+        .await
+        .expect("connect to drop");
+    let backend = admin.get_database_backend();
+    let quoted = quote(backend, name);
+    let sql = match backend {
+        DbBackend::Postgres => format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"),
+        _ => format!("DROP DATABASE IF EXISTS {quoted}"),
+    };
+    admin
+        .execute_unprepared(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("drop test database {name}: {e}"));
+    admin.close().await.ok();
+}
+
+async fn sweep(server_url: String) {
+    let admin = Database::connect(&server_url)
+        .await
+        .expect("connect to sweep");
+    let backend = admin.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT datname AS name FROM pg_database WHERE datname LIKE 'ts\\_test\\_%'"
+        }
+        _ => {
+            "SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE 'ts\\_test\\_%'"
+        }
+    };
+    let rows = admin
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .expect("list leftover test databases");
+    admin.close().await.ok();
+    let cutoff = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    for row in rows {
+        let name: String = row.try_get("", "name").expect("name column");
+        let created = name
+            .strip_prefix("ts_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        if created < cutoff {
+            drop_named(&server_url, &name).await;
+        }
+    }
+}
+
+fn quote(backend: DbBackend, name: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("`{name}`"),
+        _ => format!("\"{name}\""),
+    }
+}
+
+/// Replaces the database name in a server URL, keeping any query string.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}

@@ -1,0 +1,308 @@
+//! The binary as an operator uses it: admin bootstrap printing JSON, `migrate status`,
+//! `serve` logging its address, answering with the bootstrapped token, and stopping
+//! gracefully on SIGTERM. Runs on the backend under test.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use token_service::pb::{self, token_service_client::TokenServiceClient};
+
+use crate::common::{TestDb, authed};
+
+const BIN: &str = env!("CARGO_BIN_EXE_token-service");
+
+struct Cli {
+    dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+impl Cli {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::create(dir.path()).await;
+        Self { dir, db }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--database-url")
+            .arg(self.db.url())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("TOKEN_SERVICE_LOG__FORMAT", "text");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run token-service")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+#[tokio::test]
+async fn bootstrap_serve_call_and_stop_like_the_readme() {
+    let cli = Cli::new().await;
+    let admin = cli.json(&[
+        "admin",
+        "create-user",
+        "--username",
+        "admin",
+        "--roles",
+        "system_user system_admin",
+    ]);
+    assert_eq!(admin["username"], "admin");
+    assert_eq!(admin["roles"], "system_user system_admin");
+    let admin_id = admin["id"].as_str().unwrap().to_owned();
+    assert_eq!(admin_id.len(), 26);
+
+    let token = cli.json(&[
+        "admin",
+        "create-token",
+        "--user",
+        "admin",
+        "--description",
+        "boot",
+    ]);
+    assert_eq!(token["user_id"], admin_id.as_str());
+    assert_eq!(token["description"], "boot");
+    let secret = token["token"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 26);
+    let by_id = cli.json(&["admin", "create-token", "--user", &admin_id]);
+    assert_eq!(by_id["user_id"], admin_id.as_str());
+
+    let status = cli.json(&["migrate", "status"]);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["applied"] == true)
+    );
+
+    let mut child = cli
+        .command(&["serve", "--grpc-addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve logs where it listens");
+        assert!(!line.contains(&secret), "the secret must never be logged");
+        if let Some(rest) = line.split("grpc_addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let mut client = TokenServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let me = client
+        .get_me(authed(pb::GetMeRequest {}, &secret))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(me.id, admin_id);
+    drop(client);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("serve did not stop within 10 s of SIGTERM")
+    });
+    assert!(status.success(), "serve exited with {status}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
+    assert!(rest.iter().all(|l| !l.contains(&secret)));
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn admin_errors_go_to_stderr_with_a_failing_exit_code() {
+    let cli = Cli::new().await;
+    let out = cli.run(&["admin", "create-token", "--user", "nobody"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("user not found"), "{err}");
+
+    let out = cli.run(&["admin", "create-user", "--username", "9bad"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("username"));
+
+    let out = cli.run(&[
+        "admin",
+        "create-user",
+        "--username",
+        "ok",
+        "--roles",
+        "wizard",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wizard"));
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn invalid_configuration_is_refused_with_the_key_named() {
+    let cli = Cli::new().await;
+    let out = cli
+        .command(&["migrate", "status"])
+        .env("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pool.max_connections"));
+
+    let out = cli
+        .command(&["migrate", "status"])
+        .env("TOKEN_SERVICE_SERVER_KEY", "tooshort")
+        .output()
+        .unwrap();
+    // migrate does not need the key; admin does.
+    assert!(out.status.success());
+    let out = cli
+        .command(&["admin", "create-user", "--username", "x"])
+        .env("TOKEN_SERVICE_SERVER_KEY", "tooshort")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server_key"));
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_different_server_key_is_refused_instead_of_rejecting_every_token() {
+    let cli = Cli::new().await;
+    cli.json(&["admin", "create-user", "--username", "first"]);
+    let key = std::fs::read_to_string(cli.dir.path().join("data/server.key")).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cli.dir.path().join("data/server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let other = "ab".repeat(32);
+    let out = cli
+        .command(&["admin", "create-user", "--username", "second"])
+        .env("TOKEN_SERVICE_SERVER_KEY", &other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn add_team_member_prints_the_membership() {
+    let cli = Cli::new().await;
+    cli.json(&["admin", "create-user", "--username", "carol"]);
+    let team = token_service::domain::ids::new_id();
+    let member = cli.json(&[
+        "admin",
+        "add-team-member",
+        "--team",
+        &team,
+        "--user",
+        "carol",
+        "--roles",
+        "team_user team_admin",
+    ]);
+    assert_eq!(member["team_id"], team.as_str());
+    assert_eq!(member["roles"], "team_user team_admin");
+    let out = cli.run(&[
+        "admin",
+        "add-team-member",
+        "--team",
+        "junk",
+        "--user",
+        "carol",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("team_id"));
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_invalid_webrtc_configuration_refuses_to_start_naming_the_key() {
+    let cli = Cli::new().await;
+    let cases = [
+        (
+            vec![("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:127.0.0.1:3478")],
+            "webrtc.turn_shared_secret",
+        ),
+        (
+            vec![("TOKEN_SERVICE_WEBRTC__STUN_URI", "127.0.0.1:3478")],
+            "webrtc.stun_uri",
+        ),
+        (
+            vec![
+                ("TOKEN_SERVICE_WEBRTC__TURN_URI", "http://127.0.0.1"),
+                ("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", "s"),
+            ],
+            "webrtc.turn_uri",
+        ),
+        (
+            vec![("TOKEN_SERVICE_WEBRTC__CREDENTIAL_TTL", "8d")],
+            "webrtc.credential_ttl",
+        ),
+    ];
+    for (vars, key) in cases {
+        let mut cmd = cli.command(&["serve", "--grpc-addr", "127.0.0.1:0"]);
+        cmd.env("TOKEN_SERVICE_WEBRTC__ENABLE", "true");
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    cli.db.drop_database().await;
+}

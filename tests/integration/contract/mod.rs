@@ -1,0 +1,5 @@
+mod architecture;
+mod cli;
+mod migrations;
+pub(crate) mod proto;
+mod query_plans;

@@ -1,0 +1,115 @@
+//! Every lookup the service makes is served by an index, checked on PostgreSQL's query plans
+//! (with sequential scans disabled, so the plan shows whether an index *can* serve the query
+//! even on the tiny tables of a test). Runs when TEST_DATABASE_URL names a PostgreSQL server.
+//! Also reports, on the real terminal, which backends this run covers.
+
+use std::io::Write;
+
+use sea_orm::{ConnectionTrait, Database, Statement, TransactionTrait};
+
+use crate::common::*;
+
+/// The queries of the token-check path, the list/search queries and the revocation feed.
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "session by token digest (token check)",
+        "SELECT * FROM sessions WHERE token_hash = 'x'",
+    ),
+    (
+        "access token by digest (first use of a PAT)",
+        "SELECT * FROM user_access_tokens WHERE token_hash = 'x'",
+    ),
+    ("user by id", "SELECT * FROM users WHERE id = 'x'"),
+    (
+        "user by username (search)",
+        "SELECT * FROM users WHERE username = 'x'",
+    ),
+    (
+        "access token by id",
+        "SELECT * FROM user_access_tokens WHERE id = 'x'",
+    ),
+    (
+        "a user's tokens, paged by id",
+        "SELECT * FROM user_access_tokens WHERE user_id = 'x' ORDER BY id LIMIT 60 OFFSET 60",
+    ),
+    (
+        "every token, paged by id",
+        "SELECT * FROM user_access_tokens ORDER BY id LIMIT 60 OFFSET 60",
+    ),
+    (
+        "a user's sessions",
+        "SELECT * FROM sessions WHERE user_id = 'x' ORDER BY last_activity_at DESC",
+    ),
+    (
+        "sessions minted for a token (revoke)",
+        "SELECT * FROM sessions WHERE user_access_token_id = 'x'",
+    ),
+    (
+        "revocation log after a position",
+        "SELECT * FROM revocation_events WHERE id > 5 ORDER BY id LIMIT 1000",
+    ),
+    (
+        "revocation log pruning",
+        "SELECT * FROM revocation_events WHERE create_at < 5",
+    ),
+    ("command by id", "SELECT * FROM commands WHERE id = 'x'"),
+    (
+        "command by team and trigger",
+        "SELECT * FROM commands WHERE team_id = 'x' AND trigger = 'y'",
+    ),
+];
+
+#[tokio::test]
+async fn every_lookup_is_served_by_an_index_on_postgres() {
+    let srv = TestServer::start().await;
+    let backend = srv.backend();
+    let mut terminal = std::io::stderr();
+    if backend != "postgres" {
+        let _ = writeln!(
+            terminal,
+            "note: integration tests ran on {backend}; set TEST_DATABASE_URL to run them on \
+             PostgreSQL or MariaDB too (.ci/run runs all three); query plans need PostgreSQL"
+        );
+        srv.stop().await;
+        return;
+    }
+    let url = srv
+        .config
+        .database_url
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
+    let pool = Database::connect(url).await.unwrap();
+    // One connection (a transaction), so the setting applies to every EXPLAIN.
+    let db = pool.begin().await.unwrap();
+    db.execute_unprepared("SET LOCAL enable_seqscan = off")
+        .await
+        .unwrap();
+    let mut missing = Vec::new();
+    for (what, sql) in QUERIES {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("EXPLAIN {sql}"),
+            ))
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        let plan = plan.join("\n");
+        if plan.contains("Seq Scan") || !plan.contains("Index") {
+            missing.push(format!("{what}:\n{plan}"));
+        }
+    }
+    db.rollback().await.unwrap();
+    pool.close().await.unwrap();
+    assert!(
+        missing.is_empty(),
+        "lookups without an index:\n{}",
+        missing.join("\n\n")
+    );
+    srv.stop().await;
+}

@@ -1,0 +1,537 @@
+//! Slash commands: team memberships, CreateCommand, RegenCommandToken (Mattermost's
+//! TestRegenToken and its 404 hiding), VerifyCommandToken, encryption at rest and key
+//! rotation.
+
+use sea_orm::{ConnectionTrait, Database, Statement};
+use token_service::{
+    config::Secret,
+    domain::{auth::Caller, commands, ids::new_id},
+    pb, server,
+};
+
+use crate::common::*;
+
+fn member(team_id: &str, user_id: &str, roles: &[&str]) -> pb::AddTeamMemberRequest {
+    pb::AddTeamMemberRequest {
+        team_id: team_id.to_owned(),
+        user_id: user_id.to_owned(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    }
+}
+
+fn command(team_id: &str, trigger: &str) -> pb::CreateCommandRequest {
+    pb::CreateCommandRequest {
+        team_id: team_id.to_owned(),
+        trigger: trigger.to_owned(),
+        url: "https://hooks.example.com/deploy".to_owned(),
+        display_name: "Deploy".to_owned(),
+        ..Default::default()
+    }
+}
+
+fn regen(command_id: &str) -> pb::RegenCommandTokenRequest {
+    pb::RegenCommandTokenRequest {
+        command_id: command_id.to_owned(),
+    }
+}
+
+fn verify(command_id: &str, token: &str) -> pb::VerifyCommandTokenRequest {
+    pb::VerifyCommandTokenRequest {
+        command_id: command_id.to_owned(),
+        token: token.to_owned(),
+    }
+}
+
+/// A team with an admin member and an ordinary member.
+struct Team {
+    id: String,
+    sysadmin: Actor,
+    team_admin: Actor,
+    team_user: Actor,
+}
+
+async fn team(srv: &TestServer, client: &mut Client) -> Team {
+    let id = new_id();
+    let sysadmin = srv.admin("root").await;
+    let team_admin = srv.basic_user("carol").await;
+    let team_user = srv.basic_user("dave").await;
+    for (user, roles) in [
+        (&team_admin, &["team_user", "team_admin"][..]),
+        (&team_user, &["team_user"][..]),
+    ] {
+        client
+            .add_team_member(authed(member(&id, &user.id, roles), &sysadmin.token))
+            .await
+            .unwrap();
+    }
+    Team {
+        id,
+        sysadmin,
+        team_admin,
+        team_user,
+    }
+}
+
+async fn create(
+    client: &mut Client,
+    token: &str,
+    req: pb::CreateCommandRequest,
+) -> pb::CreateCommandResponse {
+    client
+        .create_command(authed(req, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn team_memberships_are_managed_by_system_managers() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let mut client = srv.client().await;
+    let team_id = new_id();
+    assert_denied(
+        client
+            .add_team_member(authed(member(&team_id, &alice.id, &[]), &alice.token))
+            .await,
+        "manage_system",
+    );
+    let added = client
+        .add_team_member(authed(member(&team_id, &alice.id, &[]), &admin.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .team_member
+        .unwrap();
+    assert_eq!(added.roles, vec!["team_user"]);
+    let promoted = client
+        .add_team_member(authed(
+            member(&team_id, &alice.id, &["team_user team_admin"]),
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .team_member
+        .unwrap();
+    assert_eq!(promoted.roles, vec!["team_user", "team_admin"]);
+    assert_invalid(
+        client
+            .add_team_member(authed(
+                member(&team_id, &alice.id, &["system_admin"]),
+                &admin.token,
+            ))
+            .await,
+        "roles",
+        "model.user.is_valid.roles.app_error",
+    );
+    assert_invalid(
+        client
+            .add_team_member(authed(member("junk", &alice.id, &[]), &admin.token))
+            .await,
+        "team_id",
+        "api.context.invalid_url_param.app_error",
+    );
+    assert_error(
+        client
+            .add_team_member(authed(member(&team_id, &new_id(), &[]), &admin.token))
+            .await,
+        tonic::Code::NotFound,
+        "app.user.missing_account.const",
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn creating_a_command_needs_the_team_permission() {
+    let srv = TestServer::start().await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    assert_denied(
+        client
+            .create_command(authed(command(&t.id, "deploy"), &t.team_user.token))
+            .await,
+        "manage_own_slash_commands",
+    );
+    let outsider_team = new_id();
+    assert_denied(
+        client
+            .create_command(authed(
+                command(&outsider_team, "deploy"),
+                &t.team_admin.token,
+            ))
+            .await,
+        "manage_own_slash_commands",
+    );
+    let created = create(
+        &mut client,
+        &t.team_admin.token,
+        pb::CreateCommandRequest {
+            trigger: "Deploy".into(),
+            ..command(&t.id, "")
+        },
+    )
+    .await;
+    assert_eq!(created.token.len(), 26);
+    let cmd = created.command.unwrap();
+    assert_eq!(cmd.trigger, "deploy");
+    assert_eq!(cmd.method, "P");
+    assert_eq!(cmd.team_id, t.id);
+    assert_eq!(cmd.creator_id, t.team_admin.id);
+    assert!(cmd.delete_at.is_none());
+    assert!(!format!("{cmd:?}").contains(&created.token));
+    // A system admin needs no membership.
+    create(&mut client, &t.sysadmin.token, command(&t.id, "status")).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn command_fields_are_validated_and_triggers_are_unique_per_team() {
+    let srv = TestServer::start().await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let cases = [
+        (
+            command(&t.id, "deploy"),
+            "trigger",
+            "api.command.duplicate_trigger.app_error",
+        ),
+        (
+            command(&t.id, "/deploy"),
+            "trigger",
+            "model.command.is_valid.trigger.app_error",
+        ),
+        (
+            command(&t.id, "two words"),
+            "trigger",
+            "model.command.is_valid.trigger.app_error",
+        ),
+        (
+            command(&t.id, ""),
+            "trigger",
+            "model.command.is_valid.trigger.app_error",
+        ),
+        (
+            pb::CreateCommandRequest {
+                method: "X".into(),
+                ..command(&t.id, "a")
+            },
+            "method",
+            "model.command.is_valid.method.app_error",
+        ),
+        (
+            pb::CreateCommandRequest {
+                url: "ftp://example.com".into(),
+                ..command(&t.id, "b")
+            },
+            "url",
+            "model.command.is_valid.url_http.app_error",
+        ),
+        (
+            pb::CreateCommandRequest {
+                display_name: "d".repeat(65),
+                ..command(&t.id, "c")
+            },
+            "display_name",
+            "model.command.is_valid.display_name.app_error",
+        ),
+        (
+            pb::CreateCommandRequest {
+                description: "d".repeat(129),
+                ..command(&t.id, "e")
+            },
+            "description",
+            "model.command.is_valid.description.app_error",
+        ),
+        (
+            command("junk", "f"),
+            "team_id",
+            "api.context.invalid_body_param.app_error",
+        ),
+    ];
+    for (request, field, id) in cases {
+        assert_invalid(
+            client
+                .create_command(authed(request, &t.team_admin.token))
+                .await,
+            field,
+            id,
+        );
+    }
+    // Another team may reuse the trigger.
+    let other = new_id();
+    create(&mut client, &t.sysadmin.token, command(&other, "deploy")).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn regenerating_a_token_follows_mattermost_and_hides_commands_from_the_unpermitted() {
+    let srv = TestServer::start_with(|c| {
+        c.roles
+            .insert("own_commands".into(), vec!["manage_slash_commands".into()]);
+    })
+    .await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let id = created.command.unwrap().id;
+
+    // The admin regenerates: 200, a different token.
+    let by_admin = client
+        .regen_command_token(authed(regen(&id), &t.sysadmin.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    assert_eq!(by_admin.len(), 26);
+    assert_ne!(by_admin, created.token);
+
+    // A plain team member: 404 hiding existence, exactly as for a missing command.
+    assert_error(
+        client
+            .regen_command_token(authed(regen(&id), &t.team_user.token))
+            .await,
+        tonic::Code::NotFound,
+        "store.sql_command.save.get.app_error",
+    );
+    assert_error(
+        client
+            .regen_command_token(authed(regen(&new_id()), &t.team_admin.token))
+            .await,
+        tonic::Code::NotFound,
+        "store.sql_command.save.get.app_error",
+    );
+    assert_invalid(
+        client
+            .regen_command_token(authed(regen("123"), &t.team_admin.token))
+            .await,
+        "command_id",
+        "api.context.invalid_url_param.app_error",
+    );
+
+    // A member who may manage only their own commands (legacy permission name) is refused
+    // someone else's command with 403.
+    let eve = srv.basic_user("eve").await;
+    client
+        .add_team_member(authed(
+            member(&t.id, &eve.id, &["team_user", "own_commands"]),
+            &t.sysadmin.token,
+        ))
+        .await
+        .unwrap();
+    assert_denied(
+        client
+            .regen_command_token(authed(regen(&id), &eve.token))
+            .await,
+        "manage_others_slash_commands",
+    );
+    let own = create(&mut client, &eve.token, command(&t.id, "eves")).await;
+    client
+        .regen_command_token(authed(regen(&own.command.unwrap().id), &eve.token))
+        .await
+        .unwrap();
+
+    // The creator regenerates their own.
+    client
+        .regen_command_token(authed(regen(&id), &t.team_admin.token))
+        .await
+        .unwrap();
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_verifies_the_current_token_only() {
+    let srv = TestServer::start().await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    let receiver = srv
+        .user("receiver", &["system_user", "system_token_introspector"])
+        .await;
+    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let id = created.command.unwrap().id;
+    let check = |token: String| verify(&id, &token);
+    let valid = |r: tonic::Response<pb::VerifyCommandTokenResponse>| r.into_inner().valid;
+
+    assert!(valid(
+        client
+            .verify_command_token(authed(check(created.token.clone()), &receiver.token))
+            .await
+            .unwrap()
+    ));
+    assert_denied(
+        client
+            .verify_command_token(authed(check(created.token.clone()), &t.team_admin.token))
+            .await,
+        "introspect_token",
+    );
+    let fresh = client
+        .regen_command_token(authed(regen(&id), &t.team_admin.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    assert!(
+        !valid(
+            client
+                .verify_command_token(authed(check(created.token.clone()), &receiver.token))
+                .await
+                .unwrap()
+        ),
+        "old token invalid at once"
+    );
+    assert!(valid(
+        client
+            .verify_command_token(authed(check(fresh.clone()), &receiver.token))
+            .await
+            .unwrap()
+    ));
+    assert!(!valid(
+        client
+            .verify_command_token(authed(check("x".into()), &receiver.token))
+            .await
+            .unwrap()
+    ));
+    assert!(!valid(
+        client
+            .verify_command_token(authed(verify(&new_id(), &fresh), &receiver.token))
+            .await
+            .unwrap()
+    ));
+    assert_invalid(
+        client
+            .verify_command_token(authed(check(String::new()), &receiver.token))
+            .await,
+        "token",
+        "api.context.invalid_body_param.app_error",
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_commands_are_unimplemented_to_create_and_hidden_to_regenerate() {
+    let srv = TestServer::start_with(|c| c.enable_commands = false).await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    assert_error(
+        client
+            .create_command(authed(command(&t.id, "deploy"), &t.sysadmin.token))
+            .await,
+        tonic::Code::Unimplemented,
+        "api.command.disabled.app_error",
+    );
+    assert_error(
+        client
+            .regen_command_token(authed(regen(&new_id()), &t.sysadmin.token))
+            .await,
+        tonic::Code::NotFound,
+        "store.sql_command.save.get.app_error",
+    );
+    srv.stop().await;
+}
+
+async fn stored_ciphertext(srv: &TestServer, command_id: &str) -> String {
+    let db = Database::connect(srv.config.database_url.as_ref().unwrap().expose())
+        .await
+        .unwrap();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "SELECT token_ciphertext FROM commands WHERE id = $1",
+        _ => "SELECT token_ciphertext FROM commands WHERE id = ?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [command_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let value: String = row.try_get("", "token_ciphertext").unwrap();
+    db.close().await.ok();
+    value
+}
+
+#[tokio::test]
+async fn command_tokens_are_encrypted_at_rest() {
+    let srv = TestServer::start().await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let id = created.command.unwrap().id;
+    let stored = stored_ciphertext(&srv, &id).await;
+    assert!(stored.starts_with("server."), "{stored}");
+    assert!(!stored.contains(&created.token));
+    if srv.backend() == "sqlite" {
+        let mut haystack = Vec::new();
+        for entry in std::fs::read_dir(srv.dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                haystack.extend(std::fs::read(path).unwrap());
+            }
+        }
+        let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(id.as_bytes()), "the database files were read");
+        assert!(
+            !contains(created.token.as_bytes()),
+            "plaintext command token on disk"
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn rotating_the_command_key_keeps_old_tokens_valid_and_encrypts_new_ones_with_the_new_key() {
+    let k1 = "11".repeat(32);
+    let k2 = "22".repeat(32);
+    let k1_for_server = k1.clone();
+    let srv = TestServer::start_with(move |c| {
+        c.command_tokens
+            .keys
+            .insert("k1".into(), Secret::new(k1_for_server));
+        c.command_tokens.current_key = Some("k1".into());
+    })
+    .await;
+    let mut client = srv.client().await;
+    let t = team(&srv, &mut client).await;
+    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let id = created.command.unwrap().id;
+    assert!(stored_ciphertext(&srv, &id).await.starts_with("k1."));
+
+    // A replica restarted with k2 added and current.
+    let mut rotated_config = srv.config.clone();
+    rotated_config
+        .command_tokens
+        .keys
+        .insert("k1".into(), Secret::new(k1));
+    rotated_config
+        .command_tokens
+        .keys
+        .insert("k2".into(), Secret::new(k2));
+    rotated_config.command_tokens.current_key = Some("k2".into());
+    let rotated = server::open_context(&rotated_config).await.unwrap();
+    assert!(
+        commands::verify_command_token(&rotated, &Caller::Local, &id, &created.token)
+            .await
+            .unwrap(),
+        "rows encrypted with the old key still decrypt"
+    );
+    let fresh = commands::regen_command_token(&rotated, &Caller::Local, &id)
+        .await
+        .unwrap();
+    assert!(stored_ciphertext(&srv, &id).await.starts_with("k2."));
+    assert!(
+        commands::verify_command_token(&rotated, &Caller::Local, &id, fresh.expose())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !commands::verify_command_token(&rotated, &Caller::Local, &id, &created.token)
+            .await
+            .unwrap()
+    );
+    rotated.store().clone().close().await;
+    srv.stop().await;
+}

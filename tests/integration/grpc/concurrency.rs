@@ -1,0 +1,227 @@
+//! Concurrent clients against one server, with the final state checked: revoke racing use,
+//! disable racing enable, many creates for one user, and the per-user session cap under
+//! concurrent logins. Meant for PostgreSQL and MariaDB (`.ci/run` runs them there); they run
+//! on SQLite too.
+
+use std::collections::BTreeSet;
+
+use token_service::{
+    domain::{
+        auth::Caller,
+        sessions::{self, MAX_SESSIONS_PER_USER, NewSession},
+    },
+    pb,
+};
+
+use crate::common::*;
+
+async fn sessions_of(client: &mut Client, user_id: &str, admin: &Actor) -> Vec<pb::Session> {
+    client
+        .get_sessions(authed(
+            pb::GetSessionsRequest {
+                user_id: user_id.to_owned(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions
+}
+
+#[tokio::test]
+async fn revoke_racing_first_uses_leaves_no_token_and_no_session() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    for _ in 0..5 {
+        let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+        // Many first uses (each may try to mint the session) race one revoke.
+        let mut users = Vec::new();
+        for _ in 0..16 {
+            let mut c = client.clone();
+            let secret = secret.clone();
+            users.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    let _ = c.get_me(authed(pb::GetMeRequest {}, &secret)).await;
+                }
+            }));
+        }
+        client
+            .revoke_user_access_token(authed(
+                pb::RevokeUserAccessTokenRequest { token_id },
+                &admin.token,
+            ))
+            .await
+            .unwrap();
+        // From the moment revoke returned, the secret is refused, even while uses go on.
+        assert_token_refused(&mut client, &secret).await;
+        for u in users {
+            u.await.unwrap();
+        }
+        assert_token_refused(&mut client, &secret).await;
+    }
+    // No session minted for a revoked token survived: only the login session is left.
+    let left = sessions_of(&mut client, &alice.id, &admin).await;
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert!(!left[0].props.contains_key("user_access_token_id"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn disable_racing_enable_ends_consistent() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let mut c = client.clone();
+        let token_id = token_id.clone();
+        let token = alice.token.clone();
+        let secret = secret.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                c.disable_user_access_token(authed(
+                    pb::DisableUserAccessTokenRequest { token_id },
+                    &token,
+                ))
+                .await
+                .unwrap();
+            } else {
+                c.enable_user_access_token(authed(
+                    pb::EnableUserAccessTokenRequest { token_id },
+                    &token,
+                ))
+                .await
+                .unwrap();
+            }
+            let _ = c.get_me(authed(pb::GetMeRequest {}, &secret)).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Whatever order they ran in, the stored state and authentication agree.
+    let stored = client
+        .get_user_access_token(authed(
+            pb::GetUserAccessTokenRequest {
+                token_id: token_id.clone(),
+            },
+            &alice.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user_access_token
+        .unwrap();
+    let works = client
+        .get_me(authed(pb::GetMeRequest {}, &secret))
+        .await
+        .is_ok();
+    assert_eq!(works, stored.is_active);
+    // And a final disable holds.
+    client
+        .disable_user_access_token(authed(
+            pb::DisableUserAccessTokenRequest { token_id },
+            &alice.token,
+        ))
+        .await
+        .unwrap();
+    assert_token_refused(&mut client, &secret).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_creates_for_one_user_all_land() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let client = srv.client().await;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let mut c = client.clone();
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(
+            async move { create_own_pat(&mut c, &alice).await },
+        ));
+    }
+    let mut ids = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    for t in tasks {
+        let (id, secret) = t.await.unwrap();
+        ids.insert(id);
+        secrets.insert(secret);
+    }
+    assert_eq!((ids.len(), secrets.len()), (40, 40));
+    let mut client = client;
+    let listed: BTreeSet<String> = client
+        .get_user_access_tokens_for_user(authed(
+            pb::GetUserAccessTokensForUserRequest {
+                user_id: "me".into(),
+                page: None,
+                per_page: Some(200),
+            },
+            &alice.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user_access_tokens
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed, ids);
+    for secret in &secrets {
+        let me = client
+            .get_me(authed(pb::GetMeRequest {}, secret))
+            .await
+            .unwrap();
+        assert_eq!(me.into_inner().user.unwrap().id, alice.id);
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_cap_holds_under_concurrent_logins() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let new = || NewSession {
+        user_id: alice.id.clone(),
+        lifetime_ms: Some(3_600_000),
+        ..NewSession::default()
+    };
+    for _ in 0..(MAX_SESSIONS_PER_USER - 20) {
+        sessions::create_session(&srv.ctx, &Caller::Local, new())
+            .await
+            .unwrap();
+    }
+    let client = srv.client().await;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let mut c = client.clone();
+        let admin = admin.clone();
+        let user_id = alice.id.clone();
+        tasks.push(tokio::spawn(async move {
+            c.create_session(authed(
+                pb::CreateSessionRequest {
+                    user_id,
+                    ..Default::default()
+                },
+                &admin.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+        }));
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        created.push(t.await.unwrap());
+    }
+    let mut client = client;
+    let left = sessions_of(&mut client, &alice.id, &admin).await;
+    assert_eq!(left.len() as u64, MAX_SESSIONS_PER_USER, "the cap is exact");
+    srv.stop().await;
+}

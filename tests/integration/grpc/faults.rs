@@ -1,0 +1,145 @@
+//! Database faults: while the database is out of reach, calls answer UNAVAILABLE (retryable,
+//! no database text) and health reports NOT_SERVING; both recover by themselves.
+//! Needs a database server (TEST_DATABASE_URL); on SQLite there is no connection to cut.
+
+use std::time::Duration;
+
+use token_service::pb;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::common::{proxy::ChaosProxy, *};
+
+/// `scheme://user@host:port/db?q` with host:port replaced.
+fn via(url: &str, addr: std::net::SocketAddr) -> (String, String) {
+    let scheme_end = url.find("://").unwrap() + 3;
+    let rest = &url[scheme_end..];
+    let at = rest.find('@').map_or(0, |i| i + 1);
+    let host_end = rest[at..].find(['/', '?']).map_or(rest.len(), |i| at + i);
+    let upstream = rest[at..host_end].to_owned();
+    let proxied = format!(
+        "{}{}{addr}{}",
+        &url[..scheme_end],
+        &rest[..at],
+        &rest[host_end..]
+    );
+    (upstream, proxied)
+}
+
+async fn health_status(channel: tonic::transport::Channel) -> i32 {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "token_service.v1.TokenService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test]
+async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_returns() {
+    if std::env::var(db::TEST_DATABASE_URL).map_or(true, |u| u.is_empty()) {
+        eprintln!("skipped: needs TEST_DATABASE_URL (a database server to cut off)");
+        return;
+    }
+    let server_url = std::env::var(db::TEST_DATABASE_URL).unwrap();
+    let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
+    let proxy = ChaosProxy::start(upstream).await;
+    let proxy_addr = proxy.addr();
+    let srv = TestServer::start_with(move |c| {
+        let url = c.database_url.as_ref().unwrap().expose().to_owned();
+        let (_, proxied) = via(&url, proxy_addr);
+        c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
+        c.pool.acquire_timeout_secs = 1;
+        c.pool.connect_timeout_secs = 1;
+    })
+    .await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    client
+        .get_me(authed(pb::GetMeRequest {}, &alice.token))
+        .await
+        .unwrap();
+
+    proxy.cut();
+    // Calls that need the database fail at once.
+    let status = client
+        .get_user_access_tokens_for_user(authed(
+            pb::GetUserAccessTokensForUserRequest {
+                user_id: alice.id.clone(),
+                page: None,
+                per_page: None,
+            },
+            &alice.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // The REST shim answers 503 with a Mattermost-style error body.
+    let rest = reqwest::Client::new()
+        .get(format!("{}/api/v4/users/me/tokens", srv.http_base()))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status().as_u16(), 503);
+    let body: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(body["id"], "token_service.database_unavailable", "{body}");
+    assert_eq!(body["status_code"], 503, "{body}");
+    // The token check may be answered from the cache until the revocation feed notices it
+    // cannot read the log (well under a second); from then on the cache is bypassed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        match client
+            .get_me(authed(pb::GetMeRequest {}, &alice.token))
+            .await
+        {
+            Err(status) => break status,
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the cache is still trusted 3 s after the database went away"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(error_id(&status), "token_service.database_unavailable");
+    assert!(
+        !status.message().to_lowercase().contains("sqlx"),
+        "{status:?}"
+    );
+    let mut not_serving = false;
+    for _ in 0..50 {
+        if health_status(srv.channel().await).await == ServingStatus::NotServing as i32 {
+            not_serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        not_serving,
+        "health must report NOT_SERVING while the database is away"
+    );
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if client
+            .get_me(authed(pb::GetMeRequest {}, &alice.token))
+            .await
+            .is_ok()
+            && health_status(srv.channel().await).await == ServingStatus::Serving as i32
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "service and health recover without a restart");
+    srv.stop().await;
+    drop(proxy);
+}

@@ -1,0 +1,11 @@
+mod access_tokens;
+mod commands;
+mod concurrency;
+mod faults;
+mod health_reflection;
+mod introspection;
+mod replicas;
+mod revocation_stream;
+mod sessions;
+mod users;
+mod webrtc;

@@ -1,0 +1,187 @@
+//! Two replicas on one database (the test's server and a second `token-service serve`
+//! process): a revocation on one reaches the other's cache through the revocation log. The bound asserted here (1 s) is a correctness bound, not a benchmark; the
+//! ignored `revocation_lag_benchmark` measures the distribution (see the README).
+
+use std::time::{Duration, Instant};
+
+use token_service::pb;
+
+use crate::common::*;
+
+/// Uses `token` on a client until it is refused; returns how long that took.
+async fn time_until_refused(client: &mut Client, token: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let answer = client.get_me(authed(pb::GetMeRequest {}, token)).await;
+        match answer {
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                return start.elapsed();
+            }
+            Err(status) => panic!("unexpected failure: {status:?}"),
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the other replica still accepted the token after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Warms both replicas' caches with `token`.
+async fn use_on_both(a: &mut Client, b: &mut Client, token: &str) {
+    for client in [a, b] {
+        for _ in 0..2 {
+            client
+                .get_me(authed(pb::GetMeRequest {}, token))
+                .await
+                .expect("token works on both replicas");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
+    let srv = TestServer::start().await;
+    let replica = ReplicaProcess::start(&srv);
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let mut a = srv.client().await;
+    let mut b = replica.client().await;
+    let limit = Duration::from_secs(1);
+
+    // A personal access token, revoked on A.
+    let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+    use_on_both(&mut a, &mut b, &secret).await;
+    a.revoke_user_access_token(authed(
+        pb::RevokeUserAccessTokenRequest {
+            token_id: token_id.clone(),
+        },
+        &alice.token,
+    ))
+    .await
+    .unwrap();
+    // The replica that revoked refuses it before the call returned.
+    assert_token_refused(&mut a, &secret).await;
+    let lag = time_until_refused(&mut b, &secret, limit).await;
+    eprintln!("PAT revoke reached the other replica after {lag:?}");
+
+    // A PAT disabled on B, seen by A.
+    let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+    use_on_both(&mut a, &mut b, &secret).await;
+    b.disable_user_access_token(authed(
+        pb::DisableUserAccessTokenRequest { token_id },
+        &alice.token,
+    ))
+    .await
+    .unwrap();
+    assert_token_refused(&mut b, &secret).await;
+    time_until_refused(&mut a, &secret, limit).await;
+
+    // A login session revoked on A.
+    let bob = srv.basic_user("bob").await;
+    use_on_both(&mut a, &mut b, &bob.token).await;
+    let sessions = a
+        .get_sessions(authed(
+            pb::GetSessionsRequest {
+                user_id: "me".into(),
+            },
+            &bob.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    a.revoke_session(authed(
+        pb::RevokeSessionRequest {
+            user_id: bob.id.clone(),
+            session_id: sessions[0].id.clone(),
+        },
+        &admin.token,
+    ))
+    .await
+    .unwrap();
+    time_until_refused(&mut b, &bob.token, limit).await;
+
+    // A user deactivated on B: every token of theirs stops on A.
+    let carol = srv.token_user("carol").await;
+    let (_, carols_pat) = create_own_pat(&mut a, &carol).await;
+    use_on_both(&mut a, &mut b, &carol.token).await;
+    use_on_both(&mut a, &mut b, &carols_pat).await;
+    set_user_active(&mut b, &admin, &carol.id, false).await;
+    time_until_refused(&mut a, &carol.token, limit).await;
+    time_until_refused(&mut a, &carols_pat, limit).await;
+
+    // A role change on A shows in B's answers.
+    let dave = srv.basic_user("dave").await;
+    use_on_both(&mut a, &mut b, &dave.token).await;
+    a.update_user_roles(authed(
+        pb::UpdateUserRolesRequest {
+            user_id: dave.id.clone(),
+            roles: vec!["system_user".into(), "system_user_access_token".into()],
+        },
+        &admin.token,
+    ))
+    .await
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let me = b
+            .get_me(authed(pb::GetMeRequest {}, &dave.token))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        if me.roles.iter().any(|r| r == "system_user_access_token") {
+            break;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "role change not seen after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    drop(replica);
+    srv.stop().await;
+}
+
+/// p50/p99 of the time until the other replica refuses a revoked token. Run with:
+/// `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --release
+/// --test integration revocation_lag_benchmark -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "benchmark; run explicitly"]
+async fn revocation_lag_benchmark() {
+    let srv = TestServer::start().await;
+    let replica = ReplicaProcess::start(&srv);
+    let alice = srv.token_user("alice").await;
+    let mut a = srv.client().await;
+    let mut b = replica.client().await;
+    let rounds = 200;
+    let mut lags = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+        use_on_both(&mut a, &mut b, &secret).await;
+        // Spread the revocations over the poll cycle, so rounds are not phase-locked to it.
+        tokio::time::sleep(Duration::from_millis((round as u64 * 37) % 60)).await;
+        a.revoke_user_access_token(authed(
+            pb::RevokeUserAccessTokenRequest { token_id },
+            &alice.token,
+        ))
+        .await
+        .unwrap();
+        lags.push(time_until_refused(&mut b, &secret, Duration::from_secs(5)).await);
+    }
+    lags.sort();
+    let at = |q: f64| lags[((lags.len() as f64 * q).ceil() as usize).min(lags.len()) - 1];
+    println!(
+        "revocation lag on {} over {rounds} revocations: p50 {:?}, p99 {:?}, max {:?}",
+        srv.backend(),
+        at(0.50),
+        at(0.99),
+        lags[lags.len() - 1]
+    );
+    drop(replica);
+    srv.stop().await;
+}

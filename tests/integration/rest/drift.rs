@@ -1,0 +1,75 @@
+//! The two transports cannot drift: the shim serves exactly the (verb, path) pairs of the
+//! proto's `google.api.http` rules, checked on its route table and over HTTP.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+
+use super::Http;
+use crate::{common::*, contract::proto::http_rules};
+
+#[test]
+fn the_route_table_equals_the_proto_http_rules() {
+    let annotated: BTreeSet<(String, String)> = http_rules()
+        .into_iter()
+        .map(|(_, verb, path)| (verb.to_owned(), path))
+        .collect();
+    let served: BTreeSet<(String, String)> =
+        token_service::rest::served_routes().into_iter().collect();
+    let missing: Vec<_> = annotated.difference(&served).collect();
+    let extra: Vec<_> = served.difference(&annotated).collect();
+    assert!(missing.is_empty(), "annotated but not served: {missing:#?}");
+    assert!(extra.is_empty(), "served but not annotated: {extra:#?}");
+}
+
+fn concrete(path: &str) -> String {
+    let id = token_service::domain::ids::new_id();
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        out.push_str(&id);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn every_annotated_route_answers_and_other_verbs_are_the_router_404() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let http = Http::new(&srv);
+    for (rpc, verb, path) in http_rules() {
+        let url = concrete(&path);
+        let method = Method::from_bytes(verb.as_bytes()).unwrap();
+        let answer = http
+            .send(method.clone(), &url, Some(&admin.token), Some("{}"), &[])
+            .await;
+        assert_ne!(
+            answer.json["id"], "api.context.404.app_error",
+            "{rpc}: {verb} {url} is not served: {answer:?}"
+        );
+        for other in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
+            if other == method
+                || http_rules()
+                    .iter()
+                    .any(|(_, v, p)| *p == path && *v == other.as_str())
+            {
+                continue;
+            }
+            let answer = http
+                .send(other.clone(), &url, Some(&admin.token), Some("{}"), &[])
+                .await;
+            answer.assert_error(404, "api.context.404.app_error");
+        }
+    }
+    srv.stop().await;
+}

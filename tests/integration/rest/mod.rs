@@ -1,0 +1,121 @@
+//! The REST shim over real HTTP: Mattermost's paths, JSON, status codes, error bodies and
+//! authentication.
+
+mod auth;
+mod drift;
+mod openapi;
+mod routes;
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::Value;
+
+use crate::common::TestServer;
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub raw: String,
+    pub json: Value,
+}
+
+impl HttpResponse {
+    /// Asserts a Mattermost AppError with this status and id, and returns it.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, id: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        assert_eq!(self.json["id"], id, "{self:?}");
+        assert_eq!(self.json["status_code"], status, "{self:?}");
+        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(self.json["detailed_error"].is_string());
+        let request_id = self.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(
+            self.json["request_id"], request_id,
+            "request_id echoes X-Request-ID"
+        );
+        &self.json
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+        &self.json
+    }
+}
+
+/// A small HTTP client for the shim.
+pub struct Http {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(srv: &TestServer) -> Self {
+        Self {
+            base: srv.http_base(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends a request with optional bearer token and raw body; extra headers as pairs.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_owned());
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = response.text().await.unwrap();
+        let json = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        assert!(
+            headers.contains_key("x-request-id"),
+            "every response has X-Request-ID"
+        );
+        assert_eq!(
+            headers.get("content-type").map(|v| v.to_str().unwrap()),
+            Some("application/json"),
+            "{path}"
+        );
+        HttpResponse {
+            status,
+            headers,
+            raw,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> HttpResponse {
+        self.send(Method::GET, path, Some(token), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> HttpResponse {
+        self.send(
+            Method::POST,
+            path,
+            Some(token),
+            Some(&body.to_string()),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> HttpResponse {
+        self.send(Method::PUT, path, Some(token), Some(&body.to_string()), &[])
+            .await
+    }
+}

@@ -1,0 +1,553 @@
+//! Mattermost's behaviour per route over HTTP (status codes, JSON shapes, quirks).
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::Http;
+use crate::common::*;
+
+async fn create_token(http: &Http, owner: &Actor, user: &str) -> serde_json::Value {
+    let r = http
+        .post(
+            &format!("/api/v4/users/{user}/tokens"),
+            &owner.token,
+            json!({"description": "rest"}),
+        )
+        .await;
+    r.assert_ok().clone()
+}
+
+#[tokio::test]
+async fn create_returns_200_with_the_secret_once_and_reads_omit_it() {
+    let srv = TestServer::start().await;
+    let tina = srv.token_user("tina").await;
+    let http = Http::new(&srv);
+    let r = http
+        .post(
+            "/api/v4/users/me/tokens",
+            &tina.token,
+            json!({"description": "ci"}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "create is 200, not 201");
+    assert!(r.raw.ends_with('\n'), "json.Encoder framing");
+    let created = r.json.clone();
+    assert_eq!(created["user_id"], tina.id.as_str());
+    assert_eq!(created["description"], "ci");
+    assert_eq!(created["is_active"], true);
+    assert_eq!(created["expires_at"], 0);
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let one = http
+        .get(&format!("/api/v4/users/tokens/{id}"), &tina.token)
+        .await;
+    let one = one.assert_ok();
+    assert!(one.get("token").is_none(), "token omitted: {one}");
+    assert_eq!(one["id"], id.as_str());
+    let list = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    let list = list.assert_ok().as_array().unwrap().clone();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].get("token").is_none());
+    assert!(
+        !http
+            .get("/api/v4/users/me/tokens", &tina.token)
+            .await
+            .raw
+            .ends_with('\n')
+    );
+
+    // The secret authenticates as tina over REST.
+    let me = http.get("/api/v4/users/me", &secret).await;
+    assert_eq!(me.assert_ok()["id"], tina.id.as_str());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn create_errors_match_mattermost() {
+    let srv = TestServer::start().await;
+    let tina = srv.token_user("tina").await;
+    let basic = srv.basic_user("basic").await;
+    let http = Http::new(&srv);
+    http.post(
+        "/api/v4/users/notarealuserid/tokens",
+        &tina.token,
+        json!({"description": "x"}),
+    )
+    .await
+    .assert_error(400, "api.context.invalid_url_param.app_error");
+    http.post(
+        "/api/v4/users/me/tokens",
+        &tina.token,
+        json!({"description": ""}),
+    )
+    .await
+    .assert_error(400, "api.context.invalid_body_param.app_error");
+    http.send(
+        Method::POST,
+        "/api/v4/users/me/tokens",
+        Some(&tina.token),
+        Some("{not json"),
+        &[],
+    )
+    .await
+    .assert_error(400, "api.context.invalid_body_param.app_error");
+    http.post(
+        "/api/v4/users/me/tokens",
+        &tina.token,
+        json!({"description": 5}),
+    )
+    .await
+    .assert_error(400, "api.context.invalid_body_param.app_error");
+    http.post(
+        "/api/v4/users/me/tokens",
+        &basic.token,
+        json!({"description": "x"}),
+    )
+    .await
+    .assert_error(403, "api.context.permissions.app_error");
+    let unknown = token_service::domain::ids::new_id();
+    http.post(
+        &format!("/api/v4/users/{unknown}/tokens"),
+        &basic.token,
+        json!({"description": "x"}),
+    )
+    .await
+    .assert_error(404, "app.user.missing_account.const");
+    http.post(
+        "/api/v4/users/me/tokens",
+        &tina.token,
+        json!({"description": "é".repeat(128)}),
+    )
+    .await
+    .assert_error(
+        400,
+        "model.user_access_token.is_valid.description.app_error",
+    );
+    // Nothing was created by any of that.
+    let list = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    assert_eq!(list.assert_ok(), &json!([]));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn switching_tokens_off_is_501_and_stops_existing_ones() {
+    let srv = TestServer::start_with(|c| c.enable_user_access_tokens = false).await;
+    let admin = srv.admin("root").await;
+    let http = Http::new(&srv);
+    http.post(
+        "/api/v4/users/me/tokens",
+        &admin.token,
+        json!({"description": "x"}),
+    )
+    .await
+    .assert_error(501, "app.user_access_token.disabled");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn revoke_disable_enable_keep_mattermosts_lenient_bodies() {
+    let srv = TestServer::start().await;
+    let tina = srv.token_user("tina").await;
+    let basic = srv.basic_user("basic").await;
+    let http = Http::new(&srv);
+    let created = create_token(&http, &tina, "me").await;
+    let id = created["id"].as_str().unwrap();
+    let secret = created["token"].as_str().unwrap();
+
+    // Empty or malformed bodies: 404 for a permitted caller, 403 otherwise; never 400.
+    for body in ["", "{}", "[]", "{\"token_id\": 5}", "garbage"] {
+        http.send(
+            Method::POST,
+            "/api/v4/users/tokens/revoke",
+            Some(&tina.token),
+            Some(body),
+            &[],
+        )
+        .await
+        .assert_error(404, "app.user_access_token.get_by_user.app_error");
+        http.send(
+            Method::POST,
+            "/api/v4/users/tokens/disable",
+            Some(&basic.token),
+            Some(body),
+            &[],
+        )
+        .await
+        .assert_error(403, "api.context.permissions.app_error");
+    }
+
+    let ok = json!({"status": "OK"});
+    let r = http
+        .post(
+            "/api/v4/users/tokens/disable",
+            &tina.token,
+            json!({"token_id": id}),
+        )
+        .await;
+    assert_eq!(r.assert_ok(), &ok);
+    assert_eq!(r.raw, "{\"status\":\"OK\"}");
+    http.get("/api/v4/users/me", secret)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.post(
+        "/api/v4/users/tokens/enable",
+        &tina.token,
+        json!({"token_id": id}),
+    )
+    .await
+    .assert_ok();
+    http.get("/api/v4/users/me", secret).await.assert_ok();
+    http.post(
+        "/api/v4/users/tokens/revoke",
+        &tina.token,
+        json!({"token_id": id}),
+    )
+    .await
+    .assert_ok();
+    http.get("/api/v4/users/me", secret)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.get(&format!("/api/v4/users/tokens/{id}"), &tina.token)
+        .await
+        .assert_error(404, "app.user_access_token.get_by_user.app_error");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn admin_listing_searching_and_paging_follow_mattermost() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let tina = srv.token_user("tina").await;
+    let http = Http::new(&srv);
+    let first = create_token(&http, &tina, "me").await;
+    create_token(&http, &tina, "me").await;
+    http.get("/api/v4/users/tokens", &tina.token)
+        .await
+        .assert_error(403, "api.context.permissions.app_error");
+    let page = |q: &str| format!("/api/v4/users/tokens{q}");
+    let len = |r: super::HttpResponse| r.assert_ok().as_array().unwrap().len();
+    assert_eq!(len(http.get(&page(""), &admin.token).await), 2);
+    assert_eq!(
+        len(http.get(&page("?page=1&per_page=1"), &admin.token).await),
+        1
+    );
+    assert_eq!(
+        len(http.get(&page("?page=0&per_page=2"), &admin.token).await),
+        2
+    );
+    assert_eq!(len(http.get(&page("?per_page=0"), &admin.token).await), 0);
+    // Garbage and negatives fall back to the defaults, as Mattermost parses them.
+    assert_eq!(
+        len(http.get(&page("?page=-1&per_page=abc"), &admin.token).await),
+        2
+    );
+
+    let search = |term: &str| json!({"term": term});
+    let found = http
+        .post("/api/v4/users/tokens/search", &admin.token, search("tina"))
+        .await;
+    assert_eq!(found.assert_ok().as_array().unwrap().len(), 2);
+    let by_id = http
+        .post(
+            "/api/v4/users/tokens/search",
+            &admin.token,
+            search(first["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(by_id.assert_ok().as_array().unwrap().len(), 1);
+    let none = http
+        .post(
+            "/api/v4/users/tokens/search",
+            &admin.token,
+            search("not found"),
+        )
+        .await;
+    assert_eq!(none.assert_ok(), &json!([]));
+    http.post("/api/v4/users/tokens/search", &admin.token, search(""))
+        .await
+        .assert_error(400, "api.context.invalid_body_param.app_error");
+    http.post("/api/v4/users/tokens/search", &tina.token, search("tina"))
+        .await
+        .assert_error(403, "api.context.permissions.app_error");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_over_rest() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    let list = http.get("/api/v4/users/me/sessions", &alice.token).await;
+    let sessions = list.assert_ok().as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0]["token"], "",
+        "sessions keep a blank token field"
+    );
+    assert_eq!(sessions[0]["roles"], "system_user");
+    for key in [
+        "create_at",
+        "expires_at",
+        "last_activity_at",
+        "is_oauth",
+        "props",
+        "team_members",
+        "local",
+    ] {
+        assert!(sessions[0].get(key).is_some(), "{key}");
+    }
+    http.get("/api/v4/users/junk/sessions", &alice.token)
+        .await
+        .assert_error(400, "api.context.invalid_url_param.app_error");
+    http.get(
+        &format!("/api/v4/users/{}/sessions", admin.id),
+        &alice.token,
+    )
+    .await
+    .assert_error(403, "api.context.permissions.app_error");
+    let random = token_service::domain::ids::new_id();
+    http.post(
+        "/api/v4/users/me/sessions/revoke",
+        &alice.token,
+        json!({"session_id": random}),
+    )
+    .await
+    .assert_error(400, "app.session.get.app_error");
+    http.post("/api/v4/users/me/sessions/revoke", &alice.token, json!({}))
+        .await
+        .assert_error(400, "api.context.invalid_body_param.app_error");
+
+    let created = http
+        .post(
+            &format!("/api/v4/users/{}/sessions", alice.id),
+            &admin.token,
+            json!({"device_id": "d1"}),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{created:?}");
+    let second = created.json["token"].as_str().unwrap().to_owned();
+    assert_eq!(second.len(), 26);
+    http.get("/api/v4/users/me", &second).await.assert_ok();
+
+    let own = sessions[0]["id"].as_str().unwrap();
+    http.post(
+        "/api/v4/users/me/sessions/revoke",
+        &alice.token,
+        json!({"session_id": own}),
+    )
+    .await
+    .assert_ok();
+    http.get("/api/v4/users/me", &alice.token)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.post(
+        &format!("/api/v4/users/{}/sessions/revoke/all", alice.id),
+        &admin.token,
+        json!({}),
+    )
+    .await
+    .assert_ok();
+    http.get("/api/v4/users/me", &second)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.post("/api/v4/users/sessions/revoke/all", &second, json!({}))
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.post("/api/v4/users/sessions/revoke/all", &admin.token, json!({}))
+        .await
+        .assert_ok();
+    http.get("/api/v4/users/me", &admin.token)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn commands_over_rest_hide_existence_with_404() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let basic = srv.basic_user("basic").await;
+    let http = Http::new(&srv);
+    let team = token_service::domain::ids::new_id();
+    let member = http
+        .post(
+            &format!("/api/v4/teams/{team}/members"),
+            &admin.token,
+            json!({"user_id": basic.id}),
+        )
+        .await;
+    assert_eq!(member.status.as_u16(), 201, "{member:?}");
+    assert_eq!(member.json["roles"], "team_user");
+    let created = http
+        .post(
+            "/api/v4/commands",
+            &admin.token,
+            json!({"team_id": team, "trigger": "deploy", "url": "https://example.com/hook", "method": "P"}),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{created:?}");
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let original = created.json["token"].as_str().unwrap().to_owned();
+    let regen = http
+        .send(
+            Method::PUT,
+            &format!("/api/v4/commands/{id}/regen_token"),
+            Some(&admin.token),
+            None,
+            &[],
+        )
+        .await;
+    let body = regen.assert_ok().as_object().unwrap().clone();
+    assert_eq!(body.len(), 1, "only the token: {body:?}");
+    assert_ne!(body["token"], original.as_str());
+    let hidden = http
+        .send(
+            Method::PUT,
+            &format!("/api/v4/commands/{id}/regen_token"),
+            Some(&basic.token),
+            None,
+            &[],
+        )
+        .await;
+    hidden.assert_error(404, "store.sql_command.save.get.app_error");
+    assert!(hidden.json.get("token").is_none());
+    http.send(
+        Method::PUT,
+        "/api/v4/commands/123/regen_token",
+        Some(&admin.token),
+        None,
+        &[],
+    )
+    .await
+    .assert_error(400, "api.context.invalid_url_param.app_error");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn webrtc_me_and_introspection_over_rest() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    http.get("/api/v4/webrtc/token", &alice.token)
+        .await
+        .assert_error(501, "api.webrtc.disabled.app_error");
+    let me = http.get("/api/v4/users/me", &alice.token).await;
+    assert_eq!(me.headers["expires"], "0");
+    let me = me.assert_ok();
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["roles"], "system_user");
+    let answer = http
+        .post(
+            "/api/v4/tokens/introspect",
+            &admin.token,
+            json!({"token": alice.token}),
+        )
+        .await;
+    let answer = answer.assert_ok();
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["user_id"], alice.id.as_str());
+    assert_eq!(answer["kind"], "session");
+    let inactive = http
+        .post(
+            "/api/v4/tokens/introspect",
+            &admin.token,
+            json!({"token": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        inactive.assert_ok(),
+        &json!({"active": false, "expires_at": 0})
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bad_paths_methods_and_bodies_get_mattermost_errors_never_500() {
+    let srv = TestServer::start_with(|c| c.max_request_body_bytes = 1024).await;
+    let alice = srv.token_user("alice").await;
+    let http = Http::new(&srv);
+    let missing = http.get("/api/v4/nope", &alice.token).await;
+    let body = missing.assert_error(404, "api.context.404.app_error");
+    assert!(
+        body["detailed_error"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v4/nope")
+    );
+    http.send(
+        Method::DELETE,
+        "/api/v4/users/tokens",
+        Some(&alice.token),
+        None,
+        &[],
+    )
+    .await
+    .assert_error(404, "api.context.404.app_error");
+    http.get("/api/v4/users/ab-cd/tokens", &alice.token)
+        .await
+        .assert_error(404, "api.context.404.app_error");
+    http.get("/api/v4/users/tokens/123", &alice.token)
+        .await
+        .assert_error(400, "api.context.invalid_url_param.app_error");
+    let huge = json!({"description": "x".repeat(4096)}).to_string();
+    http.send(
+        Method::POST,
+        "/api/v4/users/me/tokens",
+        Some(&alice.token),
+        Some(&huge),
+        &[],
+    )
+    .await
+    .assert_error(413, "api.context.request_body_too_large.app_error");
+    http.put(
+        &format!("/api/v4/users/{}/active", alice.id),
+        &alice.token,
+        json!({"active": "yes"}),
+    )
+    .await
+    .assert_error(400, "api.context.invalid_body_param.app_error");
+    // A path segment that is not UTF-8 once decoded is still an AppError, not a text body.
+    let undecodable = http.get("/api/v4/users/%FF%FE/tokens", &alice.token).await;
+    assert!(undecodable.status.is_client_error(), "{undecodable:?}");
+    assert!(undecodable.json["id"].is_string(), "{undecodable:?}");
+    assert_eq!(
+        undecodable.json["status_code"],
+        undecodable.status.as_u16(),
+        "{undecodable:?}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_paging_parameters_take_the_first_value_as_go_does() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let http = Http::new(&srv);
+    for n in 0..3 {
+        http.post(
+            "/api/v4/users/me/tokens",
+            &alice.token,
+            json!({"description": format!("t{n}")}),
+        )
+        .await
+        .assert_ok();
+    }
+    let page = http
+        .get(
+            "/api/v4/users/me/tokens?per_page=2&per_page=1&page=0&page=5",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(page.assert_ok().as_array().unwrap().len(), 2);
+    let lenient = http
+        .get(
+            "/api/v4/users/me/tokens?per_page=null&per_page=null",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(lenient.assert_ok().as_array().unwrap().len(), 3);
+    srv.stop().await;
+}
