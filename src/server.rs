@@ -251,7 +251,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         shutdown_rx.clone(),
     ));
     // Replicas learn of each other's revocations from the log (on SQLite the other writer is
-    // the `admin` command on the same file).
+    // the `admin` command on the same file). Nothing is cached until the feed knows where the
+    // log stands, or an entry filled first could miss a revocation recorded meanwhile.
+    ctx.cache().set_trusted(false);
     let feed_task = tokio::spawn(crate::domain::revocations::run_revocation_feed(
         ctx.clone(),
         Duration::from_millis(config.revocation_poll_interval_ms),

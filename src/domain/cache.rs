@@ -112,13 +112,17 @@ impl PrincipalCache {
     }
 
     /// Caches a principal read from the database, unless an invalidation happened since
-    /// `generation` was taken (the read may have seen a row that is now revoked).
+    /// `generation` was taken (the read may have seen a row that is now revoked), or the
+    /// cache is not trusted (the revocation feed does not know yet which events it must
+    /// apply, so an entry filled now could outlive a revocation it never hears of).
     pub fn insert(&self, digest: &str, principal: &Principal, generation: u64, now: UnixMillis) {
         if !self.settings.enable {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
+        if self.generation.load(Ordering::Acquire) != generation
+            || !self.trusted.load(Ordering::Acquire)
+        {
             return;
         }
         if entries.len() >= self.settings.capacity && !entries.contains_key(digest) {
@@ -170,12 +174,19 @@ impl PrincipalCache {
     }
 
     /// Marks whether revocations from other replicas are known to be applied.
+    ///
+    /// Either way the generation moves on: losing trust drops everything (it may be stale),
+    /// and a read that began before trust was regained may have seen a row revoked by an
+    /// event the feed had not yet placed, so its insert is refused.
     pub fn set_trusted(&self, trusted: bool) {
-        if !trusted {
-            // Whatever was cached may be stale; start over once trusted again.
+        if trusted {
+            let _entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.trusted.store(true, Ordering::Release);
+        } else {
+            self.trusted.store(false, Ordering::Release);
             self.clear();
         }
-        self.trusted.store(trusted, Ordering::Release);
     }
 
     /// Whether revocations from other replicas are known to be applied.
@@ -295,6 +306,23 @@ mod tests {
         c.invalidate(&Revocation::Session(SessionId::from_trusted("s1".into())));
         c.insert("a", &principal("u1", "s1", None), before, 0);
         assert!(c.get("a", 1).is_none());
+    }
+
+    #[test]
+    fn nothing_is_cached_while_untrusted_nor_by_a_read_that_began_then() {
+        let c = cache(10);
+        c.set_trusted(false);
+        c.insert("a", &principal("u1", "s1", None), c.generation(), 0);
+        let began_untrusted = c.generation();
+        c.set_trusted(true);
+        assert!(c.get("a", 1).is_none(), "not inserted while untrusted");
+        c.insert("b", &principal("u1", "s2", None), began_untrusted, 0);
+        assert!(
+            c.get("b", 1).is_none(),
+            "a read from before trust is dropped"
+        );
+        c.insert("c", &principal("u1", "s3", None), c.generation(), 0);
+        assert!(c.get("c", 1).is_some());
     }
 
     #[test]

@@ -101,7 +101,8 @@ pub async fn run_revocation_feed(
 ) {
     let cache = ctx.cache();
     let store = ctx.store();
-    // Until the starting position is known, nothing cached can be trusted.
+    // Until the starting position is known, nothing cached can be trusted (the server also
+    // marks it so before it accepts calls).
     cache.set_trusted(false);
     let mut position: Option<FeedPosition> = None;
     let mut last_pruned = 0;
