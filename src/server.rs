@@ -12,6 +12,7 @@ use crate::{
     domain::{
         Context, Policy,
         permissions::RoleTable,
+        revocations::FeedSettings,
         secret::{CommandTokenCipher, ServerKey, TokenHasher},
     },
     grpc, rest,
@@ -86,14 +87,32 @@ pub async fn open_context(config: &Config) -> Result<Context, ServerError> {
 /// Connects to the configured database (creating the SQLite data directory if needed),
 /// without migrating.
 pub async fn connect_store(config: &Config) -> Result<Store, ServerError> {
+    connect_store_with(
+        config,
+        config.pool.max_connections,
+        config.pool.min_connections,
+    )
+    .await
+}
+
+/// The revocation feed's own connection, so a request pool under load cannot delay it.
+async fn connect_feed_store(config: &Config) -> Result<Store, ServerError> {
+    connect_store_with(config, 1, 0).await
+}
+
+async fn connect_store_with(
+    config: &Config,
+    max_connections: u32,
+    min_connections: u32,
+) -> Result<Store, ServerError> {
     let url = config.effective_database_url();
     if config.database_url.is_none() {
         fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
     }
     let pool = PoolOptions {
-        max_connections: config.pool.max_connections,
-        min_connections: config.pool.min_connections,
+        max_connections,
+        min_connections,
         connect_timeout: Duration::from_secs(config.pool.connect_timeout_secs),
         acquire_timeout: Duration::from_secs(config.pool.acquire_timeout_secs),
     };
@@ -229,6 +248,7 @@ impl RunningServer {
 /// is bound and health reports SERVING.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let ctx = open_context(config).await?;
+    let feed_store = connect_feed_store(config).await?;
     let listener = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|e| format!("cannot listen on grpc_addr {}: {e}", config.grpc_addr))?;
@@ -256,7 +276,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     ctx.cache().set_trusted(false);
     let feed_task = tokio::spawn(crate::domain::revocations::run_revocation_feed(
         ctx.clone(),
-        Duration::from_millis(config.revocation_poll_interval_ms),
+        feed_store.clone(),
+        FeedSettings::for_interval(Duration::from_millis(config.revocation_poll_interval_ms)),
         shutdown_rx.clone(),
     ));
     let grace = Duration::from_secs(config.shutdown_grace_period_secs);
@@ -300,6 +321,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         health_task.abort();
         feed_task.abort();
         ctx.store().clone().close().await;
+        feed_store.close().await;
         info!("token-service stopped");
         result
     });

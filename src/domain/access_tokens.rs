@@ -265,17 +265,29 @@ async fn change_user_access_token(
 ) -> Result<()> {
     let token = authorize_token_change(ctx, caller, token_id, change.permission(), ids).await?;
     let store = ctx.store();
+    let revocation = Revocation::AccessToken(token.id.clone());
     let existed = match change {
-        TokenChange::Revoke => store.delete_access_token_with_sessions(&token.id).await?,
-        TokenChange::Disable => store.set_access_token_active(&token.id, false).await?,
-        TokenChange::Enable => store.set_access_token_active(&token.id, true).await?,
+        TokenChange::Revoke => {
+            store
+                .delete_access_token_with_sessions(&token.id, &revocation)
+                .await?
+        }
+        TokenChange::Disable => {
+            store
+                .set_access_token_active(&token.id, false, &revocation)
+                .await?
+        }
+        TokenChange::Enable => {
+            store
+                .set_access_token_active(&token.id, true, &revocation)
+                .await?
+        }
     };
     if !existed {
         return Err(token_not_found());
     }
     if !matches!(change, TokenChange::Enable) {
-        ctx.revoke(Revocation::AccessToken(token.id.clone()))
-            .await?;
+        ctx.revoked_here(&revocation);
     }
     info!(target: "audit", action = change.audit_action(), token_id = %token.id,
         user_id = %token.user_id, caller = caller_label(caller), "personal access token changed");

@@ -10,7 +10,7 @@ use super::{
     Context,
     error::{Error, Reason, Result},
     ids::{SessionId, UserId},
-    model::{Session, UnixMillis, User, UserAccessToken, now_millis, session_props},
+    model::{Revocation, Session, UnixMillis, User, UserAccessToken, now_millis, session_props},
     permissions::Permission,
     secret::{PlainToken, TokenDigest},
 };
@@ -45,6 +45,19 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether `revocation` may take this credential away (or change what it may do).
+    pub fn covered_by(&self, revocation: &Revocation) -> bool {
+        match revocation {
+            Revocation::All => true,
+            Revocation::Session(id) => &self.session.id == id,
+            Revocation::AccessToken(id) => {
+                self.access_token.as_ref().map(|t| &t.id) == Some(id)
+                    || self.session.user_access_token_id.as_ref() == Some(id)
+            }
+            Revocation::User(id) => &self.user.id == id,
+        }
+    }
+
     /// When the credential stops authenticating; 0 means never.
     pub fn expires_at(&self) -> UnixMillis {
         match &self.access_token {
@@ -147,37 +160,13 @@ impl Context {
         let store = self.store();
         // At most two rounds: a concurrent first use may mint the session before us.
         for _ in 0..2 {
-            if let Some((mut session, stored)) = store.find_session_by_digest(digest).await? {
+            if let Some((session, stored)) = store.find_session_by_digest(digest).await? {
                 if !stored.matches(digest) {
                     return Err(refused("digest mismatch"));
                 }
-                if session.is_expired(now) {
-                    return Err(refused("session expired"));
-                }
-                let user = store
-                    .find_user(&session.user_id)
-                    .await?
-                    .ok_or_else(|| refused("session user missing"))?;
-                if !user.is_active() {
-                    return Err(refused("user deactivated"));
-                }
-                let access_token = match &session.user_access_token_id {
-                    None => None,
-                    Some(token_id) => {
-                        let token = store
-                            .find_access_token(token_id)
-                            .await?
-                            .ok_or_else(|| refused("access token revoked"))?;
-                        self.check_access_token_usable(&token, &user, now)?;
-                        Some(token)
-                    }
-                };
-                let _ = self.record_activity(&mut session, now);
-                return Ok(Principal {
-                    user,
-                    session,
-                    access_token,
-                });
+                let mut principal = self.principal_of_session(session, now).await?;
+                let _ = self.record_activity(&mut principal.session, now);
+                return Ok(principal);
             }
 
             let (token, stored) = store
@@ -211,6 +200,54 @@ impl Context {
             }
         }
         Err(refused("session vanished while minting"))
+    }
+
+    /// The principal a stored session stands for, if it still authenticates: not expired,
+    /// its user active, and for a personal access token's session the token usable.
+    async fn principal_of_session(&self, session: Session, now: UnixMillis) -> Result<Principal> {
+        if session.is_expired(now) {
+            return Err(refused("session expired"));
+        }
+        let store = self.store();
+        let user = store
+            .find_user(&session.user_id)
+            .await?
+            .ok_or_else(|| refused("session user missing"))?;
+        if !user.is_active() {
+            return Err(refused("user deactivated"));
+        }
+        let access_token = match &session.user_access_token_id {
+            None => None,
+            Some(token_id) => {
+                let token = store
+                    .find_access_token(token_id)
+                    .await?
+                    .ok_or_else(|| refused("access token revoked"))?;
+                self.check_access_token_usable(&token, &user, now)?;
+                Some(token)
+            }
+        };
+        Ok(Principal {
+            user,
+            session,
+            access_token,
+        })
+    }
+
+    /// Checks again, against the database, a caller authenticated earlier (a long-lived
+    /// stream's subscriber after a revocation that may cover it): the caller as it stands
+    /// now, or `Unauthenticated` if its credential no longer authenticates.
+    pub async fn reauthenticate(&self, caller: &Caller) -> Result<Caller> {
+        let Caller::User(principal) = caller else {
+            return Ok(Caller::Local);
+        };
+        let session = self
+            .store()
+            .find_session(&principal.session.id)
+            .await?
+            .ok_or_else(|| refused("session revoked"))?;
+        let principal = self.principal_of_session(session, now_millis()).await?;
+        Ok(Caller::User(Box::new(principal)))
     }
 
     /// Records use of a session, at most every few minutes and off the request path: moves

@@ -159,12 +159,7 @@ impl PrincipalCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         match revocation {
             Revocation::All => entries.clear(),
-            Revocation::Session(id) => entries.retain(|_, e| &e.principal.session.id != id),
-            Revocation::AccessToken(id) => entries.retain(|_, e| {
-                e.principal.access_token.as_ref().map(|t| &t.id) != Some(id)
-                    && e.principal.session.user_access_token_id.as_ref() != Some(id)
-            }),
-            Revocation::User(id) => entries.retain(|_, e| &e.principal.user.id != id),
+            _ => entries.retain(|_, e| !e.principal.covered_by(revocation)),
         }
     }
 

@@ -37,6 +37,13 @@ pub enum Error {
     /// A unique field is taken.
     #[error("{field}: already taken")]
     AlreadyExists { field: &'static str, reason: Reason },
+    /// A position (such as a revocation event id to resume after) outside what is kept.
+    #[error("{field}: {rule}")]
+    OutOfRange {
+        field: &'static str,
+        rule: String,
+        reason: Reason,
+    },
     /// The operation is switched off by configuration.
     #[error("{reason}")]
     Unimplemented { reason: Reason },
@@ -68,6 +75,7 @@ impl Error {
     pub fn reason(&self) -> Reason {
         match self {
             Error::InvalidArgument { reason, .. }
+            | Error::OutOfRange { reason, .. }
             | Error::Unauthenticated { reason }
             | Error::NotFound { reason }
             | Error::AlreadyExists { reason, .. }
@@ -144,6 +152,8 @@ pub enum Reason {
     UserIdTaken,
     /// Personal access tokens are switched off (`enable_user_access_tokens = false`).
     AccessTokensDisabled,
+    /// Events after the requested position were pruned from the revocation log.
+    RevocationLogPruned,
     /// The database is unreachable.
     DatabaseUnavailable,
     /// Anything unexpected.
@@ -188,6 +198,7 @@ impl Reason {
             Reason::UsernameTaken => "app.user.save.username_exists.app_error",
             Reason::UserIdTaken => "store.sql_user.save.existing.app_error",
             Reason::AccessTokensDisabled => "app.user_access_token.disabled",
+            Reason::RevocationLogPruned => "token_service.revocation_log.pruned",
             Reason::DatabaseUnavailable => "token_service.database_unavailable",
             Reason::Internal => "token_service.internal_error",
         }
@@ -234,6 +245,9 @@ impl fmt::Display for Reason {
             Reason::AccessTokensDisabled => {
                 "personal access tokens are disabled on this server (enable_user_access_tokens)"
             }
+            Reason::RevocationLogPruned => {
+                "revocation events after this position are no longer kept"
+            }
             Reason::DatabaseUnavailable => "the database is unavailable",
             Reason::Internal => "internal error",
         };
@@ -279,6 +293,7 @@ mod tests {
             Reason::UsernameTaken,
             Reason::UserIdTaken,
             Reason::AccessTokensDisabled,
+            Reason::RevocationLogPruned,
             Reason::DatabaseUnavailable,
             Reason::Internal,
         ];

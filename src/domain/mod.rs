@@ -87,6 +87,8 @@ struct ContextInner {
     hasher: TokenHasher,
     command_cipher: CommandTokenCipher,
     cache: cache::PrincipalCache,
+    /// Passes what the revocation feed reads on to `WatchRevocations` subscribers.
+    feed: tokio::sync::broadcast::Sender<revocations::FeedItem>,
 }
 
 impl Context {
@@ -101,6 +103,7 @@ impl Context {
             inner: Arc::new(ContextInner {
                 store,
                 cache: cache::PrincipalCache::new(policy.cache),
+                feed: tokio::sync::broadcast::Sender::new(revocations::FEED_CAPACITY),
                 policy,
                 hasher,
                 command_cipher,
@@ -129,5 +132,9 @@ impl Context {
     /// The hot-path cache.
     pub fn cache(&self) -> &cache::PrincipalCache {
         &self.inner.cache
+    }
+
+    pub(crate) fn feed(&self) -> &tokio::sync::broadcast::Sender<revocations::FeedItem> {
+        &self.inner.feed
     }
 }

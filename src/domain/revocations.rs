@@ -1,23 +1,26 @@
-//! Revocations: every change that takes a credential away is applied to this replica's cache
-//! before the call returns and appended to the revocation log, which every other replica
-//! reads (the feed below) to drop what it cached.
+//! Revocations: every change that takes a credential away is recorded in the revocation log
+//! in the same transaction as the change (see the store), applied to this replica's cache as
+//! soon as it commits, and read from the log by every other replica (the feed below) to drop
+//! what they cached.
 //!
-//! On PostgreSQL every append is followed by a `NOTIFY`, and each replica's feed `LISTEN`s
-//! and reads the log as soon as it is woken (and at least every second). On MariaDB and
-//! SQLite the feed reads the log every `revocation_poll_interval_ms` (50 ms by default); on
-//! SQLite the only other writer is the `admin` command on the same file. A replica that
-//! cannot read the log, or loses its notification connection, stops trusting its cache
-//! (every check goes to the database) until it has read everything it missed.
+//! Event ids are handed out in commit order, so each reader only remembers the last id it
+//! applied. On PostgreSQL every append queues a `NOTIFY`; each replica's feed `LISTEN`s on a
+//! connection of its own and reads the log as soon as it is woken (and at least every
+//! second). On MariaDB and SQLite the feed reads the log every `revocation_poll_interval_ms`
+//! (50 ms by default); on SQLite the only other writer is the `admin` command on the same
+//! file. A replica that cannot read the log, or loses its notification connection, stops
+//! trusting its cache (every check goes to the database) until it has read everything it
+//! missed.
+//!
+//! `WatchRevocations` subscribers are fed from the same feed (one reader per replica however
+//! many subscribe), after reading their backlog from the log.
 
-use std::{
-    collections::{BTreeSet, VecDeque},
-    time::Duration,
-};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-
-use crate::store::{RevocationWakeups, Wakeup};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
+
+use crate::store::{RevocationWakeups, Store, Wakeup};
 
 use super::{
     Context,
@@ -33,100 +36,100 @@ pub const RETENTION_MS: i64 = 24 * 3_600_000;
 /// Events read per query.
 const BATCH: u64 = 1_000;
 
-/// How far behind the newest event each read starts. Ids are assigned when a row is inserted
-/// but become visible when it commits, so a lower id can appear after a higher one; reading
-/// again from a position this old catches such stragglers (applied ids are remembered, so
-/// nothing is applied twice).
-const STRAGGLER_WINDOW_MS: i64 = 2_000;
+/// How often the log is still read while PostgreSQL notifications are flowing.
+const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where the feed is in the log.
-#[derive(Debug, Default)]
-struct FeedPosition {
-    /// Every event at or below this id has been applied.
-    floor: i64,
-    /// Applied ids above the floor.
-    applied: BTreeSet<i64>,
-    /// (when, newest id seen then), to move the floor once the window has passed.
-    history: VecDeque<(i64, i64)>,
-}
+/// How many feed items a slow subscriber may fall behind before it re-reads the log.
+pub(crate) const FEED_CAPACITY: usize = 1_024;
 
-impl FeedPosition {
-    fn starting_at(id: i64) -> Self {
-        Self {
-            floor: id,
-            ..Self::default()
-        }
-    }
-
-    /// Records a read made at `now` whose newest id was `newest`, and moves the floor.
-    fn advance(&mut self, now: i64, newest: i64) {
-        self.history.push_back((now, newest));
-        while let Some(&(at, id)) = self.history.front() {
-            if now - at < STRAGGLER_WINDOW_MS {
-                break;
-            }
-            self.floor = self.floor.max(id);
-            self.history.pop_front();
-        }
-        let floor = self.floor;
-        self.applied.retain(|id| *id > floor);
-    }
+/// What the feed tells `WatchRevocations` subscribers.
+#[derive(Debug, Clone)]
+pub(crate) enum FeedItem {
+    /// An event, in log order.
+    Event(RevocationEvent),
+    /// The feed cannot read the log: subscribers cannot be kept up to date.
+    Lost,
 }
 
 impl Context {
-    /// Applies a revocation: drops matching cache entries here, at once, and records it for
-    /// the other replicas. Call after the database change has committed.
-    pub async fn revoke(&self, revocation: Revocation) -> Result<()> {
-        self.cache().invalidate(&revocation);
-        let id = self
-            .store()
-            .append_revocation(&revocation, now_millis())
-            .await?;
-        debug!(
-            event_id = id,
-            kind = revocation.kind(),
-            subject_id = revocation.subject_id(),
-            "revocation recorded"
-        );
-        Ok(())
+    /// Applies a revocation this replica has just committed to its own cache, so the
+    /// credential is refused before the call that revoked it returns. (The store recorded it
+    /// in the log, in the same transaction, for the other replicas.)
+    pub(crate) fn revoked_here(&self, revocation: &Revocation) {
+        self.cache().invalidate(revocation);
+    }
+}
+
+/// Feed settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSettings {
+    /// How often the log is read without notifications.
+    pub poll_interval: Duration,
+    /// How long a read or a `LISTEN` may take before the cache stops being trusted.
+    pub stall_limit: Duration,
+}
+
+impl FeedSettings {
+    /// Settings for a poll interval: a read may stall ten intervals, at least 500 ms.
+    pub fn for_interval(poll_interval: Duration) -> Self {
+        Self {
+            poll_interval,
+            stall_limit: (poll_interval * 10).max(Duration::from_millis(500)),
+        }
     }
 }
 
 /// Reads the revocation log until `shutdown` turns true, applying other replicas'
-/// revocations to this replica's cache.
+/// revocations to this replica's cache and passing every event to `WatchRevocations`
+/// subscribers. `store` should be a connection of its own (a busy request pool must not
+/// delay the feed).
 pub async fn run_revocation_feed(
     ctx: Context,
-    interval: Duration,
+    store: Store,
+    settings: FeedSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cache = ctx.cache();
-    let store = ctx.store();
     // Until the starting position is known, nothing cached can be trusted (the server also
     // marks it so before it accepts calls).
     cache.set_trusted(false);
-    let mut position: Option<FeedPosition> = None;
+    let mut position: Option<i64> = None;
     let mut last_pruned = 0;
     let mut wakeups: Option<RevocationWakeups> = None;
     let mut listen_supported = true;
     let mut next_listen_attempt = 0;
-    let stall_limit = (interval * 10).max(Duration::from_millis(500));
     loop {
         if *shutdown.borrow() {
             return;
         }
+        // Listen before reading: whatever commits after the read's snapshot wakes us.
+        let now = now_millis();
+        if listen_supported && wakeups.is_none() && now >= next_listen_attempt {
+            next_listen_attempt = now + 1_000;
+            let listen = store.revocation_wakeups(settings.stall_limit);
+            match tokio::time::timeout(settings.stall_limit, listen).await {
+                Ok(Ok(Some(listener))) => {
+                    debug!("listening for revocation notifications");
+                    wakeups = Some(listener);
+                }
+                Ok(Ok(None)) => listen_supported = false,
+                Ok(Err(e)) => debug!(error = %e, "cannot listen for revocation notifications"),
+                Err(_) => debug!("listening for revocation notifications timed out"),
+            }
+        }
         let read = async {
-            match position.as_mut() {
+            match position {
                 None => store.latest_revocation_id().await.map(|id| {
-                    position = Some(FeedPosition::starting_at(id));
+                    position = Some(id);
                 }),
-                Some(position) => read_batches(&ctx, position).await,
+                Some(ref mut after) => read_and_apply(&ctx, &store, after).await,
             }
         };
-        // A read that stalls (database unreachable, pool exhausted) must not leave the cache
-        // trusted for the length of a connect timeout.
-        let caught_up = match tokio::time::timeout(stall_limit, read).await {
+        // A read that stalls (database unreachable, server overloaded) must not leave the
+        // cache trusted for the length of a connect timeout.
+        let caught_up = match tokio::time::timeout(settings.stall_limit, read).await {
             Ok(result) => result,
-            Err(_) => Err(super::error::Error::Unavailable(
+            Err(_) => Err(Error::Unavailable(
                 "reading the revocation log timed out".into(),
             )),
         };
@@ -142,9 +145,9 @@ pub async fn run_revocation_feed(
                     warn!(error = %e, "cannot read the revocation log; cache bypassed until it catches up");
                     cache.set_trusted(false);
                 }
+                let _ = ctx.feed().send(FeedItem::Lost);
             }
         }
-        let now = now_millis();
         if now - last_pruned > 60_000 {
             last_pruned = now;
             match store.prune_revocations(now - RETENTION_MS).await {
@@ -153,22 +156,11 @@ pub async fn run_revocation_feed(
                 Err(e) => debug!(error = %e, "could not prune revocation events"),
             }
         }
-        if listen_supported && wakeups.is_none() && now >= next_listen_attempt {
-            next_listen_attempt = now + 1_000;
-            match store.revocation_wakeups().await {
-                Ok(Some(listener)) => {
-                    debug!("listening for revocation notifications");
-                    wakeups = Some(listener);
-                }
-                Ok(None) => listen_supported = false,
-                Err(e) => debug!(error = %e, "cannot listen for revocation notifications"),
-            }
-        }
         // With notifications, polling is only the fallback.
         let pause = if wakeups.is_some() {
-            interval.max(NOTIFIED_POLL_INTERVAL)
+            settings.poll_interval.max(NOTIFIED_POLL_INTERVAL)
         } else {
-            interval
+            settings.poll_interval
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -177,15 +169,13 @@ pub async fn run_revocation_feed(
                     warn!("revocation notifications lost; cache bypassed until the log is read again");
                     cache.set_trusted(false);
                     wakeups = None;
+                    next_listen_attempt = 0;
                 }
             }
             _ = shutdown.changed() => {}
         }
     }
 }
-
-/// How often the log is still read while PostgreSQL notifications are flowing.
-const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 async fn next_wakeup(wakeups: &mut Option<RevocationWakeups>) -> Wakeup {
     match wakeups {
@@ -194,77 +184,147 @@ async fn next_wakeup(wakeups: &mut Option<RevocationWakeups>) -> Wakeup {
     }
 }
 
-/// Applies every event above the floor not applied yet.
-async fn read_batches(ctx: &Context, position: &mut FeedPosition) -> Result<()> {
-    for event in read_new(ctx, position).await? {
-        ctx.cache().invalidate(&event.revocation);
-    }
-    Ok(())
-}
-
-/// Every event above the floor not seen yet, in the order found (ids ascending, except an
-/// event whose id committed late, which follows the higher ids already seen).
-async fn read_new(ctx: &Context, position: &mut FeedPosition) -> Result<Vec<RevocationEvent>> {
-    let now = now_millis();
-    let mut after = position.floor;
-    let mut newest = position.floor;
-    let mut found = Vec::new();
+/// Applies every event after `after` to the cache and passes it to subscribers, moving
+/// `after` along.
+async fn read_and_apply(ctx: &Context, store: &Store, after: &mut i64) -> Result<()> {
     loop {
-        let events = ctx.store().revocations_after(after, BATCH).await?;
+        let events = store.revocations_after(*after, BATCH).await?;
         let full = events.len() as u64 == BATCH;
         for event in events {
-            after = event.id;
-            newest = newest.max(event.id);
-            if position.applied.insert(event.id) {
-                found.push(event);
-            }
+            ctx.cache().invalidate(&event.revocation);
+            *after = event.id;
+            // No subscriber is not an error.
+            let _ = ctx.feed().send(FeedItem::Event(event));
         }
         if !full {
-            position.advance(now, newest);
-            return Ok(found);
+            return Ok(());
         }
     }
 }
 
-/// Opens a revocation stream for `caller`: events after `after_event_id`, or from the next
-/// one when it is `None`, then every new event as it is recorded. The stream ends with an
-/// error when the database cannot be read, and when the receiver is dropped.
+/// Opens a revocation stream for `caller`: events after `after_event_id` (or from the next
+/// one when it is `None`), then every new event as this replica's feed reads it. The stream
+/// ends with an error when the log cannot be read, when the caller's own credential is
+/// revoked or loses the permission, and ends quietly when the receiver is dropped.
 pub async fn watch_revocations(
     ctx: &Context,
     caller: &Caller,
     after_event_id: Option<i64>,
 ) -> Result<mpsc::Receiver<Result<RevocationEvent>>> {
     require_watch_permission(ctx, caller)?;
+    // Subscribe before reading the backlog: an event the feed passes on after this point is
+    // received here, and one it passed on before was committed before the backlog read.
+    let feed = ctx.feed().subscribe();
     let start = match after_event_id {
-        Some(id) => validate_position(id)?,
+        Some(id) => resumable_position(ctx, id).await?,
         None => ctx.store().latest_revocation_id().await?,
     };
     let (sender, receiver) = mpsc::channel(256);
-    let ctx = ctx.clone();
-    let interval = Duration::from_millis(ctx.policy().revocation_poll_interval_ms);
-    tokio::spawn(async move {
-        let mut position = FeedPosition::starting_at(start);
-        loop {
-            match read_new(&ctx, &mut position).await {
-                Ok(events) => {
-                    for event in events {
-                        if sender.send(Ok(event)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = sender.send(Err(e)).await;
-                    return;
-                }
+    let subscription = Subscription {
+        ctx: ctx.clone(),
+        caller: caller.clone(),
+        sender,
+        last_sent: start,
+    };
+    tokio::spawn(subscription.run(feed));
+    Ok(receiver)
+}
+
+/// One `WatchRevocations` subscriber.
+struct Subscription {
+    ctx: Context,
+    caller: Caller,
+    sender: mpsc::Sender<Result<RevocationEvent>>,
+    last_sent: i64,
+}
+
+/// Why a subscription stops.
+enum Stop {
+    /// The receiver went away.
+    Closed,
+    /// The subscriber is told why, then the stream ends.
+    Failed(Error),
+}
+
+impl Subscription {
+    async fn run(mut self, mut feed: broadcast::Receiver<FeedItem>) {
+        let stop = loop {
+            if let Err(stop) = self.send_backlog().await {
+                break stop;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = sender.closed() => return,
+            if let Err(stop) = self.follow(&mut feed).await {
+                break stop;
+            }
+            // The feed ran ahead of this subscriber: read what was missed from the log.
+        };
+        if let Stop::Failed(e) = stop {
+            let _ = self.sender.send(Err(e)).await;
+        }
+    }
+
+    /// Sends every logged event after the last one sent.
+    async fn send_backlog(&mut self) -> Result<(), Stop> {
+        loop {
+            let events = self
+                .ctx
+                .store()
+                .revocations_after(self.last_sent, BATCH)
+                .await
+                .map_err(Stop::Failed)?;
+            let full = events.len() as u64 == BATCH;
+            for event in events {
+                self.send(event).await?;
+            }
+            if !full {
+                return Ok(());
             }
         }
-    });
-    Ok(receiver)
+    }
+
+    /// Sends what the feed passes on, until it runs ahead of this subscriber (`Ok`) or the
+    /// subscription stops (`Err`).
+    async fn follow(&mut self, feed: &mut broadcast::Receiver<FeedItem>) -> Result<(), Stop> {
+        loop {
+            let item = tokio::select! {
+                item = feed.recv() => item,
+                _ = self.sender.closed() => return Err(Stop::Closed),
+            };
+            match item {
+                Ok(FeedItem::Event(event)) if event.id > self.last_sent => self.send(event).await?,
+                Ok(FeedItem::Event(_)) => {}
+                Ok(FeedItem::Lost) => {
+                    return Err(Stop::Failed(Error::Unavailable(
+                        "the revocation log cannot be read".into(),
+                    )));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
+                Err(broadcast::error::RecvError::Closed) => return Err(Stop::Closed),
+            }
+        }
+    }
+
+    /// Sends one event; if it may cover the subscriber's own credential, checks the
+    /// credential and the permission again afterwards.
+    async fn send(&mut self, event: RevocationEvent) -> Result<(), Stop> {
+        let covers_caller = match &self.caller {
+            Caller::Local => false,
+            Caller::User(p) => p.covered_by(&event.revocation),
+        };
+        self.last_sent = event.id;
+        self.sender
+            .send(Ok(event))
+            .await
+            .map_err(|_| Stop::Closed)?;
+        if covers_caller {
+            self.caller = self
+                .ctx
+                .reauthenticate(&self.caller)
+                .await
+                .map_err(Stop::Failed)?;
+            require_watch_permission(&self.ctx, &self.caller).map_err(Stop::Failed)?;
+        }
+        Ok(())
+    }
 }
 
 /// The events after `after_event_id`, at most 1000 (the REST mirror of the stream).
@@ -274,7 +334,7 @@ pub async fn revocations_after(
     after_event_id: i64,
 ) -> Result<Vec<RevocationEvent>> {
     require_watch_permission(ctx, caller)?;
-    let after = validate_position(after_event_id)?;
+    let after = resumable_position(ctx, after_event_id).await?;
     ctx.store().revocations_after(after, BATCH).await
 }
 
@@ -285,13 +345,26 @@ fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
     ctx.require_permission(caller, Permission::IntrospectToken)
 }
 
-fn validate_position(after_event_id: i64) -> Result<i64> {
+/// A position to resume after: not negative, and not older than what the log still holds.
+async fn resumable_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
     if after_event_id < 0 {
         return Err(Error::invalid(
             "after_event_id",
             Reason::InvalidUrlParam,
             "must be zero or positive",
         ));
+    }
+    let pruned_through = ctx.store().pruned_revocations_through().await?;
+    if after_event_id < pruned_through {
+        return Err(Error::OutOfRange {
+            field: "after_event_id",
+            rule: format!(
+                "events up to {pruned_through} were pruned (they are kept {} hours); \
+                 reload what you cached and watch again without a position",
+                RETENTION_MS / 3_600_000
+            ),
+            reason: Reason::RevocationLogPruned,
+        });
     }
     Ok(after_event_id)
 }

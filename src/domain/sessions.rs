@@ -126,13 +126,13 @@ pub(crate) async fn store_session_within_cap(
     session: &Session,
     digest: &TokenDigest,
 ) -> Result<SessionInsert> {
+    let on_trim = Revocation::User(session.user_id.clone());
     let (outcome, revoked) = ctx
         .store()
-        .insert_session_within_cap(session, digest, MAX_SESSIONS_PER_USER - 1)
+        .insert_session_within_cap(session, digest, MAX_SESSIONS_PER_USER - 1, &on_trim)
         .await?;
     if revoked > 0 {
-        ctx.revoke(Revocation::User(session.user_id.clone()))
-            .await?;
+        ctx.revoked_here(&on_trim);
         info!(target: "audit", action = "revoke_session", user_id = %session.user_id, revoked,
             "session limit reached: least recently active sessions revoked");
     }
@@ -201,8 +201,9 @@ pub async fn revoke_session(
             "the session belongs to another user",
         ));
     }
-    ctx.store().delete_session(&session.id).await?;
-    ctx.revoke(Revocation::Session(session.id.clone())).await?;
+    let revocation = Revocation::Session(session.id.clone());
+    ctx.store().delete_session(&session.id, &revocation).await?;
+    ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_session", user_id = %user_id, session_id = %session.id,
         caller = caller_label(caller), "session revoked");
     Ok(())
@@ -212,8 +213,12 @@ pub async fn revoke_session(
 pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<()> {
     let user_id = ctx.resolve_user_id(caller, user_id)?;
     require_user_permission(ctx, caller, &user_id).await?;
-    let revoked = ctx.store().delete_sessions_for_user(&user_id).await?;
-    ctx.revoke(Revocation::User(user_id.clone())).await?;
+    let revocation = Revocation::User(user_id.clone());
+    let revoked = ctx
+        .store()
+        .delete_sessions_for_user(&user_id, &revocation)
+        .await?;
+    ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_all_sessions", user_id = %user_id, revoked,
         caller = caller_label(caller), "sessions of user revoked");
     Ok(())
@@ -222,8 +227,8 @@ pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) 
 /// Revokes every session of every user. Requires `manage_system`.
 pub async fn revoke_sessions_from_all_users(ctx: &Context, caller: &Caller) -> Result<()> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let revoked = ctx.store().delete_all_sessions().await?;
-    ctx.revoke(Revocation::All).await?;
+    let revoked = ctx.store().delete_all_sessions(&Revocation::All).await?;
+    ctx.revoked_here(&Revocation::All);
     info!(target: "audit", action = "revoke_sessions_from_all_users", revoked,
         caller = caller_label(caller), "all sessions revoked");
     Ok(())

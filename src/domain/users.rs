@@ -142,14 +142,15 @@ pub async fn update_user_roles(
         ));
     }
     let roles = validate_roles(ctx, roles)?;
+    let revocation = Revocation::User(user_id.clone());
     let user = ctx
         .store()
-        .update_user_roles(&user_id, &roles, now_millis())
+        .update_user_roles(&user_id, &roles, now_millis(), &revocation)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,
         })?;
-    ctx.revoke(Revocation::User(user.id.clone())).await?;
+    ctx.revoked_here(&revocation);
     info!(target: "audit", action = "update_user_roles", user_id = %user.id,
         roles = %user.roles.join(" "), "user roles updated");
     Ok(user)
@@ -164,14 +165,15 @@ pub async fn update_user_active(
 ) -> Result<User> {
     let user_id = ctx.resolve_user_id(caller, user_id)?;
     ctx.require_permission(caller, Permission::ManageSystem)?;
+    let revocation = Revocation::User(user_id.clone());
     let user = ctx
         .store()
-        .set_user_active(&user_id, active, now_millis())
+        .set_user_active(&user_id, active, now_millis(), &revocation)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,
         })?;
-    ctx.revoke(Revocation::User(user.id.clone())).await?;
+    ctx.revoked_here(&revocation);
     info!(target: "audit", action = "update_user_active", user_id = %user.id, active,
         "user activation changed");
     Ok(user)

@@ -39,6 +39,10 @@ pub(crate) fn to_status(err: Error) -> Status {
             metadata.insert("field".to_owned(), (*field).to_owned());
             (Code::AlreadyExists, err.to_string())
         }
+        Error::OutOfRange { field, .. } => {
+            metadata.insert("field".to_owned(), (*field).to_owned());
+            (Code::OutOfRange, err.to_string())
+        }
         Error::Unimplemented { .. } => (Code::Unimplemented, err.to_string()),
         Error::Unavailable(cause) => {
             warn!(cause = %cause, "database unavailable");

@@ -121,6 +121,7 @@ fn status_of(reason: Reason) -> StatusCode {
         | Reason::CommandNotFound
         | Reason::RouteNotFound => StatusCode::NOT_FOUND,
         Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::RevocationLogPruned => StatusCode::GONE,
         Reason::AccessTokensDisabled | Reason::CommandsDisabled | Reason::WebrtcDisabled => {
             StatusCode::NOT_IMPLEMENTED
         }
@@ -154,6 +155,7 @@ impl From<Error> for ApiError {
             Error::NotFound { .. } | Error::AlreadyExists { .. } | Error::Unimplemented { .. } => {
                 ApiError::new(reason, err.to_string(), "")
             }
+            Error::OutOfRange { .. } => ApiError::new(reason, reason.to_string(), err.to_string()),
             Error::Unavailable(cause) => {
                 warn!(cause = %cause, "database unavailable");
                 ApiError::new(reason, err.to_string(), "")

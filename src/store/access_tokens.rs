@@ -4,11 +4,11 @@ use sea_orm::{
 };
 
 use super::entities::{sessions, user_access_tokens as tokens, users};
-use super::{Store, db_err};
+use super::{Store, db_err, revocations::append_revocation};
 use crate::domain::error::Result;
 use crate::domain::{
     ids::{TokenId, UserId},
-    model::UserAccessToken,
+    model::{Revocation, UserAccessToken},
     paging::PageRequest,
     secret::TokenDigest,
 };
@@ -136,9 +136,13 @@ impl Store {
             .collect())
     }
 
-    /// Deletes a token and the sessions minted from it, in one transaction. Returns whether
-    /// the token existed.
-    pub async fn delete_access_token_with_sessions(&self, id: &TokenId) -> Result<bool> {
+    /// Deletes a token and the sessions minted from it, and records `revocation`, in one
+    /// transaction. Returns whether the token existed (nothing is recorded if not).
+    pub async fn delete_access_token_with_sessions(
+        &self,
+        id: &TokenId,
+        revocation: &Revocation,
+    ) -> Result<bool> {
         let txn = self.begin_write().await?;
         sessions::Entity::delete_many()
             .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
@@ -149,13 +153,22 @@ impl Store {
             .exec(&txn)
             .await
             .map_err(db_err)?;
+        let existed = deleted.rows_affected > 0;
+        if existed {
+            append_revocation(&txn, revocation).await?;
+        }
         txn.commit().await.map_err(db_err)?;
-        Ok(deleted.rows_affected > 0)
+        Ok(existed)
     }
 
-    /// Sets a token's active flag. Deactivation deletes the sessions minted from it in the
-    /// same transaction. Returns whether the token existed.
-    pub async fn set_access_token_active(&self, id: &TokenId, active: bool) -> Result<bool> {
+    /// Sets a token's active flag. Deactivation deletes the sessions minted from it and
+    /// records `revocation` in the same transaction. Returns whether the token existed.
+    pub async fn set_access_token_active(
+        &self,
+        id: &TokenId,
+        active: bool,
+        revocation: &Revocation,
+    ) -> Result<bool> {
         let txn = self.begin_write().await?;
         // Write first: on SQLite a transaction that reads before it writes cannot wait for
         // another writer (its lock upgrade fails at once), so concurrent toggles would fail.
@@ -177,6 +190,7 @@ impl Store {
                 .exec(&txn)
                 .await
                 .map_err(db_err)?;
+            append_revocation(&txn, revocation).await?;
         }
         txn.commit().await.map_err(db_err)?;
         Ok(exists)

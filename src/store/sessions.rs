@@ -9,12 +9,14 @@ use super::entities::{sessions, users};
 use super::{
     Store, db_err,
     error::{is_foreign_key_violation, is_unique_violation},
-    join_roles, split_roles,
+    join_roles,
+    revocations::append_revocation,
+    split_roles,
 };
 use crate::domain::{
     error::{Error, Result},
     ids::{SessionId, TokenId, UserId},
-    model::Session,
+    model::{Revocation, Session},
     secret::TokenDigest,
 };
 
@@ -70,14 +72,16 @@ impl Store {
     }
 
     /// Stores a session under the digest of its token, first revoking the owner's least
-    /// recently active sessions beyond `keep` others. One transaction that starts by locking
-    /// the owner's row, so concurrent logins of one user cannot overshoot or undershoot the
-    /// cap. Returns the outcome and how many sessions were revoked to make room.
+    /// recently active sessions beyond `keep` others (recording `on_trim` if any were). One
+    /// transaction that starts by locking the owner's row, so concurrent logins of one user
+    /// cannot overshoot or undershoot the cap. Returns the outcome and how many sessions
+    /// were revoked to make room.
     pub async fn insert_session_within_cap(
         &self,
         session: &Session,
         digest: &TokenDigest,
         keep: u64,
+        on_trim: &Revocation,
     ) -> Result<(SessionInsert, u64)> {
         let props = serde_json::to_string(&session.props)
             .map_err(|e| Error::internal(format!("cannot encode session props: {e}")))?;
@@ -109,6 +113,9 @@ impl Store {
             .await
             .map_err(db_err)?;
         let trimmed = trim_sessions(&txn, &session.user_id, keep).await?;
+        if trimmed > 0 {
+            append_revocation(&txn, on_trim).await?;
+        }
         match sessions::Entity::insert(row)
             .exec_without_returning(&txn)
             .await
@@ -176,6 +183,16 @@ impl Store {
             .collect()
     }
 
+    /// A session by id.
+    pub async fn find_session(&self, id: &SessionId) -> Result<Option<Session>> {
+        sessions::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(Session::try_from)
+            .transpose()
+    }
+
     /// A session by id, or by the digest of its token (Mattermost accepts either).
     pub async fn find_session_by_id_or_digest(
         &self,
@@ -195,32 +212,49 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes one session; returns whether it existed.
-    pub async fn delete_session(&self, id: &SessionId) -> Result<bool> {
-        let deleted = sessions::Entity::delete_by_id(id.to_string())
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(deleted.rows_affected > 0)
+    /// Deletes one session and records `revocation`, in one transaction; returns whether
+    /// it existed.
+    pub async fn delete_session(&self, id: &SessionId, revocation: &Revocation) -> Result<bool> {
+        self.delete_sessions(
+            sessions::Entity::delete_many().filter(sessions::Column::Id.eq(id.as_str())),
+            revocation,
+        )
+        .await
+        .map(|deleted| deleted > 0)
     }
 
-    /// Deletes every session of a user; returns how many.
-    pub async fn delete_sessions_for_user(&self, user_id: &UserId) -> Result<u64> {
-        let deleted = sessions::Entity::delete_many()
-            .filter(sessions::Column::UserId.eq(user_id.as_str()))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(deleted.rows_affected)
+    /// Deletes every session of a user and records `revocation`; returns how many.
+    pub async fn delete_sessions_for_user(
+        &self,
+        user_id: &UserId,
+        revocation: &Revocation,
+    ) -> Result<u64> {
+        self.delete_sessions(
+            sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id.as_str())),
+            revocation,
+        )
+        .await
     }
 
-    /// Deletes every session of every user; returns how many.
-    pub async fn delete_all_sessions(&self) -> Result<u64> {
-        let deleted = sessions::Entity::delete_many()
-            .exec(&self.db)
+    /// Deletes every session of every user and records `revocation`; returns how many.
+    pub async fn delete_all_sessions(&self, revocation: &Revocation) -> Result<u64> {
+        self.delete_sessions(sessions::Entity::delete_many(), revocation)
             .await
-            .map_err(db_err)?;
-        Ok(deleted.rows_affected)
+    }
+
+    /// Runs a session delete and records `revocation` (even if nothing matched: subscribers
+    /// of the log see every revoke-all), in one transaction; returns how many sessions were
+    /// deleted.
+    async fn delete_sessions(
+        &self,
+        delete: sea_orm::DeleteMany<sessions::Entity>,
+        revocation: &Revocation,
+    ) -> Result<u64> {
+        let txn = self.begin_write().await?;
+        let deleted = delete.exec(&txn).await.map_err(db_err)?.rows_affected;
+        append_revocation(&txn, revocation).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(deleted)
     }
 
     /// Records activity on a session and, when `expires_at` is given, moves its expiry.

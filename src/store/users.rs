@@ -1,11 +1,14 @@
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::entities::{sessions, users};
-use super::{Store, db_err, error::is_unique_violation, join_roles, split_roles};
+use super::{
+    Store, db_err, error::is_unique_violation, join_roles, revocations::append_revocation,
+    split_roles,
+};
 use crate::domain::{
     error::{Error, Reason, Result},
     ids::UserId,
-    model::{UnixMillis, User},
+    model::{Revocation, UnixMillis, User},
 };
 
 impl From<users::Model> for User {
@@ -73,13 +76,15 @@ impl Store {
             .map(User::from))
     }
 
-    /// Replaces a user's roles, on the user and on every session they hold, in one
-    /// transaction. Returns the updated user, or `None` if there is no such user.
+    /// Replaces a user's roles, on the user and on every session they hold, and records
+    /// `revocation`, in one transaction. Returns the updated user, or `None` if there is no
+    /// such user.
     pub async fn update_user_roles(
         &self,
         id: &UserId,
         roles: &[String],
         now: UnixMillis,
+        revocation: &Revocation,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
         let joined = join_roles(roles);
@@ -104,17 +109,20 @@ impl Store {
             .await
             .map_err(db_err)?
             .map(User::from);
+        append_revocation(&txn, revocation).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(user)
     }
 
-    /// Activates or deactivates a user. Deactivation deletes the user's sessions in the same
-    /// transaction. Returns the updated user, or `None` if there is no such user.
+    /// Activates or deactivates a user and records `revocation`. Deactivation deletes the
+    /// user's sessions in the same transaction. Returns the updated user, or `None` if there
+    /// is no such user.
     pub async fn set_user_active(
         &self,
         id: &UserId,
         active: bool,
         now: UnixMillis,
+        revocation: &Revocation,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
         let Some(existing) = users::Entity::find_by_id(id.to_string())
@@ -148,6 +156,7 @@ impl Store {
             .await
             .map_err(db_err)?
             .map(User::from);
+        append_revocation(&txn, revocation).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(user)
     }
