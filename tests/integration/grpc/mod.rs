@@ -5,6 +5,7 @@ mod faults;
 mod health_reflection;
 mod introspection;
 mod replicas;
+mod revocation_log;
 mod revocation_stream;
 mod sessions;
 mod users;

@@ -1,0 +1,349 @@
+//! The revocation log behind the cache and WatchRevocations: a revocation and its event are
+//! one transaction; the PostgreSQL listener comes back by itself; subscribers are fed from
+//! one reader, cut off when their own credential goes, and told when they resume from a
+//! pruned position.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use token_service::{
+    domain::{auth::Caller, model::now_millis, sessions},
+    pb,
+};
+use tonic::{Code, Streaming};
+
+use crate::common::*;
+
+/// A direct connection to the test server's database.
+async fn database(srv: &TestServer) -> DatabaseConnection {
+    let url = srv.config.database_url.as_ref().unwrap().expose();
+    Database::connect(url)
+        .await
+        .expect("connect to the test database")
+}
+
+async fn next_item(
+    stream: &mut Streaming<pb::WatchRevocationsResponse>,
+) -> Result<pb::RevocationEvent, tonic::Status> {
+    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a stream item within 5 s")?;
+    Ok(message.expect("stream open").event.expect("event set"))
+}
+
+async fn watch(client: &mut Client, token: &str) -> Streaming<pb::WatchRevocationsResponse> {
+    client
+        .watch_revocations(authed(pb::WatchRevocationsRequest::default(), token))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+    client
+        .get_me(authed(pb::GetMeRequest {}, &secret))
+        .await
+        .expect("the token works (and its session is minted)");
+
+    // Take the log away: the change cannot commit without its event.
+    let db = database(&srv).await;
+    db.execute_unprepared("ALTER TABLE revocation_events RENAME TO revocation_events_away")
+        .await
+        .unwrap();
+    let failed = client
+        .revoke_user_access_token(authed(
+            pb::RevokeUserAccessTokenRequest {
+                token_id: token_id.clone(),
+            },
+            &alice.token,
+        ))
+        .await
+        .expect_err("the revoke cannot be recorded");
+    assert_eq!(failed.code(), Code::Internal, "{failed:?}");
+    assert!(
+        !failed.message().contains("revocation_events"),
+        "no database text reaches the client: {failed:?}"
+    );
+    client
+        .get_me(authed(pb::GetMeRequest {}, &secret))
+        .await
+        .expect("the token still works: nothing was revoked");
+    let listed = client
+        .get_user_access_token(authed(
+            pb::GetUserAccessTokenRequest {
+                token_id: token_id.clone(),
+            },
+            &alice.token,
+        ))
+        .await
+        .expect("the token is still stored")
+        .into_inner();
+    assert!(listed.user_access_token.unwrap().is_active);
+
+    db.execute_unprepared("ALTER TABLE revocation_events_away RENAME TO revocation_events")
+        .await
+        .unwrap();
+    client
+        .revoke_user_access_token(authed(
+            pb::RevokeUserAccessTokenRequest { token_id },
+            &alice.token,
+        ))
+        .await
+        .expect("with the log back, the revoke goes through");
+    assert_token_refused(&mut client, &secret).await;
+    db.close().await.ok();
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_notification_connection_is_replaced_and_revocations_keep_arriving() {
+    let srv = TestServer::start().await;
+    if srv.backend() != "postgres" {
+        // LISTEN/NOTIFY is PostgreSQL's; the other backends poll the log.
+        srv.stop().await;
+        return;
+    }
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    let db = database(&srv).await;
+    let listeners = |db: DatabaseConnection| async move {
+        db.query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get::<i32>("", "pid").unwrap())
+        .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let old = loop {
+        let pids = listeners(db.clone()).await;
+        if let [pid] = pids[..] {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "one LISTEN connection: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    db.execute_unprepared(&format!("SELECT pg_terminate_backend({old})"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = listeners(db.clone()).await;
+        if matches!(pids[..], [pid] if pid != old) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listener came back: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A revocation by another writer (the fixture context, like another replica) reaches
+    // this server by notification: sooner than its one-second fallback poll.
+    for _ in 0..2 {
+        client
+            .get_me(authed(pb::GetMeRequest {}, &alice.token))
+            .await
+            .expect("cached");
+    }
+    sessions::revoke_all_sessions(&srv.ctx, &Caller::Local, &alice.id)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        match client
+            .get_me(authed(pb::GetMeRequest {}, &alice.token))
+            .await
+        {
+            Err(status) if status.code() == Code::Unauthenticated => break,
+            other => {
+                other.expect("accepted until the notification arrives");
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(800),
+            "the revocation arrived by notification"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    db.close().await.ok();
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn many_subscribers_each_receive_every_event() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        streams.push(watch(&mut client, &admin.token).await);
+    }
+    let (first, _) = create_own_pat(&mut client, &alice).await;
+    let (second, _) = create_own_pat(&mut client, &alice).await;
+    for token_id in [&first, &second] {
+        client
+            .revoke_user_access_token(authed(
+                pb::RevokeUserAccessTokenRequest {
+                    token_id: token_id.clone(),
+                },
+                &alice.token,
+            ))
+            .await
+            .unwrap();
+    }
+    for stream in &mut streams {
+        let a = next_item(stream).await.unwrap();
+        let b = next_item(stream).await.unwrap();
+        assert_eq!(
+            (a.subject_id.as_str(), b.subject_id.as_str()),
+            (first.as_str(), second.as_str())
+        );
+        assert!(b.id > a.id);
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_is_cut_off_when_its_own_credential_is_revoked() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let gateway = srv
+        .user("gateway", &["system_user", "system_token_introspector"])
+        .await;
+    let mut client = srv.client().await;
+    let mut stream = watch(&mut client, &gateway.token).await;
+    client
+        .revoke_all_sessions(authed(
+            pb::RevokeAllSessionsRequest {
+                user_id: gateway.id.clone(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap();
+    let event = next_item(&mut stream).await.expect("the event comes first");
+    assert_eq!(event.subject_id, gateway.id);
+    let ended = next_item(&mut stream)
+        .await
+        .expect_err("then the stream ends");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_is_cut_off_when_it_loses_the_permission_but_not_for_other_changes() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let gateway = srv
+        .user("gateway", &["system_user", "system_token_introspector"])
+        .await;
+    let mut client = srv.client().await;
+    let mut stream = watch(&mut client, &gateway.token).await;
+    let set_roles = |roles: &[&str]| pb::UpdateUserRolesRequest {
+        user_id: gateway.id.clone(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    // A change that keeps the permission: the stream goes on.
+    client
+        .update_user_roles(authed(
+            set_roles(&[
+                "system_user",
+                "system_token_introspector",
+                "system_user_access_token",
+            ]),
+            &admin.token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_item(&mut stream).await.unwrap().subject_id, gateway.id);
+    client
+        .update_user_roles(authed(set_roles(&["system_user"]), &admin.token))
+        .await
+        .unwrap();
+    assert_eq!(next_item(&mut stream).await.unwrap().subject_id, gateway.id);
+    let ended = next_item(&mut stream).await.expect_err("the stream ends");
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn resuming_from_a_pruned_position_is_out_of_range() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    let mut stream = watch(&mut client, &admin.token).await;
+    for _ in 0..3 {
+        let (token_id, _) = create_own_pat(&mut client, &alice).await;
+        client
+            .revoke_user_access_token(authed(
+                pb::RevokeUserAccessTokenRequest { token_id },
+                &alice.token,
+            ))
+            .await
+            .unwrap();
+    }
+    let first = next_item(&mut stream).await.unwrap();
+    let _second = next_item(&mut stream).await.unwrap();
+    let third = next_item(&mut stream).await.unwrap();
+    drop(stream);
+
+    // Everything recorded so far is older than the cut-off.
+    let pruned = srv
+        .ctx
+        .store()
+        .prune_revocations(now_millis() + 1)
+        .await
+        .unwrap();
+    assert!(pruned >= 3, "pruned {pruned}");
+    let resume = |after: i64| {
+        let mut client = client.clone();
+        let token = admin.token.clone();
+        async move {
+            client
+                .watch_revocations(authed(
+                    pb::WatchRevocationsRequest {
+                        after_event_id: Some(after),
+                    },
+                    &token,
+                ))
+                .await
+        }
+    };
+    let gone = resume(first.id)
+        .await
+        .expect_err("events after it are gone");
+    assert_eq!(gone.code(), Code::OutOfRange, "{gone:?}");
+    assert_eq!(error_id(&gone), "token_service.revocation_log.pruned");
+    resume(third.id)
+        .await
+        .expect("resuming from the newest pruned event loses nothing");
+
+    let rest = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v4/tokens/revocations?after_event_id={}",
+            srv.http_base(),
+            first.id
+        ))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 410);
+    let body: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(body["id"], "token_service.revocation_log.pruned");
+    srv.stop().await;
+}
