@@ -113,19 +113,23 @@ impl Store {
             .collect())
     }
 
-    /// Every token whose id, user id or owner's username equals `term`, ordered by id.
+    /// Every token whose id, user id or owner's username equals `term`, ordered by id. The
+    /// owner named `term` is looked up first, so each part of the match is an index lookup.
     pub async fn search_access_tokens(&self, term: &str) -> Result<Vec<UserAccessToken>> {
-        let owners_named = sea_orm::sea_query::Query::select()
+        let owner_named: Option<String> = users::Entity::find()
+            .select_only()
             .column(users::Column::Id)
-            .from(users::Entity)
-            .and_where(users::Column::Username.eq(term))
-            .to_owned();
+            .filter(users::Column::Username.eq(term))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        let owners = std::iter::once(term.to_owned()).chain(owner_named);
         Ok(tokens::Entity::find()
             .filter(
                 Condition::any()
                     .add(tokens::Column::Id.eq(term))
-                    .add(tokens::Column::UserId.eq(term))
-                    .add(tokens::Column::UserId.in_subquery(owners_named)),
+                    .add(tokens::Column::UserId.is_in(owners)),
             )
             .order_by_asc(tokens::Column::Id)
             .all(&self.db)

@@ -28,16 +28,44 @@ fn is_connection_error(e: &DbErr) -> bool {
         DbErr::ConnectionAcquire(_) => true,
         DbErr::Conn(RuntimeErr::SqlxError(inner))
         | DbErr::Exec(RuntimeErr::SqlxError(inner))
-        | DbErr::Query(RuntimeErr::SqlxError(inner)) => matches!(
-            inner.as_ref(),
+        | DbErr::Query(RuntimeErr::SqlxError(inner)) => match inner.as_ref() {
             Sqlx::Io(_)
-                | Sqlx::Tls(_)
-                | Sqlx::PoolTimedOut
-                | Sqlx::PoolClosed
-                | Sqlx::WorkerCrashed
-                | Sqlx::Protocol(_)
-        ),
+            | Sqlx::Tls(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed
+            | Sqlx::Protocol(_) => true,
+            Sqlx::Database(db) => db.code().is_some_and(|code| is_unavailable_code(&code)),
+            _ => false,
+        },
         DbErr::Conn(_) => true,
         _ => false,
+    }
+}
+
+/// Server error codes that mean "the database cannot serve now; retry": PostgreSQL's
+/// connection exceptions (class 08), shutdowns and start-up (57P01-57P03), too many
+/// connections (53300); MySQL/MariaDB's too many connections (1040), server shutdown (1053)
+/// and read-only mode during a failover (1290).
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "1040" | "1053" | "1290"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_unavailable_code;
+
+    #[test]
+    fn shutdowns_and_connection_limits_are_unavailable_other_codes_are_not() {
+        for code in ["57P01", "57P03", "08006", "53300", "1040", "1053"] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+        for code in ["23505", "42P01", "1062", "22021"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! A fresh database per test: a SQLite file in the test's temporary directory, or a
 //! database named `ts_test_<time>_<random>` on the server named by `TEST_DATABASE_URL`,
-//! dropped when the test stops its server. Databases left by crashed runs (older than an
-//! hour) are swept once per test process.
+//! dropped when the test stops its server (or, if the test panics first, when its
+//! `TestDb` is dropped). Databases left by killed runs (older than an hour) are swept once
+//! per test process. Without `TEST_DATABASE_URL` the run says, on the terminal, which
+//! backends it skipped.
 
 use std::{
     path::Path,
@@ -15,6 +17,19 @@ use tokio::sync::OnceCell;
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 
 static SWEPT: OnceCell<()> = OnceCell::const_new();
+static SAID_SKIPPED: std::sync::Once = std::sync::Once::new();
+
+/// Tells the terminal (not the captured test output) that only SQLite runs.
+fn say_server_backends_skipped() {
+    use std::io::Write;
+    SAID_SKIPPED.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: TEST_DATABASE_URL is not set: the integration tests run on SQLite only; \
+             PostgreSQL and MariaDB are skipped (set TEST_DATABASE_URL, or run .ci/run)"
+        );
+    });
+}
 
 /// One test's database.
 #[derive(Debug)]
@@ -30,6 +45,7 @@ impl TestDb {
             .ok()
             .filter(|u| !u.is_empty())
         else {
+            say_server_backends_skipped();
             return Self {
                 url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
                 server: None,
@@ -65,11 +81,35 @@ impl TestDb {
     }
 
     /// Drops the database (server backends); SQLite files go with the temp dir.
-    pub async fn drop_database(self) {
-        let Some((server_url, name)) = self.server else {
+    pub async fn drop_database(mut self) {
+        let Some((server_url, name)) = self.server.take() else {
             return;
         };
         drop_named(&server_url, &name).await;
+    }
+}
+
+impl Drop for TestDb {
+    /// A test that panicked before stopping its server still drops its database (on a
+    /// thread of its own: the test's runtime may be gone).
+    fn drop(&mut self) {
+        let Some((server_url, name)) = self.server.take() else {
+            return;
+        };
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(drop_named(&server_url, &name));
+        })
+        .join();
+        if dropped.is_err() {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"warning: a test database could not be dropped; the next run sweeps it\n",
+            );
+        }
     }
 }
 
