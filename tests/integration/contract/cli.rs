@@ -306,3 +306,49 @@ async fn an_invalid_webrtc_configuration_refuses_to_start_naming_the_key() {
     }
     cli.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn add_team_member_takes_a_user_id_and_defaults_to_team_user() {
+    let cli = Cli::new().await;
+    let carol = cli.json(&["admin", "create-user", "--username", "carol"]);
+    let carol_id = carol["id"].as_str().unwrap().to_owned();
+    let team = token_service::domain::ids::new_id();
+    // --user as an id, --roles omitted.
+    let member = cli.json(&[
+        "admin",
+        "add-team-member",
+        "--team",
+        &team,
+        "--user",
+        &carol_id,
+    ]);
+    assert_eq!(member["team_id"], team.as_str());
+    assert_eq!(member["user_id"], carol_id.as_str());
+    assert_eq!(member["roles"], "team_user");
+    // The same member by username: the roles are updated.
+    let promoted = cli.json(&[
+        "admin",
+        "add-team-member",
+        "--team",
+        &team,
+        "--user",
+        "carol",
+        "--roles",
+        "team_user team_admin",
+    ]);
+    assert_eq!(promoted["user_id"], carol_id.as_str());
+    assert_eq!(promoted["roles"], "team_user team_admin");
+    // An id nobody has is refused, naming the flag.
+    let out = cli.run(&[
+        "admin",
+        "add-team-member",
+        "--team",
+        &team,
+        "--user",
+        &token_service::domain::ids::new_id(),
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user"));
+    cli.db.drop_database().await;
+}

@@ -192,12 +192,33 @@ async fn the_session_cap_holds_under_concurrent_logins() {
         lifetime_ms: Some(3_600_000),
         ..NewSession::default()
     };
-    for _ in 0..(MAX_SESSIONS_PER_USER - 20) {
-        sessions::create_session(&srv.ctx, &Caller::Local, new())
+    // alice's fixture session and 479 more, oldest first, with when each was last active.
+    let mut old = Vec::new();
+    for _ in 0..(MAX_SESSIONS_PER_USER - 21) {
+        let session = sessions::create_session(&srv.ctx, &Caller::Local, new())
             .await
-            .unwrap();
+            .unwrap()
+            .session;
+        old.push((session.id.to_string(), session.last_activity_at));
     }
     let client = srv.client().await;
+    let mut listed = sessions_of(&mut client.clone(), &alice.id, &admin).await;
+    let fixture = listed
+        .iter()
+        .position(|s| old.iter().all(|(id, _)| *id != s.id))
+        .expect("alice's fixture session");
+    let fixture = listed.swap_remove(fixture);
+    let fixture_activity = fixture.last_activity_at.unwrap();
+    old.insert(
+        0,
+        (
+            fixture.id,
+            fixture_activity.seconds * 1000 + i64::from(fixture_activity.nanos / 1_000_000),
+        ),
+    );
+    assert_eq!(old.len() as u64, MAX_SESSIONS_PER_USER - 20);
+    // The logins below are strictly more recent than every existing session.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let mut tasks = Vec::new();
     for _ in 0..40 {
         let mut c = client.clone();
@@ -221,7 +242,32 @@ async fn the_session_cap_holds_under_concurrent_logins() {
         created.push(t.await.unwrap());
     }
     let mut client = client;
-    let left = sessions_of(&mut client, &alice.id, &admin).await;
+    let left: BTreeSet<String> = sessions_of(&mut client, &alice.id, &admin)
+        .await
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(left.len() as u64, MAX_SESSIONS_PER_USER, "the cap is exact");
+    // Every new login is kept; the 20 sessions that made room were the least recently active.
+    for login in &created {
+        let id = &login.session.as_ref().unwrap().id;
+        assert!(left.contains(id), "new session {id} was revoked");
+    }
+    let (trimmed, kept): (Vec<_>, Vec<_>) = old.iter().partition(|(id, _)| !left.contains(id));
+    assert_eq!(trimmed.len(), 20, "{trimmed:?}");
+    let latest_trimmed = trimmed.iter().map(|(_, at)| *at).max().unwrap();
+    let earliest_kept = kept.iter().map(|(_, at)| *at).min().unwrap();
+    assert!(
+        latest_trimmed <= earliest_kept,
+        "a session active at {latest_trimmed} was revoked while one last active at \
+         {earliest_kept} was kept"
+    );
+    // And the new logins work.
+    for login in &created {
+        client
+            .get_me(authed(pb::GetMeRequest {}, &login.token))
+            .await
+            .expect("a new login authenticates");
+    }
     srv.stop().await;
 }

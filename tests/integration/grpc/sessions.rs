@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sea_orm::{ConnectionTrait, Database, Statement};
 use token_service::{
     domain::{
         auth::Caller,
@@ -580,76 +581,275 @@ async fn a_session_expires_at_its_lifetime_and_zero_means_never() {
     srv.stop().await;
 }
 
-#[tokio::test]
-async fn activity_extends_a_session_when_configured() {
-    let srv = TestServer::start_with(|c| c.session_activity_interval_ms = 50).await;
-    let admin = srv.admin("root").await;
-    let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let created = client
-        .create_session(authed(
-            pb::CreateSessionRequest {
-                user_id: alice.id.clone(),
-                lifetime: Some(prost_types::Duration {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            },
-            &admin.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    // Keep using it for twice its lifetime: each use after the interval pushes the expiry.
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        client
-            .get_me(authed(me(), &created.token))
+fn millis(ts: Option<&prost_types::Timestamp>) -> i64 {
+    let ts = ts.expect("a timestamp");
+    ts.seconds * 1000 + i64::from(ts.nanos / 1_000_000)
+}
+
+/// Polls `alice`'s listed sessions until `session_id`'s recorded activity is later than
+/// `after` (activity is written off the request path); returns that session.
+async fn session_active_after(
+    client: &mut Client,
+    admin: &Actor,
+    user_id: &str,
+    session_id: &str,
+    after: i64,
+) -> pb::Session {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let session = list(client, user_id, &admin.token)
             .await
-            .expect("an active session keeps being extended");
+            .into_iter()
+            .find(|s| s.id == session_id)
+            .expect("the session is listed");
+        if millis(session.last_activity_at.as_ref()) > after {
+            return session;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session's activity was not recorded within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Left alone, it expires.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_unauthenticated(client.get_me(authed(me(), &created.token)).await);
-    srv.stop().await;
+}
+
+#[tokio::test]
+async fn activity_extends_a_session_only_when_extend_session_length_with_activity_is_on() {
+    for extend in [false, true] {
+        let srv = TestServer::start_with(move |c| {
+            c.extend_session_length_with_activity = extend;
+            // Activity is recorded on every use: only the switch decides about the expiry.
+            c.session_activity_interval_ms = 1;
+        })
+        .await;
+        let admin = srv.admin("root").await;
+        let alice = srv.basic_user("alice").await;
+        let mut client = srv.client().await;
+        let created = client
+            .create_session(authed(
+                pb::CreateSessionRequest {
+                    user_id: alice.id.clone(),
+                    lifetime: Some(prost_types::Duration {
+                        seconds: 2,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                &admin.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let session = created.session.unwrap();
+        let created_at = millis(session.create_at.as_ref());
+        let granted = millis(session.expires_at.as_ref());
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.get_me(authed(me(), &created.token)).await.unwrap();
+        let used =
+            session_active_after(&mut client, &admin, &alice.id, &session.id, created_at).await;
+        let expires_at = millis(used.expires_at.as_ref());
+        if extend {
+            assert!(
+                expires_at >= created_at + 2100,
+                "on: the use pushed the expiry ({granted} -> {expires_at})"
+            );
+            // Kept in use for twice its lifetime, it never expires.
+            for _ in 0..16 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                client
+                    .get_me(authed(me(), &created.token))
+                    .await
+                    .expect("an active session keeps being extended");
+            }
+        } else {
+            assert_eq!(expires_at, granted, "off: the use must not move the expiry");
+            // Used all along, it still stops at the granted expiry.
+            let now = || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+            };
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let sent = now();
+                let answer = client.get_me(authed(me(), &created.token)).await;
+                let answered = now();
+                if answered < granted {
+                    answer.expect("the session works until its granted expiry");
+                } else if sent >= granted {
+                    assert_unauthenticated(answer);
+                    break;
+                }
+            }
+        }
+        srv.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn a_user_keeps_at_most_500_sessions_the_least_recently_active_go_first() {
-    let srv = TestServer::start().await;
+    // Every use is recorded, so using a session makes it the most recently active.
+    let srv = TestServer::start_with(|c| c.session_activity_interval_ms = 1).await;
+    let admin = srv.admin("root").await;
+    // alice's fixture session is the oldest created.
     let alice = srv.basic_user("alice").await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
     let new = || NewSession {
         user_id: alice.id.clone(),
         lifetime_ms: Some(3_600_000),
         ..NewSession::default()
     };
-    let mut tokens = Vec::new();
-    for _ in 0..499 {
-        let created = sessions::create_session(&srv.ctx, &Caller::Local, new())
-            .await
-            .unwrap();
-        tokens.push(created.token);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The second oldest, never used: once alice's first session is used, the least recently
+    // active one.
+    let idle = sessions::create_session(&srv.ctx, &Caller::Local, new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut last = None;
+    for _ in 0..498 {
+        last = Some(
+            sessions::create_session(&srv.ctx, &Caller::Local, new())
+                .await
+                .unwrap(),
+        );
     }
+    let last = last.unwrap();
     let mut client = srv.client().await;
+    let oldest_id = client
+        .introspect_token(authed(
+            pb::IntrospectTokenRequest {
+                token: alice.token.clone(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session_id;
+    assert_eq!(list(&mut client, &alice.id, &admin.token).await.len(), 500);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
     client.get_me(authed(me(), &alice.token)).await.unwrap();
-    assert_eq!(list(&mut client, "me", tokens[0].expose()).await.len(), 500);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while list(&mut client, &alice.id, &admin.token).await[0].id != oldest_id {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the use of the oldest session was not recorded within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     let newest = sessions::create_session(&srv.ctx, &Caller::Local, new())
         .await
         .unwrap();
     // The fixture context is another process as far as the server is concerned: it learns
     // of the trimmed session from the revocation log within its poll interval.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while client.get_me(authed(me(), &alice.token)).await.is_ok() {
+    while client
+        .get_me(authed(me(), idle.token.expose()))
+        .await
+        .is_ok()
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the trimmed session still authenticates after 2 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_unauthenticated(client.get_me(authed(me(), &alice.token)).await);
-    let listed = list(&mut client, "me", newest.token.expose()).await;
+    assert_unauthenticated(client.get_me(authed(me(), idle.token.expose())).await);
+    // The oldest created, but recently active, session stays.
+    client
+        .get_me(authed(me(), &alice.token))
+        .await
+        .expect("the recently used oldest session is kept");
+    let listed: Vec<String> = list(&mut client, &alice.id, &admin.token)
+        .await
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(listed.len(), 500);
+    assert!(!listed.contains(&idle.session.id.to_string()));
+    for kept in [
+        &oldest_id,
+        &newest.session.id.to_string(),
+        &last.session.id.to_string(),
+    ] {
+        assert!(listed.contains(kept), "{kept} was revoked");
+    }
+    srv.stop().await;
+}
+
+async fn session_text_columns(srv: &TestServer) -> Vec<String> {
+    let db = Database::connect(srv.config.database_url.as_ref().unwrap().expose())
+        .await
+        .unwrap();
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT id, token_hash, user_id, user_access_token_id, device_id, roles, props \
+             FROM sessions",
+        ))
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    for row in rows {
+        for column in [
+            "id",
+            "token_hash",
+            "user_id",
+            "user_access_token_id",
+            "device_id",
+            "roles",
+            "props",
+        ] {
+            let value: Option<String> = row.try_get("", column).unwrap();
+            values.extend(value);
+        }
+    }
+    db.close().await.ok();
+    values
+}
+
+#[tokio::test]
+async fn a_created_session_token_is_never_stored_in_plaintext() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let mut client = srv.client().await;
+    let created = login(&mut client, &admin, &alice.id).await;
+    // Use it, so its activity is written too.
+    client.get_me(authed(me(), &created.token)).await.unwrap();
+    let session_id = created.session.unwrap().id;
+
+    let columns = session_text_columns(&srv).await;
+    assert!(columns.contains(&session_id), "the sessions table was read");
+    for value in &columns {
+        assert!(
+            !value.contains(&created.token),
+            "plaintext session token in the sessions table: {value}"
+        );
+    }
+    if srv.backend() == "sqlite" {
+        // The database file and its write-ahead log.
+        let mut haystack = Vec::new();
+        for entry in std::fs::read_dir(srv.dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                haystack.extend(std::fs::read(path).unwrap());
+            }
+        }
+        let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            contains(session_id.as_bytes()),
+            "the database files were read"
+        );
+        assert!(
+            !contains(created.token.as_bytes()),
+            "plaintext session token on disk"
+        );
+    }
     srv.stop().await;
 }
