@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log);
+    let _telemetry = telemetry::init(&config.log);
     for name in &report.unknown_env_vars {
         tracing::warn!(variable = %name, "ignoring unknown TOKEN_SERVICE_* environment variable");
     }

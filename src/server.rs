@@ -17,6 +17,7 @@ use crate::{
     },
     grpc, rest,
     store::{PoolOptions, Store},
+    telemetry::RequestLayer,
 };
 
 /// A start-up or serving failure, as a message for the operator.
@@ -294,6 +295,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         };
         let grpc = tonic::transport::Server::builder()
+            .layer(RequestLayer::grpc(
+                ctx.metrics().clone(),
+                grpc::served_method_paths(),
+            ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
         let mut http_stop = shutdown_rx.clone();

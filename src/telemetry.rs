@@ -1,15 +1,72 @@
-//! Logging setup. Logs go to stderr (stdout is reserved for the admin CLI's JSON), as
-//! human-readable text or JSON. `RUST_LOG` overrides the configured filter. Noisy database
-//! driver targets are held at `warn` unless named explicitly.
+//! Logs, traces and the per-request span.
+//!
+//! Logs go to stderr (stdout is reserved for the admin CLI's JSON), as human-readable text or
+//! JSON. `RUST_LOG` overrides the configured filter. Noisy database driver targets are held at
+//! `warn` unless named explicitly.
+//!
+//! Traces are exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the standard `OTEL_*` variables (service
+//! name, resource attributes, headers, timeout, batch settings, `OTEL_SDK_DISABLED`,
+//! `OTEL_TRACES_EXPORTER=none`) are honoured. Without an endpoint no OpenTelemetry layer is
+//! installed at all. Spans are batched on a thread of their own and dropped when the
+//! collector cannot keep up, so a collector that is down never blocks a request.
+//!
+//! Every gRPC call and REST request runs in one span ([`RequestLayer`]) carrying a request id
+//! (so every log line of the request names it), the route, the final status and, once
+//! authenticated, the caller's user id; database spans sit beneath it. A W3C `traceparent`
+//! in the gRPC metadata or HTTP headers makes the span a child of the caller's.
 
-use std::io::IsTerminal;
+use std::{
+    collections::HashSet,
+    future::Future,
+    io::IsTerminal,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context as TaskContext, Poll},
+    time::{Duration, Instant},
+};
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use opentelemetry::{KeyValue, propagation::Extractor, trace::TracerProvider as _};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::{
+    config::{LogConfig, LogFormat},
+    domain::ids::RequestId,
+    metrics::{Metrics, Transport},
+};
 
-/// Installs the global subscriber. Calling it twice is harmless (the second call is ignored).
-pub fn init(config: &LogConfig) {
+/// Whether spans are exported (set once by [`init`]); propagation is skipped otherwise.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Flushes and stops the span exporter when dropped (at the end of `main`).
+#[derive(Debug)]
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            // Bounded: a collector that is down must not hold up the exit.
+            if let Err(e) = provider.shutdown_with_timeout(Duration::from_secs(2)) {
+                eprintln!("warning: could not flush traces: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: the log layer, and the OTLP layer when configured.
+/// Calling it twice is harmless (the second call installs nothing and exports nothing).
+pub fn init(config: &LogConfig) -> TelemetryGuard {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| !f.is_empty())
@@ -23,15 +80,298 @@ pub fn init(config: &LogConfig) {
         eprintln!("invalid log filter {filter:?} ({e}); using \"info\"");
         EnvFilter::new("info")
     });
-    let ansi = std::io::stderr().is_terminal();
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match config.format {
-        LogFormat::Text => registry
-            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().with_writer(std::io::stderr))
-            .try_init(),
+    let logs = match config.format {
+        LogFormat::Text => fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(filter);
+
+    let provider = otlp_provider();
+    let traces = provider.as_ref().map(|provider| {
+        let tracer = provider.tracer("token-service");
+        // Our own spans (request spans at info, database spans at debug); never the
+        // exporter's own HTTP/2 and gRPC client internals, which would feed back into it.
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(filter_fn(|meta| {
+                meta.target().starts_with("token_service")
+                    && (meta.is_span() || *meta.level() <= tracing::Level::INFO)
+            }))
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init()
+        .is_ok();
+    if installed && provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        EXPORTING.store(true, Ordering::Release);
+    }
+    TelemetryGuard {
+        provider: provider.filter(|_| installed),
+    }
+}
+
+/// The OTLP/gRPC tracer provider, if the environment asks for one.
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let endpoint =
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    if endpoint.is_none() || disabled {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("warning: traces will not be exported: {e}");
+            return None;
+        }
     };
-    let _ = result;
+    let mut resource = Resource::builder()
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if env("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("token-service");
+    }
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build(),
+    )
+}
+
+/// Reads W3C trace context from HTTP headers (gRPC metadata travels as HTTP/2 headers).
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// The tower layer that gives every request its span, request id and metrics.
+#[derive(Debug, Clone)]
+pub struct RequestLayer {
+    transport: Transport,
+    metrics: Arc<Metrics>,
+    /// gRPC only: the method paths served, so the metrics' route label stays bounded.
+    known_paths: Arc<HashSet<String>>,
+}
+
+impl RequestLayer {
+    /// For the gRPC server, which serves the methods at `known_paths`
+    /// (`/package.Service/Method`).
+    pub fn grpc(metrics: Arc<Metrics>, known_paths: HashSet<String>) -> Self {
+        Self {
+            transport: Transport::Grpc,
+            metrics,
+            known_paths: Arc::new(known_paths),
+        }
+    }
+
+    /// For the HTTP server (applied per route, so the route template is known).
+    pub fn http(metrics: Arc<Metrics>) -> Self {
+        Self {
+            transport: Transport::Http,
+            metrics,
+            known_paths: Arc::default(),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`RequestLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestService<S> {
+    inner: S,
+    layer: RequestLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RequestService<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let request_id = RequestId::generate();
+        let transport = self.layer.transport;
+        let route = self.route(&request);
+        let span = match transport {
+            Transport::Grpc => {
+                let (service, method) = route
+                    .trim_start_matches('/')
+                    .split_once('/')
+                    .unwrap_or(("", ""));
+                tracing::info_span!(
+                    "grpc",
+                    otel.name = %route.trim_start_matches('/'),
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                    request_id = %request_id,
+                    rpc.system = "grpc",
+                    rpc.service = %service,
+                    rpc.method = %method,
+                    rpc.grpc.status_code = Empty,
+                    enduser.id = Empty,
+                )
+            }
+            Transport::Http => tracing::info_span!(
+                "http",
+                otel.name = %format_args!("{} {route}", request.method()),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                request_id = %request_id,
+                http.request.method = %request.method(),
+                http.route = %route,
+                http.response.status_code = Empty,
+                enduser.id = Empty,
+            ),
+        };
+        if EXPORTING.load(Ordering::Acquire) {
+            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&HeaderExtractor(request.headers()))
+            });
+            let _ = span.set_parent(parent);
+        }
+        request.extensions_mut().insert(request_id);
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let metrics = Arc::clone(&self.layer.metrics);
+        Box::pin(
+            async move {
+                let result = future.await;
+                let status = match &result {
+                    Ok(response) => finish(transport, response),
+                    // The transport could not answer at all (a broken connection).
+                    Err(_) => "ERROR".into(),
+                };
+                metrics.record_request(transport, &route, &status, start.elapsed());
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl<S> RequestService<S> {
+    /// The route label: the gRPC method path if it is one we serve, the REST route template
+    /// if the router matched one; otherwise a fixed word (arbitrary paths never become
+    /// metric series).
+    fn route<B>(&self, request: &http::Request<B>) -> String {
+        match self.layer.transport {
+            Transport::Grpc => {
+                let path = request.uri().path();
+                if self.layer.known_paths.contains(path) {
+                    path.to_owned()
+                } else {
+                    "unknown".to_owned()
+                }
+            }
+            Transport::Http => request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned()),
+        }
+    }
+}
+
+/// Records the response's status on the current span; returns the metrics' status label.
+fn finish<B>(transport: Transport, response: &http::Response<B>) -> String {
+    let span = Span::current();
+    match transport {
+        Transport::Grpc => {
+            // An error is sent "trailers-only", in the headers; a success ends with
+            // grpc-status 0 in the trailers.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            span.record("rpc.grpc.status_code", code as i32);
+            if matches!(
+                code,
+                tonic::Code::Unknown
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unimplemented
+                    | tonic::Code::Internal
+                    | tonic::Code::Unavailable
+                    | tonic::Code::DataLoss
+            ) {
+                span.record("otel.status_code", "error");
+            }
+            grpc_code_name(code).to_owned()
+        }
+        Transport::Http => {
+            let status = response.status();
+            span.record("http.response.status_code", status.as_u16());
+            if status.is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+            status.as_str().to_owned()
+        }
+    }
+}
+
+/// A gRPC code's canonical name (as in the gRPC status code table).
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }

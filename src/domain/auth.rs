@@ -103,6 +103,11 @@ pub fn presented_token(raw: &str) -> Option<PlainToken> {
     (!token.is_empty()).then(|| PlainToken::from_presented(token))
 }
 
+/// Names the authenticated user on the request's span (for its logs and trace).
+fn name_caller(principal: &Principal) {
+    tracing::Span::current().record("enduser.id", principal.user.id.as_str());
+}
+
 fn refused(why: &'static str) -> Error {
     debug!(why, "credential refused");
     Error::Unauthenticated {
@@ -132,12 +137,14 @@ impl Context {
                     principal.session.expires_at,
                 );
             }
+            name_caller(&principal);
             return Ok(principal);
         }
         let generation = self.cache().generation();
         let principal = self.authenticate_from_store(&digest, now).await?;
         self.cache()
             .insert(digest.as_str(), &principal, generation, now);
+        name_caller(&principal);
         Ok(principal)
     }
 

@@ -104,6 +104,29 @@ id_type!(
     TeamId
 );
 
+/// The id of one gRPC call or REST request: in its span, its log lines and (REST) the
+/// `X-Request-ID` header and error bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A fresh id (Mattermost's id shape, as Mattermost's own request ids).
+    pub fn generate() -> Self {
+        Self(new_id())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

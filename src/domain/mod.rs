@@ -89,6 +89,8 @@ struct ContextInner {
     cache: cache::PrincipalCache,
     /// Passes what the revocation feed reads on to `WatchRevocations` subscribers.
     feed: tokio::sync::broadcast::Sender<revocations::FeedItem>,
+    /// This server's metrics (the transports record requests, the feed revocation lag).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -104,6 +106,7 @@ impl Context {
                 store,
                 cache: cache::PrincipalCache::new(policy.cache),
                 feed: tokio::sync::broadcast::Sender::new(revocations::FEED_CAPACITY),
+                metrics: crate::metrics::Metrics::new(),
                 policy,
                 hasher,
                 command_cipher,
@@ -132,6 +135,26 @@ impl Context {
     /// The hot-path cache.
     pub fn cache(&self) -> &cache::PrincipalCache {
         &self.inner.cache
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The figures metrics read at scrape time: the cache's counters, the pool's usage.
+    pub fn metric_gauges(&self) -> crate::metrics::Gauges {
+        let cache = self.cache().stats();
+        let pool = self.store().pool_stats();
+        crate::metrics::Gauges {
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_entries: cache.entries,
+            cache_trusted: cache.trusted,
+            pool_connections: pool.connections,
+            pool_idle: pool.idle,
+            pool_max: pool.max,
+        }
     }
 
     pub(crate) fn feed(&self) -> &tokio::sync::broadcast::Sender<revocations::FeedItem> {

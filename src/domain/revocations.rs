@@ -190,8 +190,12 @@ async fn read_and_apply(ctx: &Context, store: &Store, after: &mut i64) -> Result
     loop {
         let events = store.revocations_after(*after, BATCH).await?;
         let full = events.len() as u64 == BATCH;
+        let now = now_millis();
         for event in events {
             ctx.cache().invalidate(&event.revocation);
+            let lag_ms = u64::try_from(now - event.create_at).unwrap_or(0);
+            ctx.metrics()
+                .record_revocation_lag(Duration::from_millis(lag_ms));
             *after = event.id;
             // No subscriber is not an error.
             let _ = ctx.feed().send(FeedItem::Event(event));

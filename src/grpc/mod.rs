@@ -53,3 +53,34 @@ pub(crate) async fn set_health(reporter: &HealthReporter, serving: bool) {
     reporter.set_service_status("", status).await;
     reporter.set_service_status(SERVICE_NAME, status).await;
 }
+
+/// The `/package.Service/Method` path of every gRPC method this server serves (TokenService,
+/// health, reflection v1 and v1alpha), read from their descriptors.
+pub(crate) fn served_method_paths() -> std::collections::HashSet<String> {
+    use prost::Message as _;
+    let sets = [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut paths = std::collections::HashSet::new();
+    for bytes in sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(bytes) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    paths
+}

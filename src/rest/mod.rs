@@ -14,14 +14,15 @@ mod openapi;
 
 use axum::{
     Router,
-    extract::{OriginalUri, Request},
+    extract::{OriginalUri, Request, State},
     http::{HeaderValue, Method, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post, put},
 };
 
-use crate::domain::{Context, ids::new_id};
+use crate::domain::{Context, ids::RequestId};
+use crate::telemetry::RequestLayer;
 use error::ApiError;
 use openapi::{OperationDoc, Reply};
 
@@ -289,10 +290,34 @@ pub(crate) fn router(ctx: Context, max_body: usize) -> Router {
         // does in Mattermost, not 405.
         router = router.route(path, method_router.fallback(route_not_found));
     }
-    router
+    let metrics = ctx.metrics().clone();
+    let api = router
         .fallback(route_not_found)
         .layer(middleware::from_fn(mattermost_envelope))
-        .with_state(RestState { ctx, max_body })
+        .with_state(RestState {
+            ctx: ctx.clone(),
+            max_body,
+        });
+    // Prometheus scrapes outside Mattermost's envelope (its own content type, no auth).
+    Router::new()
+        .route(METRICS_PATH, get(serve_metrics).with_state(ctx))
+        .merge(api)
+        .layer(RequestLayer::http(metrics))
+}
+
+/// Where the metrics are served.
+pub(crate) const METRICS_PATH: &str = "/metrics";
+
+async fn serve_metrics(State(ctx): State<Context>) -> Response {
+    let text = ctx.metrics().render(ctx.metric_gauges());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn route_not_found(uri: OriginalUri) -> Response {
@@ -301,7 +326,12 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
 async fn mattermost_envelope(request: Request, next: Next) -> Response {
-    let request_id = new_id();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate)
+        .to_string();
     let is_get = request.method() == Method::GET;
     let mut response = next.run(request).await;
     let unexplained_failure = (response.status().is_client_error()

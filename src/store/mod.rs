@@ -32,6 +32,17 @@ pub struct PoolOptions {
     pub acquire_timeout: Duration,
 }
 
+/// How many connections a pool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub connections: u32,
+    /// Open and idle.
+    pub idle: usize,
+    /// The pool's limit.
+    pub max: u32,
+}
+
 /// The state of one migration, for `token-service migrate status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationState {
@@ -123,6 +134,22 @@ impl Store {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    /// The request pool's usage.
+    pub fn pool_stats(&self) -> PoolStats {
+        fn of<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolStats {
+            PoolStats {
+                connections: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            }
+        }
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => of(self.db.get_sqlite_connection_pool()),
+            DbBackend::Postgres => of(self.db.get_postgres_connection_pool()),
+            _ => of(self.db.get_mysql_connection_pool()),
+        }
     }
 
     /// Closes the pool.
