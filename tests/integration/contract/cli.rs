@@ -39,6 +39,18 @@ impl Cli {
         cmd
     }
 
+    /// `serve` on ephemeral ports for both listeners, so tests never collide with each other
+    /// or with anything else on the machine (the defaults are 50051 and 8065).
+    fn serve(&self) -> Command {
+        self.command(&[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run token-service")
     }
@@ -100,7 +112,7 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
     );
 
     let mut child = cli
-        .command(&["serve", "--grpc-addr", "127.0.0.1:0"])
+        .serve()
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -113,15 +125,31 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
             let _ = tx.send(line);
         }
     });
-    let addr = loop {
+    let field = |line: &str, name: &str| {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+    };
+    let (addr, http_addr) = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("serve logs where it listens");
         assert!(!line.contains(&secret), "the secret must never be logged");
-        if let Some(rest) = line.split("grpc_addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        if let Some(grpc) = field(&line, "grpc_addr") {
+            break (grpc, field(&line, "http_addr").expect("the REST address"));
         }
     };
+    assert!(
+        !http_addr.ends_with(":8065"),
+        "the test asked for an ephemeral REST port, not the default: {http_addr}"
+    );
+    let rest_me = reqwest::Client::new()
+        .get(format!("http://{http_addr}/api/v4/users/me"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest_me.status(), 200, "the REST shim answers on its port");
     let mut client = TokenServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -294,7 +322,7 @@ async fn an_invalid_webrtc_configuration_refuses_to_start_naming_the_key() {
         ),
     ];
     for (vars, key) in cases {
-        let mut cmd = cli.command(&["serve", "--grpc-addr", "127.0.0.1:0"]);
+        let mut cmd = cli.serve();
         cmd.env("TOKEN_SERVICE_WEBRTC__ENABLE", "true");
         for (k, v) in &vars {
             cmd.env(k, v);
