@@ -94,6 +94,8 @@ pub enum Reason {
     ExpiresAtRequired,
     /// `expires_at` is beyond the configured maximum lifetime.
     ExpiresAtTooFar,
+    /// `expires_at` is negative (the token model's own check, reached by exempt bots).
+    InvalidExpiresAt,
     /// A username that breaks the username rules.
     InvalidUsername,
     /// An e-mail address that is not plausible.
@@ -163,6 +165,7 @@ impl Reason {
             Reason::ExpiresAtInPast => "app.user_access_token.expires_at_in_past.app_error",
             Reason::ExpiresAtRequired => "app.user_access_token.expires_at_required.app_error",
             Reason::ExpiresAtTooFar => "app.user_access_token.expires_at_too_far.app_error",
+            Reason::InvalidExpiresAt => "model.user_access_token.is_valid.expires_at.app_error",
             Reason::InvalidUsername => "model.user.is_valid.username.app_error",
             Reason::InvalidEmail => "model.user.is_valid.email.app_error",
             Reason::InvalidRole => "model.user.is_valid.roles.app_error",
@@ -203,6 +206,7 @@ impl fmt::Display for Reason {
             Reason::ExpiresAtInPast => "expires_at is in the past",
             Reason::ExpiresAtRequired => "expires_at is required by the token lifetime policy",
             Reason::ExpiresAtTooFar => "expires_at is beyond the maximum token lifetime",
+            Reason::InvalidExpiresAt => "expires_at must be zero or a positive Unix timestamp",
             Reason::InvalidUsername => "invalid username",
             Reason::InvalidEmail => "invalid e-mail address",
             Reason::InvalidRole => "unknown role",
@@ -254,6 +258,7 @@ mod tests {
             Reason::ExpiresAtInPast,
             Reason::ExpiresAtRequired,
             Reason::ExpiresAtTooFar,
+            Reason::InvalidExpiresAt,
             Reason::InvalidUsername,
             Reason::InvalidEmail,
             Reason::InvalidRole,

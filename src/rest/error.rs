@@ -100,6 +100,7 @@ fn status_of(reason: Reason) -> StatusCode {
         | Reason::ExpiresAtInPast
         | Reason::ExpiresAtRequired
         | Reason::ExpiresAtTooFar
+        | Reason::InvalidExpiresAt
         | Reason::InvalidUsername
         | Reason::InvalidEmail
         | Reason::InvalidRole

@@ -472,26 +472,73 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
         "kept as given"
     );
 
-    // A bot without an owner is exempt from the policy (not from "in the past").
+    // A bot without an owner is exempt from the policy, past dates included; only the token
+    // model's own rule (not negative) still applies to it.
     create_expiring(&admin, &ownerless_bot.id, None)
         .await
         .unwrap();
     create_expiring(&admin, &ownerless_bot.id, in_days(365))
         .await
         .unwrap();
+    create_expiring(&admin, &ownerless_bot.id, in_days(-1))
+        .await
+        .unwrap();
+    let before_1970 = Some(Timestamp {
+        seconds: -5,
+        nanos: 0,
+    });
     assert_invalid(
-        create_expiring(
-            &admin,
-            &ownerless_bot.id,
-            Some(Timestamp {
-                seconds: -5,
-                nanos: 0,
-            }),
-        )
-        .await,
+        create_expiring(&admin, &ownerless_bot.id, before_1970).await,
         "expires_at",
-        "app.user_access_token.expires_at_in_past.app_error",
+        "model.user_access_token.is_valid.expires_at.app_error",
     );
+    // Everyone else meets the policy first, which calls a negative value "in the past": a
+    // user, and a bot that has an owner.
+    let owned_bot = srv.bot("owned", Some(&admin)).await;
+    for target in [alice.id.as_str(), owned_bot.id.as_str()] {
+        assert_invalid(
+            create_expiring(&admin, target, before_1970).await,
+            "expires_at",
+            "app.user_access_token.expires_at_in_past.app_error",
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_ownerless_bot_meets_the_token_models_checks_in_mattermosts_order() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let ownerless_bot = srv.bot("ownerless", None).await;
+    let mut client = srv.client().await;
+    let mut create_with = async |description: String, seconds: i64| {
+        client
+            .create_user_access_token(authed(
+                pb::CreateUserAccessTokenRequest {
+                    user_id: ownerless_bot.id.clone(),
+                    description,
+                    expires_at: Some(Timestamp { seconds, nanos: 0 }),
+                },
+                &admin.token,
+            ))
+            .await
+    };
+    // Without a lifetime policy too, a negative expiry is the model's error for an exempt bot.
+    assert_invalid(
+        create_with("x".into(), -1).await,
+        "expires_at",
+        "model.user_access_token.is_valid.expires_at.app_error",
+    );
+    // The model checks the description before the expiry.
+    assert_invalid(
+        create_with("x".repeat(256), -1).await,
+        "description",
+        "model.user_access_token.is_valid.description.app_error",
+    );
+    let listed = list_for(&mut client, &admin, &ownerless_bot.id, None, None)
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "refused creates wrote nothing");
     srv.stop().await;
 }
 
