@@ -4,7 +4,8 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc::Receiver,
     time::Duration,
 };
 
@@ -71,6 +72,101 @@ impl Cli {
     }
 }
 
+/// A running `token-service serve` child, its addresses read from its log. Killed on drop.
+struct Serving {
+    child: Child,
+    log: Receiver<String>,
+    grpc_addr: String,
+    http_addr: String,
+    /// Text that must never appear in the log (a secret).
+    never_logged: String,
+}
+
+impl Serving {
+    /// Spawns `command` and waits until it logs where it listens.
+    fn start(mut command: Command, never_logged: &str) -> Self {
+        let mut child = command
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let field = |line: &str, name: &str| {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        };
+        let (grpc_addr, http_addr) = loop {
+            let line = log
+                .recv_timeout(Duration::from_secs(30))
+                .expect("serve logs where it listens");
+            assert!(
+                !line.contains(never_logged),
+                "the secret must never be logged"
+            );
+            if let Some(grpc) = field(&line, "grpc_addr") {
+                break (grpc, field(&line, "http_addr").expect("the REST address"));
+            }
+        };
+        Self {
+            child,
+            log,
+            grpc_addr,
+            http_addr,
+            never_logged: never_logged.to_owned(),
+        }
+    }
+
+    async fn client(&self) -> TokenServiceClient<tonic::transport::Channel> {
+        TokenServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM, checks the process exits successfully within 10 s, and returns the rest
+    /// of its log.
+    async fn terminate(&mut self) -> Vec<String> {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut exited = None;
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = exited.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("serve did not stop within 10 s of SIGTERM")
+        });
+        assert!(status.success(), "serve exited with {status}");
+        let rest: Vec<String> = self.log.try_iter().collect();
+        assert!(
+            rest.iter().all(|l| !l.contains(&self.never_logged)),
+            "the secret must never be logged"
+        );
+        rest
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test]
 async fn bootstrap_serve_call_and_stop_like_the_readme() {
     let cli = Cli::new().await;
@@ -111,34 +207,8 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
             .all(|m| m["applied"] == true)
     );
 
-    let mut child = cli
-        .serve()
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let field = |line: &str, name: &str| {
-        line.split(&format!("{name}="))
-            .nth(1)
-            .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-    };
-    let (addr, http_addr) = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve logs where it listens");
-        assert!(!line.contains(&secret), "the secret must never be logged");
-        if let Some(grpc) = field(&line, "grpc_addr") {
-            break (grpc, field(&line, "http_addr").expect("the REST address"));
-        }
-    };
+    let mut serving = Serving::start(cli.serve(), &secret);
+    let http_addr = serving.http_addr.clone();
     assert!(
         !http_addr.ends_with(":8065"),
         "the test asked for an ephemeral REST port, not the default: {http_addr}"
@@ -150,9 +220,7 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
         .await
         .unwrap();
     assert_eq!(rest_me.status(), 200, "the REST shim answers on its port");
-    let mut client = TokenServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let mut client = serving.client().await;
     let me = client
         .get_me(authed(pb::GetMeRequest {}, &secret))
         .await
@@ -163,25 +231,7 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
     assert_eq!(me.id, admin_id);
     drop(client);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = exited.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("serve did not stop within 10 s of SIGTERM")
-    });
-    assert!(status.success(), "serve exited with {status}");
-    let rest: Vec<String> = rx.try_iter().collect();
+    let rest = serving.terminate().await;
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
     assert!(rest.iter().all(|l| !l.contains(&secret)));
     cli.db.drop_database().await;
@@ -332,5 +382,55 @@ async fn an_invalid_webrtc_configuration_refuses_to_start_naming_the_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{key}: {err}");
     }
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_numeric_turn_secret_from_the_environment_is_text_and_the_service_serves() {
+    let cli = Cli::new().await;
+    let alice = cli.json(&["admin", "create-user", "--username", "alice"]);
+    let token = cli.json(&["admin", "create-token", "--user", "alice"]);
+    let secret = token["token"].as_str().unwrap().to_owned();
+
+    let mut serve = cli.serve();
+    serve
+        .env("TOKEN_SERVICE_WEBRTC__ENABLE", "true")
+        .env(
+            "TOKEN_SERVICE_WEBRTC__GATEWAY_URL",
+            "wss://gw.example.com/janus",
+        )
+        .env("TOKEN_SERVICE_WEBRTC__STUN_URI", "stun:127.0.0.1:3478")
+        .env("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:127.0.0.1:3478")
+        .env("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", "123456")
+        .env("TOKEN_SERVICE_WEBRTC__CREDENTIAL_TTL", "3600");
+    let mut serving = Serving::start(serve, &secret);
+    let creds = serving
+        .client()
+        .await
+        .get_webrtc_token(authed(pb::GetWebrtcTokenRequest {}, &secret))
+        .await
+        .expect("WebRTC is served")
+        .into_inner();
+    assert_eq!(creds.turn_uri, "turn:127.0.0.1:3478");
+    assert_eq!(creds.credential_ttl.unwrap().seconds, 3600);
+    assert!(
+        creds
+            .turn_username
+            .ends_with(&format!(":{}", alice["id"].as_str().unwrap()))
+    );
+    // The password is keyed with the text "123456".
+    let (_, expected) = token_service::domain::webrtc::turn_credentials(
+        "123456",
+        creds
+            .turn_username
+            .split(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        alice["id"].as_str().unwrap(),
+    );
+    assert_eq!(creds.turn_password, expected);
+    serving.terminate().await;
     cli.db.drop_database().await;
 }
