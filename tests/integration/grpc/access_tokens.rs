@@ -600,6 +600,58 @@ async fn switched_off_tokens_are_unimplemented_except_for_bots() {
     srv.stop().await;
 }
 
+/// Mattermost's TestUserAccessTokenDisableConfig: switching tokens off stops the user tokens
+/// that already exist, used or not, while the same user's login session and bot tokens keep
+/// working; introspection agrees.
+#[tokio::test]
+async fn switching_tokens_off_stops_existing_user_tokens_but_not_sessions_or_bot_tokens() {
+    let srv = TestServer::start_with(|c| c.enable_user_access_tokens = false).await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let bot = srv.bot("helper", Some(&admin)).await;
+    let (_, used) = srv.existing_pat(&alice, true).await;
+    let (_, unused) = srv.existing_pat(&alice, false).await;
+    let (_, bot_pat) = srv.existing_pat(&bot, true).await;
+    let (_, unused_bot_pat) = srv.existing_pat(&bot, false).await;
+    let mut client = srv.client().await;
+
+    for secret in [&used, &unused] {
+        assert_token_refused(&mut client, secret).await;
+    }
+    // Refusing a token does not revoke it: still refused on a second try (not a cache miss
+    // that happened to pass).
+    assert_token_refused(&mut client, &used).await;
+    assert_eq!(
+        get_me(&mut client, &alice.token).await.unwrap().id,
+        alice.id
+    );
+    for secret in [&bot_pat, &unused_bot_pat] {
+        assert_eq!(get_me(&mut client, secret).await.unwrap().id, bot.id);
+    }
+
+    let introspect = async |client: &mut Client, token: &str| {
+        client
+            .introspect_token(authed(
+                pb::IntrospectTokenRequest {
+                    token: token.to_owned(),
+                },
+                &admin.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    for secret in [&used, &unused] {
+        let answer = introspect(&mut client, secret).await;
+        assert_eq!(answer, pb::IntrospectTokenResponse::default(), "inactive");
+    }
+    let answer = introspect(&mut client, &bot_pat).await;
+    assert!(answer.active);
+    assert_eq!(answer.user_id, bot.id);
+    assert!(introspect(&mut client, &alice.token).await.active);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn listing_pages_by_id_with_mattermosts_defaults_and_cap() {
     let srv = TestServer::start().await;
