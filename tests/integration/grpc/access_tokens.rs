@@ -125,6 +125,26 @@ async fn get(
         .await
 }
 
+/// The sessions `actor` can see of their own (login and minted ones), by id.
+async fn own_session_ids(client: &mut Client, actor: &Actor) -> Vec<String> {
+    let mut ids: Vec<String> = client
+        .get_sessions(authed(
+            pb::GetSessionsRequest {
+                user_id: "me".into(),
+            },
+            &actor.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Which of revoke, disable, enable to call.
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -922,11 +942,24 @@ async fn disable_and_enable_toggle_the_same_secret() {
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
     let (token_id, secret) = create(&mut client, &alice, "me").await;
+    let login_only = own_session_ids(&mut client, &alice).await;
+    assert_eq!(login_only.len(), 1);
     get_me(&mut client, &secret).await.unwrap();
+    let with_minted = own_session_ids(&mut client, &alice).await;
+    assert_eq!(
+        with_minted.len(),
+        2,
+        "login plus the session minted for the token"
+    );
 
     change(&mut client, &alice, Change::Disable, &token_id)
         .await
         .unwrap();
+    assert_eq!(
+        own_session_ids(&mut client, &alice).await,
+        login_only,
+        "disable deleted the minted session, and only that one"
+    );
     assert_token_refused(&mut client, &secret).await;
     let read = get(&mut client, &alice, &token_id)
         .await
@@ -941,7 +974,20 @@ async fn disable_and_enable_toggle_the_same_secret() {
     change(&mut client, &alice, Change::Enable, &token_id)
         .await
         .unwrap();
+    assert_eq!(
+        own_session_ids(&mut client, &alice).await,
+        login_only,
+        "enable mints nothing by itself"
+    );
     assert_eq!(get_me(&mut client, &secret).await.unwrap().id, alice.id);
+    let reminted = own_session_ids(&mut client, &alice).await;
+    assert_eq!(reminted.len(), 2, "the next use mints a new session");
+    assert!(
+        reminted
+            .iter()
+            .all(|id| !with_minted.contains(id) || login_only.contains(id)),
+        "not the deleted one"
+    );
     let read = get(&mut client, &alice, &token_id)
         .await
         .unwrap()
