@@ -434,3 +434,62 @@ async fn a_numeric_turn_secret_from_the_environment_is_text_and_the_service_serv
     serving.terminate().await;
     cli.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn migrate_up_and_down_move_what_status_reports() {
+    let cli = Cli::new().await;
+    let applied = |status: &Value| -> Vec<bool> {
+        status
+            .as_array()
+            .expect("status is a JSON array")
+            .iter()
+            .map(|m| {
+                assert!(
+                    m["name"].as_str().is_some_and(|n| n.starts_with('m')),
+                    "{m}"
+                );
+                m["applied"].as_bool().expect("applied is a boolean")
+            })
+            .collect()
+    };
+
+    let fresh = applied(&cli.json(&["migrate", "status"]));
+    let count = fresh.len();
+    assert!(count >= 3, "{fresh:?}");
+    assert!(
+        fresh.iter().all(|a| !a),
+        "a fresh database has nothing applied"
+    );
+
+    assert_eq!(cli.json(&["migrate", "up"])["status"], "OK");
+    assert_eq!(
+        applied(&cli.json(&["migrate", "status"])),
+        vec![true; count]
+    );
+
+    // One step by default: the newest migration only.
+    let down = cli.json(&["migrate", "down"]);
+    assert_eq!(down["status"], "OK");
+    assert_eq!(down["rolled_back"], 1);
+    let mut expected = vec![true; count];
+    expected[count - 1] = false;
+    assert_eq!(applied(&cli.json(&["migrate", "status"])), expected);
+
+    let steps = (count - 1).to_string();
+    cli.json(&["migrate", "down", "--steps", &steps]);
+    assert_eq!(
+        applied(&cli.json(&["migrate", "status"])),
+        vec![false; count]
+    );
+
+    // Up again, and up once more changes nothing.
+    cli.json(&["migrate", "up"]);
+    cli.json(&["migrate", "up"]);
+    assert_eq!(
+        applied(&cli.json(&["migrate", "status"])),
+        vec![true; count]
+    );
+    // The schema works: the operator bootstrap runs on it.
+    cli.json(&["admin", "create-user", "--username", "after"]);
+    cli.db.drop_database().await;
+}
