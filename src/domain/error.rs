@@ -43,6 +43,10 @@ pub enum Error {
     /// The database cannot be reached; the call may be retried.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] BoxError),
+    /// The server is shutting down: a long-lived call (a revocation stream) ends with this so
+    /// the client reconnects, to another replica, and resumes.
+    #[error("the server is shutting down; reconnect and resume")]
+    ShuttingDown,
     /// A bug or an unexpected database failure.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -74,6 +78,7 @@ impl Error {
             | Error::Unimplemented { reason } => *reason,
             Error::PermissionDenied { .. } => Reason::PermissionDenied,
             Error::Unavailable(_) => Reason::DatabaseUnavailable,
+            Error::ShuttingDown => Reason::ShuttingDown,
             Error::Internal(_) => Reason::Internal,
         }
     }
@@ -148,6 +153,8 @@ pub enum Reason {
     AccessTokensDisabled,
     /// The database is unreachable.
     DatabaseUnavailable,
+    /// The server is shutting down.
+    ShuttingDown,
     /// Anything unexpected.
     Internal,
 }
@@ -192,6 +199,7 @@ impl Reason {
             Reason::UserIdTaken => "store.sql_user.save.existing.app_error",
             Reason::AccessTokensDisabled => "app.user_access_token.disabled",
             Reason::DatabaseUnavailable => "token_service.database_unavailable",
+            Reason::ShuttingDown => "token_service.shutting_down",
             Reason::Internal => "token_service.internal_error",
         }
     }
@@ -239,6 +247,7 @@ impl fmt::Display for Reason {
                 "personal access tokens are disabled on this server (enable_user_access_tokens)"
             }
             Reason::DatabaseUnavailable => "the database is unavailable",
+            Reason::ShuttingDown => "the server is shutting down",
             Reason::Internal => "internal error",
         };
         f.write_str(text)
@@ -285,6 +294,7 @@ mod tests {
             Reason::UserIdTaken,
             Reason::AccessTokensDisabled,
             Reason::DatabaseUnavailable,
+            Reason::ShuttingDown,
             Reason::Internal,
         ];
         let ids: std::collections::HashSet<_> = all.iter().map(|r| r.id()).collect();

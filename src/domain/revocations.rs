@@ -228,11 +228,14 @@ async fn read_new(ctx: &Context, position: &mut FeedPosition) -> Result<Vec<Revo
 
 /// Opens a revocation stream for `caller`: events after `after_event_id`, or from the next
 /// one when it is `None`, then every new event as it is recorded. The stream ends with an
-/// error when the database cannot be read, and when the receiver is dropped.
+/// error when the database cannot be read, with [`Error::ShuttingDown`] once `shutdown`
+/// turns true (so a draining server is not held open by its subscribers, who reconnect
+/// elsewhere and resume), and when the receiver is dropped.
 pub async fn watch_revocations(
     ctx: &Context,
     caller: &Caller,
     after_event_id: Option<i64>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<mpsc::Receiver<Result<RevocationEvent>>> {
     require_watch_permission(ctx, caller)?;
     let start = match after_event_id {
@@ -261,6 +264,11 @@ pub async fn watch_revocations(
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = sender.closed() => return,
+                // A closed channel means the server is gone too.
+                () = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
+                    let _ = sender.send(Err(Error::ShuttingDown)).await;
+                    return;
+                }
             }
         }
     });

@@ -125,7 +125,7 @@ fn status_of(reason: Reason) -> StatusCode {
         Reason::AccessTokensDisabled | Reason::CommandsDisabled | Reason::WebrtcDisabled => {
             StatusCode::NOT_IMPLEMENTED
         }
-        Reason::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::DatabaseUnavailable | Reason::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -159,6 +159,7 @@ impl From<Error> for ApiError {
                 warn!(cause = %cause, "database unavailable");
                 ApiError::new(reason, err.to_string(), "")
             }
+            Error::ShuttingDown => ApiError::new(reason, err.to_string(), ""),
             Error::Internal(cause) => {
                 error!(cause = %cause, "internal error");
                 ApiError::new(reason, "An internal error occurred.", "")

@@ -7,5 +7,6 @@ mod introspection;
 mod replicas;
 mod revocation_stream;
 mod sessions;
+mod shutdown;
 mod users;
 mod webrtc;
