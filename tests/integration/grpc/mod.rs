@@ -1,4 +1,5 @@
 mod access_tokens;
+mod caller_kinds;
 mod commands;
 mod concurrency;
 mod faults;
