@@ -389,17 +389,14 @@ impl Config {
                 continue;
             }
             let path = key.to_ascii_lowercase().replace("__", ".");
-            let is_map_entry = ["roles.", "command_tokens.keys."]
-                .iter()
-                .any(|prefix| path.starts_with(prefix) && path.len() > prefix.len());
-            if known.contains(&path) || is_map_entry {
-                env_pairs.push((path, value));
-            } else {
-                report.unknown_env_vars.push(name);
+            let kind = known.get(&path).copied().or_else(|| map_entry_kind(&path));
+            match kind {
+                Some(kind) => env_pairs.push((path, env_value(kind, &value))),
+                None => report.unknown_env_vars.push(name),
             }
         }
         for (path, value) in env_pairs {
-            figment = figment.merge(Serialized::global(&path, env_value(&path, &value)));
+            figment = figment.merge(Serialized::global(&path, value));
         }
         figment = figment.merge(Serialized::globals(overrides));
         let config: Config = figment.extract().map_err(|e| {
@@ -464,28 +461,73 @@ impl Config {
     }
 }
 
-/// Environment values are strings; settings that are lists (role permissions) accept
-/// comma- or space-separated values, and other values are parsed as TOML scalars when they
-/// look like one (numbers, booleans).
-fn env_value(path: &str, raw: &str) -> figment::value::Value {
-    use figment::value::Value;
-    if path.starts_with("roles.") {
-        let list: Vec<Value> = raw
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(|s| Value::from(s.to_owned()))
-            .collect();
-        return Value::from(list);
-    }
-    match raw.parse::<figment::value::Value>() {
-        Ok(v @ (Value::Bool(..) | Value::Num(..))) => v,
-        _ => Value::from(raw.to_owned()),
+/// What a setting holds, which decides how an environment value (always text) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvKind {
+    /// Text: the value is taken as it is, whatever it looks like ("123456", "true").
+    Text,
+    /// A number: digits are read as a number; anything else (such as "12h" for a duration)
+    /// stays text for the setting's own parser, or for a type error naming the key.
+    Number,
+    /// true or false.
+    Bool,
+    /// A list of words (role permissions): comma- or space-separated.
+    List,
+    /// A section, set key by key; a value for the section itself is a type error.
+    Section,
+}
+
+/// Entries of the two maps, whose keys are not known in advance: a role's permissions
+/// (`roles.<role>`) and a command-token key (`command_tokens.keys.<id>`, hex text).
+fn map_entry_kind(path: &str) -> Option<EnvKind> {
+    let entry = |prefix: &str| path.strip_prefix(prefix).is_some_and(|k| !k.is_empty());
+    if entry("roles.") {
+        Some(EnvKind::List)
+    } else if entry("command_tokens.keys.") {
+        Some(EnvKind::Text)
+    } else {
+        None
     }
 }
 
-/// Every settable key path, derived from the defaults.
-fn known_keys() -> Vec<String> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+/// Reads an environment value as the setting's type. Only numeric and boolean settings are
+/// coerced; a text setting keeps the text exactly, so a numeric-looking secret or key id
+/// (`TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET=123456`) is still text.
+fn env_value(kind: EnvKind, raw: &str) -> figment::value::Value {
+    use figment::value::Value;
+    let text = || Value::from(raw.to_owned());
+    match kind {
+        EnvKind::Text | EnvKind::Section => text(),
+        EnvKind::List => Value::from(
+            raw.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::from(s.to_owned()))
+                .collect::<Vec<_>>(),
+        ),
+        EnvKind::Number => match raw.trim().parse::<Value>() {
+            Ok(v @ Value::Num(..)) => v,
+            _ => text(),
+        },
+        EnvKind::Bool => match raw.trim().parse::<Value>() {
+            Ok(v @ Value::Bool(..)) => v,
+            _ => text(),
+        },
+    }
+}
+
+/// Every settable key path and what it holds, derived from the defaults.
+fn known_keys() -> BTreeMap<String, EnvKind> {
+    fn kind_of(value: &serde_json::Value) -> EnvKind {
+        match value {
+            serde_json::Value::Bool(_) => EnvKind::Bool,
+            serde_json::Value::Number(_) => EnvKind::Number,
+            serde_json::Value::Object(_) => EnvKind::Section,
+            serde_json::Value::Array(_) => EnvKind::List,
+            // Optional settings (null by default) are all text: URLs, keys, paths, key ids.
+            serde_json::Value::String(_) | serde_json::Value::Null => EnvKind::Text,
+        }
+    }
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, EnvKind>) {
         if let serde_json::Value::Object(map) = value {
             for (k, v) in map {
                 let path = if prefix.is_empty() {
@@ -493,20 +535,18 @@ fn known_keys() -> Vec<String> {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                out.push(path.clone());
+                out.insert(path.clone(), kind_of(v));
                 if k != "roles" && k != "keys" {
                     walk(&path, v, out);
                 }
             }
         }
     }
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     let defaults = serde_json::to_value(Config::default()).expect("config serializes");
     walk("", &defaults, &mut out);
     for optional in ["database_url", "server_key", "server_key_file"] {
-        if !out.iter().any(|k| k == optional) {
-            out.push(optional.to_owned());
-        }
+        out.entry(optional.to_owned()).or_insert(EnvKind::Text);
     }
     out
 }
@@ -618,6 +658,63 @@ mod tests {
         assert_eq!(parse_ttl("90").unwrap(), 90);
         assert_eq!(parse_ttl("2d").unwrap(), 172_800);
         assert!(parse_ttl("3w").is_err());
+    }
+
+    #[test]
+    fn text_settings_keep_numeric_and_boolean_looking_env_values_as_text() {
+        let digits_key = "0123456789".repeat(6) + "0123";
+        let e = env(&[
+            ("TOKEN_SERVICE_WEBRTC__ENABLE", "true"),
+            ("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:127.0.0.1:3478"),
+            ("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", "123456"),
+            ("TOKEN_SERVICE_WEBRTC__GATEWAY_URL", ""),
+            ("TOKEN_SERVICE_COMMAND_TOKENS__CURRENT_KEY", "2024"),
+            ("TOKEN_SERVICE_COMMAND_TOKENS__KEYS__2024", &digits_key),
+            ("TOKEN_SERVICE_ROLES__2024", "manage_bots"),
+            ("TOKEN_SERVICE_LOG__FILTER", "1"),
+            ("TOKEN_SERVICE_SERVER_KEY", &digits_key),
+        ]);
+        let (c, report) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+        assert_eq!(c.webrtc.turn_shared_secret.expose(), "123456");
+        assert_eq!(c.command_tokens.current_key.as_deref(), Some("2024"));
+        assert_eq!(c.command_tokens.keys["2024"].expose(), digits_key);
+        assert_eq!(c.roles["2024"], vec!["manage_bots".to_owned()]);
+        assert_eq!(c.log.filter, "1");
+        assert_eq!(c.server_key.unwrap().expose(), digits_key);
+
+        for secret in ["true", "1.5", "-7", "0x10"] {
+            let e = env(&[("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", secret)]);
+            let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
+            assert_eq!(c.webrtc.turn_shared_secret.expose(), secret);
+        }
+    }
+
+    #[test]
+    fn numeric_and_boolean_settings_are_parsed_from_env_text() {
+        let e = env(&[
+            ("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "7"),
+            ("TOKEN_SERVICE_ENABLE_COMMANDS", "false"),
+            ("TOKEN_SERVICE_CACHE__ENABLE", " true "),
+            ("TOKEN_SERVICE_WEBRTC__CREDENTIAL_TTL", "90"),
+        ]);
+        let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert_eq!(c.pool.max_connections, 7);
+        assert!(!c.enable_commands);
+        assert!(c.cache.enable);
+        assert_eq!(c.webrtc.credential_ttl, Ttl(90));
+        for (name, value, key) in [
+            (
+                "TOKEN_SERVICE_POOL__MAX_CONNECTIONS",
+                "many",
+                "max_connections",
+            ),
+            ("TOKEN_SERVICE_ENABLE_COMMANDS", "yes", "enable_commands"),
+        ] {
+            let err =
+                Config::load_from(None, &Overrides::default(), env(&[(name, value)])).unwrap_err();
+            assert!(err.contains(key), "{name}={value}: {err}");
+        }
     }
 
     #[test]

@@ -262,9 +262,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     grpc::set_health(&health_reporter, true).await;
-    let routes = grpc::routes(ctx.clone(), health_service)?;
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let routes = grpc::routes(ctx.clone(), health_service, shutdown_rx.clone())?;
+
     let health_task = tokio::spawn(watch_database_health(
         ctx.clone(),
         health_reporter.clone(),
@@ -288,10 +288,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let server_ctx = ctx.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
-        let reporter = health_reporter.clone();
+        let mut reporter = health_reporter.clone();
         let shutdown_signal = async move {
             let _ = signal.wait_for(|stop| *stop).await;
             grpc::set_health(&reporter, false).await;
+            // Streams never end by themselves: health watches end after NOT_SERVING, and
+            // revocation streams with UNAVAILABLE (they watch the same signal).
+            grpc::end_health_watches(&mut reporter).await;
             info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         };
         let grpc = tonic::transport::Server::builder()

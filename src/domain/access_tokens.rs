@@ -83,6 +83,15 @@ pub async fn create_user_access_token(
             format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
         ));
     }
+    // The token model's own check, after the description's as in Mattermost; only an exempt
+    // owner gets this far with a negative value (the policy check calls it "in the past").
+    if request.expires_at.is_some_and(|at| at < 0) {
+        return Err(Error::invalid(
+            "expires_at",
+            Reason::InvalidExpiresAt,
+            "must not be before 1970-01-01T00:00:00Z",
+        ));
+    }
 
     let secret = PlainToken::generate();
     let token = UserAccessToken {
@@ -102,8 +111,8 @@ pub async fn create_user_access_token(
 }
 
 /// Mattermost's `validateUserAccessTokenExpiry`: the policy check runs first and only a
-/// failure asks whether the owner is exempt (a bot without an owner); a negative value is
-/// always refused.
+/// failure asks whether the owner is exempt (a bot without an owner). A negative value is
+/// "in the past" for everyone else; for an exempt owner the token model refuses it later.
 fn check_expiry(
     ctx: &Context,
     owner: &User,
@@ -127,19 +136,10 @@ fn check_expiry(
         Some(_) => None,
     };
     let exempt = owner.is_bot && owner.bot_owner_id.is_none();
-    if let Some((reason, rule)) = violation
-        && !exempt
-    {
-        return Err(Error::invalid("expires_at", reason, rule));
+    match violation {
+        Some((reason, rule)) if !exempt => Err(Error::invalid("expires_at", reason, rule)),
+        _ => Ok(()),
     }
-    if expires_at.is_some_and(|at| at <= 0) {
-        return Err(Error::invalid(
-            "expires_at",
-            Reason::ExpiresAtInPast,
-            "must be after 1970-01-01T00:00:00Z",
-        ));
-    }
-    Ok(())
 }
 
 /// Lists one user's tokens.

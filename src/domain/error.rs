@@ -50,6 +50,10 @@ pub enum Error {
     /// The database cannot be reached; the call may be retried.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] BoxError),
+    /// The server is shutting down: a long-lived call (a revocation stream) ends with this so
+    /// the client reconnects, to another replica, and resumes.
+    #[error("the server is shutting down; reconnect and resume")]
+    ShuttingDown,
     /// A bug or an unexpected database failure.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -82,6 +86,7 @@ impl Error {
             | Error::Unimplemented { reason } => *reason,
             Error::PermissionDenied { .. } => Reason::PermissionDenied,
             Error::Unavailable(_) => Reason::DatabaseUnavailable,
+            Error::ShuttingDown => Reason::ShuttingDown,
             Error::Internal(_) => Reason::Internal,
         }
     }
@@ -102,6 +107,8 @@ pub enum Reason {
     ExpiresAtRequired,
     /// `expires_at` is beyond the configured maximum lifetime.
     ExpiresAtTooFar,
+    /// `expires_at` is negative (the token model's own check, reached by exempt bots).
+    InvalidExpiresAt,
     /// A username that breaks the username rules.
     InvalidUsername,
     /// An e-mail address that is not plausible.
@@ -156,6 +163,8 @@ pub enum Reason {
     RevocationLogPruned,
     /// The database is unreachable.
     DatabaseUnavailable,
+    /// The server is shutting down.
+    ShuttingDown,
     /// Anything unexpected.
     Internal,
 }
@@ -173,6 +182,7 @@ impl Reason {
             Reason::ExpiresAtInPast => "app.user_access_token.expires_at_in_past.app_error",
             Reason::ExpiresAtRequired => "app.user_access_token.expires_at_required.app_error",
             Reason::ExpiresAtTooFar => "app.user_access_token.expires_at_too_far.app_error",
+            Reason::InvalidExpiresAt => "model.user_access_token.is_valid.expires_at.app_error",
             Reason::InvalidUsername => "model.user.is_valid.username.app_error",
             Reason::InvalidEmail => "model.user.is_valid.email.app_error",
             Reason::InvalidRole => "model.user.is_valid.roles.app_error",
@@ -200,6 +210,7 @@ impl Reason {
             Reason::AccessTokensDisabled => "app.user_access_token.disabled",
             Reason::RevocationLogPruned => "token_service.revocation_log.pruned",
             Reason::DatabaseUnavailable => "token_service.database_unavailable",
+            Reason::ShuttingDown => "token_service.shutting_down",
             Reason::Internal => "token_service.internal_error",
         }
     }
@@ -214,6 +225,7 @@ impl fmt::Display for Reason {
             Reason::ExpiresAtInPast => "expires_at is in the past",
             Reason::ExpiresAtRequired => "expires_at is required by the token lifetime policy",
             Reason::ExpiresAtTooFar => "expires_at is beyond the maximum token lifetime",
+            Reason::InvalidExpiresAt => "expires_at must be zero or a positive Unix timestamp",
             Reason::InvalidUsername => "invalid username",
             Reason::InvalidEmail => "invalid e-mail address",
             Reason::InvalidRole => "unknown role",
@@ -249,6 +261,7 @@ impl fmt::Display for Reason {
                 "revocation events after this position are no longer kept"
             }
             Reason::DatabaseUnavailable => "the database is unavailable",
+            Reason::ShuttingDown => "the server is shutting down",
             Reason::Internal => "internal error",
         };
         f.write_str(text)
@@ -268,6 +281,7 @@ mod tests {
             Reason::ExpiresAtInPast,
             Reason::ExpiresAtRequired,
             Reason::ExpiresAtTooFar,
+            Reason::InvalidExpiresAt,
             Reason::InvalidUsername,
             Reason::InvalidEmail,
             Reason::InvalidRole,
@@ -295,6 +309,7 @@ mod tests {
             Reason::AccessTokensDisabled,
             Reason::RevocationLogPruned,
             Reason::DatabaseUnavailable,
+            Reason::ShuttingDown,
             Reason::Internal,
         ];
         let ids: std::collections::HashSet<_> = all.iter().map(|r| r.id()).collect();

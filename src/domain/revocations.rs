@@ -209,11 +209,14 @@ async fn read_and_apply(ctx: &Context, store: &Store, after: &mut i64) -> Result
 /// Opens a revocation stream for `caller`: events after `after_event_id` (or from the next
 /// one when it is `None`), then every new event as this replica's feed reads it. The stream
 /// ends with an error when the log cannot be read, when the caller's own credential is
-/// revoked or loses the permission, and ends quietly when the receiver is dropped.
+/// revoked or loses the permission, with [`Error::ShuttingDown`] once `shutdown` turns true
+/// (so a draining server is not held open by its subscribers, who reconnect elsewhere and
+/// resume), and ends quietly when the receiver is dropped.
 pub async fn watch_revocations(
     ctx: &Context,
     caller: &Caller,
     after_event_id: Option<i64>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<mpsc::Receiver<Result<RevocationEvent>>> {
     require_watch_permission(ctx, caller)?;
     // Subscribe before reading the backlog: an event the feed passes on after this point is
@@ -229,6 +232,7 @@ pub async fn watch_revocations(
         caller: caller.clone(),
         sender,
         last_sent: start,
+        shutdown,
     };
     tokio::spawn(subscription.run(feed));
     Ok(receiver)
@@ -240,6 +244,7 @@ struct Subscription {
     caller: Caller,
     sender: mpsc::Sender<Result<RevocationEvent>>,
     last_sent: i64,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Why a subscription stops.
@@ -292,6 +297,10 @@ impl Subscription {
             let item = tokio::select! {
                 item = feed.recv() => item,
                 _ = self.sender.closed() => return Err(Stop::Closed),
+                // A closed channel means the server is gone too.
+                _ = self.shutdown.wait_for(|stop| *stop) => {
+                    return Err(Stop::Failed(Error::ShuttingDown));
+                }
             };
             match item {
                 Ok(FeedItem::Event(event)) if event.id > self.last_sent => self.send(event).await?,

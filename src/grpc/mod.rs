@@ -18,14 +18,16 @@ pub const SERVICE_NAME: &str = "token_service.v1.TokenService";
 /// Largest request message accepted (bytes). Requests are small; this bounds hostile input.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// Builds the routes: TokenService, health and reflection.
+/// Builds the routes: TokenService, health and reflection. `shutdown` turns true when a
+/// graceful shutdown begins.
 pub(crate) fn routes(
     ctx: Context,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Routes, tonic_reflection::server::Error> {
-    let api = TokenServiceServer::new(token_service::TokenServiceApi::new(ctx))
+    let api = TokenServiceServer::new(token_service::TokenServiceApi::new(ctx, shutdown))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -41,6 +43,15 @@ pub(crate) fn routes(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))
+}
+
+/// At shutdown, after health has turned NOT_SERVING: forgets the statuses, which ends every
+/// open health Watch stream once it has delivered NOT_SERVING, so watchers do not hold the
+/// draining server open. New calls cannot arrive: the listener is closed and connections are
+/// told to go away.
+pub(crate) async fn end_health_watches(reporter: &mut HealthReporter) {
+    reporter.clear_service_status("").await;
+    reporter.clear_service_status(SERVICE_NAME).await;
 }
 
 /// Sets the health of the overall server ("") and of TokenService together.

@@ -48,6 +48,7 @@ pub(crate) fn to_status(err: Error) -> Status {
             warn!(cause = %cause, "database unavailable");
             (Code::Unavailable, err.to_string())
         }
+        Error::ShuttingDown => (Code::Unavailable, err.to_string()),
         Error::Internal(cause) => {
             error!(cause = %cause, "internal error");
             (Code::Internal, err.to_string())
@@ -114,6 +115,11 @@ mod tests {
                 Error::Unavailable("connection refused".into()),
                 Code::Unavailable,
                 "token_service.database_unavailable",
+            ),
+            (
+                Error::ShuttingDown,
+                Code::Unavailable,
+                "token_service.shutting_down",
             ),
             (
                 Error::Internal("secret database text".into()),

@@ -23,13 +23,15 @@ use crate::pb::{self, token_service_server::TokenService};
 #[derive(Debug, Clone)]
 pub(crate) struct TokenServiceApi {
     ctx: Context,
+    /// Turns true when a graceful shutdown begins; long-lived calls end on it.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
 impl TokenServiceApi {
-    pub(crate) fn new(ctx: Context) -> Self {
-        Self { ctx }
+    pub(crate) fn new(ctx: Context, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self { ctx, shutdown }
     }
 
     /// Authenticates the `authorization` metadata entry.
@@ -374,9 +376,14 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<Self::WatchRevocationsStream> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let events = revocations::watch_revocations(&self.ctx, &caller, r.after_event_id)
-            .await
-            .map_err(to_status)?;
+        let events = revocations::watch_revocations(
+            &self.ctx,
+            &caller,
+            r.after_event_id,
+            self.shutdown.clone(),
+        )
+        .await
+        .map_err(to_status)?;
         let stream = tokio_stream::StreamExt::map(
             tokio_stream::wrappers::ReceiverStream::new(events),
             |event| {

@@ -100,6 +100,7 @@ fn status_of(reason: Reason) -> StatusCode {
         | Reason::ExpiresAtInPast
         | Reason::ExpiresAtRequired
         | Reason::ExpiresAtTooFar
+        | Reason::InvalidExpiresAt
         | Reason::InvalidUsername
         | Reason::InvalidEmail
         | Reason::InvalidRole
@@ -125,7 +126,7 @@ fn status_of(reason: Reason) -> StatusCode {
         Reason::AccessTokensDisabled | Reason::CommandsDisabled | Reason::WebrtcDisabled => {
             StatusCode::NOT_IMPLEMENTED
         }
-        Reason::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::DatabaseUnavailable | Reason::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -160,6 +161,7 @@ impl From<Error> for ApiError {
                 warn!(cause = %cause, "database unavailable");
                 ApiError::new(reason, err.to_string(), "")
             }
+            Error::ShuttingDown => ApiError::new(reason, err.to_string(), ""),
             Error::Internal(cause) => {
                 error!(cause = %cause, "internal error");
                 ApiError::new(reason, "An internal error occurred.", "")

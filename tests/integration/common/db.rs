@@ -189,3 +189,59 @@ fn with_database(url: &str, name: &str) -> String {
         None => format!("{host_part}/{name}"),
     }
 }
+
+/// Every (table, column) of the database at `url` whose value, read as text, contains
+/// `needle` in some row; and how many columns were read. Reads every column of every table
+/// (migration bookkeeping included), on any backend.
+pub async fn columns_containing(url: &str, needle: &str) -> (Vec<(String, String)>, usize) {
+    let db = Database::connect(url).await.expect("connect to scan");
+    let backend = db.get_database_backend();
+    let list_columns = match backend {
+        DbBackend::Postgres => {
+            "SELECT table_name AS t, column_name AS c FROM information_schema.columns \
+             WHERE table_schema = current_schema()"
+        }
+        DbBackend::MySql => {
+            "SELECT table_name AS t, column_name AS c FROM information_schema.columns \
+             WHERE table_schema = DATABASE()"
+        }
+        _ => {
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table'"
+        }
+    };
+    let columns = db
+        .query_all_raw(Statement::from_string(backend, list_columns))
+        .await
+        .expect("list columns");
+    let mut found = Vec::new();
+    for row in &columns {
+        let table: String = row.try_get("", "t").expect("table name");
+        let column: String = row.try_get("", "c").expect("column name");
+        let (t, c) = (quote(backend, &table), quote(backend, &column));
+        let as_text = match backend {
+            DbBackend::MySql => format!("CAST({c} AS CHAR)"),
+            _ => format!("CAST({c} AS TEXT)"),
+        };
+        let placeholder = match backend {
+            DbBackend::Postgres => "$1",
+            _ => "?",
+        };
+        let sql = format!("SELECT COUNT(*) AS n FROM {t} WHERE {as_text} LIKE {placeholder}");
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [format!("%{needle}%").into()],
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("scan {table}.{column}: {e}"))
+            .expect("a count");
+        let n: i64 = row.try_get("", "n").expect("count");
+        if n > 0 {
+            found.push((table, column));
+        }
+    }
+    db.close().await.ok();
+    (found, columns.len())
+}

@@ -217,6 +217,36 @@ impl TestServer {
         }
     }
 
+    /// A personal access token for `owner` made by the local operator (as `token-service admin
+    /// create-token` does), whatever the running server's settings: a token that already
+    /// existed, for example before `enable_user_access_tokens` was switched off. With `used`,
+    /// it has also authenticated once, so its session is minted. Returns (token id, secret).
+    pub async fn existing_pat(&self, owner: &Actor, used: bool) -> (String, String) {
+        use token_service::domain::{
+            access_tokens::{self, NewUserAccessToken},
+            secret::PlainToken,
+        };
+        let created = access_tokens::create_user_access_token(
+            &self.ctx,
+            &Caller::Local,
+            NewUserAccessToken {
+                user_id: owner.id.clone(),
+                description: "made earlier".into(),
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("create fixture token");
+        let secret = created.secret.expose().to_owned();
+        if used {
+            self.ctx
+                .authenticate(&PlainToken::from_presented(secret.clone()))
+                .await
+                .expect("the fixture token authenticates where tokens are on");
+        }
+        (created.token.id.to_string(), secret)
+    }
+
     /// Stops the server gracefully (failing the test if it errored) and drops the database.
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {

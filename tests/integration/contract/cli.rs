@@ -4,7 +4,8 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc::Receiver,
     time::Duration,
 };
 
@@ -39,6 +40,18 @@ impl Cli {
         cmd
     }
 
+    /// `serve` on ephemeral ports for both listeners, so tests never collide with each other
+    /// or with anything else on the machine (the defaults are 50051 and 8065).
+    fn serve(&self) -> Command {
+        self.command(&[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run token-service")
     }
@@ -56,6 +69,101 @@ impl Cli {
                 String::from_utf8_lossy(&out.stdout)
             )
         })
+    }
+}
+
+/// A running `token-service serve` child, its addresses read from its log. Killed on drop.
+struct Serving {
+    child: Child,
+    log: Receiver<String>,
+    grpc_addr: String,
+    http_addr: String,
+    /// Text that must never appear in the log (a secret).
+    never_logged: String,
+}
+
+impl Serving {
+    /// Spawns `command` and waits until it logs where it listens.
+    fn start(mut command: Command, never_logged: &str) -> Self {
+        let mut child = command
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let field = |line: &str, name: &str| {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        };
+        let (grpc_addr, http_addr) = loop {
+            let line = log
+                .recv_timeout(Duration::from_secs(30))
+                .expect("serve logs where it listens");
+            assert!(
+                !line.contains(never_logged),
+                "the secret must never be logged"
+            );
+            if let Some(grpc) = field(&line, "grpc_addr") {
+                break (grpc, field(&line, "http_addr").expect("the REST address"));
+            }
+        };
+        Self {
+            child,
+            log,
+            grpc_addr,
+            http_addr,
+            never_logged: never_logged.to_owned(),
+        }
+    }
+
+    async fn client(&self) -> TokenServiceClient<tonic::transport::Channel> {
+        TokenServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM, checks the process exits successfully within 10 s, and returns the rest
+    /// of its log.
+    async fn terminate(&mut self) -> Vec<String> {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut exited = None;
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = exited.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("serve did not stop within 10 s of SIGTERM")
+        });
+        assert!(status.success(), "serve exited with {status}");
+        let rest: Vec<String> = self.log.try_iter().collect();
+        assert!(
+            rest.iter().all(|l| !l.contains(&self.never_logged)),
+            "the secret must never be logged"
+        );
+        rest
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -99,32 +207,20 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
             .all(|m| m["applied"] == true)
     );
 
-    let mut child = cli
-        .command(&["serve", "--grpc-addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve logs where it listens");
-        assert!(!line.contains(&secret), "the secret must never be logged");
-        if let Some(rest) = line.split("grpc_addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let mut client = TokenServiceClient::connect(format!("http://{addr}"))
+    let mut serving = Serving::start(cli.serve(), &secret);
+    let http_addr = serving.http_addr.clone();
+    assert!(
+        !http_addr.ends_with(":8065"),
+        "the test asked for an ephemeral REST port, not the default: {http_addr}"
+    );
+    let rest_me = reqwest::Client::new()
+        .get(format!("http://{http_addr}/api/v4/users/me"))
+        .bearer_auth(&secret)
+        .send()
         .await
         .unwrap();
+    assert_eq!(rest_me.status(), 200, "the REST shim answers on its port");
+    let mut client = serving.client().await;
     let me = client
         .get_me(authed(pb::GetMeRequest {}, &secret))
         .await
@@ -135,25 +231,7 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
     assert_eq!(me.id, admin_id);
     drop(client);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = exited.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("serve did not stop within 10 s of SIGTERM")
-    });
-    assert!(status.success(), "serve exited with {status}");
-    let rest: Vec<String> = rx.try_iter().collect();
+    let rest = serving.terminate().await;
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
     assert!(rest.iter().all(|l| !l.contains(&secret)));
     cli.db.drop_database().await;
@@ -294,7 +372,7 @@ async fn an_invalid_webrtc_configuration_refuses_to_start_naming_the_key() {
         ),
     ];
     for (vars, key) in cases {
-        let mut cmd = cli.command(&["serve", "--grpc-addr", "127.0.0.1:0"]);
+        let mut cmd = cli.serve();
         cmd.env("TOKEN_SERVICE_WEBRTC__ENABLE", "true");
         for (k, v) in &vars {
             cmd.env(k, v);
@@ -350,5 +428,113 @@ async fn add_team_member_takes_a_user_id_and_defaults_to_team_user() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--user"));
+}
+
+#[tokio::test]
+async fn a_numeric_turn_secret_from_the_environment_is_text_and_the_service_serves() {
+    let cli = Cli::new().await;
+    let alice = cli.json(&["admin", "create-user", "--username", "alice"]);
+    let token = cli.json(&["admin", "create-token", "--user", "alice"]);
+    let secret = token["token"].as_str().unwrap().to_owned();
+
+    let mut serve = cli.serve();
+    serve
+        .env("TOKEN_SERVICE_WEBRTC__ENABLE", "true")
+        .env(
+            "TOKEN_SERVICE_WEBRTC__GATEWAY_URL",
+            "wss://gw.example.com/janus",
+        )
+        .env("TOKEN_SERVICE_WEBRTC__STUN_URI", "stun:127.0.0.1:3478")
+        .env("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:127.0.0.1:3478")
+        .env("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", "123456")
+        .env("TOKEN_SERVICE_WEBRTC__CREDENTIAL_TTL", "3600");
+    let mut serving = Serving::start(serve, &secret);
+    let creds = serving
+        .client()
+        .await
+        .get_webrtc_token(authed(pb::GetWebrtcTokenRequest {}, &secret))
+        .await
+        .expect("WebRTC is served")
+        .into_inner();
+    assert_eq!(creds.turn_uri, "turn:127.0.0.1:3478");
+    assert_eq!(creds.credential_ttl.unwrap().seconds, 3600);
+    assert!(
+        creds
+            .turn_username
+            .ends_with(&format!(":{}", alice["id"].as_str().unwrap()))
+    );
+    // The password is keyed with the text "123456".
+    let (_, expected) = token_service::domain::webrtc::turn_credentials(
+        "123456",
+        creds
+            .turn_username
+            .split(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        alice["id"].as_str().unwrap(),
+    );
+    assert_eq!(creds.turn_password, expected);
+    serving.terminate().await;
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn migrate_up_and_down_move_what_status_reports() {
+    let cli = Cli::new().await;
+    let applied = |status: &Value| -> Vec<bool> {
+        status
+            .as_array()
+            .expect("status is a JSON array")
+            .iter()
+            .map(|m| {
+                assert!(
+                    m["name"].as_str().is_some_and(|n| n.starts_with('m')),
+                    "{m}"
+                );
+                m["applied"].as_bool().expect("applied is a boolean")
+            })
+            .collect()
+    };
+
+    let fresh = applied(&cli.json(&["migrate", "status"]));
+    let count = fresh.len();
+    assert!(count >= 3, "{fresh:?}");
+    assert!(
+        fresh.iter().all(|a| !a),
+        "a fresh database has nothing applied"
+    );
+
+    assert_eq!(cli.json(&["migrate", "up"])["status"], "OK");
+    assert_eq!(
+        applied(&cli.json(&["migrate", "status"])),
+        vec![true; count]
+    );
+
+    // One step by default: the newest migration only.
+    let down = cli.json(&["migrate", "down"]);
+    assert_eq!(down["status"], "OK");
+    assert_eq!(down["rolled_back"], 1);
+    let mut expected = vec![true; count];
+    expected[count - 1] = false;
+    assert_eq!(applied(&cli.json(&["migrate", "status"])), expected);
+
+    let steps = (count - 1).to_string();
+    cli.json(&["migrate", "down", "--steps", &steps]);
+    assert_eq!(
+        applied(&cli.json(&["migrate", "status"])),
+        vec![false; count]
+    );
+
+    // Up again, and up once more changes nothing.
+    cli.json(&["migrate", "up"]);
+    cli.json(&["migrate", "up"]);
+    assert_eq!(
+        applied(&cli.json(&["migrate", "status"])),
+        vec![true; count]
+    );
+    // The schema works: the operator bootstrap runs on it.
+    cli.json(&["admin", "create-user", "--username", "after"]);
     cli.db.drop_database().await;
 }

@@ -358,3 +358,35 @@ fn rpcs_have_their_own_request_and_response_and_enums_start_unspecified() {
         }
     }
 }
+
+/// UNIMPLEMENTED only ever means "switched off by configuration": an RPC comment that lists
+/// it names the setting that switches the RPC off, and never says the RPC is unimplemented
+/// regardless (stale wording from before the RPC was built).
+#[test]
+fn rpc_comments_tie_unimplemented_to_the_setting_that_switches_the_rpc_off() {
+    const SWITCHES: [&str; 4] = [
+        "EnableUserAccessTokens",
+        "enable_user_access_tokens",
+        "enable_commands",
+        "webrtc.enable",
+    ];
+    let mut wrong = Vec::new();
+    for file in our_files() {
+        for (i, s) in file.service.iter().enumerate() {
+            for (j, m) in s.method.iter().enumerate() {
+                let comment = comment_at(&file, &[6, i as i32, 2, j as i32]).unwrap_or_default();
+                let flat = comment.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !flat.contains("UNIMPLEMENTED") {
+                    continue;
+                }
+                if !SWITCHES.iter().any(|s| flat.contains(s)) || flat.contains("always") {
+                    wrong.push(format!("{}: {flat}", m.name()));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "UNIMPLEMENTED without the setting that causes it: {wrong:#?}"
+    );
+}

@@ -125,6 +125,26 @@ async fn get(
         .await
 }
 
+/// The sessions `actor` can see of their own (login and minted ones), by id.
+async fn own_session_ids(client: &mut Client, actor: &Actor) -> Vec<String> {
+    let mut ids: Vec<String> = client
+        .get_sessions(authed(
+            pb::GetSessionsRequest {
+                user_id: "me".into(),
+            },
+            &actor.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Which of revoke, disable, enable to call.
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -472,26 +492,73 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
         "kept as given"
     );
 
-    // A bot without an owner is exempt from the policy (not from "in the past").
+    // A bot without an owner is exempt from the policy, past dates included; only the token
+    // model's own rule (not negative) still applies to it.
     create_expiring(&admin, &ownerless_bot.id, None)
         .await
         .unwrap();
     create_expiring(&admin, &ownerless_bot.id, in_days(365))
         .await
         .unwrap();
+    create_expiring(&admin, &ownerless_bot.id, in_days(-1))
+        .await
+        .unwrap();
+    let before_1970 = Some(Timestamp {
+        seconds: -5,
+        nanos: 0,
+    });
     assert_invalid(
-        create_expiring(
-            &admin,
-            &ownerless_bot.id,
-            Some(Timestamp {
-                seconds: -5,
-                nanos: 0,
-            }),
-        )
-        .await,
+        create_expiring(&admin, &ownerless_bot.id, before_1970).await,
         "expires_at",
-        "app.user_access_token.expires_at_in_past.app_error",
+        "model.user_access_token.is_valid.expires_at.app_error",
     );
+    // Everyone else meets the policy first, which calls a negative value "in the past": a
+    // user, and a bot that has an owner.
+    let owned_bot = srv.bot("owned", Some(&admin)).await;
+    for target in [alice.id.as_str(), owned_bot.id.as_str()] {
+        assert_invalid(
+            create_expiring(&admin, target, before_1970).await,
+            "expires_at",
+            "app.user_access_token.expires_at_in_past.app_error",
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_ownerless_bot_meets_the_token_models_checks_in_mattermosts_order() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let ownerless_bot = srv.bot("ownerless", None).await;
+    let mut client = srv.client().await;
+    let mut create_with = async |description: String, seconds: i64| {
+        client
+            .create_user_access_token(authed(
+                pb::CreateUserAccessTokenRequest {
+                    user_id: ownerless_bot.id.clone(),
+                    description,
+                    expires_at: Some(Timestamp { seconds, nanos: 0 }),
+                },
+                &admin.token,
+            ))
+            .await
+    };
+    // Without a lifetime policy too, a negative expiry is the model's error for an exempt bot.
+    assert_invalid(
+        create_with("x".into(), -1).await,
+        "expires_at",
+        "model.user_access_token.is_valid.expires_at.app_error",
+    );
+    // The model checks the description before the expiry.
+    assert_invalid(
+        create_with("x".repeat(256), -1).await,
+        "description",
+        "model.user_access_token.is_valid.description.app_error",
+    );
+    let listed = list_for(&mut client, &admin, &ownerless_bot.id, None, None)
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "refused creates wrote nothing");
     srv.stop().await;
 }
 
@@ -550,6 +617,58 @@ async fn switched_off_tokens_are_unimplemented_except_for_bots() {
     let (_, bot_secret) = create(&mut client, &admin, &bot.id).await;
     let me = get_me(&mut client, &bot_secret).await.unwrap();
     assert_eq!(me.id, bot.id, "bot tokens keep working with the switch off");
+    srv.stop().await;
+}
+
+/// Mattermost's TestUserAccessTokenDisableConfig: switching tokens off stops the user tokens
+/// that already exist, used or not, while the same user's login session and bot tokens keep
+/// working; introspection agrees.
+#[tokio::test]
+async fn switching_tokens_off_stops_existing_user_tokens_but_not_sessions_or_bot_tokens() {
+    let srv = TestServer::start_with(|c| c.enable_user_access_tokens = false).await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let bot = srv.bot("helper", Some(&admin)).await;
+    let (_, used) = srv.existing_pat(&alice, true).await;
+    let (_, unused) = srv.existing_pat(&alice, false).await;
+    let (_, bot_pat) = srv.existing_pat(&bot, true).await;
+    let (_, unused_bot_pat) = srv.existing_pat(&bot, false).await;
+    let mut client = srv.client().await;
+
+    for secret in [&used, &unused] {
+        assert_token_refused(&mut client, secret).await;
+    }
+    // Refusing a token does not revoke it: still refused on a second try (not a cache miss
+    // that happened to pass).
+    assert_token_refused(&mut client, &used).await;
+    assert_eq!(
+        get_me(&mut client, &alice.token).await.unwrap().id,
+        alice.id
+    );
+    for secret in [&bot_pat, &unused_bot_pat] {
+        assert_eq!(get_me(&mut client, secret).await.unwrap().id, bot.id);
+    }
+
+    let introspect = async |client: &mut Client, token: &str| {
+        client
+            .introspect_token(authed(
+                pb::IntrospectTokenRequest {
+                    token: token.to_owned(),
+                },
+                &admin.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    for secret in [&used, &unused] {
+        let answer = introspect(&mut client, secret).await;
+        assert_eq!(answer, pb::IntrospectTokenResponse::default(), "inactive");
+    }
+    let answer = introspect(&mut client, &bot_pat).await;
+    assert!(answer.active);
+    assert_eq!(answer.user_id, bot.id);
+    assert!(introspect(&mut client, &alice.token).await.active);
     srv.stop().await;
 }
 
@@ -823,11 +942,24 @@ async fn disable_and_enable_toggle_the_same_secret() {
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
     let (token_id, secret) = create(&mut client, &alice, "me").await;
+    let login_only = own_session_ids(&mut client, &alice).await;
+    assert_eq!(login_only.len(), 1);
     get_me(&mut client, &secret).await.unwrap();
+    let with_minted = own_session_ids(&mut client, &alice).await;
+    assert_eq!(
+        with_minted.len(),
+        2,
+        "login plus the session minted for the token"
+    );
 
     change(&mut client, &alice, Change::Disable, &token_id)
         .await
         .unwrap();
+    assert_eq!(
+        own_session_ids(&mut client, &alice).await,
+        login_only,
+        "disable deleted the minted session, and only that one"
+    );
     assert_token_refused(&mut client, &secret).await;
     let read = get(&mut client, &alice, &token_id)
         .await
@@ -842,7 +974,20 @@ async fn disable_and_enable_toggle_the_same_secret() {
     change(&mut client, &alice, Change::Enable, &token_id)
         .await
         .unwrap();
+    assert_eq!(
+        own_session_ids(&mut client, &alice).await,
+        login_only,
+        "enable mints nothing by itself"
+    );
     assert_eq!(get_me(&mut client, &secret).await.unwrap().id, alice.id);
+    let reminted = own_session_ids(&mut client, &alice).await;
+    assert_eq!(reminted.len(), 2, "the next use mints a new session");
+    assert!(
+        reminted
+            .iter()
+            .all(|id| !with_minted.contains(id) || login_only.contains(id)),
+        "not the deleted one"
+    );
     let read = get(&mut client, &alice, &token_id)
         .await
         .unwrap()
@@ -940,36 +1085,62 @@ async fn a_deactivated_owner_cannot_use_or_manage_tokens() {
     srv.stop().await;
 }
 
+/// On every backend, no column of any table holds a secret (a token's or a login session's);
+/// on SQLite, no byte of any file in the data directory either (WAL and journal included).
 #[tokio::test]
 async fn the_secret_is_never_written_to_disk_in_plaintext() {
     let srv = TestServer::start().await;
-    if srv.backend() != "sqlite" {
-        srv.stop().await;
-        return;
-    }
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (_, secret) = create(&mut client, &alice, "me").await;
+    let (token_id, secret) = create(&mut client, &alice, "me").await;
     // Use it, so the minted session is written too.
     get_me(&mut client, &secret).await.unwrap();
 
-    let mut files = vec![srv.dir().to_path_buf()];
-    let mut scanned = 0;
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                files.push(entry.unwrap().path());
-            }
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        scanned += 1;
+    let url = srv
+        .config
+        .database_url
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
+    // The scan finds what is stored in plaintext: the token id, in the token row and in the
+    // minted session.
+    let (holding_id, columns) = db::columns_containing(&url, &token_id).await;
+    assert!(columns > 10, "every column was read ({columns})");
+    for table in ["user_access_tokens", "sessions"] {
         assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "secret found in {}",
-            path.display()
+            holding_id.iter().any(|(t, _)| t == table),
+            "the scan sees {table}: {holding_id:?}"
         );
     }
-    assert!(scanned > 0, "the database files were scanned");
+    for plaintext in [&secret, &alice.token] {
+        let (holding, _) = db::columns_containing(&url, plaintext).await;
+        assert!(holding.is_empty(), "a secret is stored in {holding:?}");
+    }
+
+    if srv.backend() == "sqlite" {
+        let mut files = vec![srv.dir().to_path_buf()];
+        let mut scanned = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    files.push(entry.unwrap().path());
+                }
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            scanned += 1;
+            for plaintext in [&secret, &alice.token] {
+                assert!(
+                    !bytes
+                        .windows(plaintext.len())
+                        .any(|w| w == plaintext.as_bytes()),
+                    "a secret found in {}",
+                    path.display()
+                );
+            }
+        }
+        assert!(scanned > 0, "the database files were scanned");
+    }
     srv.stop().await;
 }

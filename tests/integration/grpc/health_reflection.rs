@@ -55,7 +55,17 @@ async fn shutdown_turns_health_to_not_serving_before_the_server_stops() {
         .expect("an update, not the end of the stream")
         .unwrap();
     assert_eq!(next.status, ServingStatus::NotServing as i32);
+    // Then the watch ends cleanly, so it does not hold the draining server open.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(2), watch.next())
+        .await
+        .expect("the watch ends well within the grace period");
+    assert!(end.is_none(), "a clean end, not an error: {end:?}");
+    let stopping = std::time::Instant::now();
     srv.stop().await;
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(2),
+        "stopped without waiting out the grace period"
+    );
 }
 
 #[tokio::test]

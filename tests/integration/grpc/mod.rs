@@ -1,4 +1,5 @@
 mod access_tokens;
+mod caller_kinds;
 mod caller_kinds_sessions_commands;
 mod commands;
 mod concurrency;
@@ -9,5 +10,6 @@ mod replicas;
 mod revocation_log;
 mod revocation_stream;
 mod sessions;
+mod shutdown;
 mod users;
 mod webrtc;

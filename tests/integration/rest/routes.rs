@@ -134,7 +134,15 @@ async fn create_errors_match_mattermost() {
 async fn switching_tokens_off_is_501_and_stops_existing_ones() {
     let srv = TestServer::start_with(|c| c.enable_user_access_tokens = false).await;
     let admin = srv.admin("root").await;
+    let tina = srv.token_user("tina").await;
+    let bot = srv.bot("helper", Some(&admin)).await;
+    // Tokens made while the switch was on: one already used (its session minted), one not.
+    let (used_id, used) = srv.existing_pat(&tina, true).await;
+    let (unused_id, unused) = srv.existing_pat(&tina, false).await;
+    let (_, bot_pat) = srv.existing_pat(&bot, true).await;
     let http = Http::new(&srv);
+
+    // Only creating answers 501, and not for a bot.
     http.post(
         "/api/v4/users/me/tokens",
         &admin.token,
@@ -142,6 +150,76 @@ async fn switching_tokens_off_is_501_and_stops_existing_ones() {
     )
     .await
     .assert_error(501, "app.user_access_token.disabled");
+    http.post(
+        "/api/v4/users/me/tokens",
+        &tina.token,
+        json!({"description": "x"}),
+    )
+    .await
+    .assert_error(501, "app.user_access_token.disabled");
+    let new_bot_pat = create_token(&http, &admin, &bot.id).await;
+
+    // Existing user tokens stop authenticating; the user's login session and bot tokens,
+    // old and new, do not.
+    for secret in [&used, &unused] {
+        http.get("/api/v4/users/me", secret)
+            .await
+            .assert_error(401, "api.context.session_expired.app_error");
+    }
+    assert_eq!(
+        http.get("/api/v4/users/me", &tina.token).await.assert_ok()["id"],
+        tina.id.as_str()
+    );
+    for secret in [&bot_pat, new_bot_pat["token"].as_str().unwrap()] {
+        assert_eq!(
+            http.get("/api/v4/users/me", secret).await.assert_ok()["id"],
+            bot.id.as_str()
+        );
+    }
+
+    // Introspection agrees: the user's token is inactive, the bot's active.
+    let introspect = async |token: &str| {
+        http.post(
+            "/api/v4/tokens/introspect",
+            &admin.token,
+            json!({ "token": token }),
+        )
+        .await
+        .assert_ok()["active"]
+            .clone()
+    };
+    assert_eq!(introspect(&used).await, false);
+    assert_eq!(introspect(&unused).await, false);
+    assert_eq!(introspect(&bot_pat).await, true);
+
+    // Everything else keeps working for whoever can still authenticate.
+    let listed = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    assert_eq!(listed.assert_ok().as_array().unwrap().len(), 2);
+    http.get(&format!("/api/v4/users/tokens/{used_id}"), &tina.token)
+        .await
+        .assert_ok();
+    for action in ["disable", "enable"] {
+        http.post(
+            &format!("/api/v4/users/tokens/{action}"),
+            &tina.token,
+            json!({ "token_id": used_id }),
+        )
+        .await
+        .assert_ok();
+    }
+    // Enabled again, it is still refused while the switch is off.
+    http.get("/api/v4/users/me", &used)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.post(
+        "/api/v4/users/tokens/revoke",
+        &tina.token,
+        json!({ "token_id": unused_id }),
+    )
+    .await
+    .assert_ok();
+    let listed = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    assert_eq!(listed.assert_ok().as_array().unwrap().len(), 1);
     srv.stop().await;
 }
 

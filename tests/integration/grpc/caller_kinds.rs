@@ -1,0 +1,630 @@
+//! Every personal access token RPC, and IntrospectToken, for every kind of caller: one table
+//! per kind. [`answers`] calls all nine RPCs with one credential against one target user
+//! (fresh tokens of that user for the calls that change one) and returns what each answered;
+//! it also checks that an accepted call took effect and a refused one changed nothing.
+//!
+//! Outcomes read: `ok`; `unauthenticated`; `denied: <permission named>`;
+//! `<code>: <error id>` for anything else; IntrospectToken's answer is `active` or `inactive`.
+
+use token_service::{
+    domain::{
+        access_tokens::{self, BodyIds},
+        auth::Caller,
+    },
+    pb,
+};
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+use crate::common::*;
+
+/// The RPCs, in the order [`answers`] calls them.
+const RPCS: [&str; 9] = [
+    "CreateUserAccessToken",
+    "GetUserAccessTokensForUser",
+    "GetUserAccessTokens",
+    "SearchUserAccessTokens",
+    "GetUserAccessToken",
+    "DisableUserAccessToken",
+    "EnableUserAccessToken",
+    "RevokeUserAccessToken",
+    "IntrospectToken",
+];
+
+const OK: &str = "ok";
+const UNAUTHENTICATED: &str = "unauthenticated";
+const ACTIVE: &str = "active";
+const INACTIVE: &str = "inactive";
+const DENIED_EDIT_OTHER_USERS: &str = "denied: edit_other_users";
+const DENIED_MANAGE_SYSTEM: &str = "denied: manage_system";
+const DENIED_INTROSPECT: &str = "denied: introspect_token";
+const SWITCHED_OFF: &str = "Unimplemented: app.user_access_token.disabled";
+
+/// What a caller may do on the token RPCs, in [`RPCS`] order.
+type Row = [&'static str; 9];
+
+/// Refused before anything else: the credential does not authenticate.
+const NOBODY: Row = [UNAUTHENTICATED; 9];
+/// An ordinary token user on their own tokens (or a delegated manager on someone else's):
+/// everything but the system-wide list and search, and introspection.
+const OWNER: Row = [
+    OK,
+    OK,
+    DENIED_MANAGE_SYSTEM,
+    DENIED_MANAGE_SYSTEM,
+    OK,
+    OK,
+    OK,
+    OK,
+    DENIED_INTROSPECT,
+];
+/// A token user on someone else's tokens, without the right to act on that user.
+const STRANGER: Row = [
+    DENIED_EDIT_OTHER_USERS,
+    DENIED_EDIT_OTHER_USERS,
+    DENIED_MANAGE_SYSTEM,
+    DENIED_MANAGE_SYSTEM,
+    DENIED_EDIT_OTHER_USERS,
+    DENIED_EDIT_OTHER_USERS,
+    DENIED_EDIT_OTHER_USERS,
+    DENIED_EDIT_OTHER_USERS,
+    DENIED_INTROSPECT,
+];
+/// A system admin: everything.
+const ADMIN: Row = [OK, OK, OK, OK, OK, OK, OK, OK, ACTIVE];
+
+fn describe(status: &Status) -> String {
+    let id = error_id(status);
+    match status.code() {
+        Code::Unauthenticated if id == "api.context.session_expired.app_error" => {
+            UNAUTHENTICATED.to_owned()
+        }
+        Code::PermissionDenied => {
+            let info = status.get_details_error_info().expect("ErrorInfo");
+            format!("denied: {}", info.metadata["permission"])
+        }
+        code => format!("{code:?}: {id}"),
+    }
+}
+
+fn outcome<T>(result: &Result<tonic::Response<T>, Status>) -> String {
+    match result {
+        Ok(_) => OK.to_owned(),
+        Err(status) => describe(status),
+    }
+}
+
+/// Wraps a message with the credential, if any.
+fn request<T>(message: T, credential: Option<&str>) -> Request<T> {
+    match credential {
+        Some(token) => authed(message, token),
+        None => Request::new(message),
+    }
+}
+
+/// A token of `owner`'s, made by the operator; disabled when asked.
+async fn fresh_token(srv: &TestServer, owner: &Actor, disabled: bool) -> String {
+    let (id, _) = srv.existing_pat(owner, false).await;
+    if disabled {
+        access_tokens::disable_user_access_token(&srv.ctx, &Caller::Local, &id, BodyIds::Strict)
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// The token as the operator sees it (`None` once revoked).
+async fn stored(srv: &TestServer, id: &str) -> Option<bool> {
+    access_tokens::get_user_access_token(&srv.ctx, &Caller::Local, id)
+        .await
+        .ok()
+        .map(|t| t.is_active)
+}
+
+async fn token_count(srv: &TestServer, owner: &Actor) -> usize {
+    srv.ctx
+        .store()
+        .search_access_tokens(&owner.id)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Calls every RPC with `credential` on `target`'s tokens, and IntrospectToken on
+/// `introspected`; returns (rpc, outcome) pairs and checks each call's effect.
+async fn answers(
+    srv: &TestServer,
+    credential: Option<&str>,
+    target: &Actor,
+    introspected: &str,
+) -> Vec<(&'static str, String)> {
+    let mut client = srv.client().await;
+    let mut out = Vec::new();
+
+    let before = token_count(srv, target).await;
+    let created = client
+        .create_user_access_token(request(
+            pb::CreateUserAccessTokenRequest {
+                user_id: target.id.clone(),
+                description: "caller kinds".into(),
+                expires_at: None,
+            },
+            credential,
+        ))
+        .await;
+    let expected_count = before + usize::from(created.is_ok());
+    if let Ok(created) = &created {
+        let token = created.get_ref().user_access_token.as_ref().unwrap();
+        assert_eq!(token.user_id, target.id, "created for the target");
+    }
+    assert_eq!(
+        token_count(srv, target).await,
+        expected_count,
+        "create wrote a token exactly when it succeeded"
+    );
+    out.push(outcome(&created));
+
+    let listed = client
+        .get_user_access_tokens_for_user(request(
+            pb::GetUserAccessTokensForUserRequest {
+                user_id: target.id.clone(),
+                page: None,
+                per_page: None,
+            },
+            credential,
+        ))
+        .await;
+    if let Ok(listed) = &listed {
+        let tokens = &listed.get_ref().user_access_tokens;
+        assert_eq!(tokens.len(), expected_count);
+        assert!(tokens.iter().all(|t| t.user_id == target.id));
+    }
+    out.push(outcome(&listed));
+
+    let all = client
+        .get_user_access_tokens(request(
+            pb::GetUserAccessTokensRequest {
+                page: None,
+                per_page: None,
+            },
+            credential,
+        ))
+        .await;
+    out.push(outcome(&all));
+
+    let found = client
+        .search_user_access_tokens(request(
+            pb::SearchUserAccessTokensRequest {
+                term: target.id.clone(),
+            },
+            credential,
+        ))
+        .await;
+    if let Ok(found) = &found {
+        assert_eq!(found.get_ref().user_access_tokens.len(), expected_count);
+    }
+    out.push(outcome(&found));
+
+    let id = fresh_token(srv, target, false).await;
+    let got = client
+        .get_user_access_token(request(
+            pb::GetUserAccessTokenRequest {
+                token_id: id.clone(),
+            },
+            credential,
+        ))
+        .await;
+    if let Ok(got) = &got {
+        assert_eq!(got.get_ref().user_access_token.as_ref().unwrap().id, id);
+    }
+    out.push(outcome(&got));
+
+    let id = fresh_token(srv, target, false).await;
+    let disabled = client
+        .disable_user_access_token(request(
+            pb::DisableUserAccessTokenRequest {
+                token_id: id.clone(),
+            },
+            credential,
+        ))
+        .await;
+    assert_eq!(
+        stored(srv, &id).await,
+        Some(disabled.is_err()),
+        "disabled exactly when the call succeeded"
+    );
+    out.push(outcome(&disabled));
+
+    let id = fresh_token(srv, target, true).await;
+    let enabled = client
+        .enable_user_access_token(request(
+            pb::EnableUserAccessTokenRequest {
+                token_id: id.clone(),
+            },
+            credential,
+        ))
+        .await;
+    assert_eq!(
+        stored(srv, &id).await,
+        Some(enabled.is_ok()),
+        "enabled exactly when the call succeeded"
+    );
+    out.push(outcome(&enabled));
+
+    let id = fresh_token(srv, target, false).await;
+    let revoked = client
+        .revoke_user_access_token(request(
+            pb::RevokeUserAccessTokenRequest {
+                token_id: id.clone(),
+            },
+            credential,
+        ))
+        .await;
+    assert_eq!(
+        stored(srv, &id).await.is_none(),
+        revoked.is_ok(),
+        "gone exactly when the call succeeded"
+    );
+    out.push(outcome(&revoked));
+
+    let introspection = client
+        .introspect_token(request(
+            pb::IntrospectTokenRequest {
+                token: introspected.to_owned(),
+            },
+            credential,
+        ))
+        .await;
+    out.push(match &introspection {
+        Ok(answer) if answer.get_ref().active => ACTIVE.to_owned(),
+        Ok(_) => INACTIVE.to_owned(),
+        Err(status) => describe(status),
+    });
+
+    RPCS.into_iter().zip(out).collect()
+}
+
+/// Asserts that `kind` answers as `expected`.
+async fn check(
+    srv: &TestServer,
+    kind: &str,
+    credential: Option<&str>,
+    target: &Actor,
+    introspected: &str,
+    expected: Row,
+) {
+    let got = answers(srv, credential, target, introspected).await;
+    let want: Vec<(&str, String)> = RPCS.into_iter().zip(expected.map(str::to_owned)).collect();
+    assert_eq!(got, want, "caller kind: {kind}");
+}
+
+/// A server whose role table adds a delegated user manager and a bot keeper.
+async fn server(enable_user_access_tokens: bool) -> TestServer {
+    let token_permissions = || {
+        vec![
+            "create_user_access_token".to_owned(),
+            "read_user_access_token".to_owned(),
+            "revoke_user_access_token".to_owned(),
+        ]
+    };
+    TestServer::start_with(|c| {
+        c.enable_user_access_tokens = enable_user_access_tokens;
+        let mut manager = token_permissions();
+        manager.push("edit_other_users".into());
+        c.roles.insert("user_manager".into(), manager);
+        let mut keeper = token_permissions();
+        keeper.push("manage_bots".into());
+        c.roles.insert("bot_keeper".into(), keeper);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn credentials_that_do_not_authenticate_are_refused_by_every_rpc() {
+    let srv = server(true).await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let carol = srv.token_user("carol").await;
+    let mut client = srv.client().await;
+
+    let (revoked_id, revoked) = srv.existing_pat(&alice, true).await;
+    access_tokens::revoke_user_access_token(&srv.ctx, &Caller::Local, &revoked_id, BodyIds::Strict)
+        .await
+        .unwrap();
+    let (disabled_id, disabled) = srv.existing_pat(&alice, true).await;
+    access_tokens::disable_user_access_token(
+        &srv.ctx,
+        &Caller::Local,
+        &disabled_id,
+        BodyIds::Strict,
+    )
+    .await
+    .unwrap();
+    let (_, carols_pat) = srv.existing_pat(&carol, true).await;
+    set_user_active(&mut client, &admin, &carol.id, false).await;
+
+    let kinds = [
+        ("no token", None),
+        ("a garbage token", Some("garbage")),
+        (
+            "a well-formed unknown token",
+            Some("abcdefghijkmnopqrstuwxyz12"),
+        ),
+        ("a revoked personal access token", Some(revoked.as_str())),
+        ("a disabled personal access token", Some(disabled.as_str())),
+        (
+            "the session of a deactivated user",
+            Some(carol.token.as_str()),
+        ),
+        (
+            "the personal access token of a deactivated user",
+            Some(carols_pat.as_str()),
+        ),
+    ];
+    for (kind, credential) in kinds {
+        check(&srv, kind, credential, &alice, &alice.token, NOBODY).await;
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn users_manage_their_own_tokens_with_a_session_or_a_token_and_need_the_token_role() {
+    let srv = server(true).await;
+    let alice = srv.token_user("alice").await;
+    let plain = srv.basic_user("plain").await;
+    let (_, alices_pat) = srv.existing_pat(&alice, false).await;
+
+    check(
+        &srv,
+        "self, by session",
+        Some(&alice.token),
+        &alice,
+        &alice.token,
+        OWNER,
+    )
+    .await;
+    check(
+        &srv,
+        "self, by token",
+        Some(&alices_pat),
+        &alice,
+        &alice.token,
+        OWNER,
+    )
+    .await;
+    // Without system_user_access_token, each RPC names the permission it is gated by.
+    check(
+        &srv,
+        "self without the token role",
+        Some(&plain.token),
+        &plain,
+        &plain.token,
+        [
+            "denied: create_user_access_token",
+            "denied: read_user_access_token",
+            DENIED_MANAGE_SYSTEM,
+            DENIED_MANAGE_SYSTEM,
+            "denied: read_user_access_token",
+            "denied: revoke_user_access_token",
+            "denied: create_user_access_token",
+            "denied: revoke_user_access_token",
+            DENIED_INTROSPECT,
+        ],
+    )
+    .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn another_user_needs_edit_other_users_which_never_reaches_a_system_admin() {
+    let srv = server(true).await;
+    let alice = srv.token_user("alice").await;
+    let bob = srv.token_user("bob").await;
+    let manager = srv.user("manager", &["system_user", "user_manager"]).await;
+    let admin = srv.admin("root").await;
+
+    check(
+        &srv,
+        "another user without edit_other_users",
+        Some(&bob.token),
+        &alice,
+        &alice.token,
+        STRANGER,
+    )
+    .await;
+    check(
+        &srv,
+        "another user with edit_other_users",
+        Some(&manager.token),
+        &alice,
+        &alice.token,
+        OWNER,
+    )
+    .await;
+    check(
+        &srv,
+        "edit_other_users on a system admin",
+        Some(&manager.token),
+        &admin,
+        &admin.token,
+        STRANGER,
+    )
+    .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_system_admin_may_call_everything_on_anyone() {
+    let srv = server(true).await;
+    let admin = srv.admin("root").await;
+    let other_admin = srv.admin("root2").await;
+    let alice = srv.token_user("alice").await;
+    let bot = srv.bot("ownerless", None).await;
+    let (_, admins_pat) = srv.existing_pat(&admin, false).await;
+
+    check(
+        &srv,
+        "admin on a user",
+        Some(&admin.token),
+        &alice,
+        &alice.token,
+        ADMIN,
+    )
+    .await;
+    check(
+        &srv,
+        "admin on another admin",
+        Some(&admin.token),
+        &other_admin,
+        &other_admin.token,
+        ADMIN,
+    )
+    .await;
+    check(
+        &srv,
+        "admin on a bot",
+        Some(&admin.token),
+        &bot,
+        &bot.token,
+        ADMIN,
+    )
+    .await;
+    check(
+        &srv,
+        "admin by token",
+        Some(&admins_pat),
+        &alice,
+        &alice.token,
+        ADMIN,
+    )
+    .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_bot_owner_needs_manage_bots_and_reaches_only_their_own_bots() {
+    let srv = server(true).await;
+    let keeper = srv.user("keeper", &["system_user", "bot_keeper"]).await;
+    let alice = srv.token_user("alice").await;
+    let keepers_bot = srv.bot("keepers-bot", Some(&keeper)).await;
+    let alices_bot = srv.bot("alices-bot", Some(&alice)).await;
+
+    check(
+        &srv,
+        "bot owner with manage_bots",
+        Some(&keeper.token),
+        &keepers_bot,
+        &keepers_bot.token,
+        OWNER,
+    )
+    .await;
+    // Bots never fall back to edit_other_users: owning one is not enough without manage_bots,
+    // and manage_bots does not reach somebody else's.
+    check(
+        &srv,
+        "bot owner without manage_bots",
+        Some(&alice.token),
+        &alices_bot,
+        &alices_bot.token,
+        STRANGER,
+    )
+    .await;
+    check(
+        &srv,
+        "manage_bots on another owner's bot",
+        Some(&keeper.token),
+        &alices_bot,
+        &alices_bot.token,
+        STRANGER,
+    )
+    .await;
+    srv.stop().await;
+}
+
+/// With `enable_user_access_tokens` off, only creating a user's token answers UNIMPLEMENTED;
+/// every other RPC works for whoever still authenticates, user tokens no longer do, bot
+/// tokens still do, and introspection reports a user's token inactive.
+#[tokio::test]
+async fn with_tokens_switched_off_only_create_is_unimplemented() {
+    let srv = server(false).await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let keeper = srv.user("keeper", &["system_user", "bot_keeper"]).await;
+    let bot = srv.bot("keepers-bot", Some(&keeper)).await;
+    let (_, alices_pat) = srv.existing_pat(&alice, true).await;
+    let (_, bots_pat) = srv.existing_pat(&bot, true).await;
+
+    let mut self_off = OWNER;
+    self_off[0] = SWITCHED_OFF;
+    check(
+        &srv,
+        "self, switched off",
+        Some(&alice.token),
+        &alice,
+        &alice.token,
+        self_off,
+    )
+    .await;
+    let mut admin_off = ADMIN;
+    admin_off[0] = SWITCHED_OFF;
+    admin_off[8] = INACTIVE;
+    check(
+        &srv,
+        "admin, switched off, introspecting a user's token",
+        Some(&admin.token),
+        &alice,
+        &alices_pat,
+        admin_off,
+    )
+    .await;
+    // Bots are exempt: their tokens are created, and authenticate, as before.
+    check(
+        &srv,
+        "admin on a bot, switched off",
+        Some(&admin.token),
+        &bot,
+        &bots_pat,
+        ADMIN,
+    )
+    .await;
+    check(
+        &srv,
+        "bot owner, switched off",
+        Some(&keeper.token),
+        &bot,
+        &bot.token,
+        OWNER,
+    )
+    .await;
+    check(
+        &srv,
+        "a user's token, switched off",
+        Some(&alices_pat),
+        &alice,
+        &alice.token,
+        NOBODY,
+    )
+    .await;
+    // The bot's own token still authenticates it (system_user grants the bot no token
+    // permissions of its own, so it is refused for want of them, not for its credential).
+    check(
+        &srv,
+        "a bot's token, switched off",
+        Some(&bots_pat),
+        &bot,
+        &bot.token,
+        [
+            "denied: create_user_access_token",
+            "denied: read_user_access_token",
+            DENIED_MANAGE_SYSTEM,
+            DENIED_MANAGE_SYSTEM,
+            "denied: read_user_access_token",
+            "denied: revoke_user_access_token",
+            "denied: create_user_access_token",
+            "denied: revoke_user_access_token",
+            DENIED_INTROSPECT,
+        ],
+    )
+    .await;
+    srv.stop().await;
+}
