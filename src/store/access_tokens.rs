@@ -28,6 +28,7 @@ impl From<tokens::Model> for UserAccessToken {
 
 impl Store {
     /// Stores a new token under the digest of its secret.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_access_token(
         &self,
         token: &UserAccessToken,
@@ -50,6 +51,7 @@ impl Store {
     }
 
     /// A token by id.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_access_token(&self, id: &TokenId) -> Result<Option<UserAccessToken>> {
         Ok(tokens::Entity::find_by_id(id.to_string())
             .one(&self.db)
@@ -59,6 +61,7 @@ impl Store {
     }
 
     /// A token by the digest of its secret, with the stored digest.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_access_token_by_digest(
         &self,
         digest: &TokenDigest,
@@ -75,6 +78,7 @@ impl Store {
     }
 
     /// One page of a user's tokens, ordered by id.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn list_access_tokens_for_user(
         &self,
         user_id: &UserId,
@@ -88,6 +92,7 @@ impl Store {
     }
 
     /// One page of all tokens, ordered by id.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn list_access_tokens(&self, page: PageRequest) -> Result<Vec<UserAccessToken>> {
         self.list_access_tokens_where(Condition::all(), page).await
     }
@@ -115,6 +120,7 @@ impl Store {
 
     /// Every token whose id, user id or owner's username equals `term`, ordered by id. The
     /// owner named `term` is looked up first, so each part of the match is an index lookup.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn search_access_tokens(&self, term: &str) -> Result<Vec<UserAccessToken>> {
         let owner_named: Option<String> = users::Entity::find()
             .select_only()
@@ -142,6 +148,7 @@ impl Store {
 
     /// Deletes a token and the sessions minted from it, and records `revocation`, in one
     /// transaction. Returns whether the token existed (nothing is recorded if not).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_access_token_with_sessions(
         &self,
         id: &TokenId,
@@ -167,6 +174,7 @@ impl Store {
 
     /// Sets a token's active flag. Deactivation deletes the sessions minted from it and
     /// records `revocation` in the same transaction. Returns whether the token existed.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn set_access_token_active(
         &self,
         id: &TokenId,

@@ -47,6 +47,7 @@ impl From<team_members::Model> for TeamMember {
 
 impl Store {
     /// Stores a new command with its encrypted token.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_command(&self, command: &Command, token_ciphertext: &str) -> Result<()> {
         let row = commands::ActiveModel {
             id: Set(command.id.to_string()),
@@ -75,6 +76,7 @@ impl Store {
     }
 
     /// A command (deleted ones included) with its encrypted token.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_command(&self, id: &CommandId) -> Result<Option<(Command, String)>> {
         Ok(commands::Entity::find_by_id(id.to_string())
             .one(&self.db)
@@ -87,6 +89,7 @@ impl Store {
     }
 
     /// Whether a live command on the team already uses the trigger.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn command_trigger_taken(&self, team_id: &TeamId, trigger: &str) -> Result<bool> {
         let count = commands::Entity::find()
             .filter(commands::Column::TeamId.eq(team_id.as_str()))
@@ -99,6 +102,7 @@ impl Store {
     }
 
     /// Replaces a live command's encrypted token. Returns whether the command was updated.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn update_command_token(
         &self,
         id: &CommandId,
@@ -129,6 +133,7 @@ impl Store {
     }
 
     /// A live (not deleted) team membership.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_team_member(
         &self,
         team_id: &TeamId,
@@ -145,6 +150,7 @@ impl Store {
     }
 
     /// Adds a membership, or replaces the roles of an existing one (reviving a deleted one).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn upsert_team_member(
         &self,
         team_id: &TeamId,

@@ -78,6 +78,7 @@ impl Store {
     /// Begins a transaction that will write. On SQLite it takes the write lock first (a
     /// no-op UPDATE), so a later read-then-write waits for other writers (busy timeout)
     /// instead of failing with SQLITE_BUSY on the lock upgrade.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction> {
         use sea_orm::TransactionTrait;
         let txn = self.db.begin().await.map_err(db_err)?;
@@ -100,16 +101,19 @@ impl Store {
     }
 
     /// Applies pending migrations.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn migrate_up(&self) -> Result<()> {
         Migrator::up(&self.db, None).await.map_err(db_err)
     }
 
     /// Rolls back the last `steps` migrations.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn migrate_down(&self, steps: u32) -> Result<()> {
         Migrator::down(&self.db, Some(steps)).await.map_err(db_err)
     }
 
     /// Every known migration and whether it is applied.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
         let applied: Vec<String> = Migrator::get_applied_migrations(&self.db)
             .await
@@ -127,6 +131,7 @@ impl Store {
     }
 
     /// Whether the database answers a trivial query.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn ping(&self) -> Result<()> {
         let backend = self.db.get_database_backend();
         self.db
@@ -158,6 +163,7 @@ impl Store {
     }
 
     /// Reads a service metadata value.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn meta_value(&self, name: &str) -> Result<Option<String>> {
         Ok(entities::service_meta::Entity::find_by_id(name.to_owned())
             .one(&self.db)
@@ -167,6 +173,7 @@ impl Store {
     }
 
     /// Writes a service metadata value if none is set; returns the value now stored.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn meta_value_or_insert(&self, name: &str, value: &str) -> Result<String> {
         use sea_orm::ActiveValue::Set;
         if let Some(existing) = self.meta_value(name).await? {

@@ -71,6 +71,7 @@ async fn lock_log(txn: &DatabaseTransaction) -> Result<()> {
 impl Store {
     /// On PostgreSQL, a listener on its own connection (not one of the pool's) that wakes
     /// when any replica appends a revocation; `None` on other backends (their feed polls).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn revocation_wakeups(
         &self,
         connect_timeout: Duration,
@@ -93,6 +94,7 @@ impl Store {
     }
 
     /// Events after `after`, oldest first, at most `limit`.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn revocations_after(&self, after: i64, limit: u64) -> Result<Vec<RevocationEvent>> {
         let rows = events::Entity::find()
             .filter(events::Column::Id.gt(after))
@@ -114,6 +116,7 @@ impl Store {
     }
 
     /// The newest event id, or 0 when the log is empty.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn latest_revocation_id(&self) -> Result<i64> {
         let newest = events::Entity::find()
             .order_by_desc(events::Column::Id)
@@ -125,6 +128,7 @@ impl Store {
 
     /// The highest event id deleted by pruning (0 when nothing was pruned): resuming from a
     /// position below it would miss events.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn pruned_revocations_through(&self) -> Result<i64> {
         let row = service_meta::Entity::find_by_id(LOG_ROW.to_owned())
             .one(&self.db)
@@ -138,6 +142,7 @@ impl Store {
 
     /// Deletes events older than `before` and records the highest id deleted; returns how
     /// many were deleted.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn prune_revocations(&self, before: UnixMillis) -> Result<u64> {
         let txn = self.begin_write().await?;
         lock_log(&txn).await?;

@@ -55,6 +55,7 @@ pub enum SessionInsert {
 
 impl Store {
     /// A session by the digest of its token, with the stored digest.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_session_by_digest(
         &self,
         digest: &TokenDigest,
@@ -76,6 +77,7 @@ impl Store {
     /// transaction that starts by locking the owner's row, so concurrent logins of one user
     /// cannot overshoot or undershoot the cap. Returns the outcome and how many sessions
     /// were revoked to make room.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_session_within_cap(
         &self,
         session: &Session,
@@ -170,6 +172,7 @@ async fn trim_sessions(db: &impl ConnectionTrait, user_id: &UserId, keep: u64) -
 
 impl Store {
     /// A user's sessions, most recently active first.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn list_sessions_for_user(&self, user_id: &UserId) -> Result<Vec<Session>> {
         sessions::Entity::find()
             .filter(sessions::Column::UserId.eq(user_id.as_str()))
@@ -184,6 +187,7 @@ impl Store {
     }
 
     /// A session by id.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_session(&self, id: &SessionId) -> Result<Option<Session>> {
         sessions::Entity::find_by_id(id.to_string())
             .one(&self.db)
@@ -194,6 +198,7 @@ impl Store {
     }
 
     /// A session by id, or by the digest of its token (Mattermost accepts either).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_session_by_id_or_digest(
         &self,
         id: &str,
@@ -214,6 +219,7 @@ impl Store {
 
     /// Deletes one session and records `revocation`, in one transaction; returns whether
     /// it existed.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_session(&self, id: &SessionId, revocation: &Revocation) -> Result<bool> {
         self.delete_sessions(
             sessions::Entity::delete_many().filter(sessions::Column::Id.eq(id.as_str())),
@@ -224,6 +230,7 @@ impl Store {
     }
 
     /// Deletes every session of a user and records `revocation`; returns how many.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_sessions_for_user(
         &self,
         user_id: &UserId,
@@ -237,6 +244,7 @@ impl Store {
     }
 
     /// Deletes every session of every user and records `revocation`; returns how many.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_all_sessions(&self, revocation: &Revocation) -> Result<u64> {
         self.delete_sessions(sessions::Entity::delete_many(), revocation)
             .await
@@ -258,6 +266,7 @@ impl Store {
     }
 
     /// Records activity on a session and, when `expires_at` is given, moves its expiry.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn touch_session(
         &self,
         id: &SessionId,

@@ -29,6 +29,7 @@ impl From<users::Model> for User {
 
 impl Store {
     /// Inserts a user. A taken id or username is `AlreadyExists`.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_user(&self, user: &User) -> Result<()> {
         let row = users::ActiveModel {
             id: Set(user.id.to_string()),
@@ -58,6 +59,7 @@ impl Store {
     }
 
     /// A user by id.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_user(&self, id: &UserId) -> Result<Option<User>> {
         Ok(users::Entity::find_by_id(id.to_string())
             .one(&self.db)
@@ -67,6 +69,7 @@ impl Store {
     }
 
     /// A user by (lower-case) username.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_user_by_username(&self, username: &str) -> Result<Option<User>> {
         Ok(users::Entity::find()
             .filter(users::Column::Username.eq(username))
@@ -79,6 +82,7 @@ impl Store {
     /// Replaces a user's roles, on the user and on every session they hold, and records
     /// `revocation`, in one transaction. Returns the updated user, or `None` if there is no
     /// such user.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn update_user_roles(
         &self,
         id: &UserId,
@@ -117,6 +121,7 @@ impl Store {
     /// Activates or deactivates a user and records `revocation`. Deactivation deletes the
     /// user's sessions in the same transaction. Returns the updated user, or `None` if there
     /// is no such user.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn set_user_active(
         &self,
         id: &UserId,

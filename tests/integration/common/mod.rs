@@ -374,6 +374,7 @@ pub async fn set_user_active(client: &mut Client, admin: &Actor, user_id: &str, 
 pub struct ReplicaProcess {
     child: std::process::Child,
     pub grpc_addr: String,
+    pub http_addr: String,
     _dir: TempDir,
 }
 
@@ -419,19 +420,40 @@ impl ReplicaProcess {
                 }
             }
         });
-        let grpc_addr = loop {
+        let field = |line: &str, name: &str| {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        };
+        let (grpc_addr, http_addr) = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("the replica logs where it listens");
-            if let Some(rest) = line.split("grpc_addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
+            if let (Some(grpc), Some(http)) = (field(&line, "grpc_addr"), field(&line, "http_addr"))
+            {
+                break (grpc, http);
             }
         };
         Self {
             child,
             grpc_addr,
+            http_addr,
             _dir: dir,
         }
+    }
+
+    /// How many token checks this replica answered from its cache (from its `/metrics`).
+    pub async fn cache_hits(&self) -> u64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.http_addr))
+            .await
+            .expect("scrape the replica")
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("token_service_cache_hits_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("the replica reports its cache hits")
     }
 
     /// A client of this replica.

@@ -16,19 +16,19 @@ use crate::common::{TestDb, authed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_token-service");
 
-struct Cli {
+pub(crate) struct Cli {
     dir: tempfile::TempDir,
     db: TestDb,
 }
 
 impl Cli {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::create(dir.path()).await;
         Self { dir, db }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("--data-dir")
             .arg(self.dir.path().join("data"))
@@ -42,7 +42,7 @@ impl Cli {
 
     /// `serve` on ephemeral ports for both listeners, so tests never collide with each other
     /// or with anything else on the machine (the defaults are 50051 and 8065).
-    fn serve(&self) -> Command {
+    pub(crate) fn serve(&self) -> Command {
         self.command(&[
             "serve",
             "--grpc-addr",
@@ -52,11 +52,11 @@ impl Cli {
         ])
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run token-service")
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -73,18 +73,18 @@ impl Cli {
 }
 
 /// A running `token-service serve` child, its addresses read from its log. Killed on drop.
-struct Serving {
-    child: Child,
-    log: Receiver<String>,
-    grpc_addr: String,
-    http_addr: String,
+pub(crate) struct Serving {
+    pub(crate) child: Child,
+    pub(crate) log: Receiver<String>,
+    pub(crate) grpc_addr: String,
+    pub(crate) http_addr: String,
     /// Text that must never appear in the log (a secret).
     never_logged: String,
 }
 
 impl Serving {
     /// Spawns `command` and waits until it logs where it listens.
-    fn start(mut command: Command, never_logged: &str) -> Self {
+    pub(crate) fn start(mut command: Command, never_logged: &str) -> Self {
         let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -98,7 +98,11 @@ impl Serving {
                 let _ = tx.send(line);
             }
         });
+        // `name=value` in text logs, `"name":"value"` in JSON logs.
         let field = |line: &str, name: &str| {
+            if let Ok(json) = serde_json::from_str::<Value>(line) {
+                return json["fields"][name].as_str().map(str::to_owned);
+            }
             line.split(&format!("{name}="))
                 .nth(1)
                 .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
@@ -124,7 +128,7 @@ impl Serving {
         }
     }
 
-    async fn client(&self) -> TokenServiceClient<tonic::transport::Channel> {
+    pub(crate) async fn client(&self) -> TokenServiceClient<tonic::transport::Channel> {
         TokenServiceClient::connect(format!("http://{}", self.grpc_addr))
             .await
             .unwrap()
@@ -132,7 +136,7 @@ impl Serving {
 
     /// Sends SIGTERM, checks the process exits successfully within 10 s, and returns the rest
     /// of its log.
-    async fn terminate(&mut self) -> Vec<String> {
+    pub(crate) async fn terminate(&mut self) -> Vec<String> {
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

@@ -1,5 +1,7 @@
 mod architecture;
-mod cli;
+pub(crate) mod cli;
+mod metrics;
 mod migrations;
 pub(crate) mod proto;
 mod query_plans;
+mod telemetry;

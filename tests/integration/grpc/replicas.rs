@@ -52,7 +52,12 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
 
     // A personal access token, revoked on A.
     let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+    let hits_before = replica.cache_hits().await;
     use_on_both(&mut a, &mut b, &secret).await;
+    assert!(
+        replica.cache_hits().await > hits_before,
+        "the other replica answers from its cache, so only the log can tell it"
+    );
     a.revoke_user_access_token(authed(
         pb::RevokeUserAccessTokenRequest {
             token_id: token_id.clone(),
