@@ -14,6 +14,7 @@ use super::{
     permissions::Permission,
     secret::PlainToken,
     sessions::caller_label,
+    text::require_no_nul,
 };
 
 /// How an id taken from a request body is checked.
@@ -76,6 +77,7 @@ pub async fn create_user_access_token(
     }
     let now = now_millis();
     check_expiry(ctx, &user, request.expires_at, now)?;
+    require_no_nul("description", &request.description)?;
     if request.description.len() > MAX_DESCRIPTION_BYTES {
         return Err(Error::invalid(
             "description",
@@ -169,6 +171,7 @@ pub async fn get_user_access_tokens(
 
 /// Finds tokens whose id, user id or owner's username equals the term. As in Mattermost,
 /// backslashes are removed from the term first; there is no wildcard or prefix matching.
+/// A term containing NUL (U+0000) matches nothing: no id or username contains it.
 pub async fn search_user_access_tokens(
     ctx: &Context,
     caller: &Caller,
@@ -181,6 +184,9 @@ pub async fn search_user_access_tokens(
             Reason::InvalidBodyParam,
             "must not be empty",
         ));
+    }
+    if term.contains('\0') {
+        return Ok(Vec::new());
     }
     let term = term.replace('\\', "");
     ctx.store().search_access_tokens(&term).await

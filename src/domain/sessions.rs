@@ -14,6 +14,7 @@ use super::{
     model::{Revocation, Session, UnixMillis, now_millis, session_props},
     permissions::Permission,
     secret::{PlainToken, TokenDigest},
+    text::require_no_nul,
 };
 use crate::store::SessionInsert;
 
@@ -64,6 +65,7 @@ pub async fn create_session(
             "must not be negative",
         ));
     }
+    require_no_nul("device_id", &request.device_id)?;
     if request.device_id.chars().count() > MAX_DEVICE_ID_CHARS {
         return Err(Error::invalid(
             "device_id",
@@ -145,6 +147,8 @@ fn validate_props(props: &BTreeMap<String, String>) -> Result<()> {
         return invalid(format!("must have at most {MAX_PROPS} entries"));
     }
     for (key, value) in props {
+        require_no_nul("props", key)?;
+        require_no_nul("props", value)?;
         if key.is_empty() || key.chars().count() > MAX_PROP_KEY_CHARS {
             return invalid(format!("keys must be 1 to {MAX_PROP_KEY_CHARS} characters"));
         }
@@ -185,6 +189,12 @@ pub async fn revoke_session(
             Reason::InvalidBodyParam,
             "is required",
         ));
+    }
+    // No session id contains NUL (and PostgreSQL cannot even compare text with one).
+    if session_id.contains('\0') {
+        return Err(Error::NotFound {
+            reason: Reason::SessionNotFound,
+        });
     }
     let digest = ctx.hasher().digest(&PlainToken::from_presented(session_id));
     let session = ctx
