@@ -11,7 +11,7 @@ use super::{
     auth::Caller,
     error::{Error, Reason, Result},
     ids::SessionId,
-    model::{Revocation, Session, UnixMillis, now_millis, session_props},
+    model::{Revocation, Session, TeamMember, UnixMillis, now_millis, session_props},
     permissions::Permission,
     secret::{PlainToken, TokenDigest},
     text::require_no_nul,
@@ -172,6 +172,20 @@ pub async fn get_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Resu
     let user_id = ctx.resolve_user_id(caller, user_id)?;
     require_user_permission(ctx, caller, &user_id).await?;
     ctx.store().list_sessions_for_user(&user_id).await
+}
+
+/// A user's sessions, as [`get_sessions`], with the user's live team memberships, which
+/// Mattermost attaches to every session it lists (`team_members`).
+pub async fn get_sessions_with_team_members(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+) -> Result<(Vec<Session>, Vec<TeamMember>)> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    require_user_permission(ctx, caller, &user_id).await?;
+    let sessions = ctx.store().list_sessions_for_user(&user_id).await?;
+    let members = ctx.store().list_team_members_for_user(&user_id).await?;
+    Ok((sessions, members))
 }
 
 /// Revokes one session of a user. `session_id` may be the session's id or its token.

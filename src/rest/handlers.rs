@@ -289,8 +289,13 @@ pub(crate) async fn get_sessions(
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
     let user_id = path_id(&user_id, &uri)?;
-    let list = sessions::get_sessions(&state.ctx, &caller, user_id).await?;
-    ok_json(list.into_iter().map(SessionJson::from).collect::<Vec<_>>())
+    let (list, members) =
+        sessions::get_sessions_with_team_members(&state.ctx, &caller, user_id).await?;
+    ok_json(
+        list.into_iter()
+            .map(|session| SessionJson::with_team_members(session, &members))
+            .collect::<Vec<_>>(),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]

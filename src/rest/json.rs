@@ -62,6 +62,15 @@ pub(crate) struct SessionJson {
     pub(crate) local: bool,
 }
 
+impl SessionJson {
+    /// A listed session: Mattermost attaches the user's live team memberships to each.
+    pub(crate) fn with_team_members(s: Session, members: &[TeamMember]) -> Self {
+        let mut json = Self::from(s);
+        json.team_members = members.iter().cloned().map(TeamMemberJson::from).collect();
+        json
+    }
+}
+
 impl From<Session> for SessionJson {
     fn from(s: Session) -> Self {
         Self {

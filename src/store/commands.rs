@@ -1,5 +1,6 @@
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
 };
 
 use super::entities::{commands, team_members};
@@ -142,6 +143,20 @@ impl Store {
                 .map_err(db_err)?
                 .map(TeamMember::from),
         )
+    }
+
+    /// A user's live (not deleted) team memberships, ordered by team id.
+    pub async fn list_team_members_for_user(&self, user_id: &UserId) -> Result<Vec<TeamMember>> {
+        Ok(team_members::Entity::find()
+            .filter(team_members::Column::UserId.eq(user_id.as_str()))
+            .filter(team_members::Column::DeleteAt.eq(0))
+            .order_by_asc(team_members::Column::TeamId)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(TeamMember::from)
+            .collect())
     }
 
     /// Adds a membership, or replaces the roles of an existing one (reviving a deleted one).
