@@ -76,11 +76,7 @@ impl FromRequestParts<RestState> for Authenticated {
         let principal = ctx.authenticate(&token).await.map_err(ApiError::from)?;
         match location {
             Location::Query if !principal.session.is_oauth => {
-                return Err(ApiError::new(
-                    Reason::TokenInQuery,
-                    "Token was provided as a query parameter; that is only allowed for OAuth sessions.",
-                    "",
-                ));
+                return Err(ApiError::from_reason(Reason::TokenInQuery));
             }
             Location::Cookie if parts.method != Method::GET => {
                 let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());

@@ -4,7 +4,8 @@
 //!
 //! Every response carries `X-Request-ID`; errors are Mattermost AppError JSON with the same
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
-//! paths with another method, answer Mattermost's router 404 (`api.context.404.app_error`).
+//! paths with another method (HEAD and OPTIONS included), answer Mattermost's router 404
+//! (`api.context.404.app_error`).
 
 mod auth;
 mod error;
@@ -303,7 +304,13 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 async fn mattermost_envelope(request: Request, next: Next) -> Response {
     let request_id = new_id();
     let is_get = request.method() == Method::GET;
-    let mut response = next.run(request).await;
+    let mut response = if request.method() == Method::HEAD {
+        // axum answers HEAD on every GET route; Mattermost's router matches only the methods a
+        // route declares (no route declares HEAD), so HEAD falls to its catch-all 404.
+        ApiError::route_not_found(request.uri().path()).into_response()
+    } else {
+        next.run(request).await
+    };
     let unexplained_failure = (response.status().is_client_error()
         || response.status().is_server_error())
         && response.extensions().get::<ApiError>().is_none()
@@ -316,14 +323,7 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         response.extensions_mut().insert(err);
     }
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        let body = serde_json::json!({
-            "id": err.id,
-            "message": err.message,
-            "detailed_error": err.detailed_error,
-            "request_id": request_id,
-            "status_code": err.status.as_u16(),
-        });
-        response = (err.status, body.to_string()).into_response();
+        response = (err.status, err.to_json(&request_id)).into_response();
     }
     let headers = response.headers_mut();
     headers.insert(
