@@ -32,11 +32,9 @@ pub const MAX_DESCRIPTION_BYTES: usize = 255;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What a caller asks for when creating a token.
-#[derive(Debug, Clone)]
+/// What a caller asks for when creating a token (the request body).
+#[derive(Debug, Clone, Default)]
 pub struct NewUserAccessToken {
-    /// Target user id, or "me".
-    pub user_id: String,
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
@@ -49,15 +47,21 @@ pub struct CreatedUserAccessToken {
     pub secret: PlainToken,
 }
 
-/// Creates a personal access token.
+/// Creates a personal access token for `user_id` (a user id, or "me").
+///
+/// `request` is the request body, or the error a transport met decoding it. Mattermost checks
+/// the user id and loads the user before it decodes the body, so a decoding error is
+/// reported only after those two checks pass.
 pub async fn create_user_access_token(
     ctx: &Context,
     caller: &Caller,
-    request: NewUserAccessToken,
+    user_id: &str,
+    request: Result<NewUserAccessToken>,
 ) -> Result<CreatedUserAccessToken> {
-    let user_id = ctx.resolve_user_id(caller, &request.user_id)?;
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
     // Mattermost loads the target before any permission check: an unknown user is 404.
     let user = ctx.require_user(&user_id).await?;
+    let request = request?;
     if request.description.is_empty() {
         return Err(Error::invalid(
             "description",
@@ -172,12 +176,16 @@ pub async fn get_user_access_tokens(
 /// Finds tokens whose id, user id or owner's username equals the term. As in Mattermost,
 /// backslashes are removed from the term first; there is no wildcard or prefix matching.
 /// A term containing NUL (U+0000) matches nothing: no id or username contains it.
+///
+/// `term` is the term, or the error a transport met decoding the request body, reported
+/// after the permission check, where Mattermost decodes the body.
 pub async fn search_user_access_tokens(
     ctx: &Context,
     caller: &Caller,
-    term: &str,
+    term: Result<String>,
 ) -> Result<Vec<UserAccessToken>> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
+    let term = term?;
     if term.is_empty() {
         return Err(Error::invalid(
             "term",

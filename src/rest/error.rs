@@ -21,6 +21,9 @@ pub(crate) struct ApiError {
     pub(crate) id: &'static str,
     pub(crate) message: String,
     pub(crate) detailed_error: String,
+    /// A presented token did not authenticate: the response clears the `MMAUTHTOKEN`
+    /// cookie, as Mattermost's `RemoveSessionCookie` does.
+    pub(crate) clear_session_cookie: bool,
 }
 
 /// Mattermost's AppError as it is serialized (model/utils.go): the field order is the
@@ -45,6 +48,7 @@ impl ApiError {
             id: reason.id(),
             message: message.into(),
             detailed_error: detail.into(),
+            clear_session_cookie: false,
         }
     }
 
@@ -52,6 +56,12 @@ impl ApiError {
     pub(crate) fn from_reason(reason: Reason) -> Self {
         let message = mattermost_message(reason).map_or_else(|| reason.to_string(), Into::into);
         Self::new(reason, message, "")
+    }
+
+    /// This error, also clearing the session cookie.
+    pub(crate) fn clearing_session_cookie(mut self) -> Self {
+        self.clear_session_cookie = true;
+        self
     }
 
     /// The JSON body, with the request id.

@@ -222,10 +222,29 @@ impl CommandJson {
     }
 }
 
-/// The body of POST /commands (model.Command fields a client may set).
+/// The body of POST /commands: model.Command. The fields a client may set are used; the
+/// others are listed because Go checks their types.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct NewCommandJson {
+    #[serde(rename = "id")]
+    _id: String,
+    #[serde(rename = "token")]
+    _token: String,
+    #[serde(rename = "create_at")]
+    _create_at: i64,
+    #[serde(rename = "update_at")]
+    _update_at: i64,
+    #[serde(rename = "delete_at")]
+    _delete_at: i64,
+    #[serde(rename = "creator_id")]
+    _creator_id: String,
+    #[serde(rename = "plugin_id")]
+    _plugin_id: String,
+    #[serde(rename = "autocomplete_data")]
+    _autocomplete_data: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "autocomplete_icon_data")]
+    _autocomplete_icon_data: String,
     pub(crate) team_id: String,
     pub(crate) trigger: String,
     pub(crate) method: String,

@@ -9,6 +9,7 @@
 
 mod auth;
 mod error;
+mod go_compat;
 mod handlers;
 mod json;
 mod openapi;
@@ -300,6 +301,9 @@ async fn route_not_found(uri: OriginalUri) -> Response {
     ApiError::route_not_found(uri.0.path()).into_response()
 }
 
+/// What Go's `http.SetCookie` writes for Mattermost's `RemoveSessionCookie` (default subpath).
+const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
+
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
 async fn mattermost_envelope(request: Request, next: Next) -> Response {
     let request_id = new_id();
@@ -324,6 +328,12 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
     }
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
         response = (err.status, err.to_json(&request_id)).into_response();
+        if err.clear_session_cookie {
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_static(CLEAR_SESSION_COOKIE),
+            );
+        }
     }
     let headers = response.headers_mut();
     headers.insert(

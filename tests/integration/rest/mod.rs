@@ -4,6 +4,7 @@
 mod auth;
 mod drift;
 mod errors;
+mod input;
 mod openapi;
 mod routes;
 

@@ -502,6 +502,12 @@ async fn bad_paths_methods_and_bodies_get_mattermost_errors_never_500() {
     )
     .await
     .assert_error(413, "api.context.request_body_too_large.app_error");
+    let tokens = http.get("/api/v4/users/me/tokens", &alice.token).await;
+    assert_eq!(
+        tokens.assert_ok(),
+        &json!([]),
+        "the oversized create wrote nothing"
+    );
     http.put(
         &format!("/api/v4/users/{}/active", alice.id),
         &alice.token,
