@@ -55,7 +55,7 @@ const QUERIES: &[(&str, &str)] = &[
     ("command by id", "SELECT * FROM commands WHERE id = 'x'"),
     (
         "a user's team memberships (sessions list)",
-        "SELECT * FROM team_members WHERE user_id = 'x' AND delete_at = 0 ORDER BY team_id",
+        "SELECT * FROM team_members WHERE user_id = 'x' ORDER BY team_id",
     ),
     (
         "command by team and trigger",
