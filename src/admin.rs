@@ -109,11 +109,11 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
             let created = access_tokens::create_user_access_token(
                 &ctx,
                 &caller,
-                owner.id.as_str(),
-                Ok(NewUserAccessToken {
+                NewUserAccessToken {
+                    user_id: owner.id.to_string(),
                     description: description.clone(),
                     expires_at,
-                }),
+                },
             )
             .await
             .map_err(|e| describe(&e))?;

@@ -32,9 +32,19 @@ pub const MAX_DESCRIPTION_BYTES: usize = 255;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What a caller asks for when creating a token (the request body).
-#[derive(Debug, Clone, Default)]
+/// What a caller asks for when creating a token.
+#[derive(Debug, Clone)]
 pub struct NewUserAccessToken {
+    /// Target user id, or "me".
+    pub user_id: String,
+    pub description: String,
+    /// Unix milliseconds; `None` means never.
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// The body of a create request, for [`create_user_access_token_from_body`].
+#[derive(Debug, Clone, Default)]
+pub struct NewUserAccessTokenBody {
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
@@ -47,16 +57,33 @@ pub struct CreatedUserAccessToken {
     pub secret: PlainToken,
 }
 
-/// Creates a personal access token for `user_id` (a user id, or "me").
-///
-/// `request` is the request body, or the error a transport met decoding it. Mattermost checks
-/// the user id and loads the user before it decodes the body, so a decoding error is
-/// reported only after those two checks pass.
+/// Creates a personal access token.
 pub async fn create_user_access_token(
     ctx: &Context,
     caller: &Caller,
+    request: NewUserAccessToken,
+) -> Result<CreatedUserAccessToken> {
+    let NewUserAccessToken {
+        user_id,
+        description,
+        expires_at,
+    } = request;
+    let body = NewUserAccessTokenBody {
+        description,
+        expires_at,
+    };
+    create_user_access_token_from_body(ctx, caller, &user_id, Ok(body)).await
+}
+
+/// Creates a personal access token for `user_id` (a user id, or "me") from a request body
+/// the transport decodes itself: `request` is the body, or the error met decoding it.
+/// Mattermost checks the user id and loads the user before it decodes the body, so a
+/// decoding error is reported only after those two checks pass.
+pub async fn create_user_access_token_from_body(
+    ctx: &Context,
+    caller: &Caller,
     user_id: &str,
-    request: Result<NewUserAccessToken>,
+    request: Result<NewUserAccessTokenBody>,
 ) -> Result<CreatedUserAccessToken> {
     let user_id = ctx.resolve_user_id(caller, user_id)?;
     // Mattermost loads the target before any permission check: an unknown user is 404.
@@ -176,10 +203,18 @@ pub async fn get_user_access_tokens(
 /// Finds tokens whose id, user id or owner's username equals the term. As in Mattermost,
 /// backslashes are removed from the term first; there is no wildcard or prefix matching.
 /// A term containing NUL (U+0000) matches nothing: no id or username contains it.
-///
-/// `term` is the term, or the error a transport met decoding the request body, reported
-/// after the permission check, where Mattermost decodes the body.
 pub async fn search_user_access_tokens(
+    ctx: &Context,
+    caller: &Caller,
+    term: &str,
+) -> Result<Vec<UserAccessToken>> {
+    search_user_access_tokens_from_body(ctx, caller, Ok(term.to_owned())).await
+}
+
+/// [`search_user_access_tokens`] for a transport that decodes the request body itself:
+/// `term` is the term, or the error met decoding the body, reported after the permission
+/// check, where Mattermost decodes the body.
+pub async fn search_user_access_tokens_from_body(
     ctx: &Context,
     caller: &Caller,
     term: Result<String>,

@@ -65,20 +65,23 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::CreateUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        // A malformed expires_at is reported where the domain reads the request.
-        let fields = r
+        let expires_at = r
             .expires_at
             .as_ref()
             .map(|ts| convert::millis(ts, "expires_at"))
             .transpose()
-            .map(|expires_at| NewUserAccessToken {
+            .map_err(to_status)?;
+        let created = access_tokens::create_user_access_token(
+            &self.ctx,
+            &caller,
+            NewUserAccessToken {
+                user_id: r.user_id,
                 description: r.description,
                 expires_at,
-            });
-        let created =
-            access_tokens::create_user_access_token(&self.ctx, &caller, &r.user_id, fields)
-                .await
-                .map_err(to_status)?;
+            },
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::CreateUserAccessTokenResponse {
             token: created.secret.expose().to_owned(),
             user_access_token: Some(created.token.into()),
@@ -124,7 +127,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::SearchUserAccessTokensResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let list = access_tokens::search_user_access_tokens(&self.ctx, &caller, Ok(r.term))
+        let list = access_tokens::search_user_access_tokens(&self.ctx, &caller, &r.term)
             .await
             .map_err(to_status)?;
         ok(pb::SearchUserAccessTokensResponse {

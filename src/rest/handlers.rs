@@ -23,7 +23,7 @@ use super::{
     },
 };
 use crate::domain::{
-    access_tokens::{self, BodyIds, NewUserAccessToken},
+    access_tokens::{self, BodyIds, NewUserAccessTokenBody},
     commands::{self, NewCommand},
     error::{self as domain_error, Reason},
     introspection,
@@ -167,12 +167,13 @@ pub(crate) async fn create_user_access_token(
     // Decoded now, judged by the domain after the user id and the user lookup.
     let fields = body
         .decode::<CreateTokenBody>("user_access_token")
-        .map(|b| NewUserAccessToken {
+        .map(|b| NewUserAccessTokenBody {
             description: b.description,
             expires_at: (b.expires_at != 0).then_some(b.expires_at),
         });
     let created =
-        access_tokens::create_user_access_token(&state.ctx, &caller, &user_id, fields).await?;
+        access_tokens::create_user_access_token_from_body(&state.ctx, &caller, &user_id, fields)
+            .await?;
     let mut json = UserAccessTokenJson::from(created.token);
     json.token = Some(created.secret.expose().to_owned());
     Ok(json_line(StatusCode::OK, &json))
@@ -226,7 +227,8 @@ pub(crate) async fn search_user_access_tokens(
     let term = body
         .decode::<SearchBody>("user_access_token_search")
         .map(|b| b.term);
-    let list = access_tokens::search_user_access_tokens(&state.ctx, &caller, term).await?;
+    let list =
+        access_tokens::search_user_access_tokens_from_body(&state.ctx, &caller, term).await?;
     ok_json(
         list.into_iter()
             .map(UserAccessTokenJson::from)
