@@ -14,6 +14,7 @@ use super::{
     permissions::Permission,
     secret::PlainToken,
     sessions::caller_label,
+    text::require_no_nul,
 };
 
 /// How an id taken from a request body is checked.
@@ -41,6 +42,14 @@ pub struct NewUserAccessToken {
     pub expires_at: Option<UnixMillis>,
 }
 
+/// The body of a create request, for [`create_user_access_token_from_body`].
+#[derive(Debug, Clone, Default)]
+pub struct NewUserAccessTokenBody {
+    pub description: String,
+    /// Unix milliseconds; `None` means never.
+    pub expires_at: Option<UnixMillis>,
+}
+
 /// A newly created token and its secret, which is not stored and never shown again.
 #[derive(Debug)]
 pub struct CreatedUserAccessToken {
@@ -54,9 +63,32 @@ pub async fn create_user_access_token(
     caller: &Caller,
     request: NewUserAccessToken,
 ) -> Result<CreatedUserAccessToken> {
-    let user_id = ctx.resolve_user_id(caller, &request.user_id)?;
+    let NewUserAccessToken {
+        user_id,
+        description,
+        expires_at,
+    } = request;
+    let body = NewUserAccessTokenBody {
+        description,
+        expires_at,
+    };
+    create_user_access_token_from_body(ctx, caller, &user_id, Ok(body)).await
+}
+
+/// Creates a personal access token for `user_id` (a user id, or "me") from a request body
+/// the transport decodes itself: `request` is the body, or the error met decoding it.
+/// Mattermost checks the user id and loads the user before it decodes the body, so a
+/// decoding error is reported only after those two checks pass.
+pub async fn create_user_access_token_from_body(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+    request: Result<NewUserAccessTokenBody>,
+) -> Result<CreatedUserAccessToken> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
     // Mattermost loads the target before any permission check: an unknown user is 404.
     let user = ctx.require_user(&user_id).await?;
+    let request = request?;
     if request.description.is_empty() {
         return Err(Error::invalid(
             "description",
@@ -76,6 +108,7 @@ pub async fn create_user_access_token(
     }
     let now = now_millis();
     check_expiry(ctx, &user, request.expires_at, now)?;
+    require_no_nul("description", &request.description)?;
     if request.description.len() > MAX_DESCRIPTION_BYTES {
         return Err(Error::invalid(
             "description",
@@ -169,18 +202,34 @@ pub async fn get_user_access_tokens(
 
 /// Finds tokens whose id, user id or owner's username equals the term. As in Mattermost,
 /// backslashes are removed from the term first; there is no wildcard or prefix matching.
+/// A term containing NUL (U+0000) matches nothing: no id or username contains it.
 pub async fn search_user_access_tokens(
     ctx: &Context,
     caller: &Caller,
     term: &str,
 ) -> Result<Vec<UserAccessToken>> {
+    search_user_access_tokens_from_body(ctx, caller, Ok(term.to_owned())).await
+}
+
+/// [`search_user_access_tokens`] for a transport that decodes the request body itself:
+/// `term` is the term, or the error met decoding the body, reported after the permission
+/// check, where Mattermost decodes the body.
+pub async fn search_user_access_tokens_from_body(
+    ctx: &Context,
+    caller: &Caller,
+    term: Result<String>,
+) -> Result<Vec<UserAccessToken>> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
+    let term = term?;
     if term.is_empty() {
         return Err(Error::invalid(
             "term",
             Reason::InvalidBodyParam,
             "must not be empty",
         ));
+    }
+    if term.contains('\0') {
+        return Ok(Vec::new());
     }
     let term = term.replace('\\', "");
     ctx.store().search_access_tokens(&term).await

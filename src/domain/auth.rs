@@ -81,19 +81,26 @@ impl Caller {
 /// `Bearer` (any case) followed by one separator character, or `Token` (any case) followed
 /// by one separator; the token is truncated to 50 characters. `None` when there is no token.
 pub fn parse_authorization_header(value: &str) -> Option<PlainToken> {
+    authorization_header_token(value).and_then(presented_token)
+}
+
+/// The token part of an `Authorization` header value as Mattermost cuts it, before
+/// truncation: `None` when the scheme is neither `Bearer` nor `Token`; empty for a bare
+/// `Bearer ` (Mattermost then goes on with an empty token, which authenticates nobody,
+/// instead of looking further).
+pub fn authorization_header_token(value: &str) -> Option<&str> {
     let scheme_is = |len: usize, scheme: &str| {
         value
             .get(..len)
             .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
     };
-    let rest = if scheme_is(6, "bearer") {
+    if scheme_is(6, "bearer") {
         value.get(7..)
     } else if scheme_is(5, "token") {
         value.get(6..)
     } else {
         None
-    }?;
-    presented_token(rest)
+    }
 }
 
 /// A token as presented in a cookie, header or query parameter: truncated to 50 characters
@@ -476,6 +483,9 @@ mod tests {
         assert_eq!(parsed("Bearerxyz").as_deref(), Some("yz"));
         assert_eq!(parsed("Bearer  x").as_deref(), Some(" x"));
         assert_eq!(parsed("Bearer "), None);
+        assert_eq!(authorization_header_token("Bearer "), Some(""));
+        assert_eq!(authorization_header_token("Bearer"), None);
+        assert_eq!(authorization_header_token("Basic abc"), None);
         assert_eq!(parsed("Basic abc"), None);
         assert_eq!(parsed(""), None);
         let long = format!("Bearer {}", "a".repeat(80));

@@ -12,6 +12,7 @@ use super::{
     permissions::Permission,
     secret::PlainToken,
     sessions::caller_label,
+    text::require_no_nul,
 };
 
 /// What CreateCommand asks for.
@@ -243,6 +244,19 @@ pub async fn add_team_member(
 /// Mattermost's `Command.IsValid`, with field-named errors; normalises the trigger to lower
 /// case and an empty method to "P".
 fn validate_command(request: NewCommand, team_id: TeamId, creator_id: UserId) -> Result<Command> {
+    for (field, value) in [
+        ("trigger", &request.trigger),
+        ("method", &request.method),
+        ("url", &request.url),
+        ("display_name", &request.display_name),
+        ("description", &request.description),
+        ("username", &request.username),
+        ("icon_url", &request.icon_url),
+        ("auto_complete_desc", &request.auto_complete_desc),
+        ("auto_complete_hint", &request.auto_complete_hint),
+    ] {
+        require_no_nul(field, value)?;
+    }
     let trigger = request.trigger.trim().to_lowercase();
     if trigger.is_empty()
         || trigger.chars().count() > 128

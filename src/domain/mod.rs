@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod revocations;
 pub mod secret;
 pub mod sessions;
+pub mod text;
 pub mod users;
 pub mod webrtc;
 

@@ -6,6 +6,10 @@ use super::error::{Error, Reason, Result};
 pub const DEFAULT_PER_PAGE: u64 = 60;
 /// Largest page size; larger requests are capped (Mattermost's `PerPageMaximum`).
 pub const MAX_PER_PAGE: u64 = 200;
+/// Largest number of rows a query may skip: every supported database takes OFFSET as a
+/// signed 64-bit integer. A page further out than this is empty without asking the database
+/// (no table holds that many rows).
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// A validated page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +61,19 @@ impl PageRequest {
         Self { page, per_page }
     }
 
-    /// Rows to skip.
+    /// Whether the page is certainly empty: `per_page` is 0, or it starts beyond
+    /// [`MAX_OFFSET`]. The store answers such a page without a query.
+    pub fn is_empty(&self) -> bool {
+        self.per_page == 0
+            || self
+                .page
+                .checked_mul(self.per_page)
+                .is_none_or(|offset| offset > MAX_OFFSET)
+    }
+
+    /// Rows to skip; never above [`MAX_OFFSET`] (check [`PageRequest::is_empty`] first).
     pub fn offset(&self) -> u64 {
-        self.page.saturating_mul(self.per_page)
+        self.page.saturating_mul(self.per_page).min(MAX_OFFSET)
     }
 
     /// Rows to return.
@@ -89,5 +103,24 @@ mod tests {
         assert_eq!((p.offset(), p.limit()), (0, 60));
         let p = PageRequest::from_query(Some("1"), Some("1000"));
         assert_eq!((p.offset(), p.limit()), (200, 200));
+    }
+
+    #[test]
+    fn a_page_beyond_what_the_database_can_skip_is_empty_and_never_overflows() {
+        let far = PageRequest::from_query(Some(&i64::MAX.to_string()), Some("200"));
+        assert!(far.is_empty());
+        assert!(far.offset() <= MAX_OFFSET);
+        // i64::MAX * 60 overflows u64 too.
+        let far = PageRequest::from_query(Some(&i64::MAX.to_string()), None);
+        assert!(far.is_empty());
+        assert_eq!(far.offset(), MAX_OFFSET);
+        // The last page the database can still be asked for.
+        let last = PageRequest::from_query(Some(&(i64::MAX / 200).to_string()), Some("200"));
+        assert!(!last.is_empty());
+        assert_eq!(last.offset(), (i64::MAX / 200 * 200) as u64);
+        let past = PageRequest::from_query(Some(&(i64::MAX / 200 + 1).to_string()), Some("200"));
+        assert!(past.is_empty());
+        assert!(PageRequest::new(Some(0), Some(0)).unwrap().is_empty());
+        assert!(!PageRequest::new(None, None).unwrap().is_empty());
     }
 }

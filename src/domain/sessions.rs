@@ -11,9 +11,10 @@ use super::{
     auth::Caller,
     error::{Error, Reason, Result},
     ids::SessionId,
-    model::{Revocation, Session, UnixMillis, now_millis, session_props},
+    model::{Revocation, Session, TeamMember, UnixMillis, now_millis, session_props},
     permissions::Permission,
     secret::{PlainToken, TokenDigest},
+    text::require_no_nul,
 };
 use crate::store::SessionInsert;
 
@@ -64,6 +65,7 @@ pub async fn create_session(
             "must not be negative",
         ));
     }
+    require_no_nul("device_id", &request.device_id)?;
     if request.device_id.chars().count() > MAX_DEVICE_ID_CHARS {
         return Err(Error::invalid(
             "device_id",
@@ -145,6 +147,8 @@ fn validate_props(props: &BTreeMap<String, String>) -> Result<()> {
         return invalid(format!("must have at most {MAX_PROPS} entries"));
     }
     for (key, value) in props {
+        require_no_nul("props", key)?;
+        require_no_nul("props", value)?;
         if key.is_empty() || key.chars().count() > MAX_PROP_KEY_CHARS {
             return invalid(format!("keys must be 1 to {MAX_PROP_KEY_CHARS} characters"));
         }
@@ -170,6 +174,20 @@ pub async fn get_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Resu
     ctx.store().list_sessions_for_user(&user_id).await
 }
 
+/// A user's sessions, as [`get_sessions`], with the user's live team memberships, which
+/// Mattermost attaches to every session it lists (`team_members`).
+pub async fn get_sessions_with_team_members(
+    ctx: &Context,
+    caller: &Caller,
+    user_id: &str,
+) -> Result<(Vec<Session>, Vec<TeamMember>)> {
+    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    require_user_permission(ctx, caller, &user_id).await?;
+    let sessions = ctx.store().list_sessions_for_user(&user_id).await?;
+    let members = ctx.store().list_team_members_for_user(&user_id).await?;
+    Ok((sessions, members))
+}
+
 /// Revokes one session of a user. `session_id` may be the session's id or its token.
 pub async fn revoke_session(
     ctx: &Context,
@@ -185,6 +203,12 @@ pub async fn revoke_session(
             Reason::InvalidBodyParam,
             "is required",
         ));
+    }
+    // No session id contains NUL (and PostgreSQL cannot even compare text with one).
+    if session_id.contains('\0') {
+        return Err(Error::NotFound {
+            reason: Reason::SessionNotFound,
+        });
     }
     let digest = ctx.hasher().digest(&PlainToken::from_presented(session_id));
     let session = ctx

@@ -10,6 +10,7 @@ use super::{
     ids::UserId,
     model::{Revocation, User, now_millis},
     permissions::{Permission, SYSTEM_USER},
+    text::require_no_nul,
 };
 
 /// Longest username (Mattermost's `USER_NAME_MAX_LENGTH`).
@@ -40,6 +41,7 @@ pub async fn create_user(ctx: &Context, caller: &Caller, request: NewUser) -> Re
         UserId::parse(&request.id, "id", Reason::InvalidBodyParam)?
     };
     let username = validate_username(&request.username)?;
+    require_no_nul("email", &request.email)?;
     let email = request.email.trim().to_lowercase();
     if !email.is_empty()
         && (email.len() > MAX_EMAIL_CHARS

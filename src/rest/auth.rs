@@ -1,18 +1,19 @@
-//! Request authentication exactly as Mattermost parses it: the `MMAUTHTOKEN` cookie, then the
-//! `Authorization` header (`Bearer`/`Token`), then the `access_token` query parameter (which
-//! only OAuth sessions may use), with the CSRF check on cookie-authenticated writes. Every
-//! failure is 401 `api.context.session_expired.app_error`.
+//! Request authentication exactly as Mattermost parses it (`ParseAuthTokenFromRequest`): the
+//! `MMAUTHTOKEN` cookie, then the `Authorization` header (`Bearer`/`Token`), then the
+//! `access_token` query parameter (which only OAuth sessions may use), with the CSRF check
+//! on cookie-authenticated writes. Every failure is 401
+//! `api.context.session_expired.app_error`; a presented token that does not authenticate
+//! also clears the `MMAUTHTOKEN` cookie, as Mattermost does.
 
 use axum::{
     extract::FromRequestParts,
     http::{Method, request::Parts},
 };
 
-use super::{RestState, error::ApiError};
+use super::{RestState, error::ApiError, go_compat};
 use crate::domain::{
-    auth::{Caller, csrf_allows, parse_authorization_header, presented_token},
-    error::Reason,
-    secret::PlainToken,
+    auth::{Caller, authorization_header_token, csrf_allows, presented_token},
+    error::{Error, Reason},
 };
 
 /// Where the token came from.
@@ -27,44 +28,23 @@ enum Location {
 #[derive(Debug)]
 pub(crate) struct Authenticated(pub(crate) Caller);
 
-fn cookie_token(parts: &Parts) -> Option<PlainToken> {
-    parts
-        .headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == "MMAUTHTOKEN")
-                .then(|| presented_token(value))
-                .flatten()
-        })
-}
-
-fn query_token(parts: &Parts) -> Option<PlainToken> {
-    let query = parts.uri.query()?;
-    query.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (name == "access_token")
-            .then(|| presented_token(value))
-            .flatten()
-    })
-}
-
-fn find_token(parts: &Parts) -> Option<(PlainToken, Location)> {
-    if let Some(token) = cookie_token(parts) {
-        return Some((token, Location::Cookie));
+/// The token a request presents and where, as Mattermost picks it: the first place that has
+/// one wins, even when its value is empty (an `MMAUTHTOKEN` cookie with no value, or a bare
+/// `Bearer `), in which case nobody is authenticated.
+fn find_token(parts: &Parts) -> Option<(String, Location)> {
+    if let Some(value) = go_compat::cookie(&parts.headers, "MMAUTHTOKEN") {
+        return Some((value, Location::Cookie));
     }
+    // Go's Header.Get: the first Authorization header.
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_authorization_header);
+        .and_then(authorization_header_token);
     if let Some(token) = header {
-        return Some((token, Location::Header));
+        return Some((token.to_owned(), Location::Header));
     }
-    query_token(parts).map(|t| (t, Location::Query))
+    go_compat::query_get(parts.uri.query(), "access_token").map(|t| (t, Location::Query))
 }
 
 impl FromRequestParts<RestState> for Authenticated {
@@ -72,15 +52,20 @@ impl FromRequestParts<RestState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &RestState) -> Result<Self, ApiError> {
         let ctx = &state.ctx;
-        let (token, location) = find_token(parts).ok_or_else(ApiError::session_expired)?;
-        let principal = ctx.authenticate(&token).await.map_err(ApiError::from)?;
+        let (raw, location) = find_token(parts).ok_or_else(ApiError::session_expired)?;
+        // An empty token authenticates nobody; Mattermost does not even look it up (and so
+        // leaves the cookie alone).
+        let token = presented_token(&raw).ok_or_else(ApiError::session_expired)?;
+        let principal = match ctx.authenticate(&token).await {
+            Ok(principal) => principal,
+            Err(err @ Error::Unauthenticated { .. }) => {
+                return Err(ApiError::from(err).clearing_session_cookie());
+            }
+            Err(err) => return Err(ApiError::from(err)),
+        };
         match location {
             Location::Query if !principal.session.is_oauth => {
-                return Err(ApiError::new(
-                    Reason::TokenInQuery,
-                    "Token was provided as a query parameter; that is only allowed for OAuth sessions.",
-                    "",
-                ));
+                return Err(ApiError::from_reason(Reason::TokenInQuery));
             }
             Location::Cookie if parts.method != Method::GET => {
                 let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());

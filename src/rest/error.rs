@@ -1,13 +1,15 @@
 //! `domain::Error` to Mattermost's AppError JSON, once, exhaustively:
-//! `{"id","message","detailed_error","request_id","status_code"}`. The status for each
-//! reason is Mattermost's (for example an unknown session is 400 `app.session.get.app_error`).
-//! `detailed_error` carries the field rule or missing permission; database text never leaves
-//! the process (internal causes are logged once, here).
+//! `{"id","message","detailed_error","request_id","status_code"}`, in that order. The status
+//! for each reason is Mattermost's (for example an unknown session is 400
+//! `app.session.get.app_error`), and so is the English `message` wherever Mattermost has a
+//! text for the id. `detailed_error` carries the field rule or missing permission; database
+//! text never leaves the process (internal causes are logged once, here).
 
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
 use tracing::{error, warn};
 
 use crate::domain::error::{Error, Reason};
@@ -19,6 +21,20 @@ pub(crate) struct ApiError {
     pub(crate) id: &'static str,
     pub(crate) message: String,
     pub(crate) detailed_error: String,
+    /// A presented token did not authenticate: the response clears the `MMAUTHTOKEN`
+    /// cookie, as Mattermost's `RemoveSessionCookie` does.
+    pub(crate) clear_session_cookie: bool,
+}
+
+/// Mattermost's AppError as it is serialized (model/utils.go): the field order is the
+/// struct's. `is_oauth` is `omitempty` there and never true here, so it never appears.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppErrorJson<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) message: &'a str,
+    pub(crate) detailed_error: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) status_code: u16,
 }
 
 impl ApiError {
@@ -32,7 +48,32 @@ impl ApiError {
             id: reason.id(),
             message: message.into(),
             detailed_error: detail.into(),
+            clear_session_cookie: false,
         }
+    }
+
+    /// The error for `reason` with Mattermost's message (or ours where it has none).
+    pub(crate) fn from_reason(reason: Reason) -> Self {
+        let message = mattermost_message(reason).map_or_else(|| reason.to_string(), Into::into);
+        Self::new(reason, message, "")
+    }
+
+    /// This error, also clearing the session cookie.
+    pub(crate) fn clearing_session_cookie(mut self) -> Self {
+        self.clear_session_cookie = true;
+        self
+    }
+
+    /// The JSON body, with the request id.
+    pub(crate) fn to_json(&self, request_id: &str) -> String {
+        serde_json::to_string(&AppErrorJson {
+            id: self.id,
+            message: &self.message,
+            detailed_error: &self.detailed_error,
+            request_id,
+            status_code: self.status.as_u16(),
+        })
+        .expect("strings and a number serialize")
     }
 
     /// Mattermost's `SetInvalidParam` for a body parameter.
@@ -55,18 +96,14 @@ impl ApiError {
 
     /// Every authentication failure, as Mattermost reports it.
     pub(crate) fn session_expired() -> Self {
-        Self::new(
-            Reason::SessionExpired,
-            "Invalid or expired session, please login again.",
-            "",
-        )
+        Self::from_reason(Reason::SessionExpired)
     }
 
     /// The router's 404 for an unknown API path (or a known path with another method).
     pub(crate) fn route_not_found(path: &str) -> Self {
         Self::new(
             Reason::RouteNotFound,
-            "Sorry, we could not find the page.",
+            mattermost_message(Reason::RouteNotFound).unwrap_or_default(),
             format!(
                 "There doesn't appear to be an api call for the url='{path}'.  Typo? are you missing a team_id or user_id as part of the url?"
             ),
@@ -89,6 +126,29 @@ impl ApiError {
         }
         err
     }
+}
+
+/// Mattermost's English text for the ids that have one (server/i18n/en.json); `None` where
+/// Mattermost's text is not known or takes parameters we do not have, and our own text is
+/// used. `invalid_body_param`/`invalid_url_param` are built with the parameter's name.
+fn mattermost_message(reason: Reason) -> Option<&'static str> {
+    Some(match reason {
+        Reason::SessionExpired => "Invalid or expired session, please login again.",
+        Reason::PermissionDenied => "You do not have the appropriate permissions.",
+        Reason::TokenInQuery => "Session is not OAuth but token was provided in the query string.",
+        Reason::RouteNotFound => "Sorry, we could not find the page.",
+        Reason::AccessTokensDisabled => {
+            "Personal access tokens are disabled on this server. Please contact your system administrator for details."
+        }
+        Reason::AccessTokenNotFound => "Unable to get the personal access tokens by user.",
+        Reason::ExpiresAtInPast => "The provided expires_at is in the past.",
+        Reason::TokenDescriptionTooLong => "Invalid description, must be 255 or less characters.",
+        Reason::SessionNotFound => "We encountered an error finding the session.",
+        Reason::CommandNotFound => "Unable to get the command.",
+        Reason::CommandsDisabled => "Commands have been disabled by the system admin.",
+        Reason::WebrtcDisabled => "WebRTC is not enabled in this server.",
+        _ => return None,
+    })
 }
 
 /// Mattermost's HTTP status for each reason.
@@ -143,18 +203,20 @@ impl From<Error> for ApiError {
                     Reason::InvalidBodyParam => {
                         format!("Invalid or missing {field} in request body.")
                     }
-                    _ => err.to_string(),
+                    _ => mattermost_message(reason).map_or_else(|| err.to_string(), Into::into),
                 };
                 ApiError::new(reason, message, err.to_string())
             }
             Error::Unauthenticated { .. } => ApiError::session_expired(),
-            Error::PermissionDenied { permission } => ApiError::new(
-                reason,
-                "You do not have the appropriate permissions.",
-                format!("permission={permission}"),
-            ),
+            Error::PermissionDenied { permission } => {
+                let mut api = ApiError::from_reason(reason);
+                api.detailed_error = format!("permission={permission}");
+                api
+            }
             Error::NotFound { .. } | Error::AlreadyExists { .. } | Error::Unimplemented { .. } => {
-                ApiError::new(reason, err.to_string(), "")
+                let message =
+                    mattermost_message(reason).map_or_else(|| err.to_string(), Into::into);
+                ApiError::new(reason, message, "")
             }
             Error::OutOfRange { .. } => ApiError::new(reason, reason.to_string(), err.to_string()),
             Error::Unavailable(cause) => {
@@ -244,5 +306,39 @@ mod tests {
             "Invalid or missing description in request body."
         );
         assert_eq!(api.detailed_error, "description: must not be empty");
+    }
+
+    #[test]
+    fn messages_are_mattermosts_english_texts_and_keep_our_detail() {
+        let api = ApiError::from(Error::NotFound {
+            reason: Reason::AccessTokenNotFound,
+        });
+        assert_eq!(
+            api.message,
+            "Unable to get the personal access tokens by user."
+        );
+        let api = ApiError::from(Error::invalid(
+            "description",
+            Reason::TokenDescriptionTooLong,
+            "must be at most 255 bytes",
+        ));
+        assert_eq!(
+            api.message,
+            "Invalid description, must be 255 or less characters."
+        );
+        assert_eq!(api.detailed_error, "description: must be at most 255 bytes");
+        assert_eq!(
+            ApiError::from_reason(Reason::TokenInQuery).message,
+            "Session is not OAuth but token was provided in the query string."
+        );
+    }
+
+    #[test]
+    fn app_error_json_keeps_mattermosts_key_order() {
+        let json = ApiError::session_expired().to_json("rid");
+        assert_eq!(
+            json,
+            r#"{"id":"api.context.session_expired.app_error","message":"Invalid or expired session, please login again.","detailed_error":"","request_id":"rid","status_code":401}"#
+        );
     }
 }

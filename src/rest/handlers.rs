@@ -1,13 +1,13 @@
 //! One function per `/api/v4` route: parse the request as Mattermost does, call the same
 //! domain function the gRPC handler calls, and write Mattermost's response. No rule lives here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::{
     Json,
     body::Bytes,
-    extract::{FromRequest, OriginalUri, Path, Request, State},
-    http::{StatusCode, header},
+    extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request, State},
+    http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, de::DeserializeOwned};
@@ -16,15 +16,16 @@ use super::{
     RestState,
     auth::Authenticated,
     error::ApiError,
+    go_compat,
     json::{
         CommandJson, IntrospectionJson, NewCommandJson, RevocationEventJson, STATUS_OK,
         SessionJson, TeamMemberJson, UserAccessTokenJson, UserJson, WebrtcJson,
     },
 };
 use crate::domain::{
-    access_tokens::{self, BodyIds, NewUserAccessToken},
+    access_tokens::{self, BodyIds, NewUserAccessTokenBody},
     commands::{self, NewCommand},
-    error::Reason,
+    error::{self as domain_error, Reason},
     introspection,
     paging::PageRequest,
     revocations,
@@ -56,28 +57,46 @@ impl FromRequest<RestState> for Body {
 }
 
 impl Body {
-    /// Decodes a JSON object as Mattermost's `json.Decoder` would: `null` and unknown fields
-    /// are fine, a wrong type or malformed JSON is 400 naming `param`.
-    fn decode<T: DeserializeOwned + Default>(&self, param: &str) -> Result<T, ApiError> {
-        match serde_json::from_slice::<Option<T>>(&self.0) {
-            Ok(value) => Ok(value.unwrap_or_default()),
-            Err(_) => Err(ApiError::invalid_body_param(param)),
-        }
+    /// Decodes the body into `T` as Go's `json.Decoder` decodes it into the Mattermost struct
+    /// `T` mirrors (see [`go_compat::decode_struct`]); failures name `param`. The error is a
+    /// domain error so that a handler can hand it to the domain, which reports it at the step
+    /// where Mattermost decodes the body.
+    fn decode<T: DeserializeOwned + Default>(
+        &self,
+        param: &'static str,
+    ) -> domain_error::Result<T> {
+        go_compat::decode_struct(&self.0, param)
     }
 
-    /// Mattermost's `MapFromJSON`: a string-to-string object, anything else an empty map.
+    /// Mattermost's `MapFromJSON`.
     fn string_map(&self) -> HashMap<String, String> {
-        serde_json::from_slice(&self.0).unwrap_or_default()
+        go_compat::string_map(&self.0)
     }
 }
 
-/// A path id as Mattermost's router matches it (`[A-Za-z0-9]+`); anything else is the
-/// router's 404. Length is checked by the domain (400 `invalid_url_param`).
-fn path_id<'a>(raw: &'a str, uri: &OriginalUri) -> Result<&'a str, ApiError> {
-    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(raw)
-    } else {
-        Err(ApiError::route_not_found(uri.0.path()))
+/// A path id as Mattermost's router matches it (`[A-Za-z0-9]+`). Anything else, including a
+/// segment that does not decode, is the router's 404, answered before authentication since
+/// no route matched. Length is checked by the domain (400 `invalid_url_param`). Must come
+/// before [`Authenticated`] among a handler's extractors.
+pub(crate) struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = Path::<String>::from_request_parts(parts, state).await.ok();
+        match raw {
+            Some(Path(id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Ok(PathId(id))
+            }
+            _ => {
+                let path = parts
+                    .extensions
+                    .get::<OriginalUri>()
+                    .map_or_else(|| parts.uri.path(), |uri| uri.0.path());
+                Err(ApiError::route_not_found(path))
+            }
+        }
     }
 }
 
@@ -104,26 +123,16 @@ pub(crate) struct Paging {
     per_page: Option<String>,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Paging {
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query();
         Ok(Paging {
-            page: first_query_value(query, "page"),
-            per_page: first_query_value(query, "per_page"),
+            page: go_compat::query_get(query, "page"),
+            per_page: go_compat::query_get(query, "per_page"),
         })
     }
-}
-
-/// The first value of a query parameter, as Go's `URL.Query().Get` reads it.
-fn first_query_value(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
 }
 
 impl Paging {
@@ -132,32 +141,39 @@ impl Paging {
     }
 }
 
+/// The create body: model.UserAccessToken. Only `description` and `expires_at` are used; the
+/// other fields are listed because Go checks their types.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct CreateTokenBody {
+    #[serde(rename = "id")]
+    _id: String,
+    #[serde(rename = "token")]
+    _token: String,
+    #[serde(rename = "user_id")]
+    _user_id: String,
     description: String,
+    #[serde(rename = "is_active")]
+    _is_active: bool,
     expires_at: i64,
 }
 
 pub(crate) async fn create_user_access_token(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
-    let body: CreateTokenBody = body.decode("user_access_token")?;
-    let created = access_tokens::create_user_access_token(
-        &state.ctx,
-        &caller,
-        NewUserAccessToken {
-            user_id: user_id.to_owned(),
-            description: body.description,
-            expires_at: (body.expires_at != 0).then_some(body.expires_at),
-        },
-    )
-    .await?;
+    // Decoded now, judged by the domain after the user id and the user lookup.
+    let fields = body
+        .decode::<CreateTokenBody>("user_access_token")
+        .map(|b| NewUserAccessTokenBody {
+            description: b.description,
+            expires_at: (b.expires_at != 0).then_some(b.expires_at),
+        });
+    let created =
+        access_tokens::create_user_access_token_from_body(&state.ctx, &caller, &user_id, fields)
+            .await?;
     let mut json = UserAccessTokenJson::from(created.token);
     json.token = Some(created.secret.expose().to_owned());
     Ok(json_line(StatusCode::OK, &json))
@@ -165,16 +181,14 @@ pub(crate) async fn create_user_access_token(
 
 pub(crate) async fn get_user_access_tokens_for_user(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     paging: Paging,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
     let list = access_tokens::get_user_access_tokens_for_user(
         &state.ctx,
         &caller,
-        user_id,
+        &user_id,
         paging.request(),
     )
     .await?;
@@ -209,13 +223,12 @@ pub(crate) async fn search_user_access_tokens(
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    // A malformed body is an empty term: the domain checks manage_system first, then refuses
-    // the term, as Mattermost orders it.
+    // The domain checks manage_system before it looks at the decoding outcome.
     let term = body
         .decode::<SearchBody>("user_access_token_search")
-        .map(|b| b.term)
-        .unwrap_or_default();
-    let list = access_tokens::search_user_access_tokens(&state.ctx, &caller, &term).await?;
+        .map(|b| b.term);
+    let list =
+        access_tokens::search_user_access_tokens_from_body(&state.ctx, &caller, term).await?;
     ok_json(
         list.into_iter()
             .map(UserAccessTokenJson::from)
@@ -225,12 +238,10 @@ pub(crate) async fn search_user_access_tokens(
 
 pub(crate) async fn get_user_access_token(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(token_id): Path<String>,
+    PathId(token_id): PathId,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let token_id = path_id(&token_id, &uri)?;
-    let token = access_tokens::get_user_access_token(&state.ctx, &caller, token_id).await?;
+    let token = access_tokens::get_user_access_token(&state.ctx, &caller, &token_id).await?;
     Ok(json_line(StatusCode::OK, &UserAccessTokenJson::from(token)))
 }
 
@@ -284,13 +295,16 @@ pub(crate) async fn enable_user_access_token(
 
 pub(crate) async fn get_sessions(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
-    let list = sessions::get_sessions(&state.ctx, &caller, user_id).await?;
-    ok_json(list.into_iter().map(SessionJson::from).collect::<Vec<_>>())
+    let (list, members) =
+        sessions::get_sessions_with_team_members(&state.ctx, &caller, &user_id).await?;
+    ok_json(
+        list.into_iter()
+            .map(|session| SessionJson::with_team_members(session, &members))
+            .collect::<Vec<_>>(),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,23 +313,21 @@ struct CreateSessionBody {
     /// Milliseconds; absent: the configured session length; 0: never expires.
     lifetime_ms: Option<i64>,
     device_id: String,
-    props: std::collections::BTreeMap<String, String>,
+    props: BTreeMap<String, String>,
 }
 
 pub(crate) async fn create_session(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
     let body: CreateSessionBody = body.decode("session")?;
     let created = sessions::create_session(
         &state.ctx,
         &caller,
         NewSession {
-            user_id: user_id.to_owned(),
+            user_id,
             lifetime_ms: body.lifetime_ms,
             device_id: body.device_id,
             props: body.props,
@@ -329,25 +341,21 @@ pub(crate) async fn create_session(
 
 pub(crate) async fn revoke_session(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
     let session_id = body.string_map().remove("session_id").unwrap_or_default();
-    sessions::revoke_session(&state.ctx, &caller, user_id, &session_id).await?;
+    sessions::revoke_session(&state.ctx, &caller, &user_id, &session_id).await?;
     status_ok()
 }
 
 pub(crate) async fn revoke_all_sessions(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
-    sessions::revoke_all_sessions(&state.ctx, &caller, user_id).await?;
+    sessions::revoke_all_sessions(&state.ctx, &caller, &user_id).await?;
     status_ok()
 }
 
@@ -361,12 +369,10 @@ pub(crate) async fn revoke_sessions_from_all_users(
 
 pub(crate) async fn regen_command_token(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(command_id): Path<String>,
+    PathId(command_id): PathId,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let command_id = path_id(&command_id, &uri)?;
-    let token = commands::regen_command_token(&state.ctx, &caller, command_id).await?;
+    let token = commands::regen_command_token(&state.ctx, &caller, &command_id).await?;
     let mut map = HashMap::new();
     map.insert("token", token.expose().to_owned());
     ok_json(map)
@@ -402,36 +408,48 @@ pub(crate) async fn create_command(
 
 pub(crate) async fn verify_command_token(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(command_id): Path<String>,
+    PathId(command_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let command_id = path_id(&command_id, &uri)?;
     let token = body.string_map().remove("token").unwrap_or_default();
-    let valid = commands::verify_command_token(&state.ctx, &caller, command_id, &token).await?;
+    let valid = commands::verify_command_token(&state.ctx, &caller, &command_id, &token).await?;
     ok_json(serde_json::json!({ "valid": valid }))
 }
 
+/// The body of POST /teams/{team_id}/members: model.TeamMember (fields Go type-checks
+/// included).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TeamMemberBody {
+    #[serde(rename = "team_id")]
+    _team_id: String,
     user_id: String,
     roles: String,
+    #[serde(rename = "delete_at")]
+    _delete_at: i64,
+    #[serde(rename = "scheme_guest")]
+    _scheme_guest: bool,
+    #[serde(rename = "scheme_user")]
+    _scheme_user: bool,
+    #[serde(rename = "scheme_admin")]
+    _scheme_admin: bool,
+    #[serde(rename = "explicit_roles")]
+    _explicit_roles: String,
+    #[serde(rename = "create_at")]
+    _create_at: i64,
 }
 
 pub(crate) async fn add_team_member(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(team_id): Path<String>,
+    PathId(team_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let team_id = path_id(&team_id, &uri)?;
     let body: TeamMemberBody = body.decode("team_member")?;
     let roles: Vec<String> = body.roles.split_whitespace().map(str::to_owned).collect();
     let member =
-        commands::add_team_member(&state.ctx, &caller, team_id, &body.user_id, &roles).await?;
+        commands::add_team_member(&state.ctx, &caller, &team_id, &body.user_id, &roles).await?;
     Ok((StatusCode::CREATED, Json(TeamMemberJson::from(member))).into_response())
 }
 
@@ -448,7 +466,7 @@ pub(crate) async fn watch_revocations(
     uri: OriginalUri,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let raw = first_query_value(uri.0.query(), "after_event_id").unwrap_or_default();
+    let raw = go_compat::query_get(uri.0.query(), "after_event_id").unwrap_or_default();
     let after = if raw.is_empty() {
         0
     } else {
@@ -485,6 +503,8 @@ pub(crate) async fn introspect_token(
     ok_json(IntrospectionJson::from(found))
 }
 
+/// The body of POST /users: the fields of model.User we use, the others Go type-checks, and
+/// `bot_owner_id` (ours).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct CreateUserBody {
@@ -495,6 +515,64 @@ struct CreateUserBody {
     roles: String,
     is_bot: bool,
     bot_owner_id: String,
+    #[serde(rename = "create_at")]
+    _create_at: i64,
+    #[serde(rename = "update_at")]
+    _update_at: i64,
+    #[serde(rename = "delete_at")]
+    _delete_at: i64,
+    #[serde(rename = "password")]
+    _password: String,
+    #[serde(rename = "auth_data")]
+    _auth_data: Option<String>,
+    #[serde(rename = "auth_service")]
+    _auth_service: String,
+    #[serde(rename = "email_verified")]
+    _email_verified: bool,
+    #[serde(rename = "nickname")]
+    _nickname: String,
+    #[serde(rename = "first_name")]
+    _first_name: String,
+    #[serde(rename = "last_name")]
+    _last_name: String,
+    #[serde(rename = "position")]
+    _position: String,
+    #[serde(rename = "allow_marketing")]
+    _allow_marketing: bool,
+    #[serde(rename = "props")]
+    _props: BTreeMap<String, String>,
+    #[serde(rename = "notify_props")]
+    _notify_props: BTreeMap<String, String>,
+    #[serde(rename = "last_password_update")]
+    _last_password_update: i64,
+    #[serde(rename = "last_picture_update")]
+    _last_picture_update: i64,
+    #[serde(rename = "failed_attempts")]
+    _failed_attempts: i64,
+    #[serde(rename = "locale")]
+    _locale: String,
+    #[serde(rename = "timezone")]
+    _timezone: BTreeMap<String, String>,
+    #[serde(rename = "mfa_active")]
+    _mfa_active: bool,
+    #[serde(rename = "mfa_secret")]
+    _mfa_secret: String,
+    #[serde(rename = "remote_id")]
+    _remote_id: Option<String>,
+    #[serde(rename = "last_activity_at")]
+    _last_activity_at: i64,
+    #[serde(rename = "bot_description")]
+    _bot_description: String,
+    #[serde(rename = "bot_last_icon_update")]
+    _bot_last_icon_update: i64,
+    #[serde(rename = "terms_of_service_id")]
+    _terms_of_service_id: String,
+    #[serde(rename = "terms_of_service_create_at")]
+    _terms_of_service_create_at: i64,
+    #[serde(rename = "disable_welcome_email")]
+    _disable_welcome_email: bool,
+    #[serde(rename = "last_login")]
+    _last_login: i64,
 }
 
 pub(crate) async fn create_user(
@@ -521,31 +599,27 @@ pub(crate) async fn create_user(
 
 pub(crate) async fn update_user_roles(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
     let roles = body.string_map().remove("roles").unwrap_or_default();
     let roles: Vec<String> = roles.split_whitespace().map(str::to_owned).collect();
-    users::update_user_roles(&state.ctx, &caller, user_id, &roles).await?;
+    users::update_user_roles(&state.ctx, &caller, &user_id, &roles).await?;
     status_ok()
 }
 
 pub(crate) async fn update_user_active(
     State(state): State<RestState>,
-    uri: OriginalUri,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let user_id = path_id(&user_id, &uri)?;
-    let props: HashMap<String, serde_json::Value> =
-        serde_json::from_slice(&body.0).unwrap_or_default();
+    // Mattermost's StringInterfaceFromJSON, then `props["active"].(bool)`.
+    let props = go_compat::value_map(&body.0);
     let Some(active) = props.get("active").and_then(serde_json::Value::as_bool) else {
         return Err(ApiError::invalid_body_param("active"));
     };
-    users::update_user_active(&state.ctx, &caller, user_id, active).await?;
+    users::update_user_active(&state.ctx, &caller, &user_id, active).await?;
     status_ok()
 }

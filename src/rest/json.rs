@@ -62,6 +62,15 @@ pub(crate) struct SessionJson {
     pub(crate) local: bool,
 }
 
+impl SessionJson {
+    /// A listed session: Mattermost attaches the user's live team memberships to each.
+    pub(crate) fn with_team_members(s: Session, members: &[TeamMember]) -> Self {
+        let mut json = Self::from(s);
+        json.team_members = members.iter().cloned().map(TeamMemberJson::from).collect();
+        json
+    }
+}
+
 impl From<Session> for SessionJson {
     fn from(s: Session) -> Self {
         Self {
@@ -213,10 +222,29 @@ impl CommandJson {
     }
 }
 
-/// The body of POST /commands (model.Command fields a client may set).
+/// The body of POST /commands: model.Command. The fields a client may set are used; the
+/// others are listed because Go checks their types.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct NewCommandJson {
+    #[serde(rename = "id")]
+    _id: String,
+    #[serde(rename = "token")]
+    _token: String,
+    #[serde(rename = "create_at")]
+    _create_at: i64,
+    #[serde(rename = "update_at")]
+    _update_at: i64,
+    #[serde(rename = "delete_at")]
+    _delete_at: i64,
+    #[serde(rename = "creator_id")]
+    _creator_id: String,
+    #[serde(rename = "plugin_id")]
+    _plugin_id: String,
+    #[serde(rename = "autocomplete_data")]
+    _autocomplete_data: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "autocomplete_icon_data")]
+    _autocomplete_icon_data: String,
     pub(crate) team_id: String,
     pub(crate) trigger: String,
     pub(crate) method: String,

@@ -4,10 +4,12 @@
 //!
 //! Every response carries `X-Request-ID`; errors are Mattermost AppError JSON with the same
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
-//! paths with another method, answer Mattermost's router 404 (`api.context.404.app_error`).
+//! paths with another method (HEAD and OPTIONS included), answer Mattermost's router 404
+//! (`api.context.404.app_error`).
 
 mod auth;
 mod error;
+mod go_compat;
 mod handlers;
 mod json;
 mod openapi;
@@ -324,6 +326,9 @@ async fn route_not_found(uri: OriginalUri) -> Response {
     ApiError::route_not_found(uri.0.path()).into_response()
 }
 
+/// What Go's `http.SetCookie` writes for Mattermost's `RemoveSessionCookie` (default subpath).
+const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
+
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
 async fn mattermost_envelope(request: Request, next: Next) -> Response {
     let request_id = request
@@ -333,7 +338,13 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         .unwrap_or_else(RequestId::generate)
         .to_string();
     let is_get = request.method() == Method::GET;
-    let mut response = next.run(request).await;
+    let mut response = if request.method() == Method::HEAD {
+        // axum answers HEAD on every GET route; Mattermost's router matches only the methods a
+        // route declares (no route declares HEAD), so HEAD falls to its catch-all 404.
+        ApiError::route_not_found(request.uri().path()).into_response()
+    } else {
+        next.run(request).await
+    };
     let unexplained_failure = (response.status().is_client_error()
         || response.status().is_server_error())
         && response.extensions().get::<ApiError>().is_none()
@@ -346,14 +357,13 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         response.extensions_mut().insert(err);
     }
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        let body = serde_json::json!({
-            "id": err.id,
-            "message": err.message,
-            "detailed_error": err.detailed_error,
-            "request_id": request_id,
-            "status_code": err.status.as_u16(),
-        });
-        response = (err.status, body.to_string()).into_response();
+        response = (err.status, err.to_json(&request_id)).into_response();
+        if err.clear_session_cookie {
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_static(CLEAR_SESSION_COOKIE),
+            );
+        }
     }
     let headers = response.headers_mut();
     headers.insert(

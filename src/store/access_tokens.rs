@@ -102,7 +102,7 @@ impl Store {
         condition: Condition,
         page: PageRequest,
     ) -> Result<Vec<UserAccessToken>> {
-        if page.limit() == 0 {
+        if page.is_empty() {
             return Ok(Vec::new());
         }
         Ok(tokens::Entity::find()

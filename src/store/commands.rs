@@ -1,5 +1,6 @@
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
 };
 
 use super::entities::{commands, team_members};
@@ -147,6 +148,22 @@ impl Store {
                 .map_err(db_err)?
                 .map(TeamMember::from),
         )
+    }
+
+    /// A user's live (not deleted) team memberships, ordered by team id. The index on
+    /// user_id finds the rows; the few deleted ones are dropped here rather than by a filter
+    /// the database would apply after the index.
+    pub async fn list_team_members_for_user(&self, user_id: &UserId) -> Result<Vec<TeamMember>> {
+        Ok(team_members::Entity::find()
+            .filter(team_members::Column::UserId.eq(user_id.as_str()))
+            .order_by_asc(team_members::Column::TeamId)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .filter(|m| m.delete_at == 0)
+            .map(TeamMember::from)
+            .collect())
     }
 
     /// Adds a membership, or replaces the roles of an existing one (reviving a deleted one).

@@ -154,9 +154,27 @@ struct RawMethodOptions {
     http: Option<HttpRule>,
 }
 
-/// Every RPC's http rule: (rpc, verb, path).
+/// Every RPC's http bindings, its `additional_bindings` included: (rpc, verb, path).
 pub(crate) fn http_rules() -> Vec<(String, &'static str, String)> {
     use token_service::pb::google_api::http_rule::Pattern;
+    fn bindings(rpc: &str, rule: &HttpRule, out: &mut Vec<(String, &'static str, String)>) {
+        let (verb, path): (&'static str, String) = match rule.pattern.clone() {
+            Some(Pattern::Get(p)) => ("GET", p),
+            Some(Pattern::Post(p)) => ("POST", p),
+            Some(Pattern::Put(p)) => ("PUT", p),
+            Some(Pattern::Delete(p)) => ("DELETE", p),
+            Some(Pattern::Patch(p)) => ("PATCH", p),
+            Some(Pattern::Custom(c)) => (
+                Box::leak(c.kind.to_ascii_uppercase().into_boxed_str()),
+                c.path,
+            ),
+            None => panic!("{rpc}: an http rule without a pattern"),
+        };
+        out.push((rpc.to_owned(), verb, path));
+        for more in &rule.additional_bindings {
+            bindings(rpc, more, out);
+        }
+    }
     let set = RawFileSet::decode(FILE_DESCRIPTOR_SET).unwrap();
     let mut rules = Vec::new();
     for file in set.file.iter().filter(|f| f.package() == PACKAGE) {
@@ -166,15 +184,7 @@ pub(crate) fn http_rules() -> Vec<(String, &'static str, String)> {
                 .as_ref()
                 .and_then(|o| o.http.as_ref())
                 .unwrap_or_else(|| panic!("{} has no google.api.http rule", method.name()));
-            let (verb, path) = match rule.pattern.clone() {
-                Some(Pattern::Get(p)) => ("GET", p),
-                Some(Pattern::Post(p)) => ("POST", p),
-                Some(Pattern::Put(p)) => ("PUT", p),
-                Some(Pattern::Delete(p)) => ("DELETE", p),
-                Some(Pattern::Patch(p)) => ("PATCH", p),
-                other => panic!("{}: unsupported http pattern {other:?}", method.name()),
-            };
-            rules.push((method.name().to_owned(), verb, path));
+            bindings(method.name(), rule, &mut rules);
         }
     }
     rules

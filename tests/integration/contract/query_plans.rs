@@ -55,6 +55,10 @@ const QUERIES: &[(&str, &str)] = &[
     ),
     ("command by id", "SELECT * FROM commands WHERE id = 'x'"),
     (
+        "a user's team memberships (sessions list)",
+        "SELECT * FROM team_members WHERE user_id = 'x' ORDER BY team_id",
+    ),
+    (
         "command by team and trigger",
         "SELECT * FROM commands WHERE team_id = 'x' AND trigger = 'y'",
     ),

@@ -162,3 +162,154 @@ async fn strict_csrf_drops_the_requested_with_fallback() {
     .assert_error(401, "api.context.session_expired.app_error");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_session_cookie_is_used_as_mattermost_uses_it_and_authenticates_nobody() {
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    for cookie in ["MMAUTHTOKEN=", "MMAUTHTOKEN", "other=1; MMAUTHTOKEN="] {
+        let me = http
+            .send(
+                Method::GET,
+                "/api/v4/users/me",
+                Some(&alice.token),
+                None,
+                &[("Cookie", cookie)],
+            )
+            .await;
+        me.assert_error(401, "api.context.session_expired.app_error");
+        assert!(
+            me.headers.get("set-cookie").is_none(),
+            "no token was looked up, so no cookie is cleared: {me:?}"
+        );
+    }
+    // A quoted cookie value is unquoted, as Go reads it; a malformed one is no cookie.
+    let quoted = format!("MMAUTHTOKEN=\"{}\"", alice.token);
+    let me = http
+        .send(
+            Method::GET,
+            "/api/v4/users/me",
+            None,
+            None,
+            &[("Cookie", &quoted)],
+        )
+        .await;
+    assert_eq!(me.assert_ok()["id"], alice.id.as_str());
+    let me = http
+        .send(
+            Method::GET,
+            "/api/v4/users/me",
+            Some(&alice.token),
+            None,
+            &[("Cookie", "MMAUTHTOKEN=a\\b")],
+        )
+        .await;
+    assert_eq!(me.assert_ok()["id"], alice.id.as_str());
+    // "Bearerx" is a Bearer header with an empty token (Mattermost cuts at byte 7), and an
+    // empty token is still a token: Mattermost does not go on to the query parameter. (A
+    // trailing space, as in "Bearer ", never arrives: HTTP parsers trim it.)
+    http.send(
+        Method::GET,
+        &format!("/api/v4/users/me?access_token={}", alice.token),
+        None,
+        None,
+        &[("Authorization", "Bearerx")],
+    )
+    .await
+    .assert_error(401, "api.context.session_expired.app_error");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_access_token_query_parameter_is_percent_decoded() {
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    // Every character escaped: the session is found (and refused for not being OAuth).
+    let escaped: String = alice.token.bytes().map(|b| format!("%{b:02X}")).collect();
+    http.send(
+        Method::GET,
+        &format!("/api/v4/users/me?x=1&access_token={escaped}"),
+        None,
+        None,
+        &[],
+    )
+    .await
+    .assert_error(401, "api.context.token_provided.app_error");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_that_does_not_authenticate_clears_the_session_cookie() {
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    let cleared = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
+    let bad_cookie = http
+        .send(
+            Method::GET,
+            "/api/v4/users/me",
+            None,
+            None,
+            &[("Cookie", "MMAUTHTOKEN=nosuchtokennosuchtokennosuc")],
+        )
+        .await;
+    bad_cookie.assert_error(401, "api.context.session_expired.app_error");
+    assert_eq!(bad_cookie.headers["set-cookie"], cleared);
+    let bad_header = http.get("/api/v4/users/me", "garbage").await;
+    bad_header.assert_error(401, "api.context.session_expired.app_error");
+    assert_eq!(bad_header.headers["set-cookie"], cleared);
+    // No token at all, a refused query token, or a failed CSRF check: nothing to clear.
+    let none = http
+        .send(Method::GET, "/api/v4/users/me", None, None, &[])
+        .await;
+    none.assert_error(401, "api.context.session_expired.app_error");
+    assert!(none.headers.get("set-cookie").is_none());
+    let query = http
+        .send(
+            Method::GET,
+            &format!("/api/v4/users/me?access_token={}", alice.token),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    query.assert_error(401, "api.context.token_provided.app_error");
+    assert!(query.headers.get("set-cookie").is_none());
+    let cookie = format!("MMAUTHTOKEN={}", alice.token);
+    let csrf = http
+        .send(
+            Method::POST,
+            "/api/v4/users/me/sessions/revoke/all",
+            None,
+            Some("{}"),
+            &[("Cookie", &cookie)],
+        )
+        .await;
+    csrf.assert_error(401, "api.context.session_expired.app_error");
+    assert!(csrf.headers.get("set-cookie").is_none());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_path_id_the_router_cannot_match_is_404_even_without_credentials() {
+    let srv = TestServer::start().await;
+    let http = Http::new(&srv);
+    for (method, path) in [
+        (Method::GET, "/api/v4/users/a-b/tokens"),
+        (Method::POST, "/api/v4/users/a-b/tokens"),
+        (Method::GET, "/api/v4/users/tokens/a.b"),
+        (Method::GET, "/api/v4/users/%FF%FE/tokens"),
+        (Method::PUT, "/api/v4/commands/a_b/regen_token"),
+    ] {
+        http.send(method, path, None, Some("{}"), &[])
+            .await
+            .assert_error(404, "api.context.404.app_error");
+    }
+    // A well-formed id still needs credentials first.
+    http.send(Method::GET, "/api/v4/users/abc/tokens", None, None, &[])
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    srv.stop().await;
+}

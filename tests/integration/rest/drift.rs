@@ -1,5 +1,6 @@
 //! The two transports cannot drift: the shim serves exactly the (verb, path) pairs of the
-//! proto's `google.api.http` rules, checked on its route table and over HTTP.
+//! proto's `google.api.http` rules (additional bindings included), checked on its route table
+//! and over HTTP, where every other verb, HEAD and OPTIONS included, is the router's 404.
 
 use std::collections::BTreeSet;
 
@@ -57,6 +58,8 @@ async fn every_annotated_route_answers_and_other_verbs_are_the_router_404() {
             Method::PUT,
             Method::DELETE,
             Method::PATCH,
+            Method::HEAD,
+            Method::OPTIONS,
         ] {
             if other == method
                 || http_rules()
@@ -68,7 +71,13 @@ async fn every_annotated_route_answers_and_other_verbs_are_the_router_404() {
             let answer = http
                 .send(other.clone(), &url, Some(&admin.token), Some("{}"), &[])
                 .await;
-            answer.assert_error(404, "api.context.404.app_error");
+            if other == Method::HEAD {
+                // A HEAD answer has no body: the status and headers must still be the 404's.
+                assert_eq!(answer.status.as_u16(), 404, "HEAD {url}: {answer:?}");
+                assert!(answer.raw.is_empty(), "HEAD {url}: {answer:?}");
+            } else {
+                answer.assert_error(404, "api.context.404.app_error");
+            }
         }
     }
     srv.stop().await;

@@ -3,6 +3,8 @@
 
 mod auth;
 mod drift;
+mod errors;
+mod input;
 mod openapi;
 mod routes;
 
@@ -33,6 +35,31 @@ impl HttpResponse {
         assert_eq!(
             self.json["request_id"], request_id,
             "request_id echoes X-Request-ID"
+        );
+        let keys: Vec<&str> = self
+            .json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut positions: Vec<(usize, &str)> = keys
+            .iter()
+            .map(|k| (self.raw.find(&format!("\"{k}\":")).unwrap(), *k))
+            .collect();
+        positions.sort();
+        let order: Vec<&str> = positions.into_iter().map(|(_, k)| k).collect();
+        assert_eq!(
+            order,
+            [
+                "id",
+                "message",
+                "detailed_error",
+                "request_id",
+                "status_code"
+            ],
+            "AppError keys in Mattermost's order: {}",
+            self.raw
         );
         &self.json
     }

@@ -580,6 +580,12 @@ async fn bad_paths_methods_and_bodies_get_mattermost_errors_never_500() {
     )
     .await
     .assert_error(413, "api.context.request_body_too_large.app_error");
+    let tokens = http.get("/api/v4/users/me/tokens", &alice.token).await;
+    assert_eq!(
+        tokens.assert_ok(),
+        &json!([]),
+        "the oversized create wrote nothing"
+    );
     http.put(
         &format!("/api/v4/users/{}/active", alice.id),
         &alice.token,
@@ -627,5 +633,68 @@ async fn repeated_paging_parameters_take_the_first_value_as_go_does() {
         )
         .await;
     assert_eq!(lenient.assert_ok().as_array().unwrap().len(), 3);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn listed_sessions_carry_the_users_live_team_memberships() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    let sessions = http.get("/api/v4/users/me/sessions", &alice.token).await;
+    assert_eq!(sessions.assert_ok()[0]["team_members"], json!([]));
+
+    let teams = [
+        token_service::domain::ids::new_id(),
+        token_service::domain::ids::new_id(),
+    ];
+    for (team, roles) in teams.iter().zip(["team_user", "team_user team_admin"]) {
+        let added = http
+            .post(
+                &format!("/api/v4/teams/{team}/members"),
+                &admin.token,
+                json!({"user_id": alice.id, "roles": roles}),
+            )
+            .await;
+        assert_eq!(added.status.as_u16(), 201, "{added:?}");
+    }
+    // A second session: every listed session carries the memberships.
+    http.post(
+        &format!("/api/v4/users/{}/sessions", alice.id),
+        &admin.token,
+        json!({}),
+    )
+    .await;
+    let mut sorted = teams.clone();
+    sorted.sort();
+    for caller in [&alice.token, &admin.token] {
+        let list = http
+            .get(&format!("/api/v4/users/{}/sessions", alice.id), caller)
+            .await;
+        let list = list.assert_ok().as_array().unwrap().clone();
+        assert_eq!(list.len(), 2);
+        for session in list {
+            let members = session["team_members"].as_array().unwrap().clone();
+            let listed: Vec<&str> = members
+                .iter()
+                .map(|m| m["team_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(listed, [sorted[0].as_str(), sorted[1].as_str()]);
+            for member in &members {
+                assert_eq!(member["user_id"], alice.id.as_str());
+                assert_eq!(member["delete_at"], 0);
+                assert_eq!(member["scheme_user"], true);
+            }
+            let admin_of_second = members
+                .iter()
+                .find(|m| m["team_id"] == teams[1].as_str())
+                .unwrap();
+            assert_eq!(admin_of_second["scheme_admin"], true);
+        }
+    }
+    // Someone else's sessions carry their own memberships, not the caller's.
+    let own = http.get("/api/v4/users/me/sessions", &admin.token).await;
+    assert_eq!(own.assert_ok()[0]["team_members"], json!([]));
     srv.stop().await;
 }
