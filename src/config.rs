@@ -69,6 +69,10 @@ pub struct Config {
     /// How often each replica reads the revocation log written by the others, in
     /// milliseconds (PostgreSQL and MariaDB; a single SQLite process needs no log reads).
     pub revocation_poll_interval_ms: u64,
+    /// The longest a gRPC call or REST request may take to answer, in milliseconds (a
+    /// database that stops answering without closing its connections cannot hold callers
+    /// longer); 0 = no limit. gRPC callers may ask for less with their own deadline.
+    pub request_timeout_ms: u64,
 }
 
 /// The in-process cache of token checks (digest to principal).
@@ -208,6 +212,7 @@ impl Default for Config {
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),
             revocation_poll_interval_ms: 50,
+            request_timeout_ms: 15_000,
         }
     }
 }

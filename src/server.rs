@@ -258,7 +258,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .await
         .map_err(|e| format!("cannot listen on http_addr {}: {e}", config.http_addr))?;
     let http_addr = http_listener.local_addr()?;
-    let rest_app = rest::router(ctx.clone(), config.max_request_body_bytes);
+    let request_timeout =
+        (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms));
+    let rest_app = rest::router(ctx.clone(), config.max_request_body_bytes, request_timeout);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     grpc::set_health(&health_reporter, true).await;
@@ -301,6 +303,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .layer(RequestLayer::grpc(
                 ctx.metrics().clone(),
                 grpc::served_method_paths(),
+            ))
+            .layer(tower::util::option_layer(
+                request_timeout.map(grpc::DeadlineLayer::new),
             ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);

@@ -95,3 +95,68 @@ pub(crate) fn served_method_paths() -> std::collections::HashSet<String> {
     }
     paths
 }
+
+/// Answers `UNAVAILABLE` (as for an unreachable database, the only thing that can stall a
+/// call) when a call takes longer than the server's `request_timeout_ms` to answer. Streams
+/// are limited only until they start answering.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeadlineLayer {
+    limit: std::time::Duration,
+}
+
+impl DeadlineLayer {
+    pub(crate) fn new(limit: std::time::Duration) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// See [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Deadline<S> {
+    inner: S,
+    limit: std::time::Duration,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let call = self.inner.call(request);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, call).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(status::to_status(crate::domain::error::Error::Unavailable(
+                    "the call did not finish within request_timeout_ms".into(),
+                ))
+                .into_http()),
+            }
+        })
+    }
+}

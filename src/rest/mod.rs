@@ -14,6 +14,8 @@ mod handlers;
 mod json;
 mod openapi;
 
+use std::time::Duration;
+
 use axum::{
     Router,
     extract::{OriginalUri, Request, State},
@@ -271,7 +273,7 @@ pub fn served_routes() -> Vec<(String, String)> {
 }
 
 /// Builds the `/api/v4` router.
-pub(crate) fn router(ctx: Context, max_body: usize) -> Router {
+pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -> Router {
     let mut by_path: Vec<(&'static str, MethodRouter<RestState>)> = Vec::new();
     let routes = route_table()
         .into_iter()
@@ -295,6 +297,7 @@ pub(crate) fn router(ctx: Context, max_body: usize) -> Router {
     let metrics = ctx.metrics().clone();
     let api = router
         .fallback(route_not_found)
+        .layer(middleware::from_fn_with_state(timeout, deadline))
         .layer(middleware::from_fn(mattermost_envelope))
         .with_state(RestState {
             ctx: ctx.clone(),
@@ -305,6 +308,25 @@ pub(crate) fn router(ctx: Context, max_body: usize) -> Router {
         .route(METRICS_PATH, get(serve_metrics).with_state(ctx))
         .merge(api)
         .layer(RequestLayer::http(metrics))
+}
+
+/// Answers 503 (as for an unreachable database, the only thing that can stall a request)
+/// when a request takes longer than `timeout`.
+async fn deadline(
+    State(timeout): State<Option<Duration>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(timeout) = timeout else {
+        return next.run(request).await;
+    };
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(crate::domain::error::Error::Unavailable(
+            "the request did not finish within request_timeout_ms".into(),
+        ))
+        .into_response(),
+    }
 }
 
 /// Where the metrics are served.

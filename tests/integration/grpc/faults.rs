@@ -143,3 +143,76 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
     srv.stop().await;
     drop(proxy);
 }
+
+#[tokio::test]
+async fn a_database_that_stops_answering_holds_no_caller_past_the_request_timeout() {
+    if std::env::var(db::TEST_DATABASE_URL).map_or(true, |u| u.is_empty()) {
+        return;
+    }
+    let server_url = std::env::var(db::TEST_DATABASE_URL).unwrap();
+    let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
+    let proxy = ChaosProxy::start(upstream).await;
+    let proxy_addr = proxy.addr();
+    let srv = TestServer::start_with(move |c| {
+        let url = c.database_url.as_ref().unwrap().expose().to_owned();
+        let (_, proxied) = via(&url, proxy_addr);
+        c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
+        c.request_timeout_ms = 1_500;
+    })
+    .await;
+    let alice = srv.token_user("alice").await;
+    let mut client = srv.client().await;
+    let list = pb::GetUserAccessTokensForUserRequest {
+        user_id: alice.id.clone(),
+        page: None,
+        per_page: None,
+    };
+    client
+        .get_user_access_tokens_for_user(authed(list.clone(), &alice.token))
+        .await
+        .unwrap();
+
+    // Packets stop; no connection closes.
+    proxy.stall();
+    let started = std::time::Instant::now();
+    let status = client
+        .get_user_access_tokens_for_user(authed(list.clone(), &alice.token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(error_id(&status), "token_service.database_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let rest = reqwest::Client::new()
+        .get(format!("{}/api/v4/users/me/tokens", srv.http_base()))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status().as_u16(), 503);
+    let body: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(body["id"], "token_service.database_unavailable", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Packets flow again: service resumes by itself.
+    proxy.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client
+        .get_user_access_tokens_for_user(authed(list.clone(), &alice.token))
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    srv.stop().await;
+    drop(proxy);
+}
