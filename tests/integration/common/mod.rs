@@ -84,6 +84,16 @@ impl TestServer {
         config.pool.max_connections = 5;
         tweak(&mut config);
         let running = server::start(&config).await.expect("server starts");
+        // Its cache is in use once the revocation feed knows where the log stands (at once,
+        // unless the machine is very busy); tests that count cache hits rely on it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !running.cache_stats().trusted {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the revocation feed never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         config.grpc_addr = running.grpc_addr();
         config.http_addr = running.http_addr();
         let mut fixture_config = config.clone();
@@ -442,8 +452,8 @@ impl ReplicaProcess {
         }
     }
 
-    /// How many token checks this replica answered from its cache (from its `/metrics`).
-    pub async fn cache_hits(&self) -> u64 {
+    /// A sample of this replica's `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
         let text = reqwest::get(format!("http://{}/metrics", self.http_addr))
             .await
             .expect("scrape the replica")
@@ -451,9 +461,26 @@ impl ReplicaProcess {
             .await
             .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix("token_service_cache_hits_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.parse().ok())
-            .expect("the replica reports its cache hits")
+            .unwrap_or_else(|| panic!("the replica reports {name}"))
+    }
+
+    /// How many token checks this replica answered from its cache.
+    pub async fn cache_hits(&self) -> u64 {
+        self.metric("token_service_cache_hits_total").await
+    }
+
+    /// Waits until the replica's revocation feed has caught up (its cache is in use).
+    pub async fn wait_until_caught_up(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.metric("token_service_cache_trusted").await != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica's revocation feed never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A client of this replica.

@@ -51,6 +51,7 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
     let alice = srv.token_user("alice").await;
     let mut a = srv.client().await;
     let mut b = replica.client().await;
+    replica.wait_until_caught_up().await;
     let limit = Duration::from_secs(1);
 
     // A personal access token, revoked on A.
@@ -166,6 +167,7 @@ async fn revocation_lag_benchmark() {
     let alice = srv.token_user("alice").await;
     let mut a = srv.client().await;
     let mut b = replica.client().await;
+    replica.wait_until_caught_up().await;
     let rounds = 200;
     let mut lags = Vec::with_capacity(rounds);
     for round in 0..rounds {
