@@ -436,9 +436,12 @@ impl ReplicaProcess {
                 .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
         };
         let (grpc_addr, http_addr) = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the replica logs where it listens");
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                // Never leave the child behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the replica did not log where it listens within 30 s");
+            };
             if let (Some(grpc), Some(http)) = (field(&line, "grpc_addr"), field(&line, "http_addr"))
             {
                 break (grpc, http);

@@ -108,9 +108,12 @@ impl Serving {
                 .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
         };
         let (grpc_addr, http_addr) = loop {
-            let line = log
-                .recv_timeout(Duration::from_secs(30))
-                .expect("serve logs where it listens");
+            let Ok(line) = log.recv_timeout(Duration::from_secs(30)) else {
+                // Never leave the child behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not log where it listens within 30 s");
+            };
             assert!(
                 !line.contains(never_logged),
                 "the secret must never be logged"
