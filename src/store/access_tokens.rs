@@ -155,6 +155,19 @@ impl Store {
         revocation: &Revocation,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
+        // Lock the token row first. A first use minting a session checks the token (its
+        // foreign key) before it touches `sessions`, so it now waits for this revoke instead
+        // of holding the token while this transaction holds the sessions it must insert
+        // between (a deadlock on MariaDB).
+        tokens::Entity::update_many()
+            .col_expr(
+                tokens::Column::IsActive,
+                Expr::col(tokens::Column::IsActive),
+            )
+            .filter(tokens::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
         sessions::Entity::delete_many()
             .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
             .exec(&txn)

@@ -45,13 +45,24 @@ fn is_connection_error(e: &DbErr) -> bool {
 
 /// Server error codes that mean "the database cannot serve now; retry": PostgreSQL's
 /// connection exceptions (class 08), shutdowns and start-up (57P01-57P03), too many
-/// connections (53300); MySQL/MariaDB's too many connections (1040), server shutdown (1053)
-/// and read-only mode during a failover (1290).
+/// connections (53300), serialization failures and deadlocks (40001, 40P01); MySQL/MariaDB's
+/// too many connections (1040), server shutdown (1053), deadlock victim (1213) and read-only
+/// mode during a failover (1290). A transaction chosen as a deadlock victim was rolled back
+/// whole, so retrying it is safe.
 fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "53300" | "1040" | "1053" | "1290"
+            "57P01"
+                | "57P02"
+                | "57P03"
+                | "53300"
+                | "40001"
+                | "40P01"
+                | "1040"
+                | "1053"
+                | "1213"
+                | "1290"
         )
 }
 
@@ -61,7 +72,9 @@ mod tests {
 
     #[test]
     fn shutdowns_and_connection_limits_are_unavailable_other_codes_are_not() {
-        for code in ["57P01", "57P03", "08006", "53300", "1040", "1053"] {
+        for code in [
+            "57P01", "57P03", "08006", "53300", "40P01", "1040", "1053", "1213",
+        ] {
             assert!(is_unavailable_code(code), "{code}");
         }
         for code in ["23505", "42P01", "1062", "22021"] {
