@@ -3,3 +3,4 @@ mod cli;
 mod migrations;
 pub(crate) mod proto;
 mod query_plans;
+mod tls;
