@@ -73,7 +73,72 @@ pub struct Config {
     /// database that stops answering without closing its connections cannot hold callers
     /// longer); 0 = no limit. gRPC callers may ask for less with their own deadline.
     pub request_timeout_ms: u64,
+    /// TLS for both listeners, and client certificates (mTLS).
+    pub tls: TlsConfig,
 }
+
+/// TLS for the gRPC and the HTTP listener (one certificate for both), and optional
+/// client-certificate verification (mTLS). Files are read at start-up; a restart picks up
+/// new ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. With `key_file`, both listeners speak TLS only.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key_file: Option<PathBuf>,
+    /// PEM bundle of CA certificates. When set, every client must present a certificate
+    /// signed by one of them (mutual TLS) on both listeners.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// TLS is on (both files are set; `validate` refuses one without the other).
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
+    /// Checks which keys are set together; the files themselves are read by `crate::tls`.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err("tls.key_file: required when tls.cert_file is set".into());
+            }
+            (None, Some(_)) => {
+                return Err("tls.cert_file: required when tls.key_file is set".into());
+            }
+            _ => {}
+        }
+        if self.client_ca_file.is_some() && !self.enabled() {
+            return Err("tls.client_ca_file: client certificates need TLS: set tls.cert_file and tls.key_file too".into());
+        }
+        for (key, path) in [
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+            ("tls.client_ca_file", &self.client_ca_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(format!(
+                    "{key}: must not be empty (leave it unset for no TLS)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A configuration error found after loading (for example an unreadable TLS file): the
+/// binary reports it like a loading error (exit code 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig(pub String);
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
 
 /// The in-process cache of token checks (digest to principal).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +278,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -439,6 +505,7 @@ impl Config {
         }
         crate::domain::permissions::RoleTable::with_overrides(&self.roles)?;
         self.webrtc_policy().validate()?;
+        self.tls.validate()?;
         Ok(())
     }
 
@@ -740,5 +807,52 @@ mod tests {
         };
         let printed = format!("{c:?}");
         assert!(!printed.contains("deadbeef") && !printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_settings_load_from_file_and_env_and_must_come_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[tls]\ncert_file = \"/etc/ts/server.pem\"\nkey_file = \"/etc/ts/server.key\"\n",
+        )
+        .unwrap();
+        let e = env(&[("TOKEN_SERVICE_TLS__CLIENT_CA_FILE", "/etc/ts/ca.pem")]);
+        let (c, report) = Config::load_from(Some(&file), &Overrides::default(), e).unwrap();
+        assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.cert_file, Some(PathBuf::from("/etc/ts/server.pem")));
+        assert_eq!(c.tls.client_ca_file, Some(PathBuf::from("/etc/ts/ca.pem")));
+        let (plain, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+        assert!(!plain.tls.enabled());
+
+        for (pairs, named) in [
+            (
+                &[("TOKEN_SERVICE_TLS__CERT_FILE", "a.pem")][..],
+                "tls.key_file",
+            ),
+            (
+                &[("TOKEN_SERVICE_TLS__KEY_FILE", "a.key")][..],
+                "tls.cert_file",
+            ),
+            (
+                &[("TOKEN_SERVICE_TLS__CLIENT_CA_FILE", "ca.pem")][..],
+                "tls.client_ca_file",
+            ),
+            (
+                &[
+                    ("TOKEN_SERVICE_TLS__CERT_FILE", ""),
+                    ("TOKEN_SERVICE_TLS__KEY_FILE", "a.key"),
+                ][..],
+                "tls.cert_file",
+            ),
+        ] {
+            let err = Config::load_from(None, &Overrides::default(), env(pairs)).unwrap_err();
+            assert!(err.starts_with(named), "{pairs:?}: {err}");
+        }
+        std::fs::write(&file, "[tls]\ncert = \"x\"\n").unwrap();
+        let err = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap_err();
+        assert!(err.contains("cert"), "{err}");
     }
 }

@@ -6,7 +6,7 @@ use clap::Parser;
 use token_service::{
     admin,
     cli::{Cli, Command},
-    config::Config,
+    config::{Config, InvalidConfig},
     server, telemetry,
 };
 
@@ -31,6 +31,10 @@ async fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<InvalidConfig>() => {
+            eprintln!("error: invalid configuration: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

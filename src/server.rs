@@ -8,7 +8,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use crate::{
-    config::Config,
+    config::{Config, InvalidConfig},
     domain::{
         Context, Policy,
         permissions::RoleTable,
@@ -18,6 +18,7 @@ use crate::{
     grpc, rest,
     store::{PoolOptions, Store},
     telemetry::RequestLayer,
+    tls,
 };
 
 /// A start-up or serving failure, as a message for the operator.
@@ -245,9 +246,16 @@ impl RunningServer {
     }
 }
 
-/// Starts the service: database, migrations, key, gRPC listener. Returns once the listener
-/// is bound and health reports SERVING.
+/// Starts the service: TLS files, database, migrations, key, gRPC listener. Returns once the
+/// listener is bound and health reports SERVING.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let tls = tls::ServerTls::load(&config.tls).map_err(InvalidConfig)?;
+    let mut grpc_server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        grpc_server = grpc_server
+            .tls_config(tls.grpc())
+            .map_err(|e| InvalidConfig(format!("tls: {e}")))?;
+    }
     let ctx = open_context(config).await?;
     let feed_store = connect_feed_store(config).await?;
     let listener = TcpListener::bind(config.grpc_addr)
@@ -284,7 +292,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         shutdown_rx.clone(),
     ));
     let grace = Duration::from_secs(config.shutdown_grace_period_secs);
-    info!(%grpc_addr, %http_addr, database = %config.effective_database_url(),
+    let http_tls = tls.as_ref().map(tls::ServerTls::http);
+    info!(%grpc_addr, %http_addr, tls = %tls::mode_of(tls.as_ref()),
+        database = %config.effective_database_url(),
         backend = ctx.store().backend_name(), "token-service listening (gRPC and REST)");
 
     let server_ctx = ctx.clone();
@@ -299,7 +309,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             grpc::end_health_watches(&mut reporter).await;
             info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         };
-        let grpc = tonic::transport::Server::builder()
+        let grpc = grpc_server
             .layer(RequestLayer::grpc(
                 ctx.metrics().clone(),
                 grpc::served_method_paths(),
@@ -310,11 +320,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
         let mut http_stop = shutdown_rx.clone();
-        let http = axum::serve(http_listener, rest_app).with_graceful_shutdown(async move {
+        let http_shutdown = async move {
             let _ = http_stop.wait_for(|stop| *stop).await;
-        });
+        };
+        let http = async move {
+            match http_tls {
+                Some(config) => {
+                    tls::serve_https(http_listener, rest_app, config, http_shutdown).await
+                }
+                None => {
+                    axum::serve(http_listener, rest_app)
+                        .with_graceful_shutdown(http_shutdown)
+                        .await
+                }
+            }
+        };
         let server = async {
-            let (grpc, http) = tokio::join!(grpc, http.into_future());
+            let (grpc, http) = tokio::join!(grpc, http);
             grpc.map_err(|e| -> ServerError { format!("gRPC server failed: {e}").into() })?;
             http.map_err(|e| -> ServerError { format!("HTTP server failed: {e}").into() })?;
             Ok::<(), ServerError>(())

@@ -5,3 +5,4 @@ mod migrations;
 pub(crate) mod proto;
 mod query_plans;
 mod telemetry;
+mod tls;

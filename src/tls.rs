@@ -1,0 +1,262 @@
+//! TLS for both listeners from PEM files (rustls with the ring provider), and client
+//! certificate verification (mutual TLS) when a client CA bundle is configured.
+//!
+//! The files are read once at start-up: a restart picks up renewed certificates. gRPC uses
+//! tonic's own TLS acceptor (ALPN `h2`); the REST shim is accepted here with tokio-rustls
+//! (ALPN `http/1.1`) and each connection is served by hyper's HTTP/1.1 server, with the
+//! same graceful shutdown as the plaintext listener: accepting stops, idle connections
+//! close, in-flight requests finish.
+
+use std::{fmt, fs, future::Future, io, path::Path, sync::Arc, time::Duration};
+
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use rustls::{
+    RootCertStore, ServerConfig,
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    server::WebPkiClientVerifier,
+};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use crate::config::TlsConfig;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the listeners require, for the start-up log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext.
+    Off,
+    /// TLS, no client certificates.
+    On,
+    /// TLS, and every client must present a certificate signed by the client CA.
+    Mutual,
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::Mutual => "mutual",
+        })
+    }
+}
+
+/// TLS material loaded and checked: one acceptor configuration per listener.
+#[derive(Clone)]
+pub struct ServerTls {
+    grpc: tonic::transport::ServerTlsConfig,
+    http: Arc<ServerConfig>,
+    mode: TlsMode,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads and checks the configured files: `None` when TLS is off. Errors name the
+    /// setting (`tls.cert_file: ...`), so the operator knows which file to fix.
+    pub fn load(config: &TlsConfig) -> Result<Option<Self>, String> {
+        config.validate()?;
+        let (Some(cert_path), Some(key_path)) = (&config.cert_file, &config.key_file) else {
+            return Ok(None);
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // tonic builds its rustls configuration with the process-wide provider; make it ring
+        // explicitly rather than relying on it being the only one compiled in.
+        let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
+
+        let cert_pem = read("tls.cert_file", cert_path)?;
+        let chain = certificates("tls.cert_file", cert_path, &cert_pem)?;
+        let key_pem = read("tls.key_file", key_path)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            format!(
+                "tls.key_file {}: no PEM private key found ({e})",
+                key_path.display()
+            )
+        })?;
+
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("tls: {e}"))?;
+        let mut grpc = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&cert_pem, &key_pem))
+            .timeout(HANDSHAKE_TIMEOUT);
+        let (builder, mode) = match &config.client_ca_file {
+            None => (builder.with_no_client_auth(), TlsMode::On),
+            Some(ca_path) => {
+                let ca_pem = read("tls.client_ca_file", ca_path)?;
+                let mut roots = RootCertStore::empty();
+                for (i, cert) in certificates("tls.client_ca_file", ca_path, &ca_pem)?
+                    .into_iter()
+                    .enumerate()
+                {
+                    roots.add(cert).map_err(|e| {
+                        format!(
+                            "tls.client_ca_file {}: certificate {} is not a usable CA certificate: {e}",
+                            ca_path.display(),
+                            i + 1
+                        )
+                    })?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| format!("tls.client_ca_file {}: {e}", ca_path.display()))?;
+                grpc = grpc.client_ca_root(tonic::transport::Certificate::from_pem(&ca_pem));
+                (builder.with_client_cert_verifier(verifier), TlsMode::Mutual)
+            }
+        };
+        let mut http = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
+                    "tls.key_file {}: the private key does not match the certificate in tls.cert_file {}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+                other => format!(
+                    "tls.key_file {}: cannot use this key with tls.cert_file {}: {other}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            })?;
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // tonic parses the same PEM again; check here that it accepts it, so a mistake is
+        // reported as configuration and not as a serving failure.
+        tonic::transport::Server::builder()
+            .tls_config(grpc.clone())
+            .map_err(|e| {
+                format!(
+                    "tls.cert_file {} / tls.key_file {}: {e}",
+                    cert_path.display(),
+                    key_path.display()
+                )
+            })?;
+        Ok(Some(Self {
+            grpc,
+            http: Arc::new(http),
+            mode,
+        }))
+    }
+
+    /// The gRPC listener's configuration.
+    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
+        self.grpc.clone()
+    }
+
+    /// The REST listener's rustls configuration.
+    pub fn http(&self) -> Arc<ServerConfig> {
+        self.http.clone()
+    }
+
+    /// What clients must present.
+    pub fn mode(&self) -> TlsMode {
+        self.mode
+    }
+}
+
+/// The mode of an optional configuration (`off` without one).
+pub fn mode_of(tls: Option<&ServerTls>) -> TlsMode {
+    tls.map_or(TlsMode::Off, ServerTls::mode)
+}
+
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| format!("{key} {}: cannot read: {e}", path.display()))
+}
+
+fn certificates(
+    key: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key} {}: invalid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key} {}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Serves `app` over HTTPS (HTTP/1.1) on `listener` until `shutdown` resolves, then stops
+/// accepting and waits for open connections to finish their in-flight requests (the
+/// caller bounds that wait with the grace period).
+pub async fn serve_https(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Arc<ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Like axum::serve: per-connection errors are skipped; others (out of
+                    // file descriptors) get a pause before the next try.
+                    if !is_connection_error(&e) {
+                        warn!(error = %e, "HTTPS accept failed; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            if let Err(e) = watcher.watch(connection).await {
+                debug!(%peer, error = %e, "HTTPS connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
