@@ -83,6 +83,7 @@ struct PairSummary {
     base: Vec<RunResult>,
     rps_ratios: Vec<f64>,
     p99_ratios: Vec<f64>,
+    cpu_ratios: Vec<f64>,
 }
 
 async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Result<(), String> {
@@ -266,7 +267,7 @@ async fn run_pair(
     mut b: Side<'_>,
 ) -> Result<PairSummary, String> {
     println!(
-        "\n== {} vs {} (baseline)\n{:<6}{:<22}{:>11}{:>10}{:>10}{:>10}{:>8}{:>12}{:>11}",
+        "\n== {} vs {} (baseline)\n{:<6}{:<22}{:>11}{:>10}{:>10}{:>10}{:>8}{:>12}{:>11}{:>15}",
         a.name,
         b.name,
         "round",
@@ -277,7 +278,8 @@ async fn run_pair(
         "p99.9 ms",
         "errors",
         "cpu µs/req",
-        "cache hit"
+        "cache hit",
+        "client µs/req"
     );
     let mut summary = PairSummary {
         scenario: a.name,
@@ -286,6 +288,7 @@ async fn run_pair(
         base: Vec::new(),
         rps_ratios: Vec::new(),
         p99_ratios: Vec::new(),
+        cpu_ratios: Vec::new(),
     };
     for round in 1..=args.rounds {
         let ra = run_side(&mut a, args).await?;
@@ -295,7 +298,10 @@ async fn run_pair(
         let rps_ratio = ra.rps() / rb.rps();
         let p99_ratio = ra.p99() / rb.p99();
         let cpu_ratio = match (ra.cpu_us_per_request(), rb.cpu_us_per_request()) {
-            (Some(x), Some(y)) => format!("{:.2}x", x / y),
+            (Some(x), Some(y)) => {
+                summary.cpu_ratios.push(x / y);
+                format!("{:.2}x", x / y)
+            }
             _ => "-".to_owned(),
         };
         println!(
@@ -310,8 +316,12 @@ async fn run_pair(
     let rps_ratio = median(&summary.rps_ratios);
     let p99_ratio = median(&summary.p99_ratios);
     println!(
-        "median ratio {}/{}: req/s {:.3}, p99 {:.2}x",
-        a.name, b.name, rps_ratio, p99_ratio
+        "median ratio {}/{}: req/s {:.3}, p99 {:.2}x, server CPU per request {:.2}x",
+        a.name,
+        b.name,
+        rps_ratio,
+        p99_ratio,
+        median(&summary.cpu_ratios)
     );
     let at = if args.concurrency == 64 {
         ""
@@ -381,8 +391,11 @@ fn print_run(round: usize, name: &str, r: &RunResult) {
             }
         },
     );
+    let client = r
+        .client_cpu_us_per_request()
+        .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"));
     println!(
-        "{:<6}{:<22}{:>11.1}{:>10.3}{:>10.3}{:>10.3}{:>8}{:>12}{:>11}",
+        "{:<6}{:<22}{:>11.1}{:>10.3}{:>10.3}{:>10.3}{:>8}{:>12}{:>11}{:>15}",
         round,
         name,
         r.rps(),
@@ -391,7 +404,8 @@ fn print_run(round: usize, name: &str, r: &RunResult) {
         r.p999(),
         r.errors,
         cpu,
-        cache
+        cache,
+        client
     );
     if let Some(e) = &r.first_error {
         println!("      first error: {e}");
@@ -409,6 +423,7 @@ async fn run_side(side: &mut Side<'_>, args: &BenchArgs) -> Result<RunResult, St
         .collect();
     tokio::time::sleep(args.warmup).await;
     let cpu0 = side.probe.read();
+    let client0 = crate::cpu::client();
     let cache0 = side.target.and_then(Target::cache_counts);
     let t0 = Instant::now();
     phase.store(MEASURE, Ordering::Release);
@@ -416,6 +431,7 @@ async fn run_side(side: &mut Side<'_>, args: &BenchArgs) -> Result<RunResult, St
     phase.store(STOP, Ordering::Release);
     let elapsed = t0.elapsed();
     let cpu1 = side.probe.read();
+    let client1 = crate::cpu::client();
     let cache1 = side.target.and_then(Target::cache_counts);
 
     let mut latencies = Vec::new();
@@ -440,6 +456,7 @@ async fn run_side(side: &mut Side<'_>, args: &BenchArgs) -> Result<RunResult, St
     }
     let mut result = RunResult::new(latencies, errors, first_error, elapsed);
     result.server_cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
+    result.client_cpu = client0.zip(client1).map(|(a, b)| b.saturating_sub(a));
     result.cache = cache0
         .zip(cache1)
         .map(|((h0, m0), (h1, m1))| (h1 - h0, m1 - m0));
@@ -492,34 +509,41 @@ fn print_table(summaries: &[PairSummary]) {
         return;
     }
     println!(
-        "\nmedians over the rounds:\n\n| run | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | req/s ratio | p99 ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "\nmedians over the rounds:\n\n| run | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | loadgen CPU µs/req | req/s ratio | p99 ratio | server CPU ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for s in summaries {
-        row(s.scenario, &s.target, Some((&s.rps_ratios, &s.p99_ratios)));
+        row(s.scenario, &s.target, Some(s));
         row(&format!("{} (baseline)", s.baseline), &s.base, None);
     }
     println!();
 }
 
-fn row(name: &str, runs: &[RunResult], ratios: Option<(&Vec<f64>, &Vec<f64>)>) {
+fn row(name: &str, runs: &[RunResult], ratios: Option<&PairSummary>) {
     let m = |f: fn(&RunResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-    let cpu = median(
-        &runs
-            .iter()
-            .filter_map(RunResult::cpu_us_per_request)
-            .collect::<Vec<_>>(),
-    );
-    let cpu = if cpu.is_finite() {
-        format!("{cpu:.1}")
-    } else {
-        "-".to_owned()
+    let cpu_column = |f: fn(&RunResult) -> Option<f64>| {
+        let v = median(&runs.iter().filter_map(f).collect::<Vec<_>>());
+        if v.is_finite() {
+            format!("{v:.1}")
+        } else {
+            "-".to_owned()
+        }
     };
-    let (rps_ratio, p99_ratio) = match ratios {
-        Some((r, p)) => (format!("{:.3}", median(r)), format!("{:.2}x", median(p))),
-        None => (String::new(), String::new()),
+    let cpu = cpu_column(RunResult::cpu_us_per_request);
+    let client = cpu_column(RunResult::client_cpu_us_per_request);
+    let (rps_ratio, p99_ratio, cpu_ratio) = match ratios {
+        Some(s) => (
+            format!("{:.3}", median(&s.rps_ratios)),
+            format!("{:.2}x", median(&s.p99_ratios)),
+            if s.cpu_ratios.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2}x", median(&s.cpu_ratios))
+            },
+        ),
+        None => (String::new(), String::new(), String::new()),
     };
     println!(
-        "| {name} | {:.0} | {:.3} | {:.3} | {:.3} | {cpu} | {rps_ratio} | {p99_ratio} |",
+        "| {name} | {:.0} | {:.3} | {:.3} | {:.3} | {cpu} | {client} | {rps_ratio} | {p99_ratio} | {cpu_ratio} |",
         m(RunResult::rps),
         m(RunResult::p50),
         m(RunResult::p99),

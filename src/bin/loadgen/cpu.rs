@@ -37,6 +37,13 @@ impl CpuProbe {
     }
 }
 
+/// CPU time the load generator's own threads used so far.
+pub(crate) fn client() -> Option<Duration> {
+    sum_tasks(Path::new("/proc/self/task"), |comm| {
+        comm.starts_with(CLIENT_THREAD_PREFIX)
+    })
+}
+
 fn sum_tasks(dir: &Path, include: impl Fn(&str) -> bool) -> Option<Duration> {
     let mut total = 0u64;
     for entry in fs::read_dir(dir).ok()? {

@@ -13,6 +13,8 @@ pub(crate) struct RunResult {
     latencies: Vec<u64>,
     /// CPU time the server side used during the run, when it could be read.
     pub(crate) server_cpu: Option<Duration>,
+    /// CPU time the load generator itself used during the run.
+    pub(crate) client_cpu: Option<Duration>,
     /// Token-cache hits and misses during the run (in-process target only).
     pub(crate) cache: Option<(u64, u64)>,
 }
@@ -32,6 +34,7 @@ impl RunResult {
             elapsed,
             latencies,
             server_cpu: None,
+            client_cpu: None,
             cache: None,
         }
     }
@@ -64,7 +67,15 @@ impl RunResult {
 
     /// Server CPU microseconds per request.
     pub(crate) fn cpu_us_per_request(&self) -> Option<f64> {
-        let cpu = self.server_cpu?;
+        self.per_request(self.server_cpu?)
+    }
+
+    /// Load generator CPU microseconds per request.
+    pub(crate) fn client_cpu_us_per_request(&self) -> Option<f64> {
+        self.per_request(self.client_cpu?)
+    }
+
+    fn per_request(&self, cpu: Duration) -> Option<f64> {
         (self.requests > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests as f64)
     }
 }
