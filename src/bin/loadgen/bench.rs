@@ -315,13 +315,18 @@ async fn run_pair(
     }
     let rps_ratio = median(&summary.rps_ratios);
     let p99_ratio = median(&summary.p99_ratios);
+    let cpu_ratio = median(&summary.cpu_ratios);
     println!(
-        "median ratio {}/{}: req/s {:.3}, p99 {:.2}x, server CPU per request {:.2}x",
+        "median ratio {}/{}: req/s {:.3}, p99 {:.2}x, server CPU per request {}",
         a.name,
         b.name,
         rps_ratio,
         p99_ratio,
-        median(&summary.cpu_ratios)
+        if cpu_ratio.is_finite() {
+            format!("{cpu_ratio:.2}x")
+        } else {
+            "-".to_owned()
+        }
     );
     let at = if args.concurrency == 64 {
         ""
