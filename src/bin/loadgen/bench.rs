@@ -90,8 +90,12 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
     let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
         Scenario::ALL.to_vec()
     } else {
-        let mut list = args.scenarios.clone();
-        list.dedup();
+        let mut list = Vec::new();
+        for s in &args.scenarios {
+            if !list.contains(s) {
+                list.push(*s);
+            }
+        }
         list
     };
     let machine = crate::footprint::machine();
@@ -132,7 +136,15 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
                 None
             };
             let uncached = if needs_uncached {
-                Some(Target::start_in_process(&server_rt, false, args.tokens).await?)
+                match Target::start_in_process(&server_rt, false, args.tokens).await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        if let Some(t) = cached {
+                            t.stop().await;
+                        }
+                        return Err(e);
+                    }
+                }
             } else {
                 None
             };
@@ -149,12 +161,51 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
     };
     eprintln!("loadgen: targets ready");
 
+    let outcome = run_scenarios(
+        args,
+        &scenarios,
+        cached.as_ref(),
+        uncached.as_ref(),
+        (echo, axum),
+        target_probe,
+    )
+    .await;
+    for t in [cached, uncached].into_iter().flatten() {
+        t.stop().await;
+    }
+    let summaries = outcome?;
+    let failed: u64 = summaries
+        .iter()
+        .flat_map(|s| s.target.iter().chain(&s.base))
+        .map(|r| r.errors)
+        .sum();
+    print_table(&summaries);
+    println!(
+        "load average after the run: {}",
+        crate::footprint::loadavg()
+    );
+    if failed > 0 {
+        return Err(format!(
+            "{failed} request(s) failed; see the first error of each run above"
+        ));
+    }
+    Ok(())
+}
+
+/// Every scenario against its target and baseline, in order.
+async fn run_scenarios(
+    args: &BenchArgs,
+    scenarios: &[Scenario],
+    cached: Option<&Target>,
+    uncached: Option<&Target>,
+    (echo, axum): (SocketAddr, SocketAddr),
+    target_probe: CpuProbe,
+) -> Result<Vec<PairSummary>, String> {
     let mut summaries = Vec::new();
-    let mut failed = 0u64;
-    for scenario in scenarios {
+    for &scenario in scenarios {
         let chosen = match scenario {
-            Scenario::IntrospectUncached => uncached.as_ref(),
-            _ => cached.as_ref(),
+            Scenario::IntrospectUncached => uncached,
+            _ => cached,
         };
         let Some(tgt) = chosen else {
             println!(
@@ -203,29 +254,10 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
             },
         )
         .await?;
-        failed += summary
-            .target
-            .iter()
-            .chain(&summary.base)
-            .map(|r| r.errors)
-            .sum::<u64>();
         summaries.push(summary);
     }
 
-    print_table(&summaries);
-    println!(
-        "load average after the run: {}",
-        crate::footprint::loadavg()
-    );
-    for t in [cached, uncached].into_iter().flatten() {
-        t.stop().await;
-    }
-    if failed > 0 {
-        return Err(format!(
-            "{failed} request(s) failed; see the first error of each run above"
-        ));
-    }
-    Ok(())
+    Ok(summaries)
 }
 
 /// gRPC workers spread over `connections` HTTP/2 connections to `addr`.

@@ -92,8 +92,13 @@ impl Target {
             tokens: Vec::new(),
             in_process: Some(InProcess { running, dir }),
         };
-        target.provision(tokens).await?;
-        Ok(target)
+        match target.provision(tokens).await {
+            Ok(()) => Ok(target),
+            Err(e) => {
+                target.stop().await;
+                Err(e)
+            }
+        }
     }
 
     /// A token-service running elsewhere.
