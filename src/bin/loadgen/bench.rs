@@ -57,10 +57,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("client runtime: {e}"))?;
-    if args.grpc_target.is_none() {
-        // The in-process server logs as `token-service serve` does by default (to stderr).
-        token_service::telemetry::init(&token_service::config::LogConfig::default());
-    }
+    // The in-process server logs (to stderr) and traces as `token-service serve` does with
+    // the default configuration; the guard lives until the end of the run.
+    let _telemetry = args
+        .grpc_target
+        .is_none()
+        .then(|| token_service::telemetry::init(&token_service::config::LogConfig::default()));
     let outcome = client_rt.block_on(bench(&args, server_rt.handle().clone(), server_threads));
     server_rt.shutdown_timeout(Duration::from_secs(1));
     client_rt.shutdown_timeout(Duration::from_secs(1));
