@@ -1,5 +1,6 @@
 mod architecture;
 pub(crate) mod cli;
+mod loadgen;
 mod metrics;
 mod migrations;
 pub(crate) mod proto;

@@ -1,0 +1,591 @@
+//! `loadgen bench`: each scenario against its target and its baseline, interleaved.
+//!
+//! Every run is closed-loop: `concurrency` workers each send a request, wait for the answer,
+//! and send the next. A run is a warm-up (unmeasured) followed by the measured window; only
+//! requests that both start and finish inside the window count, and their latency is the
+//! time from sending to a checked answer. Target and baseline runs alternate, round after
+//! round, and each round's ratio compares two runs minutes apart at most.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::runtime::{Builder, Handle};
+
+use crate::{
+    BenchArgs, Scenario, baseline,
+    cpu::{CLIENT_THREAD_PREFIX, CpuProbe},
+    drivers::Driver,
+    http1::Http1Conn,
+    stats::{RunResult, median},
+    target::{self, Target},
+};
+
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+/// How long workers may take to finish their last request after a run ends.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
+    if args.concurrency == 0 || args.connections == 0 || args.rounds == 0 || args.tokens == 0 {
+        return Err(
+            "--concurrency, --connections, --rounds and --tokens must be at least 1".into(),
+        );
+    }
+    if args.duration.is_zero() {
+        return Err("--duration must be more than 0".into());
+    }
+    let server_threads = args
+        .server_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let server_rt = Builder::new_multi_thread()
+        .worker_threads(server_threads.max(1))
+        .thread_name("srv-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("server runtime: {e}"))?;
+    let client_rt = Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .thread_name(format!("{CLIENT_THREAD_PREFIX}-client"))
+        .enable_all()
+        .build()
+        .map_err(|e| format!("client runtime: {e}"))?;
+    // The in-process server logs (to stderr) and traces as `token-service serve` does with
+    // the default configuration; the guard lives until the end of the run.
+    let _telemetry = args
+        .grpc_target
+        .is_none()
+        .then(|| token_service::telemetry::init(&token_service::config::LogConfig::default()));
+    let outcome = client_rt.block_on(bench(&args, server_rt.handle().clone(), server_threads));
+    server_rt.shutdown_timeout(Duration::from_secs(1));
+    client_rt.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+/// One side of a pair.
+struct Side<'a> {
+    name: &'static str,
+    drivers: Vec<Driver>,
+    probe: CpuProbe,
+    target: Option<&'a Target>,
+}
+
+/// The medians of one scenario, for the closing table.
+struct PairSummary {
+    scenario: &'static str,
+    baseline: &'static str,
+    target: Vec<RunResult>,
+    base: Vec<RunResult>,
+    rps_ratios: Vec<f64>,
+    p99_ratios: Vec<f64>,
+    cpu_ratios: Vec<f64>,
+}
+
+async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Result<(), String> {
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        let mut list = Vec::new();
+        for s in &args.scenarios {
+            if !list.contains(s) {
+                list.push(*s);
+            }
+        }
+        list
+    };
+    let machine = crate::footprint::machine();
+    println!("machine: {machine}");
+    println!(
+        "load: concurrency {}, {} gRPC connection(s) (REST: one HTTP/1.1 connection per request in flight), \
+         {} round(s) of {:?} after {:?} warm-up, {} token(s); runtimes: {} client thread(s), {} server thread(s)",
+        args.concurrency,
+        args.connections,
+        args.rounds,
+        args.duration,
+        args.warmup,
+        args.tokens,
+        args.client_threads,
+        server_threads
+    );
+
+    let needs_cached = scenarios.iter().any(|s| *s != Scenario::IntrospectUncached);
+    let needs_uncached = scenarios.contains(&Scenario::IntrospectUncached);
+    let spawn_err = |e: tokio::task::JoinError| format!("server task: {e}");
+    let echo = server_rt
+        .spawn(baseline::start_grpc_echo())
+        .await
+        .map_err(spawn_err)??;
+    let axum = server_rt
+        .spawn(baseline::start_axum_json())
+        .await
+        .map_err(spawn_err)??;
+
+    let (cached, uncached, target_probe) = match args.grpc_target {
+        None => {
+            println!(
+                "target: token-service in this process, SQLite in a temporary directory, default configuration"
+            );
+            let cached = if needs_cached {
+                Some(Target::start_in_process(&server_rt, true, args.tokens).await?)
+            } else {
+                None
+            };
+            let uncached = if needs_uncached {
+                match Target::start_in_process(&server_rt, false, args.tokens).await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        if let Some(t) = cached {
+                            t.stop().await;
+                        }
+                        return Err(e);
+                    }
+                }
+            } else {
+                None
+            };
+            (cached, uncached, CpuProbe::InProcess)
+        }
+        Some(grpc) => {
+            println!("target: token-service at {grpc} (external)");
+            let admin = args.admin_token.clone().unwrap_or_default();
+            let cached = Target::external(grpc, args.http_target, admin, args.tokens).await?;
+            let uncached = args.uncached_grpc_target.map(|a| cached.sibling(a));
+            let probe = args.target_pid.map_or(CpuProbe::None, CpuProbe::Process);
+            (Some(cached), uncached, probe)
+        }
+    };
+    eprintln!("loadgen: targets ready");
+
+    let outcome = run_scenarios(
+        args,
+        &scenarios,
+        cached.as_ref(),
+        uncached.as_ref(),
+        (echo, axum),
+        target_probe,
+    )
+    .await;
+    for t in [cached, uncached].into_iter().flatten() {
+        t.stop().await;
+    }
+    let summaries = outcome?;
+    let failed: u64 = summaries
+        .iter()
+        .flat_map(|s| s.target.iter().chain(&s.base))
+        .map(|r| r.errors)
+        .sum();
+    print_table(&summaries);
+    println!(
+        "load average after the run: {}",
+        crate::footprint::loadavg()
+    );
+    if failed > 0 {
+        return Err(format!(
+            "{failed} request(s) failed; see the first error of each run above"
+        ));
+    }
+    Ok(())
+}
+
+/// Every scenario against its target and baseline, in order.
+async fn run_scenarios(
+    args: &BenchArgs,
+    scenarios: &[Scenario],
+    cached: Option<&Target>,
+    uncached: Option<&Target>,
+    (echo, axum): (SocketAddr, SocketAddr),
+    target_probe: CpuProbe,
+) -> Result<Vec<PairSummary>, String> {
+    let mut summaries = Vec::new();
+    for &scenario in scenarios {
+        let chosen = match scenario {
+            Scenario::IntrospectUncached => uncached,
+            _ => cached,
+        };
+        let Some(tgt) = chosen else {
+            println!(
+                "\n== {}: skipped (with --grpc-target, pass --uncached-grpc-target)",
+                scenario.name()
+            );
+            continue;
+        };
+        let (target_drivers, baseline_name, base_drivers) = match scenario {
+            Scenario::RestGetMe => {
+                let Some(http) = tgt.http else {
+                    println!("\n== {}: skipped (pass --http-target)", scenario.name());
+                    continue;
+                };
+                (
+                    rest_drivers(http, tgt, args.concurrency),
+                    "axum-json",
+                    rest_drivers(axum, tgt, args.concurrency),
+                )
+            }
+            Scenario::CreateToken => (
+                grpc_drivers(tgt.grpc, tgt, args, true).await?,
+                "grpc-echo",
+                grpc_drivers(echo, tgt, args, false).await?,
+            ),
+            Scenario::IntrospectCached | Scenario::IntrospectUncached => (
+                grpc_drivers(tgt.grpc, tgt, args, false).await?,
+                "grpc-echo",
+                grpc_drivers(echo, tgt, args, false).await?,
+            ),
+        };
+        let summary = run_pair(
+            args,
+            scenario,
+            Side {
+                name: scenario.name(),
+                drivers: target_drivers,
+                probe: target_probe,
+                target: Some(tgt),
+            },
+            Side {
+                name: baseline_name,
+                drivers: base_drivers,
+                probe: CpuProbe::InProcess,
+                target: None,
+            },
+        )
+        .await?;
+        summaries.push(summary);
+    }
+
+    Ok(summaries)
+}
+
+/// gRPC workers spread over `connections` HTTP/2 connections to `addr`.
+async fn grpc_drivers(
+    addr: SocketAddr,
+    tgt: &Target,
+    args: &BenchArgs,
+    write: bool,
+) -> Result<Vec<Driver>, String> {
+    let clients = target::connect(addr, args.connections).await?;
+    let tokens: Arc<[String]> = tgt.tokens.clone().into();
+    Ok((0..args.concurrency)
+        .map(|w| {
+            let client = clients[w % clients.len()].clone();
+            if write {
+                Driver::create_token(client, &tgt.admin_token)
+            } else {
+                Driver::introspect(client, &tgt.admin_token, tokens.clone())
+            }
+        })
+        .collect())
+}
+
+/// REST workers, each with its own keep-alive connection to `addr`.
+fn rest_drivers(addr: SocketAddr, tgt: &Target, concurrency: usize) -> Vec<Driver> {
+    let requests = Driver::get_me(addr, &tgt.tokens);
+    (0..concurrency)
+        .map(|_| Driver::GetMe {
+            conn: Http1Conn::new(addr),
+            requests: requests.clone(),
+        })
+        .collect()
+}
+
+async fn run_pair(
+    args: &BenchArgs,
+    scenario: Scenario,
+    mut a: Side<'_>,
+    mut b: Side<'_>,
+) -> Result<PairSummary, String> {
+    println!(
+        "\n== {} vs {} (baseline)\n{:<6}{:<22}{:>11}{:>10}{:>10}{:>10}{:>8}{:>12}{:>11}{:>15}",
+        a.name,
+        b.name,
+        "round",
+        "run",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "cpu µs/req",
+        "cache hit",
+        "client µs/req"
+    );
+    let mut summary = PairSummary {
+        scenario: a.name,
+        baseline: b.name,
+        target: Vec::new(),
+        base: Vec::new(),
+        rps_ratios: Vec::new(),
+        p99_ratios: Vec::new(),
+        cpu_ratios: Vec::new(),
+    };
+    for round in 1..=args.rounds {
+        let ra = run_side(&mut a, args).await?;
+        print_run(round, a.name, &ra);
+        let rb = run_side(&mut b, args).await?;
+        print_run(round, b.name, &rb);
+        let rps_ratio = ra.rps() / rb.rps();
+        let p99_ratio = ra.p99() / rb.p99();
+        let cpu_ratio = match (ra.cpu_us_per_request(), rb.cpu_us_per_request()) {
+            (Some(x), Some(y)) => {
+                summary.cpu_ratios.push(x / y);
+                format!("{:.2}x", x / y)
+            }
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{:<6}{:<22}{:>11.3}{:>10}{:>9.2}x{:>10}{:>8}{:>12}",
+            round, "ratio", rps_ratio, "", p99_ratio, "", "", cpu_ratio
+        );
+        summary.rps_ratios.push(rps_ratio);
+        summary.p99_ratios.push(p99_ratio);
+        summary.target.push(ra);
+        summary.base.push(rb);
+    }
+    let rps_ratio = median(&summary.rps_ratios);
+    let p99_ratio = median(&summary.p99_ratios);
+    let cpu_ratio = median(&summary.cpu_ratios);
+    println!(
+        "median ratio {}/{}: req/s {:.3}, p99 {:.2}x, server CPU per request {}",
+        a.name,
+        b.name,
+        rps_ratio,
+        p99_ratio,
+        if cpu_ratio.is_finite() {
+            format!("{cpu_ratio:.2}x")
+        } else {
+            "-".to_owned()
+        }
+    );
+    let at = if args.concurrency == 64 {
+        ""
+    } else {
+        " (the target is stated at concurrency 64)"
+    };
+    match scenario {
+        Scenario::IntrospectCached => {
+            println!(
+                "target: req/s >= 0.80 x {}: {}; p99 <= 1.5 x {}: {}{at}",
+                b.name,
+                verdict(rps_ratio >= 0.80),
+                b.name,
+                verdict(p99_ratio <= 1.5)
+            );
+        }
+        Scenario::RestGetMe => {
+            println!(
+                "target: req/s >= 0.70 x {}: {}{at}",
+                b.name,
+                verdict(rps_ratio >= 0.70)
+            );
+        }
+        Scenario::IntrospectUncached | Scenario::CreateToken => {}
+    }
+    let errors: u64 = summary
+        .target
+        .iter()
+        .chain(&summary.base)
+        .map(|r| r.errors)
+        .sum();
+    println!(
+        "summary scenario={} baseline={} rps={:.1} baseline_rps={:.1} rps_ratio={:.3} p99_ratio={:.3} errors={}",
+        a.name,
+        b.name,
+        median(
+            &summary
+                .target
+                .iter()
+                .map(RunResult::rps)
+                .collect::<Vec<_>>()
+        ),
+        median(&summary.base.iter().map(RunResult::rps).collect::<Vec<_>>()),
+        rps_ratio,
+        p99_ratio,
+        errors
+    );
+    Ok(summary)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn print_run(round: usize, name: &str, r: &RunResult) {
+    let cpu = r
+        .cpu_us_per_request()
+        .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"));
+    let cache = r.cache.map_or_else(
+        || "-".to_owned(),
+        |(hits, misses)| {
+            let total = hits + misses;
+            if total == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", hits as f64 * 100.0 / total as f64)
+            }
+        },
+    );
+    let client = r
+        .client_cpu_us_per_request()
+        .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"));
+    println!(
+        "{:<6}{:<22}{:>11.1}{:>10.3}{:>10.3}{:>10.3}{:>8}{:>12}{:>11}{:>15}",
+        round,
+        name,
+        r.rps(),
+        r.p50(),
+        r.p99(),
+        r.p999(),
+        r.errors,
+        cpu,
+        cache,
+        client
+    );
+    if let Some(e) = &r.first_error {
+        println!("      first error: {e}");
+    }
+}
+
+/// One measured run of a side: warm-up, then the window.
+async fn run_side(side: &mut Side<'_>, args: &BenchArgs) -> Result<RunResult, String> {
+    let drivers = std::mem::take(&mut side.drivers);
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let workers: Vec<_> = drivers
+        .into_iter()
+        .enumerate()
+        .map(|(w, driver)| tokio::spawn(worker(w, driver, phase.clone())))
+        .collect();
+    tokio::time::sleep(args.warmup).await;
+    let cpu0 = side.probe.read();
+    let client0 = crate::cpu::client();
+    let cache0 = side.target.and_then(Target::cache_counts);
+    let t0 = Instant::now();
+    phase.store(MEASURE, Ordering::Release);
+    tokio::time::sleep(args.duration).await;
+    phase.store(STOP, Ordering::Release);
+    let elapsed = t0.elapsed();
+    let cpu1 = side.probe.read();
+    let client1 = crate::cpu::client();
+    let cache1 = side.target.and_then(Target::cache_counts);
+
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for handle in workers {
+        let done = tokio::time::timeout(DRAIN_TIMEOUT, handle)
+            .await
+            .map_err(|_| {
+                format!(
+                    "{}: a request was still unanswered {DRAIN_TIMEOUT:?} after the run",
+                    side.name
+                )
+            })?
+            .map_err(|e| format!("worker: {e}"))?;
+        side.drivers.push(done.driver);
+        latencies.extend(done.latencies);
+        errors += done.errors;
+        if first_error.is_none() {
+            first_error = done.first_error;
+        }
+    }
+    let mut result = RunResult::new(latencies, errors, first_error, elapsed);
+    result.server_cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
+    result.client_cpu = client0.zip(client1).map(|(a, b)| b.saturating_sub(a));
+    result.cache = cache0
+        .zip(cache1)
+        .map(|((h0, m0), (h1, m1))| (h1 - h0, m1 - m0));
+    Ok(result)
+}
+
+struct WorkerResult {
+    driver: Driver,
+    latencies: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn worker(w: usize, mut driver: Driver, phase: Arc<AtomicU8>) -> WorkerResult {
+    let mut latencies = Vec::with_capacity(16 * 1024);
+    let mut errors = 0;
+    let mut first_error = None;
+    // Workers start at different tokens so they do not move through them in step.
+    let mut i = w.wrapping_mul(7919);
+    loop {
+        let started_in = phase.load(Ordering::Acquire);
+        if started_in == STOP {
+            break;
+        }
+        let start = Instant::now();
+        let outcome = driver.call(i).await;
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        i = i.wrapping_add(1);
+        if started_in == MEASURE && phase.load(Ordering::Acquire) == MEASURE {
+            match outcome {
+                Ok(()) => latencies.push(nanos),
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    WorkerResult {
+        driver,
+        latencies,
+        errors,
+        first_error,
+    }
+}
+
+/// The medians of every run, as a Markdown table (for the README).
+fn print_table(summaries: &[PairSummary]) {
+    if summaries.is_empty() {
+        return;
+    }
+    println!(
+        "\nmedians over the rounds:\n\n| run | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | loadgen CPU µs/req | req/s ratio | p99 ratio | server CPU ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in summaries {
+        row(s.scenario, &s.target, Some(s));
+        row(&format!("{} (baseline)", s.baseline), &s.base, None);
+    }
+    println!();
+}
+
+fn row(name: &str, runs: &[RunResult], ratios: Option<&PairSummary>) {
+    let m = |f: fn(&RunResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let cpu_column = |f: fn(&RunResult) -> Option<f64>| {
+        let v = median(&runs.iter().filter_map(f).collect::<Vec<_>>());
+        if v.is_finite() {
+            format!("{v:.1}")
+        } else {
+            "-".to_owned()
+        }
+    };
+    let cpu = cpu_column(RunResult::cpu_us_per_request);
+    let client = cpu_column(RunResult::client_cpu_us_per_request);
+    let (rps_ratio, p99_ratio, cpu_ratio) = match ratios {
+        Some(s) => (
+            format!("{:.3}", median(&s.rps_ratios)),
+            format!("{:.2}x", median(&s.p99_ratios)),
+            if s.cpu_ratios.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2}x", median(&s.cpu_ratios))
+            },
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    println!(
+        "| {name} | {:.0} | {:.3} | {:.3} | {:.3} | {cpu} | {client} | {rps_ratio} | {p99_ratio} | {cpu_ratio} |",
+        m(RunResult::rps),
+        m(RunResult::p50),
+        m(RunResult::p99),
+        m(RunResult::p999),
+    );
+}

@@ -1,0 +1,230 @@
+//! `loadgen`: drives token-service over real sockets and compares it with bare tonic and axum
+//! baselines run by this same binary, interleaved (target, baseline, target, baseline, ...)
+//! so that the ratio survives the drift of a shared machine. Also measures the idle RSS and
+//! the start-to-serving time of a spawned `token-service serve` on SQLite.
+//!
+//! Results go to stdout; progress and the in-process server's logs go to stderr.
+
+mod baseline;
+mod bench;
+mod cpu;
+mod drivers;
+mod footprint;
+mod http1;
+mod stats;
+mod target;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load generator and benchmarks for token-service.
+///
+/// `bench` runs each scenario against its target and against a bare baseline served by this
+/// binary, alternating for several rounds, and prints requests/s, p50/p99/p99.9 latency, the
+/// server's CPU time per request, the target/baseline ratio per round and the median ratio.
+/// Without --grpc-target the target is a token-service started in this process on a
+/// temporary SQLite database.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run scenarios against the target interleaved with their baselines.
+    Bench(BenchArgs),
+    /// Spawn `token-service serve` on a fresh SQLite database, wait until it serves, let it
+    /// idle, and print its resident memory (VmRSS, VmHWM).
+    IdleRss(IdleRssArgs),
+    /// Spawn `token-service serve` on SQLite several times and print the time from spawn to
+    /// the first successful gRPC health check, on a fresh and on an existing database file.
+    Startup(StartupArgs),
+}
+
+/// What to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// IntrospectToken answered from the token cache, against the gRPC echo baseline.
+    IntrospectCached,
+    /// IntrospectToken on a server with the cache off (every check reads the database),
+    /// against the gRPC echo baseline.
+    IntrospectUncached,
+    /// GET /api/v4/users/me with a bearer token, against the bare axum JSON baseline.
+    RestGetMe,
+    /// CreateUserAccessToken (the write path), against the gRPC echo baseline.
+    CreateToken,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] = [
+        Scenario::IntrospectCached,
+        Scenario::IntrospectUncached,
+        Scenario::RestGetMe,
+        Scenario::CreateToken,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::IntrospectCached => "introspect-cached",
+            Scenario::IntrospectUncached => "introspect-uncached",
+            Scenario::RestGetMe => "rest-get-me",
+            Scenario::CreateToken => "create-token",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Scenario to run (repeat the flag for several). Default: all four.
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    scenarios: Vec<Scenario>,
+    /// Requests in flight at any moment (closed loop: each finished request starts the next).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the gRPC requests are spread over. REST uses one HTTP/1.1
+    /// keep-alive connection per request in flight (HTTP/1.1 does not multiplex).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Measured time of each run: 5s, 500ms, 1m, or seconds.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured load before each run (connections warm, caches filled).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Target/baseline pairs per scenario.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Distinct tokens the read scenarios rotate through (one user and PAT each).
+    #[arg(long, default_value_t = 100)]
+    tokens: usize,
+    /// Worker threads of the load generator's own runtime.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Worker threads of the runtime serving the baselines and the in-process target.
+    /// Default: the number of CPUs (what `token-service serve` uses).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// gRPC address of an already running token-service (instead of an in-process one).
+    #[arg(long, value_name = "ADDR", requires = "admin_token")]
+    grpc_target: Option<SocketAddr>,
+    /// REST address of that running token-service (for rest-get-me).
+    #[arg(long, value_name = "ADDR", requires = "grpc_target")]
+    http_target: Option<SocketAddr>,
+    /// gRPC address of a running token-service with `cache.enable = false` on the same
+    /// database (for introspect-uncached with --grpc-target).
+    #[arg(long, value_name = "ADDR", requires = "grpc_target")]
+    uncached_grpc_target: Option<SocketAddr>,
+    /// A system_admin token of the running target (`token-service admin create-token`); used
+    /// to create the users and tokens the scenarios present.
+    #[arg(long, env = "LOADGEN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Process id of the running target, to report its CPU time per request.
+    #[arg(long, value_name = "PID", requires = "grpc_target")]
+    target_pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+struct ServerBinArgs {
+    /// The token-service binary. Default: `token-service` next to this executable.
+    #[arg(long, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+}
+
+impl ServerBinArgs {
+    fn path(&self) -> Result<PathBuf, String> {
+        if let Some(path) = &self.server_bin {
+            return Ok(path.clone());
+        }
+        let me = std::env::current_exe().map_err(|e| format!("cannot find loadgen itself: {e}"))?;
+        let sibling = me.with_file_name("token-service");
+        if sibling.exists() {
+            Ok(sibling)
+        } else {
+            Err(format!(
+                "{} does not exist: build it (cargo build --release --bin token-service) or pass --server-bin",
+                sibling.display()
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct IdleRssArgs {
+    #[command(flatten)]
+    server: ServerBinArgs,
+    /// How long the server idles after it first serves before VmRSS is read.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    idle: Duration,
+}
+
+#[derive(Debug, Args)]
+struct StartupArgs {
+    #[command(flatten)]
+    server: ServerBinArgs,
+    /// Starts per kind (fresh file, existing file); the median is reported.
+    #[arg(long, default_value_t = 7)]
+    starts: usize,
+}
+
+/// `5s`, `500ms`, `1m`, `1.5` (seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: use 5s, 500ms, 1m or seconds"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s or m")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("invalid duration {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::IdleRss(args) => footprint::idle_rss(&args),
+        Command::Startup(args) => footprint::startup(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

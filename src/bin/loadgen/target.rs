@@ -1,0 +1,233 @@
+//! The system under test: a token-service started in this process on a temporary SQLite
+//! database (the default), or one already running elsewhere. Either way the scenarios'
+//! users and tokens are created through the gRPC API with a system_admin token.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use token_service::{
+    admin,
+    cli::AdminAction,
+    config::Config,
+    pb::{self, token_service_client::TokenServiceClient},
+    server::{self, RunningServer},
+};
+use tonic::{Request, transport::Channel};
+
+/// A server to drive, with the credentials the scenarios present.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) grpc: SocketAddr,
+    pub(crate) http: Option<SocketAddr>,
+    /// A system_admin PAT: the caller of IntrospectToken and CreateUserAccessToken.
+    pub(crate) admin_token: String,
+    /// One PAT per provisioned user: the tokens introspected and presented to GetMe.
+    pub(crate) tokens: Vec<String>,
+    in_process: Option<InProcess>,
+}
+
+#[derive(Debug)]
+struct InProcess {
+    running: RunningServer,
+    dir: PathBuf,
+}
+
+impl Target {
+    /// Starts token-service in this process (its tasks on `server_rt`) on a fresh SQLite
+    /// database in a temporary directory, with the default configuration except for the
+    /// addresses and, when `cache` is false, `cache.enable = false`.
+    pub(crate) async fn start_in_process(
+        server_rt: &tokio::runtime::Handle,
+        cache: bool,
+        tokens: usize,
+    ) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("loadgen-{}", run_id()));
+        let mut config = Config {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.join("data"),
+            ..Config::default()
+        };
+        config.cache.enable = cache;
+        // The administrator is bootstrapped as an operator does it: `token-service admin`.
+        admin::admin(
+            &config,
+            &AdminAction::CreateUser {
+                username: "loadgen-admin".to_owned(),
+                email: String::new(),
+                roles: "system_user system_admin".to_owned(),
+                bot: false,
+                owner: None,
+                id: None,
+            },
+        )
+        .await
+        .map_err(|e| format!("create the admin user: {e}"))?;
+        let created = admin::admin(
+            &config,
+            &AdminAction::CreateToken {
+                user: "loadgen-admin".to_owned(),
+                description: "loadgen".to_owned(),
+                expires_in_days: None,
+            },
+        )
+        .await
+        .map_err(|e| format!("create the admin token: {e}"))?;
+        let admin_token = created["token"]
+            .as_str()
+            .ok_or("create-token printed no token")?
+            .to_owned();
+        let running = server_rt
+            .spawn(async move { server::start(&config).await.map_err(|e| e.to_string()) })
+            .await
+            .map_err(|e| format!("server task: {e}"))?
+            .map_err(|e| format!("start token-service: {e}"))?;
+        let mut target = Self {
+            grpc: running.grpc_addr(),
+            http: Some(running.http_addr()),
+            admin_token,
+            tokens: Vec::new(),
+            in_process: Some(InProcess { running, dir }),
+        };
+        match target.provision(tokens).await {
+            Ok(()) => Ok(target),
+            Err(e) => {
+                target.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A token-service running elsewhere.
+    pub(crate) async fn external(
+        grpc: SocketAddr,
+        http: Option<SocketAddr>,
+        admin_token: String,
+        tokens: usize,
+    ) -> Result<Self, String> {
+        let mut target = Self {
+            grpc,
+            http,
+            admin_token,
+            tokens: Vec::new(),
+            in_process: None,
+        };
+        target.provision(tokens).await?;
+        Ok(target)
+    }
+
+    /// The same running server's database seen through another gRPC address (a second
+    /// replica configured differently), reusing the provisioned tokens.
+    pub(crate) fn sibling(&self, grpc: SocketAddr) -> Self {
+        Self {
+            grpc,
+            http: None,
+            admin_token: self.admin_token.clone(),
+            tokens: self.tokens.clone(),
+            in_process: None,
+        }
+    }
+
+    /// Token-cache hits and misses so far (in-process only).
+    pub(crate) fn cache_counts(&self) -> Option<(u64, u64)> {
+        let stats = self.in_process.as_ref()?.running.cache_stats();
+        Some((stats.hits, stats.misses))
+    }
+
+    /// Creates `n` users, each with a personal access token.
+    async fn provision(&mut self, n: usize) -> Result<(), String> {
+        let mut client = connect(self.grpc, 1).await?.remove(0);
+        let run = run_id();
+        for i in 0..n {
+            let user = client
+                .create_user(authed(
+                    pb::CreateUserRequest {
+                        username: format!("lg-{run}-{i}"),
+                        roles: vec![
+                            "system_user".to_owned(),
+                            "system_user_access_token".to_owned(),
+                        ],
+                        ..Default::default()
+                    },
+                    &self.admin_token,
+                ))
+                .await
+                .map_err(|s| format!("CreateUser: {s:?}"))?
+                .into_inner()
+                .user
+                .ok_or("CreateUser returned no user")?;
+            let created = client
+                .create_user_access_token(authed(
+                    pb::CreateUserAccessTokenRequest {
+                        user_id: user.id,
+                        description: "loadgen".to_owned(),
+                        expires_at: None,
+                    },
+                    &self.admin_token,
+                ))
+                .await
+                .map_err(|s| format!("CreateUserAccessToken: {s:?}"))?
+                .into_inner();
+            self.tokens.push(created.token);
+        }
+        Ok(())
+    }
+
+    /// Stops an in-process server and deletes its directory.
+    pub(crate) async fn stop(self) {
+        if let Some(p) = self.in_process {
+            if let Err(e) = p.running.shutdown().await {
+                eprintln!("token-service stopped with an error: {e}");
+            }
+            let _ = std::fs::remove_dir_all(&p.dir);
+        }
+    }
+}
+
+/// `n` gRPC clients, each on its own HTTP/2 connection.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    n: usize,
+) -> Result<Vec<TokenServiceClient<Channel>>, String> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        clients.push(TokenServiceClient::new(channel));
+    }
+    Ok(clients)
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+/// A short unique suffix for names (base 36 of the clock's nanoseconds).
+fn run_id() -> String {
+    let mut n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+        ^ u128::from(std::process::id());
+    let mut out = String::new();
+    while n > 0 && out.len() < 10 {
+        let digit = (n % 36) as u32;
+        out.push(char::from_digit(digit, 36).expect("base 36"));
+        n /= 36;
+    }
+    out
+}
