@@ -4,7 +4,6 @@
 use std::{fs, io::Write, net::SocketAddr, path::Path, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use crate::{
@@ -318,7 +317,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 request_timeout.map(grpc::DeadlineLayer::new),
             ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
+            .serve_with_incoming_shutdown(
+                // Answers go out at once, not when Nagle's algorithm decides (40 ms stalls).
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown_signal,
+            );
         let mut http_stop = shutdown_rx.clone();
         let http_shutdown = async move {
             let _ = http_stop.wait_for(|stop| *stop).await;
@@ -329,7 +332,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                     tls::serve_https(http_listener, rest_app, config, http_shutdown).await
                 }
                 None => {
-                    axum::serve(http_listener, rest_app)
+                    use axum::serve::ListenerExt as _;
+                    let listener = http_listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, rest_app)
                         .with_graceful_shutdown(http_shutdown)
                         .await
                 }

@@ -234,38 +234,14 @@ where
         let request_id = RequestId::generate();
         let transport = self.layer.transport;
         let route = self.route(&request);
-        let span = match transport {
-            Transport::Grpc => {
-                let (service, method) = route
-                    .trim_start_matches('/')
-                    .split_once('/')
-                    .unwrap_or(("", ""));
-                tracing::info_span!(
-                    "grpc",
-                    otel.name = %route.trim_start_matches('/'),
-                    otel.kind = "server",
-                    otel.status_code = Empty,
-                    request_id = %request_id,
-                    rpc.system = "grpc",
-                    rpc.service = %service,
-                    rpc.method = %method,
-                    rpc.grpc.status_code = Empty,
-                    enduser.id = Empty,
-                )
-            }
-            Transport::Http => tracing::info_span!(
-                "http",
-                otel.name = %format_args!("{} {route}", request.method()),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                request_id = %request_id,
-                http.request.method = %request.method(),
-                http.route = %route,
-                http.response.status_code = Empty,
-                enduser.id = Empty,
-            ),
+        let exporting = EXPORTING.load(Ordering::Acquire);
+        let span = if exporting {
+            trace_span(transport, &request, &route, &request_id)
+        } else {
+            // Logs only need the request id on each line: keep the span that cheap.
+            tracing::info_span!("request", request_id = %request_id)
         };
-        if EXPORTING.load(Ordering::Acquire) {
+        if exporting {
             let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
                 propagator.extract(&HeaderExtractor(request.headers()))
             });
@@ -281,7 +257,7 @@ where
             async move {
                 let result = future.await;
                 let status = match &result {
-                    Ok(response) => finish(transport, response),
+                    Ok(response) => finish(transport, response, exporting),
                     // The transport could not answer at all (a broken connection).
                     Err(_) => "ERROR".into(),
                 };
@@ -315,9 +291,62 @@ impl<S> RequestService<S> {
     }
 }
 
-/// Records the response's status on the current span; returns the metrics' status label.
-fn finish<B>(transport: Transport, response: &http::Response<B>) -> String {
-    let span = Span::current();
+/// The span of a request whose trace is exported: OpenTelemetry's conventions for RPC and
+/// HTTP servers.
+fn trace_span<B>(
+    transport: Transport,
+    request: &http::Request<B>,
+    route: &str,
+    request_id: &RequestId,
+) -> Span {
+    match transport {
+        Transport::Grpc => {
+            let (service, method) = route
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or(("", ""));
+            tracing::info_span!(
+                "grpc",
+                otel.name = %route.trim_start_matches('/'),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                request_id = %request_id,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+                enduser.id = Empty,
+            )
+        }
+        Transport::Http => tracing::info_span!(
+            "http",
+            otel.name = %format_args!("{} {route}", request.method()),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            request_id = %request_id,
+            http.request.method = %request.method(),
+            http.route = %route,
+            http.response.status_code = Empty,
+            enduser.id = Empty,
+        ),
+    }
+}
+
+/// Names the authenticated caller on the request's span (traces only).
+pub(crate) fn record_caller(user_id: &str) {
+    if EXPORTING.load(Ordering::Relaxed) {
+        Span::current().record("enduser.id", user_id);
+    }
+}
+
+/// Records the response's status on the current span (when traced); returns the metrics'
+/// status label.
+fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -> String {
+    let span = if traced {
+        Span::current()
+    } else {
+        Span::none()
+    };
     match transport {
         Transport::Grpc => {
             // An error is sent "trailers-only", in the headers; a success ends with

@@ -1,7 +1,7 @@
 //! Who is calling: credential parsing, authentication (the hot path), and the permission
 //! helpers every operation uses (Mattermost's `SessionHasPermissionTo*`).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use tracing::debug;
 
@@ -32,7 +32,7 @@ pub enum Caller {
     /// mode.
     Local,
     /// An authenticated user.
-    User(Box<Principal>),
+    User(Arc<Principal>),
 }
 
 /// An authenticated credential: the user, the session it is (or was minted as), and for a
@@ -110,11 +110,6 @@ pub fn presented_token(raw: &str) -> Option<PlainToken> {
     (!token.is_empty()).then(|| PlainToken::from_presented(token))
 }
 
-/// Names the authenticated user on the request's span (for its logs and trace).
-fn name_caller(principal: &Principal) {
-    tracing::Span::current().record("enduser.id", principal.user.id.as_str());
-}
-
 fn refused(why: &'static str) -> Error {
     debug!(why, "credential refused");
     Error::Unauthenticated {
@@ -126,7 +121,7 @@ impl Context {
     /// Authenticates a presented token: a session token, or a personal access token (whose
     /// session is minted on first use and only read afterwards). Every refusal is
     /// `Unauthenticated` with the same reason; the cause is logged at debug level only.
-    pub async fn authenticate(&self, token: &PlainToken) -> Result<Principal> {
+    pub async fn authenticate(&self, token: &PlainToken) -> Result<Arc<Principal>> {
         if !token.is_plausible() {
             return Err(refused("malformed token"));
         }
@@ -134,24 +129,23 @@ impl Context {
         let digest = self.hasher().digest(token);
         // A cached check that the clock has since expired falls through: the database decides
         // (and may know of an extension made by another replica).
-        if let Some(mut principal) = self.cache().get(digest.as_str(), now)
+        if let Some(principal) = self.cache().get(digest.as_str(), now)
             && self.still_usable(&principal, now)
         {
-            if self.record_activity(&mut principal.session, now) {
-                self.cache().touch(
-                    digest.as_str(),
-                    principal.session.last_activity_at,
-                    principal.session.expires_at,
-                );
+            if self.activity_due(&principal.session, now).is_none() {
+                return Ok(principal);
             }
-            name_caller(&principal);
-            return Ok(principal);
+            // Rare (once per activity interval per session): record it, cache the update.
+            let mut updated = (*principal).clone();
+            self.record_activity(&mut updated.session, now);
+            let updated = Arc::new(updated);
+            self.cache().touch(digest.as_str(), &updated);
+            return Ok(updated);
         }
         let generation = self.cache().generation();
-        let principal = self.authenticate_from_store(&digest, now).await?;
+        let principal = Arc::new(self.authenticate_from_store(&digest, now).await?);
         self.cache()
             .insert(digest.as_str(), &principal, generation, now);
-        name_caller(&principal);
         Ok(principal)
     }
 
@@ -261,7 +255,7 @@ impl Context {
             .await?
             .ok_or_else(|| refused("session revoked"))?;
         let principal = self.principal_of_session(session, now_millis()).await?;
-        Ok(Caller::User(Box::new(principal)))
+        Ok(Caller::User(Arc::new(principal)))
     }
 
     /// Records use of a session, at most every few minutes and off the request path: moves
@@ -270,6 +264,26 @@ impl Context {
     /// and a day has passed since the expiry was last set, but at most every
     /// `session_activity_interval_ms`, 5 minutes by default).
     fn record_activity(&self, session: &mut Session, now: UnixMillis) -> bool {
+        let Some(new_expiry) = self.activity_due(session, now) else {
+            return false;
+        };
+        session.last_activity_at = now;
+        if let Some(expires_at) = new_expiry {
+            session.expires_at = expires_at;
+        }
+        let store = self.store().clone();
+        let id = session.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_session(&id, now, new_expiry).await {
+                debug!(session_id = %id, error = %e, "could not record session activity");
+            }
+        });
+        true
+    }
+
+    /// Whether using `session` now must be recorded: `None` if not, else `Some` with the new
+    /// expiry if the session is also extended.
+    fn activity_due(&self, session: &Session, now: UnixMillis) -> Option<Option<UnixMillis>> {
         let policy = self.policy();
         let new_expiry = (policy.extend_session_length_with_activity
             && session.length_ms > 0
@@ -284,21 +298,7 @@ impl Context {
             })
             .flatten();
         let stale = now - session.last_activity_at >= policy.session_activity_interval_ms;
-        if new_expiry.is_none() && !stale {
-            return false;
-        }
-        session.last_activity_at = now;
-        if let Some(expires_at) = new_expiry {
-            session.expires_at = expires_at;
-        }
-        let store = self.store().clone();
-        let id = session.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_session(&id, now, new_expiry).await {
-                debug!(session_id = %id, error = %e, "could not record session activity");
-            }
-        });
-        true
+        (new_expiry.is_some() || stale).then_some(new_expiry)
     }
 
     fn check_access_token_usable(

@@ -14,7 +14,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        RwLock,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -47,7 +47,7 @@ impl Default for CacheSettings {
 
 #[derive(Debug)]
 struct Entry {
-    principal: Principal,
+    principal: Arc<Principal>,
     cached_at: UnixMillis,
 }
 
@@ -91,7 +91,7 @@ impl PrincipalCache {
     }
 
     /// The cached principal of `digest`, if fresh and the cache is trusted.
-    pub fn get(&self, digest: &str, now: UnixMillis) -> Option<Principal> {
+    pub fn get(&self, digest: &str, now: UnixMillis) -> Option<Arc<Principal>> {
         if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
             return None;
         }
@@ -100,7 +100,7 @@ impl PrincipalCache {
             entries
                 .get(digest)
                 .filter(|e| now - e.cached_at < self.settings.ttl_ms)
-                .map(|e| e.principal.clone())
+                .map(|e| Arc::clone(&e.principal))
         };
         let counter = if found.is_some() {
             &self.hits
@@ -115,7 +115,13 @@ impl PrincipalCache {
     /// `generation` was taken (the read may have seen a row that is now revoked), or the
     /// cache is not trusted (the revocation feed does not know yet which events it must
     /// apply, so an entry filled now could outlive a revocation it never hears of).
-    pub fn insert(&self, digest: &str, principal: &Principal, generation: u64, now: UnixMillis) {
+    pub fn insert(
+        &self,
+        digest: &str,
+        principal: &Arc<Principal>,
+        generation: u64,
+        now: UnixMillis,
+    ) {
         if !self.settings.enable {
             return;
         }
@@ -138,18 +144,18 @@ impl PrincipalCache {
         entries.insert(
             digest.to_owned(),
             Entry {
-                principal: principal.clone(),
+                principal: Arc::clone(principal),
                 cached_at: now,
             },
         );
     }
 
-    /// Updates the cached session after its activity was recorded.
-    pub fn touch(&self, digest: &str, last_activity_at: UnixMillis, expires_at: UnixMillis) {
+    /// Replaces the cached principal after its session's activity was recorded (keeping
+    /// when it was read from the database).
+    pub fn touch(&self, digest: &str, principal: &Arc<Principal>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = entries.get_mut(digest) {
-            entry.principal.session.last_activity_at = last_activity_at;
-            entry.principal.session.expires_at = expires_at;
+            entry.principal = Arc::clone(principal);
         }
     }
 
@@ -210,10 +216,10 @@ mod tests {
         model::{Session, User, UserAccessToken},
     };
 
-    fn principal(user: &str, session: &str, token: Option<&str>) -> Principal {
+    fn principal(user: &str, session: &str, token: Option<&str>) -> Arc<Principal> {
         let user_id = UserId::from_trusted(user.to_owned());
         let token_id = token.map(|t| TokenId::from_trusted(t.to_owned()));
-        Principal {
+        Arc::new(Principal {
             user: User {
                 id: user_id.clone(),
                 username: user.to_owned(),
@@ -247,7 +253,7 @@ mod tests {
                 expires_at: 0,
                 create_at: 1,
             }),
-        }
+        })
     }
 
     fn cache(capacity: usize) -> PrincipalCache {

@@ -10,7 +10,11 @@ const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
 
 /// A new random Mattermost id (Mattermost's `model.NewId`).
 pub fn new_id() -> String {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
+    encode(uuid::Uuid::new_v4().into_bytes())
+}
+
+/// 16 bytes in Mattermost's base32: 26 characters.
+fn encode(bytes: [u8; 16]) -> String {
     let mut out = String::with_capacity(26);
     let mut buffer: u32 = 0;
     let mut bits = 0;
@@ -110,9 +114,22 @@ id_type!(
 pub struct RequestId(String);
 
 impl RequestId {
-    /// A fresh id (Mattermost's id shape, as Mattermost's own request ids).
+    /// A fresh id in Mattermost's id shape. Request ids need to be unique, not secret, so
+    /// they come from a counter scrambled by a bijection under a random start-up key, not
+    /// from the system's random source (one system call per request otherwise).
     pub fn generate() -> Self {
-        Self(new_id())
+        use std::sync::{
+            OnceLock,
+            atomic::{AtomicU64, Ordering},
+        };
+        static KEY: OnceLock<u128> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let key = *KEY.get_or_init(|| uuid::Uuid::new_v4().as_u128() | 1);
+        let n = u128::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+        // Multiplying by an odd number and xoring are both bijections on u128, so distinct
+        // counters give distinct ids.
+        let mixed = (n ^ key.rotate_left(64)).wrapping_mul(key) ^ key;
+        Self(encode(mixed.to_be_bytes()))
     }
 
     /// The id as text.
@@ -130,6 +147,15 @@ impl fmt::Display for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_and_have_mattermost_shape() {
+        let ids: std::collections::HashSet<String> = (0..10_000)
+            .map(|_| RequestId::generate().to_string())
+            .collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| is_valid_id(id)));
+    }
 
     #[test]
     fn new_ids_have_mattermost_shape() {

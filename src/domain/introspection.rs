@@ -1,5 +1,7 @@
 //! IntrospectToken, the hot path: is this token valid, and whose is it?
 
+use std::sync::Arc;
+
 use super::{
     Context,
     auth::{Caller, Principal},
@@ -17,7 +19,7 @@ pub async fn introspect_token(
     ctx: &Context,
     caller: &Caller,
     token: &str,
-) -> Result<Option<Principal>> {
+) -> Result<Option<Arc<Principal>>> {
     ctx.require_permission(caller, Permission::IntrospectToken)?;
     if token.is_empty() {
         return Err(Error::invalid(

@@ -182,9 +182,9 @@ pub async fn update_user_active(
 }
 
 /// The caller's own user record.
-pub fn get_me(caller: &Caller) -> Result<User> {
+pub fn get_me(caller: &Caller) -> Result<&User> {
     match caller {
-        Caller::User(p) => Ok(p.user.clone()),
+        Caller::User(p) => Ok(&p.user),
         Caller::Local => Err(Error::Unauthenticated {
             reason: Reason::SessionExpired,
         }),

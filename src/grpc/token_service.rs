@@ -47,7 +47,8 @@ impl TokenServiceApi {
                 })
             })?;
         let principal = self.ctx.authenticate(&token).await.map_err(to_status)?;
-        Ok(Caller::User(Box::new(principal)))
+        crate::telemetry::record_caller(principal.user.id.as_str());
+        Ok(Caller::User(principal))
     }
 }
 
@@ -362,7 +363,7 @@ impl TokenService for TokenServiceApi {
         let caller = self.caller(&request).await?;
         let user = users::get_me(&caller).map_err(to_status)?;
         ok(pb::GetMeResponse {
-            user: Some(user.into()),
+            user: Some(user.clone().into()),
         })
     }
 
@@ -410,7 +411,7 @@ impl TokenService for TokenServiceApi {
             return ok(pb::IntrospectTokenResponse::default());
         };
         let expires_at = convert::timestamp(p.expires_at());
-        let (kind, token_id) = match p.access_token {
+        let (kind, token_id) = match &p.access_token {
             Some(t) => (pb::TokenKind::PersonalAccessToken, t.id.to_string()),
             None => (pb::TokenKind::Session, String::new()),
         };
@@ -420,9 +421,9 @@ impl TokenService for TokenServiceApi {
             token_id,
             session_id: p.session.id.to_string(),
             kind: kind.into(),
-            roles: p.user.roles,
+            roles: p.user.roles.clone(),
             expires_at,
-            username: p.user.username,
+            username: p.user.username.clone(),
             is_bot: p.user.is_bot,
         })
     }

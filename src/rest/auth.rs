@@ -80,6 +80,7 @@ impl FromRequestParts<RestState> for Authenticated {
             }
             _ => {}
         }
-        Ok(Authenticated(Caller::User(Box::new(principal))))
+        crate::telemetry::record_caller(principal.user.id.as_str());
+        Ok(Authenticated(Caller::User(principal)))
     }
 }

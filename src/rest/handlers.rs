@@ -594,7 +594,7 @@ pub(crate) async fn create_user(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(UserJson::from(user))).into_response())
+    Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
 }
 
 pub(crate) async fn update_user_roles(

@@ -120,56 +120,68 @@ impl From<TeamMember> for TeamMemberJson {
     }
 }
 
-/// The parts of model.User a token service knows, sanitized as for its owner.
+/// The parts of model.User a token service knows, sanitized as for its owner. Borrows the
+/// user: `GET /users/me` is a hot path.
 #[derive(Debug, Serialize)]
-pub(crate) struct UserJson {
-    pub(crate) id: String,
+pub(crate) struct UserJson<'a> {
+    pub(crate) id: &'a str,
     pub(crate) create_at: i64,
     pub(crate) update_at: i64,
     pub(crate) delete_at: i64,
-    pub(crate) username: String,
-    pub(crate) auth_data: String,
-    pub(crate) auth_service: String,
-    pub(crate) email: String,
-    pub(crate) nickname: String,
-    pub(crate) first_name: String,
-    pub(crate) last_name: String,
-    pub(crate) position: String,
+    pub(crate) username: &'a str,
+    pub(crate) auth_data: &'static str,
+    pub(crate) auth_service: &'static str,
+    pub(crate) email: &'a str,
+    pub(crate) nickname: &'static str,
+    pub(crate) first_name: &'static str,
+    pub(crate) last_name: &'static str,
+    pub(crate) position: &'static str,
     pub(crate) roles: String,
-    pub(crate) locale: String,
-    pub(crate) timezone: BTreeMap<String, String>,
+    pub(crate) locale: &'static str,
+    pub(crate) timezone: TimezoneJson,
     pub(crate) props: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) is_bot: bool,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) bot_owner_id: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) bot_owner_id: &'a str,
 }
 
-impl From<User> for UserJson {
-    fn from(u: User) -> Self {
-        let mut timezone = BTreeMap::new();
-        timezone.insert("useAutomaticTimezone".to_owned(), "true".to_owned());
-        timezone.insert("automaticTimezone".to_owned(), String::new());
-        timezone.insert("manualTimezone".to_owned(), String::new());
+/// Mattermost's default timezone of a user (its keys in the order Go writes a map's).
+#[derive(Debug, Serialize)]
+pub(crate) struct TimezoneJson {
+    #[serde(rename = "automaticTimezone")]
+    automatic_timezone: &'static str,
+    #[serde(rename = "manualTimezone")]
+    manual_timezone: &'static str,
+    #[serde(rename = "useAutomaticTimezone")]
+    use_automatic_timezone: &'static str,
+}
+
+impl<'a> From<&'a User> for UserJson<'a> {
+    fn from(u: &'a User) -> Self {
         Self {
-            id: u.id.to_string(),
+            id: u.id.as_str(),
             create_at: u.create_at,
             update_at: u.update_at,
             delete_at: u.delete_at,
-            username: u.username,
-            auth_data: String::new(),
-            auth_service: String::new(),
-            email: u.email,
-            nickname: String::new(),
-            first_name: String::new(),
-            last_name: String::new(),
-            position: String::new(),
+            username: &u.username,
+            auth_data: "",
+            auth_service: "",
+            email: &u.email,
+            nickname: "",
+            first_name: "",
+            last_name: "",
+            position: "",
             roles: u.roles.join(" "),
-            locale: "en".to_owned(),
-            timezone,
+            locale: "en",
+            timezone: TimezoneJson {
+                automatic_timezone: "",
+                manual_timezone: "",
+                use_automatic_timezone: "true",
+            },
             props: BTreeMap::new(),
             is_bot: u.is_bot,
-            bot_owner_id: u.bot_owner_id.map(|id| id.to_string()).unwrap_or_default(),
+            bot_owner_id: u.bot_owner_id.as_ref().map_or("", |id| id.as_str()),
         }
     }
 }
@@ -310,13 +322,13 @@ pub(crate) struct IntrospectionJson {
     pub(crate) expires_at: i64,
 }
 
-impl From<Option<Principal>> for IntrospectionJson {
-    fn from(found: Option<Principal>) -> Self {
+impl From<Option<std::sync::Arc<Principal>>> for IntrospectionJson {
+    fn from(found: Option<std::sync::Arc<Principal>>) -> Self {
         let Some(p) = found else {
             return Self::default();
         };
         let expires_at = p.expires_at();
-        let (kind, token_id) = match p.access_token {
+        let (kind, token_id) = match &p.access_token {
             Some(t) => ("user_access_token", t.id.to_string()),
             None => ("session", String::new()),
         };
@@ -327,7 +339,7 @@ impl From<Option<Principal>> for IntrospectionJson {
             session_id: p.session.id.to_string(),
             kind: kind.to_owned(),
             roles: p.user.roles.join(" "),
-            username: p.user.username,
+            username: p.user.username.clone(),
             is_bot: p.user.is_bot,
             expires_at,
         }

@@ -329,6 +329,9 @@ async fn deadline(
     }
 }
 
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+const X_VERSION_ID: header::HeaderName = header::HeaderName::from_static("x-version-id");
+
 /// Where the metrics are served.
 pub(crate) const METRICS_PATH: &str = "/metrics";
 
@@ -357,8 +360,7 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         .extensions()
         .get::<RequestId>()
         .cloned()
-        .unwrap_or_else(RequestId::generate)
-        .to_string();
+        .unwrap_or_else(RequestId::generate);
     let is_get = request.method() == Method::GET;
     let mut response = if request.method() == Method::HEAD {
         // axum answers HEAD on every GET route; Mattermost's router matches only the methods a
@@ -379,7 +381,7 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         response.extensions_mut().insert(err);
     }
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        response = (err.status, err.to_json(&request_id)).into_response();
+        response = (err.status, err.to_json(request_id.as_str())).into_response();
         if err.clear_session_cookie {
             response.headers_mut().insert(
                 header::SET_COOKIE,
@@ -392,11 +394,11 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert("X-Request-ID", value);
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        headers.insert(X_REQUEST_ID, value);
     }
     headers.insert(
-        "X-Version-Id",
+        X_VERSION_ID,
         HeaderValue::from_static(concat!("token-service.", env!("CARGO_PKG_VERSION"))),
     );
     if is_get {
