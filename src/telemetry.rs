@@ -172,7 +172,7 @@ pub struct RequestLayer {
     transport: Transport,
     metrics: Arc<Metrics>,
     /// gRPC only: the method paths served, so the metrics' route label stays bounded.
-    known_paths: Arc<HashSet<String>>,
+    known_paths: Arc<HashSet<Arc<str>>>,
 }
 
 impl RequestLayer {
@@ -182,7 +182,7 @@ impl RequestLayer {
         Self {
             transport: Transport::Grpc,
             metrics,
-            known_paths: Arc::new(known_paths),
+            known_paths: Arc::new(known_paths.into_iter().map(Arc::from).collect()),
         }
     }
 
@@ -259,9 +259,9 @@ where
                 let status = match &result {
                     Ok(response) => finish(transport, response, exporting),
                     // The transport could not answer at all (a broken connection).
-                    Err(_) => "ERROR".into(),
+                    Err(_) => "ERROR",
                 };
-                metrics.record_request(transport, &route, &status, start.elapsed());
+                metrics.record_request(transport, &route, status, start.elapsed());
                 result
             }
             .instrument(span),
@@ -272,21 +272,42 @@ where
 impl<S> RequestService<S> {
     /// The route label: the gRPC method path if it is one we serve, the REST route template
     /// if the router matched one; otherwise a fixed word (arbitrary paths never become
-    /// metric series).
-    fn route<B>(&self, request: &http::Request<B>) -> String {
+    /// metric series). Shared, not copied: this runs on every request.
+    fn route<B>(&self, request: &http::Request<B>) -> Route {
         match self.layer.transport {
-            Transport::Grpc => {
-                let path = request.uri().path();
-                if self.layer.known_paths.contains(path) {
-                    path.to_owned()
-                } else {
-                    "unknown".to_owned()
-                }
-            }
+            Transport::Grpc => self
+                .layer
+                .known_paths
+                .get(request.uri().path())
+                .map_or(Route::Fixed("unknown"), |path| {
+                    Route::Method(Arc::clone(path))
+                }),
             Transport::Http => request
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
-                .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned()),
+                .map_or(Route::Fixed("unmatched"), |m| Route::Matched(m.clone())),
+        }
+    }
+}
+
+/// A request's route label.
+enum Route {
+    /// A gRPC method path we serve.
+    Method(Arc<str>),
+    /// The REST route template the router matched.
+    Matched(axum::extract::MatchedPath),
+    /// Anything else.
+    Fixed(&'static str),
+}
+
+impl std::ops::Deref for Route {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Route::Method(path) => path,
+            Route::Matched(path) => path.as_str(),
+            Route::Fixed(word) => word,
         }
     }
 }
@@ -341,7 +362,7 @@ pub(crate) fn record_caller(user_id: &str) {
 
 /// Records the response's status on the current span (when traced); returns the metrics'
 /// status label.
-fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -> String {
+fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -> &'static str {
     let span = if traced {
         Span::current()
     } else {
@@ -369,7 +390,7 @@ fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -
             ) {
                 span.record("otel.status_code", "error");
             }
-            grpc_code_name(code).to_owned()
+            grpc_code_name(code)
         }
         Transport::Http => {
             let status = response.status();
@@ -377,8 +398,32 @@ fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -
             if status.is_server_error() {
                 span.record("otel.status_code", "error");
             }
-            status.as_str().to_owned()
+            http_status_label(status)
         }
+    }
+}
+
+/// An HTTP status as a label; the statuses this service answers with are spelled out, any
+/// other shares one label (a label is never built per request).
+fn http_status_label(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        410 => "410",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        504 => "504",
+        _ => "other",
     }
 }
 

@@ -15,7 +15,13 @@ pub fn new_id() -> String {
 
 /// 16 bytes in Mattermost's base32: 26 characters.
 fn encode(bytes: [u8; 16]) -> String {
-    let mut out = String::with_capacity(26);
+    encode_into(bytes).iter().map(|&c| char::from(c)).collect()
+}
+
+/// 16 bytes in Mattermost's base32, without allocating.
+fn encode_into(bytes: [u8; 16]) -> [u8; 26] {
+    let mut out = [0; 26];
+    let mut next = 0;
     let mut buffer: u32 = 0;
     let mut bits = 0;
     for byte in bytes {
@@ -23,11 +29,12 @@ fn encode(bytes: [u8; 16]) -> String {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+            out[next] = ALPHABET[((buffer >> bits) & 31) as usize];
+            next += 1;
         }
     }
     if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+        out[next] = ALPHABET[((buffer << (5 - bits)) & 31) as usize];
     }
     out
 }
@@ -110,8 +117,8 @@ id_type!(
 
 /// The id of one gRPC call or REST request: in its span, its log lines and (REST) the
 /// `X-Request-ID` header and error bodies.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId([u8; 26]);
 
 impl RequestId {
     /// A fresh id in Mattermost's id shape. Request ids need to be unique, not secret, so
@@ -129,18 +136,19 @@ impl RequestId {
         // Multiplying by an odd number and xoring are both bijections on u128, so distinct
         // counters give distinct ids.
         let mixed = (n ^ key.rotate_left(64)).wrapping_mul(key) ^ key;
-        Self(encode(mixed.to_be_bytes()))
+        Self(encode_into(mixed.to_be_bytes()))
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII: written from the base32 alphabet.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
