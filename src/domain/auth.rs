@@ -106,8 +106,11 @@ pub fn authorization_header_token(value: &str) -> Option<&str> {
 /// A token as presented in a cookie, header or query parameter: truncated to 50 characters
 /// as Mattermost does; `None` when empty.
 pub fn presented_token(raw: &str) -> Option<PlainToken> {
-    let token: String = raw.chars().take(MAX_PRESENTED_TOKEN_CHARS).collect();
-    (!token.is_empty()).then(|| PlainToken::from_presented(token))
+    let end = raw
+        .char_indices()
+        .nth(MAX_PRESENTED_TOKEN_CHARS)
+        .map_or(raw.len(), |(at, _)| at);
+    (end > 0).then(|| PlainToken::from_presented(raw[..end].to_owned()))
 }
 
 fn refused(why: &'static str) -> Error {

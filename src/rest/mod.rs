@@ -297,8 +297,7 @@ pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -
     let metrics = ctx.metrics().clone();
     let api = router
         .fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(timeout, deadline))
-        .layer(middleware::from_fn(mattermost_envelope))
+        .layer(middleware::from_fn_with_state(timeout, mattermost_envelope))
         .with_state(RestState {
             ctx: ctx.clone(),
             max_body,
@@ -308,25 +307,6 @@ pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -
         .route(METRICS_PATH, get(serve_metrics).with_state(ctx))
         .merge(api)
         .layer(RequestLayer::http(metrics))
-}
-
-/// Answers 503 (as for an unreachable database, the only thing that can stall a request)
-/// when a request takes longer than `timeout`.
-async fn deadline(
-    State(timeout): State<Option<Duration>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(timeout) = timeout else {
-        return next.run(request).await;
-    };
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::from(crate::domain::error::Error::Unavailable(
-            "the request did not finish within request_timeout_ms".into(),
-        ))
-        .into_response(),
-    }
 }
 
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -355,7 +335,14 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
 
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
-async fn mattermost_envelope(request: Request, next: Next) -> Response {
+///
+/// A request that takes longer than `timeout` is answered 503 (as for an unreachable
+/// database, the only thing that can stall a request).
+async fn mattermost_envelope(
+    State(timeout): State<Option<Duration>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = request
         .extensions()
         .get::<RequestId>()
@@ -367,7 +354,16 @@ async fn mattermost_envelope(request: Request, next: Next) -> Response {
         // route declares (no route declares HEAD), so HEAD falls to its catch-all 404.
         ApiError::route_not_found(request.uri().path()).into_response()
     } else {
-        next.run(request).await
+        match timeout {
+            None => next.run(request).await,
+            Some(timeout) => match tokio::time::timeout(timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::from(crate::domain::error::Error::Unavailable(
+                    "the request did not finish within request_timeout_ms".into(),
+                ))
+                .into_response(),
+            },
+        }
     };
     let unexplained_failure = (response.status().is_client_error()
         || response.status().is_server_error())
