@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+mod deadline;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;

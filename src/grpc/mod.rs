@@ -150,9 +150,9 @@ where
         let call = self.inner.call(request);
         let limit = self.limit;
         Box::pin(async move {
-            match tokio::time::timeout(limit, call).await {
-                Ok(answer) => answer,
-                Err(_) => Ok(status::to_status(crate::domain::error::Error::Unavailable(
+            match crate::deadline::within(limit, call).await {
+                Some(answer) => answer,
+                None => Ok(status::to_status(crate::domain::error::Error::Unavailable(
                     "the call did not finish within request_timeout_ms".into(),
                 ))
                 .into_http()),

@@ -356,9 +356,9 @@ async fn mattermost_envelope(
     } else {
         match timeout {
             None => next.run(request).await,
-            Some(timeout) => match tokio::time::timeout(timeout, next.run(request)).await {
-                Ok(response) => response,
-                Err(_) => ApiError::from(crate::domain::error::Error::Unavailable(
+            Some(timeout) => match crate::deadline::within(timeout, next.run(request)).await {
+                Some(response) => response,
+                None => ApiError::from(crate::domain::error::Error::Unavailable(
                     "the request did not finish within request_timeout_ms".into(),
                 ))
                 .into_response(),
