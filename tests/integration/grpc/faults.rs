@@ -38,13 +38,14 @@ async fn health_status(channel: tonic::transport::Channel) -> i32 {
         .status
 }
 
-#[tokio::test]
-async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_returns() {
-    if std::env::var(db::TEST_DATABASE_URL).map_or(true, |u| u.is_empty()) {
-        // On SQLite there is no connection to cut (the run says which backends it skipped).
-        return;
-    }
-    let server_url = std::env::var(db::TEST_DATABASE_URL).unwrap();
+/// A server whose database connections pass through a proxy the test controls; `None` on
+/// SQLite, where there is no connection to cut (the run says which backends it skipped).
+async fn server_behind_a_proxy(
+    tweak: impl FnOnce(&mut token_service::config::Config) + Send + 'static,
+) -> Option<(ChaosProxy, TestServer)> {
+    let server_url = std::env::var(db::TEST_DATABASE_URL)
+        .ok()
+        .filter(|u| !u.is_empty())?;
     let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
     let proxy = ChaosProxy::start(upstream).await;
     let proxy_addr = proxy.addr();
@@ -52,10 +53,22 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
         let url = c.database_url.as_ref().unwrap().expose().to_owned();
         let (_, proxied) = via(&url, proxy_addr);
         c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
+        tweak(c);
+    })
+    .await;
+    Some((proxy, srv))
+}
+
+#[tokio::test]
+async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_returns() {
+    let Some((proxy, srv)) = server_behind_a_proxy(|c| {
         c.pool.acquire_timeout_secs = 1;
         c.pool.connect_timeout_secs = 1;
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
     client
@@ -146,20 +159,9 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
 
 #[tokio::test]
 async fn a_database_that_stops_answering_holds_no_caller_past_the_request_timeout() {
-    if std::env::var(db::TEST_DATABASE_URL).map_or(true, |u| u.is_empty()) {
+    let Some((proxy, srv)) = server_behind_a_proxy(|c| c.request_timeout_ms = 1_500).await else {
         return;
-    }
-    let server_url = std::env::var(db::TEST_DATABASE_URL).unwrap();
-    let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
-    let proxy = ChaosProxy::start(upstream).await;
-    let proxy_addr = proxy.addr();
-    let srv = TestServer::start_with(move |c| {
-        let url = c.database_url.as_ref().unwrap().expose().to_owned();
-        let (_, proxied) = via(&url, proxy_addr);
-        c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
-        c.request_timeout_ms = 1_500;
-    })
-    .await;
+    };
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
     let list = pb::GetUserAccessTokensForUserRequest {
