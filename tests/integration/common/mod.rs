@@ -521,3 +521,29 @@ pub async fn create_own_pat(client: &mut Client, owner: &Actor) -> (String, Stri
     let token = created.user_access_token.expect("token metadata");
     (token.id, created.token)
 }
+
+/// The next item of a revocation stream (an event, or the status that ended the stream),
+/// within 5 s.
+pub async fn next_revocation(
+    stream: &mut tonic::Streaming<token_service::pb::WatchRevocationsResponse>,
+) -> Result<token_service::pb::RevocationEvent, tonic::Status> {
+    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a stream item within 5 s")?;
+    Ok(message.expect("stream open").event.expect("event set"))
+}
+
+/// Subscribes to WatchRevocations from now on.
+pub async fn watch_revocations(
+    client: &mut Client,
+    token: &str,
+) -> tonic::Streaming<token_service::pb::WatchRevocationsResponse> {
+    client
+        .watch_revocations(authed(
+            token_service::pb::WatchRevocationsRequest::default(),
+            token,
+        ))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}

@@ -10,7 +10,7 @@ use token_service::{
     domain::{auth::Caller, model::now_millis, sessions},
     pb,
 };
-use tonic::{Code, Streaming};
+use tonic::Code;
 
 use crate::common::*;
 
@@ -20,23 +20,6 @@ async fn database(srv: &TestServer) -> DatabaseConnection {
     Database::connect(url)
         .await
         .expect("connect to the test database")
-}
-
-async fn next_item(
-    stream: &mut Streaming<pb::WatchRevocationsResponse>,
-) -> Result<pb::RevocationEvent, tonic::Status> {
-    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .expect("a stream item within 5 s")?;
-    Ok(message.expect("stream open").event.expect("event set"))
-}
-
-async fn watch(client: &mut Client, token: &str) -> Streaming<pb::WatchRevocationsResponse> {
-    client
-        .watch_revocations(authed(pb::WatchRevocationsRequest::default(), token))
-        .await
-        .expect("subscribe")
-        .into_inner()
 }
 
 #[tokio::test]
@@ -189,7 +172,7 @@ async fn many_subscribers_each_receive_every_event() {
     let mut client = srv.client().await;
     let mut streams = Vec::new();
     for _ in 0..20 {
-        streams.push(watch(&mut client, &admin.token).await);
+        streams.push(watch_revocations(&mut client, &admin.token).await);
     }
     let (first, _) = create_own_pat(&mut client, &alice).await;
     let (second, _) = create_own_pat(&mut client, &alice).await;
@@ -205,8 +188,8 @@ async fn many_subscribers_each_receive_every_event() {
             .unwrap();
     }
     for stream in &mut streams {
-        let a = next_item(stream).await.unwrap();
-        let b = next_item(stream).await.unwrap();
+        let a = next_revocation(stream).await.unwrap();
+        let b = next_revocation(stream).await.unwrap();
         assert_eq!(
             (a.subject_id.as_str(), b.subject_id.as_str()),
             (first.as_str(), second.as_str())
@@ -224,7 +207,7 @@ async fn a_subscriber_is_cut_off_when_its_own_credential_is_revoked() {
         .user("gateway", &["system_user", "system_token_introspector"])
         .await;
     let mut client = srv.client().await;
-    let mut stream = watch(&mut client, &gateway.token).await;
+    let mut stream = watch_revocations(&mut client, &gateway.token).await;
     client
         .revoke_all_sessions(authed(
             pb::RevokeAllSessionsRequest {
@@ -234,9 +217,11 @@ async fn a_subscriber_is_cut_off_when_its_own_credential_is_revoked() {
         ))
         .await
         .unwrap();
-    let event = next_item(&mut stream).await.expect("the event comes first");
+    let event = next_revocation(&mut stream)
+        .await
+        .expect("the event comes first");
     assert_eq!(event.subject_id, gateway.id);
-    let ended = next_item(&mut stream)
+    let ended = next_revocation(&mut stream)
         .await
         .expect_err("then the stream ends");
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
@@ -251,7 +236,7 @@ async fn a_subscriber_is_cut_off_when_it_loses_the_permission_but_not_for_other_
         .user("gateway", &["system_user", "system_token_introspector"])
         .await;
     let mut client = srv.client().await;
-    let mut stream = watch(&mut client, &gateway.token).await;
+    let mut stream = watch_revocations(&mut client, &gateway.token).await;
     let set_roles = |roles: &[&str]| pb::UpdateUserRolesRequest {
         user_id: gateway.id.clone(),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
@@ -268,13 +253,21 @@ async fn a_subscriber_is_cut_off_when_it_loses_the_permission_but_not_for_other_
         ))
         .await
         .unwrap();
-    assert_eq!(next_item(&mut stream).await.unwrap().subject_id, gateway.id);
+    assert_eq!(
+        next_revocation(&mut stream).await.unwrap().subject_id,
+        gateway.id
+    );
     client
         .update_user_roles(authed(set_roles(&["system_user"]), &admin.token))
         .await
         .unwrap();
-    assert_eq!(next_item(&mut stream).await.unwrap().subject_id, gateway.id);
-    let ended = next_item(&mut stream).await.expect_err("the stream ends");
+    assert_eq!(
+        next_revocation(&mut stream).await.unwrap().subject_id,
+        gateway.id
+    );
+    let ended = next_revocation(&mut stream)
+        .await
+        .expect_err("the stream ends");
     assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
     srv.stop().await;
 }
@@ -285,7 +278,7 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let mut stream = watch(&mut client, &admin.token).await;
+    let mut stream = watch_revocations(&mut client, &admin.token).await;
     for _ in 0..3 {
         let (token_id, _) = create_own_pat(&mut client, &alice).await;
         client
@@ -296,9 +289,9 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
             .await
             .unwrap();
     }
-    let first = next_item(&mut stream).await.unwrap();
-    let _second = next_item(&mut stream).await.unwrap();
-    let third = next_item(&mut stream).await.unwrap();
+    let first = next_revocation(&mut stream).await.unwrap();
+    let _second = next_revocation(&mut stream).await.unwrap();
+    let third = next_revocation(&mut stream).await.unwrap();
     drop(stream);
 
     // Everything recorded so far is older than the cut-off.

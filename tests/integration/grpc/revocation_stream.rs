@@ -1,22 +1,9 @@
 //! WatchRevocations: who may subscribe, what the stream carries, and resuming after a
 //! reconnect from the last event id seen; and its REST mirror.
 
-use std::time::Duration;
-
 use token_service::pb;
-use tonic::Streaming;
 
 use crate::common::*;
-
-async fn next_event(stream: &mut Streaming<pb::WatchRevocationsResponse>) -> pb::RevocationEvent {
-    tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .expect("an event within 5 s")
-        .expect("stream healthy")
-        .expect("stream open")
-        .event
-        .expect("event set")
-}
 
 #[tokio::test]
 async fn subscribers_need_the_introspection_role_or_manage_system() {
@@ -75,13 +62,13 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
         ))
         .await
         .unwrap();
-    let first = next_event(&mut stream).await;
+    let first = next_revocation(&mut stream).await.expect("stream healthy");
     assert_eq!(first.kind(), pb::RevocationKind::AccessToken);
     assert_eq!(first.subject_id, token_id);
     assert!(first.create_at.is_some());
 
     set_user_active(&mut client, &admin, &alice.id, false).await;
-    let second = next_event(&mut stream).await;
+    let second = next_revocation(&mut stream).await.expect("stream healthy");
     assert_eq!(second.kind(), pb::RevocationKind::User);
     assert_eq!(second.subject_id, alice.id);
     assert!(second.id > first.id);
@@ -116,12 +103,12 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
         .await
         .unwrap()
         .into_inner();
-    let third = next_event(&mut resumed).await;
+    let third = next_revocation(&mut resumed).await.expect("stream healthy");
     assert_eq!(
         (third.kind(), third.subject_id.as_str()),
         (pb::RevocationKind::User, alice.id.as_str())
     );
-    let fourth = next_event(&mut resumed).await;
+    let fourth = next_revocation(&mut resumed).await.expect("stream healthy");
     assert_eq!(fourth.kind(), pb::RevocationKind::All);
     assert!(fourth.subject_id.is_empty());
     assert!(third.id > second.id && fourth.id > third.id);
