@@ -6,14 +6,13 @@ use tracing::info;
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     ids::TokenId,
     model::{Revocation, UnixMillis, User, UserAccessToken, now_millis},
     paging::PageRequest,
     permissions::Permission,
     secret::PlainToken,
-    sessions::caller_label,
     text::require_no_nul,
 };
 
@@ -85,7 +84,7 @@ pub async fn create_user_access_token_from_body(
     user_id: &str,
     request: Result<NewUserAccessTokenBody>,
 ) -> Result<CreatedUserAccessToken> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    let user_id = caller.resolve_user_id(user_id)?;
     // Mattermost loads the target before any permission check: an unknown user is 404.
     let user = ctx.require_user(&user_id).await?;
     let request = request?;
@@ -97,10 +96,8 @@ pub async fn create_user_access_token_from_body(
         ));
     }
     ctx.require_permission(caller, Permission::CreateUserAccessToken)?;
-    ctx.require_user_or_bot(caller, &user.id).await?;
-    if user.is_system_admin() {
-        ctx.require_permission(caller, Permission::ManageSystem)?;
-    }
+    ctx.require_user_or_bot_access(caller, &user.id).await?;
+    ctx.require_permission_over(caller, &user)?;
     if !ctx.policy().enable_user_access_tokens && !user.is_bot {
         return Err(Error::Unimplemented {
             reason: Reason::AccessTokensDisabled,
@@ -139,7 +136,7 @@ pub async fn create_user_access_token_from_body(
         .insert_access_token(&token, &ctx.hasher().digest(&secret))
         .await?;
     info!(target: "audit", action = "create_user_access_token", token_id = %token.id,
-        user_id = %token.user_id, caller = caller_label(caller), "personal access token created");
+        user_id = %token.user_id, caller = %caller, "personal access token created");
     Ok(CreatedUserAccessToken { token, secret })
 }
 
@@ -182,9 +179,9 @@ pub async fn get_user_access_tokens_for_user(
     user_id: &str,
     page: PageRequest,
 ) -> Result<Vec<UserAccessToken>> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    let user_id = caller.resolve_user_id(user_id)?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
-    ctx.require_user_or_bot(caller, &user_id).await?;
+    ctx.require_user_or_bot_access(caller, &user_id).await?;
     ctx.store()
         .list_access_tokens_for_user(&user_id, page)
         .await
@@ -245,7 +242,8 @@ pub async fn get_user_access_token(
     let token_id = TokenId::parse(token_id, "token_id", Reason::InvalidUrlParam)?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
     let token = find_token(ctx, &token_id).await?;
-    ctx.require_user_or_bot(caller, &token.user_id).await?;
+    ctx.require_user_or_bot_access(caller, &token.user_id)
+        .await?;
     Ok(token)
 }
 
@@ -339,7 +337,7 @@ async fn change_user_access_token(
         ctx.revoked_here(&revocation);
     }
     info!(target: "audit", action = change.audit_action(), token_id = %token.id,
-        user_id = %token.user_id, caller = caller_label(caller), "personal access token changed");
+        user_id = %token.user_id, caller = %caller, "personal access token changed");
     Ok(())
 }
 
@@ -372,7 +370,8 @@ async fn authorize_token_change(
         }
     };
     let token = find_token(ctx, &token_id).await?;
-    ctx.require_user_or_bot(caller, &token.user_id).await?;
+    ctx.require_user_or_bot_access(caller, &token.user_id)
+        .await?;
     Ok(token)
 }
 

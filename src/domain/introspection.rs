@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{
     Context,
-    auth::{Caller, Principal},
+    caller::{Caller, Principal},
     error::{Error, Reason, Result},
     permissions::Permission,
     secret::PlainToken,

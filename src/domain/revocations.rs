@@ -24,7 +24,7 @@ use crate::store::{RevocationWakeups, Store, Wakeup};
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     model::{Revocation, RevocationEvent, now_millis},
     permissions::Permission,
@@ -352,10 +352,10 @@ pub async fn revocations_after(
 }
 
 fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
-    if ctx.has_permission(caller, Permission::ManageSystem) {
-        return Ok(());
-    }
-    ctx.require_permission(caller, Permission::IntrospectToken)
+    ctx.require_any_permission(
+        caller,
+        &[Permission::ManageSystem, Permission::IntrospectToken],
+    )
 }
 
 /// A position to resume after: not negative, and not older than what the log still holds.

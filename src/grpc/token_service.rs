@@ -7,7 +7,6 @@ use super::{convert, status::to_status};
 use crate::domain::{
     Context,
     access_tokens::{self, BodyIds, NewUserAccessToken},
-    auth::{Caller, parse_authorization_header},
     commands::{self, NewCommand},
     error::{Error, Reason},
     introspection,
@@ -16,6 +15,7 @@ use crate::domain::{
     sessions::{self, NewSession},
     users::{self, NewUser},
     webrtc,
+    {caller::Caller, credentials::parse_authorization_header},
 };
 use crate::pb::{self, token_service_server::TokenService};
 

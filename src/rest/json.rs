@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    auth::Principal,
+    caller::Principal,
     model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
     webrtc::WebrtcCredentials,
 };

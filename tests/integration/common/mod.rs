@@ -22,7 +22,7 @@ use token_service::{
     config::{Config, Secret},
     domain::{
         Context,
-        auth::Caller,
+        caller::Caller,
         sessions::{self, NewSession},
         users::{self, NewUser},
     },

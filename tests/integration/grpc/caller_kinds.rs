@@ -9,7 +9,7 @@
 use token_service::{
     domain::{
         access_tokens::{self, BodyIds},
-        auth::Caller,
+        caller::Caller,
     },
     pb,
 };

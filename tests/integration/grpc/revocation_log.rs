@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use token_service::{
-    domain::{auth::Caller, model::now_millis, sessions},
+    domain::{caller::Caller, model::now_millis, sessions},
     pb,
 };
 use tonic::Code;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use token_service::{
-    domain::{access_tokens, auth::Caller},
+    domain::{access_tokens, caller::Caller},
     pb,
 };
 
