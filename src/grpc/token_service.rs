@@ -407,25 +407,7 @@ impl TokenService for TokenServiceApi {
         let found = introspection::introspect_token(&self.ctx, &caller, &r.token)
             .await
             .map_err(to_status)?;
-        let Some(p) = found else {
-            return ok(pb::IntrospectTokenResponse::default());
-        };
-        let expires_at = convert::timestamp(p.expires_at());
-        let (kind, token_id) = match &p.access_token {
-            Some(t) => (pb::TokenKind::PersonalAccessToken, t.id.to_string()),
-            None => (pb::TokenKind::Session, String::new()),
-        };
-        ok(pb::IntrospectTokenResponse {
-            active: true,
-            user_id: p.user.id.to_string(),
-            token_id,
-            session_id: p.session.id.to_string(),
-            kind: kind.into(),
-            roles: p.user.roles.clone(),
-            expires_at,
-            username: p.user.username.clone(),
-            is_bot: p.user.is_bot,
-        })
+        ok(convert::introspection(found))
     }
 
     async fn create_user(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    caller::Principal,
+    introspection::Introspection,
     model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
     webrtc::WebrtcCredentials,
 };
@@ -322,26 +322,21 @@ pub(crate) struct IntrospectionJson {
     pub(crate) expires_at: i64,
 }
 
-impl From<Option<std::sync::Arc<Principal>>> for IntrospectionJson {
-    fn from(found: Option<std::sync::Arc<Principal>>) -> Self {
-        let Some(p) = found else {
+impl From<Introspection> for IntrospectionJson {
+    fn from(found: Introspection) -> Self {
+        let Some(c) = found else {
             return Self::default();
-        };
-        let expires_at = p.expires_at();
-        let (kind, token_id) = match &p.access_token {
-            Some(t) => ("user_access_token", t.id.to_string()),
-            None => ("session", String::new()),
         };
         Self {
             active: true,
-            user_id: p.user.id.to_string(),
-            token_id,
-            session_id: p.session.id.to_string(),
-            kind: kind.to_owned(),
-            roles: p.user.roles.join(" "),
-            username: p.user.username.clone(),
-            is_bot: p.user.is_bot,
-            expires_at,
+            user_id: c.user_id().to_string(),
+            token_id: c.token_id().map(ToString::to_string).unwrap_or_default(),
+            session_id: c.session_id().to_string(),
+            kind: c.kind().id().to_owned(),
+            roles: c.roles().join(" "),
+            username: c.username().to_owned(),
+            is_bot: c.is_bot(),
+            expires_at: c.expires_at(),
         }
     }
 }
