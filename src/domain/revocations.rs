@@ -329,12 +329,37 @@ impl Subscription {
             .await
             .map_err(|_| Stop::Closed)?;
         if covers_caller {
-            self.caller = self
-                .ctx
-                .reauthenticate(&self.caller)
+            let checked = match self.ctx.reauthenticate(&self.caller).await {
+                Ok(caller) => require_watch_permission(&self.ctx, &caller).map(|()| caller),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(caller) => self.caller = caller,
+                Err(e) => {
+                    // The check saw the log as it stands now: deliver what was committed up
+                    // to then (the change that cut the subscriber off among it), then end.
+                    self.send_committed().await?;
+                    return Err(Stop::Failed(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends, without further checks, the events logged after the last one sent (one batch).
+    async fn send_committed(&mut self) -> Result<(), Stop> {
+        let events = self
+            .ctx
+            .store()
+            .revocations_after(self.last_sent, BATCH)
+            .await
+            .map_err(Stop::Failed)?;
+        for event in events {
+            self.last_sent = event.id;
+            self.sender
+                .send(Ok(event))
                 .await
-                .map_err(Stop::Failed)?;
-            require_watch_permission(&self.ctx, &self.caller).map_err(Stop::Failed)?;
+                .map_err(|_| Stop::Closed)?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use super::{convert, status::to_status};
 use crate::domain::{
     Context,
-    access_tokens::{self, BodyIds, NewUserAccessToken},
+    access_tokens::{self, NewUserAccessToken, TokenRef},
     commands::{self, NewCommand},
     error::{Error, Reason},
     introspection,
@@ -158,9 +158,13 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::RevokeUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::revoke_user_access_token(&self.ctx, &caller, &r.token_id, BodyIds::Strict)
-            .await
-            .map_err(to_status)?;
+        access_tokens::revoke_user_access_token(
+            &self.ctx,
+            &caller,
+            TokenRef::parse(&r.token_id).map_err(to_status)?,
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::RevokeUserAccessTokenResponse {})
     }
 
@@ -170,9 +174,13 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::DisableUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::disable_user_access_token(&self.ctx, &caller, &r.token_id, BodyIds::Strict)
-            .await
-            .map_err(to_status)?;
+        access_tokens::disable_user_access_token(
+            &self.ctx,
+            &caller,
+            TokenRef::parse(&r.token_id).map_err(to_status)?,
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::DisableUserAccessTokenResponse {})
     }
 
@@ -182,9 +190,13 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::EnableUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::enable_user_access_token(&self.ctx, &caller, &r.token_id, BodyIds::Strict)
-            .await
-            .map_err(to_status)?;
+        access_tokens::enable_user_access_token(
+            &self.ctx,
+            &caller,
+            TokenRef::parse(&r.token_id).map_err(to_status)?,
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::EnableUserAccessTokenResponse {})
     }
 

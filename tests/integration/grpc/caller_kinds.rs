@@ -8,7 +8,7 @@
 
 use token_service::{
     domain::{
-        access_tokens::{self, BodyIds},
+        access_tokens::{self, TokenRef},
         caller::Caller,
     },
     pb,
@@ -106,9 +106,13 @@ fn request<T>(message: T, credential: Option<&str>) -> Request<T> {
 async fn fresh_token(srv: &TestServer, owner: &Actor, disabled: bool) -> String {
     let (id, _) = srv.existing_pat(owner, false).await;
     if disabled {
-        access_tokens::disable_user_access_token(&srv.ctx, &Caller::Local, &id, BodyIds::Strict)
-            .await
-            .unwrap();
+        access_tokens::disable_user_access_token(
+            &srv.ctx,
+            &Caller::Local,
+            TokenRef::parse(&id).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     id
 }
@@ -328,15 +332,18 @@ async fn credentials_that_do_not_authenticate_are_refused_by_every_rpc() {
     let mut client = srv.client().await;
 
     let (revoked_id, revoked) = srv.existing_pat(&alice, true).await;
-    access_tokens::revoke_user_access_token(&srv.ctx, &Caller::Local, &revoked_id, BodyIds::Strict)
-        .await
-        .unwrap();
+    access_tokens::revoke_user_access_token(
+        &srv.ctx,
+        &Caller::Local,
+        TokenRef::parse(&revoked_id).unwrap(),
+    )
+    .await
+    .unwrap();
     let (disabled_id, disabled) = srv.existing_pat(&alice, true).await;
     access_tokens::disable_user_access_token(
         &srv.ctx,
         &Caller::Local,
-        &disabled_id,
-        BodyIds::Strict,
+        TokenRef::parse(&disabled_id).unwrap(),
     )
     .await
     .unwrap();
