@@ -6,6 +6,10 @@
 //! and the REST shim's error JSON report the same id. `Unavailable` and `Internal` are our
 //! failures: they carry a fixed message for the client, and the cause is logged once, at the
 //! transport boundary, never sent. Nothing here ever contains a secret.
+//!
+//! A reason is one line of the `reasons!` table below (variant, id, message, documentation).
+//! Each transport maps reasons once and exhaustively: gRPC by the `Error` variant
+//! (`grpc/status.rs`), REST by reason (`rest/error.rs`, Mattermost's status and text).
 
 use std::fmt;
 

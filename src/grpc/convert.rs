@@ -294,4 +294,41 @@ mod tests {
         };
         assert!(millis(&huge, "t").is_err());
     }
+
+    #[test]
+    fn malformed_request_fields_are_invalid_arguments_naming_the_field() {
+        let bad = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        let err = NewUserAccessToken::try_from(pb::CreateUserAccessTokenRequest {
+            expires_at: Some(bad),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidArgument {
+                field: "expires_at",
+                reason: Reason::InvalidBodyParam,
+                ..
+            }
+        ));
+        let err = NewSession::try_from(pb::CreateSessionRequest {
+            lifetime: Some(prost_types::Duration {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidArgument {
+                field: "lifetime",
+                ..
+            }
+        ));
+        assert!(page(Some(-1), None).is_err());
+    }
 }
