@@ -6,6 +6,10 @@
 //! and the REST shim's error JSON report the same id. `Unavailable` and `Internal` are our
 //! failures: they carry a fixed message for the client, and the cause is logged once, at the
 //! transport boundary, never sent. Nothing here ever contains a secret.
+//!
+//! A reason is one line of the `reasons!` table below (variant, id, message, documentation).
+//! Each transport maps reasons once and exhaustively: gRPC by the `Error` variant
+//! (`grpc/status.rs`), REST by reason (`rest/error.rs`, Mattermost's status and text).
 
 use std::fmt;
 
@@ -92,180 +96,79 @@ impl Error {
     }
 }
 
-/// Every distinct situation an error can report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// A malformed id or value in the URL path or query (Mattermost: invalid URL parameter).
-    InvalidUrlParam,
-    /// A missing or malformed field in the request body.
-    InvalidBodyParam,
-    /// A personal access token description over 255 bytes.
-    TokenDescriptionTooLong,
-    /// `expires_at` is in the past.
-    ExpiresAtInPast,
-    /// A maximum token lifetime is configured and `expires_at` is unset.
-    ExpiresAtRequired,
-    /// `expires_at` is beyond the configured maximum lifetime.
-    ExpiresAtTooFar,
-    /// `expires_at` is negative (the token model's own check, reached by exempt bots).
-    InvalidExpiresAt,
-    /// A username that breaks the username rules.
-    InvalidUsername,
-    /// An e-mail address that is not plausible.
-    InvalidEmail,
-    /// A role the server does not know.
-    InvalidRole,
-    /// A bot owner that is missing or not allowed.
-    InvalidBotOwner,
-    /// No valid credential (every authentication failure; the cause is only logged).
-    SessionExpired,
-    /// The caller lacks a permission.
-    PermissionDenied,
-    /// The user does not exist.
-    UserNotFound,
-    /// The personal access token does not exist.
-    AccessTokenNotFound,
-    /// The session does not exist.
-    SessionNotFound,
-    /// The slash command does not exist, is deleted, or is hidden from the caller.
-    CommandNotFound,
-    /// Slash commands are switched off (`enable_commands = false`).
-    CommandsDisabled,
-    /// A command trigger that breaks the rules.
-    InvalidCommandTrigger,
-    /// A command method other than P or G.
-    InvalidCommandMethod,
-    /// A command URL that is not http(s).
-    InvalidCommandUrl,
-    /// A command display name over 64 characters.
-    InvalidCommandDisplayName,
-    /// A command description over 128 characters.
-    InvalidCommandDescription,
-    /// The trigger is used by another command of the team.
-    DuplicateTrigger,
-    /// WebRTC is switched off.
-    WebrtcDisabled,
-    /// A valid non-OAuth session was sent in the `access_token` query parameter.
-    TokenInQuery,
-    /// No API route matches the path (REST only).
-    RouteNotFound,
-    /// The request body is over the size limit (REST only).
-    BodyTooLarge,
-    /// The user is deactivated.
-    UserDeactivated,
-    /// The username is taken.
-    UsernameTaken,
-    /// The user id is taken.
-    UserIdTaken,
-    /// Personal access tokens are switched off (`enable_user_access_tokens = false`).
-    AccessTokensDisabled,
-    /// Events after the requested position were pruned from the revocation log.
-    RevocationLogPruned,
-    /// The database is unreachable.
-    DatabaseUnavailable,
-    /// The server is shutting down.
-    ShuttingDown,
-    /// Anything unexpected.
-    Internal,
-}
-
-impl Reason {
-    /// The stable error id: Mattermost's AppError id where Mattermost has one, else a
-    /// `token_service.*` id. Both transports send this id.
-    pub fn id(self) -> &'static str {
-        match self {
-            Reason::InvalidUrlParam => "api.context.invalid_url_param.app_error",
-            Reason::InvalidBodyParam => "api.context.invalid_body_param.app_error",
-            Reason::TokenDescriptionTooLong => {
-                "model.user_access_token.is_valid.description.app_error"
-            }
-            Reason::ExpiresAtInPast => "app.user_access_token.expires_at_in_past.app_error",
-            Reason::ExpiresAtRequired => "app.user_access_token.expires_at_required.app_error",
-            Reason::ExpiresAtTooFar => "app.user_access_token.expires_at_too_far.app_error",
-            Reason::InvalidExpiresAt => "model.user_access_token.is_valid.expires_at.app_error",
-            Reason::InvalidUsername => "model.user.is_valid.username.app_error",
-            Reason::InvalidEmail => "model.user.is_valid.email.app_error",
-            Reason::InvalidRole => "model.user.is_valid.roles.app_error",
-            Reason::InvalidBotOwner => "model.bot.is_valid.creator_id.app_error",
-            Reason::SessionExpired => "api.context.session_expired.app_error",
-            Reason::PermissionDenied => "api.context.permissions.app_error",
-            Reason::UserNotFound => "app.user.missing_account.const",
-            Reason::AccessTokenNotFound => "app.user_access_token.get_by_user.app_error",
-            Reason::SessionNotFound => "app.session.get.app_error",
-            Reason::CommandNotFound => "store.sql_command.save.get.app_error",
-            Reason::CommandsDisabled => "api.command.disabled.app_error",
-            Reason::InvalidCommandTrigger => "model.command.is_valid.trigger.app_error",
-            Reason::InvalidCommandMethod => "model.command.is_valid.method.app_error",
-            Reason::InvalidCommandUrl => "model.command.is_valid.url_http.app_error",
-            Reason::InvalidCommandDisplayName => "model.command.is_valid.display_name.app_error",
-            Reason::InvalidCommandDescription => "model.command.is_valid.description.app_error",
-            Reason::DuplicateTrigger => "api.command.duplicate_trigger.app_error",
-            Reason::WebrtcDisabled => "api.webrtc.disabled.app_error",
-            Reason::TokenInQuery => "api.context.token_provided.app_error",
-            Reason::RouteNotFound => "api.context.404.app_error",
-            Reason::BodyTooLarge => "api.context.request_body_too_large.app_error",
-            Reason::UserDeactivated => "api.user.login.inactive.app_error",
-            Reason::UsernameTaken => "app.user.save.username_exists.app_error",
-            Reason::UserIdTaken => "store.sql_user.save.existing.app_error",
-            Reason::AccessTokensDisabled => "app.user_access_token.disabled",
-            Reason::RevocationLogPruned => "token_service.revocation_log.pruned",
-            Reason::DatabaseUnavailable => "token_service.database_unavailable",
-            Reason::ShuttingDown => "token_service.shutting_down",
-            Reason::Internal => "token_service.internal_error",
+/// Declares [`Reason`] from one line per reason: the variant, its stable error id, our
+/// message (its `Display`), and its documentation. Emits the enum, [`Reason::ALL`],
+/// [`Reason::id`] and `Display`, so a new reason is one line here plus its REST mapping
+/// (`rest/error.rs`, an exhaustive match that fails to compile until it is decided).
+macro_rules! reasons {
+    ($($variant:ident, $id:literal, $text:literal, $doc:literal;)*) => {
+        /// Every distinct situation an error can report.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $(#[doc = $doc] $variant,)*
         }
-    }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: [Reason; [$(stringify!($variant)),*].len()] = [$(Reason::$variant),*];
+
+            /// The stable error id: Mattermost's AppError id where Mattermost has one, else a
+            /// `token_service.*` id. Both transports send this id.
+            pub fn id(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $id,)*
+                }
+            }
+        }
+
+        impl fmt::Display for Reason {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $(Reason::$variant => $text,)*
+                })
+            }
+        }
+    };
 }
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match self {
-            Reason::InvalidUrlParam => "invalid URL parameter",
-            Reason::InvalidBodyParam => "invalid body parameter",
-            Reason::TokenDescriptionTooLong => "description is longer than 255 bytes",
-            Reason::ExpiresAtInPast => "expires_at is in the past",
-            Reason::ExpiresAtRequired => "expires_at is required by the token lifetime policy",
-            Reason::ExpiresAtTooFar => "expires_at is beyond the maximum token lifetime",
-            Reason::InvalidExpiresAt => "expires_at must be zero or a positive Unix timestamp",
-            Reason::InvalidUsername => "invalid username",
-            Reason::InvalidEmail => "invalid e-mail address",
-            Reason::InvalidRole => "unknown role",
-            Reason::InvalidBotOwner => "invalid bot owner",
-            Reason::SessionExpired => "invalid or expired session, please login again",
-            Reason::PermissionDenied => "you do not have the appropriate permissions",
-            Reason::UserNotFound => "user not found",
-            Reason::AccessTokenNotFound => "personal access token not found",
-            Reason::SessionNotFound => "session not found",
-            Reason::CommandNotFound => "command not found",
-            Reason::CommandsDisabled => {
-                "slash commands are disabled on this server (enable_commands)"
-            }
-            Reason::InvalidCommandTrigger => "invalid trigger",
-            Reason::InvalidCommandMethod => "invalid method",
-            Reason::InvalidCommandUrl => "invalid URL",
-            Reason::InvalidCommandDisplayName => "invalid display name",
-            Reason::InvalidCommandDescription => "invalid description",
-            Reason::DuplicateTrigger => "trigger already used on this team",
-            Reason::WebrtcDisabled => "WebRTC is not enabled on this server",
-            Reason::TokenInQuery => {
-                "session tokens may not be sent in the URL; use the Authorization header"
-            }
-            Reason::RouteNotFound => "no API call matches this URL",
-            Reason::BodyTooLarge => "the request body is too large",
-            Reason::UserDeactivated => "the user is deactivated",
-            Reason::UsernameTaken => "an account with that username already exists",
-            Reason::UserIdTaken => "an account with that id already exists",
-            Reason::AccessTokensDisabled => {
-                "personal access tokens are disabled on this server (enable_user_access_tokens)"
-            }
-            Reason::RevocationLogPruned => {
-                "revocation events after this position are no longer kept"
-            }
-            Reason::DatabaseUnavailable => "the database is unavailable",
-            Reason::ShuttingDown => "the server is shutting down",
-            Reason::Internal => "internal error",
-        };
-        f.write_str(text)
-    }
+// Variant, stable id, our message, documentation.
+reasons! {
+    InvalidUrlParam, "api.context.invalid_url_param.app_error", "invalid URL parameter", "A malformed id or value in the URL path or query (Mattermost: invalid URL parameter).";
+    InvalidBodyParam, "api.context.invalid_body_param.app_error", "invalid body parameter", "A missing or malformed field in the request body.";
+    TokenDescriptionTooLong, "model.user_access_token.is_valid.description.app_error", "description is longer than 255 bytes", "A personal access token description over 255 bytes.";
+    ExpiresAtInPast, "app.user_access_token.expires_at_in_past.app_error", "expires_at is in the past", "`expires_at` is in the past.";
+    ExpiresAtRequired, "app.user_access_token.expires_at_required.app_error", "expires_at is required by the token lifetime policy", "A maximum token lifetime is configured and `expires_at` is unset.";
+    ExpiresAtTooFar, "app.user_access_token.expires_at_too_far.app_error", "expires_at is beyond the maximum token lifetime", "`expires_at` is beyond the configured maximum lifetime.";
+    InvalidExpiresAt, "model.user_access_token.is_valid.expires_at.app_error", "expires_at must be zero or a positive Unix timestamp", "`expires_at` is negative (the token model's own check, reached by exempt bots).";
+    InvalidUsername, "model.user.is_valid.username.app_error", "invalid username", "A username that breaks the username rules.";
+    InvalidEmail, "model.user.is_valid.email.app_error", "invalid e-mail address", "An e-mail address that is not plausible.";
+    InvalidRole, "model.user.is_valid.roles.app_error", "unknown role", "A role the server does not know.";
+    InvalidBotOwner, "model.bot.is_valid.creator_id.app_error", "invalid bot owner", "A bot owner that is missing or not allowed.";
+    SessionExpired, "api.context.session_expired.app_error", "invalid or expired session, please login again", "No valid credential (every authentication failure; the cause is only logged).";
+    PermissionDenied, "api.context.permissions.app_error", "you do not have the appropriate permissions", "The caller lacks a permission.";
+    UserNotFound, "app.user.missing_account.const", "user not found", "The user does not exist.";
+    AccessTokenNotFound, "app.user_access_token.get_by_user.app_error", "personal access token not found", "The personal access token does not exist.";
+    SessionNotFound, "app.session.get.app_error", "session not found", "The session does not exist.";
+    CommandNotFound, "store.sql_command.save.get.app_error", "command not found", "The slash command does not exist, is deleted, or is hidden from the caller.";
+    CommandsDisabled, "api.command.disabled.app_error", "slash commands are disabled on this server (enable_commands)", "Slash commands are switched off (`enable_commands = false`).";
+    InvalidCommandTrigger, "model.command.is_valid.trigger.app_error", "invalid trigger", "A command trigger that breaks the rules.";
+    InvalidCommandMethod, "model.command.is_valid.method.app_error", "invalid method", "A command method other than P or G.";
+    InvalidCommandUrl, "model.command.is_valid.url_http.app_error", "invalid URL", "A command URL that is not http(s).";
+    InvalidCommandDisplayName, "model.command.is_valid.display_name.app_error", "invalid display name", "A command display name over 64 characters.";
+    InvalidCommandDescription, "model.command.is_valid.description.app_error", "invalid description", "A command description over 128 characters.";
+    DuplicateTrigger, "api.command.duplicate_trigger.app_error", "trigger already used on this team", "The trigger is used by another command of the team.";
+    WebrtcDisabled, "api.webrtc.disabled.app_error", "WebRTC is not enabled on this server", "WebRTC is switched off.";
+    TokenInQuery, "api.context.token_provided.app_error", "session tokens may not be sent in the URL; use the Authorization header", "A valid non-OAuth session was sent in the `access_token` query parameter.";
+    RouteNotFound, "api.context.404.app_error", "no API call matches this URL", "No API route matches the path (REST only).";
+    BodyTooLarge, "api.context.request_body_too_large.app_error", "the request body is too large", "The request body is over the size limit (REST only).";
+    UserDeactivated, "api.user.login.inactive.app_error", "the user is deactivated", "The user is deactivated.";
+    UsernameTaken, "app.user.save.username_exists.app_error", "an account with that username already exists", "The username is taken.";
+    UserIdTaken, "store.sql_user.save.existing.app_error", "an account with that id already exists", "The user id is taken.";
+    AccessTokensDisabled, "app.user_access_token.disabled", "personal access tokens are disabled on this server (enable_user_access_tokens)", "Personal access tokens are switched off (`enable_user_access_tokens = false`).";
+    RevocationLogPruned, "token_service.revocation_log.pruned", "revocation events after this position are no longer kept", "Events after the requested position were pruned from the revocation log.";
+    DatabaseUnavailable, "token_service.database_unavailable", "the database is unavailable", "The database is unreachable.";
+    ShuttingDown, "token_service.shutting_down", "the server is shutting down", "The server is shutting down.";
+    Internal, "token_service.internal_error", "internal error", "Anything unexpected.";
 }
 
 #[cfg(test)]
@@ -274,46 +177,8 @@ mod tests {
 
     #[test]
     fn error_ids_are_unique() {
-        let all = [
-            Reason::InvalidUrlParam,
-            Reason::InvalidBodyParam,
-            Reason::TokenDescriptionTooLong,
-            Reason::ExpiresAtInPast,
-            Reason::ExpiresAtRequired,
-            Reason::ExpiresAtTooFar,
-            Reason::InvalidExpiresAt,
-            Reason::InvalidUsername,
-            Reason::InvalidEmail,
-            Reason::InvalidRole,
-            Reason::InvalidBotOwner,
-            Reason::SessionExpired,
-            Reason::PermissionDenied,
-            Reason::UserNotFound,
-            Reason::AccessTokenNotFound,
-            Reason::SessionNotFound,
-            Reason::CommandNotFound,
-            Reason::CommandsDisabled,
-            Reason::InvalidCommandTrigger,
-            Reason::InvalidCommandMethod,
-            Reason::InvalidCommandUrl,
-            Reason::InvalidCommandDisplayName,
-            Reason::InvalidCommandDescription,
-            Reason::DuplicateTrigger,
-            Reason::WebrtcDisabled,
-            Reason::TokenInQuery,
-            Reason::RouteNotFound,
-            Reason::BodyTooLarge,
-            Reason::UserDeactivated,
-            Reason::UsernameTaken,
-            Reason::UserIdTaken,
-            Reason::AccessTokensDisabled,
-            Reason::RevocationLogPruned,
-            Reason::DatabaseUnavailable,
-            Reason::ShuttingDown,
-            Reason::Internal,
-        ];
-        let ids: std::collections::HashSet<_> = all.iter().map(|r| r.id()).collect();
-        assert_eq!(ids.len(), all.len());
+        let ids: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.id()).collect();
+        assert_eq!(ids.len(), Reason::ALL.len());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! make (Mattermost's `SessionHasPermissionTo*`), each in one shape: `Ok(())` or
 //! `PermissionDenied` naming the permission Mattermost reports. The operations call these in
 //! Mattermost's order (the order is observable: 404 before 403 in some handlers).
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
@@ -16,53 +17,47 @@ use super::{
     model::{Session, User},
 };
 
-/// A permission this service checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Permission {
-    CreateUserAccessToken,
-    ReadUserAccessToken,
-    RevokeUserAccessToken,
-    EditOtherUsers,
-    ManageSystem,
-    ManageBots,
-    ManageOthersBots,
-    /// token-service's own: may call IntrospectToken.
-    IntrospectToken,
-    ManageOwnSlashCommands,
-    ManageOthersSlashCommands,
+/// Declares [`Permission`] from one line per permission: the variant, Mattermost's permission
+/// id and, where it needs one, its documentation. Emits the enum, [`Permission::ALL`] and
+/// [`Permission::id`].
+macro_rules! permissions {
+    ($($variant:ident, $id:literal $(, $doc:literal)?;)*) => {
+        /// A permission this service checks.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Permission {
+            $($(#[doc = $doc])? $variant,)*
+        }
+
+        impl Permission {
+            /// Every permission, for the system admin role and for parsing.
+            pub const ALL: [Permission; [$(stringify!($variant)),*].len()] =
+                [$(Permission::$variant),*];
+
+            /// Mattermost's permission id.
+            pub fn id(self) -> &'static str {
+                match self {
+                    $(Permission::$variant => $id,)*
+                }
+            }
+        }
+    };
+}
+
+// Variant, Mattermost's permission id, documentation (optional).
+permissions! {
+    CreateUserAccessToken, "create_user_access_token";
+    ReadUserAccessToken, "read_user_access_token";
+    RevokeUserAccessToken, "revoke_user_access_token";
+    EditOtherUsers, "edit_other_users";
+    ManageSystem, "manage_system";
+    ManageBots, "manage_bots";
+    ManageOthersBots, "manage_others_bots";
+    IntrospectToken, "introspect_token", "token-service's own: may call IntrospectToken.";
+    ManageOwnSlashCommands, "manage_own_slash_commands";
+    ManageOthersSlashCommands, "manage_others_slash_commands";
 }
 
 impl Permission {
-    /// Every permission, for the system admin role and for parsing.
-    pub const ALL: [Permission; 10] = [
-        Permission::CreateUserAccessToken,
-        Permission::ReadUserAccessToken,
-        Permission::RevokeUserAccessToken,
-        Permission::EditOtherUsers,
-        Permission::ManageSystem,
-        Permission::ManageBots,
-        Permission::ManageOthersBots,
-        Permission::IntrospectToken,
-        Permission::ManageOwnSlashCommands,
-        Permission::ManageOthersSlashCommands,
-    ];
-
-    /// Mattermost's permission id.
-    pub fn id(self) -> &'static str {
-        match self {
-            Permission::CreateUserAccessToken => "create_user_access_token",
-            Permission::ReadUserAccessToken => "read_user_access_token",
-            Permission::RevokeUserAccessToken => "revoke_user_access_token",
-            Permission::EditOtherUsers => "edit_other_users",
-            Permission::ManageSystem => "manage_system",
-            Permission::ManageBots => "manage_bots",
-            Permission::ManageOthersBots => "manage_others_bots",
-            Permission::IntrospectToken => "introspect_token",
-            Permission::ManageOwnSlashCommands => "manage_own_slash_commands",
-            Permission::ManageOthersSlashCommands => "manage_others_slash_commands",
-        }
-    }
-
     /// Parses a permission id; `manage_slash_commands` is the pre-2026 name of
     /// `manage_own_slash_commands`.
     pub fn from_id(id: &str) -> Option<Self> {

@@ -1,15 +1,22 @@
-//! Conversions between protobuf messages and domain records. Malformed input becomes a
-//! domain `InvalidArgument` naming the field.
+//! Conversions between protobuf messages and domain records: requests into the domain's
+//! request types, domain answers back into responses. Malformed input becomes a domain
+//! `InvalidArgument` naming the field, so handlers convert with `?`.
 
 use prost_types::Timestamp;
 
 use crate::domain::{
+    access_tokens::{CreatedUserAccessToken, NewUserAccessToken},
+    commands::{CreatedCommand, NewCommand},
     error::{Error, Reason, Result},
     introspection::{CredentialKind, Introspection},
     model::{
         Command, Revocation, RevocationEvent, Session, TeamMember, UnixMillis, User,
         UserAccessToken,
     },
+    paging::PageRequest,
+    sessions::{CreatedSession, NewSession},
+    users::NewUser,
+    webrtc::WebrtcCredentials,
 };
 use crate::pb;
 
@@ -51,9 +58,124 @@ pub(crate) fn duration_millis(d: &prost_types::Duration, field: &'static str) ->
         .ok_or_else(|| Error::invalid(field, Reason::InvalidBodyParam, "is out of range"))
 }
 
-/// Converts a page parameter.
-pub(crate) fn page_param(value: Option<i32>) -> Option<i64> {
-    value.map(i64::from)
+/// A page request from `page` and `per_page` (absent: the defaults; negative: refused).
+pub(crate) fn page(page: Option<i32>, per_page: Option<i32>) -> Result<PageRequest> {
+    PageRequest::new(page.map(i64::from), per_page.map(i64::from))
+}
+
+impl TryFrom<pb::CreateUserAccessTokenRequest> for NewUserAccessToken {
+    type Error = Error;
+
+    fn try_from(r: pb::CreateUserAccessTokenRequest) -> Result<Self> {
+        let expires_at = r
+            .expires_at
+            .as_ref()
+            .map(|ts| millis(ts, "expires_at"))
+            .transpose()?;
+        Ok(NewUserAccessToken {
+            user_id: r.user_id,
+            description: r.description,
+            expires_at,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateSessionRequest> for NewSession {
+    type Error = Error;
+
+    fn try_from(r: pb::CreateSessionRequest) -> Result<Self> {
+        let lifetime_ms = r
+            .lifetime
+            .as_ref()
+            .map(|d| duration_millis(d, "lifetime"))
+            .transpose()?;
+        Ok(NewSession {
+            user_id: r.user_id,
+            lifetime_ms,
+            device_id: r.device_id,
+            props: r.props.into_iter().collect(),
+        })
+    }
+}
+
+impl From<pb::CreateCommandRequest> for NewCommand {
+    fn from(r: pb::CreateCommandRequest) -> Self {
+        NewCommand {
+            team_id: r.team_id,
+            trigger: r.trigger,
+            method: r.method,
+            url: r.url,
+            display_name: r.display_name,
+            description: r.description,
+            username: r.username,
+            icon_url: r.icon_url,
+            auto_complete: r.auto_complete,
+            auto_complete_desc: r.auto_complete_desc,
+            auto_complete_hint: r.auto_complete_hint,
+        }
+    }
+}
+
+impl From<pb::CreateUserRequest> for NewUser {
+    fn from(r: pb::CreateUserRequest) -> Self {
+        NewUser {
+            id: r.id,
+            username: r.username,
+            email: r.email,
+            roles: r.roles,
+            is_bot: r.is_bot,
+            bot_owner_id: r.bot_owner_id,
+        }
+    }
+}
+
+impl From<CreatedUserAccessToken> for pb::CreateUserAccessTokenResponse {
+    fn from(created: CreatedUserAccessToken) -> Self {
+        pb::CreateUserAccessTokenResponse {
+            token: created.secret.expose().to_owned(),
+            user_access_token: Some(created.token.into()),
+        }
+    }
+}
+
+impl From<CreatedSession> for pb::CreateSessionResponse {
+    fn from(created: CreatedSession) -> Self {
+        pb::CreateSessionResponse {
+            token: created.token.expose().to_owned(),
+            session: Some(created.session.into()),
+        }
+    }
+}
+
+impl From<CreatedCommand> for pb::CreateCommandResponse {
+    fn from(created: CreatedCommand) -> Self {
+        pb::CreateCommandResponse {
+            token: created.token.expose().to_owned(),
+            command: Some(created.command.into()),
+        }
+    }
+}
+
+impl From<WebrtcCredentials> for pb::GetWebrtcTokenResponse {
+    fn from(c: WebrtcCredentials) -> Self {
+        pb::GetWebrtcTokenResponse {
+            token: c.token,
+            gateway_url: c.gateway_url,
+            stun_uri: c.stun_uri,
+            turn_uri: c.turn_uri,
+            turn_username: c.turn_username,
+            turn_password: c.turn_password,
+            credential_ttl: Some(prost_types::Duration {
+                seconds: i64::try_from(c.credential_ttl_secs).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        }
+    }
+}
+
+/// A list of tokens.
+pub(crate) fn tokens(list: Vec<UserAccessToken>) -> Vec<pb::UserAccessToken> {
+    list.into_iter().map(Into::into).collect()
 }
 
 impl From<User> for pb::User {
@@ -194,5 +316,42 @@ mod tests {
             nanos: 0,
         };
         assert!(millis(&huge, "t").is_err());
+    }
+
+    #[test]
+    fn malformed_request_fields_are_invalid_arguments_naming_the_field() {
+        let bad = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        let err = NewUserAccessToken::try_from(pb::CreateUserAccessTokenRequest {
+            expires_at: Some(bad),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidArgument {
+                field: "expires_at",
+                reason: Reason::InvalidBodyParam,
+                ..
+            }
+        ));
+        let err = NewSession::try_from(pb::CreateSessionRequest {
+            lifetime: Some(prost_types::Duration {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidArgument {
+                field: "lifetime",
+                ..
+            }
+        ));
+        assert!(page(Some(-1), None).is_err());
     }
 }

@@ -152,10 +152,12 @@ where
         Box::pin(async move {
             match crate::deadline::within(limit, call).await {
                 Some(answer) => answer,
-                None => Ok(status::to_status(crate::domain::error::Error::Unavailable(
-                    "the call did not finish within request_timeout_ms".into(),
-                ))
-                .into_http()),
+                None => Ok(
+                    tonic::Status::from(crate::domain::error::Error::Unavailable(
+                        "the call did not finish within request_timeout_ms".into(),
+                    ))
+                    .into_http(),
+                ),
             }
         })
     }

@@ -14,12 +14,13 @@ use crate::domain::error::Error;
 /// The `ErrorInfo.domain` of every error.
 pub const ERROR_DOMAIN: &str = "token-service";
 
-/// Maps a domain error to a gRPC status.
-pub(crate) fn to_status(err: Error) -> Status {
-    let reason = err.reason();
-    let mut details = ErrorDetails::new();
-    let mut metadata = HashMap::new();
-    let (code, message) = match &err {
+/// Maps a domain error to a gRPC status, so handlers convert with `?`.
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let reason = err.reason();
+        let mut details = ErrorDetails::new();
+        let mut metadata = HashMap::new();
+        let (code, message) = match &err {
         Error::InvalidArgument { field, rule, .. } => {
             details.add_bad_request_violation(*field, rule.clone());
             metadata.insert("field".to_owned(), (*field).to_owned());
@@ -54,8 +55,9 @@ pub(crate) fn to_status(err: Error) -> Status {
             (Code::Internal, err.to_string())
         }
     };
-    details.set_error_info(reason.id(), ERROR_DOMAIN, metadata);
-    Status::with_error_details(code, message, details)
+        details.set_error_info(reason.id(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, message, details)
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +130,7 @@ mod tests {
             ),
         ];
         for (err, code, id) in cases {
-            let status = to_status(err);
+            let status = Status::from(err);
             assert_eq!(status.code(), code);
             assert_eq!(reason_of(&status), id);
             assert!(!status.message().contains("secret database text"));
@@ -137,7 +139,7 @@ mod tests {
 
     #[test]
     fn invalid_argument_names_the_field() {
-        let status = to_status(Error::invalid(
+        let status = Status::from(Error::invalid(
             "description",
             Reason::InvalidBodyParam,
             "must not be empty",
@@ -149,7 +151,7 @@ mod tests {
 
     #[test]
     fn permission_denied_names_the_permission() {
-        let status = to_status(Error::PermissionDenied {
+        let status = Status::from(Error::PermissionDenied {
             permission: Permission::EditOtherUsers,
         });
         assert!(status.message().contains("edit_other_users"));

@@ -1,17 +1,16 @@
 //! The `TokenService` gRPC handlers: authenticate, convert, call the domain, convert back.
-//! No rule lives here.
+//! No rule lives here. Domain errors become statuses by `?` (`From<Error> for Status`, in
+//! `status.rs`); request and response conversions live in `convert.rs`.
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, status::to_status};
+use super::convert;
 use crate::domain::{
     Context,
     access_tokens::{self, NewUserAccessToken, TokenRef},
     commands::{self, NewCommand},
     error::{Error, Reason},
-    introspection,
-    paging::PageRequest,
-    revocations,
+    introspection, revocations,
     sessions::{self, NewSession},
     users::{self, NewUser},
     webrtc,
@@ -35,18 +34,16 @@ impl TokenServiceApi {
     }
 
     /// Authenticates the `authorization` metadata entry.
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
         let token = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_authorization_header)
-            .ok_or_else(|| {
-                to_status(Error::Unauthenticated {
-                    reason: Reason::SessionExpired,
-                })
+            .ok_or(Error::Unauthenticated {
+                reason: Reason::SessionExpired,
             })?;
-        let principal = self.ctx.authenticate(&token).await.map_err(to_status)?;
+        let principal = self.ctx.authenticate(&token).await?;
         crate::telemetry::record_caller(principal.user.id.as_str());
         Ok(Caller::User(principal))
     }
@@ -56,10 +53,6 @@ fn ok<T>(value: T) -> RpcResult<T> {
     Ok(Response::new(value))
 }
 
-fn tokens_response(list: Vec<crate::domain::model::UserAccessToken>) -> Vec<pb::UserAccessToken> {
-    list.into_iter().map(Into::into).collect()
-}
-
 #[tonic::async_trait]
 impl TokenService for TokenServiceApi {
     async fn create_user_access_token(
@@ -67,28 +60,9 @@ impl TokenService for TokenServiceApi {
         request: Request<pb::CreateUserAccessTokenRequest>,
     ) -> RpcResult<pb::CreateUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
-        let r = request.into_inner();
-        let expires_at = r
-            .expires_at
-            .as_ref()
-            .map(|ts| convert::millis(ts, "expires_at"))
-            .transpose()
-            .map_err(to_status)?;
-        let created = access_tokens::create_user_access_token(
-            &self.ctx,
-            &caller,
-            NewUserAccessToken {
-                user_id: r.user_id,
-                description: r.description,
-                expires_at,
-            },
-        )
-        .await
-        .map_err(to_status)?;
-        ok(pb::CreateUserAccessTokenResponse {
-            token: created.secret.expose().to_owned(),
-            user_access_token: Some(created.token.into()),
-        })
+        let new = NewUserAccessToken::try_from(request.into_inner())?;
+        let created = access_tokens::create_user_access_token(&self.ctx, &caller, new).await?;
+        ok(created.into())
     }
 
     async fn get_user_access_tokens_for_user(
@@ -97,14 +71,12 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::GetUserAccessTokensForUserResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let page = PageRequest::new(convert::page_param(r.page), convert::page_param(r.per_page))
-            .map_err(to_status)?;
+        let page = convert::page(r.page, r.per_page)?;
         let list =
             access_tokens::get_user_access_tokens_for_user(&self.ctx, &caller, &r.user_id, page)
-                .await
-                .map_err(to_status)?;
+                .await?;
         ok(pb::GetUserAccessTokensForUserResponse {
-            user_access_tokens: tokens_response(list),
+            user_access_tokens: convert::tokens(list),
         })
     }
 
@@ -114,13 +86,10 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::GetUserAccessTokensResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let page = PageRequest::new(convert::page_param(r.page), convert::page_param(r.per_page))
-            .map_err(to_status)?;
-        let list = access_tokens::get_user_access_tokens(&self.ctx, &caller, page)
-            .await
-            .map_err(to_status)?;
+        let page = convert::page(r.page, r.per_page)?;
+        let list = access_tokens::get_user_access_tokens(&self.ctx, &caller, page).await?;
         ok(pb::GetUserAccessTokensResponse {
-            user_access_tokens: tokens_response(list),
+            user_access_tokens: convert::tokens(list),
         })
     }
 
@@ -130,11 +99,9 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::SearchUserAccessTokensResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let list = access_tokens::search_user_access_tokens(&self.ctx, &caller, &r.term)
-            .await
-            .map_err(to_status)?;
+        let list = access_tokens::search_user_access_tokens(&self.ctx, &caller, &r.term).await?;
         ok(pb::SearchUserAccessTokensResponse {
-            user_access_tokens: tokens_response(list),
+            user_access_tokens: convert::tokens(list),
         })
     }
 
@@ -144,9 +111,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::GetUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let token = access_tokens::get_user_access_token(&self.ctx, &caller, &r.token_id)
-            .await
-            .map_err(to_status)?;
+        let token = access_tokens::get_user_access_token(&self.ctx, &caller, &r.token_id).await?;
         ok(pb::GetUserAccessTokenResponse {
             user_access_token: Some(token.into()),
         })
@@ -158,13 +123,8 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::RevokeUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::revoke_user_access_token(
-            &self.ctx,
-            &caller,
-            TokenRef::parse(&r.token_id).map_err(to_status)?,
-        )
-        .await
-        .map_err(to_status)?;
+        access_tokens::revoke_user_access_token(&self.ctx, &caller, TokenRef::parse(&r.token_id)?)
+            .await?;
         ok(pb::RevokeUserAccessTokenResponse {})
     }
 
@@ -174,13 +134,8 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::DisableUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::disable_user_access_token(
-            &self.ctx,
-            &caller,
-            TokenRef::parse(&r.token_id).map_err(to_status)?,
-        )
-        .await
-        .map_err(to_status)?;
+        access_tokens::disable_user_access_token(&self.ctx, &caller, TokenRef::parse(&r.token_id)?)
+            .await?;
         ok(pb::DisableUserAccessTokenResponse {})
     }
 
@@ -190,13 +145,8 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::EnableUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::enable_user_access_token(
-            &self.ctx,
-            &caller,
-            TokenRef::parse(&r.token_id).map_err(to_status)?,
-        )
-        .await
-        .map_err(to_status)?;
+        access_tokens::enable_user_access_token(&self.ctx, &caller, TokenRef::parse(&r.token_id)?)
+            .await?;
         ok(pb::EnableUserAccessTokenResponse {})
     }
 
@@ -206,9 +156,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::GetSessionsResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let list = sessions::get_sessions(&self.ctx, &caller, &r.user_id)
-            .await
-            .map_err(to_status)?;
+        let list = sessions::get_sessions(&self.ctx, &caller, &r.user_id).await?;
         ok(pb::GetSessionsResponse {
             sessions: list.into_iter().map(Into::into).collect(),
         })
@@ -220,9 +168,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::RevokeSessionResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        sessions::revoke_session(&self.ctx, &caller, &r.user_id, &r.session_id)
-            .await
-            .map_err(to_status)?;
+        sessions::revoke_session(&self.ctx, &caller, &r.user_id, &r.session_id).await?;
         ok(pb::RevokeSessionResponse {})
     }
 
@@ -232,9 +178,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::RevokeAllSessionsResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        sessions::revoke_all_sessions(&self.ctx, &caller, &r.user_id)
-            .await
-            .map_err(to_status)?;
+        sessions::revoke_all_sessions(&self.ctx, &caller, &r.user_id).await?;
         ok(pb::RevokeAllSessionsResponse {})
     }
 
@@ -243,9 +187,7 @@ impl TokenService for TokenServiceApi {
         request: Request<pb::RevokeSessionsFromAllUsersRequest>,
     ) -> RpcResult<pb::RevokeSessionsFromAllUsersResponse> {
         let caller = self.caller(&request).await?;
-        sessions::revoke_sessions_from_all_users(&self.ctx, &caller)
-            .await
-            .map_err(to_status)?;
+        sessions::revoke_sessions_from_all_users(&self.ctx, &caller).await?;
         ok(pb::RevokeSessionsFromAllUsersResponse {})
     }
 
@@ -255,9 +197,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::RegenCommandTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let token = commands::regen_command_token(&self.ctx, &caller, &r.command_id)
-            .await
-            .map_err(to_status)?;
+        let token = commands::regen_command_token(&self.ctx, &caller, &r.command_id).await?;
         ok(pb::RegenCommandTokenResponse {
             token: token.expose().to_owned(),
         })
@@ -268,30 +208,9 @@ impl TokenService for TokenServiceApi {
         request: Request<pb::CreateCommandRequest>,
     ) -> RpcResult<pb::CreateCommandResponse> {
         let caller = self.caller(&request).await?;
-        let r = request.into_inner();
-        let created = commands::create_command(
-            &self.ctx,
-            &caller,
-            NewCommand {
-                team_id: r.team_id,
-                trigger: r.trigger,
-                method: r.method,
-                url: r.url,
-                display_name: r.display_name,
-                description: r.description,
-                username: r.username,
-                icon_url: r.icon_url,
-                auto_complete: r.auto_complete,
-                auto_complete_desc: r.auto_complete_desc,
-                auto_complete_hint: r.auto_complete_hint,
-            },
-        )
-        .await
-        .map_err(to_status)?;
-        ok(pb::CreateCommandResponse {
-            token: created.token.expose().to_owned(),
-            command: Some(created.command.into()),
-        })
+        let new = NewCommand::from(request.into_inner());
+        let created = commands::create_command(&self.ctx, &caller, new).await?;
+        ok(created.into())
     }
 
     async fn verify_command_token(
@@ -300,9 +219,8 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::VerifyCommandTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let valid = commands::verify_command_token(&self.ctx, &caller, &r.command_id, &r.token)
-            .await
-            .map_err(to_status)?;
+        let valid =
+            commands::verify_command_token(&self.ctx, &caller, &r.command_id, &r.token).await?;
         ok(pb::VerifyCommandTokenResponse { valid })
     }
 
@@ -313,9 +231,7 @@ impl TokenService for TokenServiceApi {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let member =
-            commands::add_team_member(&self.ctx, &caller, &r.team_id, &r.user_id, &r.roles)
-                .await
-                .map_err(to_status)?;
+            commands::add_team_member(&self.ctx, &caller, &r.team_id, &r.user_id, &r.roles).await?;
         ok(pb::AddTeamMemberResponse {
             team_member: Some(member.into()),
         })
@@ -326,19 +242,8 @@ impl TokenService for TokenServiceApi {
         request: Request<pb::GetWebrtcTokenRequest>,
     ) -> RpcResult<pb::GetWebrtcTokenResponse> {
         let caller = self.caller(&request).await?;
-        let c = webrtc::get_webrtc_token(&self.ctx, &caller).map_err(to_status)?;
-        ok(pb::GetWebrtcTokenResponse {
-            token: c.token,
-            gateway_url: c.gateway_url,
-            stun_uri: c.stun_uri,
-            turn_uri: c.turn_uri,
-            turn_username: c.turn_username,
-            turn_password: c.turn_password,
-            credential_ttl: Some(prost_types::Duration {
-                seconds: i64::try_from(c.credential_ttl_secs).unwrap_or(i64::MAX),
-                nanos: 0,
-            }),
-        })
+        let credentials = webrtc::get_webrtc_token(&self.ctx, &caller)?;
+        ok(credentials.into())
     }
 
     async fn create_session(
@@ -346,34 +251,14 @@ impl TokenService for TokenServiceApi {
         request: Request<pb::CreateSessionRequest>,
     ) -> RpcResult<pb::CreateSessionResponse> {
         let caller = self.caller(&request).await?;
-        let r = request.into_inner();
-        let lifetime_ms = r
-            .lifetime
-            .as_ref()
-            .map(|d| convert::duration_millis(d, "lifetime"))
-            .transpose()
-            .map_err(to_status)?;
-        let created = sessions::create_session(
-            &self.ctx,
-            &caller,
-            NewSession {
-                user_id: r.user_id,
-                lifetime_ms,
-                device_id: r.device_id,
-                props: r.props.into_iter().collect(),
-            },
-        )
-        .await
-        .map_err(to_status)?;
-        ok(pb::CreateSessionResponse {
-            token: created.token.expose().to_owned(),
-            session: Some(created.session.into()),
-        })
+        let new = NewSession::try_from(request.into_inner())?;
+        let created = sessions::create_session(&self.ctx, &caller, new).await?;
+        ok(created.into())
     }
 
     async fn get_me(&self, request: Request<pb::GetMeRequest>) -> RpcResult<pb::GetMeResponse> {
         let caller = self.caller(&request).await?;
-        let user = users::get_me(&caller).map_err(to_status)?;
+        let user = users::get_me(&caller)?;
         ok(pb::GetMeResponse {
             user: Some(user.clone().into()),
         })
@@ -395,16 +280,13 @@ impl TokenService for TokenServiceApi {
             r.after_event_id,
             self.shutdown.clone(),
         )
-        .await
-        .map_err(to_status)?;
+        .await?;
         let stream = tokio_stream::StreamExt::map(
             tokio_stream::wrappers::ReceiverStream::new(events),
             |event| {
-                event
-                    .map(|e| pb::WatchRevocationsResponse {
-                        event: Some(convert::revocation_event(e)),
-                    })
-                    .map_err(to_status)
+                Ok(pb::WatchRevocationsResponse {
+                    event: Some(convert::revocation_event(event?)),
+                })
             },
         );
         Ok(Response::new(Box::pin(stream)))
@@ -416,9 +298,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::IntrospectTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let found = introspection::introspect_token(&self.ctx, &caller, &r.token)
-            .await
-            .map_err(to_status)?;
+        let found = introspection::introspect_token(&self.ctx, &caller, &r.token).await?;
         ok(convert::introspection(found))
     }
 
@@ -427,21 +307,8 @@ impl TokenService for TokenServiceApi {
         request: Request<pb::CreateUserRequest>,
     ) -> RpcResult<pb::CreateUserResponse> {
         let caller = self.caller(&request).await?;
-        let r = request.into_inner();
-        let user = users::create_user(
-            &self.ctx,
-            &caller,
-            NewUser {
-                id: r.id,
-                username: r.username,
-                email: r.email,
-                roles: r.roles,
-                is_bot: r.is_bot,
-                bot_owner_id: r.bot_owner_id,
-            },
-        )
-        .await
-        .map_err(to_status)?;
+        let new = NewUser::from(request.into_inner());
+        let user = users::create_user(&self.ctx, &caller, new).await?;
         ok(pb::CreateUserResponse {
             user: Some(user.into()),
         })
@@ -453,9 +320,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::UpdateUserRolesResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let user = users::update_user_roles(&self.ctx, &caller, &r.user_id, &r.roles)
-            .await
-            .map_err(to_status)?;
+        let user = users::update_user_roles(&self.ctx, &caller, &r.user_id, &r.roles).await?;
         ok(pb::UpdateUserRolesResponse {
             user: Some(user.into()),
         })
@@ -467,9 +332,7 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::UpdateUserActiveResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let user = users::update_user_active(&self.ctx, &caller, &r.user_id, r.active)
-            .await
-            .map_err(to_status)?;
+        let user = users::update_user_active(&self.ctx, &caller, &r.user_id, r.active).await?;
         ok(pb::UpdateUserActiveResponse {
             user: Some(user.into()),
         })

@@ -44,7 +44,7 @@ impl ApiError {
         detail: impl Into<String>,
     ) -> Self {
         Self {
-            status: status_of(reason),
+            status: rest(reason).0,
             id: reason.id(),
             message: message.into(),
             detailed_error: detail.into(),
@@ -54,7 +54,9 @@ impl ApiError {
 
     /// The error for `reason` with Mattermost's message (or ours where it has none).
     pub(crate) fn from_reason(reason: Reason) -> Self {
-        let message = mattermost_message(reason).map_or_else(|| reason.to_string(), Into::into);
+        let message = rest(reason)
+            .1
+            .map_or_else(|| reason.to_string(), Into::into);
         Self::new(reason, message, "")
     }
 
@@ -103,7 +105,7 @@ impl ApiError {
     pub(crate) fn route_not_found(path: &str) -> Self {
         Self::new(
             Reason::RouteNotFound,
-            mattermost_message(Reason::RouteNotFound).unwrap_or_default(),
+            rest(Reason::RouteNotFound).1.unwrap_or_default(),
             format!(
                 "There doesn't appear to be an api call for the url='{path}'.  Typo? are you missing a team_id or user_id as part of the url?"
             ),
@@ -128,66 +130,82 @@ impl ApiError {
     }
 }
 
-/// Mattermost's English text for the ids that have one (server/i18n/en.json); `None` where
-/// Mattermost's text is not known or takes parameters we do not have, and our own text is
-/// used. `invalid_body_param`/`invalid_url_param` are built with the parameter's name.
-fn mattermost_message(reason: Reason) -> Option<&'static str> {
-    Some(match reason {
-        Reason::SessionExpired => "Invalid or expired session, please login again.",
-        Reason::PermissionDenied => "You do not have the appropriate permissions.",
-        Reason::TokenInQuery => "Session is not OAuth but token was provided in the query string.",
-        Reason::RouteNotFound => "Sorry, we could not find the page.",
-        Reason::AccessTokensDisabled => {
-            "Personal access tokens are disabled on this server. Please contact your system administrator for details."
-        }
-        Reason::AccessTokenNotFound => "Unable to get the personal access tokens by user.",
-        Reason::ExpiresAtInPast => "The provided expires_at is in the past.",
-        Reason::TokenDescriptionTooLong => "Invalid description, must be 255 or less characters.",
-        Reason::SessionNotFound => "We encountered an error finding the session.",
-        Reason::CommandNotFound => "Unable to get the command.",
-        Reason::CommandsDisabled => "Commands have been disabled by the system admin.",
-        Reason::WebrtcDisabled => "WebRTC is not enabled in this server.",
-        _ => return None,
-    })
-}
-
-/// Mattermost's HTTP status for each reason.
-fn status_of(reason: Reason) -> StatusCode {
+/// How the REST shim reports each reason: Mattermost's HTTP status, and Mattermost's English
+/// text for the ids that have one (server/i18n/en.json); `None` where Mattermost's text is not
+/// known or takes parameters we do not have, and our own text is used.
+/// `invalid_body_param`/`invalid_url_param` are built with the parameter's name. No catch-all
+/// arm: a new reason does not compile until its status and text are decided here.
+fn rest(reason: Reason) -> (StatusCode, Option<&'static str>) {
+    use StatusCode as S;
     match reason {
-        Reason::InvalidUrlParam
-        | Reason::InvalidBodyParam
-        | Reason::TokenDescriptionTooLong
-        | Reason::ExpiresAtInPast
-        | Reason::ExpiresAtRequired
-        | Reason::ExpiresAtTooFar
-        | Reason::InvalidExpiresAt
-        | Reason::InvalidUsername
-        | Reason::InvalidEmail
-        | Reason::InvalidRole
-        | Reason::InvalidBotOwner
-        | Reason::UsernameTaken
-        | Reason::UserIdTaken
-        | Reason::SessionNotFound
-        | Reason::UserDeactivated
-        | Reason::InvalidCommandTrigger
-        | Reason::InvalidCommandMethod
-        | Reason::InvalidCommandUrl
-        | Reason::InvalidCommandDisplayName
-        | Reason::InvalidCommandDescription
-        | Reason::DuplicateTrigger => StatusCode::BAD_REQUEST,
-        Reason::SessionExpired | Reason::TokenInQuery => StatusCode::UNAUTHORIZED,
-        Reason::PermissionDenied => StatusCode::FORBIDDEN,
-        Reason::UserNotFound
-        | Reason::AccessTokenNotFound
-        | Reason::CommandNotFound
-        | Reason::RouteNotFound => StatusCode::NOT_FOUND,
-        Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Reason::RevocationLogPruned => StatusCode::GONE,
-        Reason::AccessTokensDisabled | Reason::CommandsDisabled | Reason::WebrtcDisabled => {
-            StatusCode::NOT_IMPLEMENTED
-        }
-        Reason::DatabaseUnavailable | Reason::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Reason::InvalidUrlParam => (S::BAD_REQUEST, None),
+        Reason::InvalidBodyParam => (S::BAD_REQUEST, None),
+        Reason::TokenDescriptionTooLong => (
+            S::BAD_REQUEST,
+            Some("Invalid description, must be 255 or less characters."),
+        ),
+        Reason::ExpiresAtInPast => (
+            S::BAD_REQUEST,
+            Some("The provided expires_at is in the past."),
+        ),
+        Reason::ExpiresAtRequired => (S::BAD_REQUEST, None),
+        Reason::ExpiresAtTooFar => (S::BAD_REQUEST, None),
+        Reason::InvalidExpiresAt => (S::BAD_REQUEST, None),
+        Reason::InvalidUsername => (S::BAD_REQUEST, None),
+        Reason::InvalidEmail => (S::BAD_REQUEST, None),
+        Reason::InvalidRole => (S::BAD_REQUEST, None),
+        Reason::InvalidBotOwner => (S::BAD_REQUEST, None),
+        Reason::SessionExpired => (
+            S::UNAUTHORIZED,
+            Some("Invalid or expired session, please login again."),
+        ),
+        Reason::PermissionDenied => (
+            S::FORBIDDEN,
+            Some("You do not have the appropriate permissions."),
+        ),
+        Reason::UserNotFound => (S::NOT_FOUND, None),
+        Reason::AccessTokenNotFound => (
+            S::NOT_FOUND,
+            Some("Unable to get the personal access tokens by user."),
+        ),
+        Reason::SessionNotFound => (
+            S::BAD_REQUEST,
+            Some("We encountered an error finding the session."),
+        ),
+        Reason::CommandNotFound => (S::NOT_FOUND, Some("Unable to get the command.")),
+        Reason::CommandsDisabled => (
+            S::NOT_IMPLEMENTED,
+            Some("Commands have been disabled by the system admin."),
+        ),
+        Reason::InvalidCommandTrigger => (S::BAD_REQUEST, None),
+        Reason::InvalidCommandMethod => (S::BAD_REQUEST, None),
+        Reason::InvalidCommandUrl => (S::BAD_REQUEST, None),
+        Reason::InvalidCommandDisplayName => (S::BAD_REQUEST, None),
+        Reason::InvalidCommandDescription => (S::BAD_REQUEST, None),
+        Reason::DuplicateTrigger => (S::BAD_REQUEST, None),
+        Reason::WebrtcDisabled => (
+            S::NOT_IMPLEMENTED,
+            Some("WebRTC is not enabled in this server."),
+        ),
+        Reason::TokenInQuery => (
+            S::UNAUTHORIZED,
+            Some("Session is not OAuth but token was provided in the query string."),
+        ),
+        Reason::RouteNotFound => (S::NOT_FOUND, Some("Sorry, we could not find the page.")),
+        Reason::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, None),
+        Reason::UserDeactivated => (S::BAD_REQUEST, None),
+        Reason::UsernameTaken => (S::BAD_REQUEST, None),
+        Reason::UserIdTaken => (S::BAD_REQUEST, None),
+        Reason::AccessTokensDisabled => (
+            S::NOT_IMPLEMENTED,
+            Some(
+                "Personal access tokens are disabled on this server. Please contact your system administrator for details.",
+            ),
+        ),
+        Reason::RevocationLogPruned => (S::GONE, None),
+        Reason::DatabaseUnavailable => (S::SERVICE_UNAVAILABLE, None),
+        Reason::ShuttingDown => (S::SERVICE_UNAVAILABLE, None),
+        Reason::Internal => (S::INTERNAL_SERVER_ERROR, None),
     }
 }
 
@@ -203,7 +221,7 @@ impl From<Error> for ApiError {
                     Reason::InvalidBodyParam => {
                         format!("Invalid or missing {field} in request body.")
                     }
-                    _ => mattermost_message(reason).map_or_else(|| err.to_string(), Into::into),
+                    _ => rest(reason).1.map_or_else(|| err.to_string(), Into::into),
                 };
                 ApiError::new(reason, message, err.to_string())
             }
@@ -214,8 +232,7 @@ impl From<Error> for ApiError {
                 api
             }
             Error::NotFound { .. } | Error::AlreadyExists { .. } | Error::Unimplemented { .. } => {
-                let message =
-                    mattermost_message(reason).map_or_else(|| err.to_string(), Into::into);
+                let message = rest(reason).1.map_or_else(|| err.to_string(), Into::into);
                 ApiError::new(reason, message, "")
             }
             Error::OutOfRange { .. } => ApiError::new(reason, reason.to_string(), err.to_string()),

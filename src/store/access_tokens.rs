@@ -4,7 +4,7 @@ use sea_orm::{
 };
 
 use super::entities::{sessions, user_access_tokens as tokens, users};
-use super::{Store, db_err, revocations::append_revocation};
+use super::{Store, revocations::append_revocation};
 use crate::domain::error::Result;
 use crate::domain::{
     ids::{TokenId, UserId},
@@ -45,8 +45,7 @@ impl Store {
         };
         tokens::Entity::insert(row)
             .exec_without_returning(&self.db)
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(())
     }
 
@@ -55,8 +54,7 @@ impl Store {
     pub async fn find_access_token(&self, id: &TokenId) -> Result<Option<UserAccessToken>> {
         Ok(tokens::Entity::find_by_id(id.to_string())
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(UserAccessToken::from))
     }
 
@@ -69,8 +67,7 @@ impl Store {
         Ok(tokens::Entity::find()
             .filter(tokens::Column::TokenHash.eq(digest.as_str()))
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(|m| {
                 let stored = TokenDigest::from_stored(m.token_hash.clone());
                 (UserAccessToken::from(m), stored)
@@ -111,8 +108,7 @@ impl Store {
             .offset(page.offset())
             .limit(page.limit())
             .all(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .into_iter()
             .map(UserAccessToken::from)
             .collect())
@@ -128,8 +124,7 @@ impl Store {
             .filter(users::Column::Username.eq(term))
             .into_tuple()
             .one(&self.db)
-            .await
-            .map_err(db_err)?;
+            .await?;
         let owners = std::iter::once(term.to_owned()).chain(owner_named);
         Ok(tokens::Entity::find()
             .filter(
@@ -139,8 +134,7 @@ impl Store {
             )
             .order_by_asc(tokens::Column::Id)
             .all(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .into_iter()
             .map(UserAccessToken::from)
             .collect())
@@ -166,22 +160,19 @@ impl Store {
             )
             .filter(tokens::Column::Id.eq(id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         sessions::Entity::delete_many()
             .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         let deleted = tokens::Entity::delete_by_id(id.to_string())
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         let existed = deleted.rows_affected > 0;
         if existed {
             append_revocation(&txn, revocation).await?;
         }
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(existed)
     }
 
@@ -201,23 +192,20 @@ impl Store {
             .col_expr(tokens::Column::IsActive, Expr::value(active))
             .filter(tokens::Column::Id.eq(id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         // MariaDB counts changed rows, not matched ones, so existence is read explicitly.
         let exists = tokens::Entity::find_by_id(id.to_string())
             .one(&txn)
-            .await
-            .map_err(db_err)?
+            .await?
             .is_some();
         if exists && !active {
             sessions::Entity::delete_many()
                 .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
                 .exec(&txn)
-                .await
-                .map_err(db_err)?;
+                .await?;
             append_revocation(&txn, revocation).await?;
         }
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(exists)
     }
 }

@@ -4,7 +4,7 @@ use sea_orm::{
 };
 
 use super::entities::{commands, team_members};
-use super::{Store, db_err, join_roles, split_roles};
+use super::{Store, join_roles, split_roles};
 use crate::domain::{
     error::Result,
     ids::{CommandId, TeamId, UserId},
@@ -71,8 +71,7 @@ impl Store {
         };
         commands::Entity::insert(row)
             .exec_without_returning(&self.db)
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(())
     }
 
@@ -81,8 +80,7 @@ impl Store {
     pub async fn find_command(&self, id: &CommandId) -> Result<Option<(Command, String)>> {
         Ok(commands::Entity::find_by_id(id.to_string())
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(|m| {
                 let ciphertext = m.token_ciphertext.clone();
                 (Command::from(m), ciphertext)
@@ -97,8 +95,7 @@ impl Store {
             .filter(commands::Column::Trigger.eq(trigger))
             .filter(commands::Column::DeleteAt.eq(0))
             .count(&self.db)
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(count > 0)
     }
 
@@ -114,8 +111,7 @@ impl Store {
         let live = commands::Entity::find_by_id(id.to_string())
             .filter(commands::Column::DeleteAt.eq(0))
             .one(&txn)
-            .await
-            .map_err(db_err)?
+            .await?
             .is_some();
         if live {
             commands::Entity::update_many()
@@ -126,10 +122,9 @@ impl Store {
                 .col_expr(commands::Column::UpdateAt, Expr::value(now))
                 .filter(commands::Column::Id.eq(id.as_str()))
                 .exec(&txn)
-                .await
-                .map_err(db_err)?;
+                .await?;
         }
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(live)
     }
 
@@ -144,8 +139,7 @@ impl Store {
             team_members::Entity::find_by_id((team_id.to_string(), user_id.to_string()))
                 .filter(team_members::Column::DeleteAt.eq(0))
                 .one(&self.db)
-                .await
-                .map_err(db_err)?
+                .await?
                 .map(TeamMember::from),
         )
     }
@@ -158,8 +152,7 @@ impl Store {
             .filter(team_members::Column::UserId.eq(user_id.as_str()))
             .order_by_asc(team_members::Column::TeamId)
             .all(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .into_iter()
             .filter(|m| m.delete_at == 0)
             .map(TeamMember::from)
@@ -179,8 +172,7 @@ impl Store {
         let key = (team_id.to_string(), user_id.to_string());
         let existing = team_members::Entity::find_by_id(key.clone())
             .one(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         if existing.is_some() {
             team_members::Entity::update_many()
                 .col_expr(team_members::Column::Roles, Expr::value(join_roles(roles)))
@@ -188,8 +180,7 @@ impl Store {
                 .filter(team_members::Column::TeamId.eq(team_id.as_str()))
                 .filter(team_members::Column::UserId.eq(user_id.as_str()))
                 .exec(&txn)
-                .await
-                .map_err(db_err)?;
+                .await?;
         } else {
             team_members::Entity::insert(team_members::ActiveModel {
                 team_id: Set(key.0.clone()),
@@ -199,15 +190,13 @@ impl Store {
                 delete_at: Set(0),
             })
             .exec_without_returning(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         }
         let member = team_members::Entity::find_by_id(key)
             .one(&txn)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(TeamMember::from);
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         member.ok_or_else(|| crate::domain::error::Error::internal("team member vanished"))
     }
 }

@@ -1,16 +1,19 @@
-//! `DbErr` to domain error, once: connection trouble is `Unavailable` (retryable), anything
-//! else `Internal`. The database's own text is kept as the source, for the log only.
+//! `DbErr` to domain error, once, as a `From` so queries convert with `?`: connection trouble
+//! is `Unavailable` (retryable), anything else `Internal`. The database's own text is kept as
+//! the source, for the log only.
 
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 use crate::domain::error::Error;
 
 /// Maps a database error.
-pub(crate) fn db_err(e: DbErr) -> Error {
-    if is_connection_error(&e) {
-        Error::Unavailable(Box::new(e))
-    } else {
-        Error::Internal(Box::new(e))
+impl From<DbErr> for Error {
+    fn from(e: DbErr) -> Self {
+        if is_connection_error(&e) {
+            Error::Unavailable(Box::new(e))
+        } else {
+            Error::Internal(Box::new(e))
+        }
     }
 }
 

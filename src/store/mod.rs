@@ -19,7 +19,6 @@ use sea_orm_migration::MigratorTrait;
 use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
-pub(crate) use error::db_err;
 pub use revocations::{RevocationWakeups, Wakeup};
 pub use sessions::SessionInsert;
 
@@ -66,11 +65,9 @@ impl Store {
             .connect_timeout(pool.connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
             .sqlx_logging(false);
-        let db = Database::connect(options).await.map_err(db_err)?;
+        let db = Database::connect(options).await?;
         if db.get_database_backend() == DbBackend::Sqlite {
-            db.execute_unprepared("PRAGMA journal_mode=WAL")
-                .await
-                .map_err(db_err)?;
+            db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         }
         Ok(Self { db })
     }
@@ -81,11 +78,10 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction> {
         use sea_orm::TransactionTrait;
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         if self.db.get_database_backend() == DbBackend::Sqlite {
             txn.execute_unprepared("UPDATE service_meta SET value = value WHERE 0 = 1")
-                .await
-                .map_err(db_err)?;
+                .await?;
         }
         Ok(txn)
     }
@@ -103,21 +99,20 @@ impl Store {
     /// Applies pending migrations.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn migrate_up(&self) -> Result<()> {
-        Migrator::up(&self.db, None).await.map_err(db_err)
+        Ok(Migrator::up(&self.db, None).await?)
     }
 
     /// Rolls back the last `steps` migrations.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn migrate_down(&self, steps: u32) -> Result<()> {
-        Migrator::down(&self.db, Some(steps)).await.map_err(db_err)
+        Ok(Migrator::down(&self.db, Some(steps)).await?)
     }
 
     /// Every known migration and whether it is applied.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
         let applied: Vec<String> = Migrator::get_applied_migrations(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .iter()
             .map(|m| m.name().to_owned())
             .collect();
@@ -136,8 +131,7 @@ impl Store {
         let backend = self.db.get_database_backend();
         self.db
             .query_one_raw(Statement::from_string(backend, "SELECT 1"))
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(())
     }
 
@@ -167,8 +161,7 @@ impl Store {
     pub async fn meta_value(&self, name: &str) -> Result<Option<String>> {
         Ok(entities::service_meta::Entity::find_by_id(name.to_owned())
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(|m| m.value))
     }
 
@@ -193,7 +186,7 @@ impl Store {
                 .meta_value(name)
                 .await?
                 .ok_or_else(|| Error::internal("service_meta row vanished")),
-            Err(e) => Err(db_err(e)),
+            Err(e) => Err(e.into()),
         }
     }
 }

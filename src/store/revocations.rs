@@ -15,7 +15,7 @@ use sea_orm::{
 };
 
 use super::{
-    Store, db_err,
+    Store,
     entities::{revocation_events as events, service_meta},
 };
 use crate::domain::{
@@ -42,13 +42,11 @@ pub(super) async fn append_revocation(
         create_at: Set(now_millis()),
     }
     .insert(txn)
-    .await
-    .map_err(db_err)?;
+    .await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         // Queued now, delivered to every listening replica when the transaction commits.
         txn.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}"))
-            .await
-            .map_err(db_err)?;
+            .await?;
     }
     Ok(row.id)
 }
@@ -63,8 +61,7 @@ async fn lock_log(txn: &DatabaseTransaction) -> Result<()> {
         )
         .filter(service_meta::Column::Name.eq(LOG_ROW))
         .exec(txn)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -101,8 +98,7 @@ impl Store {
             .order_by_asc(events::Column::Id)
             .limit(limit)
             .all(&self.db)
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| RevocationEvent {
@@ -121,8 +117,7 @@ impl Store {
         let newest = events::Entity::find()
             .order_by_desc(events::Column::Id)
             .one(&self.db)
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(newest.map_or(0, |row| row.id))
     }
 
@@ -132,8 +127,7 @@ impl Store {
     pub async fn pruned_revocations_through(&self) -> Result<i64> {
         let row = service_meta::Entity::find_by_id(LOG_ROW.to_owned())
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .ok_or_else(|| Error::internal("the revocation log's control row is missing"))?;
         row.value
             .parse()
@@ -152,8 +146,7 @@ impl Store {
             .filter(events::Column::CreateAt.lt(before))
             .into_tuple::<Option<i64>>()
             .one(&txn)
-            .await
-            .map_err(db_err)?
+            .await?
             .flatten();
         let Some(newest_pruned) = newest_pruned else {
             return Ok(0);
@@ -161,8 +154,7 @@ impl Store {
         let deleted = events::Entity::delete_many()
             .filter(events::Column::Id.lte(newest_pruned))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         service_meta::Entity::update_many()
             .col_expr(
                 service_meta::Column::Value,
@@ -170,9 +162,8 @@ impl Store {
             )
             .filter(service_meta::Column::Name.eq(LOG_ROW))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
+            .await?;
+        txn.commit().await?;
         Ok(deleted.rows_affected)
     }
 }

@@ -7,7 +7,7 @@ use sea_orm::{
 
 use super::entities::{sessions, users};
 use super::{
-    Store, db_err,
+    Store,
     error::{is_foreign_key_violation, is_unique_violation},
     join_roles,
     revocations::append_revocation,
@@ -63,8 +63,7 @@ impl Store {
         let Some(m) = sessions::Entity::find()
             .filter(sessions::Column::TokenHash.eq(digest.as_str()))
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
         else {
             return Ok(None);
         };
@@ -112,8 +111,7 @@ impl Store {
             .col_expr(users::Column::UpdateAt, Expr::col(users::Column::UpdateAt))
             .filter(users::Column::Id.eq(session.user_id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         let trimmed = trim_sessions(&txn, &session.user_id, keep).await?;
         if trimmed > 0 {
             append_revocation(&txn, on_trim).await?;
@@ -123,7 +121,7 @@ impl Store {
             .await
         {
             Ok(_) => {
-                txn.commit().await.map_err(db_err)?;
+                txn.commit().await?;
                 Ok((SessionInsert::Inserted, trimmed))
             }
             Err(e) => {
@@ -132,9 +130,9 @@ impl Store {
                 } else if is_foreign_key_violation(&e) {
                     SessionInsert::OwnerGone
                 } else {
-                    return Err(db_err(e));
+                    return Err(e.into());
                 };
-                txn.rollback().await.map_err(db_err)?;
+                txn.rollback().await?;
                 Ok((outcome, 0))
             }
         }
@@ -146,8 +144,7 @@ async fn trim_sessions(db: &impl ConnectionTrait, user_id: &UserId, keep: u64) -
     let count = sessions::Entity::find()
         .filter(sessions::Column::UserId.eq(user_id.as_str()))
         .count(db)
-        .await
-        .map_err(db_err)?;
+        .await?;
     if count <= keep {
         return Ok(0);
     }
@@ -160,13 +157,11 @@ async fn trim_sessions(db: &impl ConnectionTrait, user_id: &UserId, keep: u64) -
         .limit(count - keep)
         .into_tuple()
         .all(db)
-        .await
-        .map_err(db_err)?;
+        .await?;
     let deleted = sessions::Entity::delete_many()
         .filter(sessions::Column::Id.is_in(oldest))
         .exec(db)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(deleted.rows_affected)
 }
 
@@ -179,8 +174,7 @@ impl Store {
             .order_by_desc(sessions::Column::LastActivityAt)
             .order_by_asc(sessions::Column::Id)
             .all(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .into_iter()
             .map(Session::try_from)
             .collect()
@@ -191,8 +185,7 @@ impl Store {
     pub async fn find_session(&self, id: &SessionId) -> Result<Option<Session>> {
         sessions::Entity::find_by_id(id.to_string())
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(Session::try_from)
             .transpose()
     }
@@ -211,8 +204,7 @@ impl Store {
                     .add(sessions::Column::TokenHash.eq(digest.as_str())),
             )
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(Session::try_from)
             .transpose()
     }
@@ -259,9 +251,9 @@ impl Store {
         revocation: &Revocation,
     ) -> Result<u64> {
         let txn = self.begin_write().await?;
-        let deleted = delete.exec(&txn).await.map_err(db_err)?.rows_affected;
+        let deleted = delete.exec(&txn).await?.rows_affected;
         append_revocation(&txn, revocation).await?;
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(deleted)
     }
 
@@ -282,7 +274,7 @@ impl Store {
         if let Some(expires_at) = expires_at {
             update = update.col_expr(sessions::Column::ExpiresAt, Expr::value(expires_at));
         }
-        update.exec(&self.db).await.map_err(db_err)?;
+        update.exec(&self.db).await?;
         Ok(())
     }
 }

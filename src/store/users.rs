@@ -2,8 +2,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query
 
 use super::entities::{sessions, users};
 use super::{
-    Store, db_err, error::is_unique_violation, join_roles, revocations::append_revocation,
-    split_roles,
+    Store, error::is_unique_violation, join_roles, revocations::append_revocation, split_roles,
 };
 use crate::domain::{
     error::{Error, Reason, Result},
@@ -52,7 +51,7 @@ impl Store {
                         reason: Reason::UsernameTaken,
                     }
                 } else {
-                    db_err(e)
+                    e.into()
                 }
             })?;
         Ok(())
@@ -63,8 +62,7 @@ impl Store {
     pub async fn find_user(&self, id: &UserId) -> Result<Option<User>> {
         Ok(users::Entity::find_by_id(id.to_string())
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(User::from))
     }
 
@@ -74,8 +72,7 @@ impl Store {
         Ok(users::Entity::find()
             .filter(users::Column::Username.eq(username))
             .one(&self.db)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(User::from))
     }
 
@@ -97,8 +94,7 @@ impl Store {
             .col_expr(users::Column::UpdateAt, Expr::value(now))
             .filter(users::Column::Id.eq(id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         if updated.rows_affected == 0 {
             return Ok(None);
         }
@@ -106,15 +102,13 @@ impl Store {
             .col_expr(sessions::Column::Roles, Expr::value(joined))
             .filter(sessions::Column::UserId.eq(id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         let user = users::Entity::find_by_id(id.to_string())
             .one(&txn)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(User::from);
         append_revocation(&txn, revocation).await?;
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(user)
     }
 
@@ -130,11 +124,7 @@ impl Store {
         revocation: &Revocation,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
-        let Some(existing) = users::Entity::find_by_id(id.to_string())
-            .one(&txn)
-            .await
-            .map_err(db_err)?
-        else {
+        let Some(existing) = users::Entity::find_by_id(id.to_string()).one(&txn).await? else {
             return Ok(None);
         };
         let delete_at = match (active, existing.delete_at) {
@@ -147,22 +137,19 @@ impl Store {
             .col_expr(users::Column::UpdateAt, Expr::value(now))
             .filter(users::Column::Id.eq(id.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_err)?;
+            .await?;
         if !active {
             sessions::Entity::delete_many()
                 .filter(sessions::Column::UserId.eq(id.as_str()))
                 .exec(&txn)
-                .await
-                .map_err(db_err)?;
+                .await?;
         }
         let user = users::Entity::find_by_id(id.to_string())
             .one(&txn)
-            .await
-            .map_err(db_err)?
+            .await?
             .map(User::from);
         append_revocation(&txn, revocation).await?;
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(user)
     }
 }
