@@ -1,6 +1,5 @@
 mod architecture;
 pub(crate) mod cli;
-mod loadgen;
 mod metrics;
 mod migrations;
 pub(crate) mod proto;

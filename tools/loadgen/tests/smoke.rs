@@ -2,11 +2,66 @@
 //! in-process token-service (SQLite) and baselines, and the footprint commands against the
 //! real `token-service` binary. Figures are not judged here (the machine is shared), only
 //! that they are printed, positive and error-free.
+//!
+//! `token-service` belongs to another package of the workspace, so Cargo does not build it
+//! for this test; [`server_bin`] asks Cargo for it (a no-op when it is fresh), into the same
+//! target directory and profile as `loadgen`, where `loadgen` looks for it by default.
 
-use std::process::{Command, Output};
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+    sync::OnceLock,
+};
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
-const SERVER: &str = env!("CARGO_BIN_EXE_token-service");
+
+/// Prefixes of the variables Cargo sets for a test of this package, not for a shell.
+const PACKAGE_VARS: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "OUT_DIR",
+];
+
+/// The `token-service` binary beside `loadgen`, built once per test run.
+fn server_bin() -> &'static str {
+    static BUILT: OnceLock<String> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // <target dir>/<profile dir>/loadgen; the `dev` profile's directory is `debug`.
+        let bin_dir = PathBuf::from(LOADGEN).parent().unwrap().to_path_buf();
+        let target_dir = bin_dir.parent().unwrap();
+        let profile = match bin_dir.file_name().unwrap().to_str().unwrap() {
+            "debug" => "dev",
+            other => other,
+        };
+        let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let mut cargo = Command::new(env!("CARGO"));
+        // Cargo gives this test the variables it gives a package's build (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, ...); build scripts that watch them (ring's) would see them
+        // change and rebuild their crate, and the next `cargo` from a shell would again.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if PACKAGE_VARS.iter().any(|prefix| name.starts_with(prefix)) {
+                cargo.env_remove(&*name);
+            }
+        }
+        let status = cargo
+            .current_dir(workspace)
+            .args(["build", "-p", "token-service", "--bin", "token-service"])
+            .args(["--profile", profile])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .status()
+            .expect("run cargo build for token-service");
+        assert!(status.success(), "cargo build --bin token-service failed");
+        let server = bin_dir.join("token-service");
+        assert!(server.exists(), "{} was not built", server.display());
+        server.to_str().unwrap().to_owned()
+    })
+}
 
 fn run(args: &[&str]) -> String {
     let out: Output = Command::new(LOADGEN)
@@ -90,7 +145,7 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
 
 #[test]
 fn loadgen_measures_the_idle_memory_and_start_up_time_of_the_real_server() {
-    let stdout = run(&["idle-rss", "--idle", "100ms", "--server-bin", SERVER]);
+    let stdout = run(&["idle-rss", "--idle", "100ms", "--server-bin", server_bin()]);
     let fields = summary(&stdout, "summary idle_rss_mib=");
     let rss = number(&fields, "idle_rss_mib");
     assert!(
@@ -99,7 +154,7 @@ fn loadgen_measures_the_idle_memory_and_start_up_time_of_the_real_server() {
     );
     assert!(stdout.contains("target: idle RSS <= 30 MiB: "), "{stdout}");
 
-    let stdout = run(&["startup", "--starts", "1", "--server-bin", SERVER]);
+    let stdout = run(&["startup", "--starts", "1", "--server-bin", server_bin()]);
     let fields = summary(&stdout, "summary startup_fresh_ms=");
     assert!(number(&fields, "startup_fresh_ms") > 0.0, "{stdout}");
     assert!(number(&fields, "startup_existing_ms") > 0.0, "{stdout}");
