@@ -4,5 +4,6 @@ mod metrics;
 mod migrations;
 pub(crate) mod proto;
 mod query_plans;
+mod readme;
 mod telemetry;
 mod tls;
