@@ -1,7 +1,7 @@
 //! Start-up and shutdown: connect and migrate the database, check the server key, bind the
 //! gRPC listener, serve, and on shutdown flip health to NOT_SERVING before draining.
 
-use std::{fs, io::Write, net::SocketAddr, path::Path, time::Duration};
+use std::{fs, net::SocketAddr, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
@@ -10,9 +10,8 @@ use crate::{
     config::{Config, InvalidConfig},
     domain::{
         Context, Policy,
-        permissions::RoleTable,
         revocations::FeedSettings,
-        secret::{CommandTokenCipher, ServerKey, TokenHasher},
+        secret::{CommandTokenCipher, TokenHasher},
     },
     grpc, rest,
     store::{PoolOptions, Store},
@@ -37,7 +36,7 @@ pub async fn open_context(config: &Config) -> Result<Context, ServerError> {
         .migrate_up()
         .await
         .map_err(|e| format!("cannot migrate the database at {url}: {}", source_text(&e)))?;
-    let server_key = load_server_key(config, store.backend_name())?;
+    let server_key = config.load_server_key(store.backend_name())?;
     let hasher = TokenHasher::new(&server_key);
     let command_keys = config
         .command_tokens
@@ -63,25 +62,7 @@ pub async fn open_context(config: &Config) -> Result<Context, ServerError> {
                 .into(),
         );
     }
-    let policy = Policy {
-        enable_user_access_tokens: config.enable_user_access_tokens,
-        maximum_personal_access_token_lifetime_days: config
-            .maximum_personal_access_token_lifetime_days,
-        roles: RoleTable::with_overrides(&config.roles)?,
-        session_length_ms: i64::from(config.session_length_hours) * 3_600_000,
-        extend_session_length_with_activity: config.extend_session_length_with_activity,
-        session_activity_interval_ms: i64::try_from(config.session_activity_interval_ms)
-            .unwrap_or(i64::MAX),
-        enable_commands: config.enable_commands,
-        webrtc: config.webrtc_policy(),
-        strict_csrf: config.strict_csrf,
-        cache: crate::domain::cache::CacheSettings {
-            enable: config.cache.enable,
-            capacity: config.cache.capacity,
-            ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
-        },
-        revocation_poll_interval_ms: config.revocation_poll_interval_ms,
-    };
+    let policy = Policy::try_from(config)?;
     Ok(Context::new(store, policy, hasher, command_cipher))
 }
 
@@ -131,70 +112,6 @@ fn source_text(e: &crate::domain::error::Error) -> String {
     match e.source() {
         Some(cause) => cause.to_string(),
         None => e.to_string(),
-    }
-}
-
-/// The server key: configured as hex, or read from a file, or generated on first start
-/// into `<data_dir>/server.key` (mode 0600).
-fn load_server_key(config: &Config, backend: &str) -> Result<ServerKey, ServerError> {
-    if let Some(key) = &config.server_key {
-        return Ok(ServerKey::from_hex(key.expose()).map_err(|e| format!("server_key: {e}"))?);
-    }
-    let path = match &config.server_key_file {
-        Some(path) => path.clone(),
-        None => {
-            if backend != "sqlite" {
-                warn!(
-                    "no server_key configured: using a key file in data_dir; every replica \
-                     sharing this database needs the same key"
-                );
-            }
-            let path = config.data_dir.join("server.key");
-            if !path.exists() {
-                generate_key_file(&path)?;
-                info!(path = %path.display(), "generated a new server key");
-            }
-            path
-        }
-    };
-    let text = fs::read_to_string(&path)
-        .map_err(|e| format!("server_key_file {}: {e}", path.display()))?;
-    warn_if_readable_by_others(&path);
-    Ok(ServerKey::from_hex(&text)
-        .map_err(|e| format!("server_key_file {}: {e}", path.display()))?)
-}
-
-fn generate_key_file(path: &Path) -> Result<(), ServerError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let key = ServerKey::generate_hex()?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot create server key file {}: {e}", path.display()))?;
-    file.write_all(key.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write server key file {}: {e}", path.display()))?;
-    Ok(())
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            warn!(path = %path.display(), "the server key file is readable by group or others; chmod 600 it");
-        }
     }
 }
 

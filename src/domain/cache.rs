@@ -35,16 +35,6 @@ pub struct CacheSettings {
     pub ttl_ms: i64,
 }
 
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            enable: true,
-            capacity: 100_000,
-            ttl_ms: 30_000,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Entry {
     principal: Arc<Principal>,

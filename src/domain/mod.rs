@@ -59,24 +59,6 @@ pub struct Policy {
     pub revocation_poll_interval_ms: u64,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            enable_user_access_tokens: true,
-            maximum_personal_access_token_lifetime_days: 0,
-            roles: RoleTable::default(),
-            session_length_ms: 720 * 3_600_000,
-            extend_session_length_with_activity: true,
-            session_activity_interval_ms: 300_000,
-            enable_commands: true,
-            webrtc: WebrtcPolicy::default(),
-            strict_csrf: false,
-            cache: cache::CacheSettings::default(),
-            revocation_poll_interval_ms: 50,
-        }
-    }
-}
-
 /// Everything a domain operation needs; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Context {

@@ -16,7 +16,7 @@ use super::{
 pub const MAX_CREDENTIAL_TTL_SECS: u64 = 7 * 86_400;
 
 /// WebRTC settings, validated at start-up.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebrtcPolicy {
     pub enable: bool,
     pub gateway_url: String,

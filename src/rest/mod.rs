@@ -1,6 +1,7 @@
 //! The REST shim: every `TokenService` operation on the `/api/v4` path and verb of its
-//! `google.api.http` rule, with Mattermost's JSON, status codes, error bodies and
-//! authentication, as a thin translation over the same domain functions gRPC calls.
+//! `google.api.http` rule (read from the compiled proto, see `routes`), with Mattermost's
+//! JSON, status codes, error bodies and authentication, as a thin translation over the same
+//! domain functions gRPC calls.
 //!
 //! Every response carries `X-Request-ID`; errors are Mattermost AppError JSON with the same
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
@@ -13,6 +14,7 @@ mod go_compat;
 mod handlers;
 mod json;
 mod openapi;
+mod routes;
 
 use std::time::Duration;
 
@@ -22,13 +24,13 @@ use axum::{
     http::{HeaderValue, Method, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{MethodRouter, get, post, put},
+    routing::{MethodRouter, get},
 };
 
 use crate::domain::{Context, ids::RequestId};
 use crate::telemetry::RequestLayer;
 use error::ApiError;
-use openapi::{OperationDoc, Reply};
+pub use routes::{HttpBinding, http_bindings, served_routes};
 
 /// Shared state of the REST handlers.
 #[derive(Debug, Clone)]
@@ -37,248 +39,19 @@ pub(crate) struct RestState {
     pub(crate) max_body: usize,
 }
 
-/// One served route: verb, path, handler, and what the OpenAPI document says of it.
-pub(crate) struct Route {
-    pub(crate) method: Method,
-    pub(crate) path: &'static str,
-    handler: MethodRouter<RestState>,
-    pub(crate) doc: OperationDoc,
-}
-
-fn route(
-    method: Method,
-    path: &'static str,
-    handler: MethodRouter<RestState>,
-    doc: OperationDoc,
-) -> Route {
-    Route {
-        method,
-        path,
-        handler,
-        doc,
-    }
-}
-
-/// Every route the shim serves. This table is the single source: the router and the OpenAPI
-/// document are built from it, and the contract test compares it with the proto's http rules.
-pub(crate) fn route_table() -> Vec<Route> {
-    use Method as M;
-    use Reply::{List, One};
-    use handlers as h;
-    let doc = OperationDoc::new;
-    vec![
-        route(
-            M::POST,
-            "/api/v4/users/{user_id}/tokens",
-            post(h::create_user_access_token),
-            doc(
-                "CreateUserAccessToken",
-                200,
-                Some("NewUserAccessToken"),
-                One("CreatedUserAccessToken"),
-            ),
-        ),
-        route(
-            M::GET,
-            "/api/v4/users/{user_id}/tokens",
-            get(h::get_user_access_tokens_for_user),
-            doc(
-                "GetUserAccessTokensForUser",
-                200,
-                None,
-                List("UserAccessToken"),
-            )
-            .paged(),
-        ),
-        route(
-            M::GET,
-            "/api/v4/users/tokens",
-            get(h::get_user_access_tokens),
-            doc("GetUserAccessTokens", 200, None, List("UserAccessToken")).paged(),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/tokens/search",
-            post(h::search_user_access_tokens),
-            doc(
-                "SearchUserAccessTokens",
-                200,
-                Some("SearchTerm"),
-                List("UserAccessToken"),
-            ),
-        ),
-        route(
-            M::GET,
-            "/api/v4/users/tokens/{token_id}",
-            get(h::get_user_access_token),
-            doc("GetUserAccessToken", 200, None, One("UserAccessToken")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/tokens/revoke",
-            post(h::revoke_user_access_token),
-            doc(
-                "RevokeUserAccessToken",
-                200,
-                Some("TokenIdBody"),
-                One("StatusOK"),
-            ),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/tokens/disable",
-            post(h::disable_user_access_token),
-            doc(
-                "DisableUserAccessToken",
-                200,
-                Some("TokenIdBody"),
-                One("StatusOK"),
-            ),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/tokens/enable",
-            post(h::enable_user_access_token),
-            doc(
-                "EnableUserAccessToken",
-                200,
-                Some("TokenIdBody"),
-                One("StatusOK"),
-            ),
-        ),
-        route(
-            M::GET,
-            "/api/v4/users/{user_id}/sessions",
-            get(h::get_sessions),
-            doc("GetSessions", 200, None, List("Session")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/{user_id}/sessions",
-            post(h::create_session),
-            doc("CreateSession", 201, Some("NewSession"), One("Session")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/{user_id}/sessions/revoke",
-            post(h::revoke_session),
-            doc("RevokeSession", 200, Some("SessionIdBody"), One("StatusOK")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/{user_id}/sessions/revoke/all",
-            post(h::revoke_all_sessions),
-            doc("RevokeAllSessions", 200, None, One("StatusOK")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users/sessions/revoke/all",
-            post(h::revoke_sessions_from_all_users),
-            doc("RevokeSessionsFromAllUsers", 200, None, One("StatusOK")),
-        ),
-        route(
-            M::PUT,
-            "/api/v4/commands/{command_id}/regen_token",
-            put(h::regen_command_token),
-            doc("RegenCommandToken", 200, None, One("CommandToken")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/commands",
-            post(h::create_command),
-            doc("CreateCommand", 201, Some("NewCommand"), One("Command")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/commands/{command_id}/verify_token",
-            post(h::verify_command_token),
-            doc(
-                "VerifyCommandToken",
-                200,
-                Some("CommandToken"),
-                One("CommandTokenCheck"),
-            ),
-        ),
-        route(
-            M::POST,
-            "/api/v4/teams/{team_id}/members",
-            post(h::add_team_member),
-            doc(
-                "AddTeamMember",
-                201,
-                Some("NewTeamMember"),
-                One("TeamMember"),
-            ),
-        ),
-        route(
-            M::GET,
-            "/api/v4/webrtc/token",
-            get(h::get_webrtc_token),
-            doc("GetWebrtcToken", 200, None, One("WebrtcToken")),
-        ),
-        route(
-            M::GET,
-            "/api/v4/users/me",
-            get(h::get_me),
-            doc("GetMe", 200, None, One("User")),
-        ),
-        route(
-            M::POST,
-            "/api/v4/tokens/introspect",
-            post(h::introspect_token),
-            doc(
-                "IntrospectToken",
-                200,
-                Some("IntrospectionRequest"),
-                One("Introspection"),
-            ),
-        ),
-        route(
-            M::GET,
-            "/api/v4/tokens/revocations",
-            get(h::watch_revocations),
-            doc("WatchRevocations", 200, None, List("RevocationEvent")).with_query(&[(
-                "after_event_id",
-                "Return the events after this id (at most 1000); 0 or absent: from the oldest kept.",
-            )]),
-        ),
-        route(
-            M::POST,
-            "/api/v4/users",
-            post(h::create_user),
-            doc("CreateUser", 201, Some("NewUser"), One("User")),
-        ),
-        route(
-            M::PUT,
-            "/api/v4/users/{user_id}/roles",
-            put(h::update_user_roles),
-            doc("UpdateUserRoles", 200, Some("RolesBody"), One("StatusOK")),
-        ),
-        route(
-            M::PUT,
-            "/api/v4/users/{user_id}/active",
-            put(h::update_user_active),
-            doc("UpdateUserActive", 200, Some("ActiveBody"), One("StatusOK")),
-        ),
-    ]
-}
-
-/// The (verb, path) pairs the shim serves, for the drift test against the proto. The OpenAPI
-/// document's own route is not a `TokenService` operation and is not listed.
-pub fn served_routes() -> Vec<(String, String)> {
-    route_table()
-        .into_iter()
-        .map(|r| (r.method.to_string(), r.path.to_owned()))
-        .collect()
-}
-
 /// Builds the `/api/v4` router.
+///
+/// The verbs and paths come from the proto's `google.api.http` rules (decoded once per
+/// process); a rule without a handler, or a handler without a rule, panics here, and first
+/// in the unit tests of `routes`.
 pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -> Router {
-    let mut by_path: Vec<(&'static str, MethodRouter<RestState>)> = Vec::new();
-    let routes = route_table()
+    let table = routes::routes()
+        .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
+    let mut by_path: Vec<(String, MethodRouter<RestState>)> = Vec::new();
+    let routes = table
         .into_iter()
         .map(|r| (r.path, r.handler))
-        .chain([(openapi::PATH, get(openapi::serve))]);
+        .chain([(openapi::PATH.to_owned(), get(openapi::serve))]);
     for (path, method_router) in routes {
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, existing)) => {
@@ -292,7 +65,7 @@ pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -
     for (path, method_router) in by_path {
         // A known path with another method falls through to the router's 404, as gorilla/mux
         // does in Mattermost, not 405.
-        router = router.route(path, method_router.fallback(route_not_found));
+        router = router.route(&path, method_router.fallback(route_not_found));
     }
     let metrics = ctx.metrics().clone();
     let api = router

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 description of the shim, served at `GET /api/v4/openapi.json`.
 //!
-//! It is built from the same route table as the router, so it cannot list a route the shim
-//! does not serve (or miss one it does). Each operation's `operationId` is its `TokenService`
+//! It is built from the same routes as the router (the route table on the proto's http
+//! rules), so it cannot list a route the shim does not serve (or miss one it does). Each operation's `operationId` is its `TokenService`
 //! RPC and its description is that RPC's comment in the proto, read from the compiled
 //! descriptor; the JSON schemas below describe the Mattermost shapes of `json.rs`.
 
@@ -19,11 +19,10 @@ use crate::pb::FILE_DESCRIPTOR_SET;
 /// Where the document is served.
 pub(crate) const PATH: &str = "/api/v4/openapi.json";
 
-/// What one route's request and success response look like.
+/// What one RPC's request and success response look like (its route names the RPC, the
+/// operationId).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OperationDoc {
-    /// The `TokenService` RPC this route mirrors (the operationId).
-    pub(crate) rpc: &'static str,
     /// The success status.
     pub(crate) status: u16,
     /// The component schema of the JSON request body, if the route reads one.
@@ -44,14 +43,8 @@ pub(crate) enum Reply {
 }
 
 impl OperationDoc {
-    pub(crate) const fn new(
-        rpc: &'static str,
-        status: u16,
-        body: Option<&'static str>,
-        reply: Reply,
-    ) -> Self {
+    pub(crate) const fn new(status: u16, body: Option<&'static str>, reply: Reply) -> Self {
         Self {
-            rpc,
             status,
             body,
             reply,
@@ -90,25 +83,27 @@ pub(crate) async fn serve() -> Response {
 pub(crate) fn document() -> Value {
     let comments = rpc_comments();
     let mut paths = Map::new();
-    for route in super::route_table() {
+    let routes = super::routes::routes()
+        .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
+    for route in routes {
         let doc = route.doc;
         let description = comments
             .iter()
-            .find(|(rpc, _)| rpc == doc.rpc)
+            .find(|(rpc, _)| rpc == route.rpc)
             .map(|(_, c)| c.clone())
             .unwrap_or_default();
         let summary = description
             .split_terminator(['\n'])
             .next()
-            .unwrap_or(doc.rpc)
+            .unwrap_or(route.rpc)
             .trim_end_matches('.')
             .to_owned();
         let mut operation = json!({
-            "operationId": doc.rpc,
+            "operationId": route.rpc,
             "summary": summary,
             "description": description,
-            "tags": [tag(route.path)],
-            "parameters": parameters(route.path, &doc),
+            "tags": [tag(&route.path)],
+            "parameters": parameters(&route.path, &doc),
             "responses": responses(&doc),
         });
         if let Some(schema) = doc.body {
@@ -117,9 +112,7 @@ pub(crate) fn document() -> Value {
                 "content": {"application/json": {"schema": schema_ref(schema)}},
             });
         }
-        let entry = paths
-            .entry(route.path.to_owned())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(route.path).or_insert_with(|| json!({}));
         entry[route.method.as_str().to_ascii_lowercase()] = operation;
     }
     paths.insert(

@@ -13,7 +13,7 @@ use prost_types::{
     DescriptorProto, EnumDescriptorProto, FileDescriptorProto, FileDescriptorSet,
     field_descriptor_proto::{Label, Type},
 };
-use token_service::pb::{FILE_DESCRIPTOR_SET, google_api::HttpRule};
+use token_service::pb::FILE_DESCRIPTOR_SET;
 
 const PACKAGE: &str = "token_service.v1";
 const CONTRACT_FILE: &str = "tests/integration/contract/proto_contract.txt";
@@ -122,72 +122,23 @@ fn proto_contract_has_no_accidental_breaking_change() {
     );
 }
 
-// Just enough of descriptor.proto to read the google.api.http extension, which
-// prost_types drops.
-#[derive(Clone, PartialEq, Message)]
-struct RawFileSet {
-    #[prost(message, repeated, tag = "1")]
-    file: Vec<RawFile>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct RawFile {
-    #[prost(string, optional, tag = "2")]
-    package: Option<String>,
-    #[prost(message, repeated, tag = "6")]
-    service: Vec<RawService>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct RawService {
-    #[prost(message, repeated, tag = "2")]
-    method: Vec<RawMethod>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct RawMethod {
-    #[prost(string, optional, tag = "1")]
-    name: Option<String>,
-    #[prost(message, optional, tag = "4")]
-    options: Option<RawMethodOptions>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct RawMethodOptions {
-    #[prost(message, optional, tag = "72295728")]
-    http: Option<HttpRule>,
-}
-
-/// Every RPC's http bindings, its `additional_bindings` included: (rpc, verb, path).
+/// Every RPC's http bindings, its `additional_bindings` included: (rpc, verb, path), as the
+/// service decodes them to build its REST routes. Every RPC must have one.
 pub(crate) fn http_rules() -> Vec<(String, &'static str, String)> {
-    use token_service::pb::google_api::http_rule::Pattern;
-    fn bindings(rpc: &str, rule: &HttpRule, out: &mut Vec<(String, &'static str, String)>) {
-        let (verb, path): (&'static str, String) = match rule.pattern.clone() {
-            Some(Pattern::Get(p)) => ("GET", p),
-            Some(Pattern::Post(p)) => ("POST", p),
-            Some(Pattern::Put(p)) => ("PUT", p),
-            Some(Pattern::Delete(p)) => ("DELETE", p),
-            Some(Pattern::Patch(p)) => ("PATCH", p),
-            Some(Pattern::Custom(c)) => (
-                Box::leak(c.kind.to_ascii_uppercase().into_boxed_str()),
-                c.path,
-            ),
-            None => panic!("{rpc}: an http rule without a pattern"),
-        };
-        out.push((rpc.to_owned(), verb, path));
-        for more in &rule.additional_bindings {
-            bindings(rpc, more, out);
-        }
-    }
-    let set = RawFileSet::decode(FILE_DESCRIPTOR_SET).unwrap();
-    let mut rules = Vec::new();
-    for file in set.file.iter().filter(|f| f.package() == PACKAGE) {
+    let bindings = token_service::rest::http_bindings();
+    for file in our_files() {
         for method in file.service.iter().flat_map(|s| &s.method) {
-            let rule = method
-                .options
-                .as_ref()
-                .and_then(|o| o.http.as_ref())
-                .unwrap_or_else(|| panic!("{} has no google.api.http rule", method.name()));
-            bindings(method.name(), rule, &mut rules);
+            assert!(
+                bindings.iter().any(|b| b.rpc == method.name()),
+                "{} has no google.api.http rule",
+                method.name()
+            );
         }
     }
-    rules
+    bindings
+        .iter()
+        .map(|b| (b.rpc.clone(), b.method.as_str(), b.path.clone()))
+        .collect()
 }
 
 #[test]

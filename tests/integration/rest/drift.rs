@@ -1,6 +1,8 @@
 //! The two transports cannot drift: the shim serves exactly the (verb, path) pairs of the
-//! proto's `google.api.http` rules (additional bindings included), checked on its route table
-//! and over HTTP, where every other verb, HEAD and OPTIONS included, is the router's 404.
+//! proto's `google.api.http` rules (additional bindings included). The router takes verbs and
+//! paths from the compiled descriptor, so what is checked here is that every annotated RPC is
+//! served and nothing else, on its routes and over HTTP, where every other verb, HEAD and
+//! OPTIONS included, is the router's 404.
 
 use std::collections::BTreeSet;
 

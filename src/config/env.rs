@@ -1,0 +1,223 @@
+//! The environment layer: which `TOKEN_SERVICE_*` variables are settings, and how each
+//! value (always text) is read as its setting's type, derived from the defaults.
+
+use std::collections::BTreeMap;
+
+use super::Config;
+
+/// Prefix of every environment variable the service reads.
+pub const ENV_PREFIX: &str = "TOKEN_SERVICE_";
+
+/// Variables with the prefix that are not settings.
+const NON_SETTING_ENV_VARS: [&str; 1] = ["TOKEN_SERVICE_CONFIG"];
+
+/// The settings among `env`: each as its key path (`pool.max_connections`) and its value
+/// typed for the setting, in the order given; and the names of the `TOKEN_SERVICE_*`
+/// variables that match no setting.
+pub(super) fn settings(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, figment::value::Value)>, Vec<String>) {
+    let known = known_keys();
+    let mut values = Vec::new();
+    let mut unknown = Vec::new();
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if NON_SETTING_ENV_VARS.contains(&name.as_str()) {
+            continue;
+        }
+        let path = key.to_ascii_lowercase().replace("__", ".");
+        let kind = known.get(&path).copied().or_else(|| map_entry_kind(&path));
+        match kind {
+            Some(kind) => values.push((path, env_value(kind, &value))),
+            None => unknown.push(name),
+        }
+    }
+    (values, unknown)
+}
+
+/// What a setting holds, which decides how an environment value (always text) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvKind {
+    /// Text: the value is taken as it is, whatever it looks like ("123456", "true").
+    Text,
+    /// A number: digits are read as a number; anything else (such as "12h" for a duration)
+    /// stays text for the setting's own parser, or for a type error naming the key.
+    Number,
+    /// true or false.
+    Bool,
+    /// A list of words (role permissions): comma- or space-separated.
+    List,
+    /// A section, set key by key; a value for the section itself is a type error.
+    Section,
+}
+
+/// Entries of the two maps, whose keys are not known in advance: a role's permissions
+/// (`roles.<role>`) and a command-token key (`command_tokens.keys.<id>`, hex text).
+fn map_entry_kind(path: &str) -> Option<EnvKind> {
+    let entry = |prefix: &str| path.strip_prefix(prefix).is_some_and(|k| !k.is_empty());
+    if entry("roles.") {
+        Some(EnvKind::List)
+    } else if entry("command_tokens.keys.") {
+        Some(EnvKind::Text)
+    } else {
+        None
+    }
+}
+
+/// Reads an environment value as the setting's type. Only numeric and boolean settings are
+/// coerced; a text setting keeps the text exactly, so a numeric-looking secret or key id
+/// (`TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET=123456`) is still text.
+fn env_value(kind: EnvKind, raw: &str) -> figment::value::Value {
+    use figment::value::Value;
+    let text = || Value::from(raw.to_owned());
+    match kind {
+        EnvKind::Text | EnvKind::Section => text(),
+        EnvKind::List => Value::from(
+            raw.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::from(s.to_owned()))
+                .collect::<Vec<_>>(),
+        ),
+        EnvKind::Number => match raw.trim().parse::<Value>() {
+            Ok(v @ Value::Num(..)) => v,
+            _ => text(),
+        },
+        EnvKind::Bool => match raw.trim().parse::<Value>() {
+            Ok(v @ Value::Bool(..)) => v,
+            _ => text(),
+        },
+    }
+}
+
+/// Every settable key path and what it holds, derived from the defaults.
+fn known_keys() -> BTreeMap<String, EnvKind> {
+    fn kind_of(value: &serde_json::Value) -> EnvKind {
+        match value {
+            serde_json::Value::Bool(_) => EnvKind::Bool,
+            serde_json::Value::Number(_) => EnvKind::Number,
+            serde_json::Value::Object(_) => EnvKind::Section,
+            serde_json::Value::Array(_) => EnvKind::List,
+            // Optional settings (null by default) are all text: URLs, keys, paths, key ids.
+            serde_json::Value::String(_) | serde_json::Value::Null => EnvKind::Text,
+        }
+    }
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, EnvKind>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(path.clone(), kind_of(v));
+                if k != "roles" && k != "keys" {
+                    walk(&path, v, out);
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let defaults = serde_json::to_value(Config::default()).expect("config serializes");
+    walk("", &defaults, &mut out);
+    for optional in ["database_url", "server_key", "server_key_file"] {
+        out.entry(optional.to_owned()).or_insert(EnvKind::Text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Overrides, Ttl, tests::env};
+    use super::*;
+
+    #[test]
+    fn webrtc_and_command_key_settings_load_from_env() {
+        let e = env(&[
+            ("TOKEN_SERVICE_WEBRTC__ENABLE", "true"),
+            ("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:127.0.0.1:3478"),
+            ("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", "s3cret"),
+            ("TOKEN_SERVICE_WEBRTC__CREDENTIAL_TTL", "12h"),
+            ("TOKEN_SERVICE_COMMAND_TOKENS__KEYS__K1", &"ab".repeat(32)),
+            ("TOKEN_SERVICE_COMMAND_TOKENS__CURRENT_KEY", "k1"),
+        ]);
+        let (c, report) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert!(
+            report.unknown_env_vars.is_empty(),
+            "{:?}",
+            report.unknown_env_vars
+        );
+        assert!(c.webrtc.enable);
+        assert_eq!(c.webrtc.credential_ttl, Ttl(43_200));
+        assert_eq!(c.command_tokens.current_key.as_deref(), Some("k1"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let err = Config::load_from(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("TOKEN_SERVICE_WEBRTC__ENABLE", "true"),
+                ("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:x"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.contains("webrtc.turn_shared_secret"), "{err}");
+    }
+
+    #[test]
+    fn text_settings_keep_numeric_and_boolean_looking_env_values_as_text() {
+        let digits_key = "0123456789".repeat(6) + "0123";
+        let e = env(&[
+            ("TOKEN_SERVICE_WEBRTC__ENABLE", "true"),
+            ("TOKEN_SERVICE_WEBRTC__TURN_URI", "turn:127.0.0.1:3478"),
+            ("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", "123456"),
+            ("TOKEN_SERVICE_WEBRTC__GATEWAY_URL", ""),
+            ("TOKEN_SERVICE_COMMAND_TOKENS__CURRENT_KEY", "2024"),
+            ("TOKEN_SERVICE_COMMAND_TOKENS__KEYS__2024", &digits_key),
+            ("TOKEN_SERVICE_ROLES__2024", "manage_bots"),
+            ("TOKEN_SERVICE_LOG__FILTER", "1"),
+            ("TOKEN_SERVICE_SERVER_KEY", &digits_key),
+        ]);
+        let (c, report) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+        assert_eq!(c.webrtc.turn_shared_secret.expose(), "123456");
+        assert_eq!(c.command_tokens.current_key.as_deref(), Some("2024"));
+        assert_eq!(c.command_tokens.keys["2024"].expose(), digits_key);
+        assert_eq!(c.roles["2024"], vec!["manage_bots".to_owned()]);
+        assert_eq!(c.log.filter, "1");
+        assert_eq!(c.server_key.unwrap().expose(), digits_key);
+
+        for secret in ["true", "1.5", "-7", "0x10"] {
+            let e = env(&[("TOKEN_SERVICE_WEBRTC__TURN_SHARED_SECRET", secret)]);
+            let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
+            assert_eq!(c.webrtc.turn_shared_secret.expose(), secret);
+        }
+    }
+
+    #[test]
+    fn numeric_and_boolean_settings_are_parsed_from_env_text() {
+        let e = env(&[
+            ("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "7"),
+            ("TOKEN_SERVICE_ENABLE_COMMANDS", "false"),
+            ("TOKEN_SERVICE_CACHE__ENABLE", " true "),
+            ("TOKEN_SERVICE_WEBRTC__CREDENTIAL_TTL", "90"),
+        ]);
+        let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert_eq!(c.pool.max_connections, 7);
+        assert!(!c.enable_commands);
+        assert!(c.cache.enable);
+        assert_eq!(c.webrtc.credential_ttl, Ttl(90));
+        for (name, value, key) in [
+            (
+                "TOKEN_SERVICE_POOL__MAX_CONNECTIONS",
+                "many",
+                "max_connections",
+            ),
+            ("TOKEN_SERVICE_ENABLE_COMMANDS", "yes", "enable_commands"),
+        ] {
+            let err =
+                Config::load_from(None, &Overrides::default(), env(&[(name, value)])).unwrap_err();
+            assert!(err.contains(key), "{name}={value}: {err}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Configuration: built-in defaults < TOML file (`--config`) < `TOKEN_SERVICE_*` environment
+//! variables (nested keys as `TOKEN_SERVICE_<SECTION>__<KEY>`) < command-line flags.
+//! Secrets (the server key, passwords in the database URL) are masked in every formatting
+//! trait.
+//!
+//! This file holds the top-level settings, their defaults, the layering and the checks that
+//! deserialization cannot make. The sections (`[tls]`, `[cache]`, ...) are in `sections`,
+//! the masked value types and the server key file in `secret`, the reading of
+//! `TOKEN_SERVICE_*` values in `env`, and what the domain takes from all of it (its
+//! [`Policy`](crate::domain::Policy)) in `policy`.
+
+mod env;
+mod policy;
+mod secret;
+mod sections;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+pub use env::ENV_PREFIX;
+pub use secret::{DatabaseUrl, Secret, Ttl};
+pub use sections::{
+    CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebrtcConfig,
+};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// REST shim listen address (reserved for the REST shim).
+    pub http_addr: SocketAddr,
+    /// Where the embedded defaults live: the SQLite database and the generated server key.
+    pub data_dir: PathBuf,
+    /// Database URL (`sqlite://…`, `postgres://…`, `mysql://…`). Default: SQLite in data_dir.
+    pub database_url: Option<DatabaseUrl>,
+    /// The server key as hex (at least 64 hex digits). Every replica needs the same key.
+    pub server_key: Option<Secret>,
+    /// A file holding the server key as hex. Default: `<data_dir>/server.key`, generated
+    /// with mode 0600 on first start.
+    pub server_key_file: Option<PathBuf>,
+    /// Mattermost's `EnableUserAccessTokens`.
+    pub enable_user_access_tokens: bool,
+    /// Mattermost's `MaximumPersonalAccessTokenLifetimeDays`; 0 = no limit.
+    pub maximum_personal_access_token_lifetime_days: u32,
+    /// Default lifetime of a login session created by CreateSession, in hours (Mattermost's
+    /// `SessionLengthWebInHours`).
+    pub session_length_hours: u32,
+    /// Mattermost's `ExtendSessionLengthWithActivity`.
+    pub extend_session_length_with_activity: bool,
+    /// Session activity is written to the database at most this often per session, in
+    /// milliseconds (default five minutes).
+    pub session_activity_interval_ms: u64,
+    /// How often the database is pinged for the health service, in milliseconds.
+    pub health_check_interval_ms: u64,
+    /// How long in-flight calls may take to finish after a shutdown signal, in seconds.
+    pub shutdown_grace_period_secs: u64,
+    /// Logging.
+    pub log: LogConfig,
+    /// Database pool.
+    pub pool: PoolConfig,
+    /// Role overrides: role name to the complete list of its permissions.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Mattermost's `EnableCommands`.
+    pub enable_commands: bool,
+    /// Mattermost's `ExperimentalStrictCSRFEnforcement`: cookie-authenticated writes must send
+    /// `X-CSRF-Token` (no `X-Requested-With: XMLHttpRequest` fallback).
+    pub strict_csrf: bool,
+    /// Largest REST request body, in bytes (Mattermost's `MaximumPayloadSizeBytes`).
+    pub max_request_body_bytes: usize,
+    /// Keys that encrypt slash-command tokens at rest.
+    pub command_tokens: CommandTokensConfig,
+    /// WebRTC gateway and TURN credentials.
+    pub webrtc: WebrtcConfig,
+    /// The hot-path token cache.
+    pub cache: CacheConfig,
+    /// How often each replica reads the revocation log written by the others, in
+    /// milliseconds (PostgreSQL and MariaDB; a single SQLite process needs no log reads).
+    pub revocation_poll_interval_ms: u64,
+    /// The longest a gRPC call or REST request may take to answer, in milliseconds (a
+    /// database that stops answering without closing its connections cannot hold callers
+    /// longer); 0 = no limit. gRPC callers may ask for less with their own deadline.
+    pub request_timeout_ms: u64,
+    /// TLS for both listeners, and client certificates (mTLS).
+    pub tls: TlsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8065)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            server_key: None,
+            server_key_file: None,
+            enable_user_access_tokens: true,
+            maximum_personal_access_token_lifetime_days: 0,
+            session_length_hours: 720,
+            extend_session_length_with_activity: true,
+            session_activity_interval_ms: 300_000,
+            health_check_interval_ms: 1000,
+            shutdown_grace_period_secs: 30,
+            log: LogConfig::default(),
+            pool: PoolConfig::default(),
+            roles: BTreeMap::new(),
+            enable_commands: true,
+            strict_csrf: false,
+            max_request_body_bytes: 300_000,
+            command_tokens: CommandTokensConfig::default(),
+            webrtc: WebrtcConfig::default(),
+            cache: CacheConfig::default(),
+            revocation_poll_interval_ms: 50,
+            request_timeout_ms: 15_000,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// A configuration error found after loading (for example an unreadable TLS file): the
+/// binary reports it like a loading error (exit code 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig(pub String);
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+/// Command-line values that override every other source; `None` leaves a value alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+/// What loading found besides the configuration itself.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// `TOKEN_SERVICE_*` variables that match no setting (probably misspelt).
+    pub unknown_env_vars: Vec<String>,
+}
+
+impl Config {
+    /// Loads the layered configuration.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &Overrides,
+    ) -> Result<(Self, LoadReport), String> {
+        Self::load_from(file, overrides, std::env::vars())
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_from(
+        file: Option<&std::path::Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, LoadReport), String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let (env_values, unknown_env_vars) = env::settings(env);
+        for (path, value) in env_values {
+            figment = figment.merge(Serialized::global(&path, value));
+        }
+        figment = figment.merge(Serialized::globals(overrides));
+        let config: Config = figment.extract().map_err(|e| {
+            e.into_iter()
+                .map(|err| err.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        config.validate()?;
+        Ok((config, LoadReport { unknown_env_vars }))
+    }
+
+    /// Checks values that deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cache.capacity == 0 {
+            return Err("cache.capacity: must be at least 1 (use cache.enable = false to turn the cache off)".into());
+        }
+        if !(1..=60_000).contains(&self.revocation_poll_interval_ms) {
+            return Err("revocation_poll_interval_ms: must be between 1 and 60000".into());
+        }
+        if self.pool.max_connections == 0 {
+            return Err("pool.max_connections: must be at least 1".into());
+        }
+        if self.pool.min_connections > self.pool.max_connections {
+            return Err("pool.min_connections: must not exceed pool.max_connections".into());
+        }
+        if self.session_length_hours == 0 {
+            return Err("session_length_hours: must be at least 1".into());
+        }
+        if self.health_check_interval_ms == 0 {
+            return Err("health_check_interval_ms: must be at least 1".into());
+        }
+        if self.server_key.is_some() && self.server_key_file.is_some() {
+            return Err("server_key and server_key_file: set at most one".into());
+        }
+        crate::domain::permissions::RoleTable::with_overrides(&self.roles)?;
+        self.webrtc_policy().validate()?;
+        self.tls.validate()?;
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data directory.
+    pub fn effective_database_url(&self) -> DatabaseUrl {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => DatabaseUrl::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("token-service.db").display()
+            )),
+        }
+    }
+}

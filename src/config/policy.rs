@@ -1,0 +1,87 @@
+//! What the domain takes from the configuration: its [`Policy`], mapped here and nowhere
+//! else (units converted: hours and milliseconds to the domain's milliseconds; the role
+//! overrides applied to the built-in role table).
+
+use crate::domain::{Policy, cache::CacheSettings, permissions::RoleTable, webrtc::WebrtcPolicy};
+
+use super::Config;
+
+impl TryFrom<&Config> for Policy {
+    /// The role overrides are refused (unknown permission, bad role name); `validate`
+    /// reports the same message.
+    type Error = String;
+
+    fn try_from(config: &Config) -> Result<Self, String> {
+        Ok(Policy {
+            enable_user_access_tokens: config.enable_user_access_tokens,
+            maximum_personal_access_token_lifetime_days: config
+                .maximum_personal_access_token_lifetime_days,
+            roles: RoleTable::with_overrides(&config.roles)?,
+            session_length_ms: i64::from(config.session_length_hours) * 3_600_000,
+            extend_session_length_with_activity: config.extend_session_length_with_activity,
+            session_activity_interval_ms: i64::try_from(config.session_activity_interval_ms)
+                .unwrap_or(i64::MAX),
+            enable_commands: config.enable_commands,
+            webrtc: config.webrtc_policy(),
+            strict_csrf: config.strict_csrf,
+            cache: CacheSettings {
+                enable: config.cache.enable,
+                capacity: config.cache.capacity,
+                ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
+            },
+            revocation_poll_interval_ms: config.revocation_poll_interval_ms,
+        })
+    }
+}
+
+impl Config {
+    /// The WebRTC settings as the domain uses them.
+    pub fn webrtc_policy(&self) -> WebrtcPolicy {
+        WebrtcPolicy {
+            enable: self.webrtc.enable,
+            gateway_url: self.webrtc.gateway_url.clone(),
+            stun_uri: self.webrtc.stun_uri.clone(),
+            turn_uri: self.webrtc.turn_uri.clone(),
+            turn_shared_secret: self.webrtc.turn_shared_secret.expose().to_owned(),
+            credential_ttl_secs: self.webrtc.credential_ttl.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_is_the_default_configuration_in_the_domains_units() {
+        let policy = Policy::try_from(&Config::default()).unwrap();
+        assert!(policy.enable_user_access_tokens);
+        assert_eq!(policy.maximum_personal_access_token_lifetime_days, 0);
+        assert_eq!(policy.session_length_ms, 720 * 3_600_000);
+        assert!(policy.extend_session_length_with_activity);
+        assert_eq!(policy.session_activity_interval_ms, 300_000);
+        assert!(policy.enable_commands);
+        assert!(!policy.webrtc.enable);
+        assert_eq!(policy.webrtc.credential_ttl_secs, 86_400);
+        assert!(!policy.strict_csrf);
+        assert_eq!(
+            policy.cache,
+            CacheSettings {
+                enable: true,
+                capacity: 100_000,
+                ttl_ms: 30_000
+            }
+        );
+        assert_eq!(policy.revocation_poll_interval_ms, 50);
+    }
+
+    #[test]
+    fn role_overrides_the_domain_refuses_are_refused() {
+        let mut config = Config::default();
+        config
+            .roles
+            .insert("system_user".to_owned(), vec!["fly".to_owned()]);
+        let err = Policy::try_from(&config).unwrap_err();
+        assert!(err.contains("fly"), "{err}");
+    }
+}

@@ -1,0 +1,172 @@
+//! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
+//! `[webrtc]`, `[log]`, `[pool]`) and their defaults.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Secret, Ttl};
+
+/// TLS for the gRPC and the HTTP listener (one certificate for both), and optional
+/// client-certificate verification (mTLS). Files are read at start-up; a restart picks up
+/// new ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. With `key_file`, both listeners speak TLS only.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key_file: Option<PathBuf>,
+    /// PEM bundle of CA certificates. When set, every client must present a certificate
+    /// signed by one of them (mutual TLS) on both listeners.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// TLS is on (both files are set; `validate` refuses one without the other).
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
+    /// Checks which keys are set together; the files themselves are read by `crate::tls`.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err("tls.key_file: required when tls.cert_file is set".into());
+            }
+            (None, Some(_)) => {
+                return Err("tls.cert_file: required when tls.key_file is set".into());
+            }
+            _ => {}
+        }
+        if self.client_ca_file.is_some() && !self.enabled() {
+            return Err("tls.client_ca_file: client certificates need TLS: set tls.cert_file and tls.key_file too".into());
+        }
+        for (key, path) in [
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+            ("tls.client_ca_file", &self.client_ca_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(format!(
+                    "{key}: must not be empty (leave it unset for no TLS)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The in-process cache of token checks (digest to principal).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Off: every token check reads the database.
+    pub enable: bool,
+    /// Most cached tokens.
+    pub capacity: usize,
+    /// Longest time a cached check is reused, in milliseconds: the bound on staleness if a
+    /// revocation were ever missed.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            capacity: 100_000,
+            ttl_ms: 30_000,
+        }
+    }
+}
+
+/// Slash-command token encryption keys. Without configuration, a key derived from the server
+/// key (id "server") is used; configured keys add to it, so rotation is: add a key, make it
+/// current, restart every replica. Old tokens keep decrypting with the key they name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandTokensConfig {
+    /// The key id new tokens are encrypted with.
+    pub current_key: Option<String>,
+    /// Key id to 32-byte AES key as hex.
+    pub keys: BTreeMap<String, Secret>,
+}
+
+/// WebRTC settings (Mattermost's legacy `WebrtcSettings`, with per-user TURN credentials).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// Serve GetWebrtcToken; off answers UNIMPLEMENTED `api.webrtc.disabled.app_error`.
+    pub enable: bool,
+    /// The gateway WebSocket URL (`ws://` or `wss://`).
+    pub gateway_url: String,
+    /// STUN URI (`stun:host:port`).
+    pub stun_uri: String,
+    /// TURN URI (`turn:host:port` or `turns:`).
+    pub turn_uri: String,
+    /// coturn's `static-auth-secret`.
+    pub turn_shared_secret: Secret,
+    /// TURN credential lifetime: seconds, or a number with s, m, h or d. Default 1d, at most 7d.
+    pub credential_ttl: Ttl,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            gateway_url: String::new(),
+            stun_uri: String::new(),
+            turn_uri: String::new(),
+            turn_shared_secret: Secret::new(""),
+            credential_ttl: Ttl(86_400),
+        }
+    }
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// "text" (human-readable) or "json".
+    pub format: LogFormat,
+    /// A tracing filter, e.g. "info" or "token_service=debug". `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout_secs: u64,
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            min_connections: 1,
+            connect_timeout_secs: 5,
+            acquire_timeout_secs: 5,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Loading as a whole: defaults, then the file, the environment and the flags, and what
+//! is refused.
+
+use std::path::PathBuf;
+
+use super::*;
+
+/// An environment of `(name, value)` pairs for [`Config::load_from`].
+pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn defaults_run_on_embedded_sqlite() {
+    let (c, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
+    assert_eq!(c.http_addr.to_string(), "127.0.0.1:8065");
+    assert!(
+        c.effective_database_url()
+            .expose()
+            .starts_with("sqlite://data/")
+    );
+    assert!(c.enable_user_access_tokens);
+}
+
+#[test]
+fn file_then_env_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "grpc_addr = \"127.0.0.1:1000\"\nhttp_addr = \"127.0.0.1:1001\"\n[pool]\nmax_connections = 3\n[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let e = env(&[
+        ("TOKEN_SERVICE_HTTP_ADDR", "127.0.0.1:2001"),
+        ("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "7"),
+        ("TOKEN_SERVICE_ENABLE_USER_ACCESS_TOKENS", "false"),
+        (
+            "TOKEN_SERVICE_ROLES__SYSTEM_USER",
+            "manage_bots,create_user_access_token",
+        ),
+        ("TOKEN_SERVICE_GRCP_ADDR", "typo"),
+        ("OTHER", "x"),
+    ]);
+    let overrides = Overrides {
+        grpc_addr: Some("127.0.0.1:3000".parse().unwrap()),
+        ..Overrides::default()
+    };
+    let (c, report) = Config::load_from(Some(&file), &overrides, e).unwrap();
+    assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:3000");
+    assert_eq!(c.http_addr.to_string(), "127.0.0.1:2001");
+    assert_eq!(c.pool.max_connections, 7);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert!(!c.enable_user_access_tokens);
+    assert_eq!(c.roles["system_user"].len(), 2);
+    assert_eq!(report.unknown_env_vars, vec!["TOKEN_SERVICE_GRCP_ADDR"]);
+}
+
+#[test]
+fn unknown_file_keys_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "grpc_adr = \"x\"\n").unwrap();
+    let err = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap_err();
+    assert!(err.contains("grpc_adr"), "{err}");
+    let err = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[("TOKEN_SERVICE_ROLES__X", "fly")]),
+    )
+    .unwrap_err();
+    assert!(err.contains("fly"), "{err}");
+}
+
+#[test]
+fn tls_settings_load_from_file_and_env_and_must_come_in_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[tls]\ncert_file = \"/etc/ts/server.pem\"\nkey_file = \"/etc/ts/server.key\"\n",
+    )
+    .unwrap();
+    let e = env(&[("TOKEN_SERVICE_TLS__CLIENT_CA_FILE", "/etc/ts/ca.pem")]);
+    let (c, report) = Config::load_from(Some(&file), &Overrides::default(), e).unwrap();
+    assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+    assert!(c.tls.enabled());
+    assert_eq!(c.tls.cert_file, Some(PathBuf::from("/etc/ts/server.pem")));
+    assert_eq!(c.tls.client_ca_file, Some(PathBuf::from("/etc/ts/ca.pem")));
+    let (plain, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert!(!plain.tls.enabled());
+
+    for (pairs, named) in [
+        (
+            &[("TOKEN_SERVICE_TLS__CERT_FILE", "a.pem")][..],
+            "tls.key_file",
+        ),
+        (
+            &[("TOKEN_SERVICE_TLS__KEY_FILE", "a.key")][..],
+            "tls.cert_file",
+        ),
+        (
+            &[("TOKEN_SERVICE_TLS__CLIENT_CA_FILE", "ca.pem")][..],
+            "tls.client_ca_file",
+        ),
+        (
+            &[
+                ("TOKEN_SERVICE_TLS__CERT_FILE", ""),
+                ("TOKEN_SERVICE_TLS__KEY_FILE", "a.key"),
+            ][..],
+            "tls.cert_file",
+        ),
+    ] {
+        let err = Config::load_from(None, &Overrides::default(), env(pairs)).unwrap_err();
+        assert!(err.starts_with(named), "{pairs:?}: {err}");
+    }
+    std::fs::write(&file, "[tls]\ncert = \"x\"\n").unwrap();
+    let err = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap_err();
+    assert!(err.contains("cert"), "{err}");
+}
