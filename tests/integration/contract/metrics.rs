@@ -147,7 +147,7 @@ async fn the_revocation_lag_is_measured_by_the_feed() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
+    let (token_id, _) = client.as_(&alice).new_token("me").await;
     client
         .revoke_user_access_token(authed(
             pb::RevokeUserAccessTokenRequest { token_id },

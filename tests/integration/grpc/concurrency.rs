@@ -36,7 +36,7 @@ async fn revoke_racing_first_uses_leaves_no_token_and_no_session() {
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
     for _ in 0..5 {
-        let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+        let (token_id, secret) = client.as_(&alice).new_token("me").await;
         // Many first uses (each may try to mint the session) race one revoke.
         let mut users = Vec::new();
         for _ in 0..16 {
@@ -74,7 +74,7 @@ async fn disable_racing_enable_ends_consistent() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+    let (token_id, secret) = client.as_(&alice).new_token("me").await;
     let mut tasks = Vec::new();
     for i in 0..24 {
         let mut c = client.clone();
@@ -143,7 +143,7 @@ async fn many_concurrent_creates_for_one_user_all_land() {
         let mut c = client.clone();
         let alice = alice.clone();
         tasks.push(tokio::spawn(
-            async move { create_own_pat(&mut c, &alice).await },
+            async move { c.as_(&alice).new_token("me").await },
         ));
     }
     let mut ids = BTreeSet::new();

@@ -278,7 +278,7 @@ async fn repeated_checks_are_answered_from_the_cache() {
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (_, secret) = create_own_pat(&mut client, &alice).await;
+    let (_, secret) = client.as_(&alice).new_token("me").await;
     let introspect = || {
         authed(
             pb::IntrospectTokenRequest {

@@ -1,6 +1,5 @@
 mod access_tokens;
 mod caller_kinds;
-mod caller_kinds_sessions_commands;
 mod commands;
 mod concurrency;
 mod faults;

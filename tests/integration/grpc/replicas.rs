@@ -55,7 +55,7 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
     let limit = Duration::from_secs(1);
 
     // A personal access token, revoked on A.
-    let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+    let (token_id, secret) = a.as_(&alice).new_token("me").await;
     let hits_before = replica.cache_hits().await;
     use_on_both(&mut a, &mut b, &secret).await;
     assert!(
@@ -76,7 +76,7 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
     eprintln!("PAT revoke reached the other replica after {lag:?}");
 
     // A PAT disabled on B, seen by A.
-    let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+    let (token_id, secret) = a.as_(&alice).new_token("me").await;
     use_on_both(&mut a, &mut b, &secret).await;
     b.disable_user_access_token(authed(
         pb::DisableUserAccessTokenRequest { token_id },
@@ -114,10 +114,10 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
 
     // A user deactivated on B: every token of theirs stops on A.
     let carol = srv.token_user("carol").await;
-    let (_, carols_pat) = create_own_pat(&mut a, &carol).await;
+    let (_, carols_pat) = a.as_(&carol).new_token("me").await;
     use_on_both(&mut a, &mut b, &carol.token).await;
     use_on_both(&mut a, &mut b, &carols_pat).await;
-    set_user_active(&mut b, &admin, &carol.id, false).await;
+    b.as_(&admin).set_active(&carol.id, false).await;
     time_until_refused(&mut a, &carol.token, limit).await;
     time_until_refused(&mut a, &carols_pat, limit).await;
 
@@ -171,7 +171,7 @@ async fn revocation_lag_benchmark() {
     let rounds = 200;
     let mut lags = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+        let (token_id, secret) = a.as_(&alice).new_token("me").await;
         use_on_both(&mut a, &mut b, &secret).await;
         // Spread the revocations over the poll cycle, so rounds are not phase-locked to it.
         tokio::time::sleep(Duration::from_millis((round as u64 * 37) % 60)).await;

@@ -27,7 +27,7 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+    let (token_id, secret) = client.as_(&alice).new_token("me").await;
     client
         .get_me(authed(pb::GetMeRequest {}, &secret))
         .await
@@ -174,8 +174,8 @@ async fn many_subscribers_each_receive_every_event() {
     for _ in 0..20 {
         streams.push(watch_revocations(&mut client, &admin.token).await);
     }
-    let (first, _) = create_own_pat(&mut client, &alice).await;
-    let (second, _) = create_own_pat(&mut client, &alice).await;
+    let (first, _) = client.as_(&alice).new_token("me").await;
+    let (second, _) = client.as_(&alice).new_token("me").await;
     for token_id in [&first, &second] {
         client
             .revoke_user_access_token(authed(
@@ -280,7 +280,7 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     let mut client = srv.client().await;
     let mut stream = watch_revocations(&mut client, &admin.token).await;
     for _ in 0..3 {
-        let (token_id, _) = create_own_pat(&mut client, &alice).await;
+        let (token_id, _) = client.as_(&alice).new_token("me").await;
         client
             .revoke_user_access_token(authed(
                 pb::RevokeUserAccessTokenRequest { token_id },

@@ -52,7 +52,7 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
         .unwrap()
         .into_inner();
 
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
+    let (token_id, _) = client.as_(&alice).new_token("me").await;
     client
         .revoke_user_access_token(authed(
             pb::RevokeUserAccessTokenRequest {
@@ -67,7 +67,7 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
     assert_eq!(first.subject_id, token_id);
     assert!(first.create_at.is_some());
 
-    set_user_active(&mut client, &admin, &alice.id, false).await;
+    client.as_(&admin).set_active(&alice.id, false).await;
     let second = next_revocation(&mut stream).await.expect("stream healthy");
     assert_eq!(second.kind(), pb::RevocationKind::User);
     assert_eq!(second.subject_id, alice.id);

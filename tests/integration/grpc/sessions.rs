@@ -531,7 +531,7 @@ async fn create_session_validates_its_input_and_writes_nothing_on_error() {
     );
     assert_eq!(list(&mut client, &alice.id, &admin.token).await.len(), 1);
 
-    set_user_active(&mut client, &admin, &alice.id, false).await;
+    client.as_(&admin).set_active(&alice.id, false).await;
     assert_invalid(
         client.create_session(authed(base(), &admin.token)).await,
         "user_id",

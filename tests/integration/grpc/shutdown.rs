@@ -19,7 +19,7 @@ async fn a_call_waiting_on_the_database_when_shutdown_begins_still_finishes() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
+    let (token_id, _) = client.as_(&alice).new_token("me").await;
 
     // Another database client holds a write lock on the token's row, so the server's
     // DisableUserAccessToken waits inside the database.
@@ -92,7 +92,7 @@ async fn an_open_revocation_stream_ends_cleanly_when_shutdown_begins() {
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let mut client = srv.client().await;
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
+    let (token_id, _) = client.as_(&alice).new_token("me").await;
     let mut stream = client
         .watch_revocations(authed(pb::WatchRevocationsRequest::default(), &admin.token))
         .await
