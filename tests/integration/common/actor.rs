@@ -359,6 +359,11 @@ impl ActorClient {
             .map(Response::into_inner)
     }
 
+    /// Subscribes to WatchRevocations from now on, failing the test if refused.
+    pub async fn subscribe(&self) -> Streaming<pb::WatchRevocationsResponse> {
+        self.watch_revocations(None).await.expect("subscribe")
+    }
+
     // Sessions.
 
     /// GetSessions.

@@ -1,6 +1,6 @@
 //! A second replica as its own OS process (the real `token-service serve` on the test
-//! server's database and key), and the WatchRevocations helpers: subscribing, and reading the
-//! next event of a stream with a timeout.
+//! server's database and key); and reading the next event of a revocation stream with a
+//! timeout.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tempfile::TempDir;
 use token_service::pb::{self, token_service_client::TokenServiceClient};
 use tonic::transport::Channel;
 
-use super::{Client, TEST_SERVER_KEY, TestServer, authed};
+use super::{Client, TEST_SERVER_KEY, TestServer};
 
 /// Another replica as a separate OS process: the real `token-service serve` binary on this
 /// server's database and key, with its own cache, pool and revocation feed. Killed on drop.
@@ -145,16 +145,4 @@ pub async fn next_revocation(
         .await
         .expect("a stream item within 5 s")?;
     Ok(message.expect("stream open").event.expect("event set"))
-}
-
-/// Subscribes to WatchRevocations from now on.
-pub async fn watch_revocations(
-    client: &mut Client,
-    token: &str,
-) -> tonic::Streaming<pb::WatchRevocationsResponse> {
-    client
-        .watch_revocations(authed(pb::WatchRevocationsRequest::default(), token))
-        .await
-        .expect("subscribe")
-        .into_inner()
 }

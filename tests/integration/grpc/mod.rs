@@ -1,3 +1,7 @@
+//! The gRPC surface over real sockets: each RPC group against every kind of caller
+//! (`caller_kinds/`), validation and effects per group, the revocation log and stream,
+//! replicas, concurrency, database faults, shutdown, health and reflection.
+
 mod access_tokens;
 mod caller_kinds;
 mod commands;
