@@ -7,7 +7,7 @@ use crate::{
     config::Config,
     domain::{
         access_tokens::{self, NewUserAccessToken},
-        auth::Caller,
+        caller::Caller,
         commands,
         model::now_millis,
         users::{self, NewUser, find_user_by_id_or_username},

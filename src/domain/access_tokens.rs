@@ -1,30 +1,52 @@
 //! Personal access tokens: create, list, search, get, revoke, disable, enable. Check order
 //! follows Mattermost's handlers (see the spec), so both transports refuse the same requests
-//! for the same reasons.
+//! for the same reasons. Where Mattermost reads the request body in the middle of its checks
+//! (create, search), the operation is offered in two steps: an authorization that returns a
+//! grant, then the action on the grant, so a transport can decode its body in between.
 
 use tracing::info;
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     ids::TokenId,
     model::{Revocation, UnixMillis, User, UserAccessToken, now_millis},
     paging::PageRequest,
     permissions::Permission,
     secret::PlainToken,
-    sessions::caller_label,
     text::require_no_nul,
 };
 
-/// How an id taken from a request body is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyIds {
-    /// Empty or malformed ids are INVALID_ARGUMENT naming the field, before anything else.
-    Strict,
-    /// Mattermost's revoke/disable/enable handlers: the permission is checked first and an
-    /// empty or malformed id is simply not found (403 or 404, never 400).
-    MattermostLenient,
+/// The token a revoke, disable or enable request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRef {
+    /// A well-formed token id.
+    Id(TokenId),
+    /// A value that cannot be a token id: it matches no token.
+    Unmatchable,
+}
+
+impl TokenRef {
+    /// A `token_id` field that must be a well-formed id: empty or malformed is
+    /// `InvalidArgument` naming the field, before anything else is checked.
+    pub fn parse(raw: &str) -> Result<Self> {
+        if raw.is_empty() {
+            return Err(Error::invalid(
+                "token_id",
+                Reason::InvalidBodyParam,
+                "is required",
+            ));
+        }
+        TokenId::parse(raw, "token_id", Reason::InvalidBodyParam).map(TokenRef::Id)
+    }
+
+    /// Any value, as Mattermost's revoke/disable/enable handlers take it: the permission is
+    /// checked first and an empty or malformed id is simply not found (403 or 404, never 400).
+    pub fn lenient(raw: &str) -> Self {
+        TokenId::parse(raw, "token_id", Reason::InvalidBodyParam)
+            .map_or(TokenRef::Unmatchable, TokenRef::Id)
+    }
 }
 
 /// Longest description, in bytes (Mattermost counts bytes).
@@ -42,9 +64,9 @@ pub struct NewUserAccessToken {
     pub expires_at: Option<UnixMillis>,
 }
 
-/// The body of a create request, for [`create_user_access_token_from_body`].
+/// The token fields of a create request (the body of Mattermost's request).
 #[derive(Debug, Clone, Default)]
-pub struct NewUserAccessTokenBody {
+pub struct NewTokenFields {
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
@@ -57,7 +79,7 @@ pub struct CreatedUserAccessToken {
     pub secret: PlainToken,
 }
 
-/// Creates a personal access token.
+/// Creates a personal access token: [`token_creation`], then [`TokenCreation::create`].
 pub async fn create_user_access_token(
     ctx: &Context,
     caller: &Caller,
@@ -68,79 +90,98 @@ pub async fn create_user_access_token(
         description,
         expires_at,
     } = request;
-    let body = NewUserAccessTokenBody {
-        description,
-        expires_at,
-    };
-    create_user_access_token_from_body(ctx, caller, &user_id, Ok(body)).await
+    token_creation(ctx, caller, &user_id)
+        .await?
+        .create(
+            ctx,
+            caller,
+            NewTokenFields {
+                description,
+                expires_at,
+            },
+        )
+        .await
 }
 
-/// Creates a personal access token for `user_id` (a user id, or "me") from a request body
-/// the transport decodes itself: `request` is the body, or the error met decoding it.
-/// Mattermost checks the user id and loads the user before it decodes the body, so a
-/// decoding error is reported only after those two checks pass.
-pub async fn create_user_access_token_from_body(
+/// The first step of creating a token, Mattermost's checks before it reads the request
+/// body: `user_id` (a user id, or "me") is well formed and the user exists (404 otherwise,
+/// before any permission check).
+pub async fn token_creation(
     ctx: &Context,
     caller: &Caller,
     user_id: &str,
-    request: Result<NewUserAccessTokenBody>,
-) -> Result<CreatedUserAccessToken> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
-    // Mattermost loads the target before any permission check: an unknown user is 404.
-    let user = ctx.require_user(&user_id).await?;
-    let request = request?;
-    if request.description.is_empty() {
-        return Err(Error::invalid(
-            "description",
-            Reason::InvalidBodyParam,
-            "must not be empty",
-        ));
-    }
-    ctx.require_permission(caller, Permission::CreateUserAccessToken)?;
-    ctx.require_user_or_bot(caller, &user.id).await?;
-    if user.is_system_admin() {
-        ctx.require_permission(caller, Permission::ManageSystem)?;
-    }
-    if !ctx.policy().enable_user_access_tokens && !user.is_bot {
-        return Err(Error::Unimplemented {
-            reason: Reason::AccessTokensDisabled,
-        });
-    }
-    let now = now_millis();
-    check_expiry(ctx, &user, request.expires_at, now)?;
-    require_no_nul("description", &request.description)?;
-    if request.description.len() > MAX_DESCRIPTION_BYTES {
-        return Err(Error::invalid(
-            "description",
-            Reason::TokenDescriptionTooLong,
-            format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
-        ));
-    }
-    // The token model's own check, after the description's as in Mattermost; only an exempt
-    // owner gets this far with a negative value (the policy check calls it "in the past").
-    if request.expires_at.is_some_and(|at| at < 0) {
-        return Err(Error::invalid(
-            "expires_at",
-            Reason::InvalidExpiresAt,
-            "must not be before 1970-01-01T00:00:00Z",
-        ));
-    }
+) -> Result<TokenCreation> {
+    let user_id = caller.resolve_user_id(user_id)?;
+    let owner = ctx.require_user(&user_id).await?;
+    Ok(TokenCreation { owner })
+}
 
-    let secret = PlainToken::generate();
-    let token = UserAccessToken {
-        id: TokenId::generate(),
-        user_id: user.id.clone(),
-        description: request.description,
-        is_active: true,
-        expires_at: request.expires_at.unwrap_or(0),
-        create_at: now,
-    };
-    ctx.store()
-        .insert_access_token(&token, &ctx.hasher().digest(&secret))
-        .await?;
-    info!(target: "audit", action = "create_user_access_token", token_id = %token.id,
-        user_id = %token.user_id, caller = caller_label(caller), "personal access token created");
-    Ok(CreatedUserAccessToken { token, secret })
+/// A token creation that passed its first step: the owner exists.
+#[derive(Debug)]
+pub struct TokenCreation {
+    owner: User,
+}
+
+impl TokenCreation {
+    /// The rest of the checks, in Mattermost's order, and the creation.
+    pub async fn create(
+        self,
+        ctx: &Context,
+        caller: &Caller,
+        request: NewTokenFields,
+    ) -> Result<CreatedUserAccessToken> {
+        let user = self.owner;
+        if request.description.is_empty() {
+            return Err(Error::invalid(
+                "description",
+                Reason::InvalidBodyParam,
+                "must not be empty",
+            ));
+        }
+        ctx.require_permission(caller, Permission::CreateUserAccessToken)?;
+        ctx.require_user_or_bot_access(caller, &user.id).await?;
+        ctx.require_permission_over(caller, &user)?;
+        if !ctx.policy().enable_user_access_tokens && !user.is_bot {
+            return Err(Error::Unimplemented {
+                reason: Reason::AccessTokensDisabled,
+            });
+        }
+        let now = now_millis();
+        check_expiry(ctx, &user, request.expires_at, now)?;
+        require_no_nul("description", &request.description)?;
+        if request.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(Error::invalid(
+                "description",
+                Reason::TokenDescriptionTooLong,
+                format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+            ));
+        }
+        // The token model's own check, after the description's as in Mattermost; only an exempt
+        // owner gets this far with a negative value (the policy check calls it "in the past").
+        if request.expires_at.is_some_and(|at| at < 0) {
+            return Err(Error::invalid(
+                "expires_at",
+                Reason::InvalidExpiresAt,
+                "must not be before 1970-01-01T00:00:00Z",
+            ));
+        }
+
+        let secret = PlainToken::generate();
+        let token = UserAccessToken {
+            id: TokenId::generate(),
+            user_id: user.id.clone(),
+            description: request.description,
+            is_active: true,
+            expires_at: request.expires_at.unwrap_or(0),
+            create_at: now,
+        };
+        ctx.store()
+            .insert_access_token(&token, &ctx.hasher().digest(&secret))
+            .await?;
+        info!(target: "audit", action = "create_user_access_token", token_id = %token.id,
+        user_id = %token.user_id, caller = %caller, "personal access token created");
+        Ok(CreatedUserAccessToken { token, secret })
+    }
 }
 
 /// Mattermost's `validateUserAccessTokenExpiry`: the policy check runs first and only a
@@ -182,9 +223,9 @@ pub async fn get_user_access_tokens_for_user(
     user_id: &str,
     page: PageRequest,
 ) -> Result<Vec<UserAccessToken>> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    let user_id = caller.resolve_user_id(user_id)?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
-    ctx.require_user_or_bot(caller, &user_id).await?;
+    ctx.require_user_or_bot_access(caller, &user_id).await?;
     ctx.store()
         .list_access_tokens_for_user(&user_id, page)
         .await
@@ -200,39 +241,44 @@ pub async fn get_user_access_tokens(
     ctx.store().list_access_tokens(page).await
 }
 
-/// Finds tokens whose id, user id or owner's username equals the term. As in Mattermost,
-/// backslashes are removed from the term first; there is no wildcard or prefix matching.
-/// A term containing NUL (U+0000) matches nothing: no id or username contains it.
+/// Finds tokens whose id, user id or owner's username equals the term:
+/// [`token_search`], then [`TokenSearch::run`].
 pub async fn search_user_access_tokens(
     ctx: &Context,
     caller: &Caller,
     term: &str,
 ) -> Result<Vec<UserAccessToken>> {
-    search_user_access_tokens_from_body(ctx, caller, Ok(term.to_owned())).await
+    token_search(ctx, caller)?.run(ctx, term).await
 }
 
-/// [`search_user_access_tokens`] for a transport that decodes the request body itself:
-/// `term` is the term, or the error met decoding the body, reported after the permission
-/// check, where Mattermost decodes the body.
-pub async fn search_user_access_tokens_from_body(
-    ctx: &Context,
-    caller: &Caller,
-    term: Result<String>,
-) -> Result<Vec<UserAccessToken>> {
+/// The first step of a search, before Mattermost reads the request body: `manage_system`.
+pub fn token_search(ctx: &Context, caller: &Caller) -> Result<TokenSearch> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let term = term?;
-    if term.is_empty() {
-        return Err(Error::invalid(
-            "term",
-            Reason::InvalidBodyParam,
-            "must not be empty",
-        ));
+    Ok(TokenSearch(()))
+}
+
+/// A search the caller may run.
+#[derive(Debug)]
+pub struct TokenSearch(());
+
+impl TokenSearch {
+    /// Runs the search. As in Mattermost, backslashes are removed from the term first; there
+    /// is no wildcard or prefix matching. A term containing NUL (U+0000) matches nothing: no
+    /// id or username contains it.
+    pub async fn run(self, ctx: &Context, term: &str) -> Result<Vec<UserAccessToken>> {
+        if term.is_empty() {
+            return Err(Error::invalid(
+                "term",
+                Reason::InvalidBodyParam,
+                "must not be empty",
+            ));
+        }
+        if term.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let term = term.replace('\\', "");
+        ctx.store().search_access_tokens(&term).await
     }
-    if term.contains('\0') {
-        return Ok(Vec::new());
-    }
-    let term = term.replace('\\', "");
-    ctx.store().search_access_tokens(&term).await
 }
 
 /// Reads one token. The read permission is checked before the lookup, the owner check after
@@ -245,7 +291,8 @@ pub async fn get_user_access_token(
     let token_id = TokenId::parse(token_id, "token_id", Reason::InvalidUrlParam)?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
     let token = find_token(ctx, &token_id).await?;
-    ctx.require_user_or_bot(caller, &token.user_id).await?;
+    ctx.require_user_or_bot_access(caller, &token.user_id)
+        .await?;
     Ok(token)
 }
 
@@ -253,35 +300,32 @@ pub async fn get_user_access_token(
 pub async fn revoke_user_access_token(
     ctx: &Context,
     caller: &Caller,
-    token_id: &str,
-    ids: BodyIds,
+    token: TokenRef,
 ) -> Result<()> {
-    change_user_access_token(ctx, caller, token_id, TokenChange::Revoke, ids).await
+    change_user_access_token(ctx, caller, token, TokenChange::Revoke).await
 }
 
 /// Disables a token and deletes its minted session, in one transaction. Idempotent.
 pub async fn disable_user_access_token(
     ctx: &Context,
     caller: &Caller,
-    token_id: &str,
-    ids: BodyIds,
+    token: TokenRef,
 ) -> Result<()> {
-    change_user_access_token(ctx, caller, token_id, TokenChange::Disable, ids).await
+    change_user_access_token(ctx, caller, token, TokenChange::Disable).await
 }
 
 /// Enables a token. Gated by `create_user_access_token`, as in Mattermost. Idempotent.
 pub async fn enable_user_access_token(
     ctx: &Context,
     caller: &Caller,
-    token_id: &str,
-    ids: BodyIds,
+    token: TokenRef,
 ) -> Result<()> {
-    change_user_access_token(ctx, caller, token_id, TokenChange::Enable, ids).await
+    change_user_access_token(ctx, caller, token, TokenChange::Enable).await
 }
 
 /// The three state changes of an existing token.
 #[derive(Debug, Clone, Copy)]
-enum TokenChange {
+pub enum TokenChange {
     Revoke,
     Disable,
     Enable,
@@ -305,14 +349,14 @@ impl TokenChange {
     }
 }
 
-async fn change_user_access_token(
+/// Revokes, disables or enables a token (see the three functions above).
+pub async fn change_user_access_token(
     ctx: &Context,
     caller: &Caller,
-    token_id: &str,
+    token: TokenRef,
     change: TokenChange,
-    ids: BodyIds,
 ) -> Result<()> {
-    let token = authorize_token_change(ctx, caller, token_id, change.permission(), ids).await?;
+    let token = authorize_token_change(ctx, caller, token, change.permission()).await?;
     let store = ctx.store();
     let revocation = Revocation::AccessToken(token.id.clone());
     let existed = match change {
@@ -339,40 +383,25 @@ async fn change_user_access_token(
         ctx.revoked_here(&revocation);
     }
     info!(target: "audit", action = change.audit_action(), token_id = %token.id,
-        user_id = %token.user_id, caller = caller_label(caller), "personal access token changed");
+        user_id = %token.user_id, caller = %caller, "personal access token changed");
     Ok(())
 }
 
-/// The shared checks of revoke, disable and enable: a well-formed id, the route's
-/// permission, an existing token, and the right to act on its owner.
+/// The shared checks of revoke, disable and enable: the route's permission, an existing
+/// token, and the right to act on its owner.
 async fn authorize_token_change(
     ctx: &Context,
     caller: &Caller,
-    token_id: &str,
+    token: TokenRef,
     permission: Permission,
-    ids: BodyIds,
 ) -> Result<UserAccessToken> {
-    let token_id = match ids {
-        BodyIds::Strict => {
-            if token_id.is_empty() {
-                return Err(Error::invalid(
-                    "token_id",
-                    Reason::InvalidBodyParam,
-                    "is required",
-                ));
-            }
-            let id = TokenId::parse(token_id, "token_id", Reason::InvalidBodyParam)?;
-            ctx.require_permission(caller, permission)?;
-            id
-        }
-        BodyIds::MattermostLenient => {
-            ctx.require_permission(caller, permission)?;
-            TokenId::parse(token_id, "token_id", Reason::InvalidBodyParam)
-                .map_err(|_| token_not_found())?
-        }
+    ctx.require_permission(caller, permission)?;
+    let TokenRef::Id(token_id) = token else {
+        return Err(token_not_found());
     };
     let token = find_token(ctx, &token_id).await?;
-    ctx.require_user_or_bot(caller, &token.user_id).await?;
+    ctx.require_user_or_bot_access(caller, &token.user_id)
+        .await?;
     Ok(token)
 }
 

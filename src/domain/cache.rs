@@ -20,7 +20,7 @@ use std::{
 };
 
 use super::{
-    auth::Principal,
+    caller::Principal,
     model::{Revocation, UnixMillis},
 };
 

@@ -5,13 +5,12 @@ use tracing::info;
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     ids::{CommandId, TeamId, UserId},
     model::{Command, TeamMember, now_millis},
     permissions::Permission,
     secret::PlainToken,
-    sessions::caller_label,
     text::require_no_nul,
 };
 
@@ -42,33 +41,6 @@ pub struct CreatedCommand {
 /// The team roles a membership may hold (plus configured roles).
 const DEFAULT_TEAM_ROLE: &str = "team_user";
 
-impl Context {
-    /// Mattermost's `SessionHasPermissionToTeam`: a system role, or a role of the caller's
-    /// live membership of the team, grants the permission.
-    pub async fn has_team_permission(
-        &self,
-        caller: &Caller,
-        team_id: &TeamId,
-        permission: Permission,
-    ) -> Result<bool> {
-        let Caller::User(p) = caller else {
-            return Ok(true);
-        };
-        if self.has_permission(caller, permission) {
-            return Ok(true);
-        }
-        Ok(self
-            .store()
-            .find_team_member(team_id, &p.user.id)
-            .await?
-            .is_some_and(|member| {
-                self.policy()
-                    .roles
-                    .grants(member.roles.iter().map(String::as_str), permission)
-            }))
-    }
-}
-
 /// Creates a slash command; the caller becomes its creator.
 pub async fn create_command(
     ctx: &Context,
@@ -86,14 +58,8 @@ pub async fn create_command(
         });
     };
     let team_id = TeamId::parse(&request.team_id, "team_id", Reason::InvalidBodyParam)?;
-    if !ctx
-        .has_team_permission(caller, &team_id, Permission::ManageOwnSlashCommands)
-        .await?
-    {
-        return Err(Error::PermissionDenied {
-            permission: Permission::ManageOwnSlashCommands,
-        });
-    }
+    ctx.require_team_permission(caller, &team_id, Permission::ManageOwnSlashCommands)
+        .await?;
     let command = validate_command(request, team_id, principal.user.id.clone())?;
     if ctx
         .store()
@@ -113,7 +79,7 @@ pub async fn create_command(
         .map_err(Error::internal)?;
     ctx.store().insert_command(&command, &ciphertext).await?;
     info!(target: "audit", action = "create_command", command_id = %command.id,
-        team_id = %command.team_id, caller = caller_label(caller), "slash command created");
+        team_id = %command.team_id, caller = %caller, "slash command created");
     Ok(CreatedCommand { command, token })
 }
 
@@ -138,24 +104,20 @@ pub async fn regen_command_token(
         .await?
         .filter(|(c, _)| c.delete_at == 0)
         .ok_or_else(hidden)?;
-    if !ctx
-        .has_team_permission(caller, &command.team_id, Permission::ManageOwnSlashCommands)
-        .await?
-    {
-        return Err(hidden());
-    }
-    if caller.user_id() != Some(&command.creator_id)
-        && !ctx
-            .has_team_permission(
-                caller,
-                &command.team_id,
-                Permission::ManageOthersSlashCommands,
-            )
-            .await?
-    {
-        return Err(Error::PermissionDenied {
-            permission: Permission::ManageOthersSlashCommands,
-        });
+    // Without the permission on the team the command does not exist for the caller.
+    ctx.require_team_permission(caller, &command.team_id, Permission::ManageOwnSlashCommands)
+        .await
+        .map_err(|err| match err {
+            Error::PermissionDenied { .. } => hidden(),
+            other => other,
+        })?;
+    if caller.user_id() != Some(&command.creator_id) {
+        ctx.require_team_permission(
+            caller,
+            &command.team_id,
+            Permission::ManageOthersSlashCommands,
+        )
+        .await?;
     }
     let token = PlainToken::generate();
     let ciphertext = ctx
@@ -170,7 +132,7 @@ pub async fn regen_command_token(
         return Err(hidden());
     }
     info!(target: "audit", action = "regen_command_token", command_id = %command.id,
-        caller = caller_label(caller), "slash command token regenerated");
+        caller = %caller, "slash command token regenerated");
     Ok(token)
 }
 

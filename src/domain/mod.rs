@@ -3,9 +3,11 @@
 //! the store runs the queries. This module imports neither tonic, prost, axum nor sea_orm.
 
 pub mod access_tokens;
-pub mod auth;
+pub mod authenticate;
 pub mod cache;
+pub mod caller;
 pub mod commands;
+pub mod credentials;
 pub mod error;
 pub mod ids;
 pub mod introspection;

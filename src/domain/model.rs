@@ -15,6 +15,11 @@ pub fn now_millis() -> UnixMillis {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Roles as Mattermost writes them in one string, space-separated.
+pub fn roles_from_str(roles: &str) -> Vec<String> {
+    roles.split_whitespace().map(str::to_owned).collect()
+}
+
 /// A user or bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

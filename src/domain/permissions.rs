@@ -1,9 +1,19 @@
-//! Permissions, roles, and the default role table (Mattermost's fresh-install defaults for
-//! the permissions this service decides on).
-
+//! Who may do what: the permissions, the role table (Mattermost's fresh-install defaults for
+//! the permissions this service decides on), and every permission decision the operations
+//! make (Mattermost's `SessionHasPermissionTo*`), each in one shape: `Ok(())` or
+//! `PermissionDenied` naming the permission Mattermost reports. The operations call these in
+//! Mattermost's order (the order is observable: 404 before 403 in some handlers).
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
+};
+
+use super::{
+    Context,
+    caller::Caller,
+    error::{Error, Result},
+    ids::{TeamId, UserId},
+    model::{Session, User},
 };
 
 /// A permission this service checks.
@@ -171,6 +181,158 @@ impl RoleTable {
                 .get(role)
                 .is_some_and(|set| set.contains(&permission))
         })
+    }
+}
+
+/// The decisions. A `Caller::Local` (the operator's CLI) may do everything.
+impl Context {
+    /// Whether the caller holds `permission` through its system roles.
+    fn has_permission(&self, caller: &Caller, permission: Permission) -> bool {
+        match caller {
+            Caller::Local => true,
+            Caller::User(p) => self
+                .policy()
+                .roles
+                .grants(p.user.roles.iter().map(String::as_str), permission),
+        }
+    }
+
+    /// Mattermost's `SessionHasPermissionTo`: the caller's system roles grant `permission`.
+    pub fn require_permission(&self, caller: &Caller, permission: Permission) -> Result<()> {
+        if self.has_permission(caller, permission) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied { permission })
+        }
+    }
+
+    /// Any of `permissions`; a denial names the last one.
+    pub fn require_any_permission(
+        &self,
+        caller: &Caller,
+        permissions: &[Permission],
+    ) -> Result<()> {
+        match permissions.split_last() {
+            Some((last, others)) if !others.iter().any(|p| self.has_permission(caller, *p)) => {
+                self.require_permission(caller, *last)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Acting on a system admin's credentials also needs `manage_system`.
+    pub fn require_permission_over(&self, caller: &Caller, target: &User) -> Result<()> {
+        if target.is_system_admin() {
+            self.require_permission(caller, Permission::ManageSystem)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Mattermost's `SessionHasPermissionToUser`: self, or `manage_system`, or
+    /// `edit_other_users` on an existing target that is not a system admin. A denial is
+    /// reported as `edit_other_users`.
+    pub async fn require_user_access(&self, caller: &Caller, target: &UserId) -> Result<()> {
+        if self.can_act_on_user(caller, target).await? {
+            Ok(())
+        } else {
+            Err(denied_as_edit_other_users())
+        }
+    }
+
+    /// Mattermost's `SessionHasPermissionToUserOrBot`: for a bot target, its owner needs
+    /// `manage_bots` and anyone else `manage_others_bots` (no fallback to
+    /// `edit_other_users`); otherwise as [`Context::require_user_access`]. A caller may
+    /// always act on itself (in Mattermost a bot reaches the same result through the user
+    /// fallback). A denial is reported as `edit_other_users`, as Mattermost does.
+    pub async fn require_user_or_bot_access(&self, caller: &Caller, target: &UserId) -> Result<()> {
+        let Caller::User(p) = caller else {
+            return Ok(());
+        };
+        let allowed = if &p.user.id == target {
+            true
+        } else {
+            match self.store().find_user(target).await? {
+                Some(bot) if bot.is_bot => {
+                    if bot.bot_owner_id.as_ref() == Some(&p.user.id) {
+                        self.has_permission(caller, Permission::ManageBots)
+                    } else {
+                        self.has_permission(caller, Permission::ManageOthersBots)
+                    }
+                }
+                _ => self.can_act_on_user(caller, target).await?,
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(denied_as_edit_other_users())
+        }
+    }
+
+    /// Mattermost's `SessionHasPermissionToTeam`: a system role, or a role of the caller's
+    /// live membership of the team, grants `permission`.
+    pub async fn require_team_permission(
+        &self,
+        caller: &Caller,
+        team_id: &TeamId,
+        permission: Permission,
+    ) -> Result<()> {
+        let Caller::User(p) = caller else {
+            return Ok(());
+        };
+        let granted = self.has_permission(caller, permission)
+            || self
+                .store()
+                .find_team_member(team_id, &p.user.id)
+                .await?
+                .is_some_and(|member| {
+                    self.policy()
+                        .roles
+                        .grants(member.roles.iter().map(String::as_str), permission)
+                });
+        if granted {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied { permission })
+        }
+    }
+
+    async fn can_act_on_user(&self, caller: &Caller, target: &UserId) -> Result<bool> {
+        let Caller::User(p) = caller else {
+            return Ok(true);
+        };
+        if &p.user.id == target || self.has_permission(caller, Permission::ManageSystem) {
+            return Ok(true);
+        }
+        if !self.has_permission(caller, Permission::EditOtherUsers) {
+            return Ok(false);
+        }
+        Ok(self
+            .store()
+            .find_user(target)
+            .await?
+            .is_some_and(|user| !user.is_system_admin()))
+    }
+}
+
+fn denied_as_edit_other_users() -> Error {
+    Error::PermissionDenied {
+        permission: Permission::EditOtherUsers,
+    }
+}
+
+/// Whether `session` is `owner`'s: Mattermost's revoke-session handler answers 400 (invalid
+/// `user_id` in the URL) for another user's session, after the caller passed the user check.
+pub fn require_session_owner(session: &Session, owner: &UserId) -> Result<()> {
+    if &session.user_id == owner {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "user_id",
+            super::error::Reason::InvalidUrlParam,
+            "the session belongs to another user",
+        ))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::store::{RevocationWakeups, Store, Wakeup};
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     model::{Revocation, RevocationEvent, now_millis},
     permissions::Permission,
@@ -329,12 +329,37 @@ impl Subscription {
             .await
             .map_err(|_| Stop::Closed)?;
         if covers_caller {
-            self.caller = self
-                .ctx
-                .reauthenticate(&self.caller)
+            let checked = match self.ctx.reauthenticate(&self.caller).await {
+                Ok(caller) => require_watch_permission(&self.ctx, &caller).map(|()| caller),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(caller) => self.caller = caller,
+                Err(e) => {
+                    // The check saw the log as it stands now: deliver what was committed up
+                    // to then (the change that cut the subscriber off among it), then end.
+                    self.send_committed().await?;
+                    return Err(Stop::Failed(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends, without further checks, the events logged after the last one sent (one batch).
+    async fn send_committed(&mut self) -> Result<(), Stop> {
+        let events = self
+            .ctx
+            .store()
+            .revocations_after(self.last_sent, BATCH)
+            .await
+            .map_err(Stop::Failed)?;
+        for event in events {
+            self.last_sent = event.id;
+            self.sender
+                .send(Ok(event))
                 .await
-                .map_err(Stop::Failed)?;
-            require_watch_permission(&self.ctx, &self.caller).map_err(Stop::Failed)?;
+                .map_err(|_| Stop::Closed)?;
         }
         Ok(())
     }
@@ -352,10 +377,10 @@ pub async fn revocations_after(
 }
 
 fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
-    if ctx.has_permission(caller, Permission::ManageSystem) {
-        return Ok(());
-    }
-    ctx.require_permission(caller, Permission::IntrospectToken)
+    ctx.require_any_permission(
+        caller,
+        &[Permission::ManageSystem, Permission::IntrospectToken],
+    )
 }
 
 /// A position to resume after: not negative, and not older than what the log still holds.

@@ -8,11 +8,11 @@ use tracing::info;
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     ids::SessionId,
     model::{Revocation, Session, TeamMember, UnixMillis, now_millis, session_props},
-    permissions::Permission,
+    permissions::{Permission, require_session_owner},
     secret::{PlainToken, TokenDigest},
     text::require_no_nul,
 };
@@ -54,7 +54,7 @@ pub async fn create_session(
     request: NewSession,
 ) -> Result<CreatedSession> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let user_id = ctx.resolve_user_id(caller, &request.user_id)?;
+    let user_id = caller.resolve_user_id(&request.user_id)?;
     let lifetime_ms = request
         .lifetime_ms
         .unwrap_or(ctx.policy().session_length_ms);
@@ -169,8 +169,8 @@ fn validate_props(props: &BTreeMap<String, String>) -> Result<()> {
 /// A user's sessions, most recently active first. Mattermost's plain "to user" rule: self,
 /// or `edit_other_users` on a non-admin (no bot branch).
 pub async fn get_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<Vec<Session>> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
-    require_user_permission(ctx, caller, &user_id).await?;
+    let user_id = caller.resolve_user_id(user_id)?;
+    ctx.require_user_access(caller, &user_id).await?;
     ctx.store().list_sessions_for_user(&user_id).await
 }
 
@@ -181,8 +181,8 @@ pub async fn get_sessions_with_team_members(
     caller: &Caller,
     user_id: &str,
 ) -> Result<(Vec<Session>, Vec<TeamMember>)> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
-    require_user_permission(ctx, caller, &user_id).await?;
+    let user_id = caller.resolve_user_id(user_id)?;
+    ctx.require_user_access(caller, &user_id).await?;
     let sessions = ctx.store().list_sessions_for_user(&user_id).await?;
     let members = ctx.store().list_team_members_for_user(&user_id).await?;
     Ok((sessions, members))
@@ -195,8 +195,8 @@ pub async fn revoke_session(
     user_id: &str,
     session_id: &str,
 ) -> Result<()> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
-    require_user_permission(ctx, caller, &user_id).await?;
+    let user_id = caller.resolve_user_id(user_id)?;
+    ctx.require_user_access(caller, &user_id).await?;
     if session_id.is_empty() {
         return Err(Error::invalid(
             "session_id",
@@ -218,25 +218,19 @@ pub async fn revoke_session(
         .ok_or(Error::NotFound {
             reason: Reason::SessionNotFound,
         })?;
-    if session.user_id != user_id {
-        return Err(Error::invalid(
-            "user_id",
-            Reason::InvalidUrlParam,
-            "the session belongs to another user",
-        ));
-    }
+    require_session_owner(&session, &user_id)?;
     let revocation = Revocation::Session(session.id.clone());
     ctx.store().delete_session(&session.id, &revocation).await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_session", user_id = %user_id, session_id = %session.id,
-        caller = caller_label(caller), "session revoked");
+        caller = %caller, "session revoked");
     Ok(())
 }
 
 /// Revokes every session of one user. Personal access tokens stay valid.
 pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<()> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
-    require_user_permission(ctx, caller, &user_id).await?;
+    let user_id = caller.resolve_user_id(user_id)?;
+    ctx.require_user_access(caller, &user_id).await?;
     let revocation = Revocation::User(user_id.clone());
     let revoked = ctx
         .store()
@@ -244,7 +238,7 @@ pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) 
         .await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_all_sessions", user_id = %user_id, revoked,
-        caller = caller_label(caller), "sessions of user revoked");
+        caller = %caller, "sessions of user revoked");
     Ok(())
 }
 
@@ -254,27 +248,6 @@ pub async fn revoke_sessions_from_all_users(ctx: &Context, caller: &Caller) -> R
     let revoked = ctx.store().delete_all_sessions(&Revocation::All).await?;
     ctx.revoked_here(&Revocation::All);
     info!(target: "audit", action = "revoke_sessions_from_all_users", revoked,
-        caller = caller_label(caller), "all sessions revoked");
+        caller = %caller, "all sessions revoked");
     Ok(())
-}
-
-async fn require_user_permission(
-    ctx: &Context,
-    caller: &Caller,
-    user_id: &super::ids::UserId,
-) -> Result<()> {
-    if ctx.can_act_on_user(caller, user_id).await? {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied {
-            permission: Permission::EditOtherUsers,
-        })
-    }
-}
-
-pub(crate) fn caller_label(caller: &Caller) -> String {
-    match caller {
-        Caller::Local => "local".to_owned(),
-        Caller::User(p) => p.user.id.to_string(),
-    }
 }

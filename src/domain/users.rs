@@ -5,7 +5,7 @@ use tracing::info;
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
     ids::UserId,
     model::{Revocation, User, now_millis},
@@ -134,7 +134,7 @@ pub async fn update_user_roles(
     user_id: &str,
     roles: &[String],
 ) -> Result<User> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    let user_id = caller.resolve_user_id(user_id)?;
     ctx.require_permission(caller, Permission::ManageSystem)?;
     if roles.is_empty() {
         return Err(Error::invalid(
@@ -165,7 +165,7 @@ pub async fn update_user_active(
     user_id: &str,
     active: bool,
 ) -> Result<User> {
-    let user_id = ctx.resolve_user_id(caller, user_id)?;
+    let user_id = caller.resolve_user_id(user_id)?;
     ctx.require_permission(caller, Permission::ManageSystem)?;
     let revocation = Revocation::User(user_id.clone());
     let user = ctx
@@ -188,6 +188,15 @@ pub fn get_me(caller: &Caller) -> Result<&User> {
         Caller::Local => Err(Error::Unauthenticated {
             reason: Reason::SessionExpired,
         }),
+    }
+}
+
+impl Context {
+    /// Loads a user that must exist (`NotFound` otherwise).
+    pub async fn require_user(&self, id: &UserId) -> Result<User> {
+        self.store().find_user(id).await?.ok_or(Error::NotFound {
+            reason: Reason::UserNotFound,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use sha1::Sha1;
 
 use super::{
     Context,
-    auth::Caller,
+    caller::Caller,
     error::{Error, Reason, Result},
 };
 

@@ -5,6 +5,7 @@ use prost_types::Timestamp;
 
 use crate::domain::{
     error::{Error, Reason, Result},
+    introspection::{CredentialKind, Introspection},
     model::{
         Command, Revocation, RevocationEvent, Session, TeamMember, UnixMillis, User,
         UserAccessToken,
@@ -147,6 +148,28 @@ pub(crate) fn revocation_event(event: RevocationEvent) -> pb::RevocationEvent {
         kind: kind.into(),
         subject_id: event.revocation.subject_id().to_owned(),
         create_at: timestamp(event.create_at),
+    }
+}
+
+/// IntrospectToken's answer: every field at its default when the token does not authenticate.
+pub(crate) fn introspection(found: Introspection) -> pb::IntrospectTokenResponse {
+    let Some(c) = found else {
+        return pb::IntrospectTokenResponse::default();
+    };
+    let kind = match c.kind() {
+        CredentialKind::Session => pb::TokenKind::Session,
+        CredentialKind::PersonalAccessToken => pb::TokenKind::PersonalAccessToken,
+    };
+    pb::IntrospectTokenResponse {
+        active: true,
+        user_id: c.user_id().to_string(),
+        token_id: c.token_id().map(ToString::to_string).unwrap_or_default(),
+        session_id: c.session_id().to_string(),
+        kind: kind.into(),
+        roles: c.roles().to_vec(),
+        expires_at: timestamp(c.expires_at()),
+        username: c.username().to_owned(),
+        is_bot: c.is_bot(),
     }
 }
 

@@ -6,8 +6,7 @@ use tonic::{Request, Response, Status};
 use super::{convert, status::to_status};
 use crate::domain::{
     Context,
-    access_tokens::{self, BodyIds, NewUserAccessToken},
-    auth::{Caller, parse_authorization_header},
+    access_tokens::{self, NewUserAccessToken, TokenRef},
     commands::{self, NewCommand},
     error::{Error, Reason},
     introspection,
@@ -16,6 +15,7 @@ use crate::domain::{
     sessions::{self, NewSession},
     users::{self, NewUser},
     webrtc,
+    {caller::Caller, credentials::parse_authorization_header},
 };
 use crate::pb::{self, token_service_server::TokenService};
 
@@ -158,9 +158,13 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::RevokeUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::revoke_user_access_token(&self.ctx, &caller, &r.token_id, BodyIds::Strict)
-            .await
-            .map_err(to_status)?;
+        access_tokens::revoke_user_access_token(
+            &self.ctx,
+            &caller,
+            TokenRef::parse(&r.token_id).map_err(to_status)?,
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::RevokeUserAccessTokenResponse {})
     }
 
@@ -170,9 +174,13 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::DisableUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::disable_user_access_token(&self.ctx, &caller, &r.token_id, BodyIds::Strict)
-            .await
-            .map_err(to_status)?;
+        access_tokens::disable_user_access_token(
+            &self.ctx,
+            &caller,
+            TokenRef::parse(&r.token_id).map_err(to_status)?,
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::DisableUserAccessTokenResponse {})
     }
 
@@ -182,9 +190,13 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::EnableUserAccessTokenResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        access_tokens::enable_user_access_token(&self.ctx, &caller, &r.token_id, BodyIds::Strict)
-            .await
-            .map_err(to_status)?;
+        access_tokens::enable_user_access_token(
+            &self.ctx,
+            &caller,
+            TokenRef::parse(&r.token_id).map_err(to_status)?,
+        )
+        .await
+        .map_err(to_status)?;
         ok(pb::EnableUserAccessTokenResponse {})
     }
 
@@ -407,25 +419,7 @@ impl TokenService for TokenServiceApi {
         let found = introspection::introspect_token(&self.ctx, &caller, &r.token)
             .await
             .map_err(to_status)?;
-        let Some(p) = found else {
-            return ok(pb::IntrospectTokenResponse::default());
-        };
-        let expires_at = convert::timestamp(p.expires_at());
-        let (kind, token_id) = match &p.access_token {
-            Some(t) => (pb::TokenKind::PersonalAccessToken, t.id.to_string()),
-            None => (pb::TokenKind::Session, String::new()),
-        };
-        ok(pb::IntrospectTokenResponse {
-            active: true,
-            user_id: p.user.id.to_string(),
-            token_id,
-            session_id: p.session.id.to_string(),
-            kind: kind.into(),
-            roles: p.user.roles.clone(),
-            expires_at,
-            username: p.user.username.clone(),
-            is_bot: p.user.is_bot,
-        })
+        ok(convert::introspection(found))
     }
 
     async fn create_user(

@@ -12,8 +12,9 @@ use axum::{
 
 use super::{RestState, error::ApiError, go_compat};
 use crate::domain::{
-    auth::{Caller, authorization_header_token, csrf_allows, presented_token},
-    error::{Error, Reason},
+    caller::Caller,
+    credentials::{Presentation, authorization_header_token, check_presentation, presented_token},
+    error::Error,
 };
 
 /// Where the token came from.
@@ -63,23 +64,17 @@ impl FromRequestParts<RestState> for Authenticated {
             }
             Err(err) => return Err(ApiError::from(err)),
         };
-        match location {
-            Location::Query if !principal.session.is_oauth => {
-                return Err(ApiError::from_reason(Reason::TokenInQuery));
-            }
-            Location::Cookie if parts.method != Method::GET => {
-                let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-                if !csrf_allows(
-                    &principal.session,
-                    header("X-CSRF-Token"),
-                    header("X-Requested-With"),
-                    ctx.policy().strict_csrf,
-                ) {
-                    return Err(ApiError::session_expired());
-                }
-            }
-            _ => {}
-        }
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let presentation = match location {
+            Location::Header => Presentation::Header,
+            Location::Query => Presentation::Query,
+            Location::Cookie => Presentation::Cookie {
+                write: parts.method != Method::GET,
+                csrf_header: header("X-CSRF-Token"),
+                requested_with: header("X-Requested-With"),
+            },
+        };
+        check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
         crate::telemetry::record_caller(principal.user.id.as_str());
         Ok(Authenticated(Caller::User(principal)))
     }

@@ -207,7 +207,7 @@ impl From<Error> for ApiError {
                 };
                 ApiError::new(reason, message, err.to_string())
             }
-            Error::Unauthenticated { .. } => ApiError::session_expired(),
+            Error::Unauthenticated { reason } => ApiError::from_reason(*reason),
             Error::PermissionDenied { permission } => {
                 let mut api = ApiError::from_reason(reason);
                 api.detailed_error = format!("permission={permission}");

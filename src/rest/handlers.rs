@@ -1,7 +1,7 @@
 //! One function per `/api/v4` route: parse the request as Mattermost does, call the same
 //! domain function the gRPC handler calls, and write Mattermost's response. No rule lives here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::{
     Json,
@@ -10,7 +10,7 @@ use axum::{
     http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
 use super::{
     RestState,
@@ -18,20 +18,21 @@ use super::{
     error::ApiError,
     go_compat,
     json::{
-        CommandJson, IntrospectionJson, NewCommandJson, RevocationEventJson, STATUS_OK,
-        SessionJson, TeamMemberJson, UserAccessTokenJson, UserJson, WebrtcJson,
+        CommandJson, IntrospectJson, IntrospectionJson, NewCommandJson, NewSessionJson,
+        NewTeamMemberJson, NewUserAccessTokenJson, NewUserJson, RevocationEventJson, STATUS_OK,
+        SessionJson, TeamMemberJson, TokenSearchJson, UserAccessTokenJson, UserJson, WebrtcJson,
     },
 };
 use crate::domain::{
-    access_tokens::{self, BodyIds, NewUserAccessTokenBody},
-    commands::{self, NewCommand},
+    access_tokens::{self, TokenChange, TokenRef},
+    commands,
     error::{self as domain_error, Reason},
     introspection,
+    model::roles_from_str,
     paging::PageRequest,
     revocations,
     sessions::{self, NewSession},
-    users::{self, NewUser},
-    webrtc,
+    users, webrtc,
 };
 
 type ApiResult = Result<Response, ApiError>;
@@ -141,39 +142,16 @@ impl Paging {
     }
 }
 
-/// The create body: model.UserAccessToken. Only `description` and `expires_at` are used; the
-/// other fields are listed because Go checks their types.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct CreateTokenBody {
-    #[serde(rename = "id")]
-    _id: String,
-    #[serde(rename = "token")]
-    _token: String,
-    #[serde(rename = "user_id")]
-    _user_id: String,
-    description: String,
-    #[serde(rename = "is_active")]
-    _is_active: bool,
-    expires_at: i64,
-}
-
 pub(crate) async fn create_user_access_token(
     State(state): State<RestState>,
     PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    // Decoded now, judged by the domain after the user id and the user lookup.
-    let fields = body
-        .decode::<CreateTokenBody>("user_access_token")
-        .map(|b| NewUserAccessTokenBody {
-            description: b.description,
-            expires_at: (b.expires_at != 0).then_some(b.expires_at),
-        });
-    let created =
-        access_tokens::create_user_access_token_from_body(&state.ctx, &caller, &user_id, fields)
-            .await?;
+    // Mattermost reads the body after checking the user id and loading the user.
+    let creation = access_tokens::token_creation(&state.ctx, &caller, &user_id).await?;
+    let fields = body.decode::<NewUserAccessTokenJson>("user_access_token")?;
+    let created = creation.create(&state.ctx, &caller, fields.into()).await?;
     let mut json = UserAccessTokenJson::from(created.token);
     json.token = Some(created.secret.expose().to_owned());
     Ok(json_line(StatusCode::OK, &json))
@@ -212,23 +190,15 @@ pub(crate) async fn get_user_access_tokens(
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SearchBody {
-    term: String,
-}
-
 pub(crate) async fn search_user_access_tokens(
     State(state): State<RestState>,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    // The domain checks manage_system before it looks at the decoding outcome.
-    let term = body
-        .decode::<SearchBody>("user_access_token_search")
-        .map(|b| b.term);
-    let list =
-        access_tokens::search_user_access_tokens_from_body(&state.ctx, &caller, term).await?;
+    // Mattermost reads the body after the permission check.
+    let search = access_tokens::token_search(&state.ctx, &caller)?;
+    let body = body.decode::<TokenSearchJson>("user_access_token_search")?;
+    let list = search.run(&state.ctx, &body.term).await?;
     ok_json(
         list.into_iter()
             .map(UserAccessTokenJson::from)
@@ -246,50 +216,40 @@ pub(crate) async fn get_user_access_token(
 }
 
 pub(crate) async fn revoke_user_access_token(
-    State(state): State<RestState>,
-    Authenticated(caller): Authenticated,
+    state: State<RestState>,
+    caller: Authenticated,
     body: Body,
 ) -> ApiResult {
-    let token_id = body.string_map().remove("token_id").unwrap_or_default();
-    access_tokens::revoke_user_access_token(
-        &state.ctx,
-        &caller,
-        &token_id,
-        BodyIds::MattermostLenient,
-    )
-    .await?;
-    status_ok()
+    change_user_access_token(state, caller, body, TokenChange::Revoke).await
 }
 
 pub(crate) async fn disable_user_access_token(
-    State(state): State<RestState>,
-    Authenticated(caller): Authenticated,
+    state: State<RestState>,
+    caller: Authenticated,
     body: Body,
 ) -> ApiResult {
-    let token_id = body.string_map().remove("token_id").unwrap_or_default();
-    access_tokens::disable_user_access_token(
-        &state.ctx,
-        &caller,
-        &token_id,
-        BodyIds::MattermostLenient,
-    )
-    .await?;
-    status_ok()
+    change_user_access_token(state, caller, body, TokenChange::Disable).await
 }
 
 pub(crate) async fn enable_user_access_token(
+    state: State<RestState>,
+    caller: Authenticated,
+    body: Body,
+) -> ApiResult {
+    change_user_access_token(state, caller, body, TokenChange::Enable).await
+}
+
+/// Revoke, disable and enable: `{"token_id": ...}` read as Mattermost's `MapFromJSON` reads
+/// it, any value accepted (one that is not an id is simply not found).
+async fn change_user_access_token(
     State(state): State<RestState>,
     Authenticated(caller): Authenticated,
     body: Body,
+    change: TokenChange,
 ) -> ApiResult {
     let token_id = body.string_map().remove("token_id").unwrap_or_default();
-    access_tokens::enable_user_access_token(
-        &state.ctx,
-        &caller,
-        &token_id,
-        BodyIds::MattermostLenient,
-    )
-    .await?;
+    let token = TokenRef::lenient(&token_id);
+    access_tokens::change_user_access_token(&state.ctx, &caller, token, change).await?;
     status_ok()
 }
 
@@ -307,22 +267,13 @@ pub(crate) async fn get_sessions(
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct CreateSessionBody {
-    /// Milliseconds; absent: the configured session length; 0: never expires.
-    lifetime_ms: Option<i64>,
-    device_id: String,
-    props: BTreeMap<String, String>,
-}
-
 pub(crate) async fn create_session(
     State(state): State<RestState>,
     PathId(user_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let body: CreateSessionBody = body.decode("session")?;
+    let body: NewSessionJson = body.decode("session")?;
     let created = sessions::create_session(
         &state.ctx,
         &caller,
@@ -383,25 +334,8 @@ pub(crate) async fn create_command(
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let c: NewCommandJson = body.decode("command")?;
-    let created = commands::create_command(
-        &state.ctx,
-        &caller,
-        NewCommand {
-            team_id: c.team_id,
-            trigger: c.trigger,
-            method: c.method,
-            url: c.url,
-            display_name: c.display_name,
-            description: c.description,
-            username: c.username,
-            icon_url: c.icon_url,
-            auto_complete: c.auto_complete,
-            auto_complete_desc: c.auto_complete_desc,
-            auto_complete_hint: c.auto_complete_hint,
-        },
-    )
-    .await?;
+    let command: NewCommandJson = body.decode("command")?;
+    let created = commands::create_command(&state.ctx, &caller, command.into()).await?;
     let json = CommandJson::with_token(created.command, created.token.expose().to_owned());
     Ok((StatusCode::CREATED, Json(json)).into_response())
 }
@@ -417,39 +351,16 @@ pub(crate) async fn verify_command_token(
     ok_json(serde_json::json!({ "valid": valid }))
 }
 
-/// The body of POST /teams/{team_id}/members: model.TeamMember (fields Go type-checks
-/// included).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct TeamMemberBody {
-    #[serde(rename = "team_id")]
-    _team_id: String,
-    user_id: String,
-    roles: String,
-    #[serde(rename = "delete_at")]
-    _delete_at: i64,
-    #[serde(rename = "scheme_guest")]
-    _scheme_guest: bool,
-    #[serde(rename = "scheme_user")]
-    _scheme_user: bool,
-    #[serde(rename = "scheme_admin")]
-    _scheme_admin: bool,
-    #[serde(rename = "explicit_roles")]
-    _explicit_roles: String,
-    #[serde(rename = "create_at")]
-    _create_at: i64,
-}
-
 pub(crate) async fn add_team_member(
     State(state): State<RestState>,
     PathId(team_id): PathId,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let body: TeamMemberBody = body.decode("team_member")?;
-    let roles: Vec<String> = body.roles.split_whitespace().map(str::to_owned).collect();
+    let body: NewTeamMemberJson = body.decode("team_member")?;
     let member =
-        commands::add_team_member(&state.ctx, &caller, &team_id, &body.user_id, &roles).await?;
+        commands::add_team_member(&state.ctx, &caller, &team_id, &body.user_id, &body.roles())
+            .await?;
     Ok((StatusCode::CREATED, Json(TeamMemberJson::from(member))).into_response())
 }
 
@@ -487,92 +398,14 @@ pub(crate) async fn get_me(Authenticated(caller): Authenticated) -> ApiResult {
     ok_json(UserJson::from(user))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct IntrospectBody {
-    token: String,
-}
-
 pub(crate) async fn introspect_token(
     State(state): State<RestState>,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let body: IntrospectBody = body.decode("token")?;
+    let body: IntrospectJson = body.decode("token")?;
     let found = introspection::introspect_token(&state.ctx, &caller, &body.token).await?;
     ok_json(IntrospectionJson::from(found))
-}
-
-/// The body of POST /users: the fields of model.User we use, the others Go type-checks, and
-/// `bot_owner_id` (ours).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct CreateUserBody {
-    id: String,
-    username: String,
-    email: String,
-    /// Space-separated, as Mattermost writes roles.
-    roles: String,
-    is_bot: bool,
-    bot_owner_id: String,
-    #[serde(rename = "create_at")]
-    _create_at: i64,
-    #[serde(rename = "update_at")]
-    _update_at: i64,
-    #[serde(rename = "delete_at")]
-    _delete_at: i64,
-    #[serde(rename = "password")]
-    _password: String,
-    #[serde(rename = "auth_data")]
-    _auth_data: Option<String>,
-    #[serde(rename = "auth_service")]
-    _auth_service: String,
-    #[serde(rename = "email_verified")]
-    _email_verified: bool,
-    #[serde(rename = "nickname")]
-    _nickname: String,
-    #[serde(rename = "first_name")]
-    _first_name: String,
-    #[serde(rename = "last_name")]
-    _last_name: String,
-    #[serde(rename = "position")]
-    _position: String,
-    #[serde(rename = "allow_marketing")]
-    _allow_marketing: bool,
-    #[serde(rename = "props")]
-    _props: BTreeMap<String, String>,
-    #[serde(rename = "notify_props")]
-    _notify_props: BTreeMap<String, String>,
-    #[serde(rename = "last_password_update")]
-    _last_password_update: i64,
-    #[serde(rename = "last_picture_update")]
-    _last_picture_update: i64,
-    #[serde(rename = "failed_attempts")]
-    _failed_attempts: i64,
-    #[serde(rename = "locale")]
-    _locale: String,
-    #[serde(rename = "timezone")]
-    _timezone: BTreeMap<String, String>,
-    #[serde(rename = "mfa_active")]
-    _mfa_active: bool,
-    #[serde(rename = "mfa_secret")]
-    _mfa_secret: String,
-    #[serde(rename = "remote_id")]
-    _remote_id: Option<String>,
-    #[serde(rename = "last_activity_at")]
-    _last_activity_at: i64,
-    #[serde(rename = "bot_description")]
-    _bot_description: String,
-    #[serde(rename = "bot_last_icon_update")]
-    _bot_last_icon_update: i64,
-    #[serde(rename = "terms_of_service_id")]
-    _terms_of_service_id: String,
-    #[serde(rename = "terms_of_service_create_at")]
-    _terms_of_service_create_at: i64,
-    #[serde(rename = "disable_welcome_email")]
-    _disable_welcome_email: bool,
-    #[serde(rename = "last_login")]
-    _last_login: i64,
 }
 
 pub(crate) async fn create_user(
@@ -580,20 +413,8 @@ pub(crate) async fn create_user(
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
-    let b: CreateUserBody = body.decode("user")?;
-    let user = users::create_user(
-        &state.ctx,
-        &caller,
-        NewUser {
-            id: b.id,
-            username: b.username,
-            email: b.email,
-            roles: b.roles.split_whitespace().map(str::to_owned).collect(),
-            is_bot: b.is_bot,
-            bot_owner_id: b.bot_owner_id,
-        },
-    )
-    .await?;
+    let user: NewUserJson = body.decode("user")?;
+    let user = users::create_user(&state.ctx, &caller, user.into()).await?;
     Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
 }
 
@@ -604,8 +425,7 @@ pub(crate) async fn update_user_roles(
     body: Body,
 ) -> ApiResult {
     let roles = body.string_map().remove("roles").unwrap_or_default();
-    let roles: Vec<String> = roles.split_whitespace().map(str::to_owned).collect();
-    users::update_user_roles(&state.ctx, &caller, &user_id, &roles).await?;
+    users::update_user_roles(&state.ctx, &caller, &user_id, &roles_from_str(&roles)).await?;
     status_ok()
 }
 

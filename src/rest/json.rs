@@ -1,15 +1,216 @@
-//! Mattermost's JSON shapes (field names, millisecond times, space-separated roles) and
-//! conversions from domain records. Secrets appear only where Mattermost returns them.
+//! Mattermost's JSON shapes (field names, millisecond times, space-separated roles), in two
+//! halves: the requests (the Go structs Mattermost decodes a body into, with their
+//! conversions into domain requests) and the responses (with their conversions from domain
+//! records). Secrets appear only where Mattermost returns them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    auth::Principal,
+    access_tokens::NewTokenFields,
+    commands::NewCommand,
+    introspection::Introspection,
+    model::roles_from_str,
     model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
+    users::NewUser,
     webrtc::WebrtcCredentials,
 };
+
+// ---------------------------------------------------------------------------------------
+// Requests: the Go structs Mattermost decodes bodies into (see `go_compat::decode_struct`).
+// Every field Go type-checks is listed, used or not, so a wrongly typed field fails as it
+// does in Mattermost.
+// ---------------------------------------------------------------------------------------
+
+/// The body of POST /users/{user_id}/tokens: model.UserAccessToken.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(
+    dead_code,
+    reason = "Go type-checks every field; see go_compat::decode_struct"
+)]
+pub(crate) struct NewUserAccessTokenJson {
+    id: String,
+    token: String,
+    user_id: String,
+    description: String,
+    is_active: bool,
+    /// Milliseconds; 0 = never.
+    expires_at: i64,
+}
+
+impl From<NewUserAccessTokenJson> for NewTokenFields {
+    fn from(b: NewUserAccessTokenJson) -> Self {
+        Self {
+            description: b.description,
+            expires_at: (b.expires_at != 0).then_some(b.expires_at),
+        }
+    }
+}
+
+/// The body of POST /users/tokens/search: model.UserAccessTokenSearch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct TokenSearchJson {
+    pub(crate) term: String,
+}
+
+/// The body of POST /users/{user_id}/sessions (token-service's own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NewSessionJson {
+    /// Milliseconds; absent: the configured session length; 0: never expires.
+    pub(crate) lifetime_ms: Option<i64>,
+    pub(crate) device_id: String,
+    pub(crate) props: BTreeMap<String, String>,
+}
+
+/// The body of POST /commands: model.Command. The fields a client may set are used.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(
+    dead_code,
+    reason = "Go type-checks every field; see go_compat::decode_struct"
+)]
+pub(crate) struct NewCommandJson {
+    id: String,
+    token: String,
+    create_at: i64,
+    update_at: i64,
+    delete_at: i64,
+    creator_id: String,
+    plugin_id: String,
+    autocomplete_data: Option<serde_json::Map<String, serde_json::Value>>,
+    autocomplete_icon_data: String,
+    team_id: String,
+    trigger: String,
+    method: String,
+    url: String,
+    display_name: String,
+    description: String,
+    username: String,
+    icon_url: String,
+    auto_complete: bool,
+    auto_complete_desc: String,
+    auto_complete_hint: String,
+}
+
+impl From<NewCommandJson> for NewCommand {
+    fn from(c: NewCommandJson) -> Self {
+        Self {
+            team_id: c.team_id,
+            trigger: c.trigger,
+            method: c.method,
+            url: c.url,
+            display_name: c.display_name,
+            description: c.description,
+            username: c.username,
+            icon_url: c.icon_url,
+            auto_complete: c.auto_complete,
+            auto_complete_desc: c.auto_complete_desc,
+            auto_complete_hint: c.auto_complete_hint,
+        }
+    }
+}
+
+/// The body of POST /teams/{team_id}/members: model.TeamMember.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(
+    dead_code,
+    reason = "Go type-checks every field; see go_compat::decode_struct"
+)]
+pub(crate) struct NewTeamMemberJson {
+    team_id: String,
+    pub(crate) user_id: String,
+    /// Space-separated.
+    roles: String,
+    delete_at: i64,
+    scheme_guest: bool,
+    scheme_user: bool,
+    scheme_admin: bool,
+    explicit_roles: String,
+    create_at: i64,
+}
+
+impl NewTeamMemberJson {
+    /// The requested team roles.
+    pub(crate) fn roles(&self) -> Vec<String> {
+        roles_from_str(&self.roles)
+    }
+}
+
+/// The body of POST /tokens/introspect (token-service's own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct IntrospectJson {
+    pub(crate) token: String,
+}
+
+/// The body of POST /users: the fields of model.User we use, the others Go type-checks, and
+/// `bot_owner_id` (ours).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(
+    dead_code,
+    reason = "Go type-checks every field; see go_compat::decode_struct"
+)]
+pub(crate) struct NewUserJson {
+    id: String,
+    username: String,
+    email: String,
+    /// Space-separated, as Mattermost writes roles.
+    roles: String,
+    is_bot: bool,
+    bot_owner_id: String,
+    create_at: i64,
+    update_at: i64,
+    delete_at: i64,
+    password: String,
+    auth_data: Option<String>,
+    auth_service: String,
+    email_verified: bool,
+    nickname: String,
+    first_name: String,
+    last_name: String,
+    position: String,
+    allow_marketing: bool,
+    props: BTreeMap<String, String>,
+    notify_props: BTreeMap<String, String>,
+    last_password_update: i64,
+    last_picture_update: i64,
+    failed_attempts: i64,
+    locale: String,
+    timezone: BTreeMap<String, String>,
+    mfa_active: bool,
+    mfa_secret: String,
+    remote_id: Option<String>,
+    last_activity_at: i64,
+    bot_description: String,
+    bot_last_icon_update: i64,
+    terms_of_service_id: String,
+    terms_of_service_create_at: i64,
+    disable_welcome_email: bool,
+    last_login: i64,
+}
+
+impl From<NewUserJson> for NewUser {
+    fn from(b: NewUserJson) -> Self {
+        Self {
+            roles: roles_from_str(&b.roles),
+            id: b.id,
+            username: b.username,
+            email: b.email,
+            is_bot: b.is_bot,
+            bot_owner_id: b.bot_owner_id,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses.
+// ---------------------------------------------------------------------------------------
 
 /// `{"status":"OK"}`.
 #[derive(Debug, Serialize)]
@@ -234,42 +435,6 @@ impl CommandJson {
     }
 }
 
-/// The body of POST /commands: model.Command. The fields a client may set are used; the
-/// others are listed because Go checks their types.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct NewCommandJson {
-    #[serde(rename = "id")]
-    _id: String,
-    #[serde(rename = "token")]
-    _token: String,
-    #[serde(rename = "create_at")]
-    _create_at: i64,
-    #[serde(rename = "update_at")]
-    _update_at: i64,
-    #[serde(rename = "delete_at")]
-    _delete_at: i64,
-    #[serde(rename = "creator_id")]
-    _creator_id: String,
-    #[serde(rename = "plugin_id")]
-    _plugin_id: String,
-    #[serde(rename = "autocomplete_data")]
-    _autocomplete_data: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(rename = "autocomplete_icon_data")]
-    _autocomplete_icon_data: String,
-    pub(crate) team_id: String,
-    pub(crate) trigger: String,
-    pub(crate) method: String,
-    pub(crate) url: String,
-    pub(crate) display_name: String,
-    pub(crate) description: String,
-    pub(crate) username: String,
-    pub(crate) icon_url: String,
-    pub(crate) auto_complete: bool,
-    pub(crate) auto_complete_desc: String,
-    pub(crate) auto_complete_hint: String,
-}
-
 /// model.WebrtcInfoResponse, plus the TURN credential lifetime.
 #[derive(Debug, Serialize)]
 pub(crate) struct WebrtcJson {
@@ -322,26 +487,21 @@ pub(crate) struct IntrospectionJson {
     pub(crate) expires_at: i64,
 }
 
-impl From<Option<std::sync::Arc<Principal>>> for IntrospectionJson {
-    fn from(found: Option<std::sync::Arc<Principal>>) -> Self {
-        let Some(p) = found else {
+impl From<Introspection> for IntrospectionJson {
+    fn from(found: Introspection) -> Self {
+        let Some(c) = found else {
             return Self::default();
-        };
-        let expires_at = p.expires_at();
-        let (kind, token_id) = match &p.access_token {
-            Some(t) => ("user_access_token", t.id.to_string()),
-            None => ("session", String::new()),
         };
         Self {
             active: true,
-            user_id: p.user.id.to_string(),
-            token_id,
-            session_id: p.session.id.to_string(),
-            kind: kind.to_owned(),
-            roles: p.user.roles.join(" "),
-            username: p.user.username.clone(),
-            is_bot: p.user.is_bot,
-            expires_at,
+            user_id: c.user_id().to_string(),
+            token_id: c.token_id().map(ToString::to_string).unwrap_or_default(),
+            session_id: c.session_id().to_string(),
+            kind: c.kind().id().to_owned(),
+            roles: c.roles().join(" "),
+            username: c.username().to_owned(),
+            is_bot: c.is_bot(),
+            expires_at: c.expires_at(),
         }
     }
 }

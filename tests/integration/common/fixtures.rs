@@ -4,7 +4,7 @@
 
 use token_service::domain::{
     access_tokens::{self, NewUserAccessToken},
-    auth::Caller,
+    caller::Caller,
     secret::PlainToken,
     sessions::{self, NewSession},
     users::{self, NewUser},

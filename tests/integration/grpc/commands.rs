@@ -5,7 +5,7 @@
 use sea_orm::{ConnectionTrait, Database, Statement};
 use token_service::{
     config::Secret,
-    domain::{auth::Caller, commands, ids::new_id},
+    domain::{caller::Caller, commands, ids::new_id},
     pb, server,
 };
 

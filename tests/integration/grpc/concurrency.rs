@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use token_service::domain::{
-    auth::Caller,
+    caller::Caller,
     sessions::{self, MAX_SESSIONS_PER_USER, NewSession},
 };
 

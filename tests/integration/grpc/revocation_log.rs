@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use token_service::domain::{auth::Caller, model::now_millis, sessions};
+use token_service::domain::{caller::Caller, model::now_millis, sessions};
 use tonic::Code;
 
 use crate::common::*;

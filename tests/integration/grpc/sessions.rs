@@ -7,7 +7,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use token_service::{
     domain::{
-        auth::Caller,
+        caller::Caller,
         ids::new_id,
         sessions::{self, NewSession},
     },

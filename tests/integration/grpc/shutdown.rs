@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
-use token_service::domain::{access_tokens, auth::Caller};
+use token_service::domain::{access_tokens, caller::Caller};
 
 use crate::common::*;
 

@@ -3,7 +3,7 @@
 //! for a caller with the permission.
 
 use token_service::{
-    domain::{auth::Caller, commands, ids::new_id},
+    domain::{caller::Caller, commands, ids::new_id},
     pb,
 };
 use tonic::Code;

@@ -7,7 +7,7 @@
 
 use token_service::{
     domain::{
-        auth::Caller,
+        caller::Caller,
         commands,
         ids::new_id,
         sessions::{self, NewSession},

@@ -7,8 +7,8 @@
 //! `<code>: <error id>` for anything else; IntrospectToken's answer is `active` or `inactive`.
 
 use token_service::domain::{
-    access_tokens::{self, BodyIds},
-    auth::Caller,
+    access_tokens::{self, TokenRef},
+    caller::Caller,
 };
 
 use super::{OK, UNAUTHENTICATED, describe, outcome};
@@ -71,9 +71,13 @@ const ADMIN: Row = [OK, OK, OK, OK, OK, OK, OK, OK, ACTIVE];
 async fn fresh_token(srv: &TestServer, owner: &Actor, disabled: bool) -> String {
     let (id, _) = srv.existing_pat(owner, false).await;
     if disabled {
-        access_tokens::disable_user_access_token(&srv.ctx, &Caller::Local, &id, BodyIds::Strict)
-            .await
-            .unwrap();
+        access_tokens::disable_user_access_token(
+            &srv.ctx,
+            &Caller::Local,
+            TokenRef::parse(&id).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     id
 }
@@ -220,15 +224,18 @@ async fn credentials_that_do_not_authenticate_are_refused_by_every_rpc() {
     let carol = srv.token_user("carol").await;
 
     let (revoked_id, revoked) = srv.existing_pat(&alice, true).await;
-    access_tokens::revoke_user_access_token(&srv.ctx, &Caller::Local, &revoked_id, BodyIds::Strict)
-        .await
-        .unwrap();
+    access_tokens::revoke_user_access_token(
+        &srv.ctx,
+        &Caller::Local,
+        TokenRef::parse(&revoked_id).unwrap(),
+    )
+    .await
+    .unwrap();
     let (disabled_id, disabled) = srv.existing_pat(&alice, true).await;
     access_tokens::disable_user_access_token(
         &srv.ctx,
         &Caller::Local,
-        &disabled_id,
-        BodyIds::Strict,
+        TokenRef::parse(&disabled_id).unwrap(),
     )
     .await
     .unwrap();

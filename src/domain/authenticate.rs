@@ -1,5 +1,7 @@
-//! Who is calling: credential parsing, authentication (the hot path), and the permission
-//! helpers every operation uses (Mattermost's `SessionHasPermissionTo*`).
+//! Authenticating a presented credential: the token check every request passes through (the
+//! hot path). A cache hit touches no database; a miss reads the session (or the personal
+//! access token, minting its session on first use, as Mattermost does) and caches the
+//! answer. Session activity is recorded off the request path.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -8,110 +10,19 @@ use tracing::debug;
 use super::sessions::store_session_within_cap;
 use super::{
     Context,
+    caller::{Caller, Principal},
     error::{Error, Reason, Result},
-    ids::{SessionId, UserId},
-    model::{Revocation, Session, UnixMillis, User, UserAccessToken, now_millis, session_props},
-    permissions::Permission,
+    ids::SessionId,
+    model::{Session, UnixMillis, User, UserAccessToken, now_millis, session_props},
     secret::{PlainToken, TokenDigest},
 };
 use crate::store::SessionInsert;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Mattermost truncates presented tokens to this many characters.
-const MAX_PRESENTED_TOKEN_CHARS: usize = 50;
-
 /// A session minted for a personal access token lasts 100 years (Mattermost's
 /// `SessionUserAccessTokenExpiryHours`), or until the token expires if that is sooner.
 const ACCESS_TOKEN_SESSION_LIFETIME_MS: i64 = 876_000 * 3_600_000;
-
-/// Who performs an operation.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// The operator on the machine (the `admin` CLI): unrestricted, like Mattermost's local
-    /// mode.
-    Local,
-    /// An authenticated user.
-    User(Arc<Principal>),
-}
-
-/// An authenticated credential: the user, the session it is (or was minted as), and for a
-/// personal access token the token itself.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user: User,
-    pub session: Session,
-    pub access_token: Option<UserAccessToken>,
-}
-
-impl Principal {
-    /// Whether `revocation` may take this credential away (or change what it may do).
-    pub fn covered_by(&self, revocation: &Revocation) -> bool {
-        match revocation {
-            Revocation::All => true,
-            Revocation::Session(id) => &self.session.id == id,
-            Revocation::AccessToken(id) => {
-                self.access_token.as_ref().map(|t| &t.id) == Some(id)
-                    || self.session.user_access_token_id.as_ref() == Some(id)
-            }
-            Revocation::User(id) => &self.user.id == id,
-        }
-    }
-
-    /// When the credential stops authenticating; 0 means never.
-    pub fn expires_at(&self) -> UnixMillis {
-        match &self.access_token {
-            Some(token) => token.expires_at,
-            None => self.session.expires_at,
-        }
-    }
-}
-
-impl Caller {
-    /// The calling user's id, if a user calls.
-    pub fn user_id(&self) -> Option<&UserId> {
-        match self {
-            Caller::Local => None,
-            Caller::User(p) => Some(&p.user.id),
-        }
-    }
-}
-
-/// Extracts the token from an `Authorization` header value exactly as Mattermost does:
-/// `Bearer` (any case) followed by one separator character, or `Token` (any case) followed
-/// by one separator; the token is truncated to 50 characters. `None` when there is no token.
-pub fn parse_authorization_header(value: &str) -> Option<PlainToken> {
-    authorization_header_token(value).and_then(presented_token)
-}
-
-/// The token part of an `Authorization` header value as Mattermost cuts it, before
-/// truncation: `None` when the scheme is neither `Bearer` nor `Token`; empty for a bare
-/// `Bearer ` (Mattermost then goes on with an empty token, which authenticates nobody,
-/// instead of looking further).
-pub fn authorization_header_token(value: &str) -> Option<&str> {
-    let scheme_is = |len: usize, scheme: &str| {
-        value
-            .get(..len)
-            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-    };
-    if scheme_is(6, "bearer") {
-        value.get(7..)
-    } else if scheme_is(5, "token") {
-        value.get(6..)
-    } else {
-        None
-    }
-}
-
-/// A token as presented in a cookie, header or query parameter: truncated to 50 characters
-/// as Mattermost does; `None` when empty.
-pub fn presented_token(raw: &str) -> Option<PlainToken> {
-    let end = raw
-        .char_indices()
-        .nth(MAX_PRESENTED_TOKEN_CHARS)
-        .map_or(raw.len(), |(at, _)| at);
-    (end > 0).then(|| PlainToken::from_presented(raw[..end].to_owned()))
-}
 
 fn refused(why: &'static str) -> Error {
     debug!(why, "credential refused");
@@ -321,113 +232,6 @@ impl Context {
         }
         Ok(())
     }
-
-    /// Whether the caller holds `permission` through its system roles.
-    pub fn has_permission(&self, caller: &Caller, permission: Permission) -> bool {
-        match caller {
-            Caller::Local => true,
-            Caller::User(p) => self
-                .policy()
-                .roles
-                .grants(p.user.roles.iter().map(String::as_str), permission),
-        }
-    }
-
-    /// Fails with `PermissionDenied` naming `permission` unless the caller holds it.
-    pub fn require_permission(&self, caller: &Caller, permission: Permission) -> Result<()> {
-        if self.has_permission(caller, permission) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied { permission })
-        }
-    }
-
-    /// Mattermost's `SessionHasPermissionToUser`: self, or `manage_system`, or
-    /// `edit_other_users` on an existing target that is not a system admin.
-    pub async fn can_act_on_user(&self, caller: &Caller, target: &UserId) -> Result<bool> {
-        let Caller::User(p) = caller else {
-            return Ok(true);
-        };
-        if &p.user.id == target || self.has_permission(caller, Permission::ManageSystem) {
-            return Ok(true);
-        }
-        if !self.has_permission(caller, Permission::EditOtherUsers) {
-            return Ok(false);
-        }
-        Ok(self
-            .store()
-            .find_user(target)
-            .await?
-            .is_some_and(|user| !user.is_system_admin()))
-    }
-
-    /// Mattermost's `SessionHasPermissionToUserOrBot`: for a bot target, its owner needs
-    /// `manage_bots` and anyone else `manage_others_bots` (no fallback to
-    /// `edit_other_users`); otherwise as [`Context::can_act_on_user`]. A caller may always act
-    /// on itself (in Mattermost a bot reaches the same result through the user fallback).
-    pub async fn can_act_on_user_or_bot(&self, caller: &Caller, target: &UserId) -> Result<bool> {
-        let Caller::User(p) = caller else {
-            return Ok(true);
-        };
-        if &p.user.id == target {
-            return Ok(true);
-        }
-        match self.store().find_user(target).await? {
-            Some(bot) if bot.is_bot => Ok(if bot.bot_owner_id.as_ref() == Some(&p.user.id) {
-                self.has_permission(caller, Permission::ManageBots)
-            } else {
-                self.has_permission(caller, Permission::ManageOthersBots)
-            }),
-            _ => self.can_act_on_user(caller, target).await,
-        }
-    }
-
-    /// Fails with `PermissionDenied` (reported as `edit_other_users`, as Mattermost does)
-    /// unless the caller may act on `target`'s tokens.
-    pub async fn require_user_or_bot(&self, caller: &Caller, target: &UserId) -> Result<()> {
-        if self.can_act_on_user_or_bot(caller, target).await? {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied {
-                permission: Permission::EditOtherUsers,
-            })
-        }
-    }
-
-    /// Loads a user that must exist (`NotFound` otherwise).
-    pub async fn require_user(&self, id: &UserId) -> Result<User> {
-        self.store().find_user(id).await?.ok_or(Error::NotFound {
-            reason: Reason::UserNotFound,
-        })
-    }
-
-    /// Resolves a user id parameter: "me" is the caller.
-    pub fn resolve_user_id(&self, caller: &Caller, raw: &str) -> Result<UserId> {
-        match (raw, caller.user_id()) {
-            ("me", Some(id)) => Ok(id.clone()),
-            _ => UserId::parse(raw, "user_id", Reason::InvalidUrlParam),
-        }
-    }
-}
-
-/// Mattermost's CSRF rule for cookie-authenticated writes: the `X-CSRF-Token` header equals
-/// the session's `csrf` prop, or (legacy fallback, unless strict) the request carries
-/// `X-Requested-With: XMLHttpRequest`.
-pub fn csrf_allows(
-    session: &Session,
-    csrf_header: Option<&str>,
-    requested_with: Option<&str>,
-    strict: bool,
-) -> bool {
-    let expected = session.props.get("csrf").map(String::as_str).unwrap_or("");
-    let header_matches = match csrf_header {
-        // An empty expected value never matches (Mattermost would let "" == "" pass).
-        Some(sent) if !expected.is_empty() => {
-            subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), expected.as_bytes()).into()
-        }
-        _ => false,
-    };
-    header_matches || (!strict && requested_with == Some("XMLHttpRequest"))
 }
 
 /// The session Mattermost mints for a personal access token on its first use.
@@ -465,37 +269,5 @@ fn access_token_session(user: &User, token: &UserAccessToken, now: UnixMillis) -
         is_oauth: false,
         expired_notify: false,
         props,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(header: &str) -> Option<String> {
-        parse_authorization_header(header).map(|t| t.expose().to_owned())
-    }
-
-    #[test]
-    fn authorization_header_follows_mattermost() {
-        assert_eq!(parsed("Bearer abc").as_deref(), Some("abc"));
-        assert_eq!(parsed("BEARER abc").as_deref(), Some("abc"));
-        assert_eq!(parsed("bearer abc").as_deref(), Some("abc"));
-        assert_eq!(parsed("Token abc").as_deref(), Some("abc"));
-        assert_eq!(parsed("TOKEN abc").as_deref(), Some("abc"));
-        assert_eq!(parsed("Bearerxyz").as_deref(), Some("yz"));
-        assert_eq!(parsed("Bearer  x").as_deref(), Some(" x"));
-        assert_eq!(parsed("Bearer "), None);
-        assert_eq!(authorization_header_token("Bearer "), Some(""));
-        assert_eq!(authorization_header_token("Bearer"), None);
-        assert_eq!(authorization_header_token("Basic abc"), None);
-        assert_eq!(parsed("Basic abc"), None);
-        assert_eq!(parsed(""), None);
-        let long = format!("Bearer {}", "a".repeat(80));
-        assert_eq!(parsed(&long).unwrap().len(), 50);
-        // Multi-byte input never panics.
-        assert_eq!(parsed("Beäre x"), None);
-        assert_eq!(parsed("Beaäer x"), None);
-        assert_eq!(parsed("Bearerä"), None);
     }
 }
