@@ -8,7 +8,7 @@ use super::{Store, db_err, revocations::append_revocation};
 use crate::domain::error::Result;
 use crate::domain::{
     ids::{TokenId, UserId},
-    model::{Revocation, UserAccessToken},
+    model::{Revocation, UnixMillis, UserAccessToken},
     paging::PageRequest,
     secret::TokenDigest,
 };
@@ -146,12 +146,14 @@ impl Store {
             .collect())
     }
 
-    /// Deletes a token and the sessions minted from it, and records `revocation`, in one
-    /// transaction. Returns whether the token existed (nothing is recorded if not).
+    /// Deletes a token and the sessions minted from it, and records `revocation` (made at
+    /// `now`), in one transaction. Returns whether the token existed (nothing is recorded if
+    /// not).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_access_token_with_sessions(
         &self,
         id: &TokenId,
+        now: UnixMillis,
         revocation: &Revocation,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
@@ -179,19 +181,21 @@ impl Store {
             .map_err(db_err)?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            append_revocation(&txn, revocation).await?;
+            append_revocation(&txn, revocation, now).await?;
         }
         txn.commit().await.map_err(db_err)?;
         Ok(existed)
     }
 
     /// Sets a token's active flag. Deactivation deletes the sessions minted from it and
-    /// records `revocation` in the same transaction. Returns whether the token existed.
+    /// records `revocation` (made at `now`) in the same transaction. Returns whether the
+    /// token existed.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn set_access_token_active(
         &self,
         id: &TokenId,
         active: bool,
+        now: UnixMillis,
         revocation: &Revocation,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
@@ -215,7 +219,7 @@ impl Store {
                 .exec(&txn)
                 .await
                 .map_err(db_err)?;
-            append_revocation(&txn, revocation).await?;
+            append_revocation(&txn, revocation, now).await?;
         }
         txn.commit().await.map_err(db_err)?;
         Ok(exists)

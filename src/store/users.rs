@@ -113,7 +113,7 @@ impl Store {
             .await
             .map_err(db_err)?
             .map(User::from);
-        append_revocation(&txn, revocation).await?;
+        append_revocation(&txn, revocation, now).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(user)
     }
@@ -161,7 +161,7 @@ impl Store {
             .await
             .map_err(db_err)?
             .map(User::from);
-        append_revocation(&txn, revocation).await?;
+        append_revocation(&txn, revocation, now).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(user)
     }

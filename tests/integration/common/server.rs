@@ -1,15 +1,24 @@
 //! [`TestServer`]: a real server on 127.0.0.1:0 over its own fresh database, with a second
 //! context on the same database for fixtures; its endpoints, clients, and a clean stop that
 //! drops the database.
+//!
+//! The server and the fixture context read the time from one [`ManualClock`], set to the
+//! wall clock when the server starts and standing still after that: a test that needs time
+//! to pass (an expiry, a cache entry's age, an activity interval) moves it with
+//! [`TestServer::advance`] instead of sleeping. Polling and timeouts stay real time.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tempfile::TempDir;
 use token_service::{
     config::{Config, Secret},
-    domain::Context,
+    domain::{
+        Context,
+        clock::{Clock, ManualClock, SystemClock},
+        model::UnixMillis,
+    },
     pb::token_service_client::TokenServiceClient,
-    server::{self, RunningServer},
+    server::{self, RunningServer, StartOptions},
 };
 use tonic::transport::Channel;
 
@@ -28,6 +37,8 @@ pub struct TestServer {
     pub config: Config,
     /// A second context on the same database and key, for fixtures (local operator).
     pub ctx: Context,
+    /// The time of the server and of `ctx`.
+    clock: ManualClock,
     /// One channel, connected on first use, shared by every [`TestServer::as_`] handle.
     channel: Channel,
     server: Option<RunningServer>,
@@ -57,7 +68,13 @@ impl TestServer {
         };
         config.pool.max_connections = 5;
         tweak(&mut config);
-        let running = server::start(&config).await.expect("server starts");
+        let clock = ManualClock::starting_now();
+        let options = StartOptions {
+            clock: Arc::new(clock.clone()),
+        };
+        let running = server::start_with(&config, options.clone())
+            .await
+            .expect("server starts");
         // Its cache is in use once the revocation feed knows where the log stands (at once,
         // unless the machine is very busy); tests that count cache hits rely on it.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -73,7 +90,7 @@ impl TestServer {
         let mut fixture_config = config.clone();
         fixture_config.enable_user_access_tokens = true;
         fixture_config.pool.max_connections = 2;
-        let ctx = server::open_context(&fixture_config)
+        let ctx = server::open_context_with(&fixture_config, &options)
             .await
             .expect("fixture context");
         let channel = Channel::from_shared(format!("http://{}", config.grpc_addr))
@@ -83,10 +100,37 @@ impl TestServer {
         Self {
             config,
             ctx,
+            clock,
             channel,
             server: Some(running),
             db: Some(db),
             dir,
+        }
+    }
+
+    /// The server's current time (Unix milliseconds).
+    pub fn now(&self) -> UnixMillis {
+        self.clock.now()
+    }
+
+    /// Moves the server's clock forward: what an expiry, a TTL or an activity interval
+    /// waits for has happened (nothing runs meanwhile; background work still runs on real
+    /// time).
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Sets the server's clock to the wall clock again, for a test whose outside peer checks
+    /// the real time (a TURN server reading credential expiries).
+    pub fn catch_up_with_the_wall_clock(&self) {
+        self.clock.set(SystemClock.now());
+    }
+
+    /// The options the server was started with (its clock), for another context that must
+    /// share its time.
+    pub fn start_options(&self) -> StartOptions {
+        StartOptions {
+            clock: Arc::new(self.clock.clone()),
         }
     }
 

@@ -4,6 +4,8 @@
 //! TestGetUserAccessTokensForUser, TestSearchUserAccessToken, TestRevokeUserAccessToken,
 //! TestDisableUserAccessToken, TestEnableUserAccessToken).
 
+use std::time::Duration;
+
 use prost_types::Timestamp;
 use token_service::pb;
 use tonic::Code;
@@ -16,14 +18,19 @@ const INVALID_URL: &str = "api.context.invalid_url_param.app_error";
 const INVALID_BODY: &str = "api.context.invalid_body_param.app_error";
 const DAY_SECS: i64 = 86_400;
 
-fn in_days(days: i64) -> Option<Timestamp> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+/// `days` from the server's now, in whole seconds.
+fn in_days(srv: &TestServer, days: i64) -> Option<Timestamp> {
     Some(Timestamp {
-        seconds: now + days * DAY_SECS,
+        seconds: srv.now() / 1000 + days * DAY_SECS,
         nanos: 0,
+    })
+}
+
+/// A timestamp at `millis` (Unix milliseconds).
+fn at(millis: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: millis / 1000,
+        nanos: ((millis % 1000) * 1_000_000) as i32,
     })
 }
 
@@ -285,20 +292,22 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
         "app.user_access_token.expires_at_required.app_error",
     );
     assert_invalid(
-        create_expiring(&alice, "me", in_days(-1)).await,
+        create_expiring(&alice, "me", in_days(&srv, -1)).await,
         "expires_at",
         "app.user_access_token.expires_at_in_past.app_error",
     );
     assert_invalid(
-        create_expiring(&alice, "me", in_days(31)).await,
+        create_expiring(&alice, "me", in_days(&srv, 31)).await,
         "expires_at",
         "app.user_access_token.expires_at_too_far.app_error",
     );
-    let ok = create_expiring(&alice, "me", in_days(29)).await.unwrap();
+    let ok = create_expiring(&alice, "me", in_days(&srv, 29))
+        .await
+        .unwrap();
     let expires = ok.user_access_token.unwrap().expires_at.unwrap();
     assert_eq!(
         expires.seconds,
-        in_days(29).unwrap().seconds,
+        in_days(&srv, 29).unwrap().seconds,
         "kept as given"
     );
 
@@ -307,10 +316,10 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
     create_expiring(&admin, &ownerless_bot.id, None)
         .await
         .unwrap();
-    create_expiring(&admin, &ownerless_bot.id, in_days(365))
+    create_expiring(&admin, &ownerless_bot.id, in_days(&srv, 365))
         .await
         .unwrap();
-    create_expiring(&admin, &ownerless_bot.id, in_days(-1))
+    create_expiring(&admin, &ownerless_bot.id, in_days(&srv, -1))
         .await
         .unwrap();
     let before_1970 = Some(Timestamp {
@@ -371,23 +380,53 @@ async fn an_ownerless_bot_meets_the_token_models_checks_in_mattermosts_order() {
 async fn an_expired_token_stops_authenticating() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let expires_ms = now_ms + 1_500;
-    let expires_at = Some(Timestamp {
-        seconds: expires_ms / 1000,
-        nanos: ((expires_ms % 1000) * 1_000_000) as i32,
-    });
     let created = srv
         .as_(&alice)
-        .create_token_expiring("me", "short-lived", expires_at)
+        .create_token_expiring("me", "short-lived", at(srv.now() + 1_500))
         .await
         .unwrap();
     srv.as_(&created.token).me().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    srv.advance(Duration::from_millis(2_000));
     assert_unauthenticated(srv.as_(&created.token).get_me().await);
+    srv.stop().await;
+}
+
+/// Expiry is judged by the server's clock, not by the wall clock: a token expiring a minute
+/// from now works (from the cache too) until the clock passes that minute, and no sooner.
+#[tokio::test]
+async fn a_token_expires_when_the_servers_clock_passes_its_expiry() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let admin = srv.admin("root").await;
+    let expires_at = srv.now() + 60_000;
+    let created = srv
+        .as_(&alice)
+        .create_token_expiring("me", "a minute", at(expires_at))
+        .await
+        .unwrap();
+    let as_token = srv.as_(&created.token);
+    for _ in 0..2 {
+        assert_eq!(as_token.me().await.unwrap().id, alice.id);
+    }
+    srv.advance(Duration::from_secs(59));
+    assert_eq!(
+        as_token.me().await.unwrap().id,
+        alice.id,
+        "a second before its expiry"
+    );
+    assert!(
+        srv.as_(&admin)
+            .introspect(&created.token)
+            .await
+            .unwrap()
+            .active
+    );
+
+    srv.advance(Duration::from_secs(2));
+    assert!(srv.now() > expires_at);
+    assert_unauthenticated(as_token.get_me().await);
+    let answer = srv.as_(&admin).introspect(&created.token).await.unwrap();
+    assert_eq!(answer, pb::IntrospectTokenResponse::default(), "inactive");
     srv.stop().await;
 }
 

@@ -211,3 +211,30 @@ async fn repeated_checks_are_answered_from_the_cache() {
     assert_eq!(after.misses, before.misses, "{before:?} -> {after:?}");
     srv.stop().await;
 }
+
+/// A cached check lives `cache.ttl_ms` by the server's clock: moving the clock past it sends
+/// the next check to the database, without waiting.
+#[tokio::test]
+async fn a_cached_check_ages_out_when_the_clock_passes_the_cache_ttl() {
+    let srv = TestServer::start_with(|c| c.cache.ttl_ms = 1_000).await;
+    let alice = srv.basic_user("alice").await;
+    let as_alice = srv.as_(&alice);
+    as_alice.get_me().await.unwrap();
+    let check = async || {
+        let before = srv.cache_stats();
+        as_alice.get_me().await.unwrap();
+        let after = srv.cache_stats();
+        (after.hits - before.hits, after.misses - before.misses)
+    };
+    assert_eq!(check().await, (1, 0), "cached");
+    srv.advance(std::time::Duration::from_millis(999));
+    assert_eq!(
+        check().await,
+        (1, 0),
+        "still fresh a millisecond before the TTL"
+    );
+    srv.advance(std::time::Duration::from_millis(1));
+    assert_eq!(check().await, (0, 1), "aged out at the TTL");
+    assert_eq!(check().await, (1, 0), "and cached again");
+    srv.stop().await;
+}

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use token_service::domain::{caller::Caller, model::now_millis, sessions};
+use token_service::domain::{caller::Caller, sessions};
 use tonic::Code;
 
 use crate::common::*;
@@ -249,7 +249,7 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     let pruned = srv
         .ctx
         .store()
-        .prune_revocations(now_millis() + 1)
+        .prune_revocations(srv.now() + 1)
         .await
         .unwrap();
     assert!(pruned >= 3, "pruned {pruned}");

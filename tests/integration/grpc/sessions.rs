@@ -105,7 +105,7 @@ async fn sessions_are_ordered_by_last_activity_newest_first() {
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
     let older = srv.as_(&admin).login(&alice.id).await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    srv.advance(Duration::from_millis(30));
     let newer = srv.as_(&admin).login(&alice.id).await;
     let ids = |s: &[pb::Session]| s.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
     let first = srv.as_(&admin).sessions_of(&alice.id).await;
@@ -117,7 +117,7 @@ async fn sessions_are_ordered_by_last_activity_newest_first() {
     );
 
     // Using the older session makes it the most recent (written off the request path).
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    srv.advance(Duration::from_millis(30));
     srv.as_(&older.token).get_me().await.unwrap();
     let older_id = older.session.unwrap().id;
     let mut reordered = false;
@@ -448,7 +448,7 @@ async fn a_session_expires_at_its_lifetime_and_zero_means_never() {
         .unwrap();
     assert!(endless.session.unwrap().expires_at.is_none());
     srv.as_(&short.token).get_me().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    srv.advance(Duration::from_millis(1200));
     assert_unauthenticated(srv.as_(&short.token).get_me().await);
     srv.as_(&endless.token).get_me().await.unwrap();
     srv.stop().await;
@@ -515,7 +515,7 @@ async fn activity_extends_a_session_only_when_extend_session_length_with_activit
         let created_at = millis(session.create_at.as_ref());
         let granted = millis(session.expires_at.as_ref());
 
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        srv.advance(Duration::from_millis(100));
         srv.as_(&created.token).get_me().await.unwrap();
         let used = session_active_after(&srv, &admin, &alice.id, &session.id, created_at).await;
         let expires_at = millis(used.expires_at.as_ref());
@@ -526,7 +526,7 @@ async fn activity_extends_a_session_only_when_extend_session_length_with_activit
             );
             // Kept in use for twice its lifetime, it never expires.
             for _ in 0..16 {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                srv.advance(Duration::from_millis(250));
                 srv.as_(&created.token)
                     .get_me()
                     .await
@@ -535,14 +535,9 @@ async fn activity_extends_a_session_only_when_extend_session_length_with_activit
         } else {
             assert_eq!(expires_at, granted, "off: the use must not move the expiry");
             // Used all along, it still stops at the granted expiry.
-            let now = || {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64
-            };
+            let now = || srv.now();
             loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                srv.advance(Duration::from_millis(250));
                 let sent = now();
                 let answer = srv.as_(&created.token).get_me().await;
                 let answered = now();
@@ -570,13 +565,13 @@ async fn a_user_keeps_at_most_500_sessions_the_least_recently_active_go_first() 
         lifetime_ms: Some(3_600_000),
         ..NewSession::default()
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    srv.advance(Duration::from_millis(5));
     // The second oldest, never used: once alice's first session is used, the least recently
     // active one.
     let idle = sessions::create_session(&srv.ctx, &Caller::Local, new())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    srv.advance(Duration::from_millis(5));
     let mut last = None;
     for _ in 0..498 {
         last = Some(
@@ -594,7 +589,7 @@ async fn a_user_keeps_at_most_500_sessions_the_least_recently_active_go_first() 
         .session_id;
     assert_eq!(srv.as_(&admin).sessions_of(&alice.id).await.len(), 500);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    srv.advance(Duration::from_millis(5));
     srv.as_(&alice).get_me().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while srv.as_(&admin).sessions_of(&alice.id).await[0].id != oldest_id {

@@ -262,6 +262,8 @@ async fn coturn_accepts_issued_credentials_and_refuses_tampered_or_expired_ones(
     let srv = TestServer::start_with(move |c| webrtc_on(c, port, Some(1))).await;
     let alice = srv.basic_user("alice").await;
 
+    // coturn checks the expiry against the real time: issue from the wall clock.
+    srv.catch_up_with_the_wall_clock();
     let creds = credentials(&srv, &alice).await;
     assert!(
         tokio::task::block_in_place(|| coturn.accepts(&creds.turn_username, &creds.turn_password)),
@@ -290,7 +292,8 @@ async fn coturn_accepts_issued_credentials_and_refuses_tampered_or_expired_ones(
         );
     });
 
-    // The credentials live one second: after that coturn refuses them.
+    // The credentials live one second: after that coturn refuses them (it reads the real
+    // time, so this test waits for real).
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert!(
         !tokio::task::block_in_place(|| coturn.accepts(&creds.turn_username, &creds.turn_password)),
