@@ -9,7 +9,6 @@ use crate::{
         access_tokens::{self, NewUserAccessToken},
         caller::Caller,
         commands,
-        model::now_millis,
         users::{self, NewUser, find_user_by_id_or_username},
     },
     server::{ServerError, connect_store, open_context},
@@ -104,8 +103,7 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
             let owner = find_user_by_id_or_username(&ctx, user)
                 .await
                 .map_err(|e| format!("--user {user}: {}", describe(&e)))?;
-            let expires_at =
-                expires_in_days.map(|days| now_millis() + i64::from(days) * 86_400_000);
+            let expires_at = expires_in_days.map(|days| ctx.now() + i64::from(days) * 86_400_000);
             let created = access_tokens::create_user_access_token(
                 &ctx,
                 &caller,

@@ -1,7 +1,7 @@
 //! Start-up and shutdown: connect and migrate the database, check the server key, bind the
 //! gRPC listener, serve, and on shutdown flip health to NOT_SERVING before draining.
 
-use std::{fs, net::SocketAddr, time::Duration};
+use std::{fs, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
@@ -10,6 +10,7 @@ use crate::{
     config::{Config, InvalidConfig},
     domain::{
         Context, Policy,
+        clock::{Clock, SystemClock},
         revocations::FeedSettings,
         secret::{CommandTokenCipher, TokenHasher},
     },
@@ -25,10 +26,34 @@ pub type ServerError = Box<dyn std::error::Error + Send + Sync>;
 /// The `service_meta` row holding the server key fingerprint.
 const KEY_CHECK_META: &str = "server_key_check";
 
+/// What a server is started with besides its configuration: choices made in code, never read
+/// from a file or the environment.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Where the domain reads the time ([`SystemClock`] unless a test sets its own).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
 /// Connects to the configured database, applies migrations, loads the server key and checks
 /// it against the database, and returns the domain context. Used by `serve` and by the
 /// admin CLI, so both read the same settings.
 pub async fn open_context(config: &Config) -> Result<Context, ServerError> {
+    open_context_with(config, &StartOptions::default()).await
+}
+
+/// [`open_context`] with `options` (a test's clock).
+pub async fn open_context_with(
+    config: &Config,
+    options: &StartOptions,
+) -> Result<Context, ServerError> {
     config.validate()?;
     let store = connect_store(config).await?;
     let url = config.effective_database_url();
@@ -63,7 +88,13 @@ pub async fn open_context(config: &Config) -> Result<Context, ServerError> {
         );
     }
     let policy = Policy::try_from(config)?;
-    Ok(Context::new(store, policy, hasher, command_cipher))
+    Ok(Context::new(
+        store,
+        policy,
+        hasher,
+        command_cipher,
+        options.clock.clone(),
+    ))
 }
 
 /// Connects to the configured database (creating the SQLite data directory if needed),
@@ -165,6 +196,14 @@ impl RunningServer {
 /// Starts the service: TLS files, database, migrations, key, gRPC listener. Returns once the
 /// listener is bound and health reports SERVING.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// [`start`] with `options` (a test's clock).
+pub async fn start_with(
+    config: &Config,
+    options: StartOptions,
+) -> Result<RunningServer, ServerError> {
     let tls = tls::ServerTls::load(&config.tls).map_err(InvalidConfig)?;
     let mut grpc_server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
@@ -172,7 +211,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .tls_config(tls.grpc())
             .map_err(|e| InvalidConfig(format!("tls: {e}")))?;
     }
-    let ctx = open_context(config).await?;
+    let ctx = open_context_with(config, &options).await?;
     let feed_store = connect_feed_store(config).await?;
     let listener = TcpListener::bind(config.grpc_addr)
         .await

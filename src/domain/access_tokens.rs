@@ -11,7 +11,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::TokenId,
-    model::{Revocation, UnixMillis, User, UserAccessToken, now_millis},
+    model::{Revocation, UnixMillis, User, UserAccessToken},
     paging::PageRequest,
     permissions::Permission,
     secret::PlainToken,
@@ -146,7 +146,7 @@ impl TokenCreation {
                 reason: Reason::AccessTokensDisabled,
             });
         }
-        let now = now_millis();
+        let now = ctx.now();
         check_expiry(ctx, &user, request.expires_at, now)?;
         require_no_nul("description", &request.description)?;
         if request.description.len() > MAX_DESCRIPTION_BYTES {
@@ -362,17 +362,17 @@ pub async fn change_user_access_token(
     let existed = match change {
         TokenChange::Revoke => {
             store
-                .delete_access_token_with_sessions(&token.id, &revocation)
+                .delete_access_token_with_sessions(&token.id, ctx.now(), &revocation)
                 .await?
         }
         TokenChange::Disable => {
             store
-                .set_access_token_active(&token.id, false, &revocation)
+                .set_access_token_active(&token.id, false, ctx.now(), &revocation)
                 .await?
         }
         TokenChange::Enable => {
             store
-                .set_access_token_active(&token.id, true, &revocation)
+                .set_access_token_active(&token.id, true, ctx.now(), &revocation)
                 .await?
         }
     };

@@ -13,7 +13,7 @@ use super::{
     caller::{Caller, Principal},
     error::{Error, Reason, Result},
     ids::SessionId,
-    model::{Session, UnixMillis, User, UserAccessToken, now_millis, session_props},
+    model::{Session, UnixMillis, User, UserAccessToken, session_props},
     secret::{PlainToken, TokenDigest},
 };
 use crate::store::SessionInsert;
@@ -39,7 +39,7 @@ impl Context {
         if !token.is_plausible() {
             return Err(refused("malformed token"));
         }
-        let now = now_millis();
+        let now = self.now();
         let digest = self.hasher().digest(token);
         // A cached check that the clock has since expired falls through: the database decides
         // (and may know of an extension made by another replica).
@@ -168,7 +168,7 @@ impl Context {
             .find_session(&principal.session.id)
             .await?
             .ok_or_else(|| refused("session revoked"))?;
-        let principal = self.principal_of_session(session, now_millis()).await?;
+        let principal = self.principal_of_session(session, self.now()).await?;
         Ok(Caller::User(Arc::new(principal)))
     }
 

@@ -8,7 +8,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::{CommandId, TeamId, UserId},
-    model::{Command, TeamMember, now_millis},
+    model::{Command, TeamMember, UnixMillis},
     permissions::Permission,
     secret::PlainToken,
     text::require_no_nul,
@@ -60,7 +60,7 @@ pub async fn create_command(
     let team_id = TeamId::parse(&request.team_id, "team_id", Reason::InvalidBodyParam)?;
     ctx.require_team_permission(caller, &team_id, Permission::ManageOwnSlashCommands)
         .await?;
-    let command = validate_command(request, team_id, principal.user.id.clone())?;
+    let command = validate_command(request, team_id, principal.user.id.clone(), ctx.now())?;
     if ctx
         .store()
         .command_trigger_taken(&command.team_id, &command.trigger)
@@ -126,7 +126,7 @@ pub async fn regen_command_token(
         .map_err(Error::internal)?;
     if !ctx
         .store()
-        .update_command_token(&command.id, &ciphertext, now_millis())
+        .update_command_token(&command.id, &ciphertext, ctx.now())
         .await?
     {
         return Err(hidden());
@@ -196,7 +196,7 @@ pub async fn add_team_member(
     ctx.require_user(&user_id).await?;
     let member = ctx
         .store()
-        .upsert_team_member(&team_id, &user_id, &team_roles, now_millis())
+        .upsert_team_member(&team_id, &user_id, &team_roles, ctx.now())
         .await?;
     info!(target: "audit", action = "add_team_member", team_id = %team_id, user_id = %user_id,
         roles = %member.roles.join(" "), "team membership set");
@@ -205,7 +205,12 @@ pub async fn add_team_member(
 
 /// Mattermost's `Command.IsValid`, with field-named errors; normalises the trigger to lower
 /// case and an empty method to "P".
-fn validate_command(request: NewCommand, team_id: TeamId, creator_id: UserId) -> Result<Command> {
+fn validate_command(
+    request: NewCommand,
+    team_id: TeamId,
+    creator_id: UserId,
+    now: UnixMillis,
+) -> Result<Command> {
     for (field, value) in [
         ("trigger", &request.trigger),
         ("method", &request.method),
@@ -291,7 +296,6 @@ fn validate_command(request: NewCommand, team_id: TeamId, creator_id: UserId) ->
             ));
         }
     }
-    let now = now_millis();
     Ok(Command {
         id: CommandId::generate(),
         team_id,

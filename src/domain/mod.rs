@@ -6,6 +6,7 @@ pub mod access_tokens;
 pub mod authenticate;
 pub mod cache;
 pub mod caller;
+pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod error;
@@ -24,6 +25,8 @@ pub mod webrtc;
 use std::sync::Arc;
 
 use crate::store::Store;
+use clock::Clock;
+use model::UnixMillis;
 use permissions::RoleTable;
 use secret::{CommandTokenCipher, TokenHasher};
 use webrtc::WebrtcPolicy;
@@ -76,6 +79,8 @@ struct ContextInner {
     feed: tokio::sync::broadcast::Sender<revocations::FeedItem>,
     /// This server's metrics (the transports record requests, the feed revocation lag).
     metrics: Arc<crate::metrics::Metrics>,
+    /// Where every rule reads the current time.
+    clock: Arc<dyn Clock>,
 }
 
 impl Context {
@@ -85,6 +90,7 @@ impl Context {
         policy: Policy,
         hasher: TokenHasher,
         command_cipher: CommandTokenCipher,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
@@ -95,8 +101,19 @@ impl Context {
                 policy,
                 hasher,
                 command_cipher,
+                clock,
             }),
         }
+    }
+
+    /// The current time, from the context's clock.
+    pub fn now(&self) -> UnixMillis {
+        self.inner.clock.now()
+    }
+
+    /// The context's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
     /// The store.

@@ -8,13 +8,6 @@ use super::permissions::SYSTEM_ADMIN;
 /// Unix time in milliseconds; 0 means "unset" / "never".
 pub type UnixMillis = i64;
 
-/// The current time.
-pub fn now_millis() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Roles as Mattermost writes them in one string, space-separated.
 pub fn roles_from_str(roles: &str) -> Vec<String> {
     roles.split_whitespace().map(str::to_owned).collect()

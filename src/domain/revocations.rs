@@ -15,7 +15,7 @@
 //! `WatchRevocations` subscribers are fed from the same feed (one reader per replica however
 //! many subscribe), after reading their backlog from the log.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
@@ -26,7 +26,7 @@ use super::{
     Context,
     caller::Caller,
     error::{Error, Reason, Result},
-    model::{Revocation, RevocationEvent, now_millis},
+    model::{Revocation, RevocationEvent},
     permissions::Permission,
 };
 
@@ -35,6 +35,12 @@ pub const RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// Events read per query.
 const BATCH: u64 = 1_000;
+
+/// How often old events are pruned (real time, like the polling).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How soon a failed `LISTEN` is tried again (real time).
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// How often the log is still read while PostgreSQL notifications are flowing.
 const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,18 +100,17 @@ pub async fn run_revocation_feed(
     // marks it so before it accepts calls).
     cache.set_trusted(false);
     let mut position: Option<i64> = None;
-    let mut last_pruned = 0;
+    let mut last_pruned: Option<Instant> = None;
     let mut wakeups: Option<RevocationWakeups> = None;
     let mut listen_supported = true;
-    let mut next_listen_attempt = 0;
+    let mut next_listen_attempt = Instant::now();
     loop {
         if *shutdown.borrow() {
             return;
         }
         // Listen before reading: whatever commits after the read's snapshot wakes us.
-        let now = now_millis();
-        if listen_supported && wakeups.is_none() && now >= next_listen_attempt {
-            next_listen_attempt = now + 1_000;
+        if listen_supported && wakeups.is_none() && Instant::now() >= next_listen_attempt {
+            next_listen_attempt = Instant::now() + LISTEN_RETRY;
             let listen = store.revocation_wakeups(settings.stall_limit);
             match tokio::time::timeout(settings.stall_limit, listen).await {
                 Ok(Ok(Some(listener))) => {
@@ -148,9 +153,10 @@ pub async fn run_revocation_feed(
                 let _ = ctx.feed().send(FeedItem::Lost);
             }
         }
-        if now - last_pruned > 60_000 {
-            last_pruned = now;
-            match store.prune_revocations(now - RETENTION_MS).await {
+        if last_pruned.is_none_or(|at| at.elapsed() > PRUNE_INTERVAL) {
+            last_pruned = Some(Instant::now());
+            // Events carry the domain's time, so the cut-off is read from its clock.
+            match store.prune_revocations(ctx.now() - RETENTION_MS).await {
                 Ok(n) if n > 0 => debug!(pruned = n, "old revocation events pruned"),
                 Ok(_) => {}
                 Err(e) => debug!(error = %e, "could not prune revocation events"),
@@ -169,7 +175,7 @@ pub async fn run_revocation_feed(
                     warn!("revocation notifications lost; cache bypassed until the log is read again");
                     cache.set_trusted(false);
                     wakeups = None;
-                    next_listen_attempt = 0;
+                    next_listen_attempt = Instant::now();
                 }
             }
             _ = shutdown.changed() => {}
@@ -190,7 +196,7 @@ async fn read_and_apply(ctx: &Context, store: &Store, after: &mut i64) -> Result
     loop {
         let events = store.revocations_after(*after, BATCH).await?;
         let full = events.len() as u64 == BATCH;
-        let now = now_millis();
+        let now = ctx.now();
         for event in events {
             ctx.cache().invalidate(&event.revocation);
             let lag_ms = u64::try_from(now - event.create_at).unwrap_or(0);

@@ -11,7 +11,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::SessionId,
-    model::{Revocation, Session, TeamMember, UnixMillis, now_millis, session_props},
+    model::{Revocation, Session, TeamMember, UnixMillis, session_props},
     permissions::{Permission, require_session_owner},
     secret::{PlainToken, TokenDigest},
     text::require_no_nul,
@@ -82,7 +82,7 @@ pub async fn create_session(
             "the user is deactivated",
         ));
     }
-    let now: UnixMillis = now_millis();
+    let now: UnixMillis = ctx.now();
     let token = PlainToken::generate();
     let mut props = request.props;
     // Like a Mattermost login: a CSRF token for cookie-authenticated writes.
@@ -220,7 +220,9 @@ pub async fn revoke_session(
         })?;
     require_session_owner(&session, &user_id)?;
     let revocation = Revocation::Session(session.id.clone());
-    ctx.store().delete_session(&session.id, &revocation).await?;
+    ctx.store()
+        .delete_session(&session.id, ctx.now(), &revocation)
+        .await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_session", user_id = %user_id, session_id = %session.id,
         caller = %caller, "session revoked");
@@ -234,7 +236,7 @@ pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) 
     let revocation = Revocation::User(user_id.clone());
     let revoked = ctx
         .store()
-        .delete_sessions_for_user(&user_id, &revocation)
+        .delete_sessions_for_user(&user_id, ctx.now(), &revocation)
         .await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_all_sessions", user_id = %user_id, revoked,
@@ -245,7 +247,10 @@ pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) 
 /// Revokes every session of every user. Requires `manage_system`.
 pub async fn revoke_sessions_from_all_users(ctx: &Context, caller: &Caller) -> Result<()> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let revoked = ctx.store().delete_all_sessions(&Revocation::All).await?;
+    let revoked = ctx
+        .store()
+        .delete_all_sessions(ctx.now(), &Revocation::All)
+        .await?;
     ctx.revoked_here(&Revocation::All);
     info!(target: "audit", action = "revoke_sessions_from_all_users", revoked,
         caller = %caller, "all sessions revoked");

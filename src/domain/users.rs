@@ -8,7 +8,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::UserId,
-    model::{Revocation, User, now_millis},
+    model::{Revocation, User},
     permissions::{Permission, SYSTEM_USER},
     text::require_no_nul,
 };
@@ -109,7 +109,7 @@ pub async fn create_user(ctx: &Context, caller: &Caller, request: NewUser) -> Re
             reason: Reason::UsernameTaken,
         });
     }
-    let now = now_millis();
+    let now = ctx.now();
     let user = User {
         id,
         username,
@@ -147,7 +147,7 @@ pub async fn update_user_roles(
     let revocation = Revocation::User(user_id.clone());
     let user = ctx
         .store()
-        .update_user_roles(&user_id, &roles, now_millis(), &revocation)
+        .update_user_roles(&user_id, &roles, ctx.now(), &revocation)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,
@@ -170,7 +170,7 @@ pub async fn update_user_active(
     let revocation = Revocation::User(user_id.clone());
     let user = ctx
         .store()
-        .set_user_active(&user_id, active, now_millis(), &revocation)
+        .set_user_active(&user_id, active, ctx.now(), &revocation)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,

@@ -98,9 +98,7 @@ pub fn get_webrtc_token(ctx: &Context, caller: &Caller) -> Result<WebrtcCredenti
             reason: Reason::SessionExpired,
         });
     };
-    let now_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now_secs = u64::try_from(ctx.now() / 1000).unwrap_or(0);
     let (turn_username, turn_password) = if policy.turn_uri.is_empty() {
         (String::new(), String::new())
     } else {

@@ -8,7 +8,7 @@ use super::{Store, revocations::append_revocation};
 use crate::domain::error::Result;
 use crate::domain::{
     ids::{TokenId, UserId},
-    model::{Revocation, UserAccessToken},
+    model::{Revocation, UnixMillis, UserAccessToken},
     paging::PageRequest,
     secret::TokenDigest,
 };
@@ -140,12 +140,14 @@ impl Store {
             .collect())
     }
 
-    /// Deletes a token and the sessions minted from it, and records `revocation`, in one
-    /// transaction. Returns whether the token existed (nothing is recorded if not).
+    /// Deletes a token and the sessions minted from it, and records `revocation` (made at
+    /// `now`), in one transaction. Returns whether the token existed (nothing is recorded if
+    /// not).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_access_token_with_sessions(
         &self,
         id: &TokenId,
+        now: UnixMillis,
         revocation: &Revocation,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
@@ -170,19 +172,21 @@ impl Store {
             .await?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            append_revocation(&txn, revocation).await?;
+            append_revocation(&txn, revocation, now).await?;
         }
         txn.commit().await?;
         Ok(existed)
     }
 
     /// Sets a token's active flag. Deactivation deletes the sessions minted from it and
-    /// records `revocation` in the same transaction. Returns whether the token existed.
+    /// records `revocation` (made at `now`) in the same transaction. Returns whether the
+    /// token existed.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn set_access_token_active(
         &self,
         id: &TokenId,
         active: bool,
+        now: UnixMillis,
         revocation: &Revocation,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
@@ -203,7 +207,7 @@ impl Store {
                 .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
                 .exec(&txn)
                 .await?;
-            append_revocation(&txn, revocation).await?;
+            append_revocation(&txn, revocation, now).await?;
         }
         txn.commit().await?;
         Ok(exists)

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::domain::{
     error::{Error, Result},
-    model::{Revocation, RevocationEvent, UnixMillis, now_millis},
+    model::{Revocation, RevocationEvent, UnixMillis},
 };
 
 /// The `service_meta` row that serialises appends; its value is the highest event id pruned.
@@ -29,17 +29,18 @@ const LOG_ROW: &str = "revocation_log";
 /// The PostgreSQL notification channel of the revocation log.
 const NOTIFY_CHANNEL: &str = "token_service_revocations";
 
-/// Appends `revocation` to the log inside `txn`; returns its event id.
+/// Appends `revocation`, made at `now`, to the log inside `txn`; returns its event id.
 pub(super) async fn append_revocation(
     txn: &DatabaseTransaction,
     revocation: &Revocation,
+    now: UnixMillis,
 ) -> Result<i64> {
     lock_log(txn).await?;
     let row = events::ActiveModel {
         id: NotSet,
         kind: Set(revocation.kind().to_owned()),
         subject_id: Set(revocation.subject_id().to_owned()),
-        create_at: Set(now_millis()),
+        create_at: Set(now),
     }
     .insert(txn)
     .await?;

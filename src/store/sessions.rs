@@ -16,7 +16,7 @@ use super::{
 use crate::domain::{
     error::{Error, Result},
     ids::{SessionId, TokenId, UserId},
-    model::{Revocation, Session},
+    model::{Revocation, Session, UnixMillis},
     secret::TokenDigest,
 };
 
@@ -72,7 +72,8 @@ impl Store {
     }
 
     /// Stores a session under the digest of its token, first revoking the owner's least
-    /// recently active sessions beyond `keep` others (recording `on_trim` if any were). One
+    /// recently active sessions beyond `keep` others (recording `on_trim`, at the session's
+    /// creation time, if any were). One
     /// transaction that starts by locking the owner's row, so concurrent logins of one user
     /// cannot overshoot or undershoot the cap. Returns the outcome and how many sessions
     /// were revoked to make room.
@@ -114,7 +115,7 @@ impl Store {
             .await?;
         let trimmed = trim_sessions(&txn, &session.user_id, keep).await?;
         if trimmed > 0 {
-            append_revocation(&txn, on_trim).await?;
+            append_revocation(&txn, on_trim, session.create_at).await?;
         }
         match sessions::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -209,36 +210,50 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes one session and records `revocation`, in one transaction; returns whether
-    /// it existed.
+    /// Deletes one session and records `revocation` (made at `now`), in one transaction;
+    /// returns whether it existed.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn delete_session(&self, id: &SessionId, revocation: &Revocation) -> Result<bool> {
+    pub async fn delete_session(
+        &self,
+        id: &SessionId,
+        now: UnixMillis,
+        revocation: &Revocation,
+    ) -> Result<bool> {
         self.delete_sessions(
             sessions::Entity::delete_many().filter(sessions::Column::Id.eq(id.as_str())),
+            now,
             revocation,
         )
         .await
         .map(|deleted| deleted > 0)
     }
 
-    /// Deletes every session of a user and records `revocation`; returns how many.
+    /// Deletes every session of a user and records `revocation` (made at `now`); returns
+    /// how many.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_sessions_for_user(
         &self,
         user_id: &UserId,
+        now: UnixMillis,
         revocation: &Revocation,
     ) -> Result<u64> {
         self.delete_sessions(
             sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id.as_str())),
+            now,
             revocation,
         )
         .await
     }
 
-    /// Deletes every session of every user and records `revocation`; returns how many.
+    /// Deletes every session of every user and records `revocation` (made at `now`);
+    /// returns how many.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn delete_all_sessions(&self, revocation: &Revocation) -> Result<u64> {
-        self.delete_sessions(sessions::Entity::delete_many(), revocation)
+    pub async fn delete_all_sessions(
+        &self,
+        now: UnixMillis,
+        revocation: &Revocation,
+    ) -> Result<u64> {
+        self.delete_sessions(sessions::Entity::delete_many(), now, revocation)
             .await
     }
 
@@ -248,11 +263,12 @@ impl Store {
     async fn delete_sessions(
         &self,
         delete: sea_orm::DeleteMany<sessions::Entity>,
+        now: UnixMillis,
         revocation: &Revocation,
     ) -> Result<u64> {
         let txn = self.begin_write().await?;
         let deleted = delete.exec(&txn).await?.rows_affected;
-        append_revocation(&txn, revocation).await?;
+        append_revocation(&txn, revocation, now).await?;
         txn.commit().await?;
         Ok(deleted)
     }

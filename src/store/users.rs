@@ -107,7 +107,7 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        append_revocation(&txn, revocation).await?;
+        append_revocation(&txn, revocation, now).await?;
         txn.commit().await?;
         Ok(user)
     }
@@ -148,7 +148,7 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        append_revocation(&txn, revocation).await?;
+        append_revocation(&txn, revocation, now).await?;
         txn.commit().await?;
         Ok(user)
     }

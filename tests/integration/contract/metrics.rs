@@ -32,15 +32,13 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn metrics_count_each_route_and_status_on_both_transports() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
+    let client = srv.client().await;
     for _ in 0..3 {
-        client
-            .get_me(authed(pb::GetMeRequest {}, &alice.token))
-            .await
-            .unwrap();
+        client.as_(&alice).get_me().await.unwrap();
     }
     client
-        .get_me(authed(pb::GetMeRequest {}, "garbage-token-xxxxxxxxxxxxxxx"))
+        .as_("garbage-token-xxxxxxxxxxxxxxx")
+        .get_me()
         .await
         .unwrap_err();
     let http = reqwest::Client::new();
@@ -146,15 +144,9 @@ async fn metrics_count_each_route_and_status_on_both_transports() {
 async fn the_revocation_lag_is_measured_by_the_feed() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
-    client
-        .revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest { token_id },
-            &alice.token,
-        ))
-        .await
-        .unwrap();
+    let as_alice = srv.client().await.as_(&alice);
+    let (token_id, _) = as_alice.new_token("me").await;
+    as_alice.revoke_token(&token_id).await.unwrap();
     // The feed reads every event of the log, this replica's own included.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {

@@ -243,15 +243,8 @@ async fn grpc_health_reflection_and_calls_work_over_tls_and_plaintext_is_refused
         grpc_health(Ok(channel.clone())).await,
         Ok(ServingStatus::Serving as i32)
     );
-    let mut client =
-        token_service::pb::token_service_client::TokenServiceClient::new(channel.clone());
-    let me = client
-        .get_me(authed(token_service::pb::GetMeRequest {}, &alice.token))
-        .await
-        .expect("GetMe over TLS")
-        .into_inner()
-        .user
-        .unwrap();
+    let client = Client::new(channel.clone());
+    let me = client.as_(&alice).me().await.expect("GetMe over TLS");
     assert_eq!(me.id, alice.id);
 
     {

@@ -4,6 +4,8 @@
 //! TestGetUserAccessTokensForUser, TestSearchUserAccessToken, TestRevokeUserAccessToken,
 //! TestDisableUserAccessToken, TestEnableUserAccessToken).
 
+use std::time::Duration;
+
 use prost_types::Timestamp;
 use token_service::pb;
 use tonic::Code;
@@ -16,173 +18,33 @@ const INVALID_URL: &str = "api.context.invalid_url_param.app_error";
 const INVALID_BODY: &str = "api.context.invalid_body_param.app_error";
 const DAY_SECS: i64 = 86_400;
 
-fn create_request(user_id: &str, description: &str) -> pb::CreateUserAccessTokenRequest {
-    pb::CreateUserAccessTokenRequest {
-        user_id: user_id.to_owned(),
-        description: description.to_owned(),
-        expires_at: None,
-    }
-}
-
-fn in_days(days: i64) -> Option<Timestamp> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+/// `days` from the server's now, in whole seconds.
+fn in_days(srv: &TestServer, days: i64) -> Option<Timestamp> {
     Some(Timestamp {
-        seconds: now + days * DAY_SECS,
+        seconds: srv.now() / 1000 + days * DAY_SECS,
         nanos: 0,
     })
 }
 
-/// Creates a token for `user_id` as `caller`, returning (token id, secret).
-async fn create(client: &mut Client, caller: &Actor, user_id: &str) -> (String, String) {
-    let created = client
-        .create_user_access_token(authed(create_request(user_id, "test token"), &caller.token))
-        .await
-        .expect("create token")
-        .into_inner();
-    let token = created.user_access_token.expect("token metadata");
-    (token.id, created.token)
-}
-
-async fn get_me(client: &mut Client, token: &str) -> Result<pb::User, tonic::Status> {
-    client
-        .get_me(authed(pb::GetMeRequest {}, token))
-        .await
-        .map(|r| r.into_inner().user.expect("user"))
-}
-
-async fn list_for(
-    client: &mut Client,
-    caller: &Actor,
-    user_id: &str,
-    page: Option<i32>,
-    per_page: Option<i32>,
-) -> Result<Vec<pb::UserAccessToken>, tonic::Status> {
-    client
-        .get_user_access_tokens_for_user(authed(
-            pb::GetUserAccessTokensForUserRequest {
-                user_id: user_id.to_owned(),
-                page,
-                per_page,
-            },
-            &caller.token,
-        ))
-        .await
-        .map(|r| r.into_inner().user_access_tokens)
-}
-
-async fn list_all(
-    client: &mut Client,
-    caller: &Actor,
-    page: Option<i32>,
-    per_page: Option<i32>,
-) -> Result<Vec<pb::UserAccessToken>, tonic::Status> {
-    client
-        .get_user_access_tokens(authed(
-            pb::GetUserAccessTokensRequest { page, per_page },
-            &caller.token,
-        ))
-        .await
-        .map(|r| r.into_inner().user_access_tokens)
-}
-
-async fn search(
-    client: &mut Client,
-    caller: &Actor,
-    term: &str,
-) -> Result<Vec<String>, tonic::Status> {
-    client
-        .search_user_access_tokens(authed(
-            pb::SearchUserAccessTokensRequest {
-                term: term.to_owned(),
-            },
-            &caller.token,
-        ))
-        .await
-        .map(|r| {
-            r.into_inner()
-                .user_access_tokens
-                .into_iter()
-                .map(|t| t.id)
-                .collect()
-        })
-}
-
-async fn get(
-    client: &mut Client,
-    caller: &Actor,
-    token_id: &str,
-) -> Result<tonic::Response<pb::GetUserAccessTokenResponse>, tonic::Status> {
-    client
-        .get_user_access_token(authed(
-            pb::GetUserAccessTokenRequest {
-                token_id: token_id.to_owned(),
-            },
-            &caller.token,
-        ))
-        .await
+/// A timestamp at `millis` (Unix milliseconds).
+fn at(millis: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: millis / 1000,
+        nanos: ((millis % 1000) * 1_000_000) as i32,
+    })
 }
 
 /// The sessions `actor` can see of their own (login and minted ones), by id.
-async fn own_session_ids(client: &mut Client, actor: &Actor) -> Vec<String> {
-    let mut ids: Vec<String> = client
-        .get_sessions(authed(
-            pb::GetSessionsRequest {
-                user_id: "me".into(),
-            },
-            &actor.token,
-        ))
+async fn own_session_ids(srv: &TestServer, actor: &Actor) -> Vec<String> {
+    let mut ids: Vec<String> = srv
+        .as_(actor)
+        .sessions_of("me")
         .await
-        .unwrap()
-        .into_inner()
-        .sessions
         .into_iter()
         .map(|s| s.id)
         .collect();
     ids.sort();
     ids
-}
-
-/// Which of revoke, disable, enable to call.
-#[derive(Debug, Clone, Copy)]
-enum Change {
-    Revoke,
-    Disable,
-    Enable,
-}
-
-async fn change(
-    client: &mut Client,
-    caller: &Actor,
-    what: Change,
-    token_id: &str,
-) -> Result<tonic::Response<()>, tonic::Status> {
-    let token_id = token_id.to_owned();
-    match what {
-        Change::Revoke => client
-            .revoke_user_access_token(authed(
-                pb::RevokeUserAccessTokenRequest { token_id },
-                &caller.token,
-            ))
-            .await
-            .map(|r| r.map(|_| ())),
-        Change::Disable => client
-            .disable_user_access_token(authed(
-                pb::DisableUserAccessTokenRequest { token_id },
-                &caller.token,
-            ))
-            .await
-            .map(|r| r.map(|_| ())),
-        Change::Enable => client
-            .enable_user_access_token(authed(
-                pb::EnableUserAccessTokenRequest { token_id },
-                &caller.token,
-            ))
-            .await
-            .map(|r| r.map(|_| ())),
-    }
 }
 
 /// A server whose role table adds a delegated user manager and a bot manager.
@@ -246,13 +108,9 @@ async fn server_with_cast() -> (TestServer, Cast) {
 async fn create_returns_the_secret_once_and_it_authenticates_as_the_owner() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
+    let as_alice = srv.as_(&alice);
 
-    let created = client
-        .create_user_access_token(authed(create_request("me", "ci deploys"), &alice.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let created = as_alice.create_token("me", "ci deploys").await.unwrap();
     let meta = created.user_access_token.clone().unwrap();
     assert_eq!(created.token.len(), 26, "a Mattermost-shaped secret");
     assert_eq!(meta.id.len(), 26);
@@ -263,26 +121,25 @@ async fn create_returns_the_secret_once_and_it_authenticates_as_the_owner() {
     assert!(meta.expires_at.is_none(), "no expiry was asked for");
     assert!(meta.create_at.is_some());
 
-    let me = get_me(&mut client, &created.token).await.unwrap();
+    let me = srv.as_(&created.token).me().await.unwrap();
     assert_eq!(me.id, alice.id);
     assert_eq!(me.username, "alice");
 
     // Reads carry metadata only: the proto has no field that could hold the secret, and
     // nothing the server returns afterwards contains it.
-    let read = get(&mut client, &alice, &meta.id)
-        .await
-        .unwrap()
-        .into_inner();
+    let read = as_alice.get_token(&meta.id).await.unwrap();
     assert_eq!(read.user_access_token.as_ref(), Some(&meta));
     assert!(!format!("{read:?}").contains(&created.token));
-    let listed = list_for(&mut client, &alice, "me", None, None)
+    let listed = as_alice
+        .list_tokens_for("me")
         .await
-        .unwrap();
+        .unwrap()
+        .user_access_tokens;
     assert_eq!(listed, vec![meta.clone()]);
     assert!(!format!("{listed:?}").contains(&created.token));
 
     // Two tokens never share a secret or an id.
-    let (id2, secret2) = create(&mut client, &alice, &alice.id).await;
+    let (id2, secret2) = as_alice.new_token(&alice.id).await;
     assert_ne!(id2, meta.id);
     assert_ne!(secret2, created.token);
     srv.stop().await;
@@ -299,12 +156,8 @@ async fn create_checks_the_caller_in_mattermosts_order() {
         admin,
     } = cast;
     let other_admin = srv.admin("root2").await;
-    let mut client = srv.client().await;
-    let mut create_as = async |caller: &Actor, user_id: &str| {
-        client
-            .create_user_access_token(authed(create_request(user_id, "x"), &caller.token))
-            .await
-    };
+    let create_as =
+        async |caller: &Actor, user_id: &str| srv.as_(caller).create_token(user_id, "x").await;
 
     // Without system_user_access_token a user may not even create their own.
     assert_denied(create_as(&plain, "me").await, "create_user_access_token");
@@ -329,24 +182,17 @@ async fn create_checks_the_caller_in_mattermosts_order() {
     assert_invalid(create_as(&admin, "not-an-id").await, "user_id", INVALID_URL);
 
     // No, garbage or a revoked credential: UNAUTHENTICATED.
-    let anonymous = client
-        .create_user_access_token(tonic::Request::new(create_request("me", "x")))
-        .await;
+    let anonymous = srv.anonymous().create_token("me", "x").await;
     assert_unauthenticated(anonymous);
-    let garbage = client
-        .create_user_access_token(authed(create_request("me", "x"), "garbage"))
-        .await;
+    let garbage = srv.as_("garbage").create_token("me", "x").await;
     assert_unauthenticated(garbage);
 
     // Refused calls wrote nothing.
-    let plain_tokens = list_for(&mut client, &admin, &plain.id, None, None)
-        .await
-        .unwrap();
-    assert!(plain_tokens.is_empty());
-    let admin_tokens = list_for(&mut client, &admin, &admin.id, None, None)
-        .await
-        .unwrap();
-    assert!(admin_tokens.is_empty());
+    let as_admin = srv.as_(&admin);
+    let plain_tokens = as_admin.list_tokens_for(&plain.id).await.unwrap();
+    assert!(plain_tokens.user_access_tokens.is_empty());
+    let admin_tokens = as_admin.list_tokens_for(&admin.id).await.unwrap();
+    assert!(admin_tokens.user_access_tokens.is_empty());
     srv.stop().await;
 }
 
@@ -358,48 +204,34 @@ async fn bot_tokens_follow_the_bot_permissions() {
     let alice = srv.token_user("alice").await;
     let own_bot = srv.bot("keepers-bot", Some(&keeper)).await;
     let alices_bot = srv.bot("alices-bot", Some(&alice)).await;
-    let mut client = srv.client().await;
+    let (as_keeper, as_master, as_alice) = (srv.as_(&keeper), srv.as_(&master), srv.as_(&alice));
 
     // manage_bots reaches the caller's own bots only.
-    let (own_token, own_secret) = create(&mut client, &keeper, &own_bot.id).await;
-    let denied = client
-        .create_user_access_token(authed(create_request(&alices_bot.id, "x"), &keeper.token))
-        .await;
+    let (own_token, own_secret) = as_keeper.new_token(&own_bot.id).await;
+    let denied = as_keeper.create_token(&alices_bot.id, "x").await;
     assert_denied(denied, "edit_other_users");
     // manage_others_bots reaches bots owned by someone else.
-    let (others_token, _) = create(&mut client, &master, &alices_bot.id).await;
+    let (others_token, _) = as_master.new_token(&alices_bot.id).await;
     // An owner without manage_bots cannot manage their own bot's tokens.
-    let denied = client
-        .create_user_access_token(authed(create_request(&alices_bot.id, "x"), &alice.token))
-        .await;
+    let denied = as_alice.create_token(&alices_bot.id, "x").await;
     assert_denied(denied, "edit_other_users");
-    assert_denied(
-        get(&mut client, &alice, &others_token).await,
-        "edit_other_users",
-    );
+    assert_denied(as_alice.get_token(&others_token).await, "edit_other_users");
 
     // The bot token authenticates as the bot.
-    let me = get_me(&mut client, &own_secret).await.unwrap();
+    let me = srv.as_(&own_secret).me().await.unwrap();
     assert_eq!(me.id, own_bot.id);
     assert!(me.is_bot);
 
     // The same rule gates reads and changes.
-    get(&mut client, &keeper, &own_token).await.unwrap();
+    as_keeper.get_token(&own_token).await.unwrap();
+    assert_denied(as_keeper.get_token(&others_token).await, "edit_other_users");
+    as_master.disable_token(&others_token).await.unwrap();
     assert_denied(
-        get(&mut client, &keeper, &others_token).await,
+        as_keeper.enable_token(&others_token).await,
         "edit_other_users",
     );
-    change(&mut client, &master, Change::Disable, &others_token)
-        .await
-        .unwrap();
-    assert_denied(
-        change(&mut client, &keeper, Change::Enable, &others_token).await,
-        "edit_other_users",
-    );
-    change(&mut client, &keeper, Change::Revoke, &own_token)
-        .await
-        .unwrap();
-    assert_token_refused(&mut client, &own_secret).await;
+    as_keeper.revoke_token(&own_token).await.unwrap();
+    assert_token_refused(&srv, &own_secret).await;
     srv.stop().await;
 }
 
@@ -407,12 +239,8 @@ async fn bot_tokens_follow_the_bot_permissions() {
 async fn descriptions_are_required_and_at_most_255_bytes() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let mut create_with = async |description: String| {
-        client
-            .create_user_access_token(authed(create_request("me", &description), &alice.token))
-            .await
-    };
+    let as_alice = srv.as_(&alice);
+    let create_with = async |description: String| as_alice.create_token("me", &description).await;
 
     assert_invalid(
         create_with(String::new()).await,
@@ -430,13 +258,13 @@ async fn descriptions_are_required_and_at_most_255_bytes() {
         "description",
         "model.user_access_token.is_valid.description.app_error",
     );
-    let mut reader = srv.client().await;
-    let listed = list_for(&mut reader, &alice, "me", None, None)
-        .await
-        .unwrap();
-    assert!(listed.is_empty(), "refused creates wrote nothing");
+    let listed = as_alice.list_tokens_for("me").await.unwrap();
+    assert!(
+        listed.user_access_tokens.is_empty(),
+        "refused creates wrote nothing"
+    );
 
-    let created = create_with("a".repeat(255)).await.unwrap().into_inner();
+    let created = create_with("a".repeat(255)).await.unwrap();
     assert_eq!(
         created.user_access_token.unwrap().description.len(),
         255,
@@ -452,17 +280,9 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
     let alice = srv.token_user("alice").await;
     let admin = srv.admin("root").await;
     let ownerless_bot = srv.bot("ownerless", None).await;
-    let mut client = srv.client().await;
-    let mut create_expiring = async |caller: &Actor, user_id: &str, expires_at| {
-        client
-            .create_user_access_token(authed(
-                pb::CreateUserAccessTokenRequest {
-                    user_id: user_id.to_owned(),
-                    description: "expiring".into(),
-                    expires_at,
-                },
-                &caller.token,
-            ))
+    let create_expiring = async |caller: &Actor, user_id: &str, expires_at| {
+        srv.as_(caller)
+            .create_token_expiring(user_id, "expiring", expires_at)
             .await
     };
 
@@ -472,23 +292,22 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
         "app.user_access_token.expires_at_required.app_error",
     );
     assert_invalid(
-        create_expiring(&alice, "me", in_days(-1)).await,
+        create_expiring(&alice, "me", in_days(&srv, -1)).await,
         "expires_at",
         "app.user_access_token.expires_at_in_past.app_error",
     );
     assert_invalid(
-        create_expiring(&alice, "me", in_days(31)).await,
+        create_expiring(&alice, "me", in_days(&srv, 31)).await,
         "expires_at",
         "app.user_access_token.expires_at_too_far.app_error",
     );
-    let ok = create_expiring(&alice, "me", in_days(29))
+    let ok = create_expiring(&alice, "me", in_days(&srv, 29))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let expires = ok.user_access_token.unwrap().expires_at.unwrap();
     assert_eq!(
         expires.seconds,
-        in_days(29).unwrap().seconds,
+        in_days(&srv, 29).unwrap().seconds,
         "kept as given"
     );
 
@@ -497,10 +316,10 @@ async fn expiry_follows_the_maximum_lifetime_policy() {
     create_expiring(&admin, &ownerless_bot.id, None)
         .await
         .unwrap();
-    create_expiring(&admin, &ownerless_bot.id, in_days(365))
+    create_expiring(&admin, &ownerless_bot.id, in_days(&srv, 365))
         .await
         .unwrap();
-    create_expiring(&admin, &ownerless_bot.id, in_days(-1))
+    create_expiring(&admin, &ownerless_bot.id, in_days(&srv, -1))
         .await
         .unwrap();
     let before_1970 = Some(Timestamp {
@@ -530,17 +349,11 @@ async fn an_ownerless_bot_meets_the_token_models_checks_in_mattermosts_order() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let ownerless_bot = srv.bot("ownerless", None).await;
-    let mut client = srv.client().await;
-    let mut create_with = async |description: String, seconds: i64| {
-        client
-            .create_user_access_token(authed(
-                pb::CreateUserAccessTokenRequest {
-                    user_id: ownerless_bot.id.clone(),
-                    description,
-                    expires_at: Some(Timestamp { seconds, nanos: 0 }),
-                },
-                &admin.token,
-            ))
+    let as_admin = srv.as_(&admin);
+    let create_with = async |description: String, seconds: i64| {
+        let expires_at = Some(Timestamp { seconds, nanos: 0 });
+        as_admin
+            .create_token_expiring(&ownerless_bot.id, &description, expires_at)
             .await
     };
     // Without a lifetime policy too, a negative expiry is the model's error for an exempt bot.
@@ -555,10 +368,11 @@ async fn an_ownerless_bot_meets_the_token_models_checks_in_mattermosts_order() {
         "description",
         "model.user_access_token.is_valid.description.app_error",
     );
-    let listed = list_for(&mut client, &admin, &ownerless_bot.id, None, None)
-        .await
-        .unwrap();
-    assert!(listed.is_empty(), "refused creates wrote nothing");
+    let listed = as_admin.list_tokens_for(&ownerless_bot.id).await.unwrap();
+    assert!(
+        listed.user_access_tokens.is_empty(),
+        "refused creates wrote nothing"
+    );
     srv.stop().await;
 }
 
@@ -566,34 +380,53 @@ async fn an_ownerless_bot_meets_the_token_models_checks_in_mattermosts_order() {
 async fn an_expired_token_stops_authenticating() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let expires_ms = now_ms + 1_500;
-    let created = client
-        .create_user_access_token(authed(
-            pb::CreateUserAccessTokenRequest {
-                user_id: "me".into(),
-                description: "short-lived".into(),
-                expires_at: Some(Timestamp {
-                    seconds: expires_ms / 1000,
-                    nanos: ((expires_ms % 1000) * 1_000_000) as i32,
-                }),
-            },
-            &alice.token,
-        ))
+    let created = srv
+        .as_(&alice)
+        .create_token_expiring("me", "short-lived", at(srv.now() + 1_500))
         .await
-        .unwrap()
-        .into_inner();
-    get_me(&mut client, &created.token).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
-    assert_unauthenticated(
-        client
-            .get_me(authed(pb::GetMeRequest {}, &created.token))
-            .await,
+        .unwrap();
+    srv.as_(&created.token).me().await.unwrap();
+    srv.advance(Duration::from_millis(2_000));
+    assert_unauthenticated(srv.as_(&created.token).get_me().await);
+    srv.stop().await;
+}
+
+/// Expiry is judged by the server's clock, not by the wall clock: a token expiring a minute
+/// from now works (from the cache too) until the clock passes that minute, and no sooner.
+#[tokio::test]
+async fn a_token_expires_when_the_servers_clock_passes_its_expiry() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let admin = srv.admin("root").await;
+    let expires_at = srv.now() + 60_000;
+    let created = srv
+        .as_(&alice)
+        .create_token_expiring("me", "a minute", at(expires_at))
+        .await
+        .unwrap();
+    let as_token = srv.as_(&created.token);
+    for _ in 0..2 {
+        assert_eq!(as_token.me().await.unwrap().id, alice.id);
+    }
+    srv.advance(Duration::from_secs(59));
+    assert_eq!(
+        as_token.me().await.unwrap().id,
+        alice.id,
+        "a second before its expiry"
     );
+    assert!(
+        srv.as_(&admin)
+            .introspect(&created.token)
+            .await
+            .unwrap()
+            .active
+    );
+
+    srv.advance(Duration::from_secs(2));
+    assert!(srv.now() > expires_at);
+    assert_unauthenticated(as_token.get_me().await);
+    let answer = srv.as_(&admin).introspect(&created.token).await.unwrap();
+    assert_eq!(answer, pb::IntrospectTokenResponse::default(), "inactive");
     srv.stop().await;
 }
 
@@ -603,19 +436,14 @@ async fn switched_off_tokens_are_unimplemented_except_for_bots() {
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let bot = srv.bot("helper", Some(&admin)).await;
-    let mut client = srv.client().await;
 
-    let off = client
-        .create_user_access_token(authed(create_request(&alice.id, "x"), &admin.token))
-        .await;
+    let off = srv.as_(&admin).create_token(&alice.id, "x").await;
     assert_error(off, Code::Unimplemented, "app.user_access_token.disabled");
-    let off = client
-        .create_user_access_token(authed(create_request("me", "x"), &alice.token))
-        .await;
+    let off = srv.as_(&alice).create_token("me", "x").await;
     assert_error(off, Code::Unimplemented, "app.user_access_token.disabled");
 
-    let (_, bot_secret) = create(&mut client, &admin, &bot.id).await;
-    let me = get_me(&mut client, &bot_secret).await.unwrap();
+    let (_, bot_secret) = srv.as_(&admin).new_token(&bot.id).await;
+    let me = srv.as_(&bot_secret).me().await.unwrap();
     assert_eq!(me.id, bot.id, "bot tokens keep working with the switch off");
     srv.stop().await;
 }
@@ -633,42 +461,27 @@ async fn switching_tokens_off_stops_existing_user_tokens_but_not_sessions_or_bot
     let (_, unused) = srv.existing_pat(&alice, false).await;
     let (_, bot_pat) = srv.existing_pat(&bot, true).await;
     let (_, unused_bot_pat) = srv.existing_pat(&bot, false).await;
-    let mut client = srv.client().await;
 
     for secret in [&used, &unused] {
-        assert_token_refused(&mut client, secret).await;
+        assert_token_refused(&srv, secret).await;
     }
     // Refusing a token does not revoke it: still refused on a second try (not a cache miss
     // that happened to pass).
-    assert_token_refused(&mut client, &used).await;
-    assert_eq!(
-        get_me(&mut client, &alice.token).await.unwrap().id,
-        alice.id
-    );
+    assert_token_refused(&srv, &used).await;
+    assert_eq!(srv.as_(&alice).me().await.unwrap().id, alice.id);
     for secret in [&bot_pat, &unused_bot_pat] {
-        assert_eq!(get_me(&mut client, secret).await.unwrap().id, bot.id);
+        assert_eq!(srv.as_(secret).me().await.unwrap().id, bot.id);
     }
 
-    let introspect = async |client: &mut Client, token: &str| {
-        client
-            .introspect_token(authed(
-                pb::IntrospectTokenRequest {
-                    token: token.to_owned(),
-                },
-                &admin.token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-    };
+    let introspect = async |token: &str| srv.as_(&admin).introspect(token).await.unwrap();
     for secret in [&used, &unused] {
-        let answer = introspect(&mut client, secret).await;
+        let answer = introspect(secret).await;
         assert_eq!(answer, pb::IntrospectTokenResponse::default(), "inactive");
     }
-    let answer = introspect(&mut client, &bot_pat).await;
+    let answer = introspect(&bot_pat).await;
     assert!(answer.active);
     assert_eq!(answer.user_id, bot.id);
-    assert!(introspect(&mut client, &alice.token).await.active);
+    assert!(introspect(&alice.token).await.active);
     srv.stop().await;
 }
 
@@ -677,60 +490,48 @@ async fn listing_pages_by_id_with_mattermosts_defaults_and_cap() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
+    let (as_admin, as_alice) = (srv.as_(&admin), srv.as_(&alice));
     let mut ids = Vec::new();
     for _ in 0..201 {
-        ids.push(create(&mut client, &admin, &alice.id).await.0);
+        ids.push(as_admin.new_token(&alice.id).await.0);
     }
     ids.sort();
     let page_ids = |tokens: Vec<pb::UserAccessToken>| -> Vec<String> {
         tokens.into_iter().map(|t| t.id).collect()
     };
+    let alices_page = async |page, per_page| {
+        as_alice
+            .list_tokens_for_page("me", page, per_page)
+            .await
+            .map(|r| r.user_access_tokens)
+    };
+    let all_page = async |page, per_page| {
+        as_admin
+            .list_all_tokens(page, per_page)
+            .await
+            .map(|r| r.user_access_tokens)
+    };
 
     // Default page: the first 60 by id.
-    let first = list_for(&mut client, &alice, "me", None, None)
-        .await
-        .unwrap();
+    let first = alices_page(None, None).await.unwrap();
     assert_eq!(page_ids(first), ids[..60]);
     // Pages are disjoint and stable.
-    let page1 = list_for(&mut client, &alice, "me", Some(1), Some(60))
-        .await
-        .unwrap();
+    let page1 = alices_page(Some(1), Some(60)).await.unwrap();
     assert_eq!(page_ids(page1), ids[60..120]);
     // per_page above 200 is capped at 200.
-    let capped = list_all(&mut client, &admin, Some(0), Some(1000))
-        .await
-        .unwrap();
+    let capped = all_page(Some(0), Some(1000)).await.unwrap();
     assert_eq!(page_ids(capped), ids[..200]);
-    let last = list_all(&mut client, &admin, Some(1), Some(200))
-        .await
-        .unwrap();
+    let last = all_page(Some(1), Some(200)).await.unwrap();
     assert_eq!(page_ids(last), ids[200..]);
     // Past the end and per_page 0 are empty pages, not errors.
-    let beyond = list_all(&mut client, &admin, Some(7), Some(200))
-        .await
-        .unwrap();
+    let beyond = all_page(Some(7), Some(200)).await.unwrap();
     assert!(beyond.is_empty());
-    let zero = list_for(&mut client, &alice, "me", Some(0), Some(0))
-        .await
-        .unwrap();
+    let zero = alices_page(Some(0), Some(0)).await.unwrap();
     assert!(zero.is_empty());
 
     // Negative values are refused, naming the field.
-    assert_invalid(
-        list_for(&mut client, &alice, "me", Some(-1), None)
-            .await
-            .map(tonic::Response::new),
-        "page",
-        INVALID_URL,
-    );
-    assert_invalid(
-        list_all(&mut client, &admin, None, Some(-5))
-            .await
-            .map(tonic::Response::new),
-        "per_page",
-        INVALID_URL,
-    );
+    assert_invalid(alices_page(Some(-1), None).await, "page", INVALID_URL);
+    assert_invalid(all_page(None, Some(-5)).await, "per_page", INVALID_URL);
     srv.stop().await;
 }
 
@@ -744,56 +545,38 @@ async fn listing_checks_permissions() {
         manager,
         admin,
     } = cast;
-    let mut client = srv.client().await;
-    create(&mut client, &bob, "me").await;
-    create(&mut client, &admin, "me").await;
+    srv.as_(&bob).new_token("me").await;
+    srv.as_(&admin).new_token("me").await;
+    let list_for = async |caller: &Actor, user_id: &str| {
+        srv.as_(caller)
+            .list_tokens_for(user_id)
+            .await
+            .map(|r| r.user_access_tokens)
+    };
 
-    let denied = list_for(&mut client, &plain, "me", None, None).await;
-    assert_denied(denied.map(tonic::Response::new), "read_user_access_token");
-    let denied = list_for(&mut client, &alice, &bob.id, None, None).await;
-    assert_denied(denied.map(tonic::Response::new), "edit_other_users");
-    assert_eq!(
-        list_for(&mut client, &manager, &bob.id, None, None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let denied = list_for(&mut client, &manager, &admin.id, None, None).await;
-    assert_denied(denied.map(tonic::Response::new), "edit_other_users");
-    assert_eq!(
-        list_for(&mut client, &admin, &bob.id, None, None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let denied = list_for(&plain, "me").await;
+    assert_denied(denied, "read_user_access_token");
+    let denied = list_for(&alice, &bob.id).await;
+    assert_denied(denied, "edit_other_users");
+    assert_eq!(list_for(&manager, &bob.id).await.unwrap().len(), 1);
+    let denied = list_for(&manager, &admin.id).await;
+    assert_denied(denied, "edit_other_users");
+    assert_eq!(list_for(&admin, &bob.id).await.unwrap().len(), 1);
     // An unknown user simply has no tokens.
-    let unknown = list_for(
-        &mut client,
-        &admin,
-        "abcdefghijkmnopqrstuwxyz12",
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let unknown = list_for(&admin, "abcdefghijkmnopqrstuwxyz12")
+        .await
+        .unwrap();
     assert!(unknown.is_empty());
-    let malformed = list_for(&mut client, &admin, "bob", None, None).await;
-    assert_invalid(malformed.map(tonic::Response::new), "user_id", INVALID_URL);
+    let malformed = list_for(&admin, "bob").await;
+    assert_invalid(malformed, "user_id", INVALID_URL);
 
     // The system-wide list and search need manage_system.
-    let denied = list_all(&mut client, &manager, None, None).await;
-    assert_denied(denied.map(tonic::Response::new), "manage_system");
-    let denied = search(&mut client, &alice, &alice.username).await;
-    assert_denied(denied.map(tonic::Response::new), "manage_system");
-    assert_eq!(
-        list_all(&mut client, &admin, None, None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    let denied = srv.as_(&manager).list_all_tokens(None, None).await;
+    assert_denied(denied, "manage_system");
+    let denied = srv.as_(&alice).search_tokens(&alice.username).await;
+    assert_denied(denied, "manage_system");
+    let all = srv.as_(&admin).list_all_tokens(None, None).await.unwrap();
+    assert_eq!(all.user_access_tokens.len(), 2);
     srv.stop().await;
 }
 
@@ -803,40 +586,35 @@ async fn search_matches_token_id_user_id_or_username_exactly() {
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let alicia = srv.token_user("alicia").await;
-    let mut client = srv.client().await;
-    let (a1, _) = create(&mut client, &alice, "me").await;
-    let (a2, _) = create(&mut client, &alice, "me").await;
-    let (b1, _) = create(&mut client, &alicia, "me").await;
+    let (a1, _) = srv.as_(&alice).new_token("me").await;
+    let (a2, _) = srv.as_(&alice).new_token("me").await;
+    let (b1, _) = srv.as_(&alicia).new_token("me").await;
     let mut alices = vec![a1.clone(), a2.clone()];
     alices.sort();
+    let search = async |term: &str| {
+        srv.as_(&admin).search_tokens(term).await.map(|r| {
+            r.user_access_tokens
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        })
+    };
 
-    assert_eq!(
-        search(&mut client, &admin, &a1).await.unwrap(),
-        vec![a1.clone()]
-    );
-    assert_eq!(
-        search(&mut client, &admin, &alice.id).await.unwrap(),
-        alices
-    );
-    assert_eq!(search(&mut client, &admin, "alice").await.unwrap(), alices);
-    assert_eq!(
-        search(&mut client, &admin, "alicia").await.unwrap(),
-        vec![b1]
-    );
+    assert_eq!(search(&a1).await.unwrap(), vec![a1.clone()]);
+    assert_eq!(search(&alice.id).await.unwrap(), alices);
+    assert_eq!(search("alice").await.unwrap(), alices);
+    assert_eq!(search("alicia").await.unwrap(), vec![b1]);
     // Exact matching: no prefixes, no case folding, no wildcards.
     for term in ["ali", "ALICE", "ali%", "%", "_lice", &a1[..10]] {
         assert!(
-            search(&mut client, &admin, term).await.unwrap().is_empty(),
+            search(term).await.unwrap().is_empty(),
             "{term:?} must not match"
         );
     }
     // Backslashes are stripped before matching, as in Mattermost.
-    assert_eq!(
-        search(&mut client, &admin, "al\\ice").await.unwrap(),
-        alices
-    );
-    let empty = search(&mut client, &admin, "").await;
-    assert_invalid(empty.map(tonic::Response::new), "term", INVALID_BODY);
+    assert_eq!(search("al\\ice").await.unwrap(), alices);
+    let empty = search("").await;
+    assert_invalid(empty, "term", INVALID_BODY);
     srv.stop().await;
 }
 
@@ -847,35 +625,26 @@ async fn get_checks_read_permission_before_the_lookup_and_ownership_after() {
     let bob = srv.token_user("bob").await;
     let plain = srv.basic_user("plain").await;
     let admin = srv.admin("root").await;
-    let mut client = srv.client().await;
-    let (token_id, _) = create(&mut client, &bob, "me").await;
+    let (token_id, _) = srv.as_(&bob).new_token("me").await;
     let unknown = "abcdefghijkmnopqrstuwxyz12";
 
     assert_denied(
-        get(&mut client, &plain, unknown).await,
+        srv.as_(&plain).get_token(unknown).await,
         "read_user_access_token",
     );
     assert_error(
-        get(&mut client, &alice, unknown).await,
+        srv.as_(&alice).get_token(unknown).await,
         Code::NotFound,
         NOT_FOUND_TOKEN,
     );
     assert_denied(
-        get(&mut client, &alice, &token_id).await,
+        srv.as_(&alice).get_token(&token_id).await,
         "edit_other_users",
     );
-    assert_eq!(
-        get(&mut client, &admin, &token_id)
-            .await
-            .unwrap()
-            .into_inner()
-            .user_access_token
-            .unwrap()
-            .user_id,
-        bob.id
-    );
+    let read = srv.as_(&admin).get_token(&token_id).await.unwrap();
+    assert_eq!(read.user_access_token.unwrap().user_id, bob.id);
     assert_invalid(
-        get(&mut client, &admin, "short").await,
+        srv.as_(&admin).get_token("short").await,
         "token_id",
         INVALID_URL,
     );
@@ -886,50 +655,28 @@ async fn get_checks_read_permission_before_the_lookup_and_ownership_after() {
 async fn revoke_ends_the_token_and_its_session_before_the_call_returns() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, secret) = create(&mut client, &alice, "me").await;
-    get_me(&mut client, &secret).await.unwrap();
-    let sessions = client
-        .get_sessions(authed(
-            pb::GetSessionsRequest {
-                user_id: "me".into(),
-            },
-            &alice.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions;
+    let as_alice = srv.as_(&alice);
+    let (token_id, secret) = as_alice.new_token("me").await;
+    srv.as_(&secret).me().await.unwrap();
+    let sessions = as_alice.sessions_of("me").await;
     assert_eq!(
         sessions.len(),
         2,
         "login plus the session minted for the token"
     );
 
-    change(&mut client, &alice, Change::Revoke, &token_id)
-        .await
-        .unwrap();
-    assert_token_refused(&mut client, &secret).await;
+    as_alice.revoke_token(&token_id).await.unwrap();
+    assert_token_refused(&srv, &secret).await;
     assert_error(
-        get(&mut client, &alice, &token_id).await,
+        as_alice.get_token(&token_id).await,
         Code::NotFound,
         NOT_FOUND_TOKEN,
     );
-    let sessions = client
-        .get_sessions(authed(
-            pb::GetSessionsRequest {
-                user_id: "me".into(),
-            },
-            &alice.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions;
+    let sessions = as_alice.sessions_of("me").await;
     assert_eq!(sessions.len(), 1, "the minted session went with the token");
     // A second revoke finds nothing.
     assert_error(
-        change(&mut client, &alice, Change::Revoke, &token_id).await,
+        as_alice.revoke_token(&token_id).await,
         Code::NotFound,
         NOT_FOUND_TOKEN,
     );
@@ -940,47 +687,38 @@ async fn revoke_ends_the_token_and_its_session_before_the_call_returns() {
 async fn disable_and_enable_toggle_the_same_secret() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, secret) = create(&mut client, &alice, "me").await;
-    let login_only = own_session_ids(&mut client, &alice).await;
+    let as_alice = srv.as_(&alice);
+    let (token_id, secret) = as_alice.new_token("me").await;
+    let login_only = own_session_ids(&srv, &alice).await;
     assert_eq!(login_only.len(), 1);
-    get_me(&mut client, &secret).await.unwrap();
-    let with_minted = own_session_ids(&mut client, &alice).await;
+    srv.as_(&secret).me().await.unwrap();
+    let with_minted = own_session_ids(&srv, &alice).await;
     assert_eq!(
         with_minted.len(),
         2,
         "login plus the session minted for the token"
     );
 
-    change(&mut client, &alice, Change::Disable, &token_id)
-        .await
-        .unwrap();
+    as_alice.disable_token(&token_id).await.unwrap();
     assert_eq!(
-        own_session_ids(&mut client, &alice).await,
+        own_session_ids(&srv, &alice).await,
         login_only,
         "disable deleted the minted session, and only that one"
     );
-    assert_token_refused(&mut client, &secret).await;
-    let read = get(&mut client, &alice, &token_id)
-        .await
-        .unwrap()
-        .into_inner();
+    assert_token_refused(&srv, &secret).await;
+    let read = as_alice.get_token(&token_id).await.unwrap();
     assert!(!read.user_access_token.unwrap().is_active);
     // Idempotent.
-    change(&mut client, &alice, Change::Disable, &token_id)
-        .await
-        .unwrap();
+    as_alice.disable_token(&token_id).await.unwrap();
 
-    change(&mut client, &alice, Change::Enable, &token_id)
-        .await
-        .unwrap();
+    as_alice.enable_token(&token_id).await.unwrap();
     assert_eq!(
-        own_session_ids(&mut client, &alice).await,
+        own_session_ids(&srv, &alice).await,
         login_only,
         "enable mints nothing by itself"
     );
-    assert_eq!(get_me(&mut client, &secret).await.unwrap().id, alice.id);
-    let reminted = own_session_ids(&mut client, &alice).await;
+    assert_eq!(srv.as_(&secret).me().await.unwrap().id, alice.id);
+    let reminted = own_session_ids(&srv, &alice).await;
     assert_eq!(reminted.len(), 2, "the next use mints a new session");
     assert!(
         reminted
@@ -988,14 +726,9 @@ async fn disable_and_enable_toggle_the_same_secret() {
             .all(|id| !with_minted.contains(id) || login_only.contains(id)),
         "not the deleted one"
     );
-    let read = get(&mut client, &alice, &token_id)
-        .await
-        .unwrap()
-        .into_inner();
+    let read = as_alice.get_token(&token_id).await.unwrap();
     assert!(read.user_access_token.unwrap().is_active);
-    change(&mut client, &alice, Change::Enable, &token_id)
-        .await
-        .unwrap();
+    as_alice.enable_token(&token_id).await.unwrap();
     srv.stop().await;
 }
 
@@ -1009,62 +742,59 @@ async fn changes_check_ids_permissions_and_owners() {
         manager,
         admin,
     } = cast;
-    let mut client = srv.client().await;
-    let (bobs, bobs_secret) = create(&mut client, &bob, "me").await;
-    let (admins, _) = create(&mut client, &admin, "me").await;
+    let (bobs, bobs_secret) = srv.as_(&bob).new_token("me").await;
+    let (admins, _) = srv.as_(&admin).new_token("me").await;
+    let (as_alice, as_plain) = (srv.as_(&alice), srv.as_(&plain));
 
-    for what in [Change::Revoke, Change::Disable, Change::Enable] {
+    for what in [
+        TokenChange::Revoke,
+        TokenChange::Disable,
+        TokenChange::Enable,
+    ] {
         assert_invalid(
-            change(&mut client, &alice, what, "").await,
+            as_alice.change_token(what, "").await,
             "token_id",
             INVALID_BODY,
         );
         assert_invalid(
-            change(&mut client, &alice, what, "not a token id").await,
+            as_alice.change_token(what, "not a token id").await,
             "token_id",
             INVALID_BODY,
         );
         assert_error(
-            change(&mut client, &alice, what, "abcdefghijkmnopqrstuwxyz12").await,
+            as_alice
+                .change_token(what, "abcdefghijkmnopqrstuwxyz12")
+                .await,
             Code::NotFound,
             NOT_FOUND_TOKEN,
         );
+        assert_denied(as_alice.change_token(what, &bobs).await, "edit_other_users");
         assert_denied(
-            change(&mut client, &alice, what, &bobs).await,
-            "edit_other_users",
-        );
-        assert_denied(
-            change(&mut client, &manager, what, &admins).await,
+            srv.as_(&manager).change_token(what, &admins).await,
             "edit_other_users",
         );
     }
     // Revoke and disable need revoke_user_access_token; enable needs create_user_access_token.
     assert_denied(
-        change(&mut client, &plain, Change::Revoke, &bobs).await,
+        as_plain.revoke_token(&bobs).await,
         "revoke_user_access_token",
     );
     assert_denied(
-        change(&mut client, &plain, Change::Disable, &bobs).await,
+        as_plain.disable_token(&bobs).await,
         "revoke_user_access_token",
     );
     assert_denied(
-        change(&mut client, &plain, Change::Enable, &bobs).await,
+        as_plain.enable_token(&bobs).await,
         "create_user_access_token",
     );
     // Nothing above touched Bob's token.
-    assert_eq!(get_me(&mut client, &bobs_secret).await.unwrap().id, bob.id);
+    assert_eq!(srv.as_(&bobs_secret).me().await.unwrap().id, bob.id);
 
     // A manager acts on other users' tokens, an admin on anyone's.
-    change(&mut client, &manager, Change::Disable, &bobs)
-        .await
-        .unwrap();
-    change(&mut client, &admin, Change::Enable, &bobs)
-        .await
-        .unwrap();
-    change(&mut client, &admin, Change::Revoke, &bobs)
-        .await
-        .unwrap();
-    assert_token_refused(&mut client, &bobs_secret).await;
+    srv.as_(&manager).disable_token(&bobs).await.unwrap();
+    srv.as_(&admin).enable_token(&bobs).await.unwrap();
+    srv.as_(&admin).revoke_token(&bobs).await.unwrap();
+    assert_token_refused(&srv, &bobs_secret).await;
     srv.stop().await;
 }
 
@@ -1073,15 +803,14 @@ async fn a_deactivated_owner_cannot_use_or_manage_tokens() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, secret) = create(&mut client, &alice, "me").await;
-    get_me(&mut client, &secret).await.unwrap();
+    let (token_id, secret) = srv.as_(&alice).new_token("me").await;
+    srv.as_(&secret).me().await.unwrap();
 
-    set_user_active(&mut client, &admin, &alice.id, false).await;
-    assert_token_refused(&mut client, &secret).await;
-    assert_unauthenticated(get(&mut client, &alice, &token_id).await);
+    srv.as_(&admin).set_active(&alice.id, false).await;
+    assert_token_refused(&srv, &secret).await;
+    assert_unauthenticated(srv.as_(&alice).get_token(&token_id).await);
     // The token itself is still there for an admin to see or revoke.
-    get(&mut client, &admin, &token_id).await.unwrap();
+    srv.as_(&admin).get_token(&token_id).await.unwrap();
     srv.stop().await;
 }
 
@@ -1091,10 +820,9 @@ async fn a_deactivated_owner_cannot_use_or_manage_tokens() {
 async fn the_secret_is_never_written_to_disk_in_plaintext() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, secret) = create(&mut client, &alice, "me").await;
+    let (token_id, secret) = srv.as_(&alice).new_token("me").await;
     // Use it, so the minted session is written too.
-    get_me(&mut client, &secret).await.unwrap();
+    srv.as_(&secret).me().await.unwrap();
 
     let url = srv
         .config

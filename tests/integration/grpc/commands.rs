@@ -11,14 +11,6 @@ use token_service::{
 
 use crate::common::*;
 
-fn member(team_id: &str, user_id: &str, roles: &[&str]) -> pb::AddTeamMemberRequest {
-    pb::AddTeamMemberRequest {
-        team_id: team_id.to_owned(),
-        user_id: user_id.to_owned(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-    }
-}
-
 fn command(team_id: &str, trigger: &str) -> pb::CreateCommandRequest {
     pb::CreateCommandRequest {
         team_id: team_id.to_owned(),
@@ -26,19 +18,6 @@ fn command(team_id: &str, trigger: &str) -> pb::CreateCommandRequest {
         url: "https://hooks.example.com/deploy".to_owned(),
         display_name: "Deploy".to_owned(),
         ..Default::default()
-    }
-}
-
-fn regen(command_id: &str) -> pb::RegenCommandTokenRequest {
-    pb::RegenCommandTokenRequest {
-        command_id: command_id.to_owned(),
-    }
-}
-
-fn verify(command_id: &str, token: &str) -> pb::VerifyCommandTokenRequest {
-    pb::VerifyCommandTokenRequest {
-        command_id: command_id.to_owned(),
-        token: token.to_owned(),
     }
 }
 
@@ -50,7 +29,7 @@ struct Team {
     team_user: Actor,
 }
 
-async fn team(srv: &TestServer, client: &mut Client) -> Team {
+async fn team(srv: &TestServer) -> Team {
     let id = new_id();
     let sysadmin = srv.admin("root").await;
     let team_admin = srv.basic_user("carol").await;
@@ -59,8 +38,8 @@ async fn team(srv: &TestServer, client: &mut Client) -> Team {
         (&team_admin, &["team_user", "team_admin"][..]),
         (&team_user, &["team_user"][..]),
     ] {
-        client
-            .add_team_member(authed(member(&id, &user.id, roles), &sysadmin.token))
+        srv.as_(&sysadmin)
+            .add_team_member(&id, &user.id, roles)
             .await
             .unwrap();
     }
@@ -72,70 +51,51 @@ async fn team(srv: &TestServer, client: &mut Client) -> Team {
     }
 }
 
-async fn create(
-    client: &mut Client,
-    token: &str,
-    req: pb::CreateCommandRequest,
-) -> pb::CreateCommandResponse {
-    client
-        .create_command(authed(req, token))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn team_memberships_are_managed_by_system_managers() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
     let team_id = new_id();
     assert_denied(
-        client
-            .add_team_member(authed(member(&team_id, &alice.id, &[]), &alice.token))
+        srv.as_(&alice)
+            .add_team_member(&team_id, &alice.id, &[])
             .await,
         "manage_system",
     );
-    let added = client
-        .add_team_member(authed(member(&team_id, &alice.id, &[]), &admin.token))
+    let added = srv
+        .as_(&admin)
+        .add_team_member(&team_id, &alice.id, &[])
         .await
         .unwrap()
-        .into_inner()
         .team_member
         .unwrap();
     assert_eq!(added.roles, vec!["team_user"]);
-    let promoted = client
-        .add_team_member(authed(
-            member(&team_id, &alice.id, &["team_user team_admin"]),
-            &admin.token,
-        ))
+    let promoted = srv
+        .as_(&admin)
+        .add_team_member(&team_id, &alice.id, &["team_user team_admin"])
         .await
         .unwrap()
-        .into_inner()
         .team_member
         .unwrap();
     assert_eq!(promoted.roles, vec!["team_user", "team_admin"]);
     assert_invalid(
-        client
-            .add_team_member(authed(
-                member(&team_id, &alice.id, &["system_admin"]),
-                &admin.token,
-            ))
+        srv.as_(&admin)
+            .add_team_member(&team_id, &alice.id, &["system_admin"])
             .await,
         "roles",
         "model.user.is_valid.roles.app_error",
     );
     assert_invalid(
-        client
-            .add_team_member(authed(member("junk", &alice.id, &[]), &admin.token))
+        srv.as_(&admin)
+            .add_team_member("junk", &alice.id, &[])
             .await,
         "team_id",
         "api.context.invalid_url_param.app_error",
     );
     assert_error(
-        client
-            .add_team_member(authed(member(&team_id, &new_id(), &[]), &admin.token))
+        srv.as_(&admin)
+            .add_team_member(&team_id, &new_id(), &[])
             .await,
         tonic::Code::NotFound,
         "app.user.missing_account.const",
@@ -146,33 +106,28 @@ async fn team_memberships_are_managed_by_system_managers() {
 #[tokio::test]
 async fn creating_a_command_needs_the_team_permission() {
     let srv = TestServer::start().await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
+    let t = team(&srv).await;
     assert_denied(
-        client
-            .create_command(authed(command(&t.id, "deploy"), &t.team_user.token))
+        srv.as_(&t.team_user)
+            .create_command(command(&t.id, "deploy"))
             .await,
         "manage_own_slash_commands",
     );
     let outsider_team = new_id();
     assert_denied(
-        client
-            .create_command(authed(
-                command(&outsider_team, "deploy"),
-                &t.team_admin.token,
-            ))
+        srv.as_(&t.team_admin)
+            .create_command(command(&outsider_team, "deploy"))
             .await,
         "manage_own_slash_commands",
     );
-    let created = create(
-        &mut client,
-        &t.team_admin.token,
-        pb::CreateCommandRequest {
+    let created = srv
+        .as_(&t.team_admin)
+        .create_command(pb::CreateCommandRequest {
             trigger: "Deploy".into(),
             ..command(&t.id, "")
-        },
-    )
-    .await;
+        })
+        .await
+        .unwrap();
     assert_eq!(created.token.len(), 26);
     let cmd = created.command.unwrap();
     assert_eq!(cmd.trigger, "deploy");
@@ -182,16 +137,21 @@ async fn creating_a_command_needs_the_team_permission() {
     assert!(cmd.delete_at.is_none());
     assert!(!format!("{cmd:?}").contains(&created.token));
     // A system admin needs no membership.
-    create(&mut client, &t.sysadmin.token, command(&t.id, "status")).await;
+    srv.as_(&t.sysadmin)
+        .create_command(command(&t.id, "status"))
+        .await
+        .unwrap();
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn command_fields_are_validated_and_triggers_are_unique_per_team() {
     let srv = TestServer::start().await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
-    create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let t = team(&srv).await;
+    srv.as_(&t.team_admin)
+        .create_command(command(&t.id, "deploy"))
+        .await
+        .unwrap();
     let cases = [
         (
             command(&t.id, "deploy"),
@@ -253,16 +213,17 @@ async fn command_fields_are_validated_and_triggers_are_unique_per_team() {
     ];
     for (request, field, id) in cases {
         assert_invalid(
-            client
-                .create_command(authed(request, &t.team_admin.token))
-                .await,
+            srv.as_(&t.team_admin).create_command(request).await,
             field,
             id,
         );
     }
     // Another team may reuse the trigger.
     let other = new_id();
-    create(&mut client, &t.sysadmin.token, command(&other, "deploy")).await;
+    srv.as_(&t.sysadmin)
+        .create_command(command(&other, "deploy"))
+        .await
+        .unwrap();
     srv.stop().await;
 }
 
@@ -273,40 +234,37 @@ async fn regenerating_a_token_follows_mattermost_and_hides_commands_from_the_unp
             .insert("own_commands".into(), vec!["manage_slash_commands".into()]);
     })
     .await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
-    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let t = team(&srv).await;
+    let created = srv
+        .as_(&t.team_admin)
+        .create_command(command(&t.id, "deploy"))
+        .await
+        .unwrap();
     let id = created.command.unwrap().id;
 
     // The admin regenerates: 200, a different token.
-    let by_admin = client
-        .regen_command_token(authed(regen(&id), &t.sysadmin.token))
+    let by_admin = srv
+        .as_(&t.sysadmin)
+        .regen_command_token(&id)
         .await
         .unwrap()
-        .into_inner()
         .token;
     assert_eq!(by_admin.len(), 26);
     assert_ne!(by_admin, created.token);
 
     // A plain team member: 404 hiding existence, exactly as for a missing command.
     assert_error(
-        client
-            .regen_command_token(authed(regen(&id), &t.team_user.token))
-            .await,
+        srv.as_(&t.team_user).regen_command_token(&id).await,
         tonic::Code::NotFound,
         "store.sql_command.save.get.app_error",
     );
     assert_error(
-        client
-            .regen_command_token(authed(regen(&new_id()), &t.team_admin.token))
-            .await,
+        srv.as_(&t.team_admin).regen_command_token(&new_id()).await,
         tonic::Code::NotFound,
         "store.sql_command.save.get.app_error",
     );
     assert_invalid(
-        client
-            .regen_command_token(authed(regen("123"), &t.team_admin.token))
-            .await,
+        srv.as_(&t.team_admin).regen_command_token("123").await,
         "command_id",
         "api.context.invalid_url_param.app_error",
     );
@@ -314,28 +272,27 @@ async fn regenerating_a_token_follows_mattermost_and_hides_commands_from_the_unp
     // A member who may manage only their own commands (legacy permission name) is refused
     // someone else's command with 403.
     let eve = srv.basic_user("eve").await;
-    client
-        .add_team_member(authed(
-            member(&t.id, &eve.id, &["team_user", "own_commands"]),
-            &t.sysadmin.token,
-        ))
+    srv.as_(&t.sysadmin)
+        .add_team_member(&t.id, &eve.id, &["team_user", "own_commands"])
         .await
         .unwrap();
     assert_denied(
-        client
-            .regen_command_token(authed(regen(&id), &eve.token))
-            .await,
+        srv.as_(&eve).regen_command_token(&id).await,
         "manage_others_slash_commands",
     );
-    let own = create(&mut client, &eve.token, command(&t.id, "eves")).await;
-    client
-        .regen_command_token(authed(regen(&own.command.unwrap().id), &eve.token))
+    let own = srv
+        .as_(&eve)
+        .create_command(command(&t.id, "eves"))
+        .await
+        .unwrap();
+    srv.as_(&eve)
+        .regen_command_token(&own.command.unwrap().id)
         .await
         .unwrap();
 
     // The creator regenerates their own.
-    client
-        .regen_command_token(authed(regen(&id), &t.team_admin.token))
+    srv.as_(&t.team_admin)
+        .regen_command_token(&id)
         .await
         .unwrap();
     srv.stop().await;
@@ -344,65 +301,47 @@ async fn regenerating_a_token_follows_mattermost_and_hides_commands_from_the_unp
 #[tokio::test]
 async fn a_receiver_verifies_the_current_token_only() {
     let srv = TestServer::start().await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
+    let t = team(&srv).await;
     let receiver = srv
         .user("receiver", &["system_user", "system_token_introspector"])
         .await;
-    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let created = srv
+        .as_(&t.team_admin)
+        .create_command(command(&t.id, "deploy"))
+        .await
+        .unwrap();
     let id = created.command.unwrap().id;
-    let check = |token: String| verify(&id, &token);
-    let valid = |r: tonic::Response<pb::VerifyCommandTokenResponse>| r.into_inner().valid;
-
-    assert!(valid(
-        client
-            .verify_command_token(authed(check(created.token.clone()), &receiver.token))
+    let as_receiver = srv.as_(&receiver);
+    let valid = async |command_id: &str, token: &str| {
+        as_receiver
+            .verify_command_token(command_id, token)
             .await
             .unwrap()
-    ));
+            .valid
+    };
+
+    assert!(valid(&id, &created.token).await);
     assert_denied(
-        client
-            .verify_command_token(authed(check(created.token.clone()), &t.team_admin.token))
+        srv.as_(&t.team_admin)
+            .verify_command_token(&id, &created.token)
             .await,
         "introspect_token",
     );
-    let fresh = client
-        .regen_command_token(authed(regen(&id), &t.team_admin.token))
+    let fresh = srv
+        .as_(&t.team_admin)
+        .regen_command_token(&id)
         .await
         .unwrap()
-        .into_inner()
         .token;
     assert!(
-        !valid(
-            client
-                .verify_command_token(authed(check(created.token.clone()), &receiver.token))
-                .await
-                .unwrap()
-        ),
+        !valid(&id, &created.token).await,
         "old token invalid at once"
     );
-    assert!(valid(
-        client
-            .verify_command_token(authed(check(fresh.clone()), &receiver.token))
-            .await
-            .unwrap()
-    ));
-    assert!(!valid(
-        client
-            .verify_command_token(authed(check("x".into()), &receiver.token))
-            .await
-            .unwrap()
-    ));
-    assert!(!valid(
-        client
-            .verify_command_token(authed(verify(&new_id(), &fresh), &receiver.token))
-            .await
-            .unwrap()
-    ));
+    assert!(valid(&id, &fresh).await);
+    assert!(!valid(&id, "x").await);
+    assert!(!valid(&new_id(), &fresh).await);
     assert_invalid(
-        client
-            .verify_command_token(authed(check(String::new()), &receiver.token))
-            .await,
+        srv.as_(&receiver).verify_command_token(&id, "").await,
         "token",
         "api.context.invalid_body_param.app_error",
     );
@@ -412,19 +351,16 @@ async fn a_receiver_verifies_the_current_token_only() {
 #[tokio::test]
 async fn disabled_commands_are_unimplemented_to_create_and_hidden_to_regenerate() {
     let srv = TestServer::start_with(|c| c.enable_commands = false).await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
+    let t = team(&srv).await;
     assert_error(
-        client
-            .create_command(authed(command(&t.id, "deploy"), &t.sysadmin.token))
+        srv.as_(&t.sysadmin)
+            .create_command(command(&t.id, "deploy"))
             .await,
         tonic::Code::Unimplemented,
         "api.command.disabled.app_error",
     );
     assert_error(
-        client
-            .regen_command_token(authed(regen(&new_id()), &t.sysadmin.token))
-            .await,
+        srv.as_(&t.sysadmin).regen_command_token(&new_id()).await,
         tonic::Code::NotFound,
         "store.sql_command.save.get.app_error",
     );
@@ -457,9 +393,12 @@ async fn stored_ciphertext(srv: &TestServer, command_id: &str) -> String {
 #[tokio::test]
 async fn command_tokens_are_encrypted_at_rest() {
     let srv = TestServer::start().await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
-    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let t = team(&srv).await;
+    let created = srv
+        .as_(&t.team_admin)
+        .create_command(command(&t.id, "deploy"))
+        .await
+        .unwrap();
     let id = created.command.unwrap().id;
     let stored = stored_ciphertext(&srv, &id).await;
     assert!(stored.starts_with("server."), "{stored}");
@@ -494,9 +433,12 @@ async fn rotating_the_command_key_keeps_old_tokens_valid_and_encrypts_new_ones_w
         c.command_tokens.current_key = Some("k1".into());
     })
     .await;
-    let mut client = srv.client().await;
-    let t = team(&srv, &mut client).await;
-    let created = create(&mut client, &t.team_admin.token, command(&t.id, "deploy")).await;
+    let t = team(&srv).await;
+    let created = srv
+        .as_(&t.team_admin)
+        .create_command(command(&t.id, "deploy"))
+        .await
+        .unwrap();
     let id = created.command.unwrap().id;
     assert!(stored_ciphertext(&srv, &id).await.starts_with("k1."));
 

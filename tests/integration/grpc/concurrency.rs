@@ -5,65 +5,41 @@
 
 use std::collections::BTreeSet;
 
-use token_service::{
-    domain::{
-        caller::Caller,
-        sessions::{self, MAX_SESSIONS_PER_USER, NewSession},
-    },
-    pb,
+use token_service::domain::{
+    caller::Caller,
+    sessions::{self, MAX_SESSIONS_PER_USER, NewSession},
 };
 
 use crate::common::*;
-
-async fn sessions_of(client: &mut Client, user_id: &str, admin: &Actor) -> Vec<pb::Session> {
-    client
-        .get_sessions(authed(
-            pb::GetSessionsRequest {
-                user_id: user_id.to_owned(),
-            },
-            &admin.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions
-}
 
 #[tokio::test]
 async fn revoke_racing_first_uses_leaves_no_token_and_no_session() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
+    let client = srv.client().await;
     for _ in 0..5 {
-        let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+        let (token_id, secret) = client.as_(&alice).new_token("me").await;
         // Many first uses (each may try to mint the session) race one revoke.
         let mut users = Vec::new();
         for _ in 0..16 {
-            let mut c = client.clone();
-            let secret = secret.clone();
+            let user = client.as_(&secret);
             users.push(tokio::spawn(async move {
                 for _ in 0..5 {
-                    let _ = c.get_me(authed(pb::GetMeRequest {}, &secret)).await;
+                    let _ = user.get_me().await;
                 }
             }));
         }
-        client
-            .revoke_user_access_token(authed(
-                pb::RevokeUserAccessTokenRequest { token_id },
-                &admin.token,
-            ))
-            .await
-            .unwrap();
+        client.as_(&admin).revoke_token(&token_id).await.unwrap();
         // From the moment revoke returned, the secret is refused, even while uses go on.
-        assert_token_refused(&mut client, &secret).await;
+        assert_token_refused(&client, &secret).await;
         for u in users {
             u.await.unwrap();
         }
-        assert_token_refused(&mut client, &secret).await;
+        assert_token_refused(&client, &secret).await;
     }
     // No session minted for a revoked token survived: only the login session is left.
-    let left = sessions_of(&mut client, &alice.id, &admin).await;
+    let left = client.as_(&admin).sessions_of(&alice.id).await;
     assert_eq!(left.len(), 1, "{left:#?}");
     assert!(!left[0].props.contains_key("user_access_token_id"));
     srv.stop().await;
@@ -73,31 +49,20 @@ async fn revoke_racing_first_uses_leaves_no_token_and_no_session() {
 async fn disable_racing_enable_ends_consistent() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, secret) = create_own_pat(&mut client, &alice).await;
+    let client = srv.client().await;
+    let (token_id, secret) = client.as_(&alice).new_token("me").await;
     let mut tasks = Vec::new();
     for i in 0..24 {
-        let mut c = client.clone();
+        let (owner, user) = (client.as_(&alice), client.as_(&secret));
         let token_id = token_id.clone();
-        let token = alice.token.clone();
-        let secret = secret.clone();
         tasks.push(tokio::spawn(async move {
-            if i % 2 == 0 {
-                c.disable_user_access_token(authed(
-                    pb::DisableUserAccessTokenRequest { token_id },
-                    &token,
-                ))
-                .await
-                .unwrap();
+            let what = if i % 2 == 0 {
+                TokenChange::Disable
             } else {
-                c.enable_user_access_token(authed(
-                    pb::EnableUserAccessTokenRequest { token_id },
-                    &token,
-                ))
-                .await
-                .unwrap();
-            }
-            let _ = c.get_me(authed(pb::GetMeRequest {}, &secret)).await;
+                TokenChange::Enable
+            };
+            owner.change_token(what, &token_id).await.unwrap();
+            let _ = user.get_me().await;
         }));
     }
     for t in tasks {
@@ -105,31 +70,17 @@ async fn disable_racing_enable_ends_consistent() {
     }
     // Whatever order they ran in, the stored state and authentication agree.
     let stored = client
-        .get_user_access_token(authed(
-            pb::GetUserAccessTokenRequest {
-                token_id: token_id.clone(),
-            },
-            &alice.token,
-        ))
+        .as_(&alice)
+        .get_token(&token_id)
         .await
         .unwrap()
-        .into_inner()
         .user_access_token
         .unwrap();
-    let works = client
-        .get_me(authed(pb::GetMeRequest {}, &secret))
-        .await
-        .is_ok();
+    let works = client.as_(&secret).get_me().await.is_ok();
     assert_eq!(works, stored.is_active);
     // And a final disable holds.
-    client
-        .disable_user_access_token(authed(
-            pb::DisableUserAccessTokenRequest { token_id },
-            &alice.token,
-        ))
-        .await
-        .unwrap();
-    assert_token_refused(&mut client, &secret).await;
+    client.as_(&alice).disable_token(&token_id).await.unwrap();
+    assert_token_refused(&client, &secret).await;
     srv.stop().await;
 }
 
@@ -140,11 +91,8 @@ async fn many_concurrent_creates_for_one_user_all_land() {
     let client = srv.client().await;
     let mut tasks = Vec::new();
     for _ in 0..40 {
-        let mut c = client.clone();
-        let alice = alice.clone();
-        tasks.push(tokio::spawn(
-            async move { create_own_pat(&mut c, &alice).await },
-        ));
+        let owner = client.as_(&alice);
+        tasks.push(tokio::spawn(async move { owner.new_token("me").await }));
     }
     let mut ids = BTreeSet::new();
     let mut secrets = BTreeSet::new();
@@ -154,30 +102,19 @@ async fn many_concurrent_creates_for_one_user_all_land() {
         secrets.insert(secret);
     }
     assert_eq!((ids.len(), secrets.len()), (40, 40));
-    let mut client = client;
     let listed: BTreeSet<String> = client
-        .get_user_access_tokens_for_user(authed(
-            pb::GetUserAccessTokensForUserRequest {
-                user_id: "me".into(),
-                page: None,
-                per_page: Some(200),
-            },
-            &alice.token,
-        ))
+        .as_(&alice)
+        .list_tokens_for_page("me", None, Some(200))
         .await
         .unwrap()
-        .into_inner()
         .user_access_tokens
         .into_iter()
         .map(|t| t.id)
         .collect();
     assert_eq!(listed, ids);
     for secret in &secrets {
-        let me = client
-            .get_me(authed(pb::GetMeRequest {}, secret))
-            .await
-            .unwrap();
-        assert_eq!(me.into_inner().user.unwrap().id, alice.id);
+        let me = client.as_(secret).me().await.unwrap();
+        assert_eq!(me.id, alice.id);
     }
     srv.stop().await;
 }
@@ -202,7 +139,7 @@ async fn the_session_cap_holds_under_concurrent_logins() {
         old.push((session.id.to_string(), session.last_activity_at));
     }
     let client = srv.client().await;
-    let mut listed = sessions_of(&mut client.clone(), &alice.id, &admin).await;
+    let mut listed = client.as_(&admin).sessions_of(&alice.id).await;
     let fixture = listed
         .iter()
         .position(|s| old.iter().all(|(id, _)| *id != s.id))
@@ -218,31 +155,19 @@ async fn the_session_cap_holds_under_concurrent_logins() {
     );
     assert_eq!(old.len() as u64, MAX_SESSIONS_PER_USER - 20);
     // The logins below are strictly more recent than every existing session.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    srv.advance(std::time::Duration::from_millis(5));
     let mut tasks = Vec::new();
     for _ in 0..40 {
-        let mut c = client.clone();
-        let admin = admin.clone();
-        let user_id = alice.id.clone();
-        tasks.push(tokio::spawn(async move {
-            c.create_session(authed(
-                pb::CreateSessionRequest {
-                    user_id,
-                    ..Default::default()
-                },
-                &admin.token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-        }));
+        let (as_admin, user_id) = (client.as_(&admin), alice.id.clone());
+        tasks.push(tokio::spawn(async move { as_admin.login(&user_id).await }));
     }
     let mut created = Vec::new();
     for t in tasks {
         created.push(t.await.unwrap());
     }
-    let mut client = client;
-    let left: BTreeSet<String> = sessions_of(&mut client, &alice.id, &admin)
+    let left: BTreeSet<String> = client
+        .as_(&admin)
+        .sessions_of(&alice.id)
         .await
         .into_iter()
         .map(|s| s.id)
@@ -265,7 +190,8 @@ async fn the_session_cap_holds_under_concurrent_logins() {
     // And the new logins work.
     for login in &created {
         client
-            .get_me(authed(pb::GetMeRequest {}, &login.token))
+            .as_(&login.token)
+            .get_me()
             .await
             .expect("a new login authenticates");
     }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use token_service::pb;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -70,25 +69,12 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
         return;
     };
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    client
-        .get_me(authed(pb::GetMeRequest {}, &alice.token))
-        .await
-        .unwrap();
+    let as_alice = srv.client().await.as_(&alice);
+    as_alice.get_me().await.unwrap();
 
     proxy.cut();
     // Calls that need the database fail at once.
-    let status = client
-        .get_user_access_tokens_for_user(authed(
-            pb::GetUserAccessTokensForUserRequest {
-                user_id: alice.id.clone(),
-                page: None,
-                per_page: None,
-            },
-            &alice.token,
-        ))
-        .await
-        .unwrap_err();
+    let status = as_alice.list_tokens_for(&alice.id).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // The REST shim answers 503 with a Mattermost-style error body.
     let rest = reqwest::Client::new()
@@ -105,10 +91,7 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
     // cannot read the log (well under a second); from then on the cache is bypassed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let status = loop {
-        match client
-            .get_me(authed(pb::GetMeRequest {}, &alice.token))
-            .await
-        {
+        match as_alice.get_me().await {
             Err(status) => break status,
             Ok(_) => {
                 assert!(
@@ -141,10 +124,7 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
     proxy.restore();
     let mut recovered = false;
     for _ in 0..100 {
-        if client
-            .get_me(authed(pb::GetMeRequest {}, &alice.token))
-            .await
-            .is_ok()
+        if as_alice.get_me().await.is_ok()
             && health_status(srv.channel().await).await == ServingStatus::Serving as i32
         {
             recovered = true;
@@ -163,24 +143,13 @@ async fn a_database_that_stops_answering_holds_no_caller_past_the_request_timeou
         return;
     };
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let list = pb::GetUserAccessTokensForUserRequest {
-        user_id: alice.id.clone(),
-        page: None,
-        per_page: None,
-    };
-    client
-        .get_user_access_tokens_for_user(authed(list.clone(), &alice.token))
-        .await
-        .unwrap();
+    let as_alice = srv.client().await.as_(&alice);
+    as_alice.list_tokens_for(&alice.id).await.unwrap();
 
     // Packets stop; no connection closes.
     proxy.stall();
     let started = std::time::Instant::now();
-    let status = client
-        .get_user_access_tokens_for_user(authed(list.clone(), &alice.token))
-        .await
-        .unwrap_err();
+    let status = as_alice.list_tokens_for(&alice.id).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(error_id(&status), "token_service.database_unavailable");
     assert!(
@@ -207,11 +176,7 @@ async fn a_database_that_stops_answering_holds_no_caller_past_the_request_timeou
     // Packets flow again: service resumes by itself.
     proxy.resume();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while client
-        .get_user_access_tokens_for_user(authed(list.clone(), &alice.token))
-        .await
-        .is_err()
-    {
+    while as_alice.list_tokens_for(&alice.id).await.is_err() {
         assert!(std::time::Instant::now() < deadline, "no recovery");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

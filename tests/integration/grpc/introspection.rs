@@ -5,25 +5,12 @@ use token_service::pb;
 
 use crate::common::*;
 
-fn introspect(token: &str) -> pb::IntrospectTokenRequest {
-    pb::IntrospectTokenRequest {
-        token: token.to_owned(),
-    }
-}
-
-async fn create_pat(client: &mut Client, owner: &Actor) -> pb::CreateUserAccessTokenResponse {
-    client
-        .create_user_access_token(authed(
-            pb::CreateUserAccessTokenRequest {
-                user_id: "me".into(),
-                description: "introspection test".into(),
-                expires_at: None,
-            },
-            &owner.token,
-        ))
+/// A personal access token of `owner`'s, made by `owner`.
+async fn create_pat(srv: &TestServer, owner: &Actor) -> pb::CreateUserAccessTokenResponse {
+    srv.as_(owner)
+        .create_token("me", "introspection test")
         .await
         .unwrap()
-        .into_inner()
 }
 
 async fn session_rows(srv: &TestServer, user_id: &str) -> i64 {
@@ -54,11 +41,8 @@ async fn session_rows(srv: &TestServer, user_id: &str) -> i64 {
 async fn ordinary_users_may_not_introspect() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
     assert_denied(
-        client
-            .introspect_token(authed(introspect(&alice.token), &alice.token))
-            .await,
+        srv.as_(&alice).introspect(&alice.token).await,
         "introspect_token",
     );
     srv.stop().await;
@@ -71,12 +55,7 @@ async fn the_introspector_role_describes_a_session_token() {
         .user("gateway", &["system_user", "system_token_introspector"])
         .await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let answer = client
-        .introspect_token(authed(introspect(&alice.token), &svc.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = srv.as_(&svc).introspect(&alice.token).await.unwrap();
     assert!(answer.active);
     assert_eq!(answer.user_id, alice.id);
     assert_eq!(answer.username, "alice");
@@ -94,8 +73,7 @@ async fn a_personal_access_token_is_minted_a_session_once_then_only_read() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let tina = srv.token_user("tina").await;
-    let mut client = srv.client().await;
-    let pat = create_pat(&mut client, &tina).await;
+    let pat = create_pat(&srv, &tina).await;
     let token_id = pat.user_access_token.as_ref().unwrap().id.clone();
     assert_eq!(
         session_rows(&srv, &tina.id).await,
@@ -103,11 +81,7 @@ async fn a_personal_access_token_is_minted_a_session_once_then_only_read() {
         "only the login session"
     );
 
-    let first = client
-        .introspect_token(authed(introspect(&pat.token), &admin.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = srv.as_(&admin).introspect(&pat.token).await.unwrap();
     assert!(first.active);
     assert_eq!(first.kind, pb::TokenKind::PersonalAccessToken as i32);
     assert_eq!(first.token_id, token_id);
@@ -116,20 +90,12 @@ async fn a_personal_access_token_is_minted_a_session_once_then_only_read() {
     assert_eq!(session_rows(&srv, &tina.id).await, 2, "one session minted");
 
     for _ in 0..5 {
-        let again = client
-            .introspect_token(authed(introspect(&pat.token), &admin.token))
-            .await
-            .unwrap()
-            .into_inner();
+        let again = srv.as_(&admin).introspect(&pat.token).await.unwrap();
         assert_eq!(again.session_id, first.session_id);
     }
     // Using the PAT as a credential reads the same session too.
-    let me = client
-        .get_me(authed(pb::GetMeRequest {}, &pat.token))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(me.user.unwrap().id, tina.id);
+    let me = srv.as_(&pat.token).me().await.unwrap();
+    assert_eq!(me.id, tina.id);
     assert_eq!(session_rows(&srv, &tina.id).await, 2, "no further writes");
     srv.stop().await;
 }
@@ -139,25 +105,15 @@ async fn unknown_revoked_disabled_and_garbage_tokens_are_inactive_not_errors() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let tina = srv.token_user("tina").await;
-    let mut client = srv.client().await;
-    let revoked = create_pat(&mut client, &tina).await;
-    let disabled = create_pat(&mut client, &tina).await;
-    client
-        .revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest {
-                token_id: revoked.user_access_token.unwrap().id,
-            },
-            &tina.token,
-        ))
+    let revoked = create_pat(&srv, &tina).await;
+    let disabled = create_pat(&srv, &tina).await;
+    let as_tina = srv.as_(&tina);
+    as_tina
+        .revoke_token(&revoked.user_access_token.unwrap().id)
         .await
         .unwrap();
-    client
-        .disable_user_access_token(authed(
-            pb::DisableUserAccessTokenRequest {
-                token_id: disabled.user_access_token.unwrap().id,
-            },
-            &tina.token,
-        ))
+    as_tina
+        .disable_token(&disabled.user_access_token.unwrap().id)
         .await
         .unwrap();
     let unknown = token_service::domain::ids::new_id();
@@ -169,11 +125,7 @@ async fn unknown_revoked_disabled_and_garbage_tokens_are_inactive_not_errors() {
         "x'; DROP TABLE users; --",
         &"a".repeat(10_000),
     ] {
-        let answer = client
-            .introspect_token(authed(introspect(token), &admin.token))
-            .await
-            .unwrap()
-            .into_inner();
+        let answer = srv.as_(&admin).introspect(token).await.unwrap();
         assert_eq!(
             answer,
             pb::IntrospectTokenResponse::default(),
@@ -187,11 +139,8 @@ async fn unknown_revoked_disabled_and_garbage_tokens_are_inactive_not_errors() {
 async fn an_empty_token_is_an_invalid_argument() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
-    let mut client = srv.client().await;
     assert_invalid(
-        client
-            .introspect_token(authed(introspect(""), &admin.token))
-            .await,
+        srv.as_(&admin).introspect("").await,
         "token",
         "api.context.invalid_body_param.app_error",
     );
@@ -203,42 +152,21 @@ async fn deactivation_and_role_changes_show_at_once() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    client
-        .update_user_roles(authed(
-            pb::UpdateUserRolesRequest {
-                user_id: alice.id.clone(),
-                roles: vec!["system_user".into(), "system_user_access_token".into()],
-            },
-            &admin.token,
-        ))
+    srv.as_(&admin)
+        .update_user_roles(&alice.id, &["system_user", "system_user_access_token"])
         .await
         .unwrap();
-    let answer = client
-        .introspect_token(authed(introspect(&alice.token), &admin.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = srv.as_(&admin).introspect(&alice.token).await.unwrap();
     assert_eq!(
         answer.roles,
         vec!["system_user", "system_user_access_token"]
     );
 
-    client
-        .update_user_active(authed(
-            pb::UpdateUserActiveRequest {
-                user_id: alice.id.clone(),
-                active: false,
-            },
-            &admin.token,
-        ))
+    srv.as_(&admin)
+        .update_user_active(&alice.id, false)
         .await
         .unwrap();
-    let answer = client
-        .introspect_token(authed(introspect(&alice.token), &admin.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = srv.as_(&admin).introspect(&alice.token).await.unwrap();
     assert!(!answer.active);
     srv.stop().await;
 }
@@ -249,24 +177,8 @@ async fn a_bot_token_reports_the_bot() {
     let admin = srv.admin("root").await;
     let owner = srv.basic_user("owner").await;
     let bot = srv.bot("helper-bot", Some(&owner)).await;
-    let mut client = srv.client().await;
-    let pat = client
-        .create_user_access_token(authed(
-            pb::CreateUserAccessTokenRequest {
-                user_id: bot.id.clone(),
-                description: "bot".into(),
-                expires_at: None,
-            },
-            &admin.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let answer = client
-        .introspect_token(authed(introspect(&pat.token), &admin.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let pat = srv.as_(&admin).create_token(&bot.id, "bot").await.unwrap();
+    let answer = srv.as_(&admin).introspect(&pat.token).await.unwrap();
     assert!(answer.active && answer.is_bot);
     assert_eq!(answer.user_id, bot.id);
     srv.stop().await;
@@ -277,16 +189,8 @@ async fn repeated_checks_are_answered_from_the_cache() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (_, secret) = create_own_pat(&mut client, &alice).await;
-    let introspect = || {
-        authed(
-            pb::IntrospectTokenRequest {
-                token: secret.clone(),
-            },
-            &admin.token,
-        )
-    };
+    let (_, secret) = srv.as_(&alice).new_token("me").await;
+    let as_admin = srv.as_(&admin);
     // Wait until the revocation feed has started and the cache is trusted.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
     while !srv.cache_stats().trusted {
@@ -296,28 +200,41 @@ async fn repeated_checks_are_answered_from_the_cache() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(
-        client
-            .introspect_token(introspect())
-            .await
-            .unwrap()
-            .into_inner()
-            .active
-    );
+    assert!(as_admin.introspect(&secret).await.unwrap().active);
     let before = srv.cache_stats();
     for _ in 0..10 {
-        assert!(
-            client
-                .introspect_token(introspect())
-                .await
-                .unwrap()
-                .into_inner()
-                .active
-        );
+        assert!(as_admin.introspect(&secret).await.unwrap().active);
     }
     let after = srv.cache_stats();
     // Each call checks two tokens (the caller's and the introspected one): all hits.
     assert_eq!(after.hits - before.hits, 20, "{before:?} -> {after:?}");
     assert_eq!(after.misses, before.misses, "{before:?} -> {after:?}");
+    srv.stop().await;
+}
+
+/// A cached check lives `cache.ttl_ms` by the server's clock: moving the clock past it sends
+/// the next check to the database, without waiting.
+#[tokio::test]
+async fn a_cached_check_ages_out_when_the_clock_passes_the_cache_ttl() {
+    let srv = TestServer::start_with(|c| c.cache.ttl_ms = 1_000).await;
+    let alice = srv.basic_user("alice").await;
+    let as_alice = srv.as_(&alice);
+    as_alice.get_me().await.unwrap();
+    let check = async || {
+        let before = srv.cache_stats();
+        as_alice.get_me().await.unwrap();
+        let after = srv.cache_stats();
+        (after.hits - before.hits, after.misses - before.misses)
+    };
+    assert_eq!(check().await, (1, 0), "cached");
+    srv.advance(std::time::Duration::from_millis(999));
+    assert_eq!(
+        check().await,
+        (1, 0),
+        "still fresh a millisecond before the TTL"
+    );
+    srv.advance(std::time::Duration::from_millis(1));
+    assert_eq!(check().await, (0, 1), "aged out at the TTL");
+    assert_eq!(check().await, (1, 0), "and cached again");
     srv.stop().await;
 }

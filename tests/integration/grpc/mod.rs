@@ -1,6 +1,9 @@
+//! The gRPC surface over real sockets: each RPC group against every kind of caller
+//! (`caller_kinds/`), validation and effects per group, the revocation log and stream,
+//! replicas, concurrency, database faults, shutdown, health and reflection.
+
 mod access_tokens;
 mod caller_kinds;
-mod caller_kinds_sessions_commands;
 mod commands;
 mod concurrency;
 mod faults;

@@ -4,18 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use token_service::pb;
-
 use crate::common::*;
 
 /// Uses `token` on a client until it is refused; returns how long that took.
-async fn time_until_refused(client: &mut Client, token: &str, limit: Duration) -> Duration {
+async fn time_until_refused(client: &Client, token: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
         // Judged by when a call was sent, not when its answer arrived: on a loaded machine an
         // answer can be late, but a call sent after the bound must already be refused.
         let sent = start.elapsed();
-        let answer = client.get_me(authed(pb::GetMeRequest {}, token)).await;
+        let answer = client.as_(token).get_me().await;
         match answer {
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
                 return sent;
@@ -32,11 +30,12 @@ async fn time_until_refused(client: &mut Client, token: &str, limit: Duration) -
 }
 
 /// Warms both replicas' caches with `token`.
-async fn use_on_both(a: &mut Client, b: &mut Client, token: &str) {
+async fn use_on_both(a: &Client, b: &Client, token: &str) {
     for client in [a, b] {
         for _ in 0..2 {
             client
-                .get_me(authed(pb::GetMeRequest {}, token))
+                .as_(token)
+                .get_me()
                 .await
                 .expect("token works on both replicas");
         }
@@ -49,99 +48,61 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
     let replica = ReplicaProcess::start(&srv);
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut a = srv.client().await;
-    let mut b = replica.client().await;
+    let a = srv.client().await;
+    let b = replica.client().await;
     replica.wait_until_caught_up().await;
     let limit = Duration::from_secs(1);
 
     // A personal access token, revoked on A.
-    let (token_id, secret) = create_own_pat(&mut a, &alice).await;
+    let (token_id, secret) = a.as_(&alice).new_token("me").await;
     let hits_before = replica.cache_hits().await;
-    use_on_both(&mut a, &mut b, &secret).await;
+    use_on_both(&a, &b, &secret).await;
     assert!(
         replica.cache_hits().await > hits_before,
         "the other replica answers from its cache, so only the log can tell it"
     );
-    a.revoke_user_access_token(authed(
-        pb::RevokeUserAccessTokenRequest {
-            token_id: token_id.clone(),
-        },
-        &alice.token,
-    ))
-    .await
-    .unwrap();
+    a.as_(&alice).revoke_token(&token_id).await.unwrap();
     // The replica that revoked refuses it before the call returned.
-    assert_token_refused(&mut a, &secret).await;
-    let lag = time_until_refused(&mut b, &secret, limit).await;
+    assert_token_refused(&a, &secret).await;
+    let lag = time_until_refused(&b, &secret, limit).await;
     eprintln!("PAT revoke reached the other replica after {lag:?}");
 
     // A PAT disabled on B, seen by A.
-    let (token_id, secret) = create_own_pat(&mut a, &alice).await;
-    use_on_both(&mut a, &mut b, &secret).await;
-    b.disable_user_access_token(authed(
-        pb::DisableUserAccessTokenRequest { token_id },
-        &alice.token,
-    ))
-    .await
-    .unwrap();
-    assert_token_refused(&mut b, &secret).await;
-    time_until_refused(&mut a, &secret, limit).await;
+    let (token_id, secret) = a.as_(&alice).new_token("me").await;
+    use_on_both(&a, &b, &secret).await;
+    b.as_(&alice).disable_token(&token_id).await.unwrap();
+    assert_token_refused(&b, &secret).await;
+    time_until_refused(&a, &secret, limit).await;
 
     // A login session revoked on A.
     let bob = srv.basic_user("bob").await;
-    use_on_both(&mut a, &mut b, &bob.token).await;
-    let sessions = a
-        .get_sessions(authed(
-            pb::GetSessionsRequest {
-                user_id: "me".into(),
-            },
-            &bob.token,
-        ))
+    use_on_both(&a, &b, &bob.token).await;
+    let sessions = a.as_(&bob).sessions_of("me").await;
+    a.as_(&admin)
+        .revoke_session(&bob.id, &sessions[0].id)
         .await
-        .unwrap()
-        .into_inner()
-        .sessions;
-    a.revoke_session(authed(
-        pb::RevokeSessionRequest {
-            user_id: bob.id.clone(),
-            session_id: sessions[0].id.clone(),
-        },
-        &admin.token,
-    ))
-    .await
-    .unwrap();
-    time_until_refused(&mut b, &bob.token, limit).await;
+        .unwrap();
+    time_until_refused(&b, &bob.token, limit).await;
 
     // A user deactivated on B: every token of theirs stops on A.
     let carol = srv.token_user("carol").await;
-    let (_, carols_pat) = create_own_pat(&mut a, &carol).await;
-    use_on_both(&mut a, &mut b, &carol.token).await;
-    use_on_both(&mut a, &mut b, &carols_pat).await;
-    set_user_active(&mut b, &admin, &carol.id, false).await;
-    time_until_refused(&mut a, &carol.token, limit).await;
-    time_until_refused(&mut a, &carols_pat, limit).await;
+    let (_, carols_pat) = a.as_(&carol).new_token("me").await;
+    use_on_both(&a, &b, &carol.token).await;
+    use_on_both(&a, &b, &carols_pat).await;
+    b.as_(&admin).set_active(&carol.id, false).await;
+    time_until_refused(&a, &carol.token, limit).await;
+    time_until_refused(&a, &carols_pat, limit).await;
 
     // A role change on A shows in B's answers.
     let dave = srv.basic_user("dave").await;
-    use_on_both(&mut a, &mut b, &dave.token).await;
-    a.update_user_roles(authed(
-        pb::UpdateUserRolesRequest {
-            user_id: dave.id.clone(),
-            roles: vec!["system_user".into(), "system_user_access_token".into()],
-        },
-        &admin.token,
-    ))
-    .await
-    .unwrap();
+    use_on_both(&a, &b, &dave.token).await;
+    a.as_(&admin)
+        .update_user_roles(&dave.id, &["system_user", "system_user_access_token"])
+        .await
+        .unwrap();
     let start = Instant::now();
     loop {
-        let me = b
-            .get_me(authed(pb::GetMeRequest {}, &dave.token))
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap();
+        let me = b.as_(&dave).me().await.unwrap();
         if me.roles.iter().any(|r| r == "system_user_access_token") {
             break;
         }
@@ -165,23 +126,18 @@ async fn revocation_lag_benchmark() {
     let srv = TestServer::start().await;
     let replica = ReplicaProcess::start(&srv);
     let alice = srv.token_user("alice").await;
-    let mut a = srv.client().await;
-    let mut b = replica.client().await;
+    let a = srv.client().await;
+    let b = replica.client().await;
     replica.wait_until_caught_up().await;
     let rounds = 200;
     let mut lags = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let (token_id, secret) = create_own_pat(&mut a, &alice).await;
-        use_on_both(&mut a, &mut b, &secret).await;
+        let (token_id, secret) = a.as_(&alice).new_token("me").await;
+        use_on_both(&a, &b, &secret).await;
         // Spread the revocations over the poll cycle, so rounds are not phase-locked to it.
         tokio::time::sleep(Duration::from_millis((round as u64 * 37) % 60)).await;
-        a.revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest { token_id },
-            &alice.token,
-        ))
-        .await
-        .unwrap();
-        lags.push(time_until_refused(&mut b, &secret, Duration::from_secs(5)).await);
+        a.as_(&alice).revoke_token(&token_id).await.unwrap();
+        lags.push(time_until_refused(&b, &secret, Duration::from_secs(5)).await);
     }
     lags.sort();
     let at = |q: f64| lags[((lags.len() as f64 * q).ceil() as usize).min(lags.len()) - 1];

@@ -6,10 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use token_service::{
-    domain::{caller::Caller, model::now_millis, sessions},
-    pb,
-};
+use token_service::domain::{caller::Caller, sessions};
 use tonic::Code;
 
 use crate::common::*;
@@ -26,10 +23,10 @@ async fn database(srv: &TestServer) -> DatabaseConnection {
 async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, secret) = create_own_pat(&mut client, &alice).await;
-    client
-        .get_me(authed(pb::GetMeRequest {}, &secret))
+    let as_alice = srv.as_(&alice);
+    let (token_id, secret) = as_alice.new_token("me").await;
+    srv.as_(&secret)
+        .get_me()
         .await
         .expect("the token works (and its session is minted)");
 
@@ -38,13 +35,8 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
     db.execute_unprepared("ALTER TABLE revocation_events RENAME TO revocation_events_away")
         .await
         .unwrap();
-    let failed = client
-        .revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest {
-                token_id: token_id.clone(),
-            },
-            &alice.token,
-        ))
+    let failed = as_alice
+        .revoke_token(&token_id)
         .await
         .expect_err("the revoke cannot be recorded");
     assert_eq!(failed.code(), Code::Internal, "{failed:?}");
@@ -52,33 +44,24 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
         !failed.message().contains("revocation_events"),
         "no database text reaches the client: {failed:?}"
     );
-    client
-        .get_me(authed(pb::GetMeRequest {}, &secret))
+    srv.as_(&secret)
+        .get_me()
         .await
         .expect("the token still works: nothing was revoked");
-    let listed = client
-        .get_user_access_token(authed(
-            pb::GetUserAccessTokenRequest {
-                token_id: token_id.clone(),
-            },
-            &alice.token,
-        ))
+    let listed = as_alice
+        .get_token(&token_id)
         .await
-        .expect("the token is still stored")
-        .into_inner();
+        .expect("the token is still stored");
     assert!(listed.user_access_token.unwrap().is_active);
 
     db.execute_unprepared("ALTER TABLE revocation_events_away RENAME TO revocation_events")
         .await
         .unwrap();
-    client
-        .revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest { token_id },
-            &alice.token,
-        ))
+    as_alice
+        .revoke_token(&token_id)
         .await
         .expect("with the log back, the revoke goes through");
-    assert_token_refused(&mut client, &secret).await;
+    assert_token_refused(&srv, &secret).await;
     db.close().await.ok();
     srv.stop().await;
 }
@@ -92,7 +75,7 @@ async fn a_lost_notification_connection_is_replaced_and_revocations_keep_arrivin
         return;
     }
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
+    let as_alice = srv.client().await.as_(&alice);
     let db = database(&srv).await;
     let listeners = |db: DatabaseConnection| async move {
         db.query_all_raw(Statement::from_string(
@@ -135,20 +118,14 @@ async fn a_lost_notification_connection_is_replaced_and_revocations_keep_arrivin
     // A revocation by another writer (the fixture context, like another replica) reaches
     // this server by notification: sooner than its one-second fallback poll.
     for _ in 0..2 {
-        client
-            .get_me(authed(pb::GetMeRequest {}, &alice.token))
-            .await
-            .expect("cached");
+        as_alice.get_me().await.expect("cached");
     }
     sessions::revoke_all_sessions(&srv.ctx, &Caller::Local, &alice.id)
         .await
         .unwrap();
     let start = Instant::now();
     loop {
-        match client
-            .get_me(authed(pb::GetMeRequest {}, &alice.token))
-            .await
-        {
+        match as_alice.get_me().await {
             Err(status) if status.code() == Code::Unauthenticated => break,
             other => {
                 other.expect("accepted until the notification arrives");
@@ -169,23 +146,16 @@ async fn many_subscribers_each_receive_every_event() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
+    let client = srv.client().await;
     let mut streams = Vec::new();
     for _ in 0..20 {
-        streams.push(watch_revocations(&mut client, &admin.token).await);
+        streams.push(client.as_(&admin).subscribe().await);
     }
-    let (first, _) = create_own_pat(&mut client, &alice).await;
-    let (second, _) = create_own_pat(&mut client, &alice).await;
+    let as_alice = client.as_(&alice);
+    let (first, _) = as_alice.new_token("me").await;
+    let (second, _) = as_alice.new_token("me").await;
     for token_id in [&first, &second] {
-        client
-            .revoke_user_access_token(authed(
-                pb::RevokeUserAccessTokenRequest {
-                    token_id: token_id.clone(),
-                },
-                &alice.token,
-            ))
-            .await
-            .unwrap();
+        as_alice.revoke_token(token_id).await.unwrap();
     }
     for stream in &mut streams {
         let a = next_revocation(stream).await.unwrap();
@@ -206,15 +176,9 @@ async fn a_subscriber_is_cut_off_when_its_own_credential_is_revoked() {
     let gateway = srv
         .user("gateway", &["system_user", "system_token_introspector"])
         .await;
-    let mut client = srv.client().await;
-    let mut stream = watch_revocations(&mut client, &gateway.token).await;
-    client
-        .revoke_all_sessions(authed(
-            pb::RevokeAllSessionsRequest {
-                user_id: gateway.id.clone(),
-            },
-            &admin.token,
-        ))
+    let mut stream = srv.as_(&gateway).subscribe().await;
+    srv.as_(&admin)
+        .revoke_all_sessions(&gateway.id)
         .await
         .unwrap();
     let event = next_revocation(&mut stream)
@@ -235,32 +199,25 @@ async fn a_subscriber_is_cut_off_when_it_loses_the_permission_but_not_for_other_
     let gateway = srv
         .user("gateway", &["system_user", "system_token_introspector"])
         .await;
-    let mut client = srv.client().await;
-    let mut stream = watch_revocations(&mut client, &gateway.token).await;
-    let set_roles = |roles: &[&str]| pb::UpdateUserRolesRequest {
-        user_id: gateway.id.clone(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    let mut stream = srv.as_(&gateway).subscribe().await;
+    let set_roles = async |roles: &[&str]| {
+        srv.as_(&admin)
+            .update_user_roles(&gateway.id, roles)
+            .await
+            .unwrap()
     };
     // A change that keeps the permission: the stream goes on.
-    client
-        .update_user_roles(authed(
-            set_roles(&[
-                "system_user",
-                "system_token_introspector",
-                "system_user_access_token",
-            ]),
-            &admin.token,
-        ))
-        .await
-        .unwrap();
+    set_roles(&[
+        "system_user",
+        "system_token_introspector",
+        "system_user_access_token",
+    ])
+    .await;
     assert_eq!(
         next_revocation(&mut stream).await.unwrap().subject_id,
         gateway.id
     );
-    client
-        .update_user_roles(authed(set_roles(&["system_user"]), &admin.token))
-        .await
-        .unwrap();
+    set_roles(&["system_user"]).await;
     assert_eq!(
         next_revocation(&mut stream).await.unwrap().subject_id,
         gateway.id
@@ -277,17 +234,11 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let mut stream = watch_revocations(&mut client, &admin.token).await;
+    let as_admin = srv.as_(&admin);
+    let mut stream = as_admin.subscribe().await;
     for _ in 0..3 {
-        let (token_id, _) = create_own_pat(&mut client, &alice).await;
-        client
-            .revoke_user_access_token(authed(
-                pb::RevokeUserAccessTokenRequest { token_id },
-                &alice.token,
-            ))
-            .await
-            .unwrap();
+        let (token_id, _) = srv.as_(&alice).new_token("me").await;
+        srv.as_(&alice).revoke_token(&token_id).await.unwrap();
     }
     let first = next_revocation(&mut stream).await.unwrap();
     let _second = next_revocation(&mut stream).await.unwrap();
@@ -298,24 +249,11 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     let pruned = srv
         .ctx
         .store()
-        .prune_revocations(now_millis() + 1)
+        .prune_revocations(srv.now() + 1)
         .await
         .unwrap();
     assert!(pruned >= 3, "pruned {pruned}");
-    let resume = |after: i64| {
-        let mut client = client.clone();
-        let token = admin.token.clone();
-        async move {
-            client
-                .watch_revocations(authed(
-                    pb::WatchRevocationsRequest {
-                        after_event_id: Some(after),
-                    },
-                    &token,
-                ))
-                .await
-        }
-    };
+    let resume = |after: i64| as_admin.watch_revocations(Some(after));
     let gone = resume(first.id)
         .await
         .expect_err("events after it are gone");

@@ -12,26 +12,13 @@ async fn subscribers_need_the_introspection_role_or_manage_system() {
     let introspector = srv
         .user("gateway", &["system_user", "system_token_introspector"])
         .await;
-    let mut client = srv.client().await;
-    let denied = client
-        .watch_revocations(authed(pb::WatchRevocationsRequest::default(), &alice.token))
-        .await;
+    let denied = srv.as_(&alice).watch_revocations(None).await;
     assert_denied(denied, "introspect_token");
-    client
-        .watch_revocations(authed(
-            pb::WatchRevocationsRequest::default(),
-            &introspector.token,
-        ))
+    srv.as_(&introspector)
+        .watch_revocations(None)
         .await
         .expect("the introspection role may subscribe");
-    let negative = client
-        .watch_revocations(authed(
-            pb::WatchRevocationsRequest {
-                after_event_id: Some(-1),
-            },
-            &introspector.token,
-        ))
-        .await;
+    let negative = srv.as_(&introspector).watch_revocations(Some(-1)).await;
     assert_invalid(
         negative,
         "after_event_id",
@@ -45,29 +32,16 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let mut stream = client
-        .watch_revocations(authed(pb::WatchRevocationsRequest::default(), &admin.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = srv.as_(&admin).watch_revocations(None).await.unwrap();
 
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
-    client
-        .revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest {
-                token_id: token_id.clone(),
-            },
-            &alice.token,
-        ))
-        .await
-        .unwrap();
+    let (token_id, _) = srv.as_(&alice).new_token("me").await;
+    srv.as_(&alice).revoke_token(&token_id).await.unwrap();
     let first = next_revocation(&mut stream).await.expect("stream healthy");
     assert_eq!(first.kind(), pb::RevocationKind::AccessToken);
     assert_eq!(first.subject_id, token_id);
     assert!(first.create_at.is_some());
 
-    set_user_active(&mut client, &admin, &alice.id, false).await;
+    srv.as_(&admin).set_active(&alice.id, false).await;
     let second = next_revocation(&mut stream).await.expect("stream healthy");
     assert_eq!(second.kind(), pb::RevocationKind::User);
     assert_eq!(second.subject_id, alice.id);
@@ -75,34 +49,21 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
 
     // Disconnect; two more revocations happen meanwhile.
     drop(stream);
-    client
-        .revoke_all_sessions(authed(
-            pb::RevokeAllSessionsRequest {
-                user_id: alice.id.clone(),
-            },
-            &admin.token,
-        ))
+    srv.as_(&admin)
+        .revoke_all_sessions(&alice.id)
         .await
         .unwrap();
-    client
-        .revoke_sessions_from_all_users(authed(
-            pb::RevokeSessionsFromAllUsersRequest {},
-            &admin.token,
-        ))
+    srv.as_(&admin)
+        .revoke_sessions_from_all_users()
         .await
         .unwrap();
     // The admin's own session went with "all"; log in again through the fixtures.
     let admin = srv.admin("root2").await;
-    let mut resumed = client
-        .watch_revocations(authed(
-            pb::WatchRevocationsRequest {
-                after_event_id: Some(second.id),
-            },
-            &admin.token,
-        ))
+    let mut resumed = srv
+        .as_(&admin)
+        .watch_revocations(Some(second.id))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let third = next_revocation(&mut resumed).await.expect("stream healthy");
     assert_eq!(
         (third.kind(), third.subject_id.as_str()),

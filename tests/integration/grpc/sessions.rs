@@ -16,67 +16,11 @@ use token_service::{
 
 use crate::common::*;
 
-fn get_sessions(user_id: &str) -> pb::GetSessionsRequest {
-    pb::GetSessionsRequest {
-        user_id: user_id.to_owned(),
-    }
-}
-
-fn revoke(user_id: &str, session_id: &str) -> pb::RevokeSessionRequest {
-    pb::RevokeSessionRequest {
-        user_id: user_id.to_owned(),
-        session_id: session_id.to_owned(),
-    }
-}
-
-fn me() -> pb::GetMeRequest {
-    pb::GetMeRequest {}
-}
-
-async fn list(client: &mut Client, user_id: &str, token: &str) -> Vec<pb::Session> {
-    client
-        .get_sessions(authed(get_sessions(user_id), token))
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions
-}
-
-async fn create_pat(client: &mut Client, owner: &Actor) -> pb::CreateUserAccessTokenResponse {
-    client
-        .create_user_access_token(authed(
-            pb::CreateUserAccessTokenRequest {
-                user_id: "me".into(),
-                description: "sessions test".into(),
-                expires_at: None,
-            },
-            &owner.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn login(client: &mut Client, admin: &Actor, user_id: &str) -> pb::CreateSessionResponse {
-    client
-        .create_session(authed(
-            pb::CreateSessionRequest {
-                user_id: user_id.to_owned(),
-                ..Default::default()
-            },
-            &admin.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn a_user_lists_their_own_sessions_without_tokens() {
     let srv = TestServer::start().await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let sessions = list(&mut client, "me", &alice.token).await;
+    let sessions = srv.as_(&alice).sessions_of("me").await;
     assert_eq!(sessions.len(), 1);
     assert!(sessions.iter().all(|s| s.user_id == alice.id));
     assert!(!format!("{sessions:?}").contains(&alice.token));
@@ -89,34 +33,23 @@ async fn other_users_sessions_need_edit_other_users_and_admins_see_any() {
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
     let bob = srv.basic_user("bob").await;
-    let mut client = srv.client().await;
     assert_denied(
-        client
-            .get_sessions(authed(get_sessions(&bob.id), &alice.token))
-            .await,
+        srv.as_(&alice).get_sessions(&bob.id).await,
         "edit_other_users",
     );
     assert_denied(
-        client
-            .get_sessions(authed(get_sessions(&new_id()), &alice.token))
-            .await,
+        srv.as_(&alice).get_sessions(&new_id()).await,
         "edit_other_users",
     );
-    assert_eq!(list(&mut client, &bob.id, &admin.token).await.len(), 1);
-    assert_eq!(list(&mut client, &admin.id, &admin.token).await.len(), 1);
-    assert!(list(&mut client, &new_id(), &admin.token).await.is_empty());
+    assert_eq!(srv.as_(&admin).sessions_of(&bob.id).await.len(), 1);
+    assert_eq!(srv.as_(&admin).sessions_of(&admin.id).await.len(), 1);
+    assert!(srv.as_(&admin).sessions_of(&new_id()).await.is_empty());
     assert_invalid(
-        client
-            .get_sessions(authed(get_sessions("junk"), &alice.token))
-            .await,
+        srv.as_(&alice).get_sessions("junk").await,
         "user_id",
         "api.context.invalid_url_param.app_error",
     );
-    assert_unauthenticated(
-        client
-            .get_sessions(tonic::Request::new(get_sessions("me")))
-            .await,
-    );
+    assert_unauthenticated(srv.anonymous().get_sessions("me").await);
     srv.stop().await;
 }
 
@@ -130,12 +63,9 @@ async fn a_user_manager_lists_sessions_of_ordinary_users_but_not_of_admins() {
     let admin = srv.admin("root").await;
     let manager = srv.user("manager", &["system_user", "user_manager"]).await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    assert_eq!(list(&mut client, &alice.id, &manager.token).await.len(), 1);
+    assert_eq!(srv.as_(&manager).sessions_of(&alice.id).await.len(), 1);
     assert_denied(
-        client
-            .get_sessions(authed(get_sessions(&admin.id), &manager.token))
-            .await,
+        srv.as_(&manager).get_sessions(&admin.id).await,
         "edit_other_users",
     );
     srv.stop().await;
@@ -145,10 +75,13 @@ async fn a_user_manager_lists_sessions_of_ordinary_users_but_not_of_admins() {
 async fn personal_access_token_sessions_are_listed_with_their_props() {
     let srv = TestServer::start().await;
     let tina = srv.token_user("tina").await;
-    let mut client = srv.client().await;
-    let pat = create_pat(&mut client, &tina).await;
-    client.get_me(authed(me(), &pat.token)).await.unwrap();
-    let sessions = list(&mut client, "me", &tina.token).await;
+    let pat = srv
+        .as_(&tina)
+        .create_token("me", "sessions test")
+        .await
+        .unwrap();
+    srv.as_(&pat.token).get_me().await.unwrap();
+    let sessions = srv.as_(&tina).sessions_of("me").await;
     assert_eq!(sessions.len(), 2);
     let minted = sessions
         .iter()
@@ -171,12 +104,11 @@ async fn sessions_are_ordered_by_last_activity_newest_first() {
     let srv = TestServer::start_with(|c| c.session_activity_interval_ms = 20).await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let older = login(&mut client, &admin, &alice.id).await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let newer = login(&mut client, &admin, &alice.id).await;
+    let older = srv.as_(&admin).login(&alice.id).await;
+    srv.advance(Duration::from_millis(30));
+    let newer = srv.as_(&admin).login(&alice.id).await;
     let ids = |s: &[pb::Session]| s.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
-    let first = list(&mut client, &alice.id, &admin.token).await;
+    let first = srv.as_(&admin).sessions_of(&alice.id).await;
     assert_eq!(
         first[0].id,
         newer.session.as_ref().unwrap().id,
@@ -185,12 +117,12 @@ async fn sessions_are_ordered_by_last_activity_newest_first() {
     );
 
     // Using the older session makes it the most recent (written off the request path).
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    client.get_me(authed(me(), &older.token)).await.unwrap();
+    srv.advance(Duration::from_millis(30));
+    srv.as_(&older.token).get_me().await.unwrap();
     let older_id = older.session.unwrap().id;
     let mut reordered = false;
     for _ in 0..50 {
-        let now = list(&mut client, &alice.id, &admin.token).await;
+        let now = srv.as_(&admin).sessions_of(&alice.id).await;
         if now[0].id == older_id {
             reordered = true;
             break;
@@ -210,60 +142,44 @@ async fn revoking_a_session_follows_mattermost_rules() {
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
     let bob = srv.basic_user("bob").await;
-    let mut client = srv.client().await;
-    let admin_session = list(&mut client, "me", &admin.token).await[0].id.clone();
+    let admin_session = srv.as_(&admin).sessions_of("me").await[0].id.clone();
 
     assert_error(
-        client
-            .revoke_session(authed(revoke("me", &new_id()), &alice.token))
-            .await,
+        srv.as_(&alice).revoke_session("me", &new_id()).await,
         tonic::Code::NotFound,
         "app.session.get.app_error",
     );
     assert_denied(
-        client
-            .revoke_session(authed(revoke(&bob.id, &new_id()), &alice.token))
-            .await,
+        srv.as_(&alice).revoke_session(&bob.id, &new_id()).await,
         "edit_other_users",
     );
     assert_invalid(
-        client
-            .revoke_session(authed(revoke("junk", &new_id()), &alice.token))
-            .await,
+        srv.as_(&alice).revoke_session("junk", &new_id()).await,
         "user_id",
         "api.context.invalid_url_param.app_error",
     );
     assert_invalid(
-        client
-            .revoke_session(authed(revoke("me", ""), &alice.token))
-            .await,
+        srv.as_(&alice).revoke_session("me", "").await,
         "session_id",
         "api.context.invalid_body_param.app_error",
     );
     // Another user's session through one's own path: 400 naming user_id.
     assert_invalid(
-        client
-            .revoke_session(authed(revoke("me", &admin_session), &alice.token))
-            .await,
+        srv.as_(&alice).revoke_session("me", &admin_session).await,
         "user_id",
         "api.context.invalid_url_param.app_error",
     );
     assert_error(
-        client
-            .revoke_session(authed(revoke(&alice.id, &new_id()), &admin.token))
-            .await,
+        srv.as_(&admin).revoke_session(&alice.id, &new_id()).await,
         tonic::Code::NotFound,
         "app.session.get.app_error",
     );
     // The admin's session is untouched by all that.
-    client.get_me(authed(me(), &admin.token)).await.unwrap();
+    srv.as_(&admin).get_me().await.unwrap();
 
-    let own = list(&mut client, "me", &alice.token).await[0].id.clone();
-    client
-        .revoke_session(authed(revoke("me", &own), &alice.token))
-        .await
-        .unwrap();
-    assert_unauthenticated(client.get_me(authed(me(), &alice.token)).await);
+    let own = srv.as_(&alice).sessions_of("me").await[0].id.clone();
+    srv.as_(&alice).revoke_session("me", &own).await.unwrap();
+    assert_unauthenticated(srv.as_(&alice).get_me().await);
     srv.stop().await;
 }
 
@@ -272,21 +188,20 @@ async fn an_admin_revokes_another_users_session_by_id_or_by_token() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let second = login(&mut client, &admin, &alice.id).await;
-    client
-        .revoke_session(authed(revoke(&alice.id, &second.token), &admin.token))
+    let second = srv.as_(&admin).login(&alice.id).await;
+    srv.as_(&admin)
+        .revoke_session(&alice.id, &second.token)
         .await
         .unwrap();
-    assert_unauthenticated(client.get_me(authed(me(), &second.token)).await);
-    client.get_me(authed(me(), &alice.token)).await.unwrap();
-    let first = list(&mut client, &alice.id, &admin.token).await;
+    assert_unauthenticated(srv.as_(&second.token).get_me().await);
+    srv.as_(&alice).get_me().await.unwrap();
+    let first = srv.as_(&admin).sessions_of(&alice.id).await;
     assert_eq!(first.len(), 1);
-    client
-        .revoke_session(authed(revoke(&alice.id, &first[0].id), &admin.token))
+    srv.as_(&admin)
+        .revoke_session(&alice.id, &first[0].id)
         .await
         .unwrap();
-    assert_unauthenticated(client.get_me(authed(me(), &alice.token)).await);
+    assert_unauthenticated(srv.as_(&alice).get_me().await);
     srv.stop().await;
 }
 
@@ -294,20 +209,27 @@ async fn an_admin_revokes_another_users_session_by_id_or_by_token() {
 async fn revoking_a_token_session_does_not_revoke_the_token() {
     let srv = TestServer::start().await;
     let tina = srv.token_user("tina").await;
-    let mut client = srv.client().await;
-    let pat = create_pat(&mut client, &tina).await;
-    client.get_me(authed(me(), &pat.token)).await.unwrap();
-    let minted = list(&mut client, "me", &tina.token)
+    let pat = srv
+        .as_(&tina)
+        .create_token("me", "sessions test")
+        .await
+        .unwrap();
+    srv.as_(&pat.token).get_me().await.unwrap();
+    let minted = srv
+        .as_(&tina)
+        .sessions_of("me")
         .await
         .into_iter()
         .find(|s| s.props.contains_key("user_access_token_id"))
         .unwrap();
-    client
-        .revoke_session(authed(revoke("me", &minted.id), &tina.token))
+    srv.as_(&tina)
+        .revoke_session("me", &minted.id)
         .await
         .unwrap();
-    client.get_me(authed(me(), &pat.token)).await.unwrap();
-    let again = list(&mut client, "me", &tina.token)
+    srv.as_(&pat.token).get_me().await.unwrap();
+    let again = srv
+        .as_(&tina)
+        .sessions_of("me")
         .await
         .into_iter()
         .find(|s| s.props.contains_key("user_access_token_id"))
@@ -322,44 +244,34 @@ async fn revoke_all_sessions_logs_the_user_out_everywhere_but_keeps_tokens() {
     let admin = srv.admin("root").await;
     let tina = srv.token_user("tina").await;
     let bob = srv.basic_user("bob").await;
-    let mut client = srv.client().await;
-    let pat = create_pat(&mut client, &tina).await;
-    client.get_me(authed(me(), &pat.token)).await.unwrap();
-    let other = login(&mut client, &admin, &tina.id).await;
-    let all = |user_id: &str| pb::RevokeAllSessionsRequest {
-        user_id: user_id.to_owned(),
-    };
+    let pat = srv
+        .as_(&tina)
+        .create_token("me", "sessions test")
+        .await
+        .unwrap();
+    srv.as_(&pat.token).get_me().await.unwrap();
+    let other = srv.as_(&admin).login(&tina.id).await;
     assert_denied(
-        client
-            .revoke_all_sessions(authed(all(&tina.id), &bob.token))
-            .await,
+        srv.as_(&bob).revoke_all_sessions(&tina.id).await,
         "edit_other_users",
     );
     assert_invalid(
-        client
-            .revoke_all_sessions(authed(all("junk"), &tina.token))
-            .await,
+        srv.as_(&tina).revoke_all_sessions("junk").await,
         "user_id",
         "api.context.invalid_url_param.app_error",
     );
-    client
-        .revoke_all_sessions(authed(all("me"), &tina.token))
-        .await
-        .unwrap();
-    assert_unauthenticated(client.get_me(authed(me(), &tina.token)).await);
-    assert_unauthenticated(client.get_me(authed(me(), &other.token)).await);
-    assert!(list(&mut client, &tina.id, &admin.token).await.is_empty());
+    srv.as_(&tina).revoke_all_sessions("me").await.unwrap();
+    assert_unauthenticated(srv.as_(&tina).get_me().await);
+    assert_unauthenticated(srv.as_(&other.token).get_me().await);
+    assert!(srv.as_(&admin).sessions_of(&tina.id).await.is_empty());
     // The PAT still works and mints a fresh session.
-    client.get_me(authed(me(), &pat.token)).await.unwrap();
-    assert_eq!(list(&mut client, &tina.id, &admin.token).await.len(), 1);
+    srv.as_(&pat.token).get_me().await.unwrap();
+    assert_eq!(srv.as_(&admin).sessions_of(&tina.id).await.len(), 1);
     // An admin may do it for someone else; an unknown user is fine.
-    client
-        .revoke_all_sessions(authed(all(&bob.id), &admin.token))
-        .await
-        .unwrap();
-    assert_unauthenticated(client.get_me(authed(me(), &bob.token)).await);
-    client
-        .revoke_all_sessions(authed(all(&new_id()), &admin.token))
+    srv.as_(&admin).revoke_all_sessions(&bob.id).await.unwrap();
+    assert_unauthenticated(srv.as_(&bob).get_me().await);
+    srv.as_(&admin)
+        .revoke_all_sessions(&new_id())
         .await
         .unwrap();
     srv.stop().await;
@@ -370,34 +282,22 @@ async fn revoke_sessions_from_all_users_needs_manage_system_and_spares_tokens() 
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let tina = srv.token_user("tina").await;
-    let mut client = srv.client().await;
-    let pat = create_pat(&mut client, &tina).await;
-    assert_denied(
-        client
-            .revoke_sessions_from_all_users(authed(
-                pb::RevokeSessionsFromAllUsersRequest {},
-                &tina.token,
-            ))
-            .await,
-        "manage_system",
-    );
-    client
-        .revoke_sessions_from_all_users(authed(
-            pb::RevokeSessionsFromAllUsersRequest {},
-            &admin.token,
-        ))
+    let pat = srv
+        .as_(&tina)
+        .create_token("me", "sessions test")
         .await
         .unwrap();
-    assert_unauthenticated(
-        client
-            .revoke_sessions_from_all_users(authed(
-                pb::RevokeSessionsFromAllUsersRequest {},
-                &admin.token,
-            ))
-            .await,
+    assert_denied(
+        srv.as_(&tina).revoke_sessions_from_all_users().await,
+        "manage_system",
     );
-    assert_unauthenticated(client.get_me(authed(me(), &tina.token)).await);
-    client.get_me(authed(me(), &pat.token)).await.unwrap();
+    srv.as_(&admin)
+        .revoke_sessions_from_all_users()
+        .await
+        .unwrap();
+    assert_unauthenticated(srv.as_(&admin).revoke_sessions_from_all_users().await);
+    assert_unauthenticated(srv.as_(&tina).get_me().await);
+    srv.as_(&pat.token).get_me().await.unwrap();
     srv.stop().await;
 }
 
@@ -406,34 +306,27 @@ async fn create_session_is_for_system_managers_and_returns_a_working_token_once(
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
     assert_denied(
-        client
-            .create_session(authed(
-                pb::CreateSessionRequest {
-                    user_id: "me".into(),
-                    ..Default::default()
-                },
-                &alice.token,
-            ))
+        srv.as_(&alice)
+            .create_session(pb::CreateSessionRequest {
+                user_id: "me".into(),
+                ..Default::default()
+            })
             .await,
         "manage_system",
     );
     let mut props = std::collections::HashMap::new();
     props.insert("platform".to_owned(), "Linux".to_owned());
-    let created = client
-        .create_session(authed(
-            pb::CreateSessionRequest {
-                user_id: alice.id.clone(),
-                device_id: "apple_rn-v2:abc".into(),
-                props,
-                ..Default::default()
-            },
-            &admin.token,
-        ))
+    let created = srv
+        .as_(&admin)
+        .create_session(pb::CreateSessionRequest {
+            user_id: alice.id.clone(),
+            device_id: "apple_rn-v2:abc".into(),
+            props,
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(created.token.len(), 26);
     let session = created.session.unwrap();
     assert_eq!(session.user_id, alice.id);
@@ -445,15 +338,9 @@ async fn create_session_is_for_system_managers_and_returns_a_working_token_once(
         (lifetime - 720 * 3600).abs() <= 1,
         "default 720 hours, got {lifetime}s"
     );
-    let me_user = client
-        .get_me(authed(me(), &created.token))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let me_user = srv.as_(&created.token).me().await.unwrap();
     assert_eq!(me_user.id, alice.id);
-    let listed = list(&mut client, &alice.id, &admin.token).await;
+    let listed = srv.as_(&admin).sessions_of(&alice.id).await;
     assert!(!format!("{listed:?}").contains(&created.token));
     srv.stop().await;
 }
@@ -463,7 +350,7 @@ async fn create_session_validates_its_input_and_writes_nothing_on_error() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
+    let as_admin = srv.as_(&admin);
     let base = || pb::CreateSessionRequest {
         user_id: alice.id.clone(),
         ..Default::default()
@@ -498,42 +385,36 @@ async fn create_session_validates_its_input_and_writes_nothing_on_error() {
     ];
     for (request, field) in cases {
         assert_invalid(
-            client.create_session(authed(request, &admin.token)).await,
+            as_admin.create_session(request).await,
             field,
             "api.context.invalid_body_param.app_error",
         );
     }
     assert_invalid(
-        client
-            .create_session(authed(
-                pb::CreateSessionRequest {
-                    user_id: "junk".into(),
-                    ..Default::default()
-                },
-                &admin.token,
-            ))
+        as_admin
+            .create_session(pb::CreateSessionRequest {
+                user_id: "junk".into(),
+                ..Default::default()
+            })
             .await,
         "user_id",
         "api.context.invalid_url_param.app_error",
     );
     assert_error(
-        client
-            .create_session(authed(
-                pb::CreateSessionRequest {
-                    user_id: new_id(),
-                    ..Default::default()
-                },
-                &admin.token,
-            ))
+        as_admin
+            .create_session(pb::CreateSessionRequest {
+                user_id: new_id(),
+                ..Default::default()
+            })
             .await,
         tonic::Code::NotFound,
         "app.user.missing_account.const",
     );
-    assert_eq!(list(&mut client, &alice.id, &admin.token).await.len(), 1);
+    assert_eq!(as_admin.sessions_of(&alice.id).await.len(), 1);
 
-    set_user_active(&mut client, &admin, &alice.id, false).await;
+    as_admin.set_active(&alice.id, false).await;
     assert_invalid(
-        client.create_session(authed(base(), &admin.token)).await,
+        as_admin.create_session(base()).await,
         "user_id",
         "api.user.login.inactive.app_error",
     );
@@ -545,39 +426,31 @@ async fn a_session_expires_at_its_lifetime_and_zero_means_never() {
     let srv = TestServer::start_with(|c| c.extend_session_length_with_activity = false).await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let short = client
-        .create_session(authed(
-            pb::CreateSessionRequest {
-                user_id: alice.id.clone(),
-                lifetime: Some(prost_types::Duration {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            },
-            &admin.token,
-        ))
+    let as_admin = srv.as_(&admin);
+    let short = as_admin
+        .create_session(pb::CreateSessionRequest {
+            user_id: alice.id.clone(),
+            lifetime: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
-    let endless = client
-        .create_session(authed(
-            pb::CreateSessionRequest {
-                user_id: alice.id.clone(),
-                lifetime: Some(prost_types::Duration::default()),
-                ..Default::default()
-            },
-            &admin.token,
-        ))
+        .unwrap();
+    let endless = as_admin
+        .create_session(pb::CreateSessionRequest {
+            user_id: alice.id.clone(),
+            lifetime: Some(prost_types::Duration::default()),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(endless.session.unwrap().expires_at.is_none());
-    client.get_me(authed(me(), &short.token)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_unauthenticated(client.get_me(authed(me(), &short.token)).await);
-    client.get_me(authed(me(), &endless.token)).await.unwrap();
+    srv.as_(&short.token).get_me().await.unwrap();
+    srv.advance(Duration::from_millis(1200));
+    assert_unauthenticated(srv.as_(&short.token).get_me().await);
+    srv.as_(&endless.token).get_me().await.unwrap();
     srv.stop().await;
 }
 
@@ -589,7 +462,7 @@ fn millis(ts: Option<&prost_types::Timestamp>) -> i64 {
 /// Polls `alice`'s listed sessions until `session_id`'s recorded activity is later than
 /// `after` (activity is written off the request path); returns that session.
 async fn session_active_after(
-    client: &mut Client,
+    srv: &TestServer,
     admin: &Actor,
     user_id: &str,
     session_id: &str,
@@ -597,7 +470,9 @@ async fn session_active_after(
 ) -> pb::Session {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let session = list(client, user_id, &admin.token)
+        let session = srv
+            .as_(admin)
+            .sessions_of(user_id)
             .await
             .into_iter()
             .find(|s| s.id == session_id)
@@ -624,30 +499,25 @@ async fn activity_extends_a_session_only_when_extend_session_length_with_activit
         .await;
         let admin = srv.admin("root").await;
         let alice = srv.basic_user("alice").await;
-        let mut client = srv.client().await;
-        let created = client
-            .create_session(authed(
-                pb::CreateSessionRequest {
-                    user_id: alice.id.clone(),
-                    lifetime: Some(prost_types::Duration {
-                        seconds: 2,
-                        nanos: 0,
-                    }),
-                    ..Default::default()
-                },
-                &admin.token,
-            ))
+        let created = srv
+            .as_(&admin)
+            .create_session(pb::CreateSessionRequest {
+                user_id: alice.id.clone(),
+                lifetime: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         let session = created.session.unwrap();
         let created_at = millis(session.create_at.as_ref());
         let granted = millis(session.expires_at.as_ref());
 
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        client.get_me(authed(me(), &created.token)).await.unwrap();
-        let used =
-            session_active_after(&mut client, &admin, &alice.id, &session.id, created_at).await;
+        srv.advance(Duration::from_millis(100));
+        srv.as_(&created.token).get_me().await.unwrap();
+        let used = session_active_after(&srv, &admin, &alice.id, &session.id, created_at).await;
         let expires_at = millis(used.expires_at.as_ref());
         if extend {
             assert!(
@@ -656,25 +526,20 @@ async fn activity_extends_a_session_only_when_extend_session_length_with_activit
             );
             // Kept in use for twice its lifetime, it never expires.
             for _ in 0..16 {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                client
-                    .get_me(authed(me(), &created.token))
+                srv.advance(Duration::from_millis(250));
+                srv.as_(&created.token)
+                    .get_me()
                     .await
                     .expect("an active session keeps being extended");
             }
         } else {
             assert_eq!(expires_at, granted, "off: the use must not move the expiry");
             // Used all along, it still stops at the granted expiry.
-            let now = || {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64
-            };
+            let now = || srv.now();
             loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                srv.advance(Duration::from_millis(250));
                 let sent = now();
-                let answer = client.get_me(authed(me(), &created.token)).await;
+                let answer = srv.as_(&created.token).get_me().await;
                 let answered = now();
                 if answered < granted {
                     answer.expect("the session works until its granted expiry");
@@ -700,13 +565,13 @@ async fn a_user_keeps_at_most_500_sessions_the_least_recently_active_go_first() 
         lifetime_ms: Some(3_600_000),
         ..NewSession::default()
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    srv.advance(Duration::from_millis(5));
     // The second oldest, never used: once alice's first session is used, the least recently
     // active one.
     let idle = sessions::create_session(&srv.ctx, &Caller::Local, new())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    srv.advance(Duration::from_millis(5));
     let mut last = None;
     for _ in 0..498 {
         last = Some(
@@ -716,24 +581,18 @@ async fn a_user_keeps_at_most_500_sessions_the_least_recently_active_go_first() 
         );
     }
     let last = last.unwrap();
-    let mut client = srv.client().await;
-    let oldest_id = client
-        .introspect_token(authed(
-            pb::IntrospectTokenRequest {
-                token: alice.token.clone(),
-            },
-            &admin.token,
-        ))
+    let oldest_id = srv
+        .as_(&admin)
+        .introspect(&alice.token)
         .await
         .unwrap()
-        .into_inner()
         .session_id;
-    assert_eq!(list(&mut client, &alice.id, &admin.token).await.len(), 500);
+    assert_eq!(srv.as_(&admin).sessions_of(&alice.id).await.len(), 500);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    client.get_me(authed(me(), &alice.token)).await.unwrap();
+    srv.advance(Duration::from_millis(5));
+    srv.as_(&alice).get_me().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while list(&mut client, &alice.id, &admin.token).await[0].id != oldest_id {
+    while srv.as_(&admin).sessions_of(&alice.id).await[0].id != oldest_id {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the use of the oldest session was not recorded within 5 s"
@@ -747,24 +606,22 @@ async fn a_user_keeps_at_most_500_sessions_the_least_recently_active_go_first() 
     // The fixture context is another process as far as the server is concerned: it learns
     // of the trimmed session from the revocation log within its poll interval.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while client
-        .get_me(authed(me(), idle.token.expose()))
-        .await
-        .is_ok()
-    {
+    while srv.as_(idle.token.expose()).get_me().await.is_ok() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the trimmed session still authenticates after 2 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_unauthenticated(client.get_me(authed(me(), idle.token.expose())).await);
+    assert_unauthenticated(srv.as_(idle.token.expose()).get_me().await);
     // The oldest created, but recently active, session stays.
-    client
-        .get_me(authed(me(), &alice.token))
+    srv.as_(&alice)
+        .get_me()
         .await
         .expect("the recently used oldest session is kept");
-    let listed: Vec<String> = list(&mut client, &alice.id, &admin.token)
+    let listed: Vec<String> = srv
+        .as_(&admin)
+        .sessions_of(&alice.id)
         .await
         .into_iter()
         .map(|s| s.id)
@@ -818,10 +675,9 @@ async fn a_created_session_token_is_never_stored_in_plaintext() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let created = login(&mut client, &admin, &alice.id).await;
+    let created = srv.as_(&admin).login(&alice.id).await;
     // Use it, so its activity is written too.
-    client.get_me(authed(me(), &created.token)).await.unwrap();
+    srv.as_(&created.token).get_me().await.unwrap();
     let session_id = created.session.unwrap().id;
 
     let columns = session_text_columns(&srv).await;

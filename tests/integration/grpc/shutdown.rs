@@ -4,10 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
-use token_service::{
-    domain::{access_tokens, caller::Caller},
-    pb,
-};
+use token_service::domain::{access_tokens, caller::Caller};
 
 use crate::common::*;
 
@@ -18,8 +15,8 @@ const GRACE: Duration = Duration::from_secs(5);
 async fn a_call_waiting_on_the_database_when_shutdown_begins_still_finishes() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
+    let as_alice = srv.client().await.as_(&alice);
+    let (token_id, _) = as_alice.new_token("me").await;
 
     // Another database client holds a write lock on the token's row, so the server's
     // DisableUserAccessToken waits inside the database.
@@ -47,14 +44,8 @@ async fn a_call_waiting_on_the_database_when_shutdown_begins_still_finishes() {
     .unwrap();
 
     let call = tokio::spawn({
-        let mut client = client.clone();
-        let request = authed(
-            pb::DisableUserAccessTokenRequest {
-                token_id: token_id.clone(),
-            },
-            &alice.token,
-        );
-        async move { client.disable_user_access_token(request).await }
+        let (as_alice, token_id) = (as_alice.clone(), token_id.clone());
+        async move { as_alice.disable_token(&token_id).await }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!call.is_finished(), "the call waits for the lock");
@@ -91,22 +82,10 @@ async fn an_open_revocation_stream_ends_cleanly_when_shutdown_begins() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    let mut client = srv.client().await;
-    let (token_id, _) = create_own_pat(&mut client, &alice).await;
-    let mut stream = client
-        .watch_revocations(authed(pb::WatchRevocationsRequest::default(), &admin.token))
-        .await
-        .unwrap()
-        .into_inner();
-    client
-        .revoke_user_access_token(authed(
-            pb::RevokeUserAccessTokenRequest {
-                token_id: token_id.clone(),
-            },
-            &alice.token,
-        ))
-        .await
-        .unwrap();
+    let client = srv.client().await;
+    let (token_id, _) = client.as_(&alice).new_token("me").await;
+    let mut stream = client.as_(&admin).watch_revocations(None).await.unwrap();
+    client.as_(&alice).revoke_token(&token_id).await.unwrap();
     let event = tokio::time::timeout(GRACE, stream.message())
         .await
         .expect("an event")

@@ -15,14 +15,7 @@ fn new_user(username: &str) -> pb::CreateUserRequest {
 async fn get_me_returns_the_caller() {
     let srv = TestServer::start().await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let me = client
-        .get_me(authed(pb::GetMeRequest {}, &alice.token))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let me = srv.as_(&alice).me().await.unwrap();
     assert_eq!(me.id, alice.id);
     assert_eq!(me.username, "alice");
     assert_eq!(me.roles, vec!["system_user"]);
@@ -59,11 +52,7 @@ async fn authorization_schemes_are_parsed_like_mattermost() {
                 .await,
         );
     }
-    assert_unauthenticated(
-        client
-            .get_me(tonic::Request::new(pb::GetMeRequest {}))
-            .await,
-    );
+    assert_unauthenticated(srv.anonymous().get_me().await);
     srv.stop().await;
 }
 
@@ -72,26 +61,20 @@ async fn only_system_managers_create_users() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
     assert_denied(
-        client
-            .create_user(authed(new_user("bob"), &alice.token))
-            .await,
+        srv.as_(&alice).create_user(new_user("bob")).await,
         "manage_system",
     );
-    let bob = client
-        .create_user(authed(
-            pb::CreateUserRequest {
-                username: "Bob".into(),
-                email: "Bob@Example.com".into(),
-                roles: vec!["system_user".into(), "system_user_access_token".into()],
-                ..Default::default()
-            },
-            &admin.token,
-        ))
+    let bob = srv
+        .as_(&admin)
+        .create_user(pb::CreateUserRequest {
+            username: "Bob".into(),
+            email: "Bob@Example.com".into(),
+            roles: vec!["system_user".into(), "system_user_access_token".into()],
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .user
         .unwrap();
     assert_eq!(bob.username, "bob");
@@ -105,41 +88,32 @@ async fn only_system_managers_create_users() {
 async fn create_user_mirrors_a_given_id_and_refuses_duplicates() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
-    let mut client = srv.client().await;
+    let as_admin = srv.as_(&admin);
     let id = token_service::domain::ids::new_id();
-    let created = client
-        .create_user(authed(
-            pb::CreateUserRequest {
-                id: id.clone(),
-                username: "carol".into(),
-                ..Default::default()
-            },
-            &admin.token,
-        ))
+    let created = as_admin
+        .create_user(pb::CreateUserRequest {
+            id: id.clone(),
+            username: "carol".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .user
         .unwrap();
     assert_eq!(created.id, id);
     assert_eq!(created.roles, vec!["system_user"]);
     assert_error(
-        client
-            .create_user(authed(new_user("carol"), &admin.token))
-            .await,
+        as_admin.create_user(new_user("carol")).await,
         tonic::Code::AlreadyExists,
         "app.user.save.username_exists.app_error",
     );
     assert_error(
-        client
-            .create_user(authed(
-                pb::CreateUserRequest {
-                    id,
-                    username: "carol2".into(),
-                    ..Default::default()
-                },
-                &admin.token,
-            ))
+        as_admin
+            .create_user(pb::CreateUserRequest {
+                id,
+                username: "carol2".into(),
+                ..Default::default()
+            })
             .await,
         tonic::Code::AlreadyExists,
         "store.sql_user.save.existing.app_error",
@@ -151,7 +125,7 @@ async fn create_user_mirrors_a_given_id_and_refuses_duplicates() {
 async fn create_user_validates_every_field() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
-    let mut client = srv.client().await;
+    let as_admin = srv.as_(&admin);
     let cases = [
         (
             new_user(""),
@@ -211,17 +185,10 @@ async fn create_user_validates_every_field() {
         ),
     ];
     for (request, field, id) in cases {
-        assert_invalid(
-            client.create_user(authed(request, &admin.token)).await,
-            field,
-            id,
-        );
+        assert_invalid(as_admin.create_user(request).await, field, id);
     }
     // Nothing was written: "dave" is still free.
-    client
-        .create_user(authed(new_user("dave"), &admin.token))
-        .await
-        .unwrap();
+    as_admin.create_user(new_user("dave")).await.unwrap();
     srv.stop().await;
 }
 
@@ -230,39 +197,22 @@ async fn role_changes_apply_to_existing_sessions_at_once() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let create = || pb::CreateUserAccessTokenRequest {
-        user_id: "me".into(),
-        description: "d".into(),
-        expires_at: None,
-    };
     assert_denied(
-        client
-            .create_user_access_token(authed(create(), &alice.token))
-            .await,
+        srv.as_(&alice).create_token("me", "d").await,
         "create_user_access_token",
     );
-    let updated = client
-        .update_user_roles(authed(
-            pb::UpdateUserRolesRequest {
-                user_id: alice.id.clone(),
-                roles: vec!["system_user".into(), "system_user_access_token".into()],
-            },
-            &admin.token,
-        ))
+    let updated = srv
+        .as_(&admin)
+        .update_user_roles(&alice.id, &["system_user", "system_user_access_token"])
         .await
         .unwrap()
-        .into_inner()
         .user
         .unwrap();
     assert_eq!(
         updated.roles,
         vec!["system_user", "system_user_access_token"]
     );
-    client
-        .create_user_access_token(authed(create(), &alice.token))
-        .await
-        .unwrap();
+    srv.as_(&alice).create_token("me", "d").await.unwrap();
     srv.stop().await;
 }
 
@@ -271,45 +221,32 @@ async fn update_user_roles_checks_permission_user_and_roles() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
-    let request = |user_id: &str, roles: &[&str]| pb::UpdateUserRolesRequest {
-        user_id: user_id.to_owned(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-    };
+    let as_admin = srv.as_(&admin);
     assert_denied(
-        client
-            .update_user_roles(authed(request(&alice.id, &["system_admin"]), &alice.token))
+        srv.as_(&alice)
+            .update_user_roles(&alice.id, &["system_admin"])
             .await,
         "manage_system",
     );
     assert_error(
-        client
-            .update_user_roles(authed(
-                request(&token_service::domain::ids::new_id(), &["system_user"]),
-                &admin.token,
-            ))
+        as_admin
+            .update_user_roles(&token_service::domain::ids::new_id(), &["system_user"])
             .await,
         tonic::Code::NotFound,
         "app.user.missing_account.const",
     );
     assert_invalid(
-        client
-            .update_user_roles(authed(request(&alice.id, &[]), &admin.token))
-            .await,
+        as_admin.update_user_roles(&alice.id, &[]).await,
         "roles",
         "model.user.is_valid.roles.app_error",
     );
     assert_invalid(
-        client
-            .update_user_roles(authed(request(&alice.id, &["nope"]), &admin.token))
-            .await,
+        as_admin.update_user_roles(&alice.id, &["nope"]).await,
         "roles",
         "model.user.is_valid.roles.app_error",
     );
     assert_invalid(
-        client
-            .update_user_roles(authed(request("junk", &["system_user"]), &admin.token))
-            .await,
+        as_admin.update_user_roles("junk", &["system_user"]).await,
         "user_id",
         "api.context.invalid_url_param.app_error",
     );
@@ -321,65 +258,32 @@ async fn deactivation_stops_sessions_and_tokens_until_reactivation() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let tina = srv.token_user("tina").await;
-    let mut client = srv.client().await;
-    let pat = client
-        .create_user_access_token(authed(
-            pb::CreateUserAccessTokenRequest {
-                user_id: "me".into(),
-                description: "d".into(),
-                expires_at: None,
-            },
-            &tina.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    client
-        .get_me(authed(pb::GetMeRequest {}, &pat.token))
-        .await
-        .unwrap();
-    let deactivate = |active| pb::UpdateUserActiveRequest {
-        user_id: tina.id.clone(),
-        active,
-    };
+    let (as_admin, as_tina) = (srv.as_(&admin), srv.as_(&tina));
+    let pat = as_tina.create_token("me", "d").await.unwrap();
+    srv.as_(&pat.token).get_me().await.unwrap();
     assert_denied(
-        client
-            .update_user_active(authed(deactivate(false), &tina.token))
-            .await,
+        as_tina.update_user_active(&tina.id, false).await,
         "manage_system",
     );
-    let user = client
-        .update_user_active(authed(deactivate(false), &admin.token))
+    let user = as_admin
+        .update_user_active(&tina.id, false)
         .await
         .unwrap()
-        .into_inner()
         .user
         .unwrap();
     assert!(user.delete_at.is_some());
-    assert_unauthenticated(client.get_me(authed(pb::GetMeRequest {}, &pat.token)).await);
-    assert_unauthenticated(
-        client
-            .get_me(authed(pb::GetMeRequest {}, &tina.token))
-            .await,
-    );
+    assert_unauthenticated(srv.as_(&pat.token).get_me().await);
+    assert_unauthenticated(as_tina.get_me().await);
 
-    let user = client
-        .update_user_active(authed(deactivate(true), &admin.token))
+    let user = as_admin
+        .update_user_active(&tina.id, true)
         .await
         .unwrap()
-        .into_inner()
         .user
         .unwrap();
     assert!(user.delete_at.is_none());
     // The PAT works again (a new session is minted); the login session was deleted.
-    client
-        .get_me(authed(pb::GetMeRequest {}, &pat.token))
-        .await
-        .unwrap();
-    assert_unauthenticated(
-        client
-            .get_me(authed(pb::GetMeRequest {}, &tina.token))
-            .await,
-    );
+    srv.as_(&pat.token).get_me().await.unwrap();
+    assert_unauthenticated(as_tina.get_me().await);
     srv.stop().await;
 }

@@ -28,31 +28,19 @@ fn webrtc_on(c: &mut token_service::config::Config, turn_port: u16, ttl: Option<
 }
 
 async fn credentials(srv: &TestServer, who: &Actor) -> pb::GetWebrtcTokenResponse {
-    srv.client()
-        .await
-        .get_webrtc_token(authed(pb::GetWebrtcTokenRequest {}, &who.token))
-        .await
-        .unwrap()
-        .into_inner()
+    srv.as_(who).get_webrtc_token().await.unwrap()
 }
 
 #[tokio::test]
 async fn webrtc_is_disabled_by_default() {
     let srv = TestServer::start().await;
     let alice = srv.basic_user("alice").await;
-    let mut client = srv.client().await;
     assert_error(
-        client
-            .get_webrtc_token(authed(pb::GetWebrtcTokenRequest {}, &alice.token))
-            .await,
+        srv.as_(&alice).get_webrtc_token().await,
         tonic::Code::Unimplemented,
         "api.webrtc.disabled.app_error",
     );
-    assert_unauthenticated(
-        client
-            .get_webrtc_token(tonic::Request::new(pb::GetWebrtcTokenRequest {}))
-            .await,
-    );
+    assert_unauthenticated(srv.anonymous().get_webrtc_token().await);
     srv.stop().await;
 }
 
@@ -86,17 +74,10 @@ async fn every_user_gets_their_own_turn_credentials_valid_for_a_day_by_default()
     );
     // The gateway token is base64 of the caller's session id, as in Mattermost.
     let session_id = srv
-        .client()
-        .await
-        .introspect_token(authed(
-            pb::IntrospectTokenRequest {
-                token: alice.token.clone(),
-            },
-            &admin.token,
-        ))
+        .as_(&admin)
+        .introspect(&alice.token)
         .await
         .unwrap()
-        .into_inner()
         .session_id;
     assert_eq!(
         STANDARD.decode(&creds.token).unwrap(),
@@ -281,6 +262,8 @@ async fn coturn_accepts_issued_credentials_and_refuses_tampered_or_expired_ones(
     let srv = TestServer::start_with(move |c| webrtc_on(c, port, Some(1))).await;
     let alice = srv.basic_user("alice").await;
 
+    // coturn checks the expiry against the real time: issue from the wall clock.
+    srv.catch_up_with_the_wall_clock();
     let creds = credentials(&srv, &alice).await;
     assert!(
         tokio::task::block_in_place(|| coturn.accepts(&creds.turn_username, &creds.turn_password)),
@@ -309,7 +292,8 @@ async fn coturn_accepts_issued_credentials_and_refuses_tampered_or_expired_ones(
         );
     });
 
-    // The credentials live one second: after that coturn refuses them.
+    // The credentials live one second: after that coturn refuses them (it reads the real
+    // time, so this test waits for real).
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert!(
         !tokio::task::block_in_place(|| coturn.accepts(&creds.turn_username, &creds.turn_password)),

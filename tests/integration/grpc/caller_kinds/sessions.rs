@@ -2,7 +2,8 @@
 //! credential, garbage, a revoked session or token, a deactivated user's session or token are
 //! UNAUTHENTICATED everywhere; a personal access token answers exactly like its owner's
 //! session; a bot is an ordinary user. One table: each row is a credential and the status code
-//! it gets from each RPC.
+//! it gets from each RPC. The credentials and the session calls are here; the team, command
+//! and WebRTC calls are in [`super::commands`].
 
 use token_service::{
     domain::{
@@ -13,18 +14,15 @@ use token_service::{
     },
     pb,
 };
-use tonic::{
-    Code::{
-        self, NotFound as NOT_FOUND, Ok as OK, PermissionDenied as DENIED,
-        Unauthenticated as UNAUTH,
-    },
-    Request,
+use tonic::Code::{
+    self, NotFound as NOT_FOUND, Ok as OK, PermissionDenied as DENIED, Unauthenticated as UNAUTH,
 };
 
+use super::{code, commands as command_calls};
 use crate::common::*;
 
 /// The RPCs, in the order [`codes`] calls them (RevokeSessionsFromAllUsers last: it ends the
-/// other sessions).
+/// other sessions); the five in the middle are [`command_calls::codes`]'.
 const RPCS: [&str; 10] = [
     "GetSessions",
     "CreateSession",
@@ -51,13 +49,13 @@ const USER: [Code; 10] = [
 const TEAM_ADMIN: [Code; 10] = [OK, DENIED, OK, DENIED, OK, OK, DENIED, DENIED, OK, DENIED];
 
 /// The fixtures the calls act on.
-struct World {
-    srv: TestServer,
-    team_id: String,
+pub(super) struct World {
+    pub srv: TestServer,
+    pub team_id: String,
     /// A user whose sessions may be revoked and who may be added to the team.
-    victim: Actor,
+    pub victim: Actor,
     /// A command on the team, created by another team admin.
-    command_id: String,
+    pub command_id: String,
 }
 
 /// A credential to try, made fresh for its row (RevokeSessionsFromAllUsers ends sessions).
@@ -97,13 +95,6 @@ impl Credential {
     }
 }
 
-fn request<T>(message: T, credential: &Credential) -> Request<T> {
-    match &credential.token {
-        Some(token) => authed(message, token),
-        None => Request::new(message),
-    }
-}
-
 impl World {
     async fn new() -> Self {
         let srv = TestServer::start_with(|c| {
@@ -114,36 +105,8 @@ impl World {
             c.webrtc.turn_shared_secret = token_service::config::Secret::new("s");
         })
         .await;
-        let team_id = new_id();
         let victim = srv.basic_user("victim").await;
-        let owner = srv.basic_user("owner").await;
-        commands::add_team_member(
-            &srv.ctx,
-            &Caller::Local,
-            &team_id,
-            &owner.id,
-            &["team_user team_admin".to_owned()],
-        )
-        .await
-        .unwrap();
-        let command_id = srv
-            .client()
-            .await
-            .create_command(authed(
-                pb::CreateCommandRequest {
-                    team_id: team_id.clone(),
-                    trigger: "deploy".into(),
-                    url: "https://hooks.example.com/deploy".into(),
-                    ..Default::default()
-                },
-                &owner.token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .command
-            .unwrap()
-            .id;
+        let (team_id, command_id) = command_calls::team_with_command(&srv).await;
         Self {
             srv,
             team_id,
@@ -153,7 +116,7 @@ impl World {
     }
 
     /// Makes a fresh credential of `kind`; `n` keeps user names unique.
-    async fn credential(&self, client: &mut Client, kind: Kind, n: usize) -> Credential {
+    async fn credential(&self, client: &Client, kind: Kind, n: usize) -> Credential {
         let srv = &self.srv;
         let name = |role: &str| format!("{role}{n}");
         let session = |actor: &Actor| Credential {
@@ -180,36 +143,16 @@ impl World {
             Kind::RevokedSession => {
                 // An admin's session, used (so cached) and then revoked by its owner.
                 let admin = srv.admin(&name("revoked")).await;
-                client
-                    .get_me(authed(pb::GetMeRequest {}, &admin.token))
-                    .await
-                    .unwrap();
-                client
-                    .revoke_session(authed(
-                        pb::RevokeSessionRequest {
-                            user_id: "me".into(),
-                            session_id: admin.token.clone(),
-                        },
-                        &admin.token,
-                    ))
-                    .await
-                    .unwrap();
+                let as_admin = client.as_(&admin);
+                as_admin.get_me().await.unwrap();
+                as_admin.revoke_session("me", &admin.token).await.unwrap();
                 session(&admin).refused()
             }
             Kind::RevokedAccessToken => {
                 let admin = srv.admin(&name("revokedpat")).await;
-                let (token_id, secret) = create_own_pat(client, &admin).await;
-                client
-                    .get_me(authed(pb::GetMeRequest {}, &secret))
-                    .await
-                    .unwrap();
-                client
-                    .revoke_user_access_token(authed(
-                        pb::RevokeUserAccessTokenRequest { token_id },
-                        &admin.token,
-                    ))
-                    .await
-                    .unwrap();
+                let (token_id, secret) = client.as_(&admin).new_token("me").await;
+                client.as_(&secret).get_me().await.unwrap();
+                client.as_(&admin).revoke_token(&token_id).await.unwrap();
                 access_token(&admin, secret).refused()
             }
             Kind::DeactivatedSession | Kind::DeactivatedAccessToken => {
@@ -219,27 +162,24 @@ impl World {
                 let credential = if matches!(kind, Kind::DeactivatedSession) {
                     session(&admin)
                 } else {
-                    let (_, secret) = create_own_pat(client, &admin).await;
+                    let (_, secret) = client.as_(&admin).new_token("me").await;
                     access_token(&admin, secret)
                 };
                 let token = credential.token.clone().unwrap();
-                client
-                    .get_me(authed(pb::GetMeRequest {}, &token))
-                    .await
-                    .unwrap();
-                set_user_active(client, &boss, &admin.id, false).await;
+                client.as_(&token).get_me().await.unwrap();
+                client.as_(&boss).set_active(&admin.id, false).await;
                 credential.refused()
             }
             Kind::AdminSession => session(&srv.admin(&name("admin")).await),
             Kind::AdminAccessToken => {
                 let admin = srv.admin(&name("adminpat")).await;
-                let (_, secret) = create_own_pat(client, &admin).await;
+                let (_, secret) = client.as_(&admin).new_token("me").await;
                 access_token(&admin, secret)
             }
             Kind::UserSession => session(&srv.token_user(&name("user")).await),
             Kind::UserAccessToken => {
                 let user = srv.token_user(&name("userpat")).await;
-                let (_, secret) = create_own_pat(client, &user).await;
+                let (_, secret) = client.as_(&user).new_token("me").await;
                 access_token(&user, secret)
             }
             Kind::TeamAdminSession | Kind::TeamAdminAccessToken => {
@@ -256,7 +196,7 @@ impl World {
                 if matches!(kind, Kind::TeamAdminSession) {
                     session(&user)
                 } else {
-                    let (_, secret) = create_own_pat(client, &user).await;
+                    let (_, secret) = client.as_(&user).new_token("me").await;
                     access_token(&user, secret)
                 }
             }
@@ -267,17 +207,10 @@ impl World {
                     return session(&bot);
                 }
                 let secret = client
-                    .create_user_access_token(authed(
-                        pb::CreateUserAccessTokenRequest {
-                            user_id: bot.id.clone(),
-                            description: "bot token".into(),
-                            expires_at: None,
-                        },
-                        &owner.token,
-                    ))
+                    .as_(&owner)
+                    .create_token(&bot.id, "bot token")
                     .await
                     .unwrap()
-                    .into_inner()
                     .token;
                 access_token(&bot, secret)
             }
@@ -288,7 +221,7 @@ impl World {
 /// Calls each of [`RPCS`] with `credential`, with a request that succeeds for a caller with
 /// the permission, and returns the status codes. Every UNAUTHENTICATED carries Mattermost's
 /// session-expired error id.
-async fn codes(w: &World, client: &mut Client, credential: &Credential) -> Vec<Code> {
+async fn codes(w: &World, client: &Client, credential: &Credential) -> Vec<Code> {
     // A session of the caller's own (the victim's for anonymous calls) to revoke.
     let own = sessions::create_session(
         &w.srv.ctx,
@@ -307,109 +240,23 @@ async fn codes(w: &World, client: &mut Client, credential: &Credential) -> Vec<C
     .session
     .id
     .to_string();
-    let c = credential;
-    let results = [
-        client
-            .get_sessions(request(
-                pb::GetSessionsRequest {
-                    user_id: "me".into(),
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .create_session(request(
-                pb::CreateSessionRequest {
+    let caller = ActorClient::new(client.clone(), credential.token.as_deref());
+    let mut codes = vec![
+        code(caller.get_sessions("me").await),
+        code(
+            caller
+                .create_session(pb::CreateSessionRequest {
                     user_id: w.victim.id.clone(),
                     ..Default::default()
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .revoke_session(request(
-                pb::RevokeSessionRequest {
-                    user_id: "me".into(),
-                    session_id: own,
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .revoke_all_sessions(request(
-                pb::RevokeAllSessionsRequest {
-                    user_id: w.victim.id.clone(),
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .create_command(request(
-                pb::CreateCommandRequest {
-                    team_id: w.team_id.clone(),
-                    trigger: format!("t{}", &new_id()[..8]),
-                    url: "https://hooks.example.com/t".into(),
-                    ..Default::default()
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .regen_command_token(request(
-                pb::RegenCommandTokenRequest {
-                    command_id: w.command_id.clone(),
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .verify_command_token(request(
-                pb::VerifyCommandTokenRequest {
-                    command_id: w.command_id.clone(),
-                    token: "not-the-token".into(),
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .add_team_member(request(
-                pb::AddTeamMemberRequest {
-                    team_id: w.team_id.clone(),
-                    user_id: w.victim.id.clone(),
-                    roles: Vec::new(),
-                },
-                c,
-            ))
-            .await
-            .map(drop),
-        client
-            .get_webrtc_token(request(pb::GetWebrtcTokenRequest {}, c))
-            .await
-            .map(drop),
-        client
-            .revoke_sessions_from_all_users(request(pb::RevokeSessionsFromAllUsersRequest {}, c))
-            .await
-            .map(drop),
+                })
+                .await,
+        ),
+        code(caller.revoke_session("me", &own).await),
+        code(caller.revoke_all_sessions(&w.victim.id).await),
     ];
-    results
-        .into_iter()
-        .map(|result| match result {
-            Ok(()) => OK,
-            Err(status) => {
-                if status.code() == UNAUTH {
-                    assert_eq!(error_id(&status), "api.context.session_expired.app_error");
-                }
-                status.code()
-            }
-        })
-        .collect()
+    codes.extend(command_calls::codes(w, &caller).await);
+    codes.push(code(caller.revoke_sessions_from_all_users().await));
+    codes
 }
 
 #[tokio::test]
@@ -432,11 +279,11 @@ async fn every_caller_kind_gets_the_right_code_from_session_command_and_webrtc_r
         (Kind::BotAccessToken, USER),
     ];
     let w = World::new().await;
-    let mut client = w.srv.client().await;
+    let client = w.srv.client().await;
     let mut wrong = Vec::new();
     for (n, (kind, expected)) in table.into_iter().enumerate() {
-        let credential = w.credential(&mut client, kind, n).await;
-        let got = codes(&w, &mut client, &credential).await;
+        let credential = w.credential(&client, kind, n).await;
+        let got = codes(&w, &client, &credential).await;
         for ((rpc, want), got) in RPCS.iter().zip(expected).zip(got) {
             if want != got {
                 wrong.push(format!("{kind:?} {rpc}: expected {want:?}, got {got:?}"));

@@ -6,16 +6,12 @@
 //! Outcomes read: `ok`; `unauthenticated`; `denied: <permission named>`;
 //! `<code>: <error id>` for anything else; IntrospectToken's answer is `active` or `inactive`.
 
-use token_service::{
-    domain::{
-        access_tokens::{self, TokenRef},
-        caller::Caller,
-    },
-    pb,
+use token_service::domain::{
+    access_tokens::{self, TokenRef},
+    caller::Caller,
 };
-use tonic::{Code, Request, Status};
-use tonic_types::StatusExt;
 
+use super::{OK, UNAUTHENTICATED, describe, outcome};
 use crate::common::*;
 
 /// The RPCs, in the order [`answers`] calls them.
@@ -31,8 +27,6 @@ const RPCS: [&str; 9] = [
     "IntrospectToken",
 ];
 
-const OK: &str = "ok";
-const UNAUTHENTICATED: &str = "unauthenticated";
 const ACTIVE: &str = "active";
 const INACTIVE: &str = "inactive";
 const DENIED_EDIT_OTHER_USERS: &str = "denied: edit_other_users";
@@ -72,35 +66,6 @@ const STRANGER: Row = [
 ];
 /// A system admin: everything.
 const ADMIN: Row = [OK, OK, OK, OK, OK, OK, OK, OK, ACTIVE];
-
-fn describe(status: &Status) -> String {
-    let id = error_id(status);
-    match status.code() {
-        Code::Unauthenticated if id == "api.context.session_expired.app_error" => {
-            UNAUTHENTICATED.to_owned()
-        }
-        Code::PermissionDenied => {
-            let info = status.get_details_error_info().expect("ErrorInfo");
-            format!("denied: {}", info.metadata["permission"])
-        }
-        code => format!("{code:?}: {id}"),
-    }
-}
-
-fn outcome<T>(result: &Result<tonic::Response<T>, Status>) -> String {
-    match result {
-        Ok(_) => OK.to_owned(),
-        Err(status) => describe(status),
-    }
-}
-
-/// Wraps a message with the credential, if any.
-fn request<T>(message: T, credential: Option<&str>) -> Request<T> {
-    match credential {
-        Some(token) => authed(message, token),
-        None => Request::new(message),
-    }
-}
 
 /// A token of `owner`'s, made by the operator; disabled when asked.
 async fn fresh_token(srv: &TestServer, owner: &Actor, disabled: bool) -> String {
@@ -142,23 +107,14 @@ async fn answers(
     target: &Actor,
     introspected: &str,
 ) -> Vec<(&'static str, String)> {
-    let mut client = srv.client().await;
+    let caller = ActorClient::new(srv.shared_client(), credential);
     let mut out = Vec::new();
 
     let before = token_count(srv, target).await;
-    let created = client
-        .create_user_access_token(request(
-            pb::CreateUserAccessTokenRequest {
-                user_id: target.id.clone(),
-                description: "caller kinds".into(),
-                expires_at: None,
-            },
-            credential,
-        ))
-        .await;
+    let created = caller.create_token(&target.id, "caller kinds").await;
     let expected_count = before + usize::from(created.is_ok());
     if let Ok(created) = &created {
-        let token = created.get_ref().user_access_token.as_ref().unwrap();
+        let token = created.user_access_token.as_ref().unwrap();
         assert_eq!(token.user_id, target.id, "created for the target");
     }
     assert_eq!(
@@ -168,119 +124,56 @@ async fn answers(
     );
     out.push(outcome(&created));
 
-    let listed = client
-        .get_user_access_tokens_for_user(request(
-            pb::GetUserAccessTokensForUserRequest {
-                user_id: target.id.clone(),
-                page: None,
-                per_page: None,
-            },
-            credential,
-        ))
-        .await;
+    let listed = caller.list_tokens_for(&target.id).await;
     if let Ok(listed) = &listed {
-        let tokens = &listed.get_ref().user_access_tokens;
+        let tokens = &listed.user_access_tokens;
         assert_eq!(tokens.len(), expected_count);
         assert!(tokens.iter().all(|t| t.user_id == target.id));
     }
     out.push(outcome(&listed));
 
-    let all = client
-        .get_user_access_tokens(request(
-            pb::GetUserAccessTokensRequest {
-                page: None,
-                per_page: None,
-            },
-            credential,
-        ))
-        .await;
-    out.push(outcome(&all));
+    out.push(outcome(&caller.list_all_tokens(None, None).await));
 
-    let found = client
-        .search_user_access_tokens(request(
-            pb::SearchUserAccessTokensRequest {
-                term: target.id.clone(),
-            },
-            credential,
-        ))
-        .await;
+    let found = caller.search_tokens(&target.id).await;
     if let Ok(found) = &found {
-        assert_eq!(found.get_ref().user_access_tokens.len(), expected_count);
+        assert_eq!(found.user_access_tokens.len(), expected_count);
     }
     out.push(outcome(&found));
 
     let id = fresh_token(srv, target, false).await;
-    let got = client
-        .get_user_access_token(request(
-            pb::GetUserAccessTokenRequest {
-                token_id: id.clone(),
-            },
-            credential,
-        ))
-        .await;
+    let got = caller.get_token(&id).await;
     if let Ok(got) = &got {
-        assert_eq!(got.get_ref().user_access_token.as_ref().unwrap().id, id);
+        assert_eq!(got.user_access_token.as_ref().unwrap().id, id);
     }
     out.push(outcome(&got));
 
-    let id = fresh_token(srv, target, false).await;
-    let disabled = client
-        .disable_user_access_token(request(
-            pb::DisableUserAccessTokenRequest {
-                token_id: id.clone(),
-            },
-            credential,
-        ))
-        .await;
-    assert_eq!(
-        stored(srv, &id).await,
-        Some(disabled.is_err()),
-        "disabled exactly when the call succeeded"
-    );
-    out.push(outcome(&disabled));
+    // Each change on a fresh token (a disabled one to enable); the stored token says whether
+    // the change happened.
+    for what in [
+        TokenChange::Disable,
+        TokenChange::Enable,
+        TokenChange::Revoke,
+    ] {
+        let id = fresh_token(srv, target, what == TokenChange::Enable).await;
+        let changed = caller.change_token(what, &id).await;
+        let ok = changed.is_ok();
+        let after = stored(srv, &id).await;
+        match what {
+            TokenChange::Disable => {
+                assert_eq!(after, Some(!ok), "disabled exactly when the call succeeded");
+            }
+            TokenChange::Enable => {
+                assert_eq!(after, Some(ok), "enabled exactly when the call succeeded");
+            }
+            TokenChange::Revoke => {
+                assert_eq!(after.is_none(), ok, "gone exactly when the call succeeded");
+            }
+        }
+        out.push(outcome(&changed));
+    }
 
-    let id = fresh_token(srv, target, true).await;
-    let enabled = client
-        .enable_user_access_token(request(
-            pb::EnableUserAccessTokenRequest {
-                token_id: id.clone(),
-            },
-            credential,
-        ))
-        .await;
-    assert_eq!(
-        stored(srv, &id).await,
-        Some(enabled.is_ok()),
-        "enabled exactly when the call succeeded"
-    );
-    out.push(outcome(&enabled));
-
-    let id = fresh_token(srv, target, false).await;
-    let revoked = client
-        .revoke_user_access_token(request(
-            pb::RevokeUserAccessTokenRequest {
-                token_id: id.clone(),
-            },
-            credential,
-        ))
-        .await;
-    assert_eq!(
-        stored(srv, &id).await.is_none(),
-        revoked.is_ok(),
-        "gone exactly when the call succeeded"
-    );
-    out.push(outcome(&revoked));
-
-    let introspection = client
-        .introspect_token(request(
-            pb::IntrospectTokenRequest {
-                token: introspected.to_owned(),
-            },
-            credential,
-        ))
-        .await;
-    out.push(match &introspection {
-        Ok(answer) if answer.get_ref().active => ACTIVE.to_owned(),
+    out.push(match &caller.introspect(introspected).await {
+        Ok(answer) if answer.active => ACTIVE.to_owned(),
         Ok(_) => INACTIVE.to_owned(),
         Err(status) => describe(status),
     });
@@ -329,7 +222,6 @@ async fn credentials_that_do_not_authenticate_are_refused_by_every_rpc() {
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let carol = srv.token_user("carol").await;
-    let mut client = srv.client().await;
 
     let (revoked_id, revoked) = srv.existing_pat(&alice, true).await;
     access_tokens::revoke_user_access_token(
@@ -348,7 +240,7 @@ async fn credentials_that_do_not_authenticate_are_refused_by_every_rpc() {
     .await
     .unwrap();
     let (_, carols_pat) = srv.existing_pat(&carol, true).await;
-    set_user_active(&mut client, &admin, &carol.id, false).await;
+    srv.as_(&admin).set_active(&carol.id, false).await;
 
     let kinds = [
         ("no token", None),

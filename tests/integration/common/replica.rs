@@ -1,0 +1,148 @@
+//! A second replica as its own OS process (the real `token-service serve` on the test
+//! server's database and key); and reading the next event of a revocation stream with a
+//! timeout.
+
+use std::time::Duration;
+
+use tempfile::TempDir;
+use token_service::pb::{self, token_service_client::TokenServiceClient};
+use tonic::transport::Channel;
+
+use super::{Client, TEST_SERVER_KEY, TestServer};
+
+/// Another replica as a separate OS process: the real `token-service serve` binary on this
+/// server's database and key, with its own cache, pool and revocation feed. Killed on drop.
+#[derive(Debug)]
+pub struct ReplicaProcess {
+    child: std::process::Child,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    _dir: TempDir,
+}
+
+impl ReplicaProcess {
+    /// Starts `token-service serve` for `srv`'s database and waits until it listens.
+    pub fn start(srv: &TestServer) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = srv
+            .config
+            .database_url
+            .as_ref()
+            .expect("database url")
+            .expose()
+            .to_owned();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_token-service"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--database-url")
+            .arg(&url)
+            .env_remove("RUST_LOG")
+            .env("TOKEN_SERVICE_SERVER_KEY", TEST_SERVER_KEY)
+            .env("TOKEN_SERVICE_LOG__FORMAT", "text")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn token-service serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Keep draining so the child never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let field = |line: &str, name: &str| {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        };
+        let (grpc_addr, http_addr) = loop {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                // Never leave the child behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the replica did not log where it listens within 30 s");
+            };
+            if let (Some(grpc), Some(http)) = (field(&line, "grpc_addr"), field(&line, "http_addr"))
+            {
+                break (grpc, http);
+            }
+        };
+        Self {
+            child,
+            grpc_addr,
+            http_addr,
+            _dir: dir,
+        }
+    }
+
+    /// A sample of this replica's `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.http_addr))
+            .await
+            .expect("scrape the replica")
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("the replica reports {name}"))
+    }
+
+    /// How many token checks this replica answered from its cache.
+    pub async fn cache_hits(&self) -> u64 {
+        self.metric("token_service_cache_hits_total").await
+    }
+
+    /// Waits until the replica's revocation feed has caught up (its cache is in use).
+    pub async fn wait_until_caught_up(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.metric("token_service_cache_trusted").await != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica's revocation feed never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A client of this replica.
+    pub async fn client(&self) -> Client {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to replica process");
+        TokenServiceClient::new(channel)
+    }
+}
+
+impl Drop for ReplicaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next item of a revocation stream (an event, or the status that ended the stream),
+/// within 5 s.
+pub async fn next_revocation(
+    stream: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
+) -> Result<pb::RevocationEvent, tonic::Status> {
+    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a stream item within 5 s")?;
+    Ok(message.expect("stream open").event.expect("event set"))
+}
