@@ -6,6 +6,7 @@
 
 use tracing::info;
 
+use super::model::{AccessTokenChange, TokenWrite};
 use super::{
     Context,
     caller::Caller,
@@ -323,7 +324,8 @@ pub async fn enable_user_access_token(
     change_user_access_token(ctx, caller, token, TokenChange::Enable).await
 }
 
-/// The three state changes of an existing token.
+/// The three state changes of an existing token. Their rules (what each deletes and
+/// revokes) are in `store_change`.
 #[derive(Debug, Clone, Copy)]
 pub enum TokenChange {
     Revoke,
@@ -337,6 +339,32 @@ impl TokenChange {
         match self {
             TokenChange::Revoke | TokenChange::Disable => Permission::RevokeUserAccessToken,
             TokenChange::Enable => Permission::CreateUserAccessToken,
+        }
+    }
+
+    /// What the change does, for the store to carry out in one transaction.
+    fn store_change(self, token: &TokenId) -> AccessTokenChange {
+        let revoked = Some(Revocation::AccessToken(token.clone()));
+        match self {
+            // The token goes, and the sessions minted from it with it.
+            TokenChange::Revoke => AccessTokenChange {
+                token: TokenWrite::Delete,
+                delete_minted_sessions: true,
+                revocation: revoked,
+            },
+            // The token stays, but the sessions minted from it are signed out.
+            TokenChange::Disable => AccessTokenChange {
+                token: TokenWrite::SetActive(false),
+                delete_minted_sessions: true,
+                revocation: revoked,
+            },
+            // Nothing is taken away: no session is deleted and nothing is revoked (the next
+            // use mints a session).
+            TokenChange::Enable => AccessTokenChange {
+                token: TokenWrite::SetActive(true),
+                delete_minted_sessions: false,
+                revocation: None,
+            },
         }
     }
 
@@ -357,30 +385,16 @@ pub async fn change_user_access_token(
     change: TokenChange,
 ) -> Result<()> {
     let token = authorize_token_change(ctx, caller, token, change.permission()).await?;
-    let store = ctx.store();
-    let revocation = Revocation::AccessToken(token.id.clone());
-    let existed = match change {
-        TokenChange::Revoke => {
-            store
-                .delete_access_token_with_sessions(&token.id, &revocation)
-                .await?
-        }
-        TokenChange::Disable => {
-            store
-                .set_access_token_active(&token.id, false, &revocation)
-                .await?
-        }
-        TokenChange::Enable => {
-            store
-                .set_access_token_active(&token.id, true, &revocation)
-                .await?
-        }
-    };
-    if !existed {
+    let store_change = change.store_change(&token.id);
+    if !ctx
+        .store()
+        .change_access_token(&token.id, &store_change)
+        .await?
+    {
         return Err(token_not_found());
     }
-    if !matches!(change, TokenChange::Enable) {
-        ctx.revoked_here(&revocation);
+    if let Some(revocation) = &store_change.revocation {
+        ctx.revoked_here(revocation);
     }
     info!(target: "audit", action = change.audit_action(), token_id = %token.id,
         user_id = %token.user_id, caller = %caller, "personal access token changed");
