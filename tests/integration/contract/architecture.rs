@@ -218,6 +218,13 @@ fn use_tree(code: &[char], mut i: usize, mut prefix: Vec<String>) -> (Vec<Vec<St
                 let after = skip_space(code, i);
                 if starts_with(code, after, "::") {
                     i = after + 2;
+                } else if starts_with(code, after, "as ") {
+                    // A rename: skip `as name`.
+                    i = skip_space(code, after + 2);
+                    while i < code.len() && is_ident(code[i]) {
+                        i += 1;
+                    }
+                    return (vec![prefix], i);
                 } else {
                     return (vec![prefix], i);
                 }
