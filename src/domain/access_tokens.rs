@@ -431,3 +431,26 @@ fn token_not_found() -> Error {
         reason: Reason::AccessTokenNotFound,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_and_disable_take_the_minted_sessions_enable_takes_nothing() {
+        let id = TokenId::generate();
+        let revoked = Some(Revocation::AccessToken(id.clone()));
+        let revoke = TokenChange::Revoke.store_change(&id);
+        assert_eq!(revoke.token, TokenWrite::Delete);
+        assert!(revoke.delete_minted_sessions);
+        assert_eq!(revoke.revocation, revoked);
+        let disable = TokenChange::Disable.store_change(&id);
+        assert_eq!(disable.token, TokenWrite::SetActive(false));
+        assert!(disable.delete_minted_sessions);
+        assert_eq!(disable.revocation, revoked);
+        let enable = TokenChange::Enable.store_change(&id);
+        assert_eq!(enable.token, TokenWrite::SetActive(true));
+        assert!(!enable.delete_minted_sessions);
+        assert_eq!(enable.revocation, None);
+    }
+}
