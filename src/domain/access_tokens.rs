@@ -6,6 +6,7 @@
 
 use tracing::info;
 
+use super::model::{AccessTokenChange, TokenWrite};
 use super::{
     Context,
     caller::Caller,
@@ -323,7 +324,8 @@ pub async fn enable_user_access_token(
     change_user_access_token(ctx, caller, token, TokenChange::Enable).await
 }
 
-/// The three state changes of an existing token.
+/// The three state changes of an existing token. Their rules (what each deletes and
+/// revokes) are in `store_change`.
 #[derive(Debug, Clone, Copy)]
 pub enum TokenChange {
     Revoke,
@@ -337,6 +339,35 @@ impl TokenChange {
         match self {
             TokenChange::Revoke | TokenChange::Disable => Permission::RevokeUserAccessToken,
             TokenChange::Enable => Permission::CreateUserAccessToken,
+        }
+    }
+
+    /// What the change does, for the store to carry out in one transaction.
+    fn store_change(self, token: &TokenId, at: UnixMillis) -> AccessTokenChange {
+        let revoked = Some(Revocation::AccessToken(token.clone()));
+        match self {
+            // The token goes, and the sessions minted from it with it.
+            TokenChange::Revoke => AccessTokenChange {
+                token: TokenWrite::Delete,
+                at,
+                delete_minted_sessions: true,
+                revocation: revoked,
+            },
+            // The token stays, but the sessions minted from it are signed out.
+            TokenChange::Disable => AccessTokenChange {
+                token: TokenWrite::SetActive(false),
+                at,
+                delete_minted_sessions: true,
+                revocation: revoked,
+            },
+            // Nothing is taken away: no session is deleted and nothing is revoked (the next
+            // use mints a session).
+            TokenChange::Enable => AccessTokenChange {
+                token: TokenWrite::SetActive(true),
+                at,
+                delete_minted_sessions: false,
+                revocation: None,
+            },
         }
     }
 
@@ -357,30 +388,16 @@ pub async fn change_user_access_token(
     change: TokenChange,
 ) -> Result<()> {
     let token = authorize_token_change(ctx, caller, token, change.permission()).await?;
-    let store = ctx.store();
-    let revocation = Revocation::AccessToken(token.id.clone());
-    let existed = match change {
-        TokenChange::Revoke => {
-            store
-                .delete_access_token_with_sessions(&token.id, ctx.now(), &revocation)
-                .await?
-        }
-        TokenChange::Disable => {
-            store
-                .set_access_token_active(&token.id, false, ctx.now(), &revocation)
-                .await?
-        }
-        TokenChange::Enable => {
-            store
-                .set_access_token_active(&token.id, true, ctx.now(), &revocation)
-                .await?
-        }
-    };
-    if !existed {
+    let store_change = change.store_change(&token.id, ctx.now());
+    if !ctx
+        .store()
+        .change_access_token(&token.id, &store_change)
+        .await?
+    {
         return Err(token_not_found());
     }
-    if !matches!(change, TokenChange::Enable) {
-        ctx.revoked_here(&revocation);
+    if let Some(revocation) = &store_change.revocation {
+        ctx.revoked_here(revocation);
     }
     info!(target: "audit", action = change.audit_action(), token_id = %token.id,
         user_id = %token.user_id, caller = %caller, "personal access token changed");
@@ -415,5 +432,28 @@ async fn find_token(ctx: &Context, id: &TokenId) -> Result<UserAccessToken> {
 fn token_not_found() -> Error {
     Error::NotFound {
         reason: Reason::AccessTokenNotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_and_disable_take_the_minted_sessions_enable_takes_nothing() {
+        let id = TokenId::generate();
+        let revoked = Some(Revocation::AccessToken(id.clone()));
+        let revoke = TokenChange::Revoke.store_change(&id, 1);
+        assert_eq!(revoke.token, TokenWrite::Delete);
+        assert!(revoke.delete_minted_sessions);
+        assert_eq!(revoke.revocation, revoked);
+        let disable = TokenChange::Disable.store_change(&id, 1);
+        assert_eq!(disable.token, TokenWrite::SetActive(false));
+        assert!(disable.delete_minted_sessions);
+        assert_eq!(disable.revocation, revoked);
+        let enable = TokenChange::Enable.store_change(&id, 1);
+        assert_eq!(enable.token, TokenWrite::SetActive(true));
+        assert!(!enable.delete_minted_sessions);
+        assert_eq!(enable.revocation, None);
     }
 }

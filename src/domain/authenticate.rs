@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use tracing::debug;
 
+use super::model::SessionInsert;
 use super::sessions::store_session_within_cap;
 use super::{
     Context,
@@ -16,7 +17,6 @@ use super::{
     model::{Session, UnixMillis, User, UserAccessToken, session_props},
     secret::{PlainToken, TokenDigest},
 };
-use crate::store::SessionInsert;
 
 const DAY_MS: i64 = 86_400_000;
 

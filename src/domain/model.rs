@@ -187,3 +187,103 @@ pub struct RevocationEvent {
     pub revocation: Revocation,
     pub create_at: UnixMillis,
 }
+
+/// How a stored time is written by a change the domain decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeWrite {
+    /// This value.
+    Set(UnixMillis),
+    /// This value if the stored one is 0 (unset); a stored time stays.
+    SetIfUnset(UnixMillis),
+}
+
+impl TimeWrite {
+    /// The value to write, given the stored one.
+    pub fn given(self, stored: UnixMillis) -> UnixMillis {
+        match self {
+            TimeWrite::Set(value) => value,
+            TimeWrite::SetIfUnset(value) if stored == 0 => value,
+            TimeWrite::SetIfUnset(_) => stored,
+        }
+    }
+}
+
+/// A change of a user's roles, as the domain decided it. The store applies all of it and
+/// records `revocation`, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRolesChange {
+    pub roles: Vec<String>,
+    pub update_at: UnixMillis,
+    /// Write the roles onto every session the user holds as well.
+    pub copy_to_sessions: bool,
+    pub revocation: Revocation,
+}
+
+/// A change of a user's activation, as the domain decided it. The store applies all of it
+/// and records `revocation`, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserActivationChange {
+    /// Resolved against the `delete_at` the store reads in that transaction, so concurrent
+    /// changes cannot slip in between the read and the write.
+    pub delete_at: TimeWrite,
+    pub update_at: UnixMillis,
+    /// Delete every session the user holds.
+    pub delete_sessions: bool,
+    pub revocation: Revocation,
+}
+
+/// What a change does to a personal access token's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenWrite {
+    /// Delete the token.
+    Delete,
+    /// Set its active flag.
+    SetActive(bool),
+}
+
+/// A change of a personal access token, as the domain decided it. The store applies all of
+/// it in one transaction, and only if the token exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenChange {
+    pub token: TokenWrite,
+    /// When the change is made (the revocation's time).
+    pub at: UnixMillis,
+    /// Delete the sessions minted from the token. (A deleted token's sessions go regardless:
+    /// they reference it; the store deletes them explicitly when this is set, before the
+    /// token row.)
+    pub delete_minted_sessions: bool,
+    /// Recorded in the log when set.
+    pub revocation: Option<Revocation>,
+}
+
+/// Outcome of storing a session under a token digest.
+#[derive(Debug)]
+pub enum SessionInsert {
+    Inserted,
+    /// A session with this digest already exists (a concurrent first use won the race).
+    DigestTaken,
+    /// The user or the token it belongs to was deleted meanwhile (a revoke won the race).
+    OwnerGone,
+}
+
+/// What woke the revocation feed (see the store's `RevocationWakeups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A revocation was appended somewhere.
+    Notified,
+    /// The notification connection broke; notifications may have been missed.
+    ConnectionLost,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_if_unset_keeps_a_stored_time() {
+        assert_eq!(TimeWrite::SetIfUnset(20).given(0), 20);
+        assert_eq!(TimeWrite::SetIfUnset(20).given(10), 10);
+        assert_eq!(TimeWrite::Set(0).given(10), 0);
+        assert_eq!(TimeWrite::Set(20).given(10), 20);
+    }
+}

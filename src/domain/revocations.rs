@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::store::{RevocationWakeups, Store, Wakeup};
+use crate::store::{RevocationWakeups, Store};
 
+use super::model::Wakeup;
 use super::{
     Context,
     caller::Caller,

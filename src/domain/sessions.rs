@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use tracing::info;
 
+use super::model::SessionInsert;
 use super::{
     Context,
     caller::Caller,
@@ -16,7 +17,6 @@ use super::{
     secret::{PlainToken, TokenDigest},
     text::require_no_nul,
 };
-use crate::store::SessionInsert;
 
 /// Mattermost's `maxSessionsLimit`: the least recently active sessions beyond it are revoked.
 pub const MAX_SESSIONS_PER_USER: u64 = 500;

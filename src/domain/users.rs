@@ -3,6 +3,7 @@
 
 use tracing::info;
 
+use super::model::{TimeWrite, UserActivationChange, UserRolesChange};
 use super::{
     Context,
     caller::Caller,
@@ -127,7 +128,9 @@ pub async fn create_user(ctx: &Context, caller: &Caller, request: NewUser) -> Re
     Ok(user)
 }
 
-/// Replaces a user's roles; effective on the user's next request.
+/// Replaces a user's roles; effective on the user's next request. The rules, carried out by
+/// the store in one transaction: the user's sessions take the new roles too, and a revocation
+/// of the user is recorded.
 pub async fn update_user_roles(
     ctx: &Context,
     caller: &Caller,
@@ -143,22 +146,31 @@ pub async fn update_user_roles(
             "must name at least one role",
         ));
     }
-    let roles = validate_roles(ctx, roles)?;
-    let revocation = Revocation::User(user_id.clone());
+    let change = UserRolesChange {
+        roles: validate_roles(ctx, roles)?,
+        update_at: ctx.now(),
+        // Sessions show their user's roles (Mattermost's `Session.Roles`): keep them equal.
+        copy_to_sessions: true,
+        // Every replica drops what it cached about the user, so the new roles apply at once.
+        revocation: Revocation::User(user_id.clone()),
+    };
     let user = ctx
         .store()
-        .update_user_roles(&user_id, &roles, ctx.now(), &revocation)
+        .update_user_roles(&user_id, &change)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,
         })?;
-    ctx.revoked_here(&revocation);
+    ctx.revoked_here(&change.revocation);
     info!(target: "audit", action = "update_user_roles", user_id = %user.id,
         roles = %user.roles.join(" "), "user roles updated");
     Ok(user)
 }
 
-/// Deactivates (deleting the user's sessions) or reactivates a user.
+/// Deactivates or reactivates a user. The rules, carried out by the store in one transaction:
+/// deactivation stamps `delete_at` once (deactivating again keeps the first stamp) and deletes
+/// the user's sessions; reactivation clears `delete_at`; either way a revocation of the user
+/// is recorded.
 pub async fn update_user_active(
     ctx: &Context,
     caller: &Caller,
@@ -167,15 +179,28 @@ pub async fn update_user_active(
 ) -> Result<User> {
     let user_id = caller.resolve_user_id(user_id)?;
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let revocation = Revocation::User(user_id.clone());
+    let now = ctx.now();
+    let change = UserActivationChange {
+        delete_at: if active {
+            TimeWrite::Set(0)
+        } else {
+            // Against the stored value: an already deactivated user keeps the first stamp.
+            TimeWrite::SetIfUnset(now)
+        },
+        update_at: now,
+        // A deactivated user is signed out everywhere.
+        delete_sessions: !active,
+        // Every replica drops what it cached about the user.
+        revocation: Revocation::User(user_id.clone()),
+    };
     let user = ctx
         .store()
-        .set_user_active(&user_id, active, ctx.now(), &revocation)
+        .set_user_active(&user_id, &change)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,
         })?;
-    ctx.revoked_here(&revocation);
+    ctx.revoked_here(&change.revocation);
     info!(target: "audit", action = "update_user_active", user_id = %user.id, active,
         "user activation changed");
     Ok(user)

@@ -1,3 +1,7 @@
+//! Personal access tokens: insert, look up, list, search, and the changes (revoke, disable,
+//! enable) applied as the domain describes them, each in one transaction with its
+//! revocation event.
+
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
@@ -8,7 +12,7 @@ use super::{Store, revocations::append_revocation};
 use crate::domain::error::Result;
 use crate::domain::{
     ids::{TokenId, UserId},
-    model::{Revocation, UnixMillis, UserAccessToken},
+    model::{AccessTokenChange, TokenWrite, UserAccessToken},
     paging::PageRequest,
     secret::TokenDigest,
 };
@@ -140,16 +144,23 @@ impl Store {
             .collect())
     }
 
-    /// Deletes a token and the sessions minted from it, and records `revocation` (made at
-    /// `now`), in one transaction. Returns whether the token existed (nothing is recorded if
-    /// not).
+    /// Applies a token change in one transaction; returns whether the token existed (nothing
+    /// else is written if not).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn delete_access_token_with_sessions(
+    pub async fn change_access_token(
         &self,
         id: &TokenId,
-        now: UnixMillis,
-        revocation: &Revocation,
+        change: &AccessTokenChange,
     ) -> Result<bool> {
+        match change.token {
+            TokenWrite::Delete => self.delete_access_token(id, change).await,
+            TokenWrite::SetActive(active) => self.set_access_token_active(id, active, change).await,
+        }
+    }
+
+    /// Deletes a token, first (if `change` says so) the sessions minted from it, and records
+    /// the change's revocation, in one transaction.
+    async fn delete_access_token(&self, id: &TokenId, change: &AccessTokenChange) -> Result<bool> {
         let txn = self.begin_write().await?;
         // Lock the token row first. A first use minting a session checks the token (its
         // foreign key) before it touches `sessions`, so it now waits for this revoke instead
@@ -163,31 +174,30 @@ impl Store {
             .filter(tokens::Column::Id.eq(id.as_str()))
             .exec(&txn)
             .await?;
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
-            .exec(&txn)
-            .await?;
+        if change.delete_minted_sessions {
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
+                .exec(&txn)
+                .await?;
+        }
         let deleted = tokens::Entity::delete_by_id(id.to_string())
             .exec(&txn)
             .await?;
         let existed = deleted.rows_affected > 0;
-        if existed {
-            append_revocation(&txn, revocation, now).await?;
+        if existed && let Some(revocation) = &change.revocation {
+            append_revocation(&txn, revocation, change.at).await?;
         }
         txn.commit().await?;
         Ok(existed)
     }
 
-    /// Sets a token's active flag. Deactivation deletes the sessions minted from it and
-    /// records `revocation` (made at `now`) in the same transaction. Returns whether the
-    /// token existed.
-    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn set_access_token_active(
+    /// Sets a token's active flag and, if the token exists, deletes the sessions minted from
+    /// it (if `change` says so) and records the change's revocation, in one transaction.
+    async fn set_access_token_active(
         &self,
         id: &TokenId,
         active: bool,
-        now: UnixMillis,
-        revocation: &Revocation,
+        change: &AccessTokenChange,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
         // Write first: on SQLite a transaction that reads before it writes cannot wait for
@@ -202,12 +212,16 @@ impl Store {
             .one(&txn)
             .await?
             .is_some();
-        if exists && !active {
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
-                .exec(&txn)
-                .await?;
-            append_revocation(&txn, revocation, now).await?;
+        if exists {
+            if change.delete_minted_sessions {
+                sessions::Entity::delete_many()
+                    .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
+                    .exec(&txn)
+                    .await?;
+            }
+            if let Some(revocation) = &change.revocation {
+                append_revocation(&txn, revocation, change.at).await?;
+            }
         }
         txn.commit().await?;
         Ok(exists)

@@ -1,3 +1,6 @@
+//! Slash commands (stored with their token encrypted) and team memberships: insert, look up,
+//! rotate a command token, upsert a membership.
+
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     sea_query::Expr,

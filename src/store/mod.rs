@@ -19,8 +19,7 @@ use sea_orm_migration::MigratorTrait;
 use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
-pub use revocations::{RevocationWakeups, Wakeup};
-pub use sessions::SessionInsert;
+pub use revocations::RevocationWakeups;
 
 /// Pool settings.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ use super::{
     Store,
     entities::{revocation_events as events, service_meta},
 };
+use crate::domain::model::Wakeup;
 use crate::domain::{
     error::{Error, Result},
     model::{Revocation, RevocationEvent, UnixMillis},
@@ -169,7 +170,8 @@ impl Store {
     }
 }
 
-/// Notifications that a revocation was appended (PostgreSQL `LISTEN`).
+/// Notifications that a revocation was appended (PostgreSQL `LISTEN`): store machinery the
+/// domain's feed holds like the `Store` handle, waking with a domain `Wakeup`.
 pub struct RevocationWakeups {
     listener: PgListener,
 }
@@ -178,15 +180,6 @@ impl std::fmt::Debug for RevocationWakeups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RevocationWakeups")
     }
-}
-
-/// What woke the feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wakeup {
-    /// A revocation was appended somewhere.
-    Notified,
-    /// The notification connection broke; notifications may have been missed.
-    ConnectionLost,
 }
 
 impl RevocationWakeups {

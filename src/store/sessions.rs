@@ -1,3 +1,6 @@
+//! Sessions: insert under the per-user cap, look up, list, touch, and delete, each delete
+//! with its revocation event in the same transaction.
+
 use std::collections::BTreeMap;
 
 use sea_orm::{
@@ -16,7 +19,7 @@ use super::{
 use crate::domain::{
     error::{Error, Result},
     ids::{SessionId, TokenId, UserId},
-    model::{Revocation, Session, UnixMillis},
+    model::{Revocation, Session, SessionInsert, UnixMillis},
     secret::TokenDigest,
 };
 
@@ -41,16 +44,6 @@ impl TryFrom<sessions::Model> for Session {
             props,
         })
     }
-}
-
-/// Outcome of inserting a session under a token digest.
-#[derive(Debug)]
-pub enum SessionInsert {
-    Inserted,
-    /// A session with this digest already exists (a concurrent first use won the race).
-    DigestTaken,
-    /// The user or the token it belongs to was deleted meanwhile (a revoke won the race).
-    OwnerGone,
 }
 
 impl Store {

@@ -1,3 +1,7 @@
+//! Users: insert and look up, and the two changes that also touch the user's sessions (roles,
+//! activation), each applied as the domain describes it in one transaction with its
+//! revocation event.
+
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::entities::{sessions, users};
@@ -7,7 +11,7 @@ use super::{
 use crate::domain::{
     error::{Error, Reason, Result},
     ids::UserId,
-    model::{Revocation, UnixMillis, User},
+    model::{User, UserActivationChange, UserRolesChange},
 };
 
 impl From<users::Model> for User {
@@ -76,69 +80,66 @@ impl Store {
             .map(User::from))
     }
 
-    /// Replaces a user's roles, on the user and on every session they hold, and records
-    /// `revocation`, in one transaction. Returns the updated user, or `None` if there is no
-    /// such user.
+    /// Applies a roles change: the user's roles (and, if the change says so, those of every
+    /// session they hold) and its revocation event, in one transaction. Returns the updated
+    /// user, or `None` if there is no such user.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn update_user_roles(
         &self,
         id: &UserId,
-        roles: &[String],
-        now: UnixMillis,
-        revocation: &Revocation,
+        change: &UserRolesChange,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
-        let joined = join_roles(roles);
+        let joined = join_roles(&change.roles);
         let updated = users::Entity::update_many()
             .col_expr(users::Column::Roles, Expr::value(joined.clone()))
-            .col_expr(users::Column::UpdateAt, Expr::value(now))
+            .col_expr(users::Column::UpdateAt, Expr::value(change.update_at))
             .filter(users::Column::Id.eq(id.as_str()))
             .exec(&txn)
             .await?;
         if updated.rows_affected == 0 {
             return Ok(None);
         }
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::Roles, Expr::value(joined))
-            .filter(sessions::Column::UserId.eq(id.as_str()))
-            .exec(&txn)
-            .await?;
+        if change.copy_to_sessions {
+            sessions::Entity::update_many()
+                .col_expr(sessions::Column::Roles, Expr::value(joined))
+                .filter(sessions::Column::UserId.eq(id.as_str()))
+                .exec(&txn)
+                .await?;
+        }
         let user = users::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
             .map(User::from);
-        append_revocation(&txn, revocation, now).await?;
+        append_revocation(&txn, &change.revocation, change.update_at).await?;
         txn.commit().await?;
         Ok(user)
     }
 
-    /// Activates or deactivates a user and records `revocation`. Deactivation deletes the
-    /// user's sessions in the same transaction. Returns the updated user, or `None` if there
-    /// is no such user.
+    /// Applies an activation change: `delete_at` (resolved against the stored value, read in
+    /// the same transaction), the user's sessions if the change deletes them, and its
+    /// revocation event, in one transaction. Returns the updated user, or `None` if there is
+    /// no such user.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn set_user_active(
         &self,
         id: &UserId,
-        active: bool,
-        now: UnixMillis,
-        revocation: &Revocation,
+        change: &UserActivationChange,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
         let Some(existing) = users::Entity::find_by_id(id.to_string()).one(&txn).await? else {
             return Ok(None);
         };
-        let delete_at = match (active, existing.delete_at) {
-            (true, _) => 0,
-            (false, 0) => now,
-            (false, already) => already,
-        };
         users::Entity::update_many()
-            .col_expr(users::Column::DeleteAt, Expr::value(delete_at))
-            .col_expr(users::Column::UpdateAt, Expr::value(now))
+            .col_expr(
+                users::Column::DeleteAt,
+                Expr::value(change.delete_at.given(existing.delete_at)),
+            )
+            .col_expr(users::Column::UpdateAt, Expr::value(change.update_at))
             .filter(users::Column::Id.eq(id.as_str()))
             .exec(&txn)
             .await?;
-        if !active {
+        if change.delete_sessions {
             sessions::Entity::delete_many()
                 .filter(sessions::Column::UserId.eq(id.as_str()))
                 .exec(&txn)
@@ -148,7 +149,7 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        append_revocation(&txn, revocation, now).await?;
+        append_revocation(&txn, &change.revocation, change.update_at).await?;
         txn.commit().await?;
         Ok(user)
     }
