@@ -281,12 +281,7 @@ impl Subscription {
     /// Sends every logged event after the last one sent.
     async fn send_backlog(&mut self) -> Result<(), Stop> {
         loop {
-            let events = self
-                .ctx
-                .store()
-                .revocations_after(self.last_sent, BATCH)
-                .await
-                .map_err(Stop::Failed)?;
+            let events = self.logged_after_last_sent().await?;
             let full = events.len() as u64 == BATCH;
             for event in events {
                 self.send(event).await?;
@@ -353,15 +348,18 @@ impl Subscription {
         Ok(())
     }
 
-    /// Sends, without further checks, the events logged after the last one sent (one batch).
-    async fn send_committed(&mut self) -> Result<(), Stop> {
-        let events = self
-            .ctx
+    /// One batch of the log after the last event sent.
+    async fn logged_after_last_sent(&self) -> Result<Vec<RevocationEvent>, Stop> {
+        self.ctx
             .store()
             .revocations_after(self.last_sent, BATCH)
             .await
-            .map_err(Stop::Failed)?;
-        for event in events {
+            .map_err(Stop::Failed)
+    }
+
+    /// Sends, without further checks, the events logged after the last one sent (one batch).
+    async fn send_committed(&mut self) -> Result<(), Stop> {
+        for event in self.logged_after_last_sent().await? {
             self.last_sent = event.id;
             self.sender
                 .send(Ok(event))
