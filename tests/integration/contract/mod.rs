@@ -6,6 +6,7 @@ mod architecture;
 pub(crate) mod cli;
 mod metrics;
 mod migrations;
+mod packaging;
 pub(crate) mod proto;
 mod query_plans;
 mod readme;

@@ -1,0 +1,66 @@
+//! The Debian package's files: the installed `config.toml` loads with the service's own
+//! loader and points at the package's data directory, and it mentions every setting of the
+//! README's configuration table (commented, with its default), so an operator editing it sees
+//! them all. The package itself is built, installed and run by `.ci/package-deb`.
+
+use std::path::Path;
+
+use token_service::config::{Config, Overrides};
+
+const PACKAGED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/debian/config.toml");
+
+/// The keys of the README's configuration table, dotted (`log.format`), without the pattern
+/// rows (`roles.<role>`, `command_tokens.keys.<id>`).
+fn readme_keys() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    readme
+        .lines()
+        .skip_while(|line| !line.starts_with("| key | env | default | meaning |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| line.split('|').nth(1).unwrap_or("").trim().to_owned())
+        .filter(|key| !key.contains("&lt;"))
+        .collect()
+}
+
+#[test]
+fn the_packaged_config_loads_and_keeps_data_under_var_lib() {
+    let (config, report) =
+        Config::load_from(Some(Path::new(PACKAGED_CONFIG)), &Overrides::default(), [])
+            .expect("packaging/debian/config.toml loads");
+    assert!(report.unknown_env_vars.is_empty());
+    assert_eq!(config.data_dir, Path::new("/var/lib/token-service"));
+}
+
+#[test]
+fn the_packaged_config_mentions_every_setting_of_the_readme() {
+    let text = std::fs::read_to_string(PACKAGED_CONFIG).unwrap();
+    let keys = readme_keys();
+    assert!(keys.len() > 20, "README configuration table not found");
+    let mut section = String::new();
+    let mut mentioned = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let setting = line.trim_start_matches('#').trim_start();
+        if let Some((key, _)) = setting.split_once('=') {
+            let key = key.trim();
+            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                mentioned.push(if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                });
+            }
+        }
+    }
+    let missing: Vec<&String> = keys.iter().filter(|k| !mentioned.contains(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "packaging/debian/config.toml does not mention {missing:?}"
+    );
+}
