@@ -264,7 +264,10 @@ impl TokenService for TokenServiceApi {
         })
     }
 
-    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> RpcResult<pb::GetUserResponse> {
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> RpcResult<pb::GetUserResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let user = users::get_user(&self.ctx, &caller, &r.user_id).await?;

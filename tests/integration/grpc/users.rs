@@ -316,7 +316,10 @@ async fn get_user_shows_the_directory_with_the_email_only_to_those_who_may_see_i
     assert_eq!(seen.email, "carol@example.com");
     // By username, case-insensitively, the same sanitisation.
     let seen = srv.as_(&alice).get_user_by_username("Carol").await.unwrap();
-    assert_eq!((seen.id.as_str(), seen.email.as_str()), (carol.id.as_str(), ""));
+    assert_eq!(
+        (seen.id.as_str(), seen.email.as_str()),
+        (carol.id.as_str(), "")
+    );
     let seen = srv.as_(&admin).get_user_by_username("carol").await.unwrap();
     assert_eq!(seen.email, "carol@example.com");
 
