@@ -74,6 +74,10 @@ pub struct Config {
     /// Mattermost's `ExperimentalStrictCSRFEnforcement`: cookie-authenticated writes must send
     /// `X-CSRF-Token` (no `X-Requested-With: XMLHttpRequest` fallback).
     pub strict_csrf: bool,
+    /// Mattermost's `PrivacySettings.ShowEmailAddress`: GetUser and GetUserByUsername show
+    /// the e-mail address to every caller who may see the user (off: only to the user and
+    /// to holders of `manage_system`).
+    pub show_email_address: bool,
     /// Largest REST request body, in bytes (Mattermost's `MaximumPayloadSizeBytes`).
     pub max_request_body_bytes: usize,
     /// Keys that encrypt slash-command tokens at rest.
@@ -114,6 +118,7 @@ impl Default for Config {
             roles: BTreeMap::new(),
             enable_commands: true,
             strict_csrf: false,
+            show_email_address: false,
             max_request_body_bytes: 300_000,
             command_tokens: CommandTokensConfig::default(),
             webrtc: WebrtcConfig::default(),

@@ -24,6 +24,7 @@ impl TryFrom<&Config> for Policy {
             enable_commands: config.enable_commands,
             webrtc: config.webrtc_policy(),
             strict_csrf: config.strict_csrf,
+            show_email_address: config.show_email_address,
             cache: CacheSettings {
                 enable: config.cache.enable,
                 capacity: config.cache.capacity,

@@ -56,6 +56,9 @@ pub struct Policy {
     pub webrtc: WebrtcPolicy,
     /// Mattermost's `ExperimentalStrictCSRFEnforcement`: no `X-Requested-With` fallback.
     pub strict_csrf: bool,
+    /// Mattermost's `PrivacySettings.ShowEmailAddress`: every caller who may see a user sees
+    /// its e-mail address (otherwise only the user and holders of `manage_system`).
+    pub show_email_address: bool,
     /// The hot-path token cache.
     pub cache: cache::CacheSettings,
     /// How often the revocation log is read (the feed and WatchRevocations streams).

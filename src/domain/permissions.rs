@@ -55,6 +55,7 @@ permissions! {
     IntrospectToken, "introspect_token", "token-service's own: may call IntrospectToken.";
     ManageOwnSlashCommands, "manage_own_slash_commands";
     ManageOthersSlashCommands, "manage_others_slash_commands";
+    ViewMembers, "view_members", "May see other users (GetUser, GetUserByUsername); without it, only users who share a team where the caller's team roles grant it.";
 }
 
 impl Permission {
@@ -96,7 +97,8 @@ impl Default for RoleTable {
             Permission::ALL.into_iter().collect(),
         );
         let none = BTreeSet::new;
-        roles.insert(SYSTEM_USER.to_owned(), none());
+        // Mattermost's system_user may see the other users (`view_members`).
+        roles.insert(SYSTEM_USER.to_owned(), [ViewMembers].into_iter().collect());
         roles.insert(
             "system_user_access_token".to_owned(),
             [
@@ -291,6 +293,48 @@ impl Context {
         } else {
             Err(Error::PermissionDenied { permission })
         }
+    }
+
+    /// Whether the caller holds `view_members` through its system roles: it may see every
+    /// user (Mattermost's `GetViewUsersRestrictions` returns no restriction).
+    pub fn sees_every_user(&self, caller: &Caller) -> bool {
+        self.has_permission(caller, Permission::ViewMembers)
+    }
+
+    /// Mattermost's `UserCanSeeOtherUser`: self; or `view_members` through a system role;
+    /// or a live membership of a team the target also belongs to, where the caller's team
+    /// roles grant `view_members` (token-service has no channels, so Mattermost's
+    /// channel-membership branch has nothing to match). A denial names `view_members`,
+    /// whether the target exists or not.
+    pub async fn require_can_see_user(&self, caller: &Caller, target: &UserId) -> Result<()> {
+        let Caller::User(p) = caller else {
+            return Ok(());
+        };
+        if &p.user.id == target || self.sees_every_user(caller) {
+            return Ok(());
+        }
+        let roles = &self.policy().roles;
+        let mine: Vec<TeamId> = self
+            .store()
+            .list_team_members_for_user(&p.user.id)
+            .await?
+            .into_iter()
+            .filter(|m| roles.grants(m.roles.iter().map(String::as_str), Permission::ViewMembers))
+            .map(|m| m.team_id)
+            .collect();
+        if !mine.is_empty()
+            && self
+                .store()
+                .list_team_members_for_user(target)
+                .await?
+                .iter()
+                .any(|m| mine.contains(&m.team_id))
+        {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied {
+            permission: Permission::ViewMembers,
+        })
     }
 
     async fn can_act_on_user(&self, caller: &Caller, target: &UserId) -> Result<bool> {

@@ -229,6 +229,27 @@ pub async fn revoke_session(
     Ok(())
 }
 
+/// Ends the caller's own session (Mattermost's logout): deletes it and records a session
+/// revocation in one transaction, so every replica refuses it at once. For a personal access
+/// token this ends the session minted for it; the token stays valid and its next use mints
+/// a new session, as in Mattermost. The local operator has no session to end.
+pub async fn logout(ctx: &Context, caller: &Caller) -> Result<()> {
+    let Caller::User(principal) = caller else {
+        return Err(Error::Unauthenticated {
+            reason: Reason::SessionExpired,
+        });
+    };
+    let session = &principal.session;
+    let revocation = Revocation::Session(session.id.clone());
+    ctx.store()
+        .delete_session(&session.id, ctx.now(), &revocation)
+        .await?;
+    ctx.revoked_here(&revocation);
+    info!(target: "audit", action = "logout", user_id = %session.user_id, session_id = %session.id,
+        access_token = session.user_access_token_id.is_some(), "session ended by logout");
+    Ok(())
+}
+
 /// Revokes every session of one user. Personal access tokens stay valid.
 pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<()> {
     let user_id = caller.resolve_user_id(user_id)?;

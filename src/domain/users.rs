@@ -216,6 +216,60 @@ pub fn get_me(caller: &Caller) -> Result<&User> {
     }
 }
 
+/// One user of the directory, sanitized for the caller (Mattermost's getUser). `user_id` may
+/// be "me". Checks in Mattermost's order: the id (400), whether the caller may see the user
+/// (403 `view_members`, before the lookup, so a restricted caller cannot tell who exists),
+/// then the lookup (404).
+pub async fn get_user(ctx: &Context, caller: &Caller, user_id: &str) -> Result<User> {
+    let user_id = caller.resolve_user_id(user_id)?;
+    ctx.require_can_see_user(caller, &user_id).await?;
+    let user = ctx.require_user(&user_id).await?;
+    Ok(sanitize_for(ctx, caller, user))
+}
+
+/// The user with `username` (matched case-insensitively), sanitized for the caller
+/// (Mattermost's getUserByUsername). An unknown username is 404 for a caller who sees every
+/// user and 403 `view_members` for any other, as in Mattermost.
+pub async fn get_user_by_username(ctx: &Context, caller: &Caller, username: &str) -> Result<User> {
+    let username = validate_username(username).map_err(|_| {
+        Error::invalid(
+            "username",
+            Reason::InvalidUrlParam,
+            format!(
+                "must be 1 to {MAX_USERNAME_CHARS} characters, start with a letter, and contain only letters, digits, '.', '-' and '_'"
+            ),
+        )
+    })?;
+    let Some(user) = ctx.store().find_user_by_username(&username).await? else {
+        if ctx.sees_every_user(caller) {
+            return Err(Error::NotFound {
+                reason: Reason::UserNotFound,
+            });
+        }
+        return Err(Error::PermissionDenied {
+            permission: Permission::ViewMembers,
+        });
+    };
+    ctx.require_can_see_user(caller, &user.id).await?;
+    Ok(sanitize_for(ctx, caller, user))
+}
+
+/// What another caller may see of `user` (Mattermost's `Sanitize` / `SanitizeProfile`): the
+/// user themself, the local operator and holders of `manage_system` see everything; others
+/// see the e-mail address only when `show_email_address` is set. A user record holds no
+/// secret, so nothing else is removed.
+fn sanitize_for(ctx: &Context, caller: &Caller, mut user: User) -> User {
+    let sees_email = caller.user_id() == Some(&user.id)
+        || ctx.policy().show_email_address
+        || ctx
+            .require_permission(caller, Permission::ManageSystem)
+            .is_ok();
+    if !sees_email {
+        user.email.clear();
+    }
+    user
+}
+
 impl Context {
     /// Loads a user that must exist (`NotFound` otherwise).
     pub async fn require_user(&self, id: &UserId) -> Result<User> {

@@ -264,6 +264,36 @@ impl TokenService for TokenServiceApi {
         })
     }
 
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> RpcResult<pb::GetUserResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let user = users::get_user(&self.ctx, &caller, &r.user_id).await?;
+        ok(pb::GetUserResponse {
+            user: Some(user.into()),
+        })
+    }
+
+    async fn get_user_by_username(
+        &self,
+        request: Request<pb::GetUserByUsernameRequest>,
+    ) -> RpcResult<pb::GetUserByUsernameResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let user = users::get_user_by_username(&self.ctx, &caller, &r.username).await?;
+        ok(pb::GetUserByUsernameResponse {
+            user: Some(user.into()),
+        })
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> RpcResult<pb::LogoutResponse> {
+        let caller = self.caller(&request).await?;
+        sessions::logout(&self.ctx, &caller).await?;
+        ok(pb::LogoutResponse {})
+    }
+
     type WatchRevocationsStream = std::pin::Pin<
         Box<dyn tokio_stream::Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>,
     >;

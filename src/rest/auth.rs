@@ -52,30 +52,75 @@ impl FromRequestParts<RestState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &RestState) -> Result<Self, ApiError> {
-        let ctx = &state.ctx;
-        let (raw, location) = find_token(parts).ok_or_else(ApiError::session_expired)?;
-        // An empty token authenticates nobody; Mattermost does not even look it up (and so
-        // leaves the cookie alone).
-        let token = presented_token(&raw).ok_or_else(ApiError::session_expired)?;
-        let principal = match ctx.authenticate(&token).await {
-            Ok(principal) => principal,
-            Err(err @ Error::Unauthenticated { .. }) => {
-                return Err(ApiError::from(err).clearing_session_cookie());
-            }
-            Err(err) => return Err(ApiError::from(err)),
-        };
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let presentation = match location {
-            Location::Header => Presentation::Header,
-            Location::Query => Presentation::Query,
-            Location::Cookie => Presentation::Cookie {
-                write: parts.method != Method::GET,
-                csrf_header: header("X-CSRF-Token"),
-                requested_with: header("X-Requested-With"),
-            },
-        };
-        check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
-        crate::telemetry::record_caller(principal.user.id.as_str());
-        Ok(Authenticated(Caller::User(principal)))
+        authenticate(parts, state, Unknown::Refuse)
+            .await?
+            .map(Authenticated)
+            .ok_or_else(ApiError::session_expired)
+    }
+}
+
+/// What a presented token that does not authenticate means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// 401, clearing the `MMAUTHTOKEN` cookie (Mattermost's `APISessionRequired`).
+    Refuse,
+    /// An anonymous request (Mattermost's `APIHandler`).
+    Anonymous,
+}
+
+/// The caller a request presents, `None` when it presents no token (or an empty one), or,
+/// with [`Unknown::Anonymous`], one that does not authenticate.
+async fn authenticate(
+    parts: &Parts,
+    state: &RestState,
+    unknown: Unknown,
+) -> Result<Option<Caller>, ApiError> {
+    let ctx = &state.ctx;
+    let Some((raw, location)) = find_token(parts) else {
+        return Ok(None);
+    };
+    // An empty token authenticates nobody; Mattermost does not even look it up (and so
+    // leaves the cookie alone).
+    let Some(token) = presented_token(&raw) else {
+        return Ok(None);
+    };
+    let principal = match ctx.authenticate(&token).await {
+        Ok(principal) => principal,
+        Err(Error::Unauthenticated { .. }) if unknown == Unknown::Anonymous => return Ok(None),
+        Err(err @ Error::Unauthenticated { .. }) => {
+            return Err(ApiError::from(err).clearing_session_cookie());
+        }
+        Err(err) => return Err(ApiError::from(err)),
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let presentation = match location {
+        Location::Header => Presentation::Header,
+        Location::Query => Presentation::Query,
+        Location::Cookie => Presentation::Cookie {
+            write: parts.method != Method::GET,
+            csrf_header: header("X-CSRF-Token"),
+            requested_with: header("X-Requested-With"),
+        },
+    };
+    check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
+    crate::telemetry::record_caller(principal.user.id.as_str());
+    Ok(Some(Caller::User(principal)))
+}
+
+/// The caller of a route that serves anonymous requests too (Mattermost's `APIHandler`, as
+/// for logout): a token that does not authenticate leaves the request anonymous instead of
+/// failing it. What a valid token must still satisfy fails as on every route: the
+/// `access_token` query parameter (401 `api.context.token_provided.app_error`) and the CSRF
+/// check of cookie-authenticated writes; an unreachable database is still 503.
+#[derive(Debug)]
+pub(crate) struct MaybeAuthenticated(pub(crate) Option<Caller>);
+
+impl FromRequestParts<RestState> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &RestState) -> Result<Self, ApiError> {
+        authenticate(parts, state, Unknown::Anonymous)
+            .await
+            .map(MaybeAuthenticated)
     }
 }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     RestState,
-    auth::Authenticated,
+    auth::{Authenticated, MaybeAuthenticated},
     error::ApiError,
     go_compat,
     json::{
@@ -89,6 +89,35 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         match raw {
             Some(Path(id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
                 Ok(PathId(id))
+            }
+            _ => {
+                let path = parts
+                    .extensions
+                    .get::<OriginalUri>()
+                    .map_or_else(|| parts.uri.path(), |uri| uri.0.path());
+                Err(ApiError::route_not_found(path))
+            }
+        }
+    }
+}
+
+/// A path username as Mattermost's router matches it (`[A-Za-z0-9_.-]+`); anything else is
+/// the router's 404, before authentication. The username rules are the domain's (400).
+pub(crate) struct PathUsername(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathUsername {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = Path::<String>::from_request_parts(parts, state).await.ok();
+        match raw {
+            Some(Path(name))
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+            {
+                Ok(PathUsername(name))
             }
             _ => {
                 let path = parts
@@ -396,6 +425,57 @@ pub(crate) async fn watch_revocations(
 pub(crate) async fn get_me(Authenticated(caller): Authenticated) -> ApiResult {
     let user = users::get_me(&caller)?;
     ok_json(UserJson::from(user))
+}
+
+pub(crate) async fn get_user(
+    State(state): State<RestState>,
+    PathId(user_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let user = users::get_user(&state.ctx, &caller, &user_id).await?;
+    ok_json(UserJson::from(&user))
+}
+
+pub(crate) async fn get_user_by_username(
+    State(state): State<RestState>,
+    PathUsername(username): PathUsername,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let user = users::get_user_by_username(&state.ctx, &caller, &username).await?;
+    ok_json(UserJson::from(&user))
+}
+
+/// What Go's `http.SetCookie` writes for the other two cookies of Mattermost's
+/// `RemoveSessionCookie` (default subpath; only the session cookie is `HttpOnly`).
+const CLEAR_USER_ID_COOKIE: &str = "MMUSERID=; Path=/; Max-Age=0";
+const CLEAR_CSRF_COOKIE: &str = "MMCSRF=; Path=/; Max-Age=0";
+
+/// Mattermost's logout (an `APIHandler`: a request without a valid credential is served
+/// too): clears the session cookies, then ends the caller's session, if there is one.
+pub(crate) async fn logout(
+    State(state): State<RestState>,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
+) -> ApiResult {
+    let clear = [
+        super::CLEAR_SESSION_COOKIE,
+        CLEAR_USER_ID_COOKIE,
+        CLEAR_CSRF_COOKIE,
+    ]
+    .map(|cookie| (header::SET_COOKIE, cookie));
+    if let Some(caller) = caller {
+        // Mattermost clears the cookies before it revokes, so even a failure (the database
+        // is unreachable: 503) answers with the session cookie cleared.
+        sessions::logout(&state.ctx, &caller)
+            .await
+            .map_err(|err| ApiError::from(err).clearing_session_cookie())?;
+    }
+    let mut response = Json(STATUS_OK).into_response();
+    for (name, value) in clear {
+        response
+            .headers_mut()
+            .append(name, axum::http::HeaderValue::from_static(value));
+    }
+    Ok(response)
 }
 
 pub(crate) async fn introspect_token(

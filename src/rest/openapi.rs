@@ -33,6 +33,8 @@ pub(crate) struct OperationDoc {
     pub(crate) paged: bool,
     /// Other integer query parameters: (name, description).
     pub(crate) query: &'static [(&'static str, &'static str)],
+    /// Also served without a credential (Mattermost's `APIHandler`, as for logout).
+    pub(crate) anonymous: bool,
 }
 
 /// A success response body: one object, or a JSON array of them.
@@ -50,6 +52,7 @@ impl OperationDoc {
             reply,
             paged: false,
             query: &[],
+            anonymous: false,
         }
     }
 
@@ -58,6 +61,11 @@ impl OperationDoc {
         query: &'static [(&'static str, &'static str)],
     ) -> Self {
         self.query = query;
+        self
+    }
+
+    pub(crate) const fn anonymous(mut self) -> Self {
+        self.anonymous = true;
         self
     }
 
@@ -106,6 +114,9 @@ pub(crate) fn document() -> Value {
             "parameters": parameters(&route.path, &doc),
             "responses": responses(&doc),
         });
+        if doc.anonymous {
+            operation["security"] = json!([{}, {"bearerAuth": []}, {"tokenCookie": []}]);
+        }
         if let Some(schema) = doc.body {
             operation["requestBody"] = json!({
                 "required": true,
@@ -188,6 +199,12 @@ fn parameters(path: &str, doc: &OperationDoc) -> Value {
                 (
                     "A 26-character Mattermost id, or `me` for the caller.",
                     "^([A-Za-z0-9]{26}|me)$",
+                )
+            } else if name == "username" {
+                (
+                    "A username (matched case-insensitively): 1 to 64 letters, digits, \
+                     '.', '-' or '_', starting with a letter.",
+                    "^[A-Za-z][A-Za-z0-9._-]{0,63}$",
                 )
             } else {
                 ("A 26-character Mattermost id.", ID_PATTERN)

@@ -242,6 +242,17 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             doc(200, None, One("WebrtcToken")),
         ),
         serve("GetMe", h::get_me, doc(200, None, One("User"))),
+        serve("GetUser", h::get_user, doc(200, None, One("User"))),
+        serve(
+            "GetUserByUsername",
+            h::get_user_by_username,
+            doc(200, None, One("User")),
+        ),
+        serve(
+            "Logout",
+            h::logout,
+            doc(200, None, One("StatusOK")).anonymous(),
+        ),
         serve(
             "IntrospectToken",
             h::introspect_token,

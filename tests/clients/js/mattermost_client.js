@@ -82,6 +82,22 @@ async function main() {
     assert.equal((await secondClient.getMe()).id, userId, 'PATs survive revoke-all');
     console.log('session flow ok');
 
+    // User directory and logout: getUser, getUserByUsername (sanitized), logout.
+    const seen = await secondClient.getUser(userId);
+    assert.equal(seen.id, userId);
+    const byName = await secondClient.getUserByUsername(seen.username);
+    assert.equal(byName.id, userId);
+    await expectStatus(secondClient.getUser('abc'), 400, 'api.context.invalid_url_param.app_error');
+    const third = await secondClient.createUserAccessToken(userId, 'logout');
+    const thirdClient = client(third.token);
+    await thirdClient.getMe();
+    await thirdClient.logout();
+    const left = await secondClient.getSessions(userId);
+    assert.ok(!left.some((s) => s.props.user_access_token_id === third.id), 'logout ended the PAT session');
+    // Client4.logout() forgets its token; a new client with the same PAT still works.
+    assert.equal((await client(third.token).getMe()).id, userId, 'the PAT outlives its session');
+    console.log('user directory and logout ok');
+
     // Command flow: create, regenerate, and the 404 that hides it from others.
     const command = await admin.addCommand({
         team_id: process.env.TS_TEAM_ID,

@@ -142,6 +142,37 @@ impl ActorClient {
         self.get_me().await.map(|r| r.user.expect("user"))
     }
 
+    /// GetUser (`user_id` may be "me").
+    pub async fn get_user(&self, user_id: &str) -> Reply<pb::User> {
+        let request = self.request(pb::GetUserRequest {
+            user_id: user_id.to_owned(),
+        });
+        self.client()
+            .get_user(request)
+            .await
+            .map(|r| r.into_inner().user.expect("user"))
+    }
+
+    /// GetUserByUsername.
+    pub async fn get_user_by_username(&self, username: &str) -> Reply<pb::User> {
+        let request = self.request(pb::GetUserByUsernameRequest {
+            username: username.to_owned(),
+        });
+        self.client()
+            .get_user_by_username(request)
+            .await
+            .map(|r| r.into_inner().user.expect("user"))
+    }
+
+    /// Logout: ends the session this credential authenticated with.
+    pub async fn logout(&self) -> Reply<pb::LogoutResponse> {
+        let request = self.request(pb::LogoutRequest {});
+        self.client()
+            .logout(request)
+            .await
+            .map(Response::into_inner)
+    }
+
     /// CreateUser.
     pub async fn create_user(
         &self,

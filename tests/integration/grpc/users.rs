@@ -287,3 +287,239 @@ async fn deactivation_stops_sessions_and_tokens_until_reactivation() {
     assert_unauthenticated(as_tina.get_me().await);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn get_user_shows_the_directory_with_the_email_only_to_those_who_may_see_it() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let carol = srv
+        .as_(&admin)
+        .create_user(pb::CreateUserRequest {
+            username: "carol".into(),
+            email: "Carol@Example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .user
+        .unwrap();
+
+    // Another ordinary user (system_user holds view_members) sees Carol, without her e-mail.
+    let seen = srv.as_(&alice).get_user(&carol.id).await.unwrap();
+    assert_eq!(seen.id, carol.id);
+    assert_eq!(seen.username, "carol");
+    assert_eq!(seen.roles, vec!["system_user"]);
+    assert_eq!(seen.email, "", "hidden from other users");
+    // manage_system sees it.
+    let seen = srv.as_(&admin).get_user(&carol.id).await.unwrap();
+    assert_eq!(seen.email, "carol@example.com");
+    // By username, case-insensitively, the same sanitisation.
+    let seen = srv.as_(&alice).get_user_by_username("Carol").await.unwrap();
+    assert_eq!(
+        (seen.id.as_str(), seen.email.as_str()),
+        (carol.id.as_str(), "")
+    );
+    let seen = srv.as_(&admin).get_user_by_username("carol").await.unwrap();
+    assert_eq!(seen.email, "carol@example.com");
+
+    // "me" is the caller, in full.
+    let me = srv.as_(&alice).get_user("me").await.unwrap();
+    assert_eq!(me.id, alice.id);
+    assert_eq!(me, srv.as_(&alice).me().await.unwrap());
+
+    // A deactivated user is still in the directory, with delete_at set.
+    srv.as_(&admin).set_active(&carol.id, false).await;
+    let gone = srv.as_(&alice).get_user(&carol.id).await.unwrap();
+    assert!(gone.delete_at.is_some());
+
+    // Checks: the id, then existence.
+    assert_invalid(
+        srv.as_(&alice).get_user("nope").await,
+        "user_id",
+        "api.context.invalid_url_param.app_error",
+    );
+    assert_error(
+        srv.as_(&alice)
+            .get_user(&token_service::domain::ids::new_id())
+            .await,
+        tonic::Code::NotFound,
+        "app.user.missing_account.const",
+    );
+    assert_error(
+        srv.as_(&alice).get_user_by_username("nobody").await,
+        tonic::Code::NotFound,
+        "app.user.missing_account.const",
+    );
+    for bad in ["", "9lives", "a b", "x/y", &"a".repeat(65)] {
+        assert_invalid(
+            srv.as_(&alice).get_user_by_username(bad).await,
+            "username",
+            "api.context.invalid_url_param.app_error",
+        );
+    }
+    assert_unauthenticated(srv.anonymous().get_user(&alice.id).await);
+    assert_unauthenticated(srv.anonymous().get_user_by_username("alice").await);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn show_email_address_shows_the_email_to_every_caller_who_may_see_the_user() {
+    let srv = TestServer::start_with(|c| c.show_email_address = true).await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let carol = srv
+        .as_(&admin)
+        .create_user(pb::CreateUserRequest {
+            username: "carol".into(),
+            email: "carol@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .user
+        .unwrap();
+    let seen = srv.as_(&alice).get_user(&carol.id).await.unwrap();
+    assert_eq!(seen.email, "carol@example.com");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn without_view_members_a_caller_sees_itself_and_teammates_only() {
+    // Guests hold no view_members; a team role that grants it opens that team's members.
+    let srv = TestServer::start_with(|c| {
+        c.roles
+            .insert("team_user".into(), vec!["view_members".into()]);
+    })
+    .await;
+    let admin = srv.admin("root").await;
+    let guest = srv.user("guest", &["system_guest"]).await;
+    let teammate = srv.basic_user("teammate").await;
+    let stranger = srv.basic_user("stranger").await;
+    let other_team_guest = srv.user("otherguest", &["system_guest"]).await;
+
+    // Alone, a guest sees only itself; an unknown user is the same 403 (no existence oracle).
+    assert_eq!(srv.as_(&guest).get_user("me").await.unwrap().id, guest.id);
+    assert_denied(srv.as_(&guest).get_user(&teammate.id).await, "view_members");
+    assert_denied(
+        srv.as_(&guest)
+            .get_user(&token_service::domain::ids::new_id())
+            .await,
+        "view_members",
+    );
+    assert_denied(
+        srv.as_(&guest).get_user_by_username("teammate").await,
+        "view_members",
+    );
+    assert_denied(
+        srv.as_(&guest).get_user_by_username("nobody").await,
+        "view_members",
+    );
+
+    // Sharing a team where the guest's team role grants view_members.
+    let team = token_service::domain::ids::new_id();
+    let other_team = token_service::domain::ids::new_id();
+    for (t, who) in [
+        (&team, &guest),
+        (&team, &teammate),
+        (&other_team, &stranger),
+        (&other_team, &other_team_guest),
+    ] {
+        srv.as_(&admin)
+            .add_team_member(t, &who.id, &["team_user"])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        srv.as_(&guest).get_user(&teammate.id).await.unwrap().id,
+        teammate.id
+    );
+    assert_eq!(
+        srv.as_(&guest)
+            .get_user_by_username("teammate")
+            .await
+            .unwrap()
+            .email,
+        ""
+    );
+    assert_denied(srv.as_(&guest).get_user(&stranger.id).await, "view_members");
+    assert_denied(
+        srv.as_(&other_team_guest).get_user(&guest.id).await,
+        "view_members",
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_calling_session_on_every_replica_at_once() {
+    let srv = TestServer::start().await;
+    let replica = ReplicaProcess::start(&srv);
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let other = srv.as_(&admin).login(&alice.id).await;
+    let a = srv.client().await;
+    let b = replica.client().await;
+    replica.wait_until_caught_up().await;
+    let mut events = a.as_(&admin).subscribe().await;
+    // Both replicas have the session cached.
+    for client in [&a, &b] {
+        client.as_(&alice).get_me().await.unwrap();
+        client.as_(&alice).get_me().await.unwrap();
+    }
+    let sessions = a.as_(&alice).sessions_of("me").await;
+    let mine = sessions
+        .iter()
+        .find(|s| s.id != other.session.as_ref().unwrap().id)
+        .unwrap()
+        .id
+        .clone();
+
+    a.as_(&alice).logout().await.unwrap();
+    // Through the revocation log: one session event.
+    let event = next_revocation(&mut events).await.unwrap();
+    assert_eq!(event.kind(), pb::RevocationKind::Session);
+    assert_eq!(event.subject_id, mine);
+    assert_token_refused(&a, &alice.token).await;
+    let start = std::time::Instant::now();
+    while b.as_(&alice).get_me().await.is_ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "the other replica still accepts the logged-out session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Only that session: Alice's other login still works.
+    let remaining = srv.as_(&other.token).sessions_of("me").await;
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(remaining[0].id, other.session.unwrap().id);
+    // A second logout with the ended session: nothing to end.
+    assert_unauthenticated(a.as_(&alice).logout().await);
+    assert_unauthenticated(a.anonymous().logout().await);
+    drop(replica);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn logout_with_a_personal_access_token_ends_its_session_not_the_token() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let (token_id, secret) = srv.as_(&alice).new_token("me").await;
+    srv.as_(&secret).get_me().await.unwrap();
+    let minted = |sessions: &[pb::Session]| {
+        sessions
+            .iter()
+            .find(|s| s.props.get("user_access_token_id") == Some(&token_id))
+            .map(|s| s.id.clone())
+    };
+    let first = minted(&srv.as_(&alice).sessions_of("me").await).expect("minted session");
+
+    srv.as_(&secret).logout().await.unwrap();
+    assert_eq!(minted(&srv.as_(&alice).sessions_of("me").await), None);
+    // As in Mattermost, the token itself still authenticates: its next use mints anew.
+    assert_eq!(srv.as_(&secret).me().await.unwrap().id, alice.id);
+    let second = minted(&srv.as_(&alice).sessions_of("me").await).expect("a new session");
+    assert_ne!(first, second);
+    // The login session was not touched.
+    srv.as_(&alice).get_me().await.unwrap();
+    srv.stop().await;
+}

@@ -407,6 +407,31 @@ async fn every_route_answers_as_its_schema_says() {
         Some(json!({"active": false})),
         200
     );
+    let seen = call!(
+        Method::GET,
+        "/api/v4/users/{user_id}",
+        format!("/api/v4/users/{carol}"),
+        &alice.token,
+        None,
+        200
+    );
+    assert_eq!(seen["username"], "carol");
+    call!(
+        Method::GET,
+        "/api/v4/users/username/{username}",
+        "/api/v4/users/username/carol",
+        &admin.token,
+        None,
+        200
+    );
+    call!(
+        Method::GET,
+        "/api/v4/users/username/{username}",
+        "/api/v4/users/username/nobody",
+        &admin.token,
+        None,
+        404
+    );
     // A bot's user document carries its owner.
     let bot_me = http.get("/api/v4/users/me", &bot.token).await;
     assert_documented(&doc, &Method::GET, "/api/v4/users/me", &bot_me);
@@ -445,6 +470,14 @@ async fn every_route_answers_as_its_schema_says() {
             .iter()
             .any(|e| e["kind"] == "access_token"),
         "{events}"
+    );
+    call!(
+        Method::POST,
+        "/api/v4/users/logout",
+        "/api/v4/users/logout",
+        &alice.token,
+        None,
+        200
     );
     call!(
         Method::POST,

@@ -698,3 +698,229 @@ async fn listed_sessions_carry_the_users_live_team_memberships() {
     assert_eq!(own.assert_ok()[0]["team_members"], json!([]));
     srv.stop().await;
 }
+
+/// The `Set-Cookie` values of an answer.
+fn set_cookies(r: &super::HttpResponse) -> Vec<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What Mattermost's `RemoveSessionCookie` writes (Go's `http.SetCookie`, MaxAge -1).
+const CLEARED: [&str; 3] = [
+    "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly",
+    "MMUSERID=; Path=/; Max-Age=0",
+    "MMCSRF=; Path=/; Max-Age=0",
+];
+
+#[tokio::test]
+async fn logout_ends_the_cookie_session_and_clears_the_cookies() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    let login = http
+        .post(
+            &format!("/api/v4/users/{}/sessions", alice.id),
+            &admin.token,
+            json!({}),
+        )
+        .await;
+    let token = login.json["token"].as_str().unwrap().to_owned();
+    let csrf = login.json["props"]["csrf"].as_str().unwrap().to_owned();
+    let cookie = format!("MMAUTHTOKEN={token}; MMUSERID={}; MMCSRF={csrf}", alice.id);
+    let logout = |headers: Vec<(&'static str, String)>| {
+        let cookie = cookie.clone();
+        let http = &http;
+        async move {
+            let mut all: Vec<(&str, &str)> = vec![("Cookie", cookie.as_str())];
+            all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+            http.send(Method::POST, "/api/v4/users/logout", None, None, &all)
+                .await
+        }
+    };
+    // A cookie-authenticated write: CSRF applies (a forged logout is refused).
+    logout(vec![])
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    http.get("/api/v4/users/me", &token).await.assert_ok();
+
+    let r = logout(vec![("X-CSRF-Token", csrf.clone())]).await;
+    assert_eq!(r.assert_ok(), &json!({"status": "OK"}));
+    assert_eq!(set_cookies(&r), CLEARED);
+    http.get("/api/v4/users/me", &token)
+        .await
+        .assert_error(401, "api.context.session_expired.app_error");
+    // The other session (the fixture's login) is untouched.
+    http.get("/api/v4/users/me", &alice.token).await.assert_ok();
+
+    // As Mattermost's APIHandler: with the ended session, with garbage, or with nothing,
+    // logout still answers 200 and clears the cookies.
+    for r in [
+        logout(vec![("X-CSRF-Token", csrf.clone())]).await,
+        http.send(
+            Method::POST,
+            "/api/v4/users/logout",
+            Some("garbage"),
+            None,
+            &[],
+        )
+        .await,
+        http.send(Method::POST, "/api/v4/users/logout", None, None, &[])
+            .await,
+    ] {
+        assert_eq!(r.assert_ok(), &json!({"status": "OK"}));
+        assert_eq!(set_cookies(&r), CLEARED);
+    }
+    // A valid token in the query string is still refused, as on every route.
+    http.send(
+        Method::POST,
+        &format!("/api/v4/users/logout?access_token={}", alice.token),
+        None,
+        None,
+        &[],
+    )
+    .await
+    .assert_error(401, "api.context.token_provided.app_error");
+    http.get("/api/v4/users/me", &alice.token).await.assert_ok();
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn logout_with_a_personal_access_token_keeps_the_token() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let http = Http::new(&srv);
+    let created = create_token(&http, &alice, "me").await;
+    let secret = created["token"].as_str().unwrap().to_owned();
+    http.get("/api/v4/users/me", &secret).await.assert_ok();
+    let minted = |sessions: &serde_json::Value| -> Vec<String> {
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["props"]["type"] == "UserAccessToken")
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = minted(
+        http.get("/api/v4/users/me/sessions", &alice.token)
+            .await
+            .assert_ok(),
+    );
+    assert_eq!(before.len(), 1);
+    let r = http
+        .send(
+            Method::POST,
+            "/api/v4/users/logout",
+            Some(&secret),
+            None,
+            &[],
+        )
+        .await;
+    r.assert_ok();
+    assert!(
+        minted(
+            http.get("/api/v4/users/me/sessions", &alice.token)
+                .await
+                .assert_ok()
+        )
+        .is_empty()
+    );
+    http.get("/api/v4/users/me", &secret).await.assert_ok();
+    let after = minted(
+        http.get("/api/v4/users/me/sessions", &alice.token)
+            .await
+            .assert_ok(),
+    );
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new session was minted");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn get_user_and_get_user_by_username_share_the_users_paths_as_mattermosts_router_does() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.basic_user("alice").await;
+    let guest = srv.user("guest", &["system_guest"]).await;
+    let http = Http::new(&srv);
+    let carol = http
+        .post(
+            "/api/v4/users",
+            &admin.token,
+            json!({"username": "carol", "email": "carol@example.com"}),
+        )
+        .await;
+    assert_eq!(carol.status.as_u16(), 201);
+    let carol_id = carol.json["id"].as_str().unwrap().to_owned();
+
+    let seen = http
+        .get(&format!("/api/v4/users/{carol_id}"), &alice.token)
+        .await;
+    let seen = seen.assert_ok();
+    assert_eq!(seen["id"], carol_id.as_str());
+    assert_eq!(seen["username"], "carol");
+    assert_eq!(seen["email"], "", "sanitized for another user");
+    assert_eq!(seen["roles"], "system_user");
+    for secret in ["password", "mfa_secret", "token"] {
+        assert!(seen.get(secret).is_none(), "{secret}: {seen}");
+    }
+    let by_admin = http.get("/api/v4/users/username/carol", &admin.token).await;
+    assert_eq!(by_admin.assert_ok()["email"], "carol@example.com");
+    let by_name = http.get("/api/v4/users/username/Carol", &alice.token).await;
+    assert_eq!(by_name.assert_ok()["id"], carol_id.as_str());
+
+    // Static segments win over {user_id}: /users/me, /users/tokens keep their routes.
+    let me = http.get("/api/v4/users/me", &alice.token).await;
+    assert_eq!(me.assert_ok()["id"], alice.id.as_str());
+    http.get("/api/v4/users/tokens", &alice.token)
+        .await
+        .assert_error(403, "api.context.permissions.app_error");
+    // /users/username/{username} is a route of its own, even for a name such as "tokens".
+    http.get("/api/v4/users/username/tokens", &admin.token)
+        .await
+        .assert_error(404, "app.user.missing_account.const");
+
+    // Errors, in Mattermost's order.
+    http.get("/api/v4/users/abc", &alice.token)
+        .await
+        .assert_error(400, "api.context.invalid_url_param.app_error");
+    http.get("/api/v4/users/username/9lives", &alice.token)
+        .await
+        .assert_error(400, "api.context.invalid_url_param.app_error");
+    let unknown = token_service::domain::ids::new_id();
+    http.get(&format!("/api/v4/users/{unknown}"), &alice.token)
+        .await
+        .assert_error(404, "app.user.missing_account.const");
+    // A guest (no view_members) cannot tell who exists.
+    for path in [
+        format!("/api/v4/users/{unknown}"),
+        format!("/api/v4/users/{carol_id}"),
+        "/api/v4/users/username/carol".to_owned(),
+        "/api/v4/users/username/nobody".to_owned(),
+    ] {
+        http.get(&path, &guest.token)
+            .await
+            .assert_error(403, "api.context.permissions.app_error");
+    }
+    // Characters outside the router's patterns never reach a handler: the router's 404,
+    // before authentication.
+    for path in ["/api/v4/users/a%2Bb", "/api/v4/users/username/a%2Bb"] {
+        http.send(Method::GET, path, None, None, &[])
+            .await
+            .assert_error(404, "api.context.404.app_error");
+    }
+    http.send(
+        Method::GET,
+        &format!("/api/v4/users/{carol_id}"),
+        None,
+        None,
+        &[],
+    )
+    .await
+    .assert_error(401, "api.context.session_expired.app_error");
+    srv.stop().await;
+}

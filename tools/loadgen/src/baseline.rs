@@ -185,6 +185,9 @@ echo_service! {
     get_webrtc_token(GetWebrtcTokenRequest) -> GetWebrtcTokenResponse;
     create_session(CreateSessionRequest) -> CreateSessionResponse;
     get_me(GetMeRequest) -> GetMeResponse;
+    get_user(GetUserRequest) -> GetUserResponse;
+    get_user_by_username(GetUserByUsernameRequest) -> GetUserByUsernameResponse;
+    logout(LogoutRequest) -> LogoutResponse;
     create_user(CreateUserRequest) -> CreateUserResponse;
     update_user_roles(UpdateUserRolesRequest) -> UpdateUserRolesResponse;
     update_user_active(UpdateUserActiveRequest) -> UpdateUserActiveResponse;

@@ -7,6 +7,7 @@
 //! - [`sessions`]: the session, slash command and WebRTC RPCs in one table of status codes;
 //!   the credentials it tries, and the session calls.
 //! - [`commands`]: that table's team, command and WebRTC calls.
+//! - [`users`]: GetUser, GetUserByUsername and Logout, on the credentials of [`sessions`].
 //!
 //! Outcomes read as the tables print them: [`outcome`] for the token table, [`code`] for the
 //! other; an UNAUTHENTICATED always carries Mattermost's session-expired error id.
@@ -14,6 +15,7 @@
 mod commands;
 mod sessions;
 mod tokens;
+mod users;
 
 use tonic::{Code, Status};
 use tonic_types::StatusExt;

@@ -60,7 +60,7 @@ pub(super) struct World {
 
 /// A credential to try, made fresh for its row (RevokeSessionsFromAllUsers ends sessions).
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Missing,
     Garbage,
     UnknownToken,
@@ -76,13 +76,16 @@ enum Kind {
     TeamAdminAccessToken,
     BotSession,
     BotAccessToken,
+    /// A system_guest (no view_members); only the user RPCs' table uses it.
+    GuestSession,
+    GuestAccessToken,
 }
 
 /// The token to present (none for `Missing`) and the user it acts as (none when it cannot
 /// authenticate).
-struct Credential {
-    token: Option<String>,
-    user_id: Option<String>,
+pub(super) struct Credential {
+    pub(super) token: Option<String>,
+    pub(super) user_id: Option<String>,
 }
 
 impl Credential {
@@ -96,7 +99,7 @@ impl Credential {
 }
 
 impl World {
-    async fn new() -> Self {
+    pub(super) async fn new() -> Self {
         let srv = TestServer::start_with(|c| {
             c.webrtc.enable = true;
             c.webrtc.gateway_url = "wss://gateway.example.com/janus".into();
@@ -116,7 +119,7 @@ impl World {
     }
 
     /// Makes a fresh credential of `kind`; `n` keeps user names unique.
-    async fn credential(&self, client: &Client, kind: Kind, n: usize) -> Credential {
+    pub(super) async fn credential(&self, client: &Client, kind: Kind, n: usize) -> Credential {
         let srv = &self.srv;
         let name = |role: &str| format!("{role}{n}");
         let session = |actor: &Actor| Credential {
@@ -213,6 +216,12 @@ impl World {
                     .unwrap()
                     .token;
                 access_token(&bot, secret)
+            }
+            Kind::GuestSession => session(&srv.user(&name("guest"), &["system_guest"]).await),
+            Kind::GuestAccessToken => {
+                let guest = srv.user(&name("guestpat"), &["system_guest"]).await;
+                let (_, secret) = srv.existing_pat(&guest, false).await;
+                access_token(&guest, secret)
             }
         }
     }
