@@ -118,7 +118,7 @@ impl Default for Config {
             roles: BTreeMap::new(),
             enable_commands: true,
             strict_csrf: false,
-            show_email_address: false,
+            show_email_address: true,
             max_request_body_bytes: 300_000,
             command_tokens: CommandTokensConfig::default(),
             webrtc: WebrtcConfig::default(),

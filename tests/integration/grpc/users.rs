@@ -290,7 +290,7 @@ async fn deactivation_stops_sessions_and_tokens_until_reactivation() {
 
 #[tokio::test]
 async fn get_user_shows_the_directory_with_the_email_only_to_those_who_may_see_it() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_with(|c| c.show_email_address = false).await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
     let carol = srv

@@ -842,7 +842,7 @@ async fn logout_with_a_personal_access_token_keeps_the_token() {
 
 #[tokio::test]
 async fn get_user_and_get_user_by_username_share_the_users_paths_as_mattermosts_router_does() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_with(|c| c.show_email_address = false).await;
     let admin = srv.admin("root").await;
     let alice = srv.basic_user("alice").await;
     let guest = srv.user("guest", &["system_guest"]).await;
