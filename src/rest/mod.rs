@@ -276,7 +276,16 @@ async fn system_ping(State(health): State<Health>, uri: OriginalUri) -> Response
             http::StatusCode::OK
         };
     let json = serde_json::to_string(&body).unwrap_or_default();
-    let mut response = (status, json).into_response();
+    // JSON already, so the envelope passes an unhealthy 500 through as it is.
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response();
     for (name, value) in headers {
         response
             .headers_mut()
