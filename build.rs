@@ -26,5 +26,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("cargo:rerun-if-changed=proto");
+    git_commit();
     Ok(())
+}
+
+/// Sets `TOKEN_SERVICE_GIT_COMMIT` (the `build_info` metric's `commit` label) to the short
+/// hash of `HEAD`, or "unknown" when the source is not a git checkout or git is missing: the
+/// build never fails for want of git.
+fn git_commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])
+        .filter(|s| s.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=TOKEN_SERVICE_GIT_COMMIT={commit}");
+    // A new commit or checkout moves HEAD (or the branch it names): watch both when they
+    // are files (a packed ref is not; a missing path would rerun this script every build).
+    let mut watched = Vec::new();
+    watched.extend(git(&["rev-parse", "--git-path", "HEAD"]));
+    if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.extend(git(&["rev-parse", "--git-path", &reference]));
+    }
+    for path in watched {
+        if PathBuf::from(&path).is_file() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod config;
 mod deadline;
 pub mod domain;
 pub mod grpc;
+pub mod health;
 pub mod metrics;
 pub mod pb;
 pub mod rest;

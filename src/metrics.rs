@@ -3,6 +3,14 @@
 //! Each server owns its registry (no process-global recorder), so several servers in one
 //! process (the test suite) keep their own figures. Recording is a read lock and a few atomic
 //! additions; rendering reads the token cache's counters and the database pool at scrape time.
+//!
+//! Also rendered at scrape time: `token_service_build_info` (version and git commit) and, on
+//! Linux, the standard `process_*` metrics read from `/proc/self` (CPU seconds, resident and
+//! virtual memory, open and maximum file descriptors, threads, start time).
+//!
+//! This stays hand-written rather than `prometheus-client`: that crate's label families look
+//! a series up by an owned label set (an allocation per request on the hot path), where the
+//! nested maps here are looked up with borrowed `&str`s.
 
 use std::{
     collections::HashMap,
@@ -274,7 +282,157 @@ impl Metrics {
         );
         self.revocation_lag
             .render(&mut out, "token_service_revocation_propagation_seconds", "");
+        render_build_info(&mut out);
+        if let Some(process) = ProcessStats::read() {
+            process.render(&mut out);
+        }
         out
+    }
+}
+
+/// The version this binary was built from (Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this binary was built from (`git rev-parse --short=12 HEAD` at build
+/// time), or "unknown" when it was built outside a git checkout.
+pub const GIT_COMMIT: &str = env!("TOKEN_SERVICE_GIT_COMMIT");
+
+fn render_build_info(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP token_service_build_info The version and git commit of this binary (always 1).\n\
+         # TYPE token_service_build_info gauge\n\
+         token_service_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        escape(VERSION),
+        escape(GIT_COMMIT)
+    );
+}
+
+/// The process figures Prometheus clients export under the standard `process_*` names, read
+/// from `/proc/self` at scrape time (Linux only; elsewhere they are absent).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_memory_bytes: u64,
+    pub virtual_memory_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    pub threads: u64,
+    pub start_time_seconds: f64,
+}
+
+/// Clock ticks per second of the times in `/proc/<pid>/stat` (the kernel's `USER_HZ`, 100 on
+/// every Linux architecture, as the Go and Java clients also assume).
+const USER_HZ: f64 = 100.0;
+
+impl ProcessStats {
+    /// Reads `/proc/self`; `None` where there is no such thing.
+    #[cfg(target_os = "linux")]
+    pub fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) may hold spaces and parentheses: count from its end.
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // `after_name` starts at field 3 (state); field n is fields[n - 3].
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let (utime, stime) = (field(14)?, field(15)?);
+        let threads = field(20)?;
+        let start_ticks = field(22)?;
+        let virtual_memory_bytes = field(23)?;
+        let rss_pages = field(24)?;
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<u64>().ok())?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        // statm counts pages; VmRSS in status is the same figure in kB, without a page size.
+        let resident_memory_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(rss_pages * 4096, |kb| kb * 1024);
+        Some(Self {
+            cpu_seconds: (utime + stime) as f64 / USER_HZ,
+            resident_memory_bytes,
+            virtual_memory_bytes,
+            open_fds,
+            max_fds,
+            threads,
+            start_time_seconds: boot_time as f64 + start_ticks as f64 / USER_HZ,
+        })
+    }
+
+    /// Reads `/proc/self`; `None` where there is no such thing.
+    #[cfg(not(target_os = "linux"))]
+    pub fn read() -> Option<Self> {
+        None
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            self.cpu_seconds.to_string(),
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            self.resident_memory_bytes.to_string(),
+        );
+        metric(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            self.virtual_memory_bytes.to_string(),
+        );
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            self.open_fds.to_string(),
+        );
+        if let Some(max) = self.max_fds {
+            metric(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                max.to_string(),
+            );
+        }
+        metric(
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            self.threads.to_string(),
+        );
+        metric(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            self.start_time_seconds.to_string(),
+        );
     }
 }
 
@@ -334,5 +492,52 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("token_service_cache_trusted 0\n"));
+        assert!(
+            text.contains(&format!(
+                "token_service_build_info{{version=\"{VERSION}\",commit=\"{GIT_COMMIT}\"}} 1\n"
+            )),
+            "{text}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_figures_are_read_from_proc() {
+        let before = ProcessStats::read().expect("/proc/self is readable on Linux");
+        // Burn a little CPU and hold a file open: both must show.
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let after = ProcessStats::read().unwrap();
+        assert!(after.cpu_seconds >= before.cpu_seconds);
+        assert!(after.cpu_seconds > 0.0);
+        assert!(after.resident_memory_bytes > 1024 * 1024, "{after:?}");
+        assert!(after.virtual_memory_bytes >= after.resident_memory_bytes);
+        assert!(after.open_fds >= 4, "{after:?}");
+        assert!(after.max_fds.is_some_and(|m| m >= after.open_fds));
+        assert!(after.threads >= 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            after.start_time_seconds <= now + 1.0
+                && after.start_time_seconds > now - 86_400.0 * 365.0,
+            "{after:?}"
+        );
+        drop(file);
+        let text = Metrics::new().render(Gauges::default());
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(&format!("\n{name}")), "{name}: {text}");
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! Start-up and shutdown: connect and migrate the database, check the server key, bind the
-//! gRPC listener, serve, and on shutdown flip health to NOT_SERVING before draining.
+//! gRPC, HTTP and (optional) management listeners, serve, watch readiness, and on shutdown
+//! flip health to NOT_SERVING before draining.
+//!
+//! gRPC health: the overall server (`""`) is SERVING while the process serves (liveness);
+//! `token_service.v1.TokenService` is SERVING only while every readiness check of
+//! [`crate::health`] passes, exactly when `/readyz` answers 200. Both turn NOT_SERVING when a
+//! graceful shutdown begins.
 
 use std::{fs, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,7 +20,9 @@ use crate::{
         revocations::FeedSettings,
         secret::{CommandTokenCipher, TokenHasher},
     },
-    grpc, rest,
+    grpc,
+    health::{CheckState, Health, Readiness},
+    rest,
     store::{PoolOptions, Store},
     telemetry::RequestLayer,
     tls,
@@ -151,6 +159,8 @@ fn source_text(e: &crate::domain::error::Error) -> String {
 pub struct RunningServer {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    management_addr: Option<SocketAddr>,
+    health: Health,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
     ctx: Context,
@@ -170,6 +180,16 @@ impl RunningServer {
     /// The address the REST shim listens on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The management listener's address, when `management_addr` is set.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
+    }
+
+    /// The readiness last published (what `/readyz` and TokenService's gRPC health report).
+    pub fn readiness(&self) -> Readiness {
+        self.health.readiness()
     }
 
     /// Starts a graceful shutdown and waits for it: health turns NOT_SERVING, new
@@ -221,19 +241,45 @@ pub async fn start_with(
         .await
         .map_err(|e| format!("cannot listen on http_addr {}: {e}", config.http_addr))?;
     let http_addr = http_listener.local_addr()?;
+    let management_listener = match config.management_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on management_addr {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let management_addr = match &management_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     let request_timeout =
         (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms));
-    let rest_app = rest::router(ctx.clone(), config.max_request_body_bytes, request_timeout);
+    let check_interval = Duration::from_millis(config.health_check_interval_ms);
+    let health = Health::new(ctx.clone(), check_interval.max(Duration::from_secs(1)));
+    let rest_app = rest::router(
+        ctx.clone(),
+        health.clone(),
+        config.probes_on_http_addr,
+        config.max_request_body_bytes,
+        request_timeout,
+    );
+    let management_app = rest::management_router(ctx.clone(), health.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    grpc::set_health(&health_reporter, true).await;
+    // The server serves from now on; TokenService once the watcher finds it ready (the
+    // revocation feed must catch up first).
+    grpc::set_health(&health_reporter, false).await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let routes = grpc::routes(ctx.clone(), health_service, shutdown_rx.clone())?;
 
-    let health_task = tokio::spawn(watch_database_health(
-        ctx.clone(),
+    let health_task = tokio::spawn(watch_readiness(
+        health.clone(),
         health_reporter.clone(),
-        Duration::from_millis(config.health_check_interval_ms),
+        check_interval,
         shutdown_rx.clone(),
     ));
     // Replicas learn of each other's revocations from the log (on SQLite the other writer is
@@ -248,16 +294,20 @@ pub async fn start_with(
     ));
     let grace = Duration::from_secs(config.shutdown_grace_period_secs);
     let http_tls = tls.as_ref().map(tls::ServerTls::http);
-    info!(%grpc_addr, %http_addr, tls = %tls::mode_of(tls.as_ref()),
+    let management = management_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    info!(%grpc_addr, %http_addr, %management, tls = %tls::mode_of(tls.as_ref()),
         database = %config.effective_database_url(),
         backend = ctx.store().backend_name(), "token-service listening (gRPC and REST)");
 
     let server_ctx = ctx.clone();
+    let server_health = health.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
         let mut reporter = health_reporter.clone();
+        let shutdown_health = health.clone();
         let shutdown_signal = async move {
             let _ = signal.wait_for(|stop| *stop).await;
+            shutdown_health.begin_shutdown();
             grpc::set_health(&reporter, false).await;
             // Streams never end by themselves: health watches end after NOT_SERVING, and
             // revocation streams with UNAVAILABLE (they watch the same signal).
@@ -298,10 +348,25 @@ pub async fn start_with(
                 }
             }
         };
+        // Plain HTTP whatever `tls` says: orchestrators' probes and scrapers reach it without
+        // client certificates; it serves no credentials.
+        let mut management_stop = shutdown_rx.clone();
+        let management = async move {
+            let Some(listener) = management_listener else {
+                return Ok(());
+            };
+            axum::serve(listener, management_app)
+                .with_graceful_shutdown(async move {
+                    let _ = management_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        };
         let server = async {
-            let (grpc, http) = tokio::join!(grpc, http);
+            let (grpc, http, management) = tokio::join!(grpc, http, management);
             grpc.map_err(|e| -> ServerError { format!("gRPC server failed: {e}").into() })?;
             http.map_err(|e| -> ServerError { format!("HTTP server failed: {e}").into() })?;
+            management
+                .map_err(|e| -> ServerError { format!("management server failed: {e}").into() })?;
             Ok::<(), ServerError>(())
         };
         tokio::pin!(server);
@@ -326,43 +391,80 @@ pub async fn start_with(
     Ok(RunningServer {
         grpc_addr,
         http_addr,
+        management_addr,
+        health: server_health,
         shutdown: shutdown_tx,
         task,
         ctx: server_ctx,
     })
 }
 
-/// Pings the database on an interval and reports SERVING only while it answers.
-async fn watch_database_health(
-    ctx: Context,
+/// How often the revocation feed's state is read while it is behind (an atomic load), so
+/// readiness follows it closely at start-up and after an outage.
+const FEED_POLL: Duration = Duration::from_millis(10);
+
+/// Runs the database checks every `interval` (and reads the revocation feed's state every
+/// [`FEED_POLL`] while it is behind), tells gRPC health about TokenService and then publishes
+/// the readiness that `/readyz` reads, logging each check that changes.
+async fn watch_readiness(
+    health: Health,
     reporter: tonic_health::server::HealthReporter,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut serving = true;
+    let mut last = health.readiness();
+    let mut serving = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let feed_behind = !last.revocation_feed.is_ok();
+        let full = tokio::select! {
+            _ = ticker.tick() => true,
+            _ = tokio::time::sleep(FEED_POLL), if feed_behind => false,
             _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        let ok = matches!(
-            tokio::time::timeout(interval.max(Duration::from_secs(1)), ctx.store().ping()).await,
-            Ok(Ok(()))
-        );
+        };
+        let next = if full {
+            let checks = health.check_database().await;
+            health.evaluate(checks)
+        } else {
+            health.refresh_feed()
+        };
         if *shutdown.borrow() {
             return;
         }
-        if ok != serving {
-            serving = ok;
-            grpc::set_health(&reporter, ok).await;
-            if ok {
-                info!("database reachable again: health is SERVING");
-            } else {
-                warn!("database unreachable: health is NOT_SERVING");
+        for ((name, before), (_, after)) in last.checks().into_iter().zip(next.checks()) {
+            match (before, after) {
+                (CheckState::Ok, CheckState::Failing(reason)) => {
+                    warn!(check = name, %reason, "readiness check failing");
+                }
+                (CheckState::Failing(_), CheckState::Ok) => {
+                    info!(check = name, "readiness check passing again");
+                }
+                _ => {}
             }
         }
+        let ready = next.is_ready();
+        if ready != serving {
+            serving = ready;
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter
+                .set_service_status(grpc::SERVICE_NAME, status)
+                .await;
+            if ready {
+                info!("ready: TokenService health is SERVING");
+            } else {
+                warn!(
+                    failing = next.first_failure().map_or("", |(name, _)| name),
+                    "not ready: TokenService health is NOT_SERVING"
+                );
+            }
+        }
+        health.publish(next.clone());
+        last = next;
     }
 }
 

@@ -38,6 +38,12 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// REST shim listen address (reserved for the REST shim).
     pub http_addr: SocketAddr,
+    /// Optional management listener (plain HTTP): `/metrics`, `/livez` and `/readyz` only,
+    /// so operators can keep them off the public port. Off by default.
+    pub management_addr: Option<SocketAddr>,
+    /// Serve `/metrics`, `/livez` and `/readyz` on `http_addr` as well (the default, for
+    /// compatibility). `false` keeps them on `management_addr` only (which must then be set).
+    pub probes_on_http_addr: bool,
     /// Where the embedded defaults live: the SQLite database and the generated server key.
     pub data_dir: PathBuf,
     /// Database URL (`sqlite://…`, `postgres://…`, `mysql://…`). Default: SQLite in data_dir.
@@ -102,6 +108,8 @@ impl Default for Config {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8065)),
+            management_addr: None,
+            probes_on_http_addr: true,
             data_dir: PathBuf::from("data"),
             database_url: None,
             server_key: None,
@@ -219,6 +227,17 @@ impl Config {
         }
         if self.health_check_interval_ms == 0 {
             return Err("health_check_interval_ms: must be at least 1".into());
+        }
+        if !self.probes_on_http_addr && self.management_addr.is_none() {
+            return Err("probes_on_http_addr: false needs management_addr (the probes and metrics would be served nowhere)".into());
+        }
+        if let Some(addr) = self.management_addr
+            && (addr == self.http_addr || addr == self.grpc_addr)
+            && addr.port() != 0
+        {
+            return Err(format!(
+                "management_addr: {addr} is already http_addr or grpc_addr; choose another port"
+            ));
         }
         if self.server_key.is_some() && self.server_key_file.is_some() {
             return Err("server_key and server_key_file: set at most one".into());

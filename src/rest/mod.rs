@@ -7,6 +7,12 @@
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
 //! paths with another method (HEAD and OPTIONS included), answer Mattermost's router 404
 //! (`api.context.404.app_error`).
+//!
+//! Besides the RPC routes, the router serves the [`OPERATIONAL_ROUTES`], a fixed and
+//! documented list: Mattermost's `GET /api/v4/system/ping` and the OpenAPI document (inside
+//! Mattermost's envelope), and `/livez`, `/readyz` and `/metrics` (outside it: no auth, their
+//! own content types). The last three are also served by the management listener
+//! ([`management_router`]).
 
 mod auth;
 mod error;
@@ -28,6 +34,7 @@ use axum::{
 };
 
 use crate::domain::{Context, ids::RequestId};
+use crate::health::Health;
 use crate::telemetry::RequestLayer;
 use error::ApiError;
 pub use routes::{HttpBinding, http_bindings, served_routes};
@@ -44,14 +51,23 @@ pub(crate) struct RestState {
 /// The verbs and paths come from the proto's `google.api.http` rules (decoded once per
 /// process); a rule without a handler, or a handler without a rule, panics here, and first
 /// in the unit tests of `routes`.
-pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -> Router {
+pub(crate) fn router(
+    ctx: Context,
+    health: Health,
+    probes: bool,
+    max_body: usize,
+    timeout: Option<Duration>,
+) -> Router {
     let table = routes::routes()
         .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
     let mut by_path: Vec<(String, MethodRouter<RestState>)> = Vec::new();
-    let routes = table
-        .into_iter()
-        .map(|r| (r.path, r.handler))
-        .chain([(openapi::PATH.to_owned(), get(openapi::serve))]);
+    let routes = table.into_iter().map(|r| (r.path, r.handler)).chain([
+        (openapi::PATH.to_owned(), get(openapi::serve)),
+        (
+            SYSTEM_PING_PATH.to_owned(),
+            get(system_ping).with_state(health.clone()),
+        ),
+    ]);
     for (path, method_router) in routes {
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, existing)) => {
@@ -75,18 +91,211 @@ pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -
             ctx: ctx.clone(),
             max_body,
         });
-    // Prometheus scrapes outside Mattermost's envelope (its own content type, no auth).
-    Router::new()
-        .route(METRICS_PATH, get(serve_metrics).with_state(ctx))
-        .merge(api)
+    // Probes and Prometheus scrapes are answered outside Mattermost's envelope (their own
+    // content types, no auth).
+    let operational = if probes {
+        probe_routes(ctx, health, MethodMismatch::MattermostNotFound)
+    } else {
+        Router::new()
+    };
+    operational.merge(api).layer(RequestLayer::http(metrics))
+}
+
+/// The management listener's router: `/metrics`, `/livez` and `/readyz`, and the plain 404
+/// of [`probe_routes`] for anything else.
+pub(crate) fn management_router(ctx: Context, health: Health) -> Router {
+    let metrics = ctx.metrics().clone();
+    probe_routes(ctx, health, MethodMismatch::PlainNotFound)
+        .fallback(plain_not_found)
         .layer(RequestLayer::http(metrics))
+}
+
+/// What a probe path answers to a method other than GET (or HEAD).
+#[derive(Debug, Clone, Copy)]
+enum MethodMismatch {
+    /// Mattermost's router 404 (the public port, like every other path there).
+    MattermostNotFound,
+    /// A plain JSON 404 (the management port).
+    PlainNotFound,
+}
+
+fn probe_routes(ctx: Context, health: Health, mismatch: MethodMismatch) -> Router {
+    let routes: [(&str, MethodRouter); 3] = [
+        (METRICS_PATH, get(serve_metrics).with_state(ctx)),
+        (LIVEZ_PATH, get(livez)),
+        (READYZ_PATH, get(readyz).with_state(health)),
+    ];
+    let mut router = Router::new();
+    for (path, method_router) in routes {
+        let method_router = match mismatch {
+            MethodMismatch::MattermostNotFound => method_router.fallback(app_error_not_found),
+            MethodMismatch::PlainNotFound => method_router.fallback(plain_not_found),
+        };
+        router = router.route(path, method_router);
+    }
+    router
+}
+
+async fn plain_not_found() -> Response {
+    plain_json(http::StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#)
+}
+
+/// Mattermost's router 404, complete (the envelope does not wrap the probe routes).
+async fn app_error_not_found(uri: OriginalUri) -> Response {
+    let err = ApiError::route_not_found(uri.0.path());
+    let request_id = RequestId::generate();
+    let mut response = (err.status, err.to_json(request_id.as_str())).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    response
+}
+
+/// Where the metrics are served.
+pub(crate) const METRICS_PATH: &str = "/metrics";
+/// Liveness: 200 while the process serves.
+pub(crate) const LIVEZ_PATH: &str = "/livez";
+/// Readiness: 200 when every readiness check passes, else 503 naming the first failing one.
+pub(crate) const READYZ_PATH: &str = "/readyz";
+/// Mattermost's `GET /api/v4/system/ping`.
+pub(crate) const SYSTEM_PING_PATH: &str = "/api/v4/system/ping";
+
+/// The routes served that no RPC annotates, as (verb, path): the only exceptions to "the
+/// shim serves exactly the proto's `google.api.http` rules" (the drift test allows these by
+/// name). `/livez`, `/readyz` and `/metrics` are left off `http_addr` when
+/// `probes_on_http_addr` is false.
+pub const OPERATIONAL_ROUTES: [(&str, &str); 5] = [
+    ("GET", SYSTEM_PING_PATH),
+    ("GET", openapi::PATH),
+    ("GET", LIVEZ_PATH),
+    ("GET", READYZ_PATH),
+    ("GET", METRICS_PATH),
+];
+
+/// A JSON answer outside Mattermost's envelope, never cached.
+fn plain_json(status: http::StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+async fn livez() -> Response {
+    plain_json(http::StatusCode::OK, r#"{"status":"ok"}"#)
+}
+
+async fn readyz(State(health): State<Health>) -> Response {
+    let readiness = health.readiness();
+    let checks: serde_json::Map<String, serde_json::Value> = readiness
+        .checks()
+        .into_iter()
+        .map(|(name, state)| {
+            let value = match state {
+                crate::health::CheckState::Ok => "ok".to_owned(),
+                crate::health::CheckState::Failing(reason) => reason.clone(),
+            };
+            (name.to_owned(), serde_json::Value::String(value))
+        })
+        .collect();
+    let (status, body) = match readiness.first_failure() {
+        None => (
+            http::StatusCode::OK,
+            serde_json::json!({ "status": "ready", "checks": checks }),
+        ),
+        Some((failed, reason)) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({
+                "status": "not_ready",
+                "failed": failed,
+                "reason": format!("{failed}: {reason}"),
+                "checks": checks,
+            }),
+        ),
+    };
+    plain_json(status, body.to_string())
+}
+
+/// Mattermost's `getSystemPing` (`api4/system.go`) for a server with no client requirements,
+/// search engine, file store or goroutine threshold: 200 with `status` "OK", the four
+/// (empty) client version fields and `ActiveSearchBackend` "database", keys in Go's order.
+/// `get_server_status=true` adds `database_status` (checked now) and the `status` and
+/// `database_status` headers; a failure makes `status` "UNHEALTHY" and the answer 500,
+/// unless `use_rest_semantics=true`, which keeps 200. No authentication.
+async fn system_ping(State(health): State<Health>, uri: OriginalUri) -> Response {
+    const OK: &str = "OK";
+    const UNHEALTHY: &str = "UNHEALTHY";
+    let query = uri.0.query().unwrap_or("");
+    // Go's `r.FormValue`: the first value of the key.
+    let form_value = |key: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let mut body = std::collections::BTreeMap::<&str, &str>::new();
+    body.insert("status", OK);
+    for key in [
+        "AndroidLatestVersion",
+        "AndroidMinVersion",
+        "IosLatestVersion",
+        "IosMinVersion",
+    ] {
+        body.insert(key, "");
+    }
+    body.insert("ActiveSearchBackend", "database");
+    let mut headers = Vec::new();
+    if form_value("get_server_status").as_deref() == Some("true") {
+        let database = if health.database_answers().await {
+            OK
+        } else {
+            UNHEALTHY
+        };
+        body.insert("database_status", database);
+        if database != OK {
+            body.insert("status", UNHEALTHY);
+        }
+        headers.push(("status", body["status"]));
+        headers.push(("database_status", database));
+    }
+    let status =
+        if body["status"] != OK && form_value("use_rest_semantics").as_deref() != Some("true") {
+            http::StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            http::StatusCode::OK
+        };
+    let json = serde_json::to_string(&body).unwrap_or_default();
+    // JSON already, so the envelope passes an unhealthy 500 through as it is.
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response();
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 const X_VERSION_ID: header::HeaderName = header::HeaderName::from_static("x-version-id");
-
-/// Where the metrics are served.
-pub(crate) const METRICS_PATH: &str = "/metrics";
 
 async fn serve_metrics(State(ctx): State<Context>) -> Response {
     let text = ctx.metrics().render(ctx.metric_gauges());

@@ -76,9 +76,11 @@ impl TestServer {
             .await
             .expect("server starts");
         // Its cache is in use once the revocation feed knows where the log stands (at once,
-        // unless the machine is very busy); tests that count cache hits rely on it.
+        // unless the machine is very busy); tests that count cache hits rely on it. Readiness
+        // (`/readyz`, TokenService's gRPC health) follows, and is published once gRPC health
+        // has been told.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !running.cache_stats().trusted {
+        while !running.cache_stats().trusted || !running.readiness().is_ready() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the revocation feed never caught up"
@@ -87,6 +89,7 @@ impl TestServer {
         }
         config.grpc_addr = running.grpc_addr();
         config.http_addr = running.http_addr();
+        config.management_addr = running.management_addr();
         let mut fixture_config = config.clone();
         fixture_config.enable_user_access_tokens = true;
         fixture_config.pool.max_connections = 2;

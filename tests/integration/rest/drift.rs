@@ -3,6 +3,10 @@
 //! paths from the compiled descriptor, so what is checked here is that every annotated RPC is
 //! served and nothing else, on its routes and over HTTP, where every other verb, HEAD and
 //! OPTIONS included, is the router's 404.
+//!
+//! The one exception is `rest::OPERATIONAL_ROUTES`, allowed by name: Mattermost's
+//! `system/ping`, the OpenAPI document, `/livez`, `/readyz` and `/metrics`. They are no RPC,
+//! are listed in the README, and answer GET only.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +27,61 @@ fn the_route_table_equals_the_proto_http_rules() {
     let extra: Vec<_> = served.difference(&annotated).collect();
     assert!(missing.is_empty(), "annotated but not served: {missing:#?}");
     assert!(extra.is_empty(), "served but not annotated: {extra:#?}");
+}
+
+/// The operational routes allowed besides the proto's rules, by name.
+const ALLOWED_OPERATIONAL: [(&str, &str); 5] = [
+    ("GET", "/api/v4/system/ping"),
+    ("GET", "/api/v4/openapi.json"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+];
+
+#[test]
+fn the_operational_routes_are_the_allowed_list_and_no_rpc_claims_them() {
+    let listed: BTreeSet<(&str, &str)> = token_service::rest::OPERATIONAL_ROUTES
+        .into_iter()
+        .collect();
+    let allowed: BTreeSet<(&str, &str)> = ALLOWED_OPERATIONAL.into_iter().collect();
+    assert_eq!(
+        listed, allowed,
+        "a new operational route must be allowed here by name"
+    );
+    let annotated: BTreeSet<String> = http_rules().into_iter().map(|(_, _, p)| p).collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (_, path) in ALLOWED_OPERATIONAL {
+        assert!(!annotated.contains(path), "{path} is an RPC route too");
+        assert!(
+            token_service::rest::served_routes()
+                .iter()
+                .all(|(_, p)| p != path),
+            "{path} is in the RPC route table"
+        );
+        assert!(
+            readme.contains(&format!("`{path}`")) || readme.contains(&format!("`GET {path}`")),
+            "README.md does not document {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_operational_routes_answer_get_and_other_verbs_are_the_router_404() {
+    let srv = TestServer::start().await;
+    let client = reqwest::Client::new();
+    for (_, path) in ALLOWED_OPERATIONAL {
+        let url = format!("{}{path}", srv.http_base());
+        let answer = client.get(&url).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "GET {path}");
+        for other in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            let answer = client.request(other.clone(), &url).send().await.unwrap();
+            assert_eq!(answer.status().as_u16(), 404, "{other} {path}");
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["id"], "api.context.404.app_error", "{other} {path}");
+        }
+    }
+    srv.stop().await;
 }
 
 fn concrete(path: &str) -> String {

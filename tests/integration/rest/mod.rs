@@ -6,6 +6,7 @@ mod drift;
 mod errors;
 mod input;
 mod openapi;
+mod probes;
 mod routes;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
