@@ -504,6 +504,37 @@ async fn commands_over_rest_hide_existence_with_404() {
 }
 
 #[tokio::test]
+async fn adding_an_existing_member_over_rest_returns_it_unchanged_with_201() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let carol = srv.basic_user("carol").await;
+    let http = Http::new(&srv);
+    let team = token_service::domain::ids::new_id();
+    let path = format!("/api/v4/teams/{team}/members");
+    let promoted = http
+        .post(
+            &path,
+            &admin.token,
+            json!({"user_id": carol.id, "roles": "team_user team_admin"}),
+        )
+        .await;
+    assert_eq!(promoted.status.as_u16(), 201, "{promoted:?}");
+    assert_eq!(promoted.json["roles"], "team_user team_admin");
+    srv.advance(std::time::Duration::from_secs(60));
+    // What Mattermost's clients send (model.TeamMember without roles): the membership comes
+    // back as it is, still 201 as Mattermost's addTeamMember always answers.
+    for body in [
+        json!({"team_id": team, "user_id": carol.id}),
+        json!({"user_id": carol.id, "roles": ""}),
+    ] {
+        let again = http.post(&path, &admin.token, body).await;
+        assert_eq!(again.status.as_u16(), 201, "{again:?}");
+        assert_eq!(again.json, promoted.json);
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn webrtc_me_and_introspection_over_rest() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
