@@ -223,7 +223,12 @@ pub async fn start_with(
     let http_addr = http_listener.local_addr()?;
     let request_timeout =
         (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms));
-    let rest_app = rest::router(ctx.clone(), config.max_request_body_bytes, request_timeout);
+    let rest_app = rest::router(
+        ctx.clone(),
+        config.max_request_body_bytes,
+        request_timeout,
+        config.enable_developer,
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     grpc::set_health(&health_reporter, true).await;

@@ -76,6 +76,9 @@ pub struct Config {
     pub strict_csrf: bool,
     /// Largest REST request body, in bytes (Mattermost's `MaximumPayloadSizeBytes`).
     pub max_request_body_bytes: usize,
+    /// Mattermost's `EnableDeveloper`: REST error bodies keep `detailed_error` (our rule or
+    /// the missing permission). Off: it is blank, as in Mattermost.
+    pub enable_developer: bool,
     /// Keys that encrypt slash-command tokens at rest.
     pub command_tokens: CommandTokensConfig,
     /// WebRTC gateway and TURN credentials.
@@ -115,6 +118,7 @@ impl Default for Config {
             enable_commands: true,
             strict_csrf: false,
             max_request_body_bytes: 300_000,
+            enable_developer: false,
             command_tokens: CommandTokensConfig::default(),
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),

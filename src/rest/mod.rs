@@ -44,7 +44,14 @@ pub(crate) struct RestState {
 /// The verbs and paths come from the proto's `google.api.http` rules (decoded once per
 /// process); a rule without a handler, or a handler without a rule, panics here, and first
 /// in the unit tests of `routes`.
-pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -> Router {
+///
+/// `enable_developer` (Mattermost's `EnableDeveloper`) keeps `detailed_error` in error bodies.
+pub(crate) fn router(
+    ctx: Context,
+    max_body: usize,
+    timeout: Option<Duration>,
+    enable_developer: bool,
+) -> Router {
     let table = routes::routes()
         .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
     let mut by_path: Vec<(String, MethodRouter<RestState>)> = Vec::new();
@@ -70,7 +77,13 @@ pub(crate) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -
     let metrics = ctx.metrics().clone();
     let api = router
         .fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(timeout, mattermost_envelope))
+        .layer(middleware::from_fn_with_state(
+            Envelope {
+                timeout,
+                enable_developer,
+            },
+            mattermost_envelope,
+        ))
         .with_state(RestState {
             ctx: ctx.clone(),
             max_body,
@@ -107,12 +120,24 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 /// What Go's `http.SetCookie` writes for Mattermost's `RemoveSessionCookie` (default subpath).
 const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
 
+/// What the envelope middleware needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+struct Envelope {
+    /// A request that takes longer is answered 503.
+    timeout: Option<Duration>,
+    /// Keep `detailed_error` in error bodies.
+    enable_developer: bool,
+}
+
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
 ///
 /// A request that takes longer than `timeout` is answered 503 (as for an unreachable
 /// database, the only thing that can stall a request).
 async fn mattermost_envelope(
-    State(timeout): State<Option<Duration>>,
+    State(Envelope {
+        timeout,
+        enable_developer,
+    }): State<Envelope>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -150,7 +175,11 @@ async fn mattermost_envelope(
         response.extensions_mut().insert(err);
     }
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        response = (err.status, err.to_json(request_id.as_str())).into_response();
+        response = (
+            err.status,
+            err.to_json(request_id.as_str(), enable_developer),
+        )
+            .into_response();
         if err.clear_session_cookie {
             response.headers_mut().insert(
                 header::SET_COOKIE,
