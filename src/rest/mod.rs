@@ -3,7 +3,8 @@
 //! JSON, status codes, error bodies and authentication, as a thin translation over the same
 //! domain functions gRPC calls.
 //!
-//! Every response carries `X-Request-ID`; errors are Mattermost AppError JSON with the same
+//! Every response carries `X-Request-ID`, Mattermost's `X-Version-Id` (see `version`) and
+//! `X-Token-Service-Version`; errors are Mattermost AppError JSON with the same
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
 //! paths with another method (HEAD and OPTIONS included), answer Mattermost's router 404
 //! (`api.context.404.app_error`).
@@ -15,6 +16,7 @@ mod handlers;
 mod json;
 mod openapi;
 mod routes;
+mod version;
 
 use std::time::Duration;
 
@@ -81,6 +83,7 @@ pub(crate) fn router(
             Envelope {
                 timeout,
                 enable_developer,
+                versions: version::VersionHeaders::new(ctx.policy()),
             },
             mattermost_envelope,
         ))
@@ -96,7 +99,6 @@ pub(crate) fn router(
 }
 
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-const X_VERSION_ID: header::HeaderName = header::HeaderName::from_static("x-version-id");
 
 /// Where the metrics are served.
 pub(crate) const METRICS_PATH: &str = "/metrics";
@@ -121,12 +123,14 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
 
 /// What the envelope middleware needs from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Envelope {
     /// A request that takes longer is answered 503.
     timeout: Option<Duration>,
     /// Keep `detailed_error` in error bodies.
     enable_developer: bool,
+    /// `X-Version-Id` (Mattermost's shape) and `X-Token-Service-Version`.
+    versions: version::VersionHeaders,
 }
 
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
@@ -137,6 +141,7 @@ async fn mattermost_envelope(
     State(Envelope {
         timeout,
         enable_developer,
+        versions,
     }): State<Envelope>,
     request: Request,
     next: Next,
@@ -195,10 +200,8 @@ async fn mattermost_envelope(
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(X_REQUEST_ID, value);
     }
-    headers.insert(
-        X_VERSION_ID,
-        HeaderValue::from_static(concat!("token-service.", env!("CARGO_PKG_VERSION"))),
-    );
+    headers.insert(version::X_VERSION_ID, versions.version_id);
+    headers.insert(version::X_TOKEN_SERVICE_VERSION, versions.own);
     if is_get {
         headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
     }

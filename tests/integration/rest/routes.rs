@@ -534,6 +534,71 @@ async fn adding_an_existing_member_over_rest_returns_it_unchanged_with_201() {
     srv.stop().await;
 }
 
+/// The parts of `X-Version-Id` as Mattermost's clients split it, after checking that our own
+/// version is in `X-Token-Service-Version`.
+fn version_id(r: &super::HttpResponse) -> Vec<String> {
+    assert_eq!(
+        r.headers["x-token-service-version"],
+        env!("CARGO_PKG_VERSION"),
+        "{r:?}"
+    );
+    let value = r.headers["x-version-id"].to_str().unwrap();
+    assert!(
+        !value.contains("token-service"),
+        "Mattermost's shape, not ours: {value}"
+    );
+    value.split('.').map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn x_version_id_has_mattermosts_shape_and_our_version_has_its_own_header() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let http = Http::new(&srv);
+    let answers = [
+        http.get("/api/v4/users/me", &alice.token).await,
+        http.get("/api/v4/users/me", "not-a-token").await,
+        http.get("/api/v4/nope", &alice.token).await,
+    ];
+    let first = version_id(&answers[0]);
+    for answer in &answers {
+        let parts = version_id(answer);
+        // <version>.<build number>.<config hash>.<licensed>, the version being the
+        // Mattermost API version the shim reproduces (11.2.0).
+        assert_eq!(parts.len(), 6, "{parts:?}");
+        assert_eq!(parts[..3], ["11", "2", "0"], "{parts:?}");
+        assert!(
+            !parts[3].is_empty() && parts[3].bytes().all(|b| b.is_ascii_digit()),
+            "{parts:?}"
+        );
+        assert!(
+            parts[4].len() == 32
+                && parts[4]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{parts:?}"
+        );
+        assert_eq!(parts[5], "false", "{parts:?}");
+        assert_eq!(parts, first, "the same on every answer");
+    }
+    srv.stop().await;
+
+    // The config hash follows what clients can see: the same configuration gives the same
+    // header, switching commands off gives another.
+    let same = TestServer::start().await;
+    let bob = same.token_user("bob").await;
+    let again = Http::new(&same).get("/api/v4/users/me", &bob.token).await;
+    assert_eq!(version_id(&again), first);
+    same.stop().await;
+    let other = TestServer::start_with(|c| c.enable_commands = false).await;
+    let carl = other.token_user("carl").await;
+    let changed = Http::new(&other).get("/api/v4/users/me", &carl.token).await;
+    let changed = version_id(&changed);
+    assert_eq!(changed[..4], first[..4]);
+    assert_ne!(changed[4], first[4], "config hash");
+    other.stop().await;
+}
+
 #[tokio::test]
 async fn webrtc_me_and_introspection_over_rest() {
     let srv = TestServer::start().await;
