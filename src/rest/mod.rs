@@ -7,7 +7,8 @@
 //! `X-Token-Service-Version`; errors are Mattermost AppError JSON with the same
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
 //! paths with another method (HEAD and OPTIONS included), answer Mattermost's router 404
-//! (`api.context.404.app_error`).
+//! (`api.context.404.app_error`), unless a route with a parameter matches the path and method
+//! (Mattermost's router takes the first route that matches both, see `router`).
 
 mod auth;
 mod error;
@@ -70,11 +71,32 @@ pub(crate) fn router(
             None => by_path.push((path, method_router)),
         }
     }
+    let state = RestState {
+        ctx: ctx.clone(),
+        max_body,
+    };
+    // Mattermost's router (gorilla/mux) takes the first route whose path and method both
+    // match, so a literal path asked with a method it does not serve reaches a template that
+    // matches it: GET /users/tokens/revoke is GET /users/tokens/{token_id} with the token id
+    // "revoke" (400 invalid token_id). axum picks the literal path whatever the method, so
+    // such requests go on to a router of the templates alone. Whatever matches nothing there
+    // either (a known path with another method) is the router's 404, not 405.
+    let templates = by_path
+        .iter()
+        .filter(|(path, _)| is_template(path))
+        .fold(Router::new(), |router, (path, method_router)| {
+            router.route(path, method_router.clone().fallback(route_not_found))
+        })
+        .fallback(route_not_found)
+        .with_state(state.clone());
     let mut router = Router::new();
     for (path, method_router) in by_path {
-        // A known path with another method falls through to the router's 404, as gorilla/mux
-        // does in Mattermost, not 405.
-        router = router.route(&path, method_router.fallback(route_not_found));
+        let method_router = if is_template(&path) {
+            method_router.fallback(route_not_found)
+        } else {
+            method_router.fallback_service(templates.clone())
+        };
+        router = router.route(&path, method_router);
     }
     let metrics = ctx.metrics().clone();
     let api = router
@@ -87,15 +109,17 @@ pub(crate) fn router(
             },
             mattermost_envelope,
         ))
-        .with_state(RestState {
-            ctx: ctx.clone(),
-            max_body,
-        });
+        .with_state(state);
     // Prometheus scrapes outside Mattermost's envelope (its own content type, no auth).
     Router::new()
         .route(METRICS_PATH, get(serve_metrics).with_state(ctx))
         .merge(api)
         .layer(RequestLayer::http(metrics))
+}
+
+/// A route path with a parameter (`/users/tokens/{token_id}`).
+fn is_template(path: &str) -> bool {
+    path.contains('{')
 }
 
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");

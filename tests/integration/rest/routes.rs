@@ -702,6 +702,67 @@ async fn bad_paths_methods_and_bodies_get_mattermost_errors_never_500() {
 }
 
 #[tokio::test]
+async fn literal_paths_asked_with_another_method_reach_the_template_that_matches_as_in_mattermost()
+{
+    let srv = TestServer::start().await;
+    let tina = srv.token_user("tina").await;
+    let basic = srv.basic_user("basic").await;
+    let http = Http::new(&srv);
+    let created = create_token(&http, &tina, "me").await;
+    for word in ["revoke", "disable", "enable", "search"] {
+        let path = format!("/api/v4/users/tokens/{word}");
+        // GET /users/tokens/{token_id} catches it: RequireTokenId answers before the
+        // permission check, so a caller without read_user_access_token gets 400 too.
+        for caller in [&tina, &basic] {
+            let body = http
+                .get(&path, &caller.token)
+                .await
+                .assert_error(400, "api.context.invalid_url_param.app_error")
+                .clone();
+            assert_eq!(
+                body["message"], "Invalid or missing token_id parameter in request URL.",
+                "{path}"
+            );
+        }
+        // The route requires a session first.
+        http.send(Method::GET, &path, None, None, &[])
+            .await
+            .assert_error(401, "api.context.session_expired.app_error");
+        // No route with a parameter takes PUT or DELETE there: the router's 404.
+        for method in [Method::PUT, Method::DELETE, Method::OPTIONS] {
+            let body = http
+                .send(method.clone(), &path, Some(&tina.token), None, &[])
+                .await
+                .assert_error(404, "api.context.404.app_error")
+                .clone();
+            assert!(
+                body["detailed_error"].as_str().unwrap().contains(&path),
+                "{method} {body}"
+            );
+        }
+    }
+    // The literal routes still serve their own method.
+    http.post(
+        "/api/v4/users/tokens/disable",
+        &tina.token,
+        json!({"token_id": created["id"]}),
+    )
+    .await
+    .assert_ok();
+    let listed = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    assert_eq!(listed.assert_ok()[0]["is_active"], false);
+    // And a real token id on the template is still the token.
+    let one = http
+        .get(
+            &format!("/api/v4/users/tokens/{}", created["id"].as_str().unwrap()),
+            &tina.token,
+        )
+        .await;
+    assert_eq!(one.assert_ok()["id"], created["id"]);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn repeated_paging_parameters_take_the_first_value_as_go_does() {
     let srv = TestServer::start().await;
     let alice = srv.token_user("alice").await;
