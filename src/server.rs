@@ -263,6 +263,7 @@ pub async fn start_with(
         config.probes_on_http_addr,
         config.max_request_body_bytes,
         request_timeout,
+        config.enable_developer,
     );
     let management_app = rest::management_router(ctx.clone(), health.clone());
 

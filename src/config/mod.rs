@@ -86,6 +86,9 @@ pub struct Config {
     pub show_email_address: bool,
     /// Largest REST request body, in bytes (Mattermost's `MaximumPayloadSizeBytes`).
     pub max_request_body_bytes: usize,
+    /// Mattermost's `EnableDeveloper`: REST error bodies keep `detailed_error` (our rule or
+    /// the missing permission). Off: it is blank, as in Mattermost.
+    pub enable_developer: bool,
     /// Keys that encrypt slash-command tokens at rest.
     pub command_tokens: CommandTokensConfig,
     /// WebRTC gateway and TURN credentials.
@@ -128,6 +131,7 @@ impl Default for Config {
             strict_csrf: false,
             show_email_address: true,
             max_request_body_bytes: 300_000,
+            enable_developer: false,
             command_tokens: CommandTokensConfig::default(),
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),

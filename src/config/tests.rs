@@ -27,6 +27,32 @@ fn defaults_run_on_embedded_sqlite() {
 }
 
 #[test]
+fn developer_mode_is_off_by_default_and_set_by_file_or_env() {
+    let (c, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert!(!c.enable_developer);
+    let (c, report) = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[("TOKEN_SERVICE_ENABLE_DEVELOPER", "true")]),
+    )
+    .unwrap();
+    assert!(c.enable_developer);
+    assert!(report.unknown_env_vars.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "enable_developer = true\n").unwrap();
+    let (c, _) = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap();
+    assert!(c.enable_developer);
+    let err = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[("TOKEN_SERVICE_ENABLE_DEVELOPER", "yes please")]),
+    )
+    .unwrap_err();
+    assert!(err.contains("enable_developer"), "{err}");
+}
+
+#[test]
 fn file_then_env_then_flags() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");

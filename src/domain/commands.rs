@@ -8,7 +8,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::{CommandId, TeamId, UserId},
-    model::{Command, TeamMember, UnixMillis},
+    model::{Command, TeamMember, TeamMemberWrite, UnixMillis},
     permissions::Permission,
     secret::PlainToken,
     text::require_no_nul,
@@ -166,7 +166,15 @@ pub async fn verify_command_token(
     Ok(current.matches(&PlainToken::from_presented(token)))
 }
 
-/// Adds a user to a team (or replaces a member's team roles). Requires `manage_system`.
+/// Adds a user to a team, as Mattermost's `POST /teams/{team_id}/members` does, or sets the
+/// team roles of a member. Requires `manage_system`.
+///
+/// Without roles, a live membership is returned unchanged (Mattermost's `joinUserToTeam`
+/// "does nothing if already added": a team admin stays an admin), and a new or removed
+/// member gets `team_user`. With roles (our extension; Mattermost sets them with
+/// `PUT /teams/{team_id}/members/{user_id}/roles`), they replace the member's roles. The
+/// decision and the write happen in one transaction, so a concurrent promotion is never
+/// overwritten by a role-less add.
 pub async fn add_team_member(
     ctx: &Context,
     caller: &Caller,
@@ -190,16 +198,20 @@ pub async fn add_team_member(
             team_roles.push(role.to_owned());
         }
     }
-    if team_roles.is_empty() {
-        team_roles.push(DEFAULT_TEAM_ROLE.to_owned());
-    }
+    let write = if team_roles.is_empty() {
+        TeamMemberWrite::JoinKeepingLiveRoles(vec![DEFAULT_TEAM_ROLE.to_owned()])
+    } else {
+        TeamMemberWrite::SetRoles(team_roles)
+    };
     ctx.require_user(&user_id).await?;
-    let member = ctx
+    let (member, written) = ctx
         .store()
-        .upsert_team_member(&team_id, &user_id, &team_roles, ctx.now())
+        .upsert_team_member(&team_id, &user_id, &write, ctx.now())
         .await?;
-    info!(target: "audit", action = "add_team_member", team_id = %team_id, user_id = %user_id,
-        roles = %member.roles.join(" "), "team membership set");
+    if written {
+        info!(target: "audit", action = "add_team_member", team_id = %team_id, user_id = %user_id,
+            roles = %member.roles.join(" "), "team membership set");
+    }
     Ok(member)
 }
 

@@ -131,6 +131,16 @@ pub struct TeamMember {
     pub delete_at: UnixMillis,
 }
 
+/// How the store writes a team membership (the domain decides which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamMemberWrite {
+    /// Leave a live membership exactly as it is; add a new member, or revive a removed one,
+    /// with these roles.
+    JoinKeepingLiveRoles(Vec<String>),
+    /// Set these roles, adding or reviving the membership as needed.
+    SetRoles(Vec<String>),
+}
+
 /// What a revocation takes away. Replicas drop matching cache entries; `WatchRevocations`
 /// subscribers receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,10 @@
 //! `{"id","message","detailed_error","request_id","status_code"}`, in that order. The status
 //! for each reason is Mattermost's (for example an unknown session is 400
 //! `app.session.get.app_error`), and so is the English `message` wherever Mattermost has a
-//! text for the id. `detailed_error` carries the field rule or missing permission; database
-//! text never leaves the process (internal causes are logged once, here).
+//! text for the id. `detailed_error` carries the field rule or missing permission, and is
+//! blanked unless `enable_developer` is on (Mattermost's `EnableDeveloper`), except in the
+//! router's 404, which Mattermost always explains; database text never leaves the process
+//! (internal causes are logged once, here).
 
 use axum::{
     http::StatusCode,
@@ -21,6 +23,9 @@ pub(crate) struct ApiError {
     pub(crate) id: &'static str,
     pub(crate) message: String,
     pub(crate) detailed_error: String,
+    /// `detailed_error` is shown even when developer mode is off (only the router's 404,
+    /// which Mattermost writes without its usual `WipeDetailed`).
+    pub(crate) detail_always_shown: bool,
     /// A presented token did not authenticate: the response clears the `MMAUTHTOKEN`
     /// cookie, as Mattermost's `RemoveSessionCookie` does.
     pub(crate) clear_session_cookie: bool,
@@ -48,6 +53,7 @@ impl ApiError {
             id: reason.id(),
             message: message.into(),
             detailed_error: detail.into(),
+            detail_always_shown: false,
             clear_session_cookie: false,
         }
     }
@@ -66,12 +72,18 @@ impl ApiError {
         self
     }
 
-    /// The JSON body, with the request id.
-    pub(crate) fn to_json(&self, request_id: &str) -> String {
+    /// The JSON body, with the request id. Without `developer` (Mattermost's
+    /// `EnableDeveloper`), `detailed_error` is blank, as Mattermost's `WipeDetailed` leaves it.
+    pub(crate) fn to_json(&self, request_id: &str, developer: bool) -> String {
+        let detailed_error = if developer || self.detail_always_shown {
+            self.detailed_error.as_str()
+        } else {
+            ""
+        };
         serde_json::to_string(&AppErrorJson {
             id: self.id,
             message: &self.message,
-            detailed_error: &self.detailed_error,
+            detailed_error,
             request_id,
             status_code: self.status.as_u16(),
         })
@@ -103,13 +115,15 @@ impl ApiError {
 
     /// The router's 404 for an unknown API path (or a known path with another method).
     pub(crate) fn route_not_found(path: &str) -> Self {
-        Self::new(
+        let mut err = Self::new(
             Reason::RouteNotFound,
             rest(Reason::RouteNotFound).1.unwrap_or_default(),
             format!(
                 "There doesn't appear to be an api call for the url='{path}'.  Typo? are you missing a team_id or user_id as part of the url?"
             ),
-        )
+        );
+        err.detail_always_shown = true;
+        err
     }
 }
 
@@ -352,10 +366,40 @@ mod tests {
 
     #[test]
     fn app_error_json_keeps_mattermosts_key_order() {
-        let json = ApiError::session_expired().to_json("rid");
+        let json = ApiError::session_expired().to_json("rid", false);
         assert_eq!(
             json,
             r#"{"id":"api.context.session_expired.app_error","message":"Invalid or expired session, please login again.","detailed_error":"","request_id":"rid","status_code":401}"#
+        );
+    }
+
+    #[test]
+    fn detail_is_shown_only_in_developer_mode_except_for_the_router_404() {
+        let api = ApiError::from(Error::invalid(
+            "description",
+            Reason::InvalidBodyParam,
+            "must not be empty",
+        ));
+        let body = |developer| -> serde_json::Value {
+            serde_json::from_str(&api.to_json("rid", developer)).unwrap()
+        };
+        assert_eq!(body(false)["detailed_error"], "");
+        assert_eq!(
+            body(true)["detailed_error"],
+            "description: must not be empty"
+        );
+        assert_eq!(
+            body(false)["message"],
+            "Invalid or missing description in request body."
+        );
+        let not_found = ApiError::route_not_found("/api/v4/nope");
+        let body: serde_json::Value =
+            serde_json::from_str(&not_found.to_json("rid", false)).unwrap();
+        assert!(
+            body["detailed_error"]
+                .as_str()
+                .unwrap()
+                .contains("url='/api/v4/nope'")
         );
     }
 }

@@ -3,10 +3,12 @@
 //! JSON, status codes, error bodies and authentication, as a thin translation over the same
 //! domain functions gRPC calls.
 //!
-//! Every response carries `X-Request-ID`; errors are Mattermost AppError JSON with the same
+//! Every response carries `X-Request-ID`, Mattermost's `X-Version-Id` (see `version`) and
+//! `X-Token-Service-Version`; errors are Mattermost AppError JSON with the same
 //! id in `request_id`; `Content-Type` is exactly `application/json`. Unknown paths, and known
 //! paths with another method (HEAD and OPTIONS included), answer Mattermost's router 404
-//! (`api.context.404.app_error`).
+//! (`api.context.404.app_error`), unless a route with a parameter matches the path and method
+//! (Mattermost's router takes the first route that matches both, see `router`).
 //!
 //! Besides the RPC routes, the router serves the [`OPERATIONAL_ROUTES`], a fixed and
 //! documented list: Mattermost's `GET /api/v4/system/ping` and the OpenAPI document (inside
@@ -21,6 +23,7 @@ mod handlers;
 mod json;
 mod openapi;
 mod routes;
+mod version;
 
 use std::time::Duration;
 
@@ -51,12 +54,15 @@ pub(crate) struct RestState {
 /// The verbs and paths come from the proto's `google.api.http` rules (decoded once per
 /// process); a rule without a handler, or a handler without a rule, panics here, and first
 /// in the unit tests of `routes`.
+///
+/// `enable_developer` (Mattermost's `EnableDeveloper`) keeps `detailed_error` in error bodies.
 pub(crate) fn router(
     ctx: Context,
     health: Health,
     probes: bool,
     max_body: usize,
     timeout: Option<Duration>,
+    enable_developer: bool,
 ) -> Router {
     let table = routes::routes()
         .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
@@ -77,20 +83,45 @@ pub(crate) fn router(
             None => by_path.push((path, method_router)),
         }
     }
+    let state = RestState {
+        ctx: ctx.clone(),
+        max_body,
+    };
+    // Mattermost's router (gorilla/mux) takes the first route whose path and method both
+    // match, so a literal path asked with a method it does not serve reaches a template that
+    // matches it: GET /users/tokens/revoke is GET /users/tokens/{token_id} with the token id
+    // "revoke" (400 invalid token_id). axum picks the literal path whatever the method, so
+    // such requests go on to a router of the templates alone. Whatever matches nothing there
+    // either (a known path with another method) is the router's 404, not 405.
+    let templates = by_path
+        .iter()
+        .filter(|(path, _)| is_template(path))
+        .fold(Router::new(), |router, (path, method_router)| {
+            router.route(path, method_router.clone().fallback(route_not_found))
+        })
+        .fallback(route_not_found)
+        .with_state(state.clone());
     let mut router = Router::new();
     for (path, method_router) in by_path {
-        // A known path with another method falls through to the router's 404, as gorilla/mux
-        // does in Mattermost, not 405.
-        router = router.route(&path, method_router.fallback(route_not_found));
+        let method_router = if is_template(&path) {
+            method_router.fallback(route_not_found)
+        } else {
+            method_router.fallback_service(templates.clone())
+        };
+        router = router.route(&path, method_router);
     }
     let metrics = ctx.metrics().clone();
     let api = router
         .fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(timeout, mattermost_envelope))
-        .with_state(RestState {
-            ctx: ctx.clone(),
-            max_body,
-        });
+        .layer(middleware::from_fn_with_state(
+            Envelope {
+                timeout,
+                enable_developer,
+                versions: version::VersionHeaders::new(ctx.policy()),
+            },
+            mattermost_envelope,
+        ))
+        .with_state(state);
     // Probes and Prometheus scrapes are answered outside Mattermost's envelope (their own
     // content types, no auth).
     let operational = if probes {
@@ -99,6 +130,11 @@ pub(crate) fn router(
         Router::new()
     };
     operational.merge(api).layer(RequestLayer::http(metrics))
+}
+
+/// A route path with a parameter (`/users/tokens/{token_id}`).
+fn is_template(path: &str) -> bool {
+    path.contains('{')
 }
 
 /// The management listener's router: `/metrics`, `/livez` and `/readyz`, and the plain 404
@@ -144,7 +180,7 @@ async fn plain_not_found() -> Response {
 async fn app_error_not_found(uri: OriginalUri) -> Response {
     let err = ApiError::route_not_found(uri.0.path());
     let request_id = RequestId::generate();
-    let mut response = (err.status, err.to_json(request_id.as_str())).into_response();
+    let mut response = (err.status, err.to_json(request_id.as_str(), false)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -295,7 +331,6 @@ async fn system_ping(State(health): State<Health>, uri: OriginalUri) -> Response
 }
 
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-const X_VERSION_ID: header::HeaderName = header::HeaderName::from_static("x-version-id");
 
 async fn serve_metrics(State(ctx): State<Context>) -> Response {
     let text = ctx.metrics().render(ctx.metric_gauges());
@@ -316,12 +351,27 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 /// What Go's `http.SetCookie` writes for Mattermost's `RemoveSessionCookie` (default subpath).
 const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
 
+/// What the envelope middleware needs from the configuration.
+#[derive(Debug, Clone)]
+struct Envelope {
+    /// A request that takes longer is answered 503.
+    timeout: Option<Duration>,
+    /// Keep `detailed_error` in error bodies.
+    enable_developer: bool,
+    /// `X-Version-Id` (Mattermost's shape) and `X-Token-Service-Version`.
+    versions: version::VersionHeaders,
+}
+
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
 ///
 /// A request that takes longer than `timeout` is answered 503 (as for an unreachable
 /// database, the only thing that can stall a request).
 async fn mattermost_envelope(
-    State(timeout): State<Option<Duration>>,
+    State(Envelope {
+        timeout,
+        enable_developer,
+        versions,
+    }): State<Envelope>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -359,7 +409,11 @@ async fn mattermost_envelope(
         response.extensions_mut().insert(err);
     }
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        response = (err.status, err.to_json(request_id.as_str())).into_response();
+        response = (
+            err.status,
+            err.to_json(request_id.as_str(), enable_developer),
+        )
+            .into_response();
         if err.clear_session_cookie {
             response.headers_mut().insert(
                 header::SET_COOKIE,
@@ -375,10 +429,8 @@ async fn mattermost_envelope(
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(X_REQUEST_ID, value);
     }
-    headers.insert(
-        X_VERSION_ID,
-        HeaderValue::from_static(concat!("token-service.", env!("CARGO_PKG_VERSION"))),
-    );
+    headers.insert(version::X_VERSION_ID, versions.version_id);
+    headers.insert(version::X_TOKEN_SERVICE_VERSION, versions.own);
     if is_get {
         headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
     }

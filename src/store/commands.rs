@@ -1,5 +1,5 @@
 //! Slash commands (stored with their token encrypted) and team memberships: insert, look up,
-//! rotate a command token, upsert a membership.
+//! rotate a command token, add a membership or set its roles.
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -11,7 +11,7 @@ use super::{Store, join_roles, split_roles};
 use crate::domain::{
     error::Result,
     ids::{CommandId, TeamId, UserId},
-    model::{Command, TeamMember, UnixMillis},
+    model::{Command, TeamMember, TeamMemberWrite, UnixMillis},
 };
 
 impl From<commands::Model> for Command {
@@ -162,20 +162,31 @@ impl Store {
             .collect())
     }
 
-    /// Adds a membership, or replaces the roles of an existing one (reviving a deleted one).
+    /// Writes a membership as `write` says, in one transaction: the membership after it,
+    /// and whether anything was written (false when a live membership was kept as it is).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn upsert_team_member(
         &self,
         team_id: &TeamId,
         user_id: &UserId,
-        roles: &[String],
+        write: &TeamMemberWrite,
         now: UnixMillis,
-    ) -> Result<TeamMember> {
+    ) -> Result<(TeamMember, bool)> {
         let txn = self.begin_write().await?;
         let key = (team_id.to_string(), user_id.to_string());
         let existing = team_members::Entity::find_by_id(key.clone())
             .one(&txn)
             .await?;
+        let roles = match (write, &existing) {
+            (TeamMemberWrite::JoinKeepingLiveRoles(_), Some(live)) if live.delete_at == 0 => {
+                txn.commit().await?;
+                return Ok((TeamMember::from(live.clone()), false));
+            }
+            (
+                TeamMemberWrite::JoinKeepingLiveRoles(roles) | TeamMemberWrite::SetRoles(roles),
+                _,
+            ) => roles,
+        };
         if existing.is_some() {
             team_members::Entity::update_many()
                 .col_expr(team_members::Column::Roles, Expr::value(join_roles(roles)))
@@ -200,6 +211,8 @@ impl Store {
             .await?
             .map(TeamMember::from);
         txn.commit().await?;
-        member.ok_or_else(|| crate::domain::error::Error::internal("team member vanished"))
+        member
+            .map(|m| (m, true))
+            .ok_or_else(|| crate::domain::error::Error::internal("team member vanished"))
     }
 }

@@ -104,6 +104,47 @@ async fn team_memberships_are_managed_by_system_managers() {
 }
 
 #[tokio::test]
+async fn adding_an_existing_member_without_roles_keeps_the_membership_unchanged() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let carol = srv.basic_user("carol").await;
+    let team_id = new_id();
+    let promoted = srv
+        .as_(&admin)
+        .add_team_member(&team_id, &carol.id, &["team_user", "team_admin"])
+        .await
+        .unwrap()
+        .team_member
+        .unwrap();
+    srv.advance(std::time::Duration::from_secs(60));
+    // Mattermost's joinUserToTeam does nothing for a live member: no demotion to team_user.
+    let again = srv
+        .as_(&admin)
+        .add_team_member(&team_id, &carol.id, &[])
+        .await
+        .unwrap()
+        .team_member
+        .unwrap();
+    assert_eq!(again, promoted);
+    assert_eq!(again.roles, vec!["team_user", "team_admin"]);
+    // The team admin still holds the team permissions the roles grant.
+    srv.as_(&carol)
+        .create_command(command(&team_id, "still-admin"))
+        .await
+        .unwrap();
+    // Explicit roles still replace them (our extension).
+    let demoted = srv
+        .as_(&admin)
+        .add_team_member(&team_id, &carol.id, &["team_user"])
+        .await
+        .unwrap()
+        .team_member
+        .unwrap();
+    assert_eq!(demoted.roles, vec!["team_user"]);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn creating_a_command_needs_the_team_permission() {
     let srv = TestServer::start().await;
     let t = team(&srv).await;

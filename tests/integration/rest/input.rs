@@ -56,7 +56,8 @@ async fn a_page_beyond_what_the_database_can_skip_is_empty_instead_of_a_crash() 
 
 #[tokio::test]
 async fn nul_characters_in_stored_text_are_refused_naming_the_field_and_nothing_is_written() {
-    let srv = TestServer::start().await;
+    // Developer mode: the assertions below read the rule in `detailed_error`.
+    let srv = TestServer::start_with(|c| c.enable_developer = true).await;
     let admin = srv.admin("root").await;
     let tina = srv.token_user("tina").await;
     let http = Http::new(&srv);

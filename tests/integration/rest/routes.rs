@@ -504,6 +504,102 @@ async fn commands_over_rest_hide_existence_with_404() {
 }
 
 #[tokio::test]
+async fn adding_an_existing_member_over_rest_returns_it_unchanged_with_201() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let carol = srv.basic_user("carol").await;
+    let http = Http::new(&srv);
+    let team = token_service::domain::ids::new_id();
+    let path = format!("/api/v4/teams/{team}/members");
+    let promoted = http
+        .post(
+            &path,
+            &admin.token,
+            json!({"user_id": carol.id, "roles": "team_user team_admin"}),
+        )
+        .await;
+    assert_eq!(promoted.status.as_u16(), 201, "{promoted:?}");
+    assert_eq!(promoted.json["roles"], "team_user team_admin");
+    srv.advance(std::time::Duration::from_secs(60));
+    // What Mattermost's clients send (model.TeamMember without roles): the membership comes
+    // back as it is, still 201 as Mattermost's addTeamMember always answers.
+    for body in [
+        json!({"team_id": team, "user_id": carol.id}),
+        json!({"user_id": carol.id, "roles": ""}),
+    ] {
+        let again = http.post(&path, &admin.token, body).await;
+        assert_eq!(again.status.as_u16(), 201, "{again:?}");
+        assert_eq!(again.json, promoted.json);
+    }
+    srv.stop().await;
+}
+
+/// The parts of `X-Version-Id` as Mattermost's clients split it, after checking that our own
+/// version is in `X-Token-Service-Version`.
+fn version_id(r: &super::HttpResponse) -> Vec<String> {
+    assert_eq!(
+        r.headers["x-token-service-version"],
+        env!("CARGO_PKG_VERSION"),
+        "{r:?}"
+    );
+    let value = r.headers["x-version-id"].to_str().unwrap();
+    assert!(
+        !value.contains("token-service"),
+        "Mattermost's shape, not ours: {value}"
+    );
+    value.split('.').map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn x_version_id_has_mattermosts_shape_and_our_version_has_its_own_header() {
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    let http = Http::new(&srv);
+    let answers = [
+        http.get("/api/v4/users/me", &alice.token).await,
+        http.get("/api/v4/users/me", "not-a-token").await,
+        http.get("/api/v4/nope", &alice.token).await,
+    ];
+    let first = version_id(&answers[0]);
+    for answer in &answers {
+        let parts = version_id(answer);
+        // <version>.<build number>.<config hash>.<licensed>, the version being the
+        // Mattermost API version the shim reproduces (11.2.0).
+        assert_eq!(parts.len(), 6, "{parts:?}");
+        assert_eq!(parts[..3], ["11", "2", "0"], "{parts:?}");
+        assert!(
+            !parts[3].is_empty() && parts[3].bytes().all(|b| b.is_ascii_digit()),
+            "{parts:?}"
+        );
+        assert!(
+            parts[4].len() == 32
+                && parts[4]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{parts:?}"
+        );
+        assert_eq!(parts[5], "false", "{parts:?}");
+        assert_eq!(parts, first, "the same on every answer");
+    }
+    srv.stop().await;
+
+    // The config hash follows what clients can see: the same configuration gives the same
+    // header, switching commands off gives another.
+    let same = TestServer::start().await;
+    let bob = same.token_user("bob").await;
+    let again = Http::new(&same).get("/api/v4/users/me", &bob.token).await;
+    assert_eq!(version_id(&again), first);
+    same.stop().await;
+    let other = TestServer::start_with(|c| c.enable_commands = false).await;
+    let carl = other.token_user("carl").await;
+    let changed = Http::new(&other).get("/api/v4/users/me", &carl.token).await;
+    let changed = version_id(&changed);
+    assert_eq!(changed[..4], first[..4]);
+    assert_ne!(changed[4], first[4], "config hash");
+    other.stop().await;
+}
+
+#[tokio::test]
 async fn webrtc_me_and_introspection_over_rest() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
@@ -602,6 +698,67 @@ async fn bad_paths_methods_and_bodies_get_mattermost_errors_never_500() {
         undecodable.status.as_u16(),
         "{undecodable:?}"
     );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn literal_paths_asked_with_another_method_reach_the_template_that_matches_as_in_mattermost()
+{
+    let srv = TestServer::start().await;
+    let tina = srv.token_user("tina").await;
+    let basic = srv.basic_user("basic").await;
+    let http = Http::new(&srv);
+    let created = create_token(&http, &tina, "me").await;
+    for word in ["revoke", "disable", "enable", "search"] {
+        let path = format!("/api/v4/users/tokens/{word}");
+        // GET /users/tokens/{token_id} catches it: RequireTokenId answers before the
+        // permission check, so a caller without read_user_access_token gets 400 too.
+        for caller in [&tina, &basic] {
+            let body = http
+                .get(&path, &caller.token)
+                .await
+                .assert_error(400, "api.context.invalid_url_param.app_error")
+                .clone();
+            assert_eq!(
+                body["message"], "Invalid or missing token_id parameter in request URL.",
+                "{path}"
+            );
+        }
+        // The route requires a session first.
+        http.send(Method::GET, &path, None, None, &[])
+            .await
+            .assert_error(401, "api.context.session_expired.app_error");
+        // No route with a parameter takes PUT or DELETE there: the router's 404.
+        for method in [Method::PUT, Method::DELETE, Method::OPTIONS] {
+            let body = http
+                .send(method.clone(), &path, Some(&tina.token), None, &[])
+                .await
+                .assert_error(404, "api.context.404.app_error")
+                .clone();
+            assert!(
+                body["detailed_error"].as_str().unwrap().contains(&path),
+                "{method} {body}"
+            );
+        }
+    }
+    // The literal routes still serve their own method.
+    http.post(
+        "/api/v4/users/tokens/disable",
+        &tina.token,
+        json!({"token_id": created["id"]}),
+    )
+    .await
+    .assert_ok();
+    let listed = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    assert_eq!(listed.assert_ok()[0]["is_active"], false);
+    // And a real token id on the template is still the token.
+    let one = http
+        .get(
+            &format!("/api/v4/users/tokens/{}", created["id"].as_str().unwrap()),
+            &tina.token,
+        )
+        .await;
+    assert_eq!(one.assert_ok()["id"], created["id"]);
     srv.stop().await;
 }
 
