@@ -192,8 +192,8 @@ impl Config {
 
     /// Like [`Config::load`], with the environment given explicitly (for tests).
     ///
-    /// Errors name where the bad value came from: the variable
-    /// (`TOKEN_SERVICE_POOL__MAX_CONNECTIONS: ...`), the key and the file
+    /// Errors name where the bad value came from: the variable and its key
+    /// (`TOKEN_SERVICE_POOL__MAX_CONNECTIONS (pool.max_connections): ...`), the key and the file
     /// (`pool.max_connections in /etc/token-service/config.toml: ...`), the flag, or the key.
     pub fn load_from(
         file: Option<&std::path::Path>,
@@ -296,7 +296,11 @@ fn describe_load_error(err: &figment::Error, overrides: &Overrides) -> String {
     let what = describe_kind(&err.kind);
     let metadata = err.metadata.as_ref();
     if let Some(name) = metadata.and_then(|m| m.name.strip_prefix(env::ENV_METADATA_PREFIX)) {
-        return format!("{name}: {what}");
+        return if key.is_empty() {
+            format!("{name}: {what}")
+        } else {
+            format!("{name} ({key}): {what}")
+        };
     }
     if let Some(file) = metadata
         .and_then(|m| m.source.as_ref())

@@ -927,7 +927,9 @@ async fn configuration_errors_name_the_variable_or_the_file_key_and_exit_2() {
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("TOKEN_SERVICE_POOL__MAX_CONNECTIONS: expected a whole number"),
+        err.contains(
+            "TOKEN_SERVICE_POOL__MAX_CONNECTIONS (pool.max_connections): expected a whole number"
+        ),
         "{err}"
     );
     for internal in ["src/", ".rs:", "figment", "global.", "u32"] {
