@@ -61,7 +61,11 @@ pub async fn open_context_with(
         .migrate_up()
         .await
         .map_err(|e| format!("cannot migrate the database at {url}: {}", source_text(&e)))?;
-    let server_key = config.load_server_key(store.backend_name())?;
+    // A key that cannot be read or used is a configuration error (exit code 2), as are the
+    // command-token keys and the role overrides below.
+    let server_key = config
+        .load_server_key(store.backend_name())
+        .map_err(InvalidConfig)?;
     let hasher = TokenHasher::new(&server_key);
     let command_keys = config
         .command_tokens
@@ -73,7 +77,8 @@ pub async fn open_context_with(
         &server_key,
         &command_keys,
         config.command_tokens.current_key.as_deref(),
-    )?;
+    )
+    .map_err(InvalidConfig)?;
     let check = hasher.key_check();
     let stored = store
         .meta_value_or_insert(KEY_CHECK_META, &check)
@@ -87,7 +92,7 @@ pub async fn open_context_with(
                 .into(),
         );
     }
-    let policy = Policy::try_from(config)?;
+    let policy = Policy::try_from(config).map_err(InvalidConfig)?;
     Ok(Context::new(
         store,
         policy,

@@ -270,6 +270,8 @@ impl Config {
         if self.server_key.is_some() && self.server_key_file.is_some() {
             return Err("server_key and server_key_file: set at most one".into());
         }
+        crate::store::check_database_url(self.effective_database_url().expose())
+            .map_err(|e| format!("database_url: {e}"))?;
         crate::telemetry::check_filter(&self.log.filter).map_err(|e| format!("log.filter: {e}"))?;
         crate::domain::permissions::RoleTable::with_overrides(&self.roles)?;
         self.webrtc_policy().validate()?;

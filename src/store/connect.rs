@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::sqlx::{self, Connection as _, error::DatabaseError};
+use sea_orm::sqlx::{self, ConnectOptions as _, Connection as _, error::DatabaseError};
 
 use crate::domain::error::Error;
 
@@ -37,8 +37,11 @@ fn failure(text: String) -> Error {
 pub(super) async fn probe_server(url: &str, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        // No statement logging, as for the pool: a log record checked but not written
+        // would leave the per-layer log filters' state stale for the next event.
         let options = sqlx::postgres::PgConnectOptions::from_str(url)
-            .map_err(|e| failure(format!("invalid PostgreSQL URL: {}", plain(&e))))?;
+            .map_err(|e| failure(format!("invalid PostgreSQL URL: {}", plain(&e))))?
+            .disable_statement_logging();
         let target = Target {
             kind: "PostgreSQL",
             address: match options.get_socket() {
@@ -55,7 +58,8 @@ pub(super) async fn probe_server(url: &str, timeout: Duration) -> Result<(), Err
         probe(&options, &target, deadline, timeout).await
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let options = sqlx::mysql::MySqlConnectOptions::from_str(url)
-            .map_err(|e| failure(format!("invalid MariaDB/MySQL URL: {}", plain(&e))))?;
+            .map_err(|e| failure(format!("invalid MariaDB/MySQL URL: {}", plain(&e))))?
+            .disable_statement_logging();
         let target = Target {
             kind: "MariaDB/MySQL",
             address: match options.get_socket() {
@@ -190,4 +194,21 @@ pub(super) fn sqlite_open_failure(error: &sea_orm::DbErr) -> Option<String> {
         DbErr::Conn(RuntimeErr::SqlxError(inner)) => Some(plain(inner)),
         _ => None,
     }
+}
+
+/// Checks that `url` is a database URL the store can use (scheme and syntax), without
+/// connecting; the message never repeats the URL (it may hold a password).
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    let parsed = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        sqlx::postgres::PgConnectOptions::from_str(url).map(drop)
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        sqlx::mysql::MySqlConnectOptions::from_str(url).map(drop)
+    } else if url.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(url).map(drop)
+    } else {
+        return Err("must start with sqlite:, postgres:// or mysql:// (e.g. \
+             postgres://user:password@host:5432/database)"
+            .to_owned());
+    };
+    parsed.map_err(|e| format!("not a valid URL: {}", plain(&e)))
 }

@@ -20,6 +20,7 @@ use sea_orm_migration::MigratorTrait;
 use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
+pub use connect::check_database_url;
 pub use revocations::RevocationWakeups;
 
 /// Pool settings.

@@ -952,6 +952,34 @@ async fn configuration_errors_name_the_variable_or_the_file_key_and_exit_2() {
         "{err}"
     );
     assert!(tree(&root) == vec![file.clone()], "nothing created");
+
+    // A database URL the service cannot use, and a key file that is not there: exit 2.
+    let out = in_dir(&root, &["--database-url", "postgresql:/x:pw@db", "serve"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("database_url: must start with"), "{err}");
+    let missing_key = root.join("no-such.key");
+    let out = in_dir(
+        &root,
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+    )
+    .env("TOKEN_SERVICE_SERVER_KEY_FILE", &missing_key)
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("server_key_file {}", missing_key.display())),
+        "{err}"
+    );
 }
 
 #[tokio::test]
