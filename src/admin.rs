@@ -1,14 +1,17 @@
 //! The operator commands: `migrate` and `admin`, sharing the service's configuration.
 
+use std::fmt;
+
 use serde_json::{Value, json};
 
 use crate::{
     cli::{AdminAction, MigrateAction},
-    config::Config,
+    config::{Config, DatabaseLocation, KeyLocation},
     domain::{
         access_tokens::{self, NewUserAccessToken},
         caller::Caller,
         commands,
+        error::Reason,
         users::{self, NewUser, find_user_by_id_or_username},
     },
     server::{ServerError, connect_store, open_context},
@@ -35,8 +38,27 @@ pub async fn migrate(config: &Config, action: &MigrateAction) -> Result<Value, S
     result.map_err(|e| describe(&e).into())
 }
 
-/// Runs an `admin` action as the local operator; returns the JSON to print.
+/// The database or the server key an `admin` command needs does not exist where the
+/// configuration points (exit code 2): the message names the absolute path looked at and
+/// the setting that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotSetUp(pub String);
+
+impl fmt::Display for NotSetUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotSetUp {}
+
+/// Runs an `admin` action as the local operator; returns the JSON to print. Only `init`
+/// creates a database or a server key; every other action refuses to run without them.
 pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, ServerError> {
+    if let AdminAction::Init = action {
+        return init(config).await;
+    }
+    config.require_existing_state().map_err(NotSetUp)?;
     let ctx = open_context(config).await?;
     let caller = Caller::Local;
     let result = match action {
@@ -95,6 +117,7 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
                 "roles": member.roles.join(" "),
             })
         }
+        AdminAction::Init => unreachable!("handled above"),
         AdminAction::CreateToken {
             user,
             description,
@@ -114,7 +137,27 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
                 },
             )
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| match &e {
+                // The lifetime policy: name the flag that sets the expiry.
+                crate::domain::error::Error::InvalidArgument {
+                    field: "expires_at",
+                    rule,
+                    reason,
+                } => {
+                    let rule = match reason {
+                        Reason::ExpiresAtInPast => "must be at least 1",
+                        _ => rule.as_str(),
+                    };
+                    let max = config.maximum_personal_access_token_lifetime_days;
+                    let setting = if max > 0 {
+                        format!(" (maximum_personal_access_token_lifetime_days = {max})")
+                    } else {
+                        String::new()
+                    };
+                    format!("--expires-in-days: {rule}{setting} [{}]", reason.id())
+                }
+                _ => describe(&e),
+            })?;
             json!({
                 "id": created.token.id.as_str(),
                 "token": created.secret.expose(),
@@ -127,6 +170,28 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
     };
     ctx.store().clone().close().await;
     Ok(result)
+}
+
+/// `admin init`: creates what is missing (the SQLite file and data_dir, the server key
+/// file), migrates, and checks the key against the database, exactly as `serve` starts.
+async fn init(config: &Config) -> Result<Value, ServerError> {
+    let database_existed = match config.database_location() {
+        DatabaseLocation::SqliteFile { file, .. } => file.exists(),
+        _ => true,
+    };
+    let key_existed = match config.server_key_location() {
+        KeyLocation::File { path, .. } => path.exists(),
+        KeyLocation::Inline => true,
+    };
+    let ctx = open_context(config).await?;
+    ctx.store().clone().close().await;
+    Ok(json!({
+        "status": "OK",
+        "database": config.database_location().to_string(),
+        "server_key": config.server_key_location().to_string(),
+        "created_database": !database_existed,
+        "created_server_key": !key_existed,
+    }))
 }
 
 /// An error for the operator: the message plus its stable id, and the cause when it is

@@ -1,7 +1,7 @@
 //! The command line: `serve` (the default), `migrate`, and the operator bootstrap commands
 //! under `admin`, which print JSON on stdout.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -40,7 +40,9 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
-    /// Operator bootstrap: create users and tokens directly in the database. Prints JSON.
+    /// Operator commands on the database: create users and tokens. Prints JSON on stdout and
+    /// where the database and the server key are on stderr. They never create a database or
+    /// a key, except `admin init`.
     Admin {
         #[command(subcommand)]
         action: AdminAction,
@@ -50,12 +52,12 @@ pub enum Command {
 /// Flags of `serve`.
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
-    /// gRPC listen address (default 127.0.0.1:50051).
+    /// gRPC listen address, IP:PORT or HOST:PORT (default 127.0.0.1:50051).
     #[arg(long, value_name = "ADDR")]
-    pub grpc_addr: Option<SocketAddr>,
-    /// REST listen address (default 127.0.0.1:8065; reserved for the REST shim).
+    pub grpc_addr: Option<String>,
+    /// REST listen address, IP:PORT or HOST:PORT (default 127.0.0.1:8065).
     #[arg(long, value_name = "ADDR")]
-    pub http_addr: Option<SocketAddr>,
+    pub http_addr: Option<String>,
 }
 
 /// `migrate` actions.
@@ -76,6 +78,10 @@ pub enum MigrateAction {
 /// `admin` actions.
 #[derive(Debug, Subcommand)]
 pub enum AdminAction {
+    /// Create the database (and data_dir) and the server key where the configuration
+    /// points, if they do not exist yet, and migrate: the bootstrap before the first
+    /// `serve`. Prints {"database","server_key","created_database","created_server_key"}.
+    Init,
     /// Create a user (or bot). Prints {"id","username","email","roles",...}.
     CreateUser {
         /// Login name.
@@ -133,8 +139,8 @@ impl Cli {
             _ => None,
         };
         Overrides {
-            grpc_addr: serve.and_then(|a| a.grpc_addr),
-            http_addr: serve.and_then(|a| a.http_addr),
+            grpc_addr: serve.and_then(|a| a.grpc_addr.clone()),
+            http_addr: serve.and_then(|a| a.http_addr.clone()),
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
         }
@@ -165,7 +171,7 @@ mod tests {
             "sqlite::memory:",
         ]);
         let o = cli.overrides();
-        assert_eq!(o.grpc_addr.unwrap().port(), 1);
+        assert_eq!(o.grpc_addr.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(o.database_url.as_deref(), Some("sqlite::memory:"));
     }
 }

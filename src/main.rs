@@ -20,19 +20,34 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = telemetry::check_rust_log() {
+        eprintln!("error: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     let _telemetry = telemetry::init(&config.log);
     for name in &report.unknown_env_vars {
         tracing::warn!(variable = %name, "ignoring unknown TOKEN_SERVICE_* environment variable");
     }
     let outcome = match &cli.command {
         None | Some(Command::Serve(_)) => serve(&config).await,
-        Some(Command::Migrate { action }) => admin::migrate(&config, action).await.map(print),
-        Some(Command::Admin { action }) => admin::admin(&config, action).await.map(print),
+        Some(Command::Migrate { action }) => {
+            // Where the operator's command acts, on stderr (stdout is the JSON answer).
+            eprintln!("token-service: database: {}", config.database_location());
+            admin::migrate(&config, action).await.map(print)
+        }
+        Some(Command::Admin { action }) => {
+            eprintln!("token-service: {}", config.state_summary());
+            admin::admin(&config, action).await.map(print)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<InvalidConfig>() => {
             eprintln!("error: invalid configuration: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) if e.is::<admin::NotSetUp>() => {
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
         Err(e) => {

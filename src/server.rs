@@ -7,13 +7,13 @@
 //! [`crate::health`] passes, exactly when `/readyz` answers 200. Both turn NOT_SERVING when a
 //! graceful shutdown begins.
 
-use std::{fs, net::SocketAddr, sync::Arc, time::Duration};
+use std::{fs, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, InvalidConfig},
+    config::{Config, DatabaseLocation, InvalidConfig},
     domain::{
         Context, Policy,
         clock::{Clock, SystemClock},
@@ -69,7 +69,11 @@ pub async fn open_context_with(
         .migrate_up()
         .await
         .map_err(|e| format!("cannot migrate the database at {url}: {}", source_text(&e)))?;
-    let server_key = config.load_server_key(store.backend_name())?;
+    // A key that cannot be read or used is a configuration error (exit code 2), as are the
+    // command-token keys and the role overrides below.
+    let server_key = config
+        .load_server_key(store.backend_name())
+        .map_err(InvalidConfig)?;
     let hasher = TokenHasher::new(&server_key);
     let command_keys = config
         .command_tokens
@@ -81,7 +85,8 @@ pub async fn open_context_with(
         &server_key,
         &command_keys,
         config.command_tokens.current_key.as_deref(),
-    )?;
+    )
+    .map_err(InvalidConfig)?;
     let check = hasher.key_check();
     let stored = store
         .meta_value_or_insert(KEY_CHECK_META, &check)
@@ -95,7 +100,7 @@ pub async fn open_context_with(
                 .into(),
         );
     }
-    let policy = Policy::try_from(config)?;
+    let policy = Policy::try_from(config).map_err(InvalidConfig)?;
     Ok(Context::new(
         store,
         policy,
@@ -127,9 +132,9 @@ async fn connect_store_with(
     min_connections: u32,
 ) -> Result<Store, ServerError> {
     let url = config.effective_database_url();
-    if config.database_url.is_none() {
-        fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let location = config.database_location();
+    if let DatabaseLocation::SqliteFile { file, create } = &location {
+        prepare_sqlite_file(config, file, *create)?;
     }
     let pool = PoolOptions {
         max_connections,
@@ -138,12 +143,62 @@ async fn connect_store_with(
         acquire_timeout: Duration::from_secs(config.pool.acquire_timeout_secs),
     };
     Store::connect(url.expose(), &pool).await.map_err(|e| {
-        format!(
-            "cannot connect to the database at {url}: {}",
-            source_text(&e)
-        )
+        match &location {
+            DatabaseLocation::SqliteFile { file, create } => {
+                let dir = file.parent().unwrap_or(Path::new("/"));
+                format!(
+                    "cannot open the SQLite database {} in the directory {}: {}; the directory \
+                     must exist and be writable by this user (SQLite writes -wal and -shm \
+                     files beside the database){}",
+                    file.display(),
+                    dir.display(),
+                    source_text(&e),
+                    if *create {
+                        ""
+                    } else {
+                        "; add ?mode=rwc to database_url to create a missing file"
+                    }
+                )
+            }
+            _ => format!("cannot connect to the database: {}", source_text(&e)),
+        }
         .into()
     })
+}
+
+/// Before SQLite opens `file`: creates data_dir when the file lies inside it (and may be
+/// created), and otherwise says plainly what is missing, naming the file and the directory.
+fn prepare_sqlite_file(config: &Config, file: &Path, create: bool) -> Result<(), String> {
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    if create && !dir.exists() && config.database_is_in_data_dir() {
+        fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create the directory {} for the SQLite database {} (data_dir {}): {e}",
+                dir.display(),
+                file.display(),
+                config.absolute_data_dir().display()
+            )
+        })?;
+    }
+    if !dir.is_dir() {
+        return Err(format!(
+            "cannot open the SQLite database {}: the directory {} does not exist (only \
+             data_dir, {}, is created, when the database is inside it); create the directory \
+             or correct database_url",
+            file.display(),
+            dir.display(),
+            config.absolute_data_dir().display()
+        ));
+    }
+    if !create && !file.exists() {
+        return Err(format!(
+            "the SQLite database {} does not exist (in the directory {}); add ?mode=rwc to \
+             database_url to create it, or correct the path",
+            file.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 fn source_text(e: &crate::domain::error::Error) -> String {
@@ -231,6 +286,12 @@ pub async fn start_with(
             .tls_config(tls.grpc())
             .map_err(|e| InvalidConfig(format!("tls: {e}")))?;
     }
+    info!(
+        database = %config.database_location(),
+        server_key = %config.server_key_location(),
+        data_dir = %config.absolute_data_dir().display(),
+        "token-service starting"
+    );
     let ctx = open_context_with(config, &options).await?;
     let feed_store = connect_feed_store(config).await?;
     let listener = TcpListener::bind(config.grpc_addr)
@@ -293,11 +354,15 @@ pub async fn start_with(
         FeedSettings::for_interval(Duration::from_millis(config.revocation_poll_interval_ms)),
         shutdown_rx.clone(),
     ));
+    // A started server is a ready one when it can be: the feed catches up within
+    // milliseconds, so wait for that (bounded: a database that is down at start leaves it
+    // NOT_SERVING, and readiness reports why) before saying that it listens.
+    wait_for_first_readiness(&health, STARTUP_READINESS_WAIT).await;
     let grace = Duration::from_secs(config.shutdown_grace_period_secs);
     let http_tls = tls.as_ref().map(tls::ServerTls::http);
     let management = management_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     info!(%grpc_addr, %http_addr, %management, tls = %tls::mode_of(tls.as_ref()),
-        database = %config.effective_database_url(),
+        database = %config.database_location(),
         backend = ctx.store().backend_name(), "token-service listening (gRPC and REST)");
 
     let server_ctx = ctx.clone();
@@ -398,6 +463,17 @@ pub async fn start_with(
         task,
         ctx: server_ctx,
     })
+}
+
+/// Longest `start` waits for the first readiness before it returns.
+const STARTUP_READINESS_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until readiness is published as ready, or `limit` passes.
+async fn wait_for_first_readiness(health: &Health, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !health.readiness().is_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// How often the revocation feed's state is read while it is behind (an atomic load), so

@@ -64,6 +64,24 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Checks a tracing filter (`log.filter`, `RUST_LOG`) as [`init`] will parse it; an
+/// invalid one is a configuration error (exit code 2), never silently replaced.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    EnvFilter::try_new(filter).map(|_| ()).map_err(|e| {
+        format!("invalid filter {filter:?}: {e} (e.g. \"info\" or \"warn,token_service=debug\")")
+    })
+}
+
+/// Checks `RUST_LOG`, which overrides `log.filter` when set.
+pub fn check_rust_log() -> Result<(), String> {
+    match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.is_empty() => {
+            check_filter(&filter).map_err(|e| format!("RUST_LOG: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Installs the global subscriber: the log layer, and the OTLP layer when configured.
 /// Calling it twice is harmless (the second call installs nothing and exports nothing).
 pub fn init(config: &LogConfig) -> TelemetryGuard {

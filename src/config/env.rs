@@ -11,12 +11,50 @@ pub const ENV_PREFIX: &str = "TOKEN_SERVICE_";
 /// Variables with the prefix that are not settings.
 const NON_SETTING_ENV_VARS: [&str; 1] = ["TOKEN_SERVICE_CONFIG"];
 
-/// The settings among `env`: each as its key path (`pool.max_connections`) and its value
-/// typed for the setting, in the order given; and the names of the `TOKEN_SERVICE_*`
-/// variables that match no setting.
+/// One `TOKEN_SERVICE_*` variable that is a setting.
+#[derive(Debug, Clone)]
+pub(super) struct EnvSetting {
+    /// The variable's name, for messages (`TOKEN_SERVICE_POOL__MAX_CONNECTIONS`).
+    pub name: String,
+    /// The key path (`pool.max_connections`).
+    pub path: String,
+    /// The value, typed for the setting.
+    pub value: figment::value::Value,
+}
+
+/// Metadata names of the environment providers start with this, followed by the
+/// variable's name: a value that does not fit its setting is reported by variable.
+pub(super) const ENV_METADATA_PREFIX: &str = "environment variable ";
+
+impl figment::Provider for EnvSetting {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("{ENV_METADATA_PREFIX}{}", self.name))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let figment::value::Value::Dict(_, dict) =
+            figment::util::nest(&self.path, self.value.clone())
+        else {
+            return Err(figment::Error::from(format!(
+                "{}: not a settings key",
+                self.name
+            )));
+        };
+        Ok(figment::value::Map::from([(
+            figment::Profile::Global,
+            dict,
+        )]))
+    }
+}
+
+/// The settings among `env`, in the order given, each with its variable name, key path
+/// (`pool.max_connections`) and value typed for the setting; and the names of the
+/// `TOKEN_SERVICE_*` variables that match no setting.
 pub(super) fn settings(
     env: impl IntoIterator<Item = (String, String)>,
-) -> (Vec<(String, figment::value::Value)>, Vec<String>) {
+) -> (Vec<EnvSetting>, Vec<String>) {
     let known = known_keys();
     let mut values = Vec::new();
     let mut unknown = Vec::new();
@@ -30,7 +68,11 @@ pub(super) fn settings(
         let path = key.to_ascii_lowercase().replace("__", ".");
         let kind = known.get(&path).copied().or_else(|| map_entry_kind(&path));
         match kind {
-            Some(kind) => values.push((path, env_value(kind, &value))),
+            Some(kind) => values.push(EnvSetting {
+                value: env_value(kind, &value),
+                name,
+                path,
+            }),
             None => unknown.push(name),
         }
     }

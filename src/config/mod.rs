@@ -10,6 +10,7 @@
 //! [`Policy`](crate::domain::Policy)) in `policy`.
 
 mod env;
+mod location;
 mod policy;
 mod secret;
 mod sections;
@@ -25,6 +26,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 pub use env::ENV_PREFIX;
+pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Ttl};
 pub use sections::{
     CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebrtcConfig,
@@ -34,9 +36,12 @@ pub use sections::{
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// gRPC listen address.
+    /// gRPC listen address: an IP address or a host name (resolved at start-up, IPv4
+    /// preferred, as Mattermost's Go listener does) and a port.
+    #[serde(deserialize_with = "listen_addr")]
     pub grpc_addr: SocketAddr,
-    /// REST shim listen address (reserved for the REST shim).
+    /// REST shim listen address (same form).
+    #[serde(deserialize_with = "listen_addr")]
     pub http_addr: SocketAddr,
     /// Optional management listener (plain HTTP): `/metrics`, `/livez` and `/readyz` only,
     /// so operators can keep them off the public port. Off by default.
@@ -104,6 +109,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// TLS for both listeners, and client certificates (mTLS).
     pub tls: TlsConfig,
+    /// Which source set the settings that locate the state (for messages); not a setting.
+    #[serde(skip)]
+    pub origins: Origins,
 }
 
 impl Default for Config {
@@ -138,6 +146,7 @@ impl Default for Config {
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
+            origins: Origins::default(),
         }
     }
 }
@@ -156,16 +165,30 @@ impl fmt::Display for InvalidConfig {
 impl std::error::Error for InvalidConfig {}
 
 /// Command-line values that override every other source; `None` leaves a value alone.
+/// Listen addresses are text here (`localhost:50051` is resolved like the other sources).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grpc_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_addr: Option<SocketAddr>,
+    pub http_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+}
+
+impl Overrides {
+    /// The flag that sets the setting at `path`, if it was given.
+    fn flag_for(&self, path: &str) -> Option<&'static str> {
+        match path {
+            "grpc_addr" if self.grpc_addr.is_some() => Some("--grpc-addr"),
+            "http_addr" if self.http_addr.is_some() => Some("--http-addr"),
+            "data_dir" if self.data_dir.is_some() => Some("--data-dir"),
+            "database_url" if self.database_url.is_some() => Some("--database-url"),
+            _ => None,
+        }
+    }
 }
 
 /// What loading found besides the configuration itself.
@@ -185,6 +208,10 @@ impl Config {
     }
 
     /// Like [`Config::load`], with the environment given explicitly (for tests).
+    ///
+    /// Errors name where the bad value came from: the variable and its key
+    /// (`TOKEN_SERVICE_POOL__MAX_CONNECTIONS (pool.max_connections): ...`), the key and the file
+    /// (`pool.max_connections in /etc/token-service/config.toml: ...`), the flag, or the key.
     pub fn load_from(
         file: Option<&std::path::Path>,
         overrides: &Overrides,
@@ -193,21 +220,46 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(format!("config file {} does not exist", path.display()));
+                return Err(format!(
+                    "config file {} does not exist",
+                    absolute(path).display()
+                ));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
         let (env_values, unknown_env_vars) = env::settings(env);
-        for (path, value) in env_values {
-            figment = figment.merge(Serialized::global(&path, value));
+        for setting in &env_values {
+            figment = figment.merge(setting.clone());
         }
         figment = figment.merge(Serialized::globals(overrides));
-        let config: Config = figment.extract().map_err(|e| {
+        let mut config: Config = figment.extract().map_err(|e| {
             e.into_iter()
-                .map(|err| err.to_string())
+                .map(|err| describe_load_error(&err, overrides))
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
+        let origin = |path: &str| -> Origin {
+            if let Some(flag) = overrides.flag_for(path) {
+                return Origin::Flag(flag);
+            }
+            if let Some(setting) = env_values.iter().rev().find(|s| s.path == path) {
+                return Origin::Env(setting.name.clone());
+            }
+            match figment
+                .find_metadata(path)
+                .and_then(|m| m.source.as_ref())
+                .and_then(|s| s.file_path())
+            {
+                Some(file) => Origin::File(absolute(file)),
+                None => Origin::Default,
+            }
+        };
+        config.origins = Origins {
+            data_dir: origin("data_dir"),
+            database_url: origin("database_url"),
+            server_key_file: origin("server_key_file"),
+            server_key: origin("server_key"),
+        };
         config.validate()?;
         Ok((config, LoadReport { unknown_env_vars }))
     }
@@ -246,6 +298,9 @@ impl Config {
         if self.server_key.is_some() && self.server_key_file.is_some() {
             return Err("server_key and server_key_file: set at most one".into());
         }
+        crate::store::check_database_url(self.effective_database_url().expose())
+            .map_err(|e| format!("database_url: {e}"))?;
+        crate::telemetry::check_filter(&self.log.filter).map_err(|e| format!("log.filter: {e}"))?;
         crate::domain::permissions::RoleTable::with_overrides(&self.roles)?;
         self.webrtc_policy().validate()?;
         self.tls.validate()?;
@@ -262,4 +317,105 @@ impl Config {
             )),
         }
     }
+}
+
+/// A loading error as the operator should read it: where the value came from (variable,
+/// file and key, flag, or key), and what was wrong, in words rather than type names.
+fn describe_load_error(err: &figment::Error, overrides: &Overrides) -> String {
+    let key = err.path.join(".");
+    let what = describe_kind(&err.kind);
+    let metadata = err.metadata.as_ref();
+    if let Some(name) = metadata.and_then(|m| m.name.strip_prefix(env::ENV_METADATA_PREFIX)) {
+        return if key.is_empty() {
+            format!("{name}: {what}")
+        } else {
+            format!("{name} ({key}): {what}")
+        };
+    }
+    if let Some(file) = metadata
+        .and_then(|m| m.source.as_ref())
+        .and_then(|s| s.file_path())
+    {
+        let file = absolute(file);
+        return if key.is_empty() {
+            format!("{}: {what}", file.display())
+        } else {
+            format!("{key} in {}: {what}", file.display())
+        };
+    }
+    if let Some(flag) = overrides.flag_for(&key) {
+        return format!("{flag}: {what}");
+    }
+    if key.is_empty() {
+        what
+    } else {
+        format!("{key}: {what}")
+    }
+}
+
+/// The error kind in words: the expected type named for people (`a whole number`, `a
+/// section`), never a Rust or library type.
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    fn expected(what: &str) -> String {
+        match what {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
+            "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+            "f32" | "f64" => "a number".to_owned(),
+            "a boolean" | "bool" => "true or false".to_owned(),
+            other if other.starts_with("struct ") || other.starts_with("a map") => {
+                "a section (a table of keys)".to_owned()
+            }
+            other if other.starts_with("enum ") => "one of the allowed words".to_owned(),
+            other => other.to_owned(),
+        }
+    }
+    match kind {
+        Kind::InvalidType(actual, want) | Kind::InvalidValue(actual, want) => {
+            format!("expected {}, found {actual}", expected(want))
+        }
+        Kind::UnknownVariant(found, allowed) => format!(
+            "unknown value `{found}`; expected one of: {}",
+            allowed.join(", ")
+        ),
+        Kind::UnknownField(found, allowed) => {
+            format!("unknown key `{found}`; known keys: {}", allowed.join(", "))
+        }
+        Kind::MissingField(name) => format!("missing key `{name}`"),
+        other => other.to_string(),
+    }
+}
+
+/// Deserializes a listen address: `IP:PORT`, or `HOST:PORT` with the host name resolved
+/// (an IPv4 address preferred, as Go's listener does, so `localhost` means 127.0.0.1).
+fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    resolve_listen_addr(&text).map_err(serde::de::Error::custom)
+}
+
+/// See [`listen_addr`].
+pub fn resolve_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{text:?} is not HOST:PORT (e.g. 127.0.0.1:50051)"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{text:?} is not HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:50051)"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve the host name {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("the host name {host:?} resolves to no address"))
 }

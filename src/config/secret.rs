@@ -148,7 +148,7 @@ impl Config {
                 let path = self.data_dir.join("server.key");
                 if !path.exists() {
                     generate_key_file(&path)?;
-                    info!(path = %path.display(), "generated a new server key");
+                    info!(path = %super::absolute(&path).display(), "generated a new server key");
                 }
                 path
             }

@@ -148,3 +148,63 @@ fn tls_settings_load_from_file_and_env_and_must_come_in_pairs() {
     let err = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap_err();
     assert!(err.contains("cert"), "{err}");
 }
+
+#[test]
+fn load_errors_name_the_variable_or_the_file_and_key_never_our_internals() {
+    let err = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "many")]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "TOKEN_SERVICE_POOL__MAX_CONNECTIONS (pool.max_connections): expected a whole number \
+         (0 or more), found string \"many\""
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[cache]\nenable = \"maybe\"\n").unwrap();
+    let err = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "cache.enable in {}: expected true or false, found string \"maybe\"",
+            file.display()
+        )
+    );
+    let overrides = Overrides {
+        grpc_addr: Some("localhost".into()),
+        ..Overrides::default()
+    };
+    let err = Config::load_from(None, &overrides, env(&[])).unwrap_err();
+    assert!(err.starts_with("--grpc-addr: "), "{err}");
+}
+
+#[test]
+fn listen_addresses_may_be_host_names_resolved_to_ipv4_first() {
+    let e = env(&[("TOKEN_SERVICE_HTTP_ADDR", "localhost:8065")]);
+    let overrides = Overrides {
+        grpc_addr: Some("localhost:50051".into()),
+        ..Overrides::default()
+    };
+    let (c, _) = Config::load_from(None, &overrides, e).unwrap();
+    assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
+    assert_eq!(c.http_addr.to_string(), "127.0.0.1:8065");
+    assert_eq!(
+        resolve_listen_addr("[::1]:1").unwrap().to_string(),
+        "[::1]:1"
+    );
+    assert!(resolve_listen_addr("localhost:99999").is_err());
+}
+
+#[test]
+fn an_invalid_log_filter_is_refused_naming_the_key() {
+    let err = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[("TOKEN_SERVICE_LOG__FILTER", "info,token_service=loud")]),
+    )
+    .unwrap_err();
+    assert!(err.starts_with("log.filter: "), "{err}");
+}

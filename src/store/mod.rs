@@ -3,6 +3,7 @@
 
 mod access_tokens;
 mod commands;
+mod connect;
 mod entities;
 mod error;
 mod revocations;
@@ -19,6 +20,7 @@ use sea_orm_migration::MigratorTrait;
 use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
+pub use connect::check_database_url;
 pub use revocations::RevocationWakeups;
 
 /// Pool settings.
@@ -55,8 +57,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects. SQLite files are created if missing and switched to WAL.
+    /// Connects. SQLite files are created if missing (with `?mode=rwc`) and switched to WAL.
+    /// A server that cannot be reached is reported in the operator's terms (host and port,
+    /// and why: refused, unresolvable, authentication, missing database) within the
+    /// connect timeout; SQLite's own reason is kept without the driver's prefixes.
     pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self> {
+        connect::probe_server(url, pool.connect_timeout).await?;
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(pool.max_connections)
@@ -64,7 +70,13 @@ impl Store {
             .connect_timeout(pool.connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
             .sqlx_logging(false);
-        let db = Database::connect(options).await?;
+        let db =
+            Database::connect(options).await.map_err(|e| {
+                match connect::sqlite_open_failure(&e).filter(|_| url.starts_with("sqlite:")) {
+                    Some(text) => Error::Unavailable(text.into()),
+                    None => Error::from(e),
+                }
+            })?;
         if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         }

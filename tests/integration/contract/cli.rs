@@ -22,7 +22,17 @@ pub(crate) struct Cli {
 }
 
 impl Cli {
+    /// A fresh database, bootstrapped as an operator does before the first `serve`
+    /// (`admin init`: database, migrations, server key).
     pub(crate) async fn new() -> Self {
+        let cli = Self::empty().await;
+        let init = cli.json(&["admin", "init"]);
+        assert_eq!(init["status"], "OK", "{init}");
+        cli
+    }
+
+    /// A fresh database nothing has touched yet (on SQLite: no file).
+    pub(crate) async fn empty() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::create(dir.path()).await;
         Self { dir, db }
@@ -78,6 +88,8 @@ pub(crate) struct Serving {
     pub(crate) log: Receiver<String>,
     pub(crate) grpc_addr: String,
     pub(crate) http_addr: String,
+    /// The lines logged up to and including the one naming the listen addresses.
+    pub(crate) startup: Vec<String>,
     /// Text that must never appear in the log (a secret).
     never_logged: String,
 }
@@ -107,6 +119,7 @@ impl Serving {
                 .nth(1)
                 .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
         };
+        let mut startup = Vec::new();
         let (grpc_addr, http_addr) = loop {
             let Ok(line) = log.recv_timeout(Duration::from_secs(30)) else {
                 // Never leave the child behind.
@@ -118,6 +131,7 @@ impl Serving {
                 !line.contains(never_logged),
                 "the secret must never be logged"
             );
+            startup.push(line.clone());
             if let Some(grpc) = field(&line, "grpc_addr") {
                 break (grpc, field(&line, "http_addr").expect("the REST address"));
             }
@@ -127,6 +141,7 @@ impl Serving {
             log,
             grpc_addr,
             http_addr,
+            startup,
             never_logged: never_logged.to_owned(),
         }
     }
@@ -489,7 +504,7 @@ async fn a_numeric_turn_secret_from_the_environment_is_text_and_the_service_serv
 
 #[tokio::test]
 async fn migrate_up_and_down_move_what_status_reports() {
-    let cli = Cli::new().await;
+    let cli = Cli::empty().await;
     let applied = |status: &Value| -> Vec<bool> {
         status
             .as_array()
@@ -541,7 +556,542 @@ async fn migrate_up_and_down_move_what_status_reports() {
         applied(&cli.json(&["migrate", "status"])),
         vec![true; count]
     );
-    // The schema works: the operator bootstrap runs on it.
+    // The schema works: the operator bootstrap runs on it (`admin init` adds the server
+    // key, which `migrate` never creates).
+    let init = cli.json(&["admin", "init"]);
+    assert_eq!(init["created_server_key"], true);
     cli.json(&["admin", "create-user", "--username", "after"]);
+    cli.db.drop_database().await;
+}
+
+/// The binary run in `dir` as an operator runs it there: no `--data-dir`, no
+/// `--database-url`, so the defaults (`./data`) apply.
+fn in_dir(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("TOKEN_SERVICE_LOG__FORMAT", "text");
+    cmd
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every file and directory under `dir`.
+fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(tree(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+#[tokio::test]
+async fn admin_in_an_empty_directory_exits_2_naming_the_absolute_path_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let default_db = root.join("data").join("token-service.db");
+    for args in [
+        &["admin", "create-user", "--username", "admin"][..],
+        &["admin", "create-token", "--user", "admin"][..],
+        &[
+            "admin",
+            "add-team-member",
+            "--team",
+            "abcdefghijklmnopqrstuvwxyz",
+            "--user",
+            "admin",
+        ][..],
+    ] {
+        let out = in_dir(&root, args).output().unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            err.contains(&format!("no database at {}", default_db.display())),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("data_dir") && err.contains("TOKEN_SERVICE_DATA_DIR"),
+            "{err}"
+        );
+        assert!(err.contains("admin init"), "the way out is named: {err}");
+        assert!(tree(&root).is_empty(), "created {:?}", tree(&root));
+    }
+
+    // A data directory chosen by a flag is named as chosen by that flag.
+    let out = in_dir(
+        &root,
+        &[
+            "--data-dir",
+            "elsewhere",
+            "admin",
+            "create-user",
+            "--username",
+            "admin",
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            &root
+                .join("elsewhere/token-service.db")
+                .display()
+                .to_string()
+        ) && err.contains("set by --data-dir"),
+        "{err}"
+    );
+    assert!(tree(&root).is_empty(), "created {:?}", tree(&root));
+
+    // With the database there but the configured key file missing: refused, naming the
+    // key file and its variable, and no key is generated.
+    let init = in_dir(&root, &["admin", "init"]).output().unwrap();
+    assert!(init.status.success(), "{}", stderr_of(&init));
+    let missing_key = root.join("keys/server.key");
+    let out = in_dir(&root, &["admin", "create-user", "--username", "admin"])
+        .env("TOKEN_SERVICE_SERVER_KEY_FILE", &missing_key)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no server key file at {}", missing_key.display()))
+            && err.contains("set by TOKEN_SERVICE_SERVER_KEY_FILE"),
+        "{err}"
+    );
+    assert!(!root.join("keys").exists());
+}
+
+#[tokio::test]
+async fn the_readme_bootstrap_works_verbatim_and_every_command_names_the_absolute_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let db = root.join("data/token-service.db").display().to_string();
+    let key = root.join("data/server.key").display().to_string();
+
+    // README "A session with grpcurl": admin init, create-user, create-token, serve.
+    let init = in_dir(&root, &["admin", "init"]).output().unwrap();
+    assert!(init.status.success(), "{}", stderr_of(&init));
+    let init: Value = serde_json::from_slice(&init.stdout).unwrap();
+    assert_eq!(init["database"], db.as_str());
+    assert_eq!(init["server_key"], key.as_str());
+    assert_eq!(init["created_database"], true);
+    assert_eq!(init["created_server_key"], true);
+    let again = in_dir(&root, &["admin", "init"]).output().unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["created_database"], false, "init is idempotent");
+    assert_eq!(again["created_server_key"], false);
+
+    let user = in_dir(
+        &root,
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "admin",
+            "--roles",
+            "system_user system_admin",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(user.status.success(), "{}", stderr_of(&user));
+    let summary = format!("database: {db} (SQLite); server key: {key}");
+    assert!(
+        stderr_of(&user).contains(&summary),
+        "admin says where it works, on stderr: {}",
+        stderr_of(&user)
+    );
+    let token = in_dir(
+        &root,
+        &[
+            "admin",
+            "create-token",
+            "--user",
+            "admin",
+            "--description",
+            "bootstrap",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(token.status.success(), "{}", stderr_of(&token));
+    assert!(stderr_of(&token).contains(&summary));
+    let token: Value = serde_json::from_slice(&token.stdout).expect("stdout stays JSON");
+    let secret = token["token"].as_str().unwrap().to_owned();
+
+    let serving = Serving::start(
+        in_dir(
+            &root,
+            &[
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ],
+        ),
+        &secret,
+    );
+    let starting = serving
+        .startup
+        .iter()
+        .find(|l| l.contains("token-service starting"))
+        .unwrap_or_else(|| panic!("no start-up line: {:#?}", serving.startup));
+    assert!(
+        starting.contains(&format!("database={db}"))
+            && starting.contains(&format!("server_key={key}"))
+            && starting.contains(" INFO "),
+        "{starting}"
+    );
+    let me = serving
+        .client()
+        .await
+        .get_me(authed(pb::GetMeRequest {}, &secret))
+        .await
+        .expect("the token minted by admin works on the server")
+        .into_inner();
+    assert_eq!(me.user.unwrap().username, "admin");
+}
+
+/// A configuration whose database is `url`, with a short connect timeout.
+fn with_database(dir: &std::path::Path, url: &str, args: &[&str]) -> Command {
+    let mut cmd = in_dir(dir, &[&["--database-url", url][..], args].concat());
+    cmd.env("TOKEN_SERVICE_POOL__CONNECT_TIMEOUT_SECS", "1");
+    cmd
+}
+
+#[tokio::test]
+async fn unreachable_database_servers_are_reported_by_host_port_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, kind) in [
+        ("postgres://postgres@127.0.0.1:1/x", "PostgreSQL"),
+        ("mysql://root@127.0.0.1:1/x", "MariaDB/MySQL"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = with_database(dir.path(), url, &["migrate", "status"])
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert!(!out.status.success());
+        assert!(
+            err.contains(&format!("{kind} at 127.0.0.1:1: connection refused")),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "within the 1 s connect timeout (plus start-up): {:?}",
+            started.elapsed()
+        );
+        assert!(!err.contains(".rs:") && !err.contains("sqlx") && !err.contains("line "));
+    }
+    let out = with_database(
+        dir.path(),
+        "postgres://postgres@no-such-host.invalid:5432/x",
+        &["serve"],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("PostgreSQL at no-such-host.invalid:5432")
+            && err.contains("name does not resolve"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_database_and_a_refused_login_are_named_on_a_real_server() {
+    use std::io::Write;
+    let server = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
+    let (kind, scheme_end) = if server.starts_with("postgres") {
+        ("PostgreSQL", server.find("://").unwrap() + 3)
+    } else if server.starts_with("mysql") {
+        ("MariaDB/MySQL", server.find("://").unwrap() + 3)
+    } else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: a_missing_database_and_a_refused_login_are_named_on_a_real_server needs \
+             TEST_DATABASE_URL naming a PostgreSQL or MariaDB server"
+        );
+        return;
+    };
+    // The server's host and port, with another database, then another user.
+    let authority_end = server[scheme_end..]
+        .find('/')
+        .map_or(server.len(), |i| scheme_end + i);
+    let authority = &server[scheme_end..authority_end];
+    let host_port = authority.rsplit('@').next().unwrap();
+    let scheme = &server[..scheme_end];
+    let dir = tempfile::tempdir().unwrap();
+
+    let missing = format!("{scheme}{authority}/ts_no_such_database");
+    let out = with_database(dir.path(), &missing, &["migrate", "status"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{kind} at {host_port}"))
+            && err.contains("database \"ts_no_such_database\" does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains(" at line "), "no server source lines: {err}");
+
+    let wrong_user = format!("{scheme}ts_no_such_user:wrong@{host_port}/x");
+    let out = with_database(dir.path(), &wrong_user, &["migrate", "status"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{kind} at {host_port}"))
+            && err.contains("authentication failed for user \"ts_no_such_user\""),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the password is never shown: {err}");
+}
+
+#[tokio::test]
+async fn sqlite_open_failures_name_the_file_and_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let nowhere = root.join("no/such/dir/ts.db");
+    let out = with_database(
+        &root,
+        &format!("sqlite://{}?mode=rwc", nowhere.display()),
+        &["serve"],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&nowhere.display().to_string())
+            && err.contains(&format!(
+                "the directory {} does not exist",
+                root.join("no/such/dir").display()
+            )),
+        "{err}"
+    );
+    assert!(!root.join("no").exists(), "only data_dir is ever created");
+
+    // Without ?mode=rwc a missing file is not created, and the hint says how.
+    let out = with_database(&root, "sqlite://ts.db", &["migrate", "up"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&root.join("ts.db").display().to_string()) && err.contains("?mode=rwc"),
+        "{err}"
+    );
+    assert!(!root.join("ts.db").exists());
+
+    // A database URL inside data_dir: data_dir is created for it.
+    let out = in_dir(
+        &root,
+        &[
+            "--data-dir",
+            "state",
+            "--database-url",
+            "sqlite://state/tokens.db?mode=rwc",
+            "migrate",
+            "up",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(root.join("state/tokens.db").exists());
+}
+
+#[tokio::test]
+async fn configuration_errors_name_the_variable_or_the_file_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let out = in_dir(&root, &["serve"])
+        .env("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "many")
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "TOKEN_SERVICE_POOL__MAX_CONNECTIONS (pool.max_connections): expected a whole number"
+        ),
+        "{err}"
+    );
+    for internal in ["src/", ".rs:", "figment", "global.", "u32"] {
+        assert!(!err.contains(internal), "{internal:?} in {err}");
+    }
+
+    let file = root.join("token-service.toml");
+    std::fs::write(&file, "[pool]\nmax_connections = \"x\"\n").unwrap();
+    let out = in_dir(&root, &["--config", "token-service.toml", "serve"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("pool.max_connections in {}", file.display())),
+        "{err}"
+    );
+    assert!(
+        !err.contains("default.") && !err.contains("TOML file"),
+        "{err}"
+    );
+    assert!(tree(&root) == vec![file.clone()], "nothing created");
+
+    // A database URL the service cannot use, and a key file that is not there: exit 2.
+    let out = in_dir(&root, &["--database-url", "postgresql:/x:pw@db", "serve"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("database_url: must start with"), "{err}");
+    let missing_key = root.join("no-such.key");
+    let out = in_dir(
+        &root,
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+    )
+    .env("TOKEN_SERVICE_SERVER_KEY_FILE", &missing_key)
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("server_key_file {}", missing_key.display())),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_log_filter_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = in_dir(dir.path(), &["serve"])
+        .env("TOKEN_SERVICE_LOG__FILTER", "info,token_service=loud")
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("log.filter"), "{err}");
+    let out = in_dir(dir.path(), &["serve"])
+        .env("RUST_LOG", "[[[")
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("RUST_LOG"), "{err}");
+    assert!(tree(dir.path()).is_empty(), "nothing started");
+}
+
+#[tokio::test]
+async fn listen_addresses_may_name_a_host() {
+    let cli = Cli::new().await;
+    cli.json(&["admin", "create-user", "--username", "alice"]);
+    let secret = cli.json(&["admin", "create-token", "--user", "alice"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut serve = cli.command(&["serve", "--grpc-addr", "localhost:0"]);
+    serve.env("TOKEN_SERVICE_HTTP_ADDR", "localhost:0");
+    let mut serving = Serving::start(serve, &secret);
+    assert!(
+        serving.grpc_addr.starts_with("127.0.0.1:") && serving.http_addr.starts_with("127.0.0.1:"),
+        "localhost is the IPv4 loopback: {} {}",
+        serving.grpc_addr,
+        serving.http_addr
+    );
+    serving
+        .client()
+        .await
+        .get_me(authed(pb::GetMeRequest {}, &secret))
+        .await
+        .unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("http://{}/api/v4/users/me", serving.http_addr))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    serving.terminate().await;
+
+    let out = cli
+        .command(&["serve", "--grpc-addr", "no-such-host.invalid:50051"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--grpc-addr") && err.contains("no-such-host.invalid"),
+        "{err}"
+    );
+    cli.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn create_token_expires_in_days_and_the_lifetime_policy_names_the_flag() {
+    let cli = Cli::new().await;
+    cli.json(&["admin", "create-user", "--username", "dora"]);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let token = cli.json(&[
+        "admin",
+        "create-token",
+        "--user",
+        "dora",
+        "--expires-in-days",
+        "10",
+    ]);
+    let expires = token["expires_at"].as_i64().unwrap();
+    let ten_days = 10 * 86_400_000;
+    assert!(
+        (before + ten_days..before + ten_days + 60_000).contains(&expires),
+        "{expires}"
+    );
+    for (args, expected) in [
+        (
+            &["--expires-in-days", "40"][..],
+            "--expires-in-days: must be at most 30 days from now",
+        ),
+        (&[][..], "--expires-in-days: is required"),
+        (
+            &["--expires-in-days", "0"][..],
+            "--expires-in-days: must be at least 1",
+        ),
+    ] {
+        let out = cli
+            .command(&[&["admin", "create-token", "--user", "dora"][..], args].concat())
+            .env(
+                "TOKEN_SERVICE_MAXIMUM_PERSONAL_ACCESS_TOKEN_LIFETIME_DAYS",
+                "30",
+            )
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
     cli.db.drop_database().await;
 }
