@@ -52,7 +52,11 @@ impl Target {
             ..Config::default()
         };
         config.cache.enable = cache;
-        // The administrator is bootstrapped as an operator does it: `token-service admin`.
+        // The administrator is bootstrapped as an operator does it: `token-service admin init`,
+        // then `token-service admin create-user` and `create-token`.
+        admin::admin(&config, &AdminAction::Init)
+            .await
+            .map_err(|e| format!("initialise the database: {e}"))?;
         admin::admin(
             &config,
             &AdminAction::CreateUser {
