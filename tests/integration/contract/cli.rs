@@ -1324,3 +1324,60 @@ async fn admin_day_two_commands_through_the_socket_and_without_a_server() {
     drop(serving);
     cli.db.drop_database().await;
 }
+
+/// The socket's start-up rules: another file at its path stops `serve` (exit 2, the setting
+/// named, the file kept); a second server on the same socket is refused while the first
+/// answers; `enable_local_socket = false` creates none.
+#[tokio::test]
+async fn the_local_socket_never_replaces_a_file_or_a_live_server_and_can_be_turned_off() {
+    let cli = Cli::new().await;
+    let socket = cli.dir.path().join("data").join("token-service.sock");
+
+    std::fs::write(&socket, "not a socket").unwrap();
+    let out = cli
+        .serve()
+        .output()
+        .expect("serve with a regular file at the socket path");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("local_socket") && stderr_of(&out).contains("not a socket"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+    std::fs::remove_file(&socket).unwrap();
+
+    let first = Serving::start(cli.serve(), "never-logged-secret");
+    let out = cli.serve().output().expect("a second serve");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("in use"), "{}", stderr_of(&out));
+    let listed = cli.run(&["admin", "list-tokens"]);
+    assert!(
+        stderr_of(&listed).contains("local socket"),
+        "the first server still answers on its socket: {}",
+        stderr_of(&listed)
+    );
+    drop(first);
+
+    let mut off = cli.serve();
+    off.env("TOKEN_SERVICE_ENABLE_LOCAL_SOCKET", "false");
+    let serving = Serving::start(off, "never-logged-secret");
+    assert!(
+        serving
+            .startup
+            .iter()
+            .any(|l| l.contains("local_socket=off")),
+        "{:#?}",
+        serving.startup
+    );
+    // The first server was killed: its socket file may remain, but nothing answers there.
+    let listed = cli.run(&["admin", "list-tokens"]);
+    assert!(listed.status.success(), "{}", stderr_of(&listed));
+    assert!(
+        !stderr_of(&listed).contains("local socket"),
+        "{}",
+        stderr_of(&listed)
+    );
+    drop(serving);
+    cli.db.drop_database().await;
+}
