@@ -52,9 +52,23 @@ macro_rules! call {
 const SOCKET_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Connects to the running server's local socket at `path`; `None` when nothing answers.
-async fn connect_local_socket(path: &Path) -> Option<TokenServiceClient<Channel>> {
+/// Connects to the running server's local socket at `path`: `Ok(None)` when no server
+/// answers there (no socket, or a stale one), an error when one may run but this user cannot
+/// open its socket (the database would not hear the command at once either).
+async fn connect_local_socket(path: &Path) -> Result<Option<TokenServiceClient<Channel>>, String> {
     if !path.exists() {
-        return None;
+        return Ok(None);
+    }
+    match tokio::net::UnixStream::connect(path).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "cannot open the local socket {}: {e}; run admin as the service's user (or \
+                 root)",
+                path.display()
+            ));
+        }
+        Err(_) => return Ok(None),
     }
     let target = path.to_owned();
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
@@ -68,13 +82,18 @@ async fn connect_local_socket(path: &Path) -> Option<TokenServiceClient<Channel>
             }
         }))
         .await
-        .ok()?;
-    Some(TokenServiceClient::new(channel))
+        .map_err(|e| {
+            format!(
+                "cannot talk gRPC on the local socket {}: {e}",
+                path.display()
+            )
+        })?;
+    Ok(Some(TokenServiceClient::new(channel)))
 }
 
 async fn operator(config: &Config) -> Result<Operator, ServerError> {
     if let Some(path) = config.local_socket_path()
-        && let Some(client) = connect_local_socket(&path).await
+        && let Some(client) = connect_local_socket(&path).await?
     {
         eprintln!(
             "token-service: via the running server's local socket {}",

@@ -1381,3 +1381,46 @@ async fn the_local_socket_never_replaces_a_file_or_a_live_server_and_can_be_turn
     drop(serving);
     cli.db.drop_database().await;
 }
+
+/// A user who cannot open the 0600 socket of a running server is told so (a non-zero exit),
+/// rather than silently writing to the database behind the server's back. Needs root, to run
+/// `admin` as `nobody`; skipped (and says so) otherwise.
+#[tokio::test]
+async fn a_user_who_cannot_open_the_socket_is_refused_naming_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!(
+            "note: contract::cli::a_user_who_cannot_open_the_socket_is_refused_naming_it \
+             skipped: needs root and setpriv to run admin as another user"
+        );
+        return;
+    }
+    let cli = Cli::new().await;
+    let data = cli.dir.path().join("data");
+    for dir in [cli.dir.path(), data.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let serving = Serving::start(cli.serve(), "never-logged-secret");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--database-url")
+        .arg(cli.db.url())
+        .args(["admin", "list-tokens"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("cannot open the local socket") && err.contains("token-service.sock"),
+        "{err}"
+    );
+    drop(serving);
+    cli.db.drop_database().await;
+}
