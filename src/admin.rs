@@ -58,6 +58,9 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
     if let AdminAction::Init = action {
         return init(config).await;
     }
+    if is_operator_call(action) {
+        return crate::grpc::operator::run(config, action).await;
+    }
     config.require_existing_state().map_err(NotSetUp)?;
     let ctx = open_context(config).await?;
     let caller = Caller::Local;
@@ -167,6 +170,7 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
                 "expires_at": created.token.expires_at,
             })
         }
+        _ => unreachable!("operator calls are handled above"),
     };
     ctx.store().clone().close().await;
     Ok(result)
@@ -203,4 +207,16 @@ fn describe(e: &crate::domain::error::Error) -> String {
         text.push_str(&format!(": {cause}"));
     }
     text
+}
+
+/// Whether `action` is one of the day-2 commands that go to the running server's local socket
+/// when it answers (and to the database directly otherwise): see [`crate::grpc::operator`].
+fn is_operator_call(action: &AdminAction) -> bool {
+    !matches!(
+        action,
+        AdminAction::Init
+            | AdminAction::CreateUser { .. }
+            | AdminAction::AddTeamMember { .. }
+            | AdminAction::CreateToken { .. }
+    )
 }

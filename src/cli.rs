@@ -129,6 +129,93 @@ pub enum AdminAction {
         #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<u32>,
     },
+    /// List personal access tokens (all, or one user's). Prints a JSON array.
+    ListTokens {
+        /// Only this user's tokens (id or username).
+        #[arg(long, value_name = "NAME_OR_ID")]
+        user: Option<String>,
+        /// Page number, from 0.
+        #[arg(long, default_value_t = 0)]
+        page: i32,
+        /// Tokens per page (at most 200).
+        #[arg(long, default_value_t = 60)]
+        per_page: i32,
+    },
+    /// Show one personal access token (never its secret).
+    GetToken {
+        /// The token's id.
+        token_id: String,
+    },
+    /// Search personal access tokens: an exact token id, user id or username (as Mattermost).
+    SearchTokens {
+        /// The search term.
+        term: String,
+    },
+    /// Revoke (delete) a personal access token: it stops authenticating at once.
+    RevokeToken {
+        /// The token's id.
+        token_id: String,
+    },
+    /// Disable a personal access token (it can be enabled again).
+    DisableToken {
+        /// The token's id.
+        token_id: String,
+    },
+    /// Enable a disabled personal access token.
+    EnableToken {
+        /// The token's id.
+        token_id: String,
+    },
+    /// List a user's sessions. Prints a JSON array.
+    ListSessions {
+        /// The user's id or username.
+        #[arg(long, value_name = "NAME_OR_ID")]
+        user: String,
+    },
+    /// Revoke one session of a user, or with --all every session of the user.
+    RevokeSessions {
+        /// The user's id or username.
+        #[arg(long, value_name = "NAME_OR_ID")]
+        user: String,
+        /// The session to revoke.
+        #[arg(
+            long,
+            value_name = "SESSION_ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        session: Option<String>,
+        /// Revoke every session of the user.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke every session of every user (personal access tokens stay valid).
+    RevokeAllSessions {
+        /// Confirm: everyone is logged out.
+        #[arg(long, required = true)]
+        yes: bool,
+    },
+    /// Deactivate a user: their sessions and tokens stop authenticating.
+    DeactivateUser {
+        /// The user's id or username.
+        user: String,
+    },
+    /// Reactivate a deactivated user.
+    ReactivateUser {
+        /// The user's id or username.
+        user: String,
+    },
+    /// Replace a user's system roles.
+    SetRoles {
+        /// The user's id or username.
+        user: String,
+        /// Space-separated system roles, e.g. "system_user system_admin".
+        #[arg(long)]
+        roles: String,
+    },
+    /// Introspect a token read from standard input (never from the command line, where
+    /// other users could see it). Prints {"active",...}.
+    Introspect,
 }
 
 impl Cli {

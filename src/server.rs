@@ -7,7 +7,13 @@
 //! [`crate::health`] passes, exactly when `/readyz` answers 200. Both turn NOT_SERVING when a
 //! graceful shutdown begins.
 
-use std::{fs, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
@@ -215,6 +221,7 @@ pub struct RunningServer {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     management_addr: Option<SocketAddr>,
+    local_socket: Option<PathBuf>,
     health: Health,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -240,6 +247,11 @@ impl RunningServer {
     /// The management listener's address, when `management_addr` is set.
     pub fn management_addr(&self) -> Option<SocketAddr> {
         self.management_addr
+    }
+
+    /// The local operator socket's path, unless `enable_local_socket` is off.
+    pub fn local_socket(&self) -> Option<&Path> {
+        self.local_socket.as_deref()
     }
 
     /// The readiness last published (what `/readyz` and TokenService's gRPC health report).
@@ -336,7 +348,26 @@ pub async fn start_with(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let routes = grpc::routes(ctx.clone(), health_service, shutdown_rx.clone())?;
+    let routes = grpc::routes(
+        ctx.clone(),
+        health_service.clone(),
+        shutdown_rx.clone(),
+        grpc::Callers::Authenticated,
+    )?;
+    let local_socket = match config.local_socket_path() {
+        Some(path) => {
+            let listener = bind_local_socket(config, &path)?;
+            let routes = grpc::routes(
+                ctx.clone(),
+                health_service,
+                shutdown_rx.clone(),
+                grpc::Callers::LocalOperator,
+            )?;
+            Some((path, listener, routes))
+        }
+        None => None,
+    };
+    let local_socket_path = local_socket.as_ref().map(|(path, ..)| path.clone());
 
     let health_task = tokio::spawn(watch_readiness(
         health.clone(),
@@ -361,12 +392,16 @@ pub async fn start_with(
     let grace = Duration::from_secs(config.shutdown_grace_period_secs);
     let http_tls = tls.as_ref().map(tls::ServerTls::http);
     let management = management_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    info!(%grpc_addr, %http_addr, %management, tls = %tls::mode_of(tls.as_ref()),
+    let local = local_socket_path
+        .as_ref()
+        .map_or_else(|| "off".to_owned(), |p| p.display().to_string());
+    info!(%grpc_addr, %http_addr, %management, local_socket = %local, tls = %tls::mode_of(tls.as_ref()),
         database = %config.database_location(),
         backend = ctx.store().backend_name(), "token-service listening (gRPC and REST)");
 
     let server_ctx = ctx.clone();
     let server_health = health.clone();
+    let task_socket_path = local_socket_path.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
         let mut reporter = health_reporter.clone();
@@ -427,8 +462,37 @@ pub async fn start_with(
                 })
                 .await
         };
+        // The local operator socket: plain gRPC (the file mode guards it), the same layers.
+        let mut local_stop = shutdown_rx.clone();
+        let local_metrics = ctx.metrics().clone();
+        let local = async move {
+            let Some((path, listener, routes)) = local_socket else {
+                return Ok(());
+            };
+            let served = tonic::transport::Server::builder()
+                .layer(RequestLayer::grpc(
+                    local_metrics,
+                    grpc::served_method_paths(),
+                ))
+                .layer(tower::util::option_layer(
+                    request_timeout.map(grpc::DeadlineLayer::new),
+                ))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    async move {
+                        let _ = local_stop.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await;
+            remove_local_socket(&path);
+            served
+        };
         let server = async {
-            let (grpc, http, management) = tokio::join!(grpc, http, management);
+            let (grpc, http, management, local) = tokio::join!(grpc, http, management, local);
+            local.map_err(|e| -> ServerError {
+                format!("local socket server failed: {e}").into()
+            })?;
             grpc.map_err(|e| -> ServerError { format!("gRPC server failed: {e}").into() })?;
             http.map_err(|e| -> ServerError { format!("HTTP server failed: {e}").into() })?;
             management
@@ -449,6 +513,9 @@ pub async fn start_with(
         };
         health_task.abort();
         feed_task.abort();
+        if let Some(path) = &task_socket_path {
+            remove_local_socket(path);
+        }
         ctx.store().clone().close().await;
         feed_store.close().await;
         info!("token-service stopped");
@@ -458,11 +525,86 @@ pub async fn start_with(
         grpc_addr,
         http_addr,
         management_addr,
+        local_socket: local_socket_path,
         health: server_health,
         shutdown: shutdown_tx,
         task,
         ctx: server_ctx,
     })
+}
+
+/// Binds the local operator socket at `path` with mode 0600, so that only this user (and
+/// root) may connect. A socket file left by a server that did not stop cleanly is removed
+/// first; any other file there is left alone and stops the start. The socket is bound under
+/// a temporary name, restricted, then renamed into place, so it is never reachable with a
+/// looser mode.
+fn bind_local_socket(
+    config: &Config,
+    path: &Path,
+) -> Result<tokio::net::UnixListener, ServerError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.exists() && dir == config.absolute_data_dir() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .map_err(|e| {
+                format!(
+                    "cannot create data_dir {} for local_socket: {e}",
+                    dir.display()
+                )
+            })?;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A live server answers on it: two servers on one data directory is a mistake.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(InvalidConfig(format!(
+                    "local_socket: {} is in use by another running token-service; stop it, \
+                     or give this one another local_socket (or enable_local_socket = false)",
+                    path.display()
+                ))
+                .into());
+            }
+            fs::remove_file(path).map_err(|e| {
+                format!(
+                    "cannot remove the stale local socket {}: {e}",
+                    path.display()
+                )
+            })?;
+            info!(path = %path.display(), "removed a stale local socket");
+        }
+        Ok(_) => {
+            return Err(InvalidConfig(format!(
+                "local_socket: {} exists and is not a socket; remove it or choose another \
+                 local_socket",
+                path.display()
+            ))
+            .into());
+        }
+        Err(_) => {}
+    }
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.tmp", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = fs::remove_file(&staging);
+    let listener = tokio::net::UnixListener::bind(&staging)
+        .map_err(|e| format!("cannot listen on local_socket {}: {e}", path.display()))?;
+    let placed = fs::set_permissions(&staging, fs::Permissions::from_mode(0o600))
+        .and_then(|()| fs::rename(&staging, path));
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&staging);
+        return Err(format!("cannot set up local_socket {}: {e}", path.display()).into());
+    }
+    Ok(listener)
+}
+
+/// Removes the local socket file at shutdown (only a socket: never anything else).
+fn remove_local_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt as _;
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// Longest `start` waits for the first readiness before it returns.

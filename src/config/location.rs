@@ -35,6 +35,9 @@ pub enum Origin {
     File(PathBuf),
 }
 
+/// The local socket's file name in data_dir (unless `local_socket` says otherwise).
+const LOCAL_SOCKET_FILE: &str = "token-service.sock";
+
 impl Origin {
     /// "set by --data-dir", "set by TOKEN_SERVICE_DATA_DIR", "set in FILE", "not set".
     fn describe(&self) -> String {
@@ -144,6 +147,17 @@ impl Config {
     /// The data directory, absolute.
     pub fn absolute_data_dir(&self) -> PathBuf {
         absolute(&self.data_dir)
+    }
+
+    /// The local operator socket's absolute path, or `None` when `enable_local_socket` is off.
+    pub fn local_socket_path(&self) -> Option<PathBuf> {
+        if !self.enable_local_socket {
+            return None;
+        }
+        Some(match &self.local_socket {
+            Some(path) => absolute(path),
+            None => self.absolute_data_dir().join(LOCAL_SOCKET_FILE),
+        })
     }
 
     /// Whether the SQLite file (if that is the database) lies inside the data directory, in

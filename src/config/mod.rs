@@ -51,6 +51,11 @@ pub struct Config {
     pub probes_on_http_addr: bool,
     /// Where the embedded defaults live: the SQLite database and the generated server key.
     pub data_dir: PathBuf,
+    /// Serve TokenService on a Unix socket (mode 0600) as the local operator, for
+    /// `token-service admin` while the server runs (Mattermost's local mode).
+    pub enable_local_socket: bool,
+    /// The local socket's path. Default: `<data_dir>/token-service.sock`.
+    pub local_socket: Option<PathBuf>,
     /// Database URL (`sqlite://…`, `postgres://…`, `mysql://…`). Default: SQLite in data_dir.
     pub database_url: Option<DatabaseUrl>,
     /// The server key as hex (at least 64 hex digits). Every replica needs the same key.
@@ -122,6 +127,8 @@ impl Default for Config {
             management_addr: None,
             probes_on_http_addr: true,
             data_dir: PathBuf::from("data"),
+            enable_local_socket: true,
+            local_socket: None,
             database_url: None,
             server_key: None,
             server_key_file: None,

@@ -208,3 +208,33 @@ fn an_invalid_log_filter_is_refused_naming_the_key() {
     .unwrap_err();
     assert!(err.starts_with("log.filter: "), "{err}");
 }
+
+#[test]
+fn the_local_socket_is_in_data_dir_by_default_and_set_or_turned_off_by_env() {
+    let flags = Overrides {
+        data_dir: Some(PathBuf::from("/srv/ts")),
+        ..Overrides::default()
+    };
+    let (c, _) = Config::load_from(None, &flags, env(&[])).unwrap();
+    assert_eq!(
+        c.local_socket_path(),
+        Some(PathBuf::from("/srv/ts/token-service.sock"))
+    );
+    let (c, _) = Config::load_from(
+        None,
+        &flags,
+        env(&[("TOKEN_SERVICE_LOCAL_SOCKET", "/run/ts/admin.sock")]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.local_socket_path(),
+        Some(PathBuf::from("/run/ts/admin.sock"))
+    );
+    let (c, _) = Config::load_from(
+        None,
+        &flags,
+        env(&[("TOKEN_SERVICE_ENABLE_LOCAL_SOCKET", "false")]),
+    )
+    .unwrap();
+    assert_eq!(c.local_socket_path(), None);
+}

@@ -1,10 +1,12 @@
 //! The gRPC transport: `TokenService`, health and reflection (v1 and v1alpha).
 
 mod convert;
+pub(crate) mod operator;
 mod status;
 mod token_service;
 
 pub use status::ERROR_DOMAIN;
+use token_service::TokenServiceApi;
 
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
@@ -18,6 +20,15 @@ pub const SERVICE_NAME: &str = "token_service.v1.TokenService";
 /// Largest request message accepted (bytes). Requests are small; this bounds hostile input.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// Who the callers of a set of routes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Callers {
+    /// The network listener: each call authenticates with its `authorization` metadata.
+    Authenticated,
+    /// The local operator socket: every call is `Caller::Local`.
+    LocalOperator,
+}
+
 /// Builds the routes: TokenService, health and reflection. `shutdown` turns true when a
 /// graceful shutdown begins.
 pub(crate) fn routes(
@@ -26,9 +37,13 @@ pub(crate) fn routes(
         impl tonic_health::pb::health_server::Health,
     >,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    callers: Callers,
 ) -> Result<Routes, tonic_reflection::server::Error> {
-    let api = TokenServiceServer::new(token_service::TokenServiceApi::new(ctx, shutdown))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let api = match callers {
+        Callers::Authenticated => token_service::TokenServiceApi::new(ctx, shutdown),
+        Callers::LocalOperator => token_service::TokenServiceApi::local(ctx, shutdown),
+    };
+    let api = TokenServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -1095,3 +1095,332 @@ async fn create_token_expires_in_days_and_the_lifetime_policy_names_the_flag() {
     }
     cli.db.drop_database().await;
 }
+
+/// `admin` with `stdin` written to its standard input; (exit success, stdout JSON, stderr).
+fn admin_with_stdin(cli: &Cli, args: &[&str], stdin: &str) -> (bool, Value, String) {
+    use std::io::Write as _;
+    let mut child = cli
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), json, stderr_of(&out))
+}
+
+async fn rest_status(http_addr: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{http_addr}/api/v4/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A running server hears `admin revoke-token` at once: the command goes through the local
+/// socket, so the token is refused before the command returns, even with a cached check and
+/// a revocation log read only once a minute (the database path would leave it working).
+#[tokio::test]
+async fn admin_revoke_token_reaches_the_running_server_through_the_local_socket() {
+    let cli = Cli::new().await;
+    cli.json(&["admin", "create-user", "--username", "ops"]);
+    let token = cli.json(&["admin", "create-token", "--user", "ops"]);
+    let secret = token["token"].as_str().unwrap().to_owned();
+    let token_id = token["id"].as_str().unwrap().to_owned();
+    let mut serve = cli.serve();
+    serve.env("TOKEN_SERVICE_REVOCATION_POLL_INTERVAL_MS", "60000");
+    let mut serving = Serving::start(serve, &secret);
+    let socket = cli.dir.path().join("data").join("token-service.sock");
+    {
+        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+        let meta = std::fs::symlink_metadata(&socket).expect("the local socket exists");
+        assert!(meta.file_type().is_socket());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "only the owner connects"
+        );
+    }
+    // Used (and cached) before the revocation.
+    assert_eq!(rest_status(&serving.http_addr, &secret).await, 200);
+    assert_eq!(rest_status(&serving.http_addr, &secret).await, 200);
+
+    let out = cli.run(&["admin", "revoke-token", &token_id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("local socket"),
+        "{}",
+        stderr_of(&out)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["status"], "OK");
+    assert_eq!(rest_status(&serving.http_addr, &secret).await, 401);
+
+    // An unknown token: a failing exit and the reason on stderr.
+    let out = cli.run(&["admin", "revoke-token", &token_id]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("NotFound"), "{}", stderr_of(&out));
+
+    // The socket speaks as the operator only there: TCP still needs a token.
+    let mut client = serving.client().await;
+    let anonymous = client
+        .get_user_access_tokens(pb::GetUserAccessTokensRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    drop(client);
+
+    serving.terminate().await;
+    assert!(!socket.exists(), "the socket is removed at shutdown");
+    cli.db.drop_database().await;
+}
+
+/// The day-2 commands through the running server's socket, each printing JSON; and the
+/// database path when no server runs (a stale socket file is ignored by admin and removed by
+/// the next serve).
+#[tokio::test]
+async fn admin_day_two_commands_through_the_socket_and_without_a_server() {
+    let cli = Cli::new().await;
+    let user = cli.json(&[
+        "admin",
+        "create-user",
+        "--username",
+        "dana",
+        "--email",
+        "d@x.io",
+    ]);
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let token = cli.json(&[
+        "admin",
+        "create-token",
+        "--user",
+        "dana",
+        "--description",
+        "deploys",
+    ]);
+    let secret = token["token"].as_str().unwrap().to_owned();
+    let token_id = token["id"].as_str().unwrap().to_owned();
+
+    // No server: the database path.
+    let listed = cli.json(&["admin", "list-tokens"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], token_id.as_str());
+    assert!(listed[0].get("token").is_none(), "secrets are never listed");
+
+    // A stale socket file (a server killed without cleanup): admin uses the database,
+    // serve replaces it.
+    let socket = cli.dir.path().join("data").join("token-service.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let got = cli.json(&["admin", "get-token", &token_id]);
+    assert_eq!(got["description"], "deploys");
+
+    let serving = Serving::start(cli.serve(), &secret);
+    let http = serving.http_addr.clone();
+    let via = |args: &[&str]| {
+        let out = cli.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("local socket"),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+
+    let mine = via(&["admin", "list-tokens", "--user", "dana"]);
+    assert_eq!(mine[0]["user_id"], user_id.as_str());
+    let found = via(&["admin", "search-tokens", "dana"]);
+    assert_eq!(found[0]["id"], token_id.as_str());
+    assert_eq!(via(&["admin", "get-token", &token_id])["is_active"], true);
+
+    assert_eq!(via(&["admin", "disable-token", &token_id])["status"], "OK");
+    assert_eq!(rest_status(&http, &secret).await, 401);
+    assert_eq!(via(&["admin", "get-token", &token_id])["is_active"], false);
+    assert_eq!(via(&["admin", "enable-token", &token_id])["status"], "OK");
+    assert_eq!(rest_status(&http, &secret).await, 200);
+
+    // Introspection reads the token from stdin, never argv.
+    let (ok, info, err) = admin_with_stdin(&cli, &["admin", "introspect"], &format!("{secret}\n"));
+    assert!(ok, "{err}");
+    assert_eq!(info["active"], true);
+    assert_eq!(info["user_id"], user_id.as_str());
+    assert_eq!(info["token_id"], token_id.as_str());
+    let (ok, info, err) = admin_with_stdin(&cli, &["admin", "introspect"], "not-a-token\n");
+    assert!(ok, "{err}");
+    assert_eq!(info["active"], false);
+    let (ok, _, err) = admin_with_stdin(&cli, &["admin", "introspect"], "");
+    assert!(!ok);
+    assert!(err.contains("standard input"), "{err}");
+
+    // Sessions: using the token minted one.
+    let sessions = via(&["admin", "list-sessions", "--user", &user_id]);
+    let sessions = sessions.as_array().unwrap().clone();
+    assert!(!sessions.is_empty());
+    let session_id = sessions[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        via(&[
+            "admin",
+            "revoke-sessions",
+            "--user",
+            "dana",
+            "--session",
+            &session_id
+        ])["status"],
+        "OK"
+    );
+    assert_eq!(
+        via(&["admin", "revoke-sessions", "--user", "dana", "--all"])["status"],
+        "OK"
+    );
+    assert_eq!(
+        via(&["admin", "revoke-all-sessions", "--yes"])["status"],
+        "OK"
+    );
+    let refused = cli.run(&["admin", "revoke-all-sessions"]);
+    assert!(
+        !refused.status.success(),
+        "revoking everyone's sessions needs --yes"
+    );
+    assert_eq!(
+        via(&["admin", "list-sessions", "--user", "dana"]),
+        Value::Array(vec![])
+    );
+
+    // Users: roles, deactivation and back.
+    let promoted = via(&[
+        "admin",
+        "set-roles",
+        "dana",
+        "--roles",
+        "system_user system_admin",
+    ]);
+    assert_eq!(promoted["roles"], "system_user system_admin");
+    let off = via(&["admin", "deactivate-user", "dana"]);
+    assert_ne!(off["delete_at"], 0);
+    assert_eq!(rest_status(&http, &secret).await, 401);
+    let on = via(&["admin", "reactivate-user", &user_id]);
+    assert_eq!(on["delete_at"], 0);
+    assert_eq!(rest_status(&http, &secret).await, 200);
+
+    let missing = cli.run(&["admin", "deactivate-user", "nobody"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr_of(&missing).contains("nobody"),
+        "{}",
+        stderr_of(&missing)
+    );
+    drop(serving);
+    cli.db.drop_database().await;
+}
+
+/// The socket's start-up rules: another file at its path stops `serve` (exit 2, the setting
+/// named, the file kept); a second server on the same socket is refused while the first
+/// answers; `enable_local_socket = false` creates none.
+#[tokio::test]
+async fn the_local_socket_never_replaces_a_file_or_a_live_server_and_can_be_turned_off() {
+    let cli = Cli::new().await;
+    let socket = cli.dir.path().join("data").join("token-service.sock");
+
+    std::fs::write(&socket, "not a socket").unwrap();
+    let out = cli
+        .serve()
+        .output()
+        .expect("serve with a regular file at the socket path");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("local_socket") && stderr_of(&out).contains("not a socket"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+    std::fs::remove_file(&socket).unwrap();
+
+    let first = Serving::start(cli.serve(), "never-logged-secret");
+    let out = cli.serve().output().expect("a second serve");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("in use"), "{}", stderr_of(&out));
+    let listed = cli.run(&["admin", "list-tokens"]);
+    assert!(
+        stderr_of(&listed).contains("local socket"),
+        "the first server still answers on its socket: {}",
+        stderr_of(&listed)
+    );
+    drop(first);
+
+    let mut off = cli.serve();
+    off.env("TOKEN_SERVICE_ENABLE_LOCAL_SOCKET", "false");
+    let serving = Serving::start(off, "never-logged-secret");
+    assert!(
+        serving
+            .startup
+            .iter()
+            .any(|l| l.contains("local_socket=off")),
+        "{:#?}",
+        serving.startup
+    );
+    // The first server was killed: its socket file may remain, but nothing answers there.
+    let listed = cli.run(&["admin", "list-tokens"]);
+    assert!(listed.status.success(), "{}", stderr_of(&listed));
+    assert!(
+        !stderr_of(&listed).contains("local socket"),
+        "{}",
+        stderr_of(&listed)
+    );
+    drop(serving);
+    cli.db.drop_database().await;
+}
+
+/// A user who cannot open the 0600 socket of a running server is told so (a non-zero exit),
+/// rather than silently writing to the database behind the server's back. Needs root, to run
+/// `admin` as `nobody`; skipped (and says so) otherwise.
+#[tokio::test]
+async fn a_user_who_cannot_open_the_socket_is_refused_naming_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!(
+            "note: contract::cli::a_user_who_cannot_open_the_socket_is_refused_naming_it \
+             skipped: needs root and setpriv to run admin as another user"
+        );
+        return;
+    }
+    let cli = Cli::new().await;
+    let data = cli.dir.path().join("data");
+    for dir in [cli.dir.path(), data.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let serving = Serving::start(cli.serve(), "never-logged-secret");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--database-url")
+        .arg(cli.db.url())
+        .args(["admin", "list-tokens"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("cannot open the local socket") && err.contains("token-service.sock"),
+        "{err}"
+    );
+    drop(serving);
+    cli.db.drop_database().await;
+}

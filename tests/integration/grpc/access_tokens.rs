@@ -856,6 +856,10 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
                 }
                 continue;
             }
+            if !path.is_file() {
+                // The local operator socket: no content to read.
+                continue;
+            }
             let bytes = std::fs::read(&path).unwrap();
             scanned += 1;
             for plaintext in [&secret, &alice.token] {

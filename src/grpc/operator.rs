@@ -1,0 +1,412 @@
+//! The `admin` day-2 commands as a gRPC client of the local operator socket: when a server
+//! answers on it, the commands reach that server (its cache and revocation feed hear them at
+//! once); otherwise the same TokenService runs in this process on the database, as the same
+//! local operator. Either way every rule is the domain's; this only converts to JSON.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use super::TokenServiceApi;
+use crate::{
+    admin::NotSetUp,
+    cli::AdminAction,
+    config::Config,
+    domain::Context,
+    pb::{self, token_service_client::TokenServiceClient},
+    server::{ServerError, open_context},
+};
+
+/// Where an operator call goes: the running server's local socket, or TokenService in this
+/// process on the database (as the same local operator) when no server answers.
+enum Operator {
+    Socket(TokenServiceClient<Channel>),
+    InProcess {
+        api: Box<TokenServiceApi>,
+        ctx: Context,
+        _shutdown: tokio::sync::watch::Sender<bool>,
+    },
+}
+
+/// Calls `$method` on whichever [`Operator`] there is; the answer's message or the status.
+macro_rules! call {
+    ($op:expr, $method:ident, $request:expr) => {
+        match $op {
+            Operator::Socket(client) => client
+                .clone()
+                .$method(tonic::Request::new($request))
+                .await
+                .map(tonic::Response::into_inner),
+            Operator::InProcess { api, .. } => {
+                use crate::pb::token_service_server::TokenService as _;
+                api.$method(tonic::Request::new($request))
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }
+    };
+}
+
+/// How long `admin` waits for the local socket to accept before using the database.
+const SOCKET_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Connects to the running server's local socket at `path`; `None` when nothing answers.
+/// Connects to the running server's local socket at `path`: `Ok(None)` when no server
+/// answers there (no socket, or a stale one), an error when one may run but this user cannot
+/// open its socket (the database would not hear the command at once either).
+async fn connect_local_socket(path: &Path) -> Result<Option<TokenServiceClient<Channel>>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    match tokio::net::UnixStream::connect(path).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "cannot open the local socket {}: {e}; run admin as the service's user (or \
+                 root)",
+                path.display()
+            ));
+        }
+        Err(_) => return Ok(None),
+    }
+    let target = path.to_owned();
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_timeout(SOCKET_CONNECT_TIMEOUT)
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let target = target.clone();
+            async move {
+                tokio::net::UnixStream::connect(target)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot talk gRPC on the local socket {}: {e}",
+                path.display()
+            )
+        })?;
+    Ok(Some(TokenServiceClient::new(channel)))
+}
+
+async fn operator(config: &Config) -> Result<Operator, ServerError> {
+    if let Some(path) = config.local_socket_path()
+        && let Some(client) = connect_local_socket(&path).await?
+    {
+        eprintln!(
+            "token-service: via the running server's local socket {}",
+            path.display()
+        );
+        return Ok(Operator::Socket(client));
+    }
+    config.require_existing_state().map_err(NotSetUp)?;
+    let ctx = open_context(config).await?;
+    let (shutdown, watch) = tokio::sync::watch::channel(false);
+    Ok(Operator::InProcess {
+        api: Box::new(TokenServiceApi::local(ctx.clone(), watch)),
+        ctx,
+        _shutdown: shutdown,
+    })
+}
+
+/// A failed call, for the operator: the status message and its stable reason.
+fn status_text(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|info| format!(" [{}]", info.reason))
+        .unwrap_or_default();
+    format!("{:?}: {}{reason}", status.code(), status.message())
+}
+
+fn millis(t: Option<prost_types::Timestamp>) -> i64 {
+    t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+fn token_json(t: pb::UserAccessToken) -> Value {
+    json!({
+        "id": t.id,
+        "user_id": t.user_id,
+        "description": t.description,
+        "is_active": t.is_active,
+        "expires_at": millis(t.expires_at),
+        "create_at": millis(t.create_at),
+    })
+}
+
+fn session_json(s: pb::Session) -> Value {
+    json!({
+        "id": s.id,
+        "user_id": s.user_id,
+        "create_at": millis(s.create_at),
+        "expires_at": millis(s.expires_at),
+        "last_activity_at": millis(s.last_activity_at),
+        "device_id": s.device_id,
+        "roles": s.roles.join(" "),
+        "is_oauth": s.is_oauth,
+        "props": s.props,
+    })
+}
+
+fn user_json(u: Option<pb::User>) -> Value {
+    let u = u.unwrap_or_default();
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "roles": u.roles.join(" "),
+        "is_bot": u.is_bot,
+        "bot_owner_id": u.bot_owner_id,
+        "create_at": millis(u.create_at),
+        "update_at": millis(u.update_at),
+        "delete_at": millis(u.delete_at),
+    })
+}
+
+/// Resolves `--user NAME_OR_ID` through the same operator: an id first, then a username.
+async fn user_id_of(op: &Operator, user: &str) -> Result<String, String> {
+    let is_id = user.len() == 26 && user.bytes().all(|b| b.is_ascii_alphanumeric());
+    if is_id {
+        match call!(
+            op,
+            get_user,
+            pb::GetUserRequest {
+                user_id: user.to_owned()
+            }
+        ) {
+            Ok(found) => return Ok(found.user.unwrap_or_default().id),
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(format!("{user}: {}", status_text(&status))),
+        }
+    }
+    call!(
+        op,
+        get_user_by_username,
+        pb::GetUserByUsernameRequest {
+            username: user.to_owned()
+        }
+    )
+    .map(|found| found.user.unwrap_or_default().id)
+    .map_err(|status| format!("{user}: {}", status_text(&status)))
+}
+
+const OK: fn() -> Value = || json!({"status": "OK"});
+
+/// Runs a day-2 `admin` command through the running server's local socket, or on the
+/// database when no server answers there.
+pub(crate) async fn run(config: &Config, action: &AdminAction) -> Result<Value, ServerError> {
+    let op = operator(config).await?;
+    let result = run_operator_call(&op, action).await;
+    if let Operator::InProcess { ctx, .. } = &op {
+        ctx.store().clone().close().await;
+    }
+    result.map_err(Into::into)
+}
+
+async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Value, String> {
+    let failed = |status: tonic::Status| status_text(&status);
+    Ok(match action {
+        AdminAction::ListTokens {
+            user,
+            page,
+            per_page,
+        } => {
+            let tokens = match user {
+                Some(user) => {
+                    let user_id = user_id_of(op, user)
+                        .await
+                        .map_err(|e| format!("--user {e}"))?;
+                    call!(
+                        op,
+                        get_user_access_tokens_for_user,
+                        pb::GetUserAccessTokensForUserRequest {
+                            user_id,
+                            page: Some(*page),
+                            per_page: Some(*per_page),
+                        }
+                    )
+                    .map_err(failed)?
+                    .user_access_tokens
+                }
+                None => {
+                    call!(
+                        op,
+                        get_user_access_tokens,
+                        pb::GetUserAccessTokensRequest {
+                            page: Some(*page),
+                            per_page: Some(*per_page),
+                        }
+                    )
+                    .map_err(failed)?
+                    .user_access_tokens
+                }
+            };
+            Value::Array(tokens.into_iter().map(token_json).collect())
+        }
+        AdminAction::GetToken { token_id } => token_json(
+            call!(
+                op,
+                get_user_access_token,
+                pb::GetUserAccessTokenRequest {
+                    token_id: token_id.clone()
+                }
+            )
+            .map_err(failed)?
+            .user_access_token
+            .unwrap_or_default(),
+        ),
+        AdminAction::SearchTokens { term } => Value::Array(
+            call!(
+                op,
+                search_user_access_tokens,
+                pb::SearchUserAccessTokensRequest { term: term.clone() }
+            )
+            .map_err(failed)?
+            .user_access_tokens
+            .into_iter()
+            .map(token_json)
+            .collect(),
+        ),
+        AdminAction::RevokeToken { token_id } => {
+            call!(
+                op,
+                revoke_user_access_token,
+                pb::RevokeUserAccessTokenRequest {
+                    token_id: token_id.clone()
+                }
+            )
+            .map_err(failed)?;
+            OK()
+        }
+        AdminAction::DisableToken { token_id } => {
+            call!(
+                op,
+                disable_user_access_token,
+                pb::DisableUserAccessTokenRequest {
+                    token_id: token_id.clone()
+                }
+            )
+            .map_err(failed)?;
+            OK()
+        }
+        AdminAction::EnableToken { token_id } => {
+            call!(
+                op,
+                enable_user_access_token,
+                pb::EnableUserAccessTokenRequest {
+                    token_id: token_id.clone()
+                }
+            )
+            .map_err(failed)?;
+            OK()
+        }
+        AdminAction::ListSessions { user } => {
+            let user_id = user_id_of(op, user)
+                .await
+                .map_err(|e| format!("--user {e}"))?;
+            Value::Array(
+                call!(op, get_sessions, pb::GetSessionsRequest { user_id })
+                    .map_err(failed)?
+                    .sessions
+                    .into_iter()
+                    .map(session_json)
+                    .collect(),
+            )
+        }
+        AdminAction::RevokeSessions { user, session, .. } => {
+            let user_id = user_id_of(op, user)
+                .await
+                .map_err(|e| format!("--user {e}"))?;
+            match session {
+                Some(session_id) => {
+                    call!(
+                        op,
+                        revoke_session,
+                        pb::RevokeSessionRequest {
+                            user_id,
+                            session_id: session_id.clone(),
+                        }
+                    )
+                    .map_err(failed)?;
+                }
+                None => {
+                    call!(
+                        op,
+                        revoke_all_sessions,
+                        pb::RevokeAllSessionsRequest { user_id }
+                    )
+                    .map_err(failed)?;
+                }
+            }
+            OK()
+        }
+        AdminAction::RevokeAllSessions { .. } => {
+            call!(
+                op,
+                revoke_sessions_from_all_users,
+                pb::RevokeSessionsFromAllUsersRequest {}
+            )
+            .map_err(failed)?;
+            OK()
+        }
+        AdminAction::DeactivateUser { user } | AdminAction::ReactivateUser { user } => {
+            let active = matches!(action, AdminAction::ReactivateUser { .. });
+            let user_id = user_id_of(op, user).await?;
+            user_json(
+                call!(
+                    op,
+                    update_user_active,
+                    pb::UpdateUserActiveRequest { user_id, active }
+                )
+                .map_err(failed)?
+                .user,
+            )
+        }
+        AdminAction::SetRoles { user, roles } => {
+            let user_id = user_id_of(op, user).await?;
+            user_json(
+                call!(
+                    op,
+                    update_user_roles,
+                    pb::UpdateUserRolesRequest {
+                        user_id,
+                        roles: roles.split_whitespace().map(str::to_owned).collect(),
+                    }
+                )
+                .map_err(failed)?
+                .user,
+            )
+        }
+        AdminAction::Introspect => {
+            let mut token = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
+                .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+            let token = token.trim().to_owned();
+            if token.is_empty() {
+                return Err("introspect: write the token on standard input".into());
+            }
+            let r = call!(op, introspect_token, pb::IntrospectTokenRequest { token })
+                .map_err(failed)?;
+            json!({
+                "active": r.active,
+                "user_id": r.user_id,
+                "token_id": r.token_id,
+                "session_id": r.session_id,
+                "kind": pb::TokenKind::try_from(r.kind).map_or("", |k| k.as_str_name()),
+                "roles": r.roles.join(" "),
+                "expires_at": millis(r.expires_at),
+                "username": r.username,
+                "is_bot": r.is_bot,
+            })
+        }
+        AdminAction::Init
+        | AdminAction::CreateUser { .. }
+        | AdminAction::AddTeamMember { .. }
+        | AdminAction::CreateToken { .. } => {
+            return Err("not an operator call".into());
+        }
+    })
+}
