@@ -64,3 +64,17 @@ fn the_packaged_config_mentions_every_setting_of_the_readme() {
         "packaging/debian/config.toml does not mention {missing:?}"
     );
 }
+
+/// The container image, built and run the way `.ci/container-check` does it (debootstrap base,
+/// `podman build --isolation chroot`, the exported filesystem run in a chroot). Minutes long
+/// and needs root, so it is ignored: `cargo test --test integration -- --ignored
+/// contract::packaging::the_container_image`.
+#[test]
+#[ignore = "builds a container image (minutes, root): run with --ignored"]
+fn the_container_image_builds_and_serves_from_its_own_filesystem() {
+    let status = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/container-check"))
+        .status()
+        .expect("run .ci/container-check");
+    assert!(status.success(), ".ci/container-check failed: {status}");
+}
