@@ -16,6 +16,16 @@ use tokio::sync::OnceCell;
 /// The environment variable selecting a server backend.
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 
+/// The database server of a test that only a server backend can run (it is `#[ignore]`d,
+/// so a plain `cargo test` reports it as ignored, and `.ci/run` runs it per backend): the
+/// URL of `TEST_DATABASE_URL`, or a failure saying what the test needs.
+pub fn required_server_url(needs: &str) -> String {
+    std::env::var(TEST_DATABASE_URL)
+        .ok()
+        .filter(|u| u.starts_with("postgres") || u.starts_with("mysql"))
+        .unwrap_or_else(|| panic!("this test needs {needs}: set TEST_DATABASE_URL (see .ci/run)"))
+}
+
 static SWEPT: OnceCell<()> = OnceCell::const_new();
 static SAID_SKIPPED: std::sync::Once = std::sync::Once::new();
 
