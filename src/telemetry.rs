@@ -129,6 +129,15 @@ pub fn init(config: &LogConfig) -> TelemetryGuard {
         .with(traces)
         .try_init()
         .is_ok();
+    if installed && std::env::var("RUST_LOG").map_or(true, |f| f.is_empty()) {
+        // Dependencies that log through `log` (sqlx) are bridged into tracing. A `log` level
+        // check that reaches the per-layer filters but is not followed by a record leaves
+        // their per-thread state stale, and the next span on that thread can be lost (seen:
+        // request spans missing from OTLP export on PostgreSQL). Below WARN such checks stop
+        // in the `log` crate; `log.filter` holds these targets at WARN anyway, and RUST_LOG
+        // (for debugging a dependency) lifts the cap.
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     if installed && provider.is_some() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         EXPORTING.store(true, Ordering::Release);
