@@ -129,3 +129,41 @@ impl Drop for ChaosProxy {
         self.acceptor.abort();
     }
 }
+
+/// `scheme://user@host:port/db?q` with host:port replaced: (the original host:port, the URL
+/// pointing at `addr`).
+fn via(url: &str, addr: SocketAddr) -> (String, String) {
+    let scheme_end = url.find("://").unwrap() + 3;
+    let rest = &url[scheme_end..];
+    let at = rest.find('@').map_or(0, |i| i + 1);
+    let host_end = rest[at..].find(['/', '?']).map_or(rest.len(), |i| at + i);
+    let upstream = rest[at..host_end].to_owned();
+    let proxied = format!(
+        "{}{}{addr}{}",
+        &url[..scheme_end],
+        &rest[..at],
+        &rest[host_end..]
+    );
+    (upstream, proxied)
+}
+
+/// A server whose database connections pass through a proxy the test controls, after
+/// `tweak` adjusts its configuration. Only a database server has connections to cut, so the
+/// tests that use this are ignored on SQLite and fail clearly without `TEST_DATABASE_URL`.
+pub async fn server_behind_a_proxy(
+    tweak: impl FnOnce(&mut token_service::config::Config) + Send + 'static,
+) -> (ChaosProxy, super::TestServer) {
+    let server_url =
+        super::db::required_server_url("a database server whose connections can be cut");
+    let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
+    let proxy = ChaosProxy::start(upstream).await;
+    let proxy_addr = proxy.addr();
+    let srv = super::TestServer::start_with(move |c| {
+        let url = c.database_url.as_ref().unwrap().expose().to_owned();
+        let (_, proxied) = via(&url, proxy_addr);
+        c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
+        tweak(c);
+    })
+    .await;
+    (proxy, srv)
+}

@@ -8,23 +8,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::common::{proxy::ChaosProxy, *};
-
-/// `scheme://user@host:port/db?q` with host:port replaced.
-fn via(url: &str, addr: std::net::SocketAddr) -> (String, String) {
-    let scheme_end = url.find("://").unwrap() + 3;
-    let rest = &url[scheme_end..];
-    let at = rest.find('@').map_or(0, |i| i + 1);
-    let host_end = rest[at..].find(['/', '?']).map_or(rest.len(), |i| at + i);
-    let upstream = rest[at..host_end].to_owned();
-    let proxied = format!(
-        "{}{}{addr}{}",
-        &url[..scheme_end],
-        &rest[..at],
-        &rest[host_end..]
-    );
-    (upstream, proxied)
-}
+use crate::common::{proxy::server_behind_a_proxy, *};
 
 async fn health_status(channel: tonic::transport::Channel) -> i32 {
     HealthClient::new(channel)
@@ -35,25 +19,6 @@ async fn health_status(channel: tonic::transport::Channel) -> i32 {
         .unwrap()
         .into_inner()
         .status
-}
-
-/// A server whose database connections pass through a proxy the test controls. Only a
-/// database server has connections to cut: the tests that use this are ignored on SQLite.
-async fn server_behind_a_proxy(
-    tweak: impl FnOnce(&mut token_service::config::Config) + Send + 'static,
-) -> (ChaosProxy, TestServer) {
-    let server_url = db::required_server_url("a database server whose connections can be cut");
-    let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
-    let proxy = ChaosProxy::start(upstream).await;
-    let proxy_addr = proxy.addr();
-    let srv = TestServer::start_with(move |c| {
-        let url = c.database_url.as_ref().unwrap().expose().to_owned();
-        let (_, proxied) = via(&url, proxy_addr);
-        c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
-        tweak(c);
-    })
-    .await;
-    (proxy, srv)
 }
 
 #[tokio::test]

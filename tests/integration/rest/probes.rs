@@ -16,7 +16,10 @@ use tonic_health::pb::{
 };
 
 use super::Http;
-use crate::common::{proxy::ChaosProxy, *};
+use crate::common::{
+    proxy::{self, ChaosProxy},
+    *,
+};
 
 const SERVICE: &str = "token_service.v1.TokenService";
 
@@ -363,39 +366,14 @@ fn management_settings_load_from_the_environment_and_are_checked() {
     assert!(err.starts_with("management_addr:"), "{err}");
 }
 
-/// `scheme://user@host:port/db?q` with host:port replaced.
-fn via(url: &str, addr: std::net::SocketAddr) -> (String, String) {
-    let scheme_end = url.find("://").unwrap() + 3;
-    let rest = &url[scheme_end..];
-    let at = rest.find('@').map_or(0, |i| i + 1);
-    let host_end = rest[at..].find(['/', '?']).map_or(rest.len(), |i| at + i);
-    let upstream = rest[at..host_end].to_owned();
-    let proxied = format!(
-        "{}{}{addr}{}",
-        &url[..scheme_end],
-        &rest[..at],
-        &rest[host_end..]
-    );
-    (upstream, proxied)
-}
-
-/// A server whose database connections pass through a proxy the test controls. Only a
-/// database server has connections to cut: the test that uses this is ignored on SQLite.
+/// A server behind the fault proxy, with short pool timeouts and a management listener.
 async fn server_behind_a_proxy() -> (ChaosProxy, TestServer) {
-    let server_url = db::required_server_url("a database server whose connections can be cut");
-    let (upstream, _) = via(&server_url, "127.0.0.1:1".parse().unwrap());
-    let proxy = ChaosProxy::start(upstream).await;
-    let proxy_addr = proxy.addr();
-    let srv = TestServer::start_with(move |c| {
-        let url = c.database_url.as_ref().unwrap().expose().to_owned();
-        let (_, proxied) = via(&url, proxy_addr);
-        c.database_url = Some(token_service::config::DatabaseUrl::new(proxied));
+    proxy::server_behind_a_proxy(|c| {
         c.pool.acquire_timeout_secs = 1;
         c.pool.connect_timeout_secs = 1;
         c.management_addr = Some("127.0.0.1:0".parse().unwrap());
     })
-    .await;
-    (proxy, srv)
+    .await
 }
 
 #[tokio::test]
