@@ -23,8 +23,9 @@ use crate::{
     domain::{
         Context, Policy,
         clock::{Clock, SystemClock},
+        lifecycle::AuditKey,
         revocations::FeedSettings,
-        secret::{CommandTokenCipher, TokenHasher},
+        secret::{CommandTokenCipher, ServerKey, TokenHasher},
     },
     grpc,
     health::{CheckState, Health, Readiness},
@@ -107,11 +108,20 @@ pub async fn open_context_with(
         );
     }
     let policy = Policy::try_from(config).map_err(InvalidConfig)?;
+    let configured_audit_key = match &config.audit.key {
+        Some(key) => Some(
+            ServerKey::from_hex(key.expose())
+                .map_err(|e| InvalidConfig(format!("audit.key: {e}")))?,
+        ),
+        None => None,
+    };
+    let audit_key = AuditKey::new(&server_key, configured_audit_key.as_ref());
     Ok(Context::new(
         store,
         policy,
         hasher,
         command_cipher,
+        audit_key,
         options.clock.clone(),
     ))
 }
@@ -337,6 +347,7 @@ pub async fn start_with(
         config.max_request_body_bytes,
         request_timeout,
         config.enable_developer,
+        &config.trusted_proxy_ip_header,
     );
     let management_app = rest::management_router(ctx.clone(), health.clone());
 
@@ -402,6 +413,7 @@ pub async fn start_with(
     let server_ctx = ctx.clone();
     let server_health = health.clone();
     let task_socket_path = local_socket_path.clone();
+    let trusted_proxy_ip_header = config.trusted_proxy_ip_header.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
         let mut reporter = health_reporter.clone();
@@ -416,10 +428,10 @@ pub async fn start_with(
             info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         };
         let grpc = grpc_server
-            .layer(RequestLayer::grpc(
-                ctx.metrics().clone(),
-                grpc::served_method_paths(),
-            ))
+            .layer(
+                RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
+                    .trusting(&trusted_proxy_ip_header),
+            )
             .layer(tower::util::option_layer(
                 request_timeout.map(grpc::DeadlineLayer::new),
             ))
@@ -443,9 +455,12 @@ pub async fn start_with(
                     let listener = http_listener.tap_io(|tcp| {
                         let _ = tcp.set_nodelay(true);
                     });
-                    axum::serve(listener, rest_app)
-                        .with_graceful_shutdown(http_shutdown)
-                        .await
+                    axum::serve(
+                        listener,
+                        rest_app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(http_shutdown)
+                    .await
                 }
             }
         };
