@@ -329,53 +329,117 @@ pub struct LifecycleRecord {
 impl LifecycleRecord {
     /// The hash this record must carry after a record with hash `previous`.
     pub fn chained_hash(&self, key: &AuditKey, previous: &str) -> String {
+        self.stored().chained_hash(key, previous)
+    }
+
+    /// The public JSON shape (webhook payloads, the audit listing, the admin CLI): empty
+    /// subjects and origin fields are left out; `time` is RFC 3339.
+    pub fn to_json(&self) -> Value {
+        self.stored().to_json()
+    }
+
+    /// The record as stored: every field as its text.
+    pub fn stored(&self) -> StoredRecord {
         let r = &self.record;
-        let s = &r.subjects;
         let (revokes, revokes_id) = r
             .revocation
             .as_ref()
             .map_or(("", ""), |rev| (rev.kind(), rev.subject_id()));
+        StoredRecord {
+            id: self.id,
+            create_at: self.create_at,
+            action: r.action.as_str().to_owned(),
+            actor_type: r.actor.kind().to_owned(),
+            actor_id: r.actor.id().to_owned(),
+            subjects: r.subjects.clone(),
+            origin: r.origin.clone(),
+            detail: r.detail.clone(),
+            credential_hmac: r.credential_hmac.clone(),
+            revokes: revokes.to_owned(),
+            revokes_id: revokes_id.to_owned(),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// A record as stored, every field as its text: what the hash chain covers, and what the
+/// audit trail shows. Unlike [`LifecycleRecord`] it also holds records this version cannot
+/// interpret (an action, actor kind or revocation kind written by a newer version), so they
+/// are listed and verified like any other instead of being dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Position in the log, in commit order.
+    pub id: i64,
+    pub create_at: UnixMillis,
+    /// The action's name ([`Action::as_str`], or one this version does not know).
+    pub action: String,
+    /// `user`, `operator`, `service` or `unknown` ([`Actor::kind`]).
+    pub actor_type: String,
+    /// The acting user's id, or "".
+    pub actor_id: String,
+    pub subjects: Subjects,
+    pub origin: Origin,
+    /// A JSON object, as text.
+    pub detail: String,
+    /// Hex HMAC of a credential's value under the audit key, or "".
+    pub credential_hmac: String,
+    /// The kind of what the change takes away ([`Revocation::kind`]), or "".
+    pub revokes: String,
+    /// The id of what it takes away ("" for every session, or nothing).
+    pub revokes_id: String,
+    /// Hex HMAC chained over the previous record's hash; "" for records outside the chain.
+    pub hash: String,
+}
+
+impl StoredRecord {
+    /// The action, if this version knows it.
+    pub fn known_action(&self) -> Option<Action> {
+        Action::parse(&self.action)
+    }
+
+    /// The hash this record must carry after a record with hash `previous`: an HMAC under
+    /// the audit key over the previous hash and every field, as stored.
+    pub fn chained_hash(&self, key: &AuditKey, previous: &str) -> String {
+        let s = &self.subjects;
         // A JSON array: every field delimited and escaped, in a fixed order.
         let fields = json!([
             previous,
             self.id,
             self.create_at,
-            r.action.as_str(),
-            r.actor.kind(),
-            r.actor.id(),
+            self.action,
+            self.actor_type,
+            self.actor_id,
             s.user_id,
             s.token_id,
             s.session_id,
             s.command_id,
             s.team_id,
             s.webhook_id,
-            r.origin.ip,
-            r.origin.user_agent,
-            r.origin.request_id,
-            r.detail,
-            r.credential_hmac,
-            revokes,
-            revokes_id,
+            self.origin.ip,
+            self.origin.user_agent,
+            self.origin.request_id,
+            self.detail,
+            self.credential_hmac,
+            self.revokes,
+            self.revokes_id,
         ]);
         key.mac_hex(b"chain\0", fields.to_string().as_bytes())
     }
 
-    /// The public JSON shape (webhook payloads, the audit listing, the admin CLI): empty
-    /// subjects and origin fields are left out; `time` is RFC 3339.
+    /// The public JSON shape (see [`LifecycleRecord::to_json`]); without the hash.
     pub fn to_json(&self) -> Value {
-        let r = &self.record;
         let mut out = Map::new();
         out.insert("id".into(), json!(self.id));
         out.insert("time".into(), json!(rfc3339(self.create_at)));
         out.insert("create_at".into(), json!(self.create_at));
-        out.insert("action".into(), json!(r.action.as_str()));
+        out.insert("action".into(), json!(self.action));
         let mut actor = Map::new();
-        actor.insert("type".into(), json!(r.actor.kind()));
-        if !r.actor.id().is_empty() {
-            actor.insert("id".into(), json!(r.actor.id()));
+        actor.insert("type".into(), json!(self.actor_type));
+        if !self.actor_id.is_empty() {
+            actor.insert("id".into(), json!(self.actor_id));
         }
         out.insert("actor".into(), Value::Object(actor));
-        let s = &r.subjects;
+        let s = &self.subjects;
         for (name, value) in [
             ("user_id", &s.user_id),
             ("token_id", &s.token_id),
@@ -383,21 +447,21 @@ impl LifecycleRecord {
             ("command_id", &s.command_id),
             ("team_id", &s.team_id),
             ("webhook_id", &s.webhook_id),
-            ("ip", &r.origin.ip),
-            ("user_agent", &r.origin.user_agent),
-            ("request_id", &r.origin.request_id),
-            ("credential_hmac", &r.credential_hmac),
+            ("ip", &self.origin.ip),
+            ("user_agent", &self.origin.user_agent),
+            ("request_id", &self.origin.request_id),
+            ("credential_hmac", &self.credential_hmac),
         ] {
             if !value.is_empty() {
                 out.insert(name.into(), json!(value));
             }
         }
-        let detail = serde_json::from_str(&r.detail).unwrap_or_else(|_| json!({}));
+        let detail = serde_json::from_str(&self.detail).unwrap_or_else(|_| json!({}));
         out.insert("detail".into(), detail);
-        if let Some(revocation) = &r.revocation {
+        if !self.revokes.is_empty() {
             out.insert(
                 "revokes".into(),
-                json!({"kind": revocation.kind(), "id": revocation.subject_id()}),
+                json!({"kind": self.revokes, "id": self.revokes_id}),
             );
         }
         Value::Object(out)
@@ -469,7 +533,8 @@ impl AuditKey {
         self.mac_hex(b"credential\0", value.as_bytes())
     }
 
-    fn mac_hex(&self, domain: &[u8], message: &[u8]) -> String {
+    /// Hex HMAC of `message` under the key, in the separate `domain` of one use.
+    pub(super) fn mac_hex(&self, domain: &[u8], message: &[u8]) -> String {
         let mut mac = self.mac.clone();
         mac.update(domain);
         mac.update(message);
@@ -520,6 +585,29 @@ mod tests {
         );
         assert_ne!(base, record.chained_hash(&other_key, "prev"));
     }
+
+    #[test]
+    fn the_chain_hash_is_pinned_and_covers_records_of_unknown_actions() {
+        let record = LifecycleRecord {
+            id: 7,
+            create_at: 1_700_000_000_000,
+            record: NewRecord::by_service(Action::AccessTokenRevoked)
+                .detail(json!({"a": 1}))
+                .revokes(Revocation::All),
+            hash: String::new(),
+        };
+        // Changing how the hash is computed breaks the check of every stored record.
+        assert_eq!(record.chained_hash(&key(), "prev"), PINNED_HASH);
+        let mut stored = record.stored();
+        assert_eq!(stored.known_action(), Some(Action::AccessTokenRevoked));
+        stored.action = "access_token.leaked".into();
+        assert_eq!(stored.known_action(), None);
+        assert_ne!(stored.chained_hash(&key(), "prev"), PINNED_HASH);
+        assert_eq!(stored.to_json()["action"], "access_token.leaked");
+    }
+
+    // Computed independently: HMAC-SHA256(audit key, "chain\0" + the compact JSON array).
+    const PINNED_HASH: &str = "dbb25d6341305c8c62f1d9a6faf9b292a05e0b4bf52d1971c2423874d7861692";
 
     #[test]
     fn origin_is_cut_at_character_boundaries() {

@@ -3,6 +3,7 @@
 //! the store runs the queries. This module imports neither tonic, prost, axum nor sea_orm.
 
 pub mod access_tokens;
+pub mod audit;
 pub mod authenticate;
 pub mod cache;
 pub mod caller;

@@ -56,6 +56,7 @@ permissions! {
     ManageOwnSlashCommands, "manage_own_slash_commands";
     ManageOthersSlashCommands, "manage_others_slash_commands";
     ViewMembers, "view_members", "May see other users (GetUser, GetUserByUsername); without it, only users who share a team where the caller's team roles grant it.";
+    ReadAudit, "read_audit", "token-service's own: may read the audit trail (ListAuditRecords, ComputeAuditHash), and nothing else.";
 }
 
 impl Permission {
@@ -81,6 +82,8 @@ pub const SYSTEM_ADMIN: &str = "system_admin";
 pub const SYSTEM_USER: &str = "system_user";
 /// token-service's role for internal services that call IntrospectToken.
 pub const SYSTEM_TOKEN_INTROSPECTOR: &str = "system_token_introspector";
+/// token-service's read-only role for auditors: the audit trail and nothing else.
+pub const SYSTEM_AUDITOR: &str = "system_auditor";
 
 /// Which permissions each role grants.
 #[derive(Debug, Clone)]
@@ -121,6 +124,7 @@ impl Default for RoleTable {
             SYSTEM_TOKEN_INTROSPECTOR.to_owned(),
             [IntrospectToken].into_iter().collect(),
         );
+        roles.insert(SYSTEM_AUDITOR.to_owned(), [ReadAudit].into_iter().collect());
         // Team-scoped roles, consulted only by team-scoped checks.
         roles.insert("team_user".to_owned(), none());
         roles.insert(
@@ -400,6 +404,12 @@ mod tests {
         assert!(!t.grants(["system_user_access_token"], Permission::EditOtherUsers));
         assert!(!t.grants(["system_user_manager"], Permission::EditOtherUsers));
         assert!(t.grants(["system_token_introspector"], Permission::IntrospectToken));
+        assert!(t.grants(["system_admin"], Permission::ReadAudit));
+        let auditor: Vec<Permission> = Permission::ALL
+            .into_iter()
+            .filter(|p| t.grants(["system_auditor"], *p))
+            .collect();
+        assert_eq!(auditor, [Permission::ReadAudit], "the auditor only reads");
         assert!(!t.grants(["nonexistent"], Permission::ManageSystem));
     }
 

@@ -21,8 +21,11 @@ use super::{
     entities::{lifecycle_log as log, service_meta},
 };
 use crate::domain::{
+    audit::{AuditQuery, Order},
     error::{Error, Result},
-    lifecycle::{Action, Actor, LifecycleRecord, NewRecord, Origin, RecordFilter, Subjects},
+    lifecycle::{
+        Action, Actor, LifecycleRecord, NewRecord, Origin, RecordFilter, StoredRecord, Subjects,
+    },
     model::{Revocation, RevocationEvent, UnixMillis, Wakeup},
 };
 
@@ -192,6 +195,101 @@ impl Store {
         Ok(rows.into_iter().filter_map(record_of).collect())
     }
 
+    /// The records that pass `query`'s filters, past its position in its order, at most
+    /// its limit (the audit listing). Every record, whatever its action.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn list_records(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>> {
+        let mut find = log::Entity::find();
+        if let Some(since) = query.since {
+            find = find.filter(log::Column::CreateAt.gte(since));
+        }
+        if let Some(until) = query.until {
+            find = find.filter(log::Column::CreateAt.lt(until));
+        }
+        if !query.actions.is_empty() {
+            find = find.filter(log::Column::Action.is_in(query.actions.iter().map(|a| a.as_str())));
+        }
+        if let Some(kind) = query.actor_type {
+            find = find.filter(log::Column::ActorType.eq(kind));
+        }
+        let exact = [
+            (
+                log::Column::ActorId,
+                query.actor_id.as_ref().map(|id| id.as_str()),
+            ),
+            (
+                log::Column::UserId,
+                query.user_id.as_ref().map(|id| id.as_str()),
+            ),
+            (
+                log::Column::TokenId,
+                query.token_id.as_ref().map(|id| id.as_str()),
+            ),
+            (
+                log::Column::SessionId,
+                query.session_id.as_ref().map(|id| id.as_str()),
+            ),
+            (
+                log::Column::CommandId,
+                query.command_id.as_ref().map(|id| id.as_str()),
+            ),
+            (log::Column::Ip, query.ip.as_deref()),
+            (log::Column::RequestId, query.request_id.as_deref()),
+            (
+                log::Column::CredentialHmac,
+                query.credential_hmac.as_deref(),
+            ),
+        ];
+        for (column, value) in exact {
+            if let Some(value) = value {
+                find = find.filter(column.eq(value));
+            }
+        }
+        find = match query.order {
+            Order::NewestFirst => {
+                if let Some(after) = query.after_id {
+                    find = find.filter(log::Column::Id.lt(after));
+                }
+                find.order_by_desc(log::Column::Id)
+            }
+            Order::OldestFirst => {
+                if let Some(after) = query.after_id {
+                    find = find.filter(log::Column::Id.gt(after));
+                }
+                find.order_by_asc(log::Column::Id)
+            }
+        };
+        let rows = find.limit(query.limit).all(&self.db).await?;
+        Ok(rows.into_iter().map(stored_of).collect())
+    }
+
+    /// Records with `after < id <= through`, oldest first, at most `limit` (the chain check).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn stored_records_between(
+        &self,
+        after: i64,
+        through: i64,
+        limit: u64,
+    ) -> Result<Vec<StoredRecord>> {
+        let rows = log::Entity::find()
+            .filter(log::Column::Id.gt(after))
+            .filter(log::Column::Id.lte(through))
+            .order_by_asc(log::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(stored_of).collect())
+    }
+
+    /// Record `id`, if it exists.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn stored_record(&self, id: i64) -> Result<Option<StoredRecord>> {
+        Ok(log::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(stored_of))
+    }
+
     /// The newest record id, or 0 when the log is empty.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn latest_record_id(&self) -> Result<i64> {
@@ -320,6 +418,35 @@ fn active_model(record: &LifecycleRecord) -> log::ActiveModel {
         revokes: Set(revokes.to_owned()),
         revokes_id: Set(revokes_id.to_owned()),
         hash: Set(record.hash.clone()),
+    }
+}
+
+/// A stored row, field for field.
+fn stored_of(m: log::Model) -> StoredRecord {
+    StoredRecord {
+        id: m.id,
+        create_at: m.create_at,
+        action: m.action,
+        actor_type: m.actor_type,
+        actor_id: m.actor_id,
+        subjects: Subjects {
+            user_id: m.user_id,
+            token_id: m.token_id,
+            session_id: m.session_id,
+            command_id: m.command_id,
+            team_id: m.team_id,
+            webhook_id: m.webhook_id,
+        },
+        origin: Origin {
+            ip: m.ip,
+            user_agent: m.user_agent,
+            request_id: m.request_id,
+        },
+        detail: m.detail,
+        credential_hmac: m.credential_hmac,
+        revokes: m.revokes,
+        revokes_id: m.revokes_id,
+        hash: m.hash,
     }
 }
 
