@@ -6,9 +6,11 @@ use prost_types::Timestamp;
 
 use crate::domain::{
     access_tokens::{CreatedUserAccessToken, NewUserAccessToken},
+    audit::{AuditRequest, ChainReport, VerifyRequest},
     commands::{CreatedCommand, NewCommand},
     error::{Error, Reason, Result},
     introspection::{CredentialKind, Introspection},
+    lifecycle::{Origin, StoredRecord, Subjects},
     model::{
         Command, Revocation, RevocationEvent, Session, TeamMember, UnixMillis, User,
         UserAccessToken,
@@ -270,6 +272,129 @@ pub(crate) fn revocation_event(event: RevocationEvent) -> pb::RevocationEvent {
         kind: kind.into(),
         subject_id: event.revocation.subject_id().to_owned(),
         create_at: timestamp(event.create_at),
+    }
+}
+
+impl TryFrom<pb::ListAuditRecordsRequest> for AuditRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::ListAuditRecordsRequest) -> Result<Self> {
+        Ok(AuditRequest {
+            since: r.since.as_ref().map(|t| millis(t, "since")).transpose()?,
+            until: r.until.as_ref().map(|t| millis(t, "until")).transpose()?,
+            actions: r.actions,
+            actor_type: r.actor_type,
+            actor_id: r.actor_id,
+            user_id: r.user_id,
+            token_id: r.token_id,
+            session_id: r.session_id,
+            command_id: r.command_id,
+            ip: r.ip,
+            request_id: r.request_id,
+            credential_hmac: r.credential_hmac,
+            page_size: r.page_size.map(i64::from),
+            page_token: r.page_token,
+            oldest_first: r.oldest_first,
+        })
+    }
+}
+
+impl From<pb::VerifyAuditLogRequest> for VerifyRequest {
+    fn from(r: pb::VerifyAuditLogRequest) -> Self {
+        VerifyRequest {
+            after_id: r.after_id,
+            max_records: r.max_records,
+        }
+    }
+}
+
+/// A record of the audit trail, every field as stored.
+pub(crate) fn audit_record(r: StoredRecord) -> pb::AuditRecord {
+    pb::AuditRecord {
+        id: r.id,
+        time: timestamp(r.create_at),
+        action: r.action,
+        actor: Some(pb::AuditActor {
+            r#type: r.actor_type,
+            user_id: r.actor_id,
+        }),
+        user_id: r.subjects.user_id,
+        token_id: r.subjects.token_id,
+        session_id: r.subjects.session_id,
+        command_id: r.subjects.command_id,
+        team_id: r.subjects.team_id,
+        webhook_id: r.subjects.webhook_id,
+        ip: r.origin.ip,
+        user_agent: r.origin.user_agent,
+        request_id: r.origin.request_id,
+        detail: r.detail,
+        credential_hmac: r.credential_hmac,
+        revokes: (!r.revokes.is_empty()).then(|| pb::AuditRevocation {
+            kind: r.revokes,
+            subject_id: r.revokes_id,
+        }),
+        hash: r.hash,
+    }
+}
+
+/// A record of the audit trail back as stored (the admin CLI prints it as the domain's JSON).
+pub(crate) fn stored_record(r: pb::AuditRecord) -> StoredRecord {
+    let actor = r.actor.unwrap_or_default();
+    let revokes = r.revokes.unwrap_or_default();
+    StoredRecord {
+        id: r.id,
+        create_at: r
+            .time
+            .as_ref()
+            .map_or(0, |t| millis(t, "time").unwrap_or(0)),
+        action: r.action,
+        actor_type: actor.r#type,
+        actor_id: actor.user_id,
+        subjects: Subjects {
+            user_id: r.user_id,
+            token_id: r.token_id,
+            session_id: r.session_id,
+            command_id: r.command_id,
+            team_id: r.team_id,
+            webhook_id: r.webhook_id,
+        },
+        origin: Origin {
+            ip: r.ip,
+            user_agent: r.user_agent,
+            request_id: r.request_id,
+        },
+        detail: r.detail,
+        credential_hmac: r.credential_hmac,
+        revokes: revokes.kind,
+        revokes_id: revokes.subject_id,
+        hash: r.hash,
+    }
+}
+
+/// VerifyAuditLog's answer.
+pub(crate) fn chain_report(report: ChainReport) -> pb::VerifyAuditLogResponse {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    pb::VerifyAuditLogResponse {
+        ok: report.broken.is_none(),
+        verified: count(report.verified),
+        first_id: report.first_id,
+        last_id: report.last_id,
+        chain_start: report.chain_start,
+        head_id: report.head_id,
+        head_hash: report.head_hash,
+        unknown_actions: report
+            .unknown_actions
+            .into_iter()
+            .map(|(action, n)| (action, count(n)))
+            .collect(),
+        resume_after: report.resume_after,
+        broken: report.broken.map(|b| pb::AuditChainBreak {
+            description: b.describe(),
+            record_id: b.record_id,
+            kind: b.kind.as_str().to_owned(),
+            expected: b.expected,
+            found: b.found,
+        }),
     }
 }
 

@@ -8,6 +8,7 @@ use super::convert;
 use crate::domain::{
     Context,
     access_tokens::{self, NewUserAccessToken, TokenRef},
+    audit::{self, AuditRequest},
     commands::{self, NewCommand},
     error::{Error, Reason},
     introspection, revocations,
@@ -388,5 +389,42 @@ impl TokenService for TokenServiceApi {
         ok(pb::UpdateUserActiveResponse {
             user: Some(user.into()),
         })
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> RpcResult<pb::ListAuditRecordsResponse> {
+        let caller = self.caller(&request).await?;
+        let query = AuditRequest::try_from(request.into_inner())?;
+        let page = audit::list_audit_records(&self.ctx, &caller, &query).await?;
+        ok(pb::ListAuditRecordsResponse {
+            records: page
+                .records
+                .into_iter()
+                .map(convert::audit_record)
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn compute_audit_hash(
+        &self,
+        request: Request<pb::ComputeAuditHashRequest>,
+    ) -> RpcResult<pb::ComputeAuditHashResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let credential_hmac = audit::compute_audit_hash(&self.ctx, &caller, &r.credential)?;
+        ok(pb::ComputeAuditHashResponse { credential_hmac })
+    }
+
+    async fn verify_audit_log(
+        &self,
+        request: Request<pb::VerifyAuditLogRequest>,
+    ) -> RpcResult<pb::VerifyAuditLogResponse> {
+        let caller = self.caller(&request).await?;
+        let verify = request.into_inner().into();
+        let report = audit::verify_audit_log(&self.ctx, &caller, verify).await?;
+        ok(convert::chain_report(report))
     }
 }

@@ -18,13 +18,15 @@ use super::{
     error::ApiError,
     go_compat,
     json::{
-        CommandJson, IntrospectJson, IntrospectionJson, NewCommandJson, NewSessionJson,
-        NewTeamMemberJson, NewUserAccessTokenJson, NewUserJson, RevocationEventJson, STATUS_OK,
-        SessionJson, TeamMemberJson, TokenSearchJson, UserAccessTokenJson, UserJson, WebrtcJson,
+        AuditHashJson, AuditVerificationJson, AuditVerifyJson, CommandJson, IntrospectJson,
+        IntrospectionJson, NewCommandJson, NewSessionJson, NewTeamMemberJson,
+        NewUserAccessTokenJson, NewUserJson, RevocationEventJson, STATUS_OK, SessionJson,
+        TeamMemberJson, TokenSearchJson, UserAccessTokenJson, UserJson, WebrtcJson,
     },
 };
 use crate::domain::{
     access_tokens::{self, TokenChange, TokenRef},
+    audit::{self, AuditRequest, VerifyRequest},
     commands,
     error::{self as domain_error, Reason},
     introspection,
@@ -522,4 +524,120 @@ pub(crate) async fn update_user_active(
     };
     users::update_user_active(&state.ctx, &caller, &user_id, active).await?;
     status_ok()
+}
+
+/// The query of `GET /tokens/audit_records`: every filter of [`AuditRequest`] under its own
+/// name (`actions` repeated or comma-separated; times in Unix milliseconds; `oldest_first`
+/// as Go's `strconv.ParseBool` reads it). A scalar given twice counts once (the first, as
+/// Go's `Query().Get`); unknown parameters are ignored. A value of the wrong type is 400
+/// naming the parameter.
+fn audit_request(query: Option<&str>) -> domain_error::Result<AuditRequest> {
+    let mut request = AuditRequest::default();
+    let mut seen = std::collections::HashSet::new();
+    let integer = |name: &'static str, value: &str, rule: &str| {
+        value
+            .parse::<i64>()
+            .map_err(|_| domain_error::Error::invalid(name, Reason::InvalidUrlParam, rule))
+    };
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name == "actions" {
+            request.actions.extend(
+                value
+                    .split(',')
+                    .filter(|a| !a.trim().is_empty())
+                    .map(str::to_owned),
+            );
+            continue;
+        }
+        if !seen.insert(name.clone().into_owned()) {
+            continue;
+        }
+        let value = value.into_owned();
+        match name.as_ref() {
+            "since" => {
+                request.since = Some(integer(
+                    "since",
+                    &value,
+                    "must be an integer (Unix milliseconds)",
+                )?);
+            }
+            "until" => {
+                request.until = Some(integer(
+                    "until",
+                    &value,
+                    "must be an integer (Unix milliseconds)",
+                )?);
+            }
+            "page_size" => {
+                request.page_size = Some(integer("page_size", &value, "must be an integer")?)
+            }
+            "oldest_first" => {
+                request.oldest_first = match value.as_str() {
+                    "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                    "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                    _ => {
+                        return Err(domain_error::Error::invalid(
+                            "oldest_first",
+                            Reason::InvalidUrlParam,
+                            "must be true or false",
+                        ));
+                    }
+                };
+            }
+            "actor_type" => request.actor_type = value,
+            "actor_id" => request.actor_id = value,
+            "user_id" => request.user_id = value,
+            "token_id" => request.token_id = value,
+            "session_id" => request.session_id = value,
+            "command_id" => request.command_id = value,
+            "ip" => request.ip = value,
+            "request_id" => request.request_id = value,
+            "credential_hmac" => request.credential_hmac = value,
+            "page_token" => request.page_token = value,
+            _ => {}
+        }
+    }
+    Ok(request)
+}
+
+pub(crate) async fn list_audit_records(
+    State(state): State<RestState>,
+    uri: OriginalUri,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let request = audit_request(uri.0.query())?;
+    let page = audit::list_audit_records(&state.ctx, &caller, &request).await?;
+    ok_json(serde_json::json!({
+        "records": page.records.iter().map(audit::record_json).collect::<Vec<_>>(),
+        "next_page_token": page.next_page_token,
+    }))
+}
+
+pub(crate) async fn compute_audit_hash(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let body: AuditHashJson = body.decode("credential")?;
+    let credential_hmac = audit::compute_audit_hash(&state.ctx, &caller, &body.credential)?;
+    ok_json(serde_json::json!({ "credential_hmac": credential_hmac }))
+}
+
+pub(crate) async fn verify_audit_log(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    // An empty body asks for the defaults.
+    let body: AuditVerifyJson = if body.0.trim_ascii().is_empty() {
+        AuditVerifyJson::default()
+    } else {
+        body.decode("verify_audit_log")?
+    };
+    let request = VerifyRequest {
+        after_id: body.after_id,
+        max_records: body.max_records,
+    };
+    let report = audit::verify_audit_log(&state.ctx, &caller, request).await?;
+    ok_json(AuditVerificationJson::from(report))
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     access_tokens::NewTokenFields,
+    audit::ChainReport,
     commands::NewCommand,
     introspection::Introspection,
     model::roles_from_str,
@@ -146,6 +147,21 @@ impl NewTeamMemberJson {
 #[serde(default)]
 pub(crate) struct IntrospectJson {
     pub(crate) token: String,
+}
+
+/// The body of POST /tokens/audit_records/hash (token-service's own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct AuditHashJson {
+    pub(crate) credential: String,
+}
+
+/// The body of POST /tokens/audit_records/verify (token-service's own); may be empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct AuditVerifyJson {
+    pub(crate) after_id: Option<i64>,
+    pub(crate) max_records: Option<i64>,
 }
 
 /// The body of POST /users: the fields of model.User we use, the others Go type-checks, and
@@ -522,6 +538,57 @@ impl From<RevocationEvent> for RevocationEventJson {
             kind: e.revocation.kind(),
             subject_id: e.revocation.subject_id().to_owned(),
             create_at: e.create_at,
+        }
+    }
+}
+
+/// VerifyAuditLog's answer (token-service's own shape): absent `resume_after` and `broken`
+/// mean the walk reached the newest record and found no broken link.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuditVerificationJson {
+    pub(crate) ok: bool,
+    pub(crate) verified: u64,
+    pub(crate) first_id: i64,
+    pub(crate) last_id: i64,
+    pub(crate) chain_start: i64,
+    pub(crate) head_id: i64,
+    pub(crate) head_hash: String,
+    pub(crate) unknown_actions: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) resume_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) broken: Option<AuditChainBreakJson>,
+}
+
+/// Where the chain breaks.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuditChainBreakJson {
+    pub(crate) record_id: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) expected: String,
+    pub(crate) found: String,
+    pub(crate) description: String,
+}
+
+impl From<ChainReport> for AuditVerificationJson {
+    fn from(r: ChainReport) -> Self {
+        Self {
+            ok: r.broken.is_none(),
+            verified: r.verified,
+            first_id: r.first_id,
+            last_id: r.last_id,
+            chain_start: r.chain_start,
+            head_id: r.head_id,
+            head_hash: r.head_hash,
+            unknown_actions: r.unknown_actions,
+            resume_after: r.resume_after,
+            broken: r.broken.map(|b| AuditChainBreakJson {
+                description: b.describe(),
+                record_id: b.record_id,
+                kind: b.kind.as_str(),
+                expected: b.expected,
+                found: b.found,
+            }),
         }
     }
 }

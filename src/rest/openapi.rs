@@ -33,8 +33,85 @@ pub(crate) struct OperationDoc {
     pub(crate) paged: bool,
     /// Other integer query parameters: (name, description).
     pub(crate) query: &'static [(&'static str, &'static str)],
+    /// Query parameters of other types.
+    pub(crate) params: &'static [QueryParam],
     /// Also served without a credential (Mattermost's `APIHandler`, as for logout).
     pub(crate) anonymous: bool,
+}
+
+/// An optional query parameter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryParam {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    kind: ParamKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ParamKind {
+    Integer,
+    String,
+    Boolean,
+    /// Repeatable.
+    Strings,
+    Enumeration(&'static [&'static str]),
+}
+
+impl QueryParam {
+    pub(crate) const fn integer(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            kind: ParamKind::Integer,
+        }
+    }
+
+    pub(crate) const fn string(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            kind: ParamKind::String,
+        }
+    }
+
+    pub(crate) const fn boolean(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            kind: ParamKind::Boolean,
+        }
+    }
+
+    /// A parameter that may be repeated.
+    pub(crate) const fn strings(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            kind: ParamKind::Strings,
+        }
+    }
+
+    pub(crate) const fn enumeration(
+        name: &'static str,
+        description: &'static str,
+        values: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            description,
+            kind: ParamKind::Enumeration(values),
+        }
+    }
+
+    fn schema(&self) -> Value {
+        match self.kind {
+            ParamKind::Integer => json!({"type": "integer", "format": "int64"}),
+            ParamKind::String => json!({"type": "string"}),
+            ParamKind::Boolean => json!({"type": "boolean"}),
+            ParamKind::Strings => json!({"type": "array", "items": {"type": "string"}}),
+            ParamKind::Enumeration(values) => json!({"type": "string", "enum": values}),
+        }
+    }
 }
 
 /// A success response body: one object, or a JSON array of them.
@@ -52,6 +129,7 @@ impl OperationDoc {
             reply,
             paged: false,
             query: &[],
+            params: &[],
             anonymous: false,
         }
     }
@@ -61,6 +139,11 @@ impl OperationDoc {
         query: &'static [(&'static str, &'static str)],
     ) -> Self {
         self.query = query;
+        self
+    }
+
+    pub(crate) const fn with_params(mut self, params: &'static [QueryParam]) -> Self {
+        self.params = params;
         self
     }
 
@@ -178,7 +261,9 @@ fn schema_ref(name: &str) -> Value {
 }
 
 fn tag(path: &str) -> &'static str {
-    if path.contains("/tokens") {
+    if path.contains("/audit_records") {
+        "audit"
+    } else if path.contains("/tokens") {
         "user access tokens"
     } else if path.contains("/sessions") {
         "sessions"
@@ -224,6 +309,18 @@ fn parameters(path: &str, doc: &OperationDoc) -> Value {
             "description": description,
             "schema": {"type": "integer", "format": "int64", "minimum": 0},
         }));
+    }
+    for param in doc.params {
+        let mut entry = json!({
+            "name": param.name, "in": "query", "required": false,
+            "description": param.description,
+            "schema": param.schema(),
+        });
+        if matches!(param.kind, ParamKind::Strings) {
+            entry["style"] = json!("form");
+            entry["explode"] = json!(true);
+        }
+        out.push(entry);
     }
     if doc.paged {
         out.push(json!({
@@ -378,7 +475,7 @@ fn schemas() -> Value {
         "type": "string",
         "description": "The secret. Returned by create only, never again."
     });
-    json!({
+    let mut schemas = json!({
         "AppError": object(json!({
             "id": id("Mattermost's error id, e.g. api.context.permissions.app_error."),
             "message": string(),
@@ -558,5 +655,75 @@ fn schemas() -> Value {
             "is_bot": boolean(),
             "expires_at": millis("Unix milliseconds; 0 = never."),
         }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot"]),
+    });
+    if let (Some(all), Value::Object(audit)) = (schemas.as_object_mut(), audit_schemas()) {
+        all.extend(audit);
+    }
+    schemas
+}
+
+/// The shapes of the audit trail's routes (token-service's own).
+fn audit_schemas() -> Value {
+    json!({
+        "AuditRecord": object(json!({
+            "id": {"type": "integer", "format": "int64", "description": "Position in the log, in commit order."},
+            "time": {"type": "string", "format": "date-time", "description": "RFC 3339, UTC, milliseconds."},
+            "create_at": millis("The same time in Unix milliseconds."),
+            "action": {"type": "string", "description": "e.g. access_token.created; passed through as stored."},
+            "actor": object(json!({
+                "type": {"type": "string", "description": "user, operator, service or unknown."},
+                "id": id("The acting user (type user only)."),
+            }), &["id"]),
+            "user_id": id("The user the change is about."),
+            "token_id": id("The personal access token it is about."),
+            "session_id": id("The session it is about."),
+            "command_id": id("The slash command it is about."),
+            "team_id": id("The team it is about."),
+            "webhook_id": id("The webhook endpoint it is about."),
+            "ip": id("The client's address."),
+            "user_agent": string(),
+            "request_id": id("The request's X-Request-ID."),
+            "credential_hmac": id("HMAC of a credential's value under the audit key."),
+            "detail": {"type": "object", "additionalProperties": {}, "description": "What else the change carries."},
+            "revokes": object(json!({
+                "kind": {"type": "string", "description": "session, access_token, user or all."},
+                "id": id("The session, token or user id; empty for all."),
+            }), &[]),
+            "hash": id("Chained over the previous record's hash; empty for records moved from the revocation log."),
+        }), &["user_id", "token_id", "session_id", "command_id", "team_id", "webhook_id", "ip",
+              "user_agent", "request_id", "credential_hmac", "revokes"]),
+        "AuditRecordPage": object(json!({
+            "records": {"type": "array", "items": schema_ref("AuditRecord")},
+            "next_page_token": json!({"type": "string", "description": "Pass as page_token for the next page; empty when no record follows."}),
+        }), &[]),
+        "AuditHashRequest": body_requiring(json!({
+            "credential": text(1, 1024, "The credential's value (a token); never logged or echoed."),
+        }), &["credential"]),
+        "AuditHash": object(json!({
+            "credential_hmac": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "ListAuditRecords' credential_hmac filter."},
+        }), &[]),
+        "AuditVerifyRequest": body(json!({
+            "after_id": {"type": "integer", "format": "int64", "minimum": 0, "description": "The previous answer's resume_after; absent: from the chain's start."},
+            "max_records": {"type": "integer", "format": "int64", "minimum": 0, "description": "Most records to check (absent or 0: 50000; at most 1000000)."},
+        })),
+        "AuditVerification": object(json!({
+            "ok": boolean(),
+            "verified": {"type": "integer", "description": "Records checked by this call."},
+            "first_id": {"type": "integer", "format": "int64"},
+            "last_id": {"type": "integer", "format": "int64"},
+            "chain_start": {"type": "integer", "format": "int64", "description": "The chain starts after this record."},
+            "head_id": {"type": "integer", "format": "int64", "description": "The newest record, per the log's control row."},
+            "head_hash": string(),
+            "unknown_actions": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "Checked records of actions this version does not know, by action."},
+            "resume_after": {"type": "integer", "format": "int64", "description": "Present while records remain: call again with after_id = this."},
+            "broken": schema_ref("AuditChainBreak"),
+        }), &["resume_after", "broken"]),
+        "AuditChainBreak": object(json!({
+            "record_id": {"type": "integer", "format": "int64"},
+            "kind": {"type": "string", "enum": ["missing", "edited", "head_mismatch"]},
+            "expected": string(),
+            "found": string(),
+            "description": string(),
+        }), &[]),
     })
 }

@@ -18,7 +18,7 @@ use prost::Message;
 
 use super::{
     RestState, handlers as h,
-    openapi::{OperationDoc, Reply},
+    openapi::{OperationDoc, QueryParam, Reply},
 };
 use crate::pb::{
     FILE_DESCRIPTOR_SET,
@@ -124,6 +124,60 @@ fn decode_http_bindings(descriptor_set: &[u8]) -> Result<Vec<HttpBinding>, Strin
     }
     Ok(out)
 }
+
+/// The query parameters of `GET /tokens/audit_records` (see `handlers::audit_request`).
+const AUDIT_QUERY: &[QueryParam] = &[
+    QueryParam::integer(
+        "since",
+        "Records made at or after this time (Unix milliseconds).",
+    ),
+    QueryParam::integer(
+        "until",
+        "Records made before this time (Unix milliseconds); after since.",
+    ),
+    QueryParam::strings(
+        "actions",
+        "Only these actions (any of them), e.g. access_token.revoked: repeat the parameter or \
+         separate names with commas. An unknown name is 400.",
+    ),
+    QueryParam::enumeration(
+        "actor_type",
+        "Only records whose actor is of this type.",
+        &["user", "operator", "service", "unknown"],
+    ),
+    QueryParam::string(
+        "actor_id",
+        "Only changes made by this user (26-character id).",
+    ),
+    QueryParam::string("user_id", "Only records about this user."),
+    QueryParam::string("token_id", "Only records about this personal access token."),
+    QueryParam::string("session_id", "Only records about this session."),
+    QueryParam::string("command_id", "Only records about this slash command."),
+    QueryParam::string(
+        "ip",
+        "Only records of requests from this client address, as recorded.",
+    ),
+    QueryParam::string(
+        "request_id",
+        "Only records of this request (its X-Request-ID).",
+    ),
+    QueryParam::string(
+        "credential_hmac",
+        "Only records naming this credential: ComputeAuditHash's answer (64 hex characters).",
+    ),
+    QueryParam::integer(
+        "page_size",
+        "Records per page: absent or 0 is 60, capped at 200.",
+    ),
+    QueryParam::string(
+        "page_token",
+        "The previous page's next_page_token, with the same filters and order.",
+    ),
+    QueryParam::boolean(
+        "oldest_first",
+        "Oldest record first (default: newest first).",
+    ),
+];
 
 /// What serves one RPC over REST: its handler (on whatever verb the proto gives) and what
 /// the OpenAPI document says of it.
@@ -280,6 +334,21 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             "UpdateUserActive",
             h::update_user_active,
             doc(200, Some("ActiveBody"), One("StatusOK")),
+        ),
+        serve(
+            "ListAuditRecords",
+            h::list_audit_records,
+            doc(200, None, One("AuditRecordPage")).with_params(AUDIT_QUERY),
+        ),
+        serve(
+            "ComputeAuditHash",
+            h::compute_audit_hash,
+            doc(200, Some("AuditHashRequest"), One("AuditHash")),
+        ),
+        serve(
+            "VerifyAuditLog",
+            h::verify_audit_log,
+            doc(200, Some("AuditVerifyRequest"), One("AuditVerification")),
         ),
     ]
 }

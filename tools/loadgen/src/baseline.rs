@@ -191,4 +191,7 @@ echo_service! {
     create_user(CreateUserRequest) -> CreateUserResponse;
     update_user_roles(UpdateUserRolesRequest) -> UpdateUserRolesResponse;
     update_user_active(UpdateUserActiveRequest) -> UpdateUserActiveResponse;
+    list_audit_records(ListAuditRecordsRequest) -> ListAuditRecordsResponse;
+    compute_audit_hash(ComputeAuditHashRequest) -> ComputeAuditHashResponse;
+    verify_audit_log(VerifyAuditLogRequest) -> VerifyAuditLogResponse;
 }
