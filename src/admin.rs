@@ -52,11 +52,20 @@ impl fmt::Display for NotSetUp {
 
 impl std::error::Error for NotSetUp {}
 
-/// Runs an `admin` action as the local operator; returns the JSON to print. Only `init`
+/// What an `admin` command prints on standard output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// One JSON document, to print.
+    Json(Value),
+    /// Nothing more: the command wrote its JSON lines as it read them (`admin audit`).
+    Printed,
+}
+
+/// Runs an `admin` action as the local operator; returns what to print. Only `init`
 /// creates a database or a server key; every other action refuses to run without them.
-pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, ServerError> {
+pub async fn admin(config: &Config, action: &AdminAction) -> Result<Output, ServerError> {
     if let AdminAction::Init = action {
-        return init(config).await;
+        return init(config).await.map(Output::Json);
     }
     if is_operator_call(action) {
         return crate::grpc::operator::run(config, action).await;
@@ -173,7 +182,7 @@ pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, Serve
         _ => unreachable!("operator calls are handled above"),
     };
     ctx.store().clone().close().await;
-    Ok(result)
+    Ok(Output::Json(result))
 }
 
 /// `admin init`: creates what is missing (the SQLite file and data_dir, the server key

@@ -216,6 +216,66 @@ pub enum AdminAction {
     /// Introspect a token read from standard input (never from the command line, where
     /// other users could see it). Prints {"active",...}.
     Introspect,
+    /// Print the audit trail (the lifecycle log) as JSON lines, one record per line, newest
+    /// first, paging through every record that passes the filters.
+    Audit(AuditArgs),
+    /// Read a credential's value (a token) on standard input and print the HMAC that audit
+    /// records hold for it: {"credential_hmac": ...} (for `admin audit --credential-hmac`).
+    AuditHash,
+    /// Verify the audit trail's hash chain from its start to its newest record. Prints
+    /// {"status":"OK","verified":N,...}, or {"status":"broken","broken":{...}} and exits 1
+    /// naming the first broken link (a missing, edited or deleted-at-the-end record).
+    VerifyAudit,
+}
+
+/// Filters of `admin audit` (all optional; they combine).
+#[derive(Debug, Default, clap::Args)]
+pub struct AuditArgs {
+    /// Records made at or after this time: Unix milliseconds or RFC 3339
+    /// (2026-12-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records made before this time: Unix milliseconds or RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this action, e.g. access_token.revoked (repeat it, or separate with commas).
+    #[arg(long = "action", value_name = "ACTION")]
+    pub actions: Vec<String>,
+    /// Only changes made by this actor: a user's id or username, or `operator`, `service`
+    /// or `unknown`.
+    #[arg(long, value_name = "ACTOR")]
+    pub actor: Option<String>,
+    /// Only records about this user (id or username).
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub user: Option<String>,
+    /// Only records about this personal access token.
+    #[arg(long, value_name = "TOKEN_ID")]
+    pub token: Option<String>,
+    /// Only records about this session.
+    #[arg(long, value_name = "SESSION_ID")]
+    pub session: Option<String>,
+    /// Only records about this slash command.
+    #[arg(long, value_name = "COMMAND_ID")]
+    pub command: Option<String>,
+    /// Only records of requests from this client address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<String>,
+    /// Only records of this request (its X-Request-ID).
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// Only records naming the credential whose value is read on standard input (never
+    /// from the command line); the server computes its HMAC.
+    #[arg(long)]
+    pub credential_stdin: bool,
+    /// Only records naming this credential HMAC (from `admin audit-hash`).
+    #[arg(long, value_name = "HEX", conflicts_with = "credential_stdin")]
+    pub credential_hmac: Option<String>,
+    /// Print at most N records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Oldest record first.
+    #[arg(long)]
+    pub oldest_first: bool,
 }
 
 impl Cli {

@@ -37,7 +37,12 @@ async fn main() -> ExitCode {
         }
         Some(Command::Admin { action }) => {
             eprintln!("token-service: {}", config.state_summary());
-            admin::admin(&config, action).await.map(print)
+            admin::admin(&config, action)
+                .await
+                .map(|output| match output {
+                    admin::Output::Json(value) => print(value),
+                    admin::Output::Printed => {}
+                })
         }
     };
     match outcome {

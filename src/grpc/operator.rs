@@ -8,10 +8,10 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use super::TokenServiceApi;
+use super::{TokenServiceApi, convert};
 use crate::{
-    admin::NotSetUp,
-    cli::AdminAction,
+    admin::{NotSetUp, Output},
+    cli::{AdminAction, AuditArgs},
     config::Config,
     domain::Context,
     pb::{self, token_service_client::TokenServiceClient},
@@ -197,7 +197,7 @@ const OK: fn() -> Value = || json!({"status": "OK"});
 
 /// Runs a day-2 `admin` command through the running server's local socket, or on the
 /// database when no server answers there.
-pub(crate) async fn run(config: &Config, action: &AdminAction) -> Result<Value, ServerError> {
+pub(crate) async fn run(config: &Config, action: &AdminAction) -> Result<Output, ServerError> {
     let op = operator(config).await?;
     let result = run_operator_call(&op, action).await;
     if let Operator::InProcess { ctx, .. } = &op {
@@ -206,9 +206,9 @@ pub(crate) async fn run(config: &Config, action: &AdminAction) -> Result<Value, 
     result.map_err(Into::into)
 }
 
-async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Value, String> {
+async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output, String> {
     let failed = |status: tonic::Status| status_text(&status);
-    Ok(match action {
+    Ok(Output::Json(match action {
         AdminAction::ListTokens {
             user,
             page,
@@ -381,10 +381,7 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Value,
             )
         }
         AdminAction::Introspect => {
-            let mut token = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
-                .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
-            let token = token.trim().to_owned();
+            let token = read_stdin("the token")?;
             if token.is_empty() {
                 return Err("introspect: write the token on standard input".into());
             }
@@ -402,11 +399,220 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Value,
                 "is_bot": r.is_bot,
             })
         }
+        AdminAction::Audit(args) => return audit(op, args).await,
+        AdminAction::AuditHash => {
+            let credential = read_stdin("the credential")?;
+            if credential.is_empty() {
+                return Err("audit-hash: write the credential's value on standard input".into());
+            }
+            let r = call!(
+                op,
+                compute_audit_hash,
+                pb::ComputeAuditHashRequest { credential }
+            )
+            .map_err(failed)?;
+            json!({"credential_hmac": r.credential_hmac})
+        }
+        AdminAction::VerifyAudit => return verify_audit(op).await,
         AdminAction::Init
         | AdminAction::CreateUser { .. }
         | AdminAction::AddTeamMember { .. }
         | AdminAction::CreateToken { .. } => {
             return Err("not an operator call".into());
         }
+    }))
+}
+
+/// Standard input, trimmed (a secret is read there, never from the command line).
+fn read_stdin(what: &str) -> Result<String, String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| format!("cannot read {what} from standard input: {e}"))?;
+    Ok(text.trim().to_owned())
+}
+
+/// A time given as Unix milliseconds or RFC 3339.
+fn timestamp_arg(flag: &str, value: &str) -> Result<prost_types::Timestamp, String> {
+    let ms = match value.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(value)
+            .map_err(|_| {
+                format!(
+                    "{flag} {value:?}: expected Unix milliseconds or an RFC 3339 time \
+                     (2026-12-01T00:00:00Z)"
+                )
+            })?
+            .timestamp_millis(),
+    };
+    Ok(prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
     })
+}
+
+/// `--user` and `--actor`: an id as it is (records outlive nothing: users are never
+/// deleted, but an id needs no lookup), a username through the operator.
+async fn id_or_username(op: &Operator, value: &str) -> Result<String, String> {
+    if value.len() == 26 && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(value.to_owned())
+    } else {
+        user_id_of(op, value).await
+    }
+}
+
+/// Records per ListAuditRecords call of `admin audit`.
+const AUDIT_PAGE_SIZE: i32 = 200;
+
+/// `admin audit`: every record that passes the filters, as JSON lines written page by page
+/// (`audit::record_json`, the REST listing's shape), up to `--limit`.
+async fn audit(op: &Operator, args: &AuditArgs) -> Result<Output, String> {
+    use std::io::Write as _;
+    let failed = |status: tonic::Status| status_text(&status);
+    let (actor_type, actor_id) = match args.actor.as_deref() {
+        None => (String::new(), String::new()),
+        Some(kind @ ("operator" | "service" | "unknown")) => (kind.to_owned(), String::new()),
+        Some(user) => (
+            "user".to_owned(),
+            id_or_username(op, user)
+                .await
+                .map_err(|e| format!("--actor {e}"))?,
+        ),
+    };
+    let user_id = match &args.user {
+        Some(user) => id_or_username(op, user)
+            .await
+            .map_err(|e| format!("--user {e}"))?,
+        None => String::new(),
+    };
+    let credential_hmac = if args.credential_stdin {
+        let credential = read_stdin("the credential")?;
+        if credential.is_empty() {
+            return Err(
+                "--credential-stdin: write the credential's value on standard input".into(),
+            );
+        }
+        call!(
+            op,
+            compute_audit_hash,
+            pb::ComputeAuditHashRequest { credential }
+        )
+        .map_err(failed)?
+        .credential_hmac
+    } else {
+        args.credential_hmac.clone().unwrap_or_default()
+    };
+    let mut request = pb::ListAuditRecordsRequest {
+        since: args
+            .since
+            .as_deref()
+            .map(|v| timestamp_arg("--since", v))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|v| timestamp_arg("--until", v))
+            .transpose()?,
+        actions: args
+            .actions
+            .iter()
+            .flat_map(|a| a.split(','))
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| a.trim().to_owned())
+            .collect(),
+        actor_type,
+        actor_id,
+        user_id,
+        token_id: args.token.clone().unwrap_or_default(),
+        session_id: args.session.clone().unwrap_or_default(),
+        command_id: args.command.clone().unwrap_or_default(),
+        ip: args.ip.clone().unwrap_or_default(),
+        request_id: args.request_id.clone().unwrap_or_default(),
+        credential_hmac,
+        page_size: Some(AUDIT_PAGE_SIZE),
+        page_token: String::new(),
+        oldest_first: args.oldest_first,
+    };
+    let mut left = args.limit.unwrap_or(u64::MAX);
+    let mut out = std::io::stdout().lock();
+    while left > 0 {
+        let page = call!(op, list_audit_records, request.clone()).map_err(failed)?;
+        for record in page.records {
+            if left == 0 {
+                break;
+            }
+            let line = crate::domain::audit::record_json(&convert::stored_record(record));
+            // A closed pipe (`| head`) ends the listing quietly.
+            if writeln!(out, "{line}").is_err() {
+                return Ok(Output::Printed);
+            }
+            left -= 1;
+        }
+        let _ = out.flush();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    Ok(Output::Printed)
+}
+
+/// `admin verify-audit`: VerifyAuditLog until the walk reaches the newest record; one JSON
+/// summary, and an error (exit 1) naming the first broken link.
+async fn verify_audit(op: &Operator) -> Result<Output, String> {
+    let mut request = pb::VerifyAuditLogRequest::default();
+    let mut verified = 0;
+    let mut first_id = 0;
+    let mut unknown: std::collections::BTreeMap<String, i64> = Default::default();
+    loop {
+        let r = call!(op, verify_audit_log, request).map_err(|s| status_text(&s))?;
+        verified += r.verified;
+        if first_id == 0 {
+            first_id = r.first_id;
+        }
+        for (action, n) in &r.unknown_actions {
+            *unknown.entry(action.clone()).or_default() += n;
+        }
+        if let Some(after) = r.resume_after.filter(|_| r.broken.is_none()) {
+            request = pb::VerifyAuditLogRequest {
+                after_id: Some(after),
+                max_records: None,
+            };
+            continue;
+        }
+        let mut summary = json!({
+            "status": if r.ok { "OK" } else { "broken" },
+            "verified": verified,
+            "first_id": first_id,
+            "last_id": r.last_id,
+            "chain_start": r.chain_start,
+            "head_id": r.head_id,
+            "head_hash": r.head_hash,
+            "unknown_actions": unknown,
+        });
+        if !unknown.is_empty() {
+            eprintln!(
+                "token-service: verified records of actions this version does not know \
+                 (written by a newer version; not tampering): {}",
+                unknown
+                    .iter()
+                    .map(|(action, n)| format!("{action} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return match r.broken {
+            None => Ok(Output::Json(summary)),
+            Some(broken) => {
+                summary["broken"] = json!({
+                    "record_id": broken.record_id,
+                    "kind": broken.kind,
+                    "expected": broken.expected,
+                    "found": broken.found,
+                    "description": broken.description,
+                });
+                println!("{summary}");
+                Err(broken.description)
+            }
+        };
+    }
 }
