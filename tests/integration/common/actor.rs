@@ -548,4 +548,69 @@ impl ActorClient {
             .await
             .map(Response::into_inner)
     }
+
+    // The audit trail.
+
+    /// ListAuditRecords.
+    pub async fn list_audit(
+        &self,
+        message: pb::ListAuditRecordsRequest,
+    ) -> Reply<pb::ListAuditRecordsResponse> {
+        let request = self.request(message);
+        self.client()
+            .list_audit_records(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// Every record ListAuditRecords returns for `filter`, page after page, failing the test
+    /// if a page is refused.
+    pub async fn audit_records(&self, filter: pb::ListAuditRecordsRequest) -> Vec<pb::AuditRecord> {
+        let mut request = pb::ListAuditRecordsRequest {
+            page_size: Some(200),
+            ..filter
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .list_audit(request.clone())
+                .await
+                .expect("list audit records");
+            all.extend(page.records);
+            if page.next_page_token.is_empty() {
+                return all;
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+
+    /// ComputeAuditHash.
+    pub async fn compute_audit_hash(
+        &self,
+        credential: &str,
+    ) -> Reply<pb::ComputeAuditHashResponse> {
+        let request = self.request(pb::ComputeAuditHashRequest {
+            credential: credential.to_owned(),
+        });
+        self.client()
+            .compute_audit_hash(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// VerifyAuditLog.
+    pub async fn verify_audit_log(
+        &self,
+        after_id: Option<i64>,
+        max_records: Option<i64>,
+    ) -> Reply<pb::VerifyAuditLogResponse> {
+        let request = self.request(pb::VerifyAuditLogRequest {
+            after_id,
+            max_records,
+        });
+        self.client()
+            .verify_audit_log(request)
+            .await
+            .map(Response::into_inner)
+    }
 }

@@ -3,6 +3,7 @@
 //! replicas, concurrency, database faults, shutdown, health and reflection.
 
 mod access_tokens;
+mod audit;
 mod caller_kinds;
 mod commands;
 mod concurrency;

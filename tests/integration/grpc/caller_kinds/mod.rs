@@ -8,10 +8,13 @@
 //!   the credentials it tries, and the session calls.
 //! - [`commands`]: that table's team, command and WebRTC calls.
 //! - [`users`]: GetUser, GetUserByUsername and Logout, on the credentials of [`sessions`].
+//! - [`audit`]: ListAuditRecords, ComputeAuditHash and VerifyAuditLog, on the same credentials
+//!   plus a system_auditor's.
 //!
 //! Outcomes read as the tables print them: [`outcome`] for the token table, [`code`] for the
 //! other; an UNAUTHENTICATED always carries Mattermost's session-expired error id.
 
+mod audit;
 mod commands;
 mod sessions;
 mod tokens;

@@ -79,6 +79,9 @@ pub(super) enum Kind {
     /// A system_guest (no view_members); only the user RPCs' table uses it.
     GuestSession,
     GuestAccessToken,
+    /// A system_auditor (read_audit only); only the audit table uses it.
+    AuditorSession,
+    AuditorAccessToken,
 }
 
 /// The token to present (none for `Missing`) and the user it acts as (none when it cannot
@@ -222,6 +225,12 @@ impl World {
                 let guest = srv.user(&name("guestpat"), &["system_guest"]).await;
                 let (_, secret) = srv.existing_pat(&guest, false).await;
                 access_token(&guest, secret)
+            }
+            Kind::AuditorSession => session(&srv.user(&name("auditor"), &["system_auditor"]).await),
+            Kind::AuditorAccessToken => {
+                let auditor = srv.user(&name("auditorpat"), &["system_auditor"]).await;
+                let (_, secret) = srv.existing_pat(&auditor, false).await;
+                access_token(&auditor, secret)
             }
         }
     }
