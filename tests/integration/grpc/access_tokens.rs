@@ -814,15 +814,31 @@ async fn a_deactivated_owner_cannot_use_or_manage_tokens() {
     srv.stop().await;
 }
 
-/// On every backend, no column of any table holds a secret (a token's or a login session's);
-/// on SQLite, no byte of any file in the data directory either (WAL and journal included).
+/// On every backend, no column of any table holds a secret (a token's, a login session's, a
+/// slash command's), the lifecycle log included, which names them by HMAC only; on SQLite,
+/// no byte of any file in the data directory either (WAL and journal included).
 #[tokio::test]
 async fn the_secret_is_never_written_to_disk_in_plaintext() {
     let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let (token_id, secret) = srv.as_(&alice).new_token("me").await;
     // Use it, so the minted session is written too.
     srv.as_(&secret).me().await.unwrap();
+    // A session and a slash command made over gRPC: their records name their tokens.
+    let login = srv.as_(&admin).login(&alice.id).await.token;
+    let team = token_service::domain::ids::new_id();
+    let command_token = srv
+        .as_(&admin)
+        .create_command(token_service::pb::CreateCommandRequest {
+            team_id: team,
+            trigger: "deploy".into(),
+            url: "https://example.com/hook".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .token;
 
     let url = srv
         .config
@@ -835,15 +851,31 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
     // minted session.
     let (holding_id, columns) = db::columns_containing(&url, &token_id).await;
     assert!(columns > 10, "every column was read ({columns})");
-    for table in ["user_access_tokens", "sessions"] {
+    for table in ["user_access_tokens", "sessions", "lifecycle_log"] {
         assert!(
             holding_id.iter().any(|(t, _)| t == table),
             "the scan sees {table}: {holding_id:?}"
         );
     }
-    for plaintext in [&secret, &alice.token] {
+    let secrets = [&secret, &alice.token, &login, &command_token];
+    for plaintext in secrets {
         let (holding, _) = db::columns_containing(&url, plaintext).await;
         assert!(holding.is_empty(), "a secret is stored in {holding:?}");
+    }
+    // The lifecycle log names the token, the session and the command by their HMACs, and
+    // only there (the fixtures' sessions too: they were made by the operator).
+    for plaintext in [&secret, &login, &command_token, &alice.token] {
+        let hmac = srv
+            .as_(&admin)
+            .compute_audit_hash(plaintext)
+            .await
+            .unwrap()
+            .credential_hmac;
+        let (holding, _) = db::columns_containing(&url, &hmac).await;
+        assert_eq!(
+            holding,
+            [("lifecycle_log".to_owned(), "credential_hmac".to_owned())]
+        );
     }
 
     if srv.backend() == "sqlite" {
@@ -862,7 +894,7 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
             }
             let bytes = std::fs::read(&path).unwrap();
             scanned += 1;
-            for plaintext in [&secret, &alice.token] {
+            for plaintext in secrets {
                 assert!(
                     !bytes
                         .windows(plaintext.len())

@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use token_service::domain::{caller::Caller, sessions};
+use token_service::{
+    domain::{caller::Caller, sessions},
+    pb,
+};
 use tonic::Code;
 
 use crate::common::*;
@@ -62,6 +65,82 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
         .await
         .expect("with the log back, the revoke goes through");
     assert_token_refused(&srv, &secret).await;
+    db.close().await.ok();
+    srv.stop().await;
+}
+
+/// Creations are changes too: a token, a user or a session whose lifecycle record cannot be
+/// written is not created, and leaves nothing behind (no row, no record).
+#[tokio::test]
+async fn a_creation_whose_record_cannot_be_written_leaves_nothing_behind() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let as_admin = srv.as_(&admin);
+    let as_alice = srv.as_(&alice);
+    let tokens = async || {
+        as_alice
+            .list_tokens_for("me")
+            .await
+            .unwrap()
+            .user_access_tokens
+    };
+    let (tokens_before, sessions_before) = (tokens().await, as_admin.sessions_of(&alice.id).await);
+    let records_before = srv.ctx.store().latest_record_id().await.unwrap();
+    let carol = || pb::CreateUserRequest {
+        username: "carol".into(),
+        ..Default::default()
+    };
+
+    let db = database(&srv).await;
+    db.execute_unprepared("ALTER TABLE lifecycle_log RENAME TO lifecycle_log_away")
+        .await
+        .unwrap();
+    let token = as_alice.create_token("me", "never").await;
+    let user = as_admin.create_user(carol()).await;
+    let session = as_admin
+        .create_session(pb::CreateSessionRequest {
+            user_id: alice.id.clone(),
+            ..Default::default()
+        })
+        .await;
+    db.execute_unprepared("ALTER TABLE lifecycle_log_away RENAME TO lifecycle_log")
+        .await
+        .unwrap();
+    for (what, failed) in [
+        ("token", token.map(drop)),
+        ("user", user.map(drop)),
+        ("session", session.map(drop)),
+    ] {
+        let failed = failed.expect_err(what);
+        assert_eq!(failed.code(), Code::Internal, "{what}: {failed:?}");
+        assert!(!failed.message().contains("lifecycle_log"), "{failed:?}");
+    }
+
+    assert_eq!(tokens().await, tokens_before, "no token");
+    assert_eq!(
+        as_admin.sessions_of(&alice.id).await,
+        sessions_before,
+        "no session"
+    );
+    assert_eq!(
+        as_admin
+            .get_user_by_username("carol")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound,
+        "no user"
+    );
+    assert_eq!(
+        srv.ctx.store().latest_record_id().await.unwrap(),
+        records_before,
+        "no record"
+    );
+    // With the log back, the same requests go through (no half-written row in the way).
+    as_alice.create_token("me", "now").await.unwrap();
+    as_admin.create_user(carol()).await.unwrap();
+    as_admin.login(&alice.id).await;
     db.close().await.ok();
     srv.stop().await;
 }
