@@ -1,6 +1,7 @@
 //! The REST shim over real HTTP: Mattermost's paths, JSON, status codes, error bodies and
 //! authentication.
 
+mod audit;
 mod auth;
 mod drift;
 mod errors;

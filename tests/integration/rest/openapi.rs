@@ -471,6 +471,51 @@ async fn every_route_answers_as_its_schema_says() {
             .any(|e| e["kind"] == "access_token"),
         "{events}"
     );
+    // The audit trail: a page with a cursor, the hash, a partial and a whole verification.
+    let page = call!(
+        Method::GET,
+        "/api/v4/tokens/audit_records",
+        "/api/v4/tokens/audit_records?page_size=1&actions=access_token.created,access_token.revoked",
+        &admin.token,
+        None,
+        200
+    );
+    assert_eq!(page["records"].as_array().unwrap().len(), 1, "{page}");
+    assert!(!page["next_page_token"].as_str().unwrap().is_empty());
+    call!(
+        Method::GET,
+        "/api/v4/tokens/audit_records",
+        "/api/v4/tokens/audit_records?actions=nonsense",
+        &admin.token,
+        None,
+        400
+    );
+    call!(
+        Method::POST,
+        "/api/v4/tokens/audit_records/hash",
+        "/api/v4/tokens/audit_records/hash",
+        &admin.token,
+        Some(json!({"credential": secret})),
+        200
+    );
+    let partial = call!(
+        Method::POST,
+        "/api/v4/tokens/audit_records/verify",
+        "/api/v4/tokens/audit_records/verify",
+        &admin.token,
+        Some(json!({"max_records": 3})),
+        200
+    );
+    assert_eq!(partial["resume_after"], 3, "{partial}");
+    let whole = call!(
+        Method::POST,
+        "/api/v4/tokens/audit_records/verify",
+        "/api/v4/tokens/audit_records/verify",
+        &admin.token,
+        Some(json!({})),
+        200
+    );
+    assert_eq!(whole["ok"], true, "{whole}");
     call!(
         Method::POST,
         "/api/v4/users/logout",
