@@ -66,6 +66,16 @@ impl Cli {
         self.command(args).output().expect("run token-service")
     }
 
+    /// The URL of the CLI's database (to look at it, or tamper with it, directly).
+    pub(crate) fn database_url(&self) -> String {
+        self.db.url()
+    }
+
+    /// Drops the CLI's database (the end of a test).
+    pub(crate) async fn drop_database(self) {
+        self.db.drop_database().await;
+    }
+
     pub(crate) fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(
@@ -575,7 +585,7 @@ fn in_dir(dir: &std::path::Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn stderr_of(out: &Output) -> String {
+pub(crate) fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -1090,7 +1100,7 @@ async fn create_token_expires_in_days_and_the_lifetime_policy_names_the_flag() {
 }
 
 /// `admin` with `stdin` written to its standard input; (exit success, stdout JSON, stderr).
-fn admin_with_stdin(cli: &Cli, args: &[&str], stdin: &str) -> (bool, Value, String) {
+pub(crate) fn admin_with_stdin(cli: &Cli, args: &[&str], stdin: &str) -> (bool, Value, String) {
     use std::io::Write as _;
     let mut child = cli
         .command(args)

@@ -1,9 +1,10 @@
 //! Contracts the code keeps with the outside and with itself: the proto summary and rules,
-//! layer imports, migrations, the CLI, TLS, metrics, telemetry, query plans, the load
+//! layer imports, migrations, the CLI (and its audit commands), TLS, metrics, telemetry, query plans, the load
 //! generator.
 
 mod architecture;
 pub(crate) mod cli;
+mod cli_audit;
 mod metrics;
 mod migrations;
 mod packaging;
