@@ -53,6 +53,54 @@ const QUERIES: &[(&str, &str)] = &[
         "lifecycle log pruning",
         "SELECT id, hash FROM lifecycle_log WHERE id > 5 AND create_at < 5 ORDER BY id LIMIT 1000",
     ),
+    (
+        "audit trail: the next page, newest first",
+        "SELECT * FROM lifecycle_log WHERE id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: the next page, oldest first",
+        "SELECT * FROM lifecycle_log WHERE id > 100 ORDER BY id LIMIT 61",
+    ),
+    (
+        "audit trail: a user's records, newest first",
+        "SELECT * FROM lifecycle_log WHERE user_id = 'x' AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: a token's records",
+        "SELECT * FROM lifecycle_log WHERE token_id = 'x' AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: a session's records",
+        "SELECT * FROM lifecycle_log WHERE session_id = 'x' AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: a command's records",
+        "SELECT * FROM lifecycle_log WHERE command_id = 'x' AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: an actor's changes",
+        "SELECT * FROM lifecycle_log WHERE actor_id = 'x' AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: a client address",
+        "SELECT * FROM lifecycle_log WHERE ip = 'x' AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: a request",
+        "SELECT * FROM lifecycle_log WHERE request_id = 'x' ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: a credential's records (by HMAC)",
+        "SELECT * FROM lifecycle_log WHERE credential_hmac = 'x' ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit trail: some actions",
+        "SELECT * FROM lifecycle_log WHERE action IN ('a', 'b') AND id < 100 ORDER BY id DESC LIMIT 61",
+    ),
+    (
+        "audit chain check: records in id order",
+        "SELECT * FROM lifecycle_log WHERE id > 5 AND id <= 100 ORDER BY id LIMIT 1000",
+    ),
     ("command by id", "SELECT * FROM commands WHERE id = 'x'"),
     (
         "a user's team memberships (sessions list)",
