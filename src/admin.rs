@@ -61,9 +61,20 @@ pub enum Output {
     Printed,
 }
 
+/// Runs an `admin` action as the local operator; returns the JSON it prints (`Null` for a
+/// command that printed JSON lines itself). See [`admin_output`].
+pub async fn admin(config: &Config, action: &AdminAction) -> Result<Value, ServerError> {
+    admin_output(config, action)
+        .await
+        .map(|output| match output {
+            Output::Json(value) => value,
+            Output::Printed => Value::Null,
+        })
+}
+
 /// Runs an `admin` action as the local operator; returns what to print. Only `init`
 /// creates a database or a server key; every other action refuses to run without them.
-pub async fn admin(config: &Config, action: &AdminAction) -> Result<Output, ServerError> {
+pub async fn admin_output(config: &Config, action: &AdminAction) -> Result<Output, ServerError> {
     if let AdminAction::Init = action {
         return init(config).await.map(Output::Json);
     }

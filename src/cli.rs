@@ -218,7 +218,7 @@ pub enum AdminAction {
     Introspect,
     /// Print the audit trail (the lifecycle log) as JSON lines, one record per line, newest
     /// first, paging through every record that passes the filters.
-    Audit(AuditArgs),
+    Audit(Box<AuditArgs>),
     /// Read a credential's value (a token) on standard input and print the HMAC that audit
     /// records hold for it: {"credential_hmac": ...} (for `admin audit --credential-hmac`).
     AuditHash,

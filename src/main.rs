@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
         }
         Some(Command::Admin { action }) => {
             eprintln!("token-service: {}", config.state_summary());
-            admin::admin(&config, action)
+            admin::admin_output(&config, action)
                 .await
                 .map(|output| match output {
                     admin::Output::Json(value) => print(value),

@@ -329,7 +329,7 @@ pub(crate) fn audit_record(r: StoredRecord) -> pb::AuditRecord {
         request_id: r.origin.request_id,
         detail: r.detail,
         credential_hmac: r.credential_hmac,
-        revokes: (!r.revokes.is_empty()).then(|| pb::AuditRevocation {
+        revokes: (!r.revokes.is_empty()).then_some(pb::AuditRevocation {
             kind: r.revokes,
             subject_id: r.revokes_id,
         }),

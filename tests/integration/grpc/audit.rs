@@ -546,7 +546,8 @@ async fn a_cursor_is_refused_when_altered_or_used_with_other_filters_or_order() 
     assert!(second.records[0].id < first.records[1].id);
     // Another page size is fine; other filters, another order or a changed token are not.
     next(|r| r.page_size = Some(50)).await.unwrap();
-    let cases: [(&str, fn(&mut pb::ListAuditRecordsRequest)); 4] = [
+    type Tweak = fn(&mut pb::ListAuditRecordsRequest);
+    let cases: [(&str, Tweak); 4] = [
         ("other filters", |r| r.actor_type = String::new()),
         ("another order", |r| r.oldest_first = true),
         ("an altered token", |r| {
