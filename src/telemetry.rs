@@ -337,7 +337,15 @@ where
         let metrics = Arc::clone(&self.layer.metrics);
         Box::pin(
             async move {
-                let result = future.await;
+                let mut result = future.await;
+                // gRPC callers learn the request id (the one in logs, traces and lifecycle
+                // records) from the response metadata; the REST envelope sets the header.
+                if transport == Transport::Grpc
+                    && let Ok(response) = &mut result
+                    && let Ok(value) = http::HeaderValue::from_str(request_id.as_str())
+                {
+                    response.headers_mut().insert("x-request-id", value);
+                }
                 let status = match &result {
                     Ok(response) => finish(transport, response, exporting),
                     // The transport could not answer at all (a broken connection).
