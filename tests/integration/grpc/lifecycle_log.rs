@@ -124,8 +124,7 @@ async fn operator_changes_are_recorded_as_the_operator_and_the_chain_links_every
     // Ids are consecutive and every hash chains over the one before.
     let (start, head) = srv.ctx.store().log_chain_ends().await.unwrap();
     let mut previous = start.hash.clone();
-    let mut expected_id = start.id + 1;
-    for record in &records {
+    for (expected_id, record) in (start.id + 1..).zip(&records) {
         assert_eq!(record.id, expected_id);
         assert_eq!(
             record.hash,
@@ -134,7 +133,6 @@ async fn operator_changes_are_recorded_as_the_operator_and_the_chain_links_every
             record.id
         );
         previous = record.hash.clone();
-        expected_id += 1;
     }
     assert_eq!(head.id, records.last().unwrap().id);
     assert_eq!(head.hash, previous);
