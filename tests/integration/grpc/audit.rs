@@ -292,21 +292,24 @@ async fn the_client_address_comes_from_a_proxy_header_only_when_it_is_trusted() 
         request
             .metadata_mut()
             .insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
-        let dave = srv
-            .shared_client()
-            .create_user(request)
-            .await
+        let answer = srv.shared_client().create_user(request).await.unwrap();
+        let request_id = answer
+            .metadata()
+            .get("x-request-id")
+            .expect("gRPC answers carry x-request-id")
+            .to_str()
             .unwrap()
-            .into_inner()
-            .user
-            .unwrap();
+            .to_owned();
+        let dave = answer.into_inner().user.unwrap();
+        // The record of the call is found by the request id its answer carried.
         let records = as_admin
             .audit_records(pb::ListAuditRecordsRequest {
-                user_id: dave.id.clone(),
+                request_id,
                 ..filter()
             })
             .await;
         assert_eq!(records.len(), 1, "{records:#?}");
+        assert_eq!(records[0].user_id, dave.id);
         let want = if trusted { "203.0.113.7" } else { "127.0.0.1" };
         assert_eq!(records[0].ip, want, "trusted = {trusted}");
         srv.stop().await;
