@@ -87,7 +87,7 @@ pub struct AuditRequest {
     pub session_id: String,
     /// Only records about this slash command.
     pub command_id: String,
-    /// Only records of requests from this client address (as recorded).
+    /// Only records of requests from this client address (an IP address).
     pub ip: String,
     /// Only records of this request (`X-Request-ID`).
     pub request_id: String,
@@ -234,6 +234,19 @@ fn text_filter(value: &str, field: &'static str) -> Result<Option<String>> {
     Ok(Some(value.to_owned()))
 }
 
+/// An optional address filter: records hold IP addresses in canonical form (an IPv4-mapped
+/// IPv6 address as IPv4, IPv6 in lower case), so the filter is read the same way.
+fn ip_filter(value: &str) -> Result<Option<String>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .trim()
+        .parse::<std::net::IpAddr>()
+        .map(|ip| Some(ip.to_canonical().to_string()))
+        .map_err(|_| invalid("ip", "must be an IP address (IPv4 or IPv6)"))
+}
+
 fn time_filter(value: Option<UnixMillis>, field: &'static str) -> Result<Option<UnixMillis>> {
     match value {
         Some(ms) if ms < 0 => Err(invalid(
@@ -316,7 +329,7 @@ impl AuditQuery {
             token_id: id_filter(&request.token_id, "token_id", TokenId::parse)?,
             session_id: id_filter(&request.session_id, "session_id", SessionId::parse)?,
             command_id: id_filter(&request.command_id, "command_id", CommandId::parse)?,
-            ip: text_filter(&request.ip, "ip")?,
+            ip: ip_filter(&request.ip)?,
             request_id: text_filter(&request.request_id, "request_id")?,
             credential_hmac,
             order: if request.oldest_first {
@@ -725,6 +738,7 @@ mod tests {
         assert_eq!(bad(|r| r.session_id = "x".into()), "session_id");
         assert_eq!(bad(|r| r.command_id = "x".into()), "command_id");
         assert_eq!(bad(|r| r.ip = "1".repeat(65)), "ip");
+        assert_eq!(bad(|r| r.ip = "proxy.example.com".into()), "ip");
         assert_eq!(bad(|r| r.request_id = "a\0b".into()), "request_id");
         assert_eq!(bad(|r| r.credential_hmac = "abc".into()), "credential_hmac");
         assert_eq!(bad(|r| r.page_size = Some(-1)), "page_size");
@@ -744,6 +758,22 @@ mod tests {
         assert_eq!(size(Some(0)), 60);
         assert_eq!(size(Some(5)), 5);
         assert_eq!(size(Some(10_000)), 200);
+    }
+
+    #[test]
+    fn addresses_are_compared_in_canonical_form() {
+        let ip = |text: &str| {
+            AuditQuery::parse(&AuditRequest {
+                ip: text.into(),
+                ..AuditRequest::default()
+            })
+            .unwrap()
+            .ip
+            .unwrap()
+        };
+        assert_eq!(ip("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(ip("2001:DB8:0:0::1"), "2001:db8::1");
+        assert_eq!(ip(" 192.0.2.7 "), "192.0.2.7");
     }
 
     #[test]

@@ -155,7 +155,7 @@ const AUDIT_QUERY: &[QueryParam] = &[
     QueryParam::string("command_id", "Only records about this slash command."),
     QueryParam::string(
         "ip",
-        "Only records of requests from this client address, as recorded.",
+        "Only records of requests from this client address (IPv4 or IPv6; compared in canonical form).",
     ),
     QueryParam::string(
         "request_id",
