@@ -10,6 +10,7 @@ pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod introspection;
 pub mod lifecycle;

@@ -34,8 +34,8 @@ use super::{
 /// Records deleted per pruning transaction (each one short, so appends never wait long).
 const PRUNE_BATCH: u64 = 1_000;
 
-/// Events read per query.
-const BATCH: u64 = 1_000;
+/// Events read per query (also the records of a WatchEvents read).
+pub(super) const BATCH: u64 = 1_000;
 
 /// How often old events are pruned (real time, like the polling).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -386,7 +386,7 @@ pub async fn revocations_after(
     ctx.store().revocations_after(after, BATCH).await
 }
 
-fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
+pub(super) fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
     ctx.require_any_permission(
         caller,
         &[Permission::ManageSystem, Permission::IntrospectToken],
@@ -394,7 +394,7 @@ fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
 }
 
 /// A position to resume after: not negative, and not older than what the log still holds.
-async fn resumable_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
+pub(super) async fn resumable_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
     if after_event_id < 0 {
         return Err(Error::invalid(
             "after_event_id",

@@ -9,6 +9,7 @@ use crate::domain::{
     commands::{CreatedCommand, NewCommand},
     error::{Error, Reason, Result},
     introspection::{CredentialKind, Introspection},
+    lifecycle::{Actor, LifecycleRecord},
     model::{
         Command, Revocation, RevocationEvent, Session, TeamMember, UnixMillis, User,
         UserAccessToken,
@@ -259,17 +260,60 @@ impl From<TeamMember> for pb::TeamMember {
 
 /// A revocation event.
 pub(crate) fn revocation_event(event: RevocationEvent) -> pb::RevocationEvent {
-    let kind = match &event.revocation {
-        Revocation::Session(_) => pb::RevocationKind::Session,
-        Revocation::AccessToken(_) => pb::RevocationKind::AccessToken,
-        Revocation::User(_) => pb::RevocationKind::User,
-        Revocation::All => pb::RevocationKind::All,
-    };
+    let kind = revocation_kind(&event.revocation);
     pb::RevocationEvent {
         id: event.id,
         kind: kind.into(),
         subject_id: event.revocation.subject_id().to_owned(),
         create_at: timestamp(event.create_at),
+    }
+}
+
+/// The kind a revocation takes away.
+fn revocation_kind(revocation: &Revocation) -> pb::RevocationKind {
+    match revocation {
+        Revocation::Session(_) => pb::RevocationKind::Session,
+        Revocation::AccessToken(_) => pb::RevocationKind::AccessToken,
+        Revocation::User(_) => pb::RevocationKind::User,
+        Revocation::All => pb::RevocationKind::All,
+    }
+}
+
+/// A lifecycle record, every field.
+pub(crate) fn lifecycle_record(stored: LifecycleRecord) -> pb::LifecycleRecord {
+    let r = stored.record;
+    let actor_type = match &r.actor {
+        Actor::User(_) => pb::ActorType::User,
+        Actor::Operator => pb::ActorType::Operator,
+        Actor::Service => pb::ActorType::Service,
+        Actor::Unknown => pb::ActorType::Unspecified,
+    };
+    let (revokes_kind, revokes_id) = match &r.revocation {
+        Some(revocation) => (
+            revocation_kind(revocation),
+            revocation.subject_id().to_owned(),
+        ),
+        None => (pb::RevocationKind::Unspecified, String::new()),
+    };
+    pb::LifecycleRecord {
+        id: stored.id,
+        create_at: timestamp(stored.create_at),
+        action: r.action.as_str().to_owned(),
+        actor_type: actor_type.into(),
+        actor_id: r.actor.id().to_owned(),
+        user_id: r.subjects.user_id,
+        token_id: r.subjects.token_id,
+        session_id: r.subjects.session_id,
+        command_id: r.subjects.command_id,
+        team_id: r.subjects.team_id,
+        webhook_id: r.subjects.webhook_id,
+        ip: r.origin.ip,
+        user_agent: r.origin.user_agent,
+        request_id: r.origin.request_id,
+        detail: r.detail,
+        credential_hmac: r.credential_hmac,
+        revokes_kind: revokes_kind.into(),
+        revokes_id,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::domain::{
     access_tokens::{self, NewUserAccessToken, TokenRef},
     commands::{self, NewCommand},
     error::{Error, Reason},
+    events::{self, EventQuery},
     introspection, revocations,
     sessions::{self, NewSession},
     users::{self, NewUser},
@@ -338,6 +339,34 @@ impl TokenService for TokenServiceApi {
             |event| {
                 Ok(pb::WatchRevocationsResponse {
                     event: Some(convert::revocation_event(event?)),
+                })
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type WatchEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>,
+    >;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> RpcResult<Self::WatchEventsStream> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let query = EventQuery {
+            after_event_id: r.after_event_id,
+            actions: r.actions,
+            user_id: r.user_id,
+        };
+        let records =
+            events::watch_events(&self.ctx, &caller, &query, self.shutdown.clone()).await?;
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(records),
+            |record| {
+                Ok(pb::WatchEventsResponse {
+                    record: Some(convert::lifecycle_record(record?)),
                 })
             },
         );

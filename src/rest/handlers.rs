@@ -27,7 +27,9 @@ use crate::domain::{
     access_tokens::{self, TokenChange, TokenRef},
     commands,
     error::{self as domain_error, Reason},
+    events::{self, EventQuery},
     introspection,
+    lifecycle::LifecycleRecord,
     model::roles_from_str,
     paging::PageRequest,
     revocations,
@@ -418,6 +420,43 @@ pub(crate) async fn watch_revocations(
         events
             .into_iter()
             .map(RevocationEventJson::from)
+            .collect::<Vec<_>>(),
+    )
+}
+
+pub(crate) async fn watch_events(
+    State(state): State<RestState>,
+    uri: OriginalUri,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let query = uri.0.query();
+    let raw = go_compat::query_get(query, "after_event_id").unwrap_or_default();
+    let after_event_id = if raw.is_empty() {
+        None
+    } else {
+        Some(
+            raw.parse::<i64>()
+                .map_err(|_| ApiError::invalid_url_param("after_event_id"))?,
+        )
+    };
+    // `actions=a&actions=b` and `actions=a,b` alike.
+    let actions = go_compat::query_get_all(query, "actions")
+        .iter()
+        .flat_map(|value| value.split(','))
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let user_id = go_compat::query_get(query, "user_id").unwrap_or_default();
+    let event_query = EventQuery {
+        after_event_id,
+        actions,
+        user_id,
+    };
+    let records = events::events_after(&state.ctx, &caller, &event_query).await?;
+    ok_json(
+        records
+            .iter()
+            .map(LifecycleRecord::to_json)
             .collect::<Vec<_>>(),
     )
 }

@@ -33,8 +33,19 @@ pub(crate) struct OperationDoc {
     pub(crate) paged: bool,
     /// Other integer query parameters: (name, description).
     pub(crate) query: &'static [(&'static str, &'static str)],
+    /// Text query parameters: (name, what they hold, description).
+    pub(crate) text_query: &'static [(&'static str, QueryValue, &'static str)],
     /// Also served without a credential (Mattermost's `APIHandler`, as for logout).
     pub(crate) anonymous: bool,
+}
+
+/// What a text query parameter holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum QueryValue {
+    /// A 26-character id.
+    Id,
+    /// Names, the parameter repeated or its values comma-separated.
+    List,
 }
 
 /// A success response body: one object, or a JSON array of them.
@@ -52,6 +63,7 @@ impl OperationDoc {
             reply,
             paged: false,
             query: &[],
+            text_query: &[],
             anonymous: false,
         }
     }
@@ -61,6 +73,14 @@ impl OperationDoc {
         query: &'static [(&'static str, &'static str)],
     ) -> Self {
         self.query = query;
+        self
+    }
+
+    pub(crate) const fn with_text_query(
+        mut self,
+        query: &'static [(&'static str, QueryValue, &'static str)],
+    ) -> Self {
+        self.text_query = query;
         self
     }
 
@@ -225,6 +245,22 @@ fn parameters(path: &str, doc: &OperationDoc) -> Value {
             "schema": {"type": "integer", "format": "int64", "minimum": 0},
         }));
     }
+    for (name, value, description) in doc.text_query {
+        let parameter = match value {
+            QueryValue::Id => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "schema": {"type": "string", "pattern": ID_PATTERN},
+            }),
+            QueryValue::List => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "style": "form", "explode": true,
+                "schema": {"type": "array", "items": {"type": "string"}},
+            }),
+        };
+        out.push(parameter);
+    }
     if doc.paged {
         out.push(json!({
             "name": "page", "in": "query", "required": false,
@@ -345,6 +381,50 @@ fn boolean() -> Value {
 
 fn string_map() -> Value {
     json!({"type": "object", "additionalProperties": {"type": "string"}})
+}
+
+/// A lifecycle record: `LifecycleRecord::to_json` (absent subjects and origin left out).
+fn lifecycle_record() -> Value {
+    object(
+        json!({
+            "id": {"type": "integer", "format": "int64", "description": "Position in the log, in commit order; pass the last one seen as after_event_id."},
+            "time": {"type": "string", "format": "date-time", "description": "When the change was made (RFC 3339, UTC, milliseconds)."},
+            "create_at": millis("The same time in Unix milliseconds."),
+            "action": {"type": "string", "description": "What happened, e.g. access_token.created (the README's lifecycle log table lists every action)."},
+            "actor": object(json!({
+                "type": {"type": "string", "enum": ["user", "operator", "service", "unknown"], "description": "A user, the operator (admin CLI, local socket), the service's own jobs; unknown for records moved from earlier versions."},
+                "id": id_field("The acting user (type user only)."),
+            }), &["id"]),
+            "user_id": id_field("The user the record is about."),
+            "token_id": id_field("The personal access token the record is about."),
+            "session_id": id_field("The session the record is about."),
+            "command_id": id_field("The slash command the record is about."),
+            "team_id": id_field("The team the record is about."),
+            "webhook_id": {"type": "string", "description": "The webhook endpoint the record is about."},
+            "ip": {"type": "string", "description": "The client's address, when a request caused the change."},
+            "user_agent": {"type": "string", "maxLength": 256, "description": "The client's User-Agent, when a request caused the change."},
+            "request_id": {"type": "string", "description": "The request's X-Request-ID."},
+            "detail": {"type": "object", "additionalProperties": true, "description": "A small JSON object with details of the change; never a secret."},
+            "credential_hmac": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "HMAC-SHA256 of the credential the record names, under the audit key."},
+            "revokes": object(json!({
+                "kind": {"type": "string", "enum": ["session", "access_token", "user", "all"]},
+                "id": {"type": "string", "description": "Session, token or user id; empty for all."},
+            }), &[]),
+        }),
+        &[
+            "user_id",
+            "token_id",
+            "session_id",
+            "command_id",
+            "team_id",
+            "webhook_id",
+            "ip",
+            "user_agent",
+            "request_id",
+            "credential_hmac",
+            "revokes",
+        ],
+    )
 }
 
 /// An object schema whose listed properties are all required unless named in `optional`.
@@ -546,6 +626,7 @@ fn schemas() -> Value {
             "subject_id": {"type": "string", "description": "Session, token or user id; empty for all."},
             "create_at": millis("Unix milliseconds."),
         }), &[]),
+        "LifecycleRecord": lifecycle_record(),
         "IntrospectionRequest": body_requiring(json!({"token": text(1, 64, "Any token: a session token or a PAT secret.")}), &["token"]),
         "Introspection": object(json!({
             "active": boolean(),

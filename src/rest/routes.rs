@@ -18,7 +18,7 @@ use prost::Message;
 
 use super::{
     RestState, handlers as h,
-    openapi::{OperationDoc, Reply},
+    openapi::{OperationDoc, QueryValue, Reply},
 };
 use crate::pb::{
     FILE_DESCRIPTOR_SET,
@@ -265,6 +265,28 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
                 "after_event_id",
                 "Return the events after this id (at most 1000); 0 or absent: from the oldest kept.",
             )]),
+        ),
+        serve(
+            "WatchEvents",
+            h::watch_events,
+            doc(200, None, List("LifecycleRecord"))
+                .with_query(&[(
+                    "after_event_id",
+                    "Return the records after this id (at most 1000); 0 or absent: from the oldest kept.",
+                )])
+                .with_text_query(&[
+                    (
+                        "actions",
+                        QueryValue::List,
+                        "Only records of these actions (`actions=a&actions=b` or `actions=a,b`), \
+                         e.g. access_token.created; absent: every action.",
+                    ),
+                    (
+                        "user_id",
+                        QueryValue::Id,
+                        "Only records about this user (the subject, not the actor).",
+                    ),
+                ]),
         ),
         serve(
             "CreateUser",

@@ -126,6 +126,9 @@ impl Echo {
 type Stream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>>;
 
+type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
 fn only_introspect() -> Status {
     Status::unimplemented("the echo baseline answers IntrospectToken only")
 }
@@ -136,6 +139,7 @@ macro_rules! echo_service {
         #[tonic::async_trait]
         impl TokenService for Echo {
             type WatchRevocationsStream = Stream;
+            type WatchEventsStream = EventStream;
 
             async fn introspect_token(
                 &self,
@@ -148,6 +152,13 @@ macro_rules! echo_service {
                 &self,
                 _request: Request<pb::WatchRevocationsRequest>,
             ) -> Result<Response<Stream>, Status> {
+                Err(only_introspect())
+            }
+
+            async fn watch_events(
+                &self,
+                _request: Request<pb::WatchEventsRequest>,
+            ) -> Result<Response<EventStream>, Status> {
                 Err(only_introspect())
             }
 
