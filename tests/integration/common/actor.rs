@@ -395,6 +395,26 @@ impl ActorClient {
         self.watch_revocations(None).await.expect("subscribe")
     }
 
+    /// WatchEvents with the filters and position of `message`.
+    pub async fn watch_events(
+        &self,
+        message: pb::WatchEventsRequest,
+    ) -> Reply<Streaming<pb::WatchEventsResponse>> {
+        let request = self.request(message);
+        self.client()
+            .watch_events(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// Subscribes to every record of the lifecycle log from now on, failing the test if
+    /// refused.
+    pub async fn subscribe_events(&self) -> Streaming<pb::WatchEventsResponse> {
+        self.watch_events(pb::WatchEventsRequest::default())
+            .await
+            .expect("subscribe to events")
+    }
+
     // Sessions.
 
     /// GetSessions.

@@ -1,11 +1,12 @@
 //! The gRPC surface over real sockets: each RPC group against every kind of caller
-//! (`caller_kinds/`), validation and effects per group, the revocation log and stream,
-//! replicas, concurrency, database faults, shutdown, health and reflection.
+//! (`caller_kinds/`), validation and effects per group, the revocation log and stream, the
+//! event stream, replicas, concurrency, database faults, shutdown, health and reflection.
 
 mod access_tokens;
 mod caller_kinds;
 mod commands;
 mod concurrency;
+mod events;
 mod faults;
 mod health_reflection;
 mod introspection;
