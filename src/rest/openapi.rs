@@ -404,7 +404,7 @@ fn lifecycle_record() -> Value {
             "ip": {"type": "string", "description": "The client's address, when a request caused the change."},
             "user_agent": {"type": "string", "maxLength": 256, "description": "The client's User-Agent, when a request caused the change."},
             "request_id": {"type": "string", "description": "The request's X-Request-ID."},
-            "detail": {"type": "object", "additionalProperties": true, "description": "A small JSON object with details of the change; never a secret."},
+            "detail": {"type": "object", "additionalProperties": {}, "description": "A small JSON object with details of the change; never a secret."},
             "credential_hmac": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "HMAC-SHA256 of the credential the record names, under the audit key."},
             "revokes": object(json!({
                 "kind": {"type": "string", "enum": ["session", "access_token", "user", "all"]},

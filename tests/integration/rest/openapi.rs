@@ -471,6 +471,48 @@ async fn every_route_answers_as_its_schema_says() {
             .any(|e| e["kind"] == "access_token"),
         "{events}"
     );
+    let records = call!(
+        Method::GET,
+        "/api/v4/tokens/events",
+        "/api/v4/tokens/events?after_event_id=0",
+        &admin.token,
+        None,
+        200
+    );
+    let listed = records.as_array().unwrap();
+    // Every kind of record made above, each with the fields it carries.
+    for action in [
+        "user.created",
+        "access_token.created",
+        "access_token.revoked",
+        "session.created",
+        "command.created",
+        "team_member.added",
+    ] {
+        assert!(
+            listed.iter().any(|r| r["action"] == action),
+            "{action}: {records}"
+        );
+    }
+    call!(
+        Method::GET,
+        "/api/v4/tokens/events",
+        format!(
+            "/api/v4/tokens/events?actions=access_token.created&user_id={}",
+            alice.id
+        ),
+        &admin.token,
+        None,
+        200
+    );
+    call!(
+        Method::GET,
+        "/api/v4/tokens/events",
+        "/api/v4/tokens/events?actions=nope",
+        &admin.token,
+        None,
+        400
+    );
     call!(
         Method::POST,
         "/api/v4/users/logout",
