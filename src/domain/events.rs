@@ -22,7 +22,9 @@ use super::{
     ids::UserId,
     lifecycle::{Action, LifecycleRecord, RecordFilter},
     model::Revocation,
-    revocations::{BATCH, FeedItem, require_watch_permission, resumable_position},
+    revocations::{
+        BATCH, FeedItem, listing_position, require_watch_permission, resumable_position,
+    },
 };
 
 /// Records queued for one subscriber before its task waits for the client to read.
@@ -104,8 +106,8 @@ pub async fn watch_events(
     Ok(receiver)
 }
 
-/// The records passing the query's filter after its `after_event_id` (0 when unset), oldest
-/// first, at most 1000 (the REST mirror of the stream).
+/// The records passing the query's filter after its `after_event_id` (unset or 0: from the
+/// oldest kept), oldest first, at most 1000 (the REST mirror of the stream).
 pub async fn events_after(
     ctx: &Context,
     caller: &Caller,
@@ -113,7 +115,7 @@ pub async fn events_after(
 ) -> Result<Vec<LifecycleRecord>> {
     require_watch_permission(ctx, caller)?;
     let filter = record_filter(query)?;
-    let after = resumable_position(ctx, query.after_event_id.unwrap_or(0)).await?;
+    let after = listing_position(ctx, query.after_event_id.unwrap_or(0)).await?;
     ctx.store().records_after(after, &filter, BATCH).await
 }
 

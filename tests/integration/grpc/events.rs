@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use token_service::{
     domain::{access_tokens, caller::Caller, ids::new_id, sessions},
@@ -523,6 +524,52 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     .await;
     assert_eq!(status, 410, "{json}");
     assert_eq!(json["id"], "token_service.revocation_log.pruned");
+    // Without a position (or with 0) the mirror lists from the oldest record kept.
+    for position in ["", "after_event_id=0"] {
+        let (status, json) = rest_events(&srv, &admin.token, position).await;
+        assert_eq!(status, 200, "{position}: {json}");
+        let listed: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["token_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, [token_id.as_str()], "{position}: {json}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_stream_ends_with_unavailable_when_the_log_cannot_be_read() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let mut stream = srv.as_(&admin).subscribe_events().await;
+    let url = srv.config.database_url.as_ref().unwrap().expose();
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    db.execute_unprepared("ALTER TABLE lifecycle_log RENAME TO lifecycle_log_away")
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(GRACE, stream.message())
+        .await
+        .expect("the stream ends when the replica's feed cannot read the log")
+        .expect_err("with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert_eq!(error_id(&ended), "token_service.database_unavailable");
+    db.execute_unprepared("ALTER TABLE lifecycle_log_away RENAME TO lifecycle_log")
+        .await
+        .unwrap();
+    // With the log back, a new subscription works and sees what happens next.
+    let deadline = Instant::now() + GRACE;
+    let mut stream = loop {
+        match srv.as_(&admin).watch_events(query(None, &[], "")).await {
+            Ok(stream) => break stream,
+            Err(e) => assert!(Instant::now() < deadline, "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let bob = srv.basic_user("bob").await;
+    assert_eq!(next_event(&mut stream).await.unwrap().user_id, bob.id);
+    db.close().await.ok();
     srv.stop().await;
 }
 
@@ -647,11 +694,23 @@ async fn a_subscriber_that_does_not_read_holds_up_no_one() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    // On connections of their own: HTTP/2 flow control is per connection as well.
-    let mut stalled = srv.client().await.as_(&admin).subscribe_events().await;
+    // On connections of their own (HTTP/2 flow control is per connection as well); the
+    // stalled one with tiny windows, so the server soon cannot send it anything more.
+    let stalled_channel = tonic::transport::Channel::from_shared(srv.endpoint())
+        .unwrap()
+        .initial_stream_window_size(Some(1_024))
+        .initial_connection_window_size(Some(1_024))
+        .connect()
+        .await
+        .unwrap();
+    let mut stalled = Client::new(stalled_channel)
+        .as_(&admin)
+        .subscribe_events()
+        .await;
     let mut reader = srv.client().await.as_(&admin).subscribe_events().await;
-    // Far more than the stalled stream's buffers (its channel, the HTTP/2 windows) hold.
-    let n = 1_200;
+    // More than the stalled stream's buffers hold (its channel of 256 records, one encoded
+    // chunk of at most 32 KiB, the 1 KiB windows), so its task waits to send.
+    let n = 600;
     let mut made = Vec::with_capacity(n);
     for _ in 0..n {
         let created = access_tokens::create_user_access_token(
