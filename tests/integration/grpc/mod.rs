@@ -10,6 +10,7 @@ mod events;
 mod faults;
 mod health_reflection;
 mod introspection;
+mod lifecycle_log;
 mod replicas;
 mod revocation_log;
 mod revocation_stream;
