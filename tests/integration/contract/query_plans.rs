@@ -53,6 +53,14 @@ const QUERIES: &[(&str, &str)] = &[
         "lifecycle log pruning",
         "SELECT id, hash, create_at FROM lifecycle_log ORDER BY id LIMIT 1000",
     ),
+    (
+        "lifecycle records after a position (WatchEvents)",
+        "SELECT * FROM lifecycle_log WHERE id > 5 ORDER BY id LIMIT 1000",
+    ),
+    (
+        "a user's lifecycle records after a position (WatchEvents by user_id)",
+        "SELECT * FROM lifecycle_log WHERE id > 5 AND user_id = 'x' ORDER BY id LIMIT 1000",
+    ),
     ("command by id", "SELECT * FROM commands WHERE id = 'x'"),
     (
         "a user's team memberships (sessions list)",
