@@ -107,13 +107,9 @@ pub async fn open_context_with(
         );
     }
     let policy = Policy::try_from(config).map_err(InvalidConfig)?;
-    Ok(Context::new(
-        store,
-        policy,
-        hasher,
-        command_cipher,
-        options.clock.clone(),
-    ))
+    let ctx = Context::new(store, policy, hasher, command_cipher, options.clock.clone());
+    ctx.install_webhook_sender(Arc::new(crate::webhook_delivery::HttpWebhookSender::new()?));
+    Ok(ctx)
 }
 
 /// Connects to the configured database (creating the SQLite data directory if needed),
@@ -385,6 +381,13 @@ pub async fn start_with(
         FeedSettings::for_interval(Duration::from_millis(config.revocation_poll_interval_ms)),
         shutdown_rx.clone(),
     ));
+    // Webhooks: delivered from the log by a task of its own, never on a request's path.
+    // TODO(lifecycle merge): wake it with ctx.log_advanced().
+    let webhook_task = tokio::spawn(crate::domain::webhook_worker::run_webhook_delivery(
+        ctx.clone(),
+        None,
+        shutdown_rx.clone(),
+    ));
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -513,6 +516,9 @@ pub async fn start_with(
         };
         health_task.abort();
         feed_task.abort();
+        // Delivery stops after the message in flight (bounded by webhooks.timeout) and
+        // gives its leases up.
+        let _ = webhook_task.await;
         if let Some(path) = &task_socket_path {
             remove_local_socket(path);
         }

@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
-pub use secret::{DatabaseUrl, Secret, Ttl};
+pub use secret::{DatabaseUrl, Secret, Span, Ttl};
 pub use sections::{
-    CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebrtcConfig,
+    CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebhooksConfig,
+    WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -105,6 +106,8 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// The hot-path token cache.
     pub cache: CacheConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhooksConfig,
     /// How often each replica reads the revocation log written by the others, in
     /// milliseconds (PostgreSQL and MariaDB; a single SQLite process needs no log reads).
     pub revocation_poll_interval_ms: u64,
@@ -150,6 +153,7 @@ impl Default for Config {
             command_tokens: CommandTokensConfig::default(),
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),
+            webhooks: WebhooksConfig::default(),
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
@@ -311,6 +315,7 @@ impl Config {
         crate::domain::permissions::RoleTable::with_overrides(&self.roles)?;
         self.webrtc_policy().validate()?;
         self.tls.validate()?;
+        self.webhooks.validate()?;
         Ok(())
     }
 

@@ -2,7 +2,10 @@
 //! else (units converted: hours and milliseconds to the domain's milliseconds; the role
 //! overrides applied to the built-in role table).
 
-use crate::domain::{Policy, cache::CacheSettings, permissions::RoleTable, webrtc::WebrtcPolicy};
+use crate::domain::{
+    Policy, cache::CacheSettings, permissions::RoleTable, webhooks::WebhookPolicy,
+    webrtc::WebrtcPolicy,
+};
 
 use super::Config;
 
@@ -31,6 +34,14 @@ impl TryFrom<&Config> for Policy {
                 ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
             },
             revocation_poll_interval_ms: config.revocation_poll_interval_ms,
+            webhooks: WebhookPolicy {
+                allow_private_addresses: config.webhooks.allow_private_addresses,
+                timeout_ms: config.webhooks.timeout.millis(),
+                lease_ms: i64::try_from(config.webhooks.lease.millis()).unwrap_or(i64::MAX),
+                disable_after_ms: i64::try_from(config.webhooks.disable_after.millis())
+                    .unwrap_or(i64::MAX),
+                poll_interval_ms: config.webhooks.poll_interval.millis(),
+            },
         })
     }
 }
@@ -74,6 +85,7 @@ mod tests {
             }
         );
         assert_eq!(policy.revocation_poll_interval_ms, 50);
+        assert_eq!(policy.webhooks, WebhookPolicy::default());
     }
 
     #[test]

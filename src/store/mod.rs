@@ -9,6 +9,7 @@ mod error;
 mod revocations;
 mod sessions;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 
