@@ -89,7 +89,7 @@ impl ReplicaProcess {
 
     /// A sample of this replica's `/metrics`.
     async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.http_addr))
+        let text = crate::common::http_get(format!("http://{}/metrics", self.http_addr))
             .await
             .expect("scrape the replica")
             .text()

@@ -235,7 +235,7 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
         !http_addr.ends_with(":8065"),
         "the test asked for an ephemeral REST port, not the default: {http_addr}"
     );
-    let rest_me = reqwest::Client::new()
+    let rest_me = crate::common::http_client()
         .get(format!("http://{http_addr}/api/v4/users/me"))
         .bearer_auth(&secret)
         .send()
@@ -1018,7 +1018,7 @@ async fn listen_addresses_may_name_a_host() {
         .get_me(authed(pb::GetMeRequest {}, &secret))
         .await
         .unwrap();
-    let me = reqwest::Client::new()
+    let me = crate::common::http_client()
         .get(format!("http://{}/api/v4/users/me", serving.http_addr))
         .bearer_auth(&secret)
         .send()
@@ -1111,7 +1111,7 @@ fn admin_with_stdin(cli: &Cli, args: &[&str], stdin: &str) -> (bool, Value, Stri
 }
 
 async fn rest_status(http_addr: &str, token: &str) -> u16 {
-    reqwest::Client::new()
+    crate::common::http_client()
         .get(format!("http://{http_addr}/api/v4/users/me"))
         .bearer_auth(token)
         .send()

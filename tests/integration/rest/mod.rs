@@ -82,7 +82,7 @@ impl Http {
     pub fn new(srv: &TestServer) -> Self {
         Self {
             base: srv.http_base(),
-            client: reqwest::Client::new(),
+            client: crate::common::http_client(),
         }
     }
 
