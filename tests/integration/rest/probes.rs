@@ -135,7 +135,7 @@ async fn a_missing_migration_makes_readyz_503_and_the_service_not_serving_while_
     assert_eq!(body["failed"], "migrations", "{body}");
     let reason = body["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("migrations: migrations not applied: m20261201_000004"),
+        reason.starts_with("migrations: migrations not applied: m20261202_000006"),
         "{reason}"
     );
     assert!(reason.contains("token-service migrate"), "{reason}");
