@@ -25,6 +25,7 @@ pub mod assertions;
 pub mod db;
 pub mod fixtures;
 pub mod proxy;
+pub mod receiver;
 pub mod replica;
 pub mod server;
 
@@ -32,6 +33,7 @@ pub use actor::*;
 pub use assertions::*;
 pub use db::TestDb;
 pub use fixtures::*;
+pub use receiver::*;
 pub use replica::*;
 pub use server::*;
 

@@ -15,4 +15,5 @@ mod revocation_stream;
 mod sessions;
 mod shutdown;
 mod users;
+mod webhooks;
 mod webrtc;

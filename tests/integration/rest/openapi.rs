@@ -246,8 +246,10 @@ async fn every_route_answers_as_its_schema_says() {
         "/api/v4/tokens/webhooks",
         "/api/v4/tokens/webhooks",
         &admin.token,
-        Some(json!({"url": "http://127.0.0.1:9/hook", "description": "openapi",
-            "filter": {"actions": ["access_token.revoked"]}})),
+        Some(
+            json!({"url": "http://127.0.0.1:9/hook", "description": "openapi",
+            "filter": {"actions": ["access_token.revoked"]}})
+        ),
         201
     );
     let hook_id = hook["id"].as_str().unwrap().to_owned();
