@@ -23,8 +23,9 @@ use crate::{
     domain::{
         Context, Policy,
         clock::{Clock, SystemClock},
+        lifecycle::AuditKey,
         revocations::FeedSettings,
-        secret::{CommandTokenCipher, TokenHasher},
+        secret::{CommandTokenCipher, ServerKey, TokenHasher},
     },
     grpc,
     health::{CheckState, Health, Readiness},
@@ -107,7 +108,22 @@ pub async fn open_context_with(
         );
     }
     let policy = Policy::try_from(config).map_err(InvalidConfig)?;
-    let ctx = Context::new(store, policy, hasher, command_cipher, options.clock.clone());
+    let configured_audit_key = match &config.audit.key {
+        Some(key) => Some(
+            ServerKey::from_hex(key.expose())
+                .map_err(|e| InvalidConfig(format!("audit.key: {e}")))?,
+        ),
+        None => None,
+    };
+    let audit_key = AuditKey::new(&server_key, configured_audit_key.as_ref());
+    let ctx = Context::new(
+        store,
+        policy,
+        hasher,
+        command_cipher,
+        audit_key,
+        options.clock.clone(),
+    );
     ctx.install_webhook_sender(Arc::new(crate::webhook_delivery::HttpWebhookSender::new()?));
     Ok(ctx)
 }
@@ -333,6 +349,7 @@ pub async fn start_with(
         config.max_request_body_bytes,
         request_timeout,
         config.enable_developer,
+        &config.trusted_proxy_ip_header,
     );
     let management_app = rest::management_router(ctx.clone(), health.clone());
 
@@ -382,10 +399,9 @@ pub async fn start_with(
         shutdown_rx.clone(),
     ));
     // Webhooks: delivered from the log by a task of its own, never on a request's path.
-    // TODO(lifecycle merge): wake it with ctx.log_advanced().
     let webhook_task = tokio::spawn(crate::domain::webhook_worker::run_webhook_delivery(
         ctx.clone(),
-        None,
+        Some(ctx.log_advanced()),
         shutdown_rx.clone(),
     ));
     // A started server is a ready one when it can be: the feed catches up within
@@ -405,6 +421,7 @@ pub async fn start_with(
     let server_ctx = ctx.clone();
     let server_health = health.clone();
     let task_socket_path = local_socket_path.clone();
+    let trusted_proxy_ip_header = config.trusted_proxy_ip_header.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
         let mut reporter = health_reporter.clone();
@@ -419,10 +436,10 @@ pub async fn start_with(
             info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         };
         let grpc = grpc_server
-            .layer(RequestLayer::grpc(
-                ctx.metrics().clone(),
-                grpc::served_method_paths(),
-            ))
+            .layer(
+                RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
+                    .trusting(&trusted_proxy_ip_header),
+            )
             .layer(tower::util::option_layer(
                 request_timeout.map(grpc::DeadlineLayer::new),
             ))
@@ -446,9 +463,12 @@ pub async fn start_with(
                     let listener = http_listener.tap_io(|tcp| {
                         let _ = tcp.set_nodelay(true);
                     });
-                    axum::serve(listener, rest_app)
-                        .with_graceful_shutdown(http_shutdown)
-                        .await
+                    axum::serve(
+                        listener,
+                        rest_app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(http_shutdown)
+                    .await
                 }
             }
         };

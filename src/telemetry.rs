@@ -39,7 +39,7 @@ use tracing_subscriber::{
 
 use crate::{
     config::{LogConfig, LogFormat},
-    domain::ids::RequestId,
+    domain::{ids::RequestId, lifecycle::Origin},
     metrics::{Metrics, Transport},
 };
 
@@ -200,6 +200,8 @@ pub struct RequestLayer {
     metrics: Arc<Metrics>,
     /// gRPC only: the method paths served, so the metrics' route label stays bounded.
     known_paths: Arc<HashSet<Arc<str>>>,
+    /// Headers a trusted proxy sets to the client's address (`trusted_proxy_ip_header`).
+    trusted_ip_headers: Arc<[http::HeaderName]>,
 }
 
 impl RequestLayer {
@@ -210,6 +212,7 @@ impl RequestLayer {
             transport: Transport::Grpc,
             metrics,
             known_paths: Arc::new(known_paths.into_iter().map(Arc::from).collect()),
+            trusted_ip_headers: Arc::new([]),
         }
     }
 
@@ -219,8 +222,50 @@ impl RequestLayer {
             transport: Transport::Http,
             metrics,
             known_paths: Arc::default(),
+            trusted_ip_headers: Arc::new([]),
         }
     }
+
+    /// Reads the client's address from the first of `headers` present (Mattermost's
+    /// `TrustedProxyIPHeader`) instead of the peer's; names are checked by the config.
+    pub fn trusting(mut self, headers: &[String]) -> Self {
+        self.trusted_ip_headers = headers
+            .iter()
+            .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect();
+        self
+    }
+}
+
+/// The client's address: the first trusted proxy header present (its first address, as
+/// Mattermost's `GetIPAddress`), else the peer's address (REST: axum's `ConnectInfo`; gRPC:
+/// tonic's connect info, plaintext or TLS); "" over the local Unix socket.
+fn client_ip<B>(request: &http::Request<B>, trusted: &[http::HeaderName]) -> String {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    for header in trusted {
+        if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
+            let first = value.split(',').next().unwrap_or("").trim();
+            if !first.is_empty() {
+                return first.to_owned();
+            }
+        }
+    }
+    let extensions = request.extensions();
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0)
+        .or_else(|| {
+            extensions
+                .get::<TcpConnectInfo>()
+                .and_then(|i| i.remote_addr())
+        })
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        });
+    peer.map(|addr| addr.ip().to_canonical().to_string())
+        .unwrap_or_default()
 }
 
 impl<S> tower::Layer<S> for RequestLayer {
@@ -274,10 +319,20 @@ where
             });
             let _ = span.set_parent(parent);
         }
+        let origin = Origin::new(
+            &client_ip(&request, &self.layer.trusted_ip_headers),
+            request
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            request_id.as_str(),
+        );
         request.extensions_mut().insert(request_id);
         let future = {
             let _entered = span.enter();
-            self.inner.call(request)
+            // What the request changes is recorded with where it came from.
+            origin.scope(self.inner.call(request))
         };
         let metrics = Arc::clone(&self.layer.metrics);
         Box::pin(

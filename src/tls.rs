@@ -239,6 +239,8 @@ pub async fn serve_https(
                     return;
                 }
             };
+            // The peer's address, as axum's `ConnectInfo` gives it over plaintext.
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));

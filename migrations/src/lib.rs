@@ -9,7 +9,7 @@ mod m20261122_000001_create_initial_schema;
 mod m20261122_000002_create_commands_and_team_members;
 mod m20261123_000003_create_revocation_events;
 mod m20261201_000004_add_revocation_log_row;
-// TODO(merge main): after the lead's m20261202_000005_create_lifecycle_log.
+mod m20261202_000005_create_lifecycle_log;
 mod m20261202_000006_create_webhook_endpoints;
 
 /// Runs token-service's migrations.
@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_commands_and_team_members::Migration),
             Box::new(m20261123_000003_create_revocation_events::Migration),
             Box::new(m20261201_000004_add_revocation_log_row::Migration),
+            Box::new(m20261202_000005_create_lifecycle_log::Migration),
             Box::new(m20261202_000006_create_webhook_endpoints::Migration),
         ]
     }

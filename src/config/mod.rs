@@ -25,12 +25,13 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Span, Ttl};
 pub use sections::{
-    CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebhooksConfig,
-    WebrtcConfig,
+    AuditConfig, CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig,
+    WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -117,6 +118,12 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// TLS for both listeners, and client certificates (mTLS).
     pub tls: TlsConfig,
+    /// The lifecycle log as an audit trail: retention and key.
+    pub audit: AuditConfig,
+    /// Mattermost's `TrustedProxyIPHeader`: headers (e.g. `X-Forwarded-For`, `X-Real-IP`)
+    /// that carry the client's address when a trusted proxy sits in front; the first one
+    /// present wins (its first address). Empty: the peer's address is the client's.
+    pub trusted_proxy_ip_header: Vec<String>,
     /// Which source set the settings that locate the state (for messages); not a setting.
     #[serde(skip)]
     pub origins: Origins,
@@ -157,6 +164,8 @@ impl Default for Config {
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
+            audit: AuditConfig::default(),
+            trusted_proxy_ip_header: Vec::new(),
             origins: Origins::default(),
         }
     }
@@ -279,6 +288,21 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.cache.capacity == 0 {
             return Err("cache.capacity: must be at least 1 (use cache.enable = false to turn the cache off)".into());
+        }
+        if self.audit.retention.0 < 86_400 {
+            return Err(
+                "audit.retention: must be at least 1d (replicas resume from the log)".into(),
+            );
+        }
+        if let Some(key) = &self.audit.key {
+            ServerKey::from_hex(key.expose()).map_err(|e| format!("audit.key: {e}"))?;
+        }
+        for header in &self.trusted_proxy_ip_header {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(format!(
+                    "trusted_proxy_ip_header: {header:?} is not a header name"
+                ));
+            }
         }
         if !(1..=60_000).contains(&self.revocation_poll_interval_ms) {
             return Err("revocation_poll_interval_ms: must be between 1 and 60000".into());

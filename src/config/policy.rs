@@ -34,6 +34,9 @@ impl TryFrom<&Config> for Policy {
                 ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
             },
             revocation_poll_interval_ms: config.revocation_poll_interval_ms,
+            log_retention_ms: i64::try_from(config.audit.retention.0)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
             webhooks: WebhookPolicy {
                 allow_private_addresses: config.webhooks.allow_private_addresses,
                 timeout_ms: config.webhooks.timeout.millis(),

@@ -80,6 +80,28 @@ impl Default for CacheConfig {
     }
 }
 
+/// The lifecycle log as an audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How long lifecycle records are kept: seconds, or a number with s, m, h or d. Default
+    /// 365d; at least 1d (replicas and WatchRevocations subscribers resume from the log).
+    pub retention: Ttl,
+    /// The audit key (hex, at least 32 bytes): chains the records' hashes and computes the
+    /// HMACs that name credentials in records. Unset: derived from the server key. Changing
+    /// it breaks the chain check of the records written before.
+    pub key: Option<Secret>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention: Ttl(365 * 86_400),
+            key: None,
+        }
+    }
+}
+
 /// Slash-command token encryption keys. Without configuration, a key derived from the server
 /// key (id "server") is used; configured keys add to it, so rotation is: add a key, make it
 /// current, restart every replica. Old tokens keep decrypting with the key they name.

@@ -4,6 +4,7 @@
 //! (create, search), the operation is offered in two steps: an authorization that returns a
 //! grant, then the action on the grant, so a transport can decode its body in between.
 
+use serde_json::json;
 use tracing::info;
 
 use super::model::{AccessTokenChange, TokenWrite};
@@ -12,6 +13,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::TokenId,
+    lifecycle::{Action, NewRecord},
     model::{Revocation, UnixMillis, User, UserAccessToken},
     paging::PageRequest,
     permissions::Permission,
@@ -176,8 +178,13 @@ impl TokenCreation {
             expires_at: request.expires_at.unwrap_or(0),
             create_at: now,
         };
+        let record = NewRecord::by(caller, Action::AccessTokenCreated)
+            .user(&token.user_id)
+            .token(&token.id)
+            .credential(ctx.audit_key(), &secret)
+            .detail(json!({"description": token.description, "expires_at": token.expires_at}));
         ctx.store()
-            .insert_access_token(&token, &ctx.hasher().digest(&secret))
+            .insert_access_token(&token, &ctx.hasher().digest(&secret), &record)
             .await?;
         info!(target: "audit", action = "create_user_access_token", token_id = %token.id,
         user_id = %token.user_id, caller = %caller, "personal access token created");
@@ -378,6 +385,14 @@ impl TokenChange {
             TokenChange::Enable => "enable_user_access_token",
         }
     }
+
+    fn action(self) -> Action {
+        match self {
+            TokenChange::Revoke => Action::AccessTokenRevoked,
+            TokenChange::Disable => Action::AccessTokenDisabled,
+            TokenChange::Enable => Action::AccessTokenEnabled,
+        }
+    }
 }
 
 /// Revokes, disables or enables a token (see the three functions above).
@@ -389,9 +404,15 @@ pub async fn change_user_access_token(
 ) -> Result<()> {
     let token = authorize_token_change(ctx, caller, token, change.permission()).await?;
     let store_change = change.store_change(&token.id, ctx.now());
+    let mut record = NewRecord::by(caller, change.action())
+        .user(&token.user_id)
+        .token(&token.id);
+    if let Some(revocation) = &store_change.revocation {
+        record = record.revokes(revocation.clone());
+    }
     if !ctx
         .store()
-        .change_access_token(&token.id, &store_change)
+        .change_access_token(&token.id, &store_change, &record)
         .await?
     {
         return Err(token_not_found());

@@ -5,8 +5,10 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use serde_json::json;
 use tracing::debug;
 
+use super::lifecycle::{Action, Actor, NewRecord, Origin};
 use super::model::SessionInsert;
 use super::sessions::store_session_within_cap;
 use super::{
@@ -107,7 +109,16 @@ impl Context {
                 return Err(refused("user deactivated"));
             }
             let session = access_token_session(&user, &token, now);
-            match store_session_within_cap(self, &session, digest).await? {
+            let record = NewRecord::new_with(
+                Action::SessionCreated,
+                Actor::User(user.id.clone()),
+                Origin::current(),
+            )
+            .user(&user.id)
+            .token(&token.id)
+            .session(&session.id)
+            .detail(json!({"minted_for_access_token": true, "expires_at": session.expires_at}));
+            match store_session_within_cap(self, &session, digest, record).await? {
                 SessionInsert::Inserted => {
                     debug!(user_id = %user.id, token_id = %token.id, session_id = %session.id,
                         "minted session for personal access token");

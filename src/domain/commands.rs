@@ -1,6 +1,7 @@
 //! Slash commands: creation, Mattermost's `regen_token` rules, token verification for
 //! slash-command receivers, and the team memberships that carry team-scoped permissions.
 
+use serde_json::json;
 use tracing::info;
 
 use super::{
@@ -8,6 +9,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::{CommandId, TeamId, UserId},
+    lifecycle::{Action, NewRecord},
     model::{Command, TeamMember, TeamMemberWrite, UnixMillis},
     permissions::Permission,
     secret::PlainToken,
@@ -77,7 +79,15 @@ pub async fn create_command(
         .command_cipher()
         .encrypt(&token, command.id.as_str())
         .map_err(Error::internal)?;
-    ctx.store().insert_command(&command, &ciphertext).await?;
+    let record = NewRecord::by(caller, Action::CommandCreated)
+        .user(&command.creator_id)
+        .command(&command.id)
+        .team(&command.team_id)
+        .credential(ctx.audit_key(), &token)
+        .detail(json!({"trigger": command.trigger, "method": command.method}));
+    ctx.store()
+        .insert_command(&command, &ciphertext, &record)
+        .await?;
     info!(target: "audit", action = "create_command", command_id = %command.id,
         team_id = %command.team_id, caller = %caller, "slash command created");
     Ok(CreatedCommand { command, token })
@@ -124,9 +134,14 @@ pub async fn regen_command_token(
         .command_cipher()
         .encrypt(&token, command.id.as_str())
         .map_err(Error::internal)?;
+    let record = NewRecord::by(caller, Action::CommandTokenRegenerated)
+        .user(&command.creator_id)
+        .command(&command.id)
+        .team(&command.team_id)
+        .credential(ctx.audit_key(), &token);
     if !ctx
         .store()
-        .update_command_token(&command.id, &ciphertext, ctx.now())
+        .update_command_token(&command.id, &ciphertext, ctx.now(), &record)
         .await?
     {
         return Err(hidden());
@@ -204,9 +219,16 @@ pub async fn add_team_member(
         TeamMemberWrite::SetRoles(team_roles)
     };
     ctx.require_user(&user_id).await?;
+    let roles = match &write {
+        TeamMemberWrite::JoinKeepingLiveRoles(r) | TeamMemberWrite::SetRoles(r) => r,
+    };
+    let record = NewRecord::by(caller, Action::TeamMemberAdded)
+        .user(&user_id)
+        .team(&team_id)
+        .detail(json!({"roles": roles}));
     let (member, written) = ctx
         .store()
-        .upsert_team_member(&team_id, &user_id, &write, ctx.now())
+        .upsert_team_member(&team_id, &user_id, &write, ctx.now(), &record)
         .await?;
     if written {
         info!(target: "audit", action = "add_team_member", team_id = %team_id, user_id = %user_id,

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod error;
 pub mod ids;
 pub mod introspection;
+pub mod lifecycle;
 pub mod model;
 pub mod paging;
 pub mod permissions;
@@ -65,6 +66,9 @@ pub struct Policy {
     pub cache: cache::CacheSettings,
     /// How often the revocation log is read (the feed and WatchRevocations streams).
     pub revocation_poll_interval_ms: u64,
+    /// How long lifecycle records are kept, in milliseconds (at least a day: replicas and
+    /// `WatchRevocations` subscribers resume from the log).
+    pub log_retention_ms: i64,
     /// Webhook delivery.
     pub webhooks: webhooks::WebhookPolicy,
 }
@@ -84,6 +88,10 @@ struct ContextInner {
     cache: cache::PrincipalCache,
     /// Passes what the revocation feed reads on to `WatchRevocations` subscribers.
     feed: tokio::sync::broadcast::Sender<revocations::FeedItem>,
+    /// The newest lifecycle record id the feed has seen: readers of the whole log wake on it.
+    log_advanced: tokio::sync::watch::Sender<i64>,
+    /// Chains the lifecycle log and names credentials in it.
+    audit_key: lifecycle::AuditKey,
     /// This server's metrics (the transports record requests, the feed revocation lag).
     metrics: Arc<crate::metrics::Metrics>,
     /// Where every rule reads the current time.
@@ -99,11 +107,14 @@ impl Context {
         policy: Policy,
         hasher: TokenHasher,
         command_cipher: CommandTokenCipher,
+        audit_key: lifecycle::AuditKey,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
-                store,
+                store: store.with_audit_key(audit_key.clone()),
+                audit_key,
+                log_advanced: tokio::sync::watch::Sender::new(0),
                 cache: cache::PrincipalCache::new(policy.cache),
                 feed: tokio::sync::broadcast::Sender::new(revocations::FEED_CAPACITY),
                 metrics: crate::metrics::Metrics::new(),
@@ -180,5 +191,27 @@ impl Context {
 
     pub(crate) fn feed(&self) -> &tokio::sync::broadcast::Sender<revocations::FeedItem> {
         &self.inner.feed
+    }
+
+    /// The audit key (credential HMACs in lifecycle records).
+    pub fn audit_key(&self) -> &lifecycle::AuditKey {
+        &self.inner.audit_key
+    }
+
+    /// The newest lifecycle record id this replica's feed has seen; `changed()` wakes when
+    /// the log may have grown (a PostgreSQL notification of any append, or each poll).
+    pub fn log_advanced(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.log_advanced.subscribe()
+    }
+
+    /// Records that the log reached `newest` (the feed calls it after each read).
+    pub(crate) fn log_advanced_to(&self, newest: i64) {
+        self.inner.log_advanced.send_if_modified(|seen| {
+            let grew = newest > *seen;
+            if grew {
+                *seen = newest;
+            }
+            grew
+        });
     }
 }

@@ -276,11 +276,13 @@ pub enum SessionInsert {
     OwnerGone,
 }
 
-/// What woke the revocation feed (see the store's `RevocationWakeups`).
+/// What woke the revocation feed (see the store's `LogWakeups`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakeup {
-    /// A revocation was appended somewhere.
-    Notified,
+    /// A record that revokes something was appended somewhere.
+    Revoked,
+    /// Another record was appended somewhere.
+    Appended,
     /// The notification connection broke; notifications may have been missed.
     ConnectionLost,
 }

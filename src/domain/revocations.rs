@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::store::{RevocationWakeups, Store};
+use crate::store::{LogWakeups, Store};
 
 use super::model::Wakeup;
 use super::{
@@ -31,8 +31,8 @@ use super::{
     permissions::Permission,
 };
 
-/// How long revocation events are kept (for late readers and `WatchRevocations` resumption).
-pub const RETENTION_MS: i64 = 24 * 3_600_000;
+/// Records deleted per pruning transaction (each one short, so appends never wait long).
+const PRUNE_BATCH: u64 = 1_000;
 
 /// Events read per query.
 const BATCH: u64 = 1_000;
@@ -102,7 +102,7 @@ pub async fn run_revocation_feed(
     cache.set_trusted(false);
     let mut position: Option<i64> = None;
     let mut last_pruned: Option<Instant> = None;
-    let mut wakeups: Option<RevocationWakeups> = None;
+    let mut wakeups: Option<LogWakeups> = None;
     let mut listen_supported = true;
     let mut next_listen_attempt = Instant::now();
     loop {
@@ -112,7 +112,7 @@ pub async fn run_revocation_feed(
         // Listen before reading: whatever commits after the read's snapshot wakes us.
         if listen_supported && wakeups.is_none() && Instant::now() >= next_listen_attempt {
             next_listen_attempt = Instant::now() + LISTEN_RETRY;
-            let listen = store.revocation_wakeups(settings.stall_limit);
+            let listen = store.log_wakeups(settings.stall_limit);
             match tokio::time::timeout(settings.stall_limit, listen).await {
                 Ok(Ok(Some(listener))) => {
                     debug!("listening for revocation notifications");
@@ -125,11 +125,15 @@ pub async fn run_revocation_feed(
         }
         let read = async {
             match position {
-                None => store.latest_revocation_id().await.map(|id| {
+                None => store.latest_record_id().await.map(|id| {
                     position = Some(id);
                 }),
                 Some(ref mut after) => read_and_apply(&ctx, &store, after).await,
-            }
+            }?;
+            // Readers of the whole log (WatchEvents, webhooks) wake when it grew.
+            let newest = store.latest_record_id().await?;
+            ctx.log_advanced_to(newest);
+            Ok(())
         };
         // A read that stalls (database unreachable, server overloaded) must not leave the
         // cache trusted for the length of a connect timeout.
@@ -156,11 +160,12 @@ pub async fn run_revocation_feed(
         }
         if last_pruned.is_none_or(|at| at.elapsed() > PRUNE_INTERVAL) {
             last_pruned = Some(Instant::now());
-            // Events carry the domain's time, so the cut-off is read from its clock.
-            match store.prune_revocations(ctx.now() - RETENTION_MS).await {
-                Ok(n) if n > 0 => debug!(pruned = n, "old revocation events pruned"),
+            // Records carry the domain's time, so the cut-off is read from its clock.
+            let before = ctx.now() - ctx.policy().log_retention_ms;
+            match store.prune_log(before, PRUNE_BATCH).await {
+                Ok(n) if n > 0 => debug!(pruned = n, "old lifecycle records pruned"),
                 Ok(_) => {}
-                Err(e) => debug!(error = %e, "could not prune revocation events"),
+                Err(e) => debug!(error = %e, "could not prune the lifecycle log"),
             }
         }
         // With notifications, polling is only the fallback.
@@ -184,7 +189,7 @@ pub async fn run_revocation_feed(
     }
 }
 
-async fn next_wakeup(wakeups: &mut Option<RevocationWakeups>) -> Wakeup {
+async fn next_wakeup(wakeups: &mut Option<LogWakeups>) -> Wakeup {
     match wakeups {
         Some(listener) => listener.next().await,
         None => std::future::pending().await,
@@ -231,7 +236,7 @@ pub async fn watch_revocations(
     let feed = ctx.feed().subscribe();
     let start = match after_event_id {
         Some(id) => resumable_position(ctx, id).await?,
-        None => ctx.store().latest_revocation_id().await?,
+        None => ctx.store().latest_record_id().await?,
     };
     let (sender, receiver) = mpsc::channel(256);
     let subscription = Subscription {
@@ -397,14 +402,14 @@ async fn resumable_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
             "must be zero or positive",
         ));
     }
-    let pruned_through = ctx.store().pruned_revocations_through().await?;
+    let pruned_through = ctx.store().pruned_log_through().await?;
     if after_event_id < pruned_through {
         return Err(Error::OutOfRange {
             field: "after_event_id",
             rule: format!(
                 "events up to {pruned_through} were pruned (they are kept {} hours); \
                  reload what you cached and watch again without a position",
-                RETENTION_MS / 3_600_000
+                ctx.policy().log_retention_ms / 3_600_000
             ),
             reason: Reason::RevocationLogPruned,
         });

@@ -115,6 +115,11 @@ impl ServerKey {
         Ok(Self(bytes))
     }
 
+    /// The key's bytes (to derive other keys from).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// A new random key, as hex.
     pub fn generate_hex() -> Result<String, String> {
         let mut bytes = [0u8; SERVER_KEY_MIN_BYTES];
@@ -300,7 +305,7 @@ impl CommandTokenCipher {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

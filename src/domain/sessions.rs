@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
 use tracing::info;
 
 use super::model::SessionInsert;
@@ -12,6 +13,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::SessionId,
+    lifecycle::{Action, NewRecord},
     model::{Revocation, Session, TeamMember, UnixMillis, session_props},
     permissions::{Permission, require_session_owner},
     secret::{PlainToken, TokenDigest},
@@ -107,7 +109,16 @@ pub async fn create_session(
         expired_notify: false,
         props,
     };
-    match store_session_within_cap(ctx, &session, &ctx.hasher().digest(&token)).await? {
+    let record = NewRecord::by(caller, Action::SessionCreated)
+        .user(&session.user_id)
+        .session(&session.id)
+        .credential(ctx.audit_key(), &token)
+        .detail(json!({
+            "expires_at": session.expires_at,
+            "device_id": session.device_id,
+        }));
+    let digest = ctx.hasher().digest(&token);
+    match store_session_within_cap(ctx, &session, &digest, record).await? {
         SessionInsert::Inserted => {}
         SessionInsert::DigestTaken => return Err(Error::internal("session token collision")),
         SessionInsert::OwnerGone => {
@@ -122,16 +133,35 @@ pub async fn create_session(
 }
 
 /// Stores `session`, revoking the owner's least recently active sessions beyond
-/// `MAX_SESSIONS_PER_USER - 1` in the same transaction (Mattermost's session cap).
+/// `MAX_SESSIONS_PER_USER - 1` in the same transaction (Mattermost's session cap), and
+/// appending `created` (and, if sessions were revoked, a record of that by the same actor).
 pub(crate) async fn store_session_within_cap(
     ctx: &Context,
     session: &Session,
     digest: &TokenDigest,
+    created: NewRecord,
 ) -> Result<SessionInsert> {
     let on_trim = Revocation::User(session.user_id.clone());
+    let trim_record = NewRecord {
+        action: Action::UserSessionsRevoked,
+        subjects: Default::default(),
+        detail: String::new(),
+        credential_hmac: String::new(),
+        revocation: None,
+        ..created.clone()
+    }
+    .user(&session.user_id)
+    .detail(json!({"reason": "session_limit", "kept": MAX_SESSIONS_PER_USER - 1}))
+    .revokes(on_trim.clone());
     let (outcome, revoked) = ctx
         .store()
-        .insert_session_within_cap(session, digest, MAX_SESSIONS_PER_USER - 1, &on_trim)
+        .insert_session_within_cap(
+            session,
+            digest,
+            MAX_SESSIONS_PER_USER - 1,
+            &trim_record,
+            &created,
+        )
         .await?;
     if revoked > 0 {
         ctx.revoked_here(&on_trim);
@@ -220,8 +250,12 @@ pub async fn revoke_session(
         })?;
     require_session_owner(&session, &user_id)?;
     let revocation = Revocation::Session(session.id.clone());
+    let record = NewRecord::by(caller, Action::SessionRevoked)
+        .user(&user_id)
+        .session(&session.id)
+        .revokes(revocation.clone());
     ctx.store()
-        .delete_session(&session.id, ctx.now(), &revocation)
+        .delete_session(&session.id, ctx.now(), &record)
         .await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_session", user_id = %user_id, session_id = %session.id,
@@ -241,8 +275,16 @@ pub async fn logout(ctx: &Context, caller: &Caller) -> Result<()> {
     };
     let session = &principal.session;
     let revocation = Revocation::Session(session.id.clone());
+    let mut record = NewRecord::by(caller, Action::SessionRevoked)
+        .user(&session.user_id)
+        .session(&session.id)
+        .detail(json!({"reason": "logout"}))
+        .revokes(revocation.clone());
+    if let Some(token_id) = &session.user_access_token_id {
+        record = record.token(token_id);
+    }
     ctx.store()
-        .delete_session(&session.id, ctx.now(), &revocation)
+        .delete_session(&session.id, ctx.now(), &record)
         .await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "logout", user_id = %session.user_id, session_id = %session.id,
@@ -255,9 +297,13 @@ pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) 
     let user_id = caller.resolve_user_id(user_id)?;
     ctx.require_user_access(caller, &user_id).await?;
     let revocation = Revocation::User(user_id.clone());
+    let record = NewRecord::by(caller, Action::UserSessionsRevoked)
+        .user(&user_id)
+        .detail(json!({"reason": "revoke_all"}))
+        .revokes(revocation.clone());
     let revoked = ctx
         .store()
-        .delete_sessions_for_user(&user_id, ctx.now(), &revocation)
+        .delete_sessions_for_user(&user_id, ctx.now(), &record)
         .await?;
     ctx.revoked_here(&revocation);
     info!(target: "audit", action = "revoke_all_sessions", user_id = %user_id, revoked,
@@ -268,10 +314,8 @@ pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) 
 /// Revokes every session of every user. Requires `manage_system`.
 pub async fn revoke_sessions_from_all_users(ctx: &Context, caller: &Caller) -> Result<()> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let revoked = ctx
-        .store()
-        .delete_all_sessions(ctx.now(), &Revocation::All)
-        .await?;
+    let record = NewRecord::by(caller, Action::AllSessionsRevoked).revokes(Revocation::All);
+    let revoked = ctx.store().delete_all_sessions(ctx.now(), &record).await?;
     ctx.revoked_here(&Revocation::All);
     info!(target: "audit", action = "revoke_sessions_from_all_users", revoked,
         caller = %caller, "all sessions revoked");

@@ -1,6 +1,7 @@
 //! The user directory that internal services keep in sync: create, change roles,
 //! (de)activate; and the caller's own record.
 
+use serde_json::json;
 use tracing::info;
 
 use super::model::{TimeWrite, UserActivationChange, UserRolesChange};
@@ -9,6 +10,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::UserId,
+    lifecycle::{Action, NewRecord},
     model::{Revocation, User},
     permissions::{Permission, SYSTEM_USER},
     text::require_no_nul,
@@ -122,7 +124,14 @@ pub async fn create_user(ctx: &Context, caller: &Caller, request: NewUser) -> Re
         update_at: now,
         delete_at: 0,
     };
-    ctx.store().insert_user(&user).await?;
+    let mut detail = json!({"username": user.username, "roles": user.roles, "is_bot": user.is_bot});
+    if let Some(owner) = &user.bot_owner_id {
+        detail["bot_owner_id"] = json!(owner.as_str());
+    }
+    let record = NewRecord::by(caller, Action::UserCreated)
+        .user(&user.id)
+        .detail(detail);
+    ctx.store().insert_user(&user, &record).await?;
     info!(target: "audit", action = "create_user", user_id = %user.id, is_bot = user.is_bot,
         "user created");
     Ok(user)
@@ -154,9 +163,13 @@ pub async fn update_user_roles(
         // Every replica drops what it cached about the user, so the new roles apply at once.
         revocation: Revocation::User(user_id.clone()),
     };
+    let record = NewRecord::by(caller, Action::UserRolesChanged)
+        .user(&user_id)
+        .detail(json!({"roles": change.roles}))
+        .revokes(change.revocation.clone());
     let user = ctx
         .store()
-        .update_user_roles(&user_id, &change)
+        .update_user_roles(&user_id, &change, &record)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,
@@ -193,9 +206,17 @@ pub async fn update_user_active(
         // Every replica drops what it cached about the user.
         revocation: Revocation::User(user_id.clone()),
     };
+    let action = if active {
+        Action::UserReactivated
+    } else {
+        Action::UserDeactivated
+    };
+    let record = NewRecord::by(caller, action)
+        .user(&user_id)
+        .revokes(change.revocation.clone());
     let user = ctx
         .store()
-        .set_user_active(&user_id, &change)
+        .set_user_active(&user_id, &change, &record)
         .await?
         .ok_or(Error::NotFound {
             reason: Reason::UserNotFound,

@@ -31,80 +31,20 @@ use super::{
     Context,
     error::Result,
     ids::WebhookId,
+    lifecycle::{Action, LifecycleRecord, NewRecord, rfc3339},
     model::UnixMillis,
-    webhooks::{
-        FailureWrite, SendOutcome, StoredWebhook, WebhookFilter, backoff_ms, jitter, rfc3339,
-        truncate,
-    },
+    webhooks::{FailureWrite, SendOutcome, StoredWebhook, backoff_ms, jitter, truncate},
 };
 
 /// Records read per query.
 const BATCH: u64 = 100;
 
-/// A lifecycle record as delivery sends it.
-///
-/// TODO(lifecycle merge): read `lifecycle::LifecycleRecord`s with `Store::records_after`
-/// (and the newest id with `Store::latest_record_id`); until then the revocation log stands
-/// in for the lifecycle log.
-#[derive(Debug, Clone)]
-struct LogItem {
-    id: i64,
-    action: String,
-    create_at: UnixMillis,
-    data: serde_json::Value,
-}
-
-/// The newest record id.
-async fn latest_id(ctx: &Context) -> Result<i64> {
-    ctx.store().latest_revocation_id().await
-}
-
-/// The records after `after` that `filter` selects, oldest first, at most `limit`.
-async fn records_after(
-    ctx: &Context,
-    after: i64,
-    filter: &WebhookFilter,
-    limit: u64,
-) -> Result<Vec<LogItem>> {
-    use super::model::Revocation;
-    let events = ctx.store().revocations_after(after, limit).await?;
-    Ok(events
-        .into_iter()
-        .filter_map(|e| {
-            let (action, user) = match &e.revocation {
-                Revocation::Session(_) => ("session.revoked", None),
-                Revocation::AccessToken(_) => ("access_token.revoked", None),
-                Revocation::User(u) => ("user.sessions_revoked", Some(u.clone())),
-                Revocation::All => ("sessions.all_revoked", None),
-            };
-            let selected = (filter.actions.is_empty()
-                || filter.actions.iter().any(|a| a == action))
-                && filter
-                    .user_id
-                    .as_ref()
-                    .is_none_or(|wanted| user.as_ref() == Some(wanted));
-            selected.then(|| LogItem {
-                id: e.id,
-                action: action.to_owned(),
-                create_at: e.create_at,
-                data: serde_json::json!({
-                    "id": e.id,
-                    "time": rfc3339(e.create_at),
-                    "create_at": e.create_at,
-                    "action": action,
-                    "subject_id": e.revocation.subject_id(),
-                }),
-            })
-        })
-        .collect())
-}
-
 /// The JSON body of one record's message.
-fn payload(record: &LogItem) -> Vec<u8> {
+fn payload(record: &LifecycleRecord) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "type": record.action,
+        "type": record.record.action.as_str(),
         "timestamp": rfc3339(record.create_at),
-        "data": record.data,
+        "data": record.to_json(),
     }))
     .expect("JSON values serialize")
 }
@@ -249,8 +189,13 @@ impl Endpoint {
         let ctx = &self.ctx;
         let mut cursor = stored.webhook.delivery.delivered_through;
         loop {
-            let latest = latest_id(ctx).await?;
-            let batch = records_after(ctx, cursor, &stored.webhook.filter, BATCH).await?;
+            let latest = ctx.store().latest_record_id().await?;
+            let batch = if stored.webhook.filter.selects_nothing() {
+                Vec::new()
+            } else {
+                let filter = stored.webhook.filter.record_filter();
+                ctx.store().records_after(cursor, &filter, BATCH).await?
+            };
             let complete = (batch.len() as u64) < BATCH;
             for record in batch {
                 if *self.shutdown.borrow() {
@@ -304,7 +249,11 @@ impl Endpoint {
     }
 
     /// Sends one record, renewing the lease while the endpoint takes its time.
-    async fn send_renewing(&self, stored: &StoredWebhook, record: &LogItem) -> Result<SendOutcome> {
+    async fn send_renewing(
+        &self,
+        stored: &StoredWebhook,
+        record: &LifecycleRecord,
+    ) -> Result<SendOutcome> {
         let ctx = &self.ctx;
         let send = ctx.send_signed(stored, format!("msg_{}", record.id), payload(record));
         tokio::pin!(send);
@@ -332,7 +281,7 @@ impl Endpoint {
     async fn failed(
         &self,
         stored: &StoredWebhook,
-        record: &LogItem,
+        record: &LifecycleRecord,
         outcome: &SendOutcome,
         now: UnixMillis,
     ) -> Result<()> {
@@ -362,6 +311,16 @@ impl Endpoint {
             failing_since,
             last_error: error.clone(),
             attempted_at: now,
+            disabled_record: disable.as_ref().map(|reason| {
+                NewRecord::by_service(Action::WebhookDisabled)
+                    .webhook(self.id.as_str())
+                    .detail(serde_json::json!({
+                        "reason": reason,
+                        "attempts": attempts,
+                        "failing_since": failing_since,
+                        "last_error": error,
+                    }))
+            }),
             disable: disable.clone(),
         };
         ctx.metrics().record_webhook_delivery(match outcome {

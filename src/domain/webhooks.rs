@@ -22,6 +22,7 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, KeyInit, Mac};
+use serde_json::json;
 use sha2::Sha256;
 use tracing::info;
 
@@ -30,6 +31,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::{UserId, WebhookId},
+    lifecycle::{Action, NewRecord, RecordFilter, rfc3339},
     model::UnixMillis,
     permissions::Permission,
     secret::PlainToken,
@@ -95,6 +97,32 @@ pub struct WebhookFilter {
     pub actions: Vec<String>,
     /// Only records whose subject user is this one; `None`: any.
     pub user_id: Option<UserId>,
+}
+
+impl WebhookFilter {
+    /// The log reader's filter (an action this version does not know selects nothing).
+    pub fn record_filter(&self) -> RecordFilter {
+        RecordFilter {
+            actions: self
+                .actions
+                .iter()
+                .filter_map(|a| Action::parse(a))
+                .collect(),
+            user_id: self.user_id.clone(),
+        }
+    }
+
+    /// Whether it selects nothing at all (every action named is unknown to this version).
+    pub fn selects_nothing(&self) -> bool {
+        !self.actions.is_empty() && self.actions.iter().all(|a| Action::parse(a).is_none())
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "actions": self.actions,
+            "user_id": self.user_id.as_ref().map(UserId::as_str).unwrap_or_default(),
+        })
+    }
 }
 
 /// Where an endpoint's delivery stands.
@@ -307,6 +335,8 @@ pub struct FailureWrite {
     pub attempted_at: UnixMillis,
     /// Disable the endpoint, for this reason.
     pub disable: Option<String>,
+    /// The `webhook.disabled` record, appended with the disable in one transaction.
+    pub disabled_record: Option<NewRecord>,
 }
 
 /// A new endpoint and its secret (shown once).
@@ -326,32 +356,8 @@ pub struct TestResult {
 }
 
 /// Whether `action` names a lifecycle action.
-///
-/// TODO(lifecycle merge): replace the list with `lifecycle::Action::parse(action).is_some()`.
 pub fn is_known_action(action: &str) -> bool {
-    const ACTIONS: [&str; 20] = [
-        "user.created",
-        "user.roles_changed",
-        "user.deactivated",
-        "user.reactivated",
-        "access_token.created",
-        "access_token.disabled",
-        "access_token.enabled",
-        "access_token.revoked",
-        "session.created",
-        "session.revoked",
-        "user.sessions_revoked",
-        "sessions.all_revoked",
-        "command.created",
-        "command.token_regenerated",
-        "team_member.added",
-        "webhook.created",
-        "webhook.updated",
-        "webhook.deleted",
-        "webhook.secret_rotated",
-        "webhook.disabled",
-    ];
-    ACTIONS.contains(&action)
+    Action::parse(action).is_some()
 }
 
 /// Checks a webhook URL: an absolute `http` or `https` URL with a host, no user
@@ -511,6 +517,16 @@ fn validate_filter(actions: &[String], user_id: &str) -> Result<WebhookFilter> {
     })
 }
 
+/// The host (and port) a URL names, for the log: never its path or query, which may carry
+/// a receiver's own credentials.
+fn url_host(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// A webhook id from a request.
 fn parse_id(raw: &str) -> Result<WebhookId> {
     WebhookId::parse(raw, "webhook_id", Reason::InvalidUrlParam)
@@ -556,30 +572,6 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
-}
-
-/// Unix milliseconds as RFC 3339 in UTC with milliseconds (`2026-12-02T19:43:00.123Z`).
-pub fn rfc3339(ms: UnixMillis) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 impl Context {
@@ -676,9 +668,17 @@ pub async fn create_webhook(
     };
     let secret = WebhookSecret::generate()?;
     let ciphertext = ctx.encrypt_secret(&secret, &webhook.id)?;
-    // TODO(lifecycle merge): the store appends webhook.created (actor: the caller, detail:
-    // url host and filter) in the insert's transaction.
-    let webhook = ctx.store().insert_webhook(&webhook, &ciphertext).await?;
+    let record = NewRecord::by(caller, Action::WebhookCreated)
+        .webhook(webhook.id.as_str())
+        .credential(
+            ctx.audit_key(),
+            &PlainToken::from_presented(secret.expose()),
+        )
+        .detail(json!({"host": url_host(&url), "filter": webhook.filter.to_json()}));
+    let webhook = ctx
+        .store()
+        .insert_webhook(&webhook, &ciphertext, &record)
+        .await?;
     info!(target: "audit", action = "create_webhook", webhook_id = %webhook.id,
         caller = %caller, "webhook created");
     Ok(CreatedWebhook { webhook, secret })
@@ -730,6 +730,23 @@ pub async fn update_webhook(
         .ok_or_else(not_found)?
         .webhook;
     let enabled = change.enabled.unwrap_or(current.enabled);
+    let mut changed = Vec::new();
+    if url.as_ref().is_some_and(|u| *u != current.url) {
+        changed.push("url");
+    }
+    if change
+        .description
+        .as_ref()
+        .is_some_and(|d| *d != current.description)
+    {
+        changed.push("description");
+    }
+    if filter.as_ref().is_some_and(|f| *f != current.filter) {
+        changed.push("filter");
+    }
+    if enabled != current.enabled {
+        changed.push("enabled");
+    }
     let write = WebhookWrite {
         url: url.unwrap_or(current.url.clone()),
         description: change.description.unwrap_or(current.description.clone()),
@@ -738,11 +755,24 @@ pub async fn update_webhook(
         reset_failures: enabled && !current.enabled,
         update_at: ctx.now(),
     };
-    // TODO(lifecycle merge): webhook.updated (detail: the fields changed) in the same
-    // transaction.
+    let mut detail = json!({"changed": changed, "enabled": write.enabled});
+    if changed.contains(&"url") {
+        detail["host"] = json!(url_host(
+            &url::Url::parse(&write.url).map_err(|e| Error::internal(e.to_string()))?
+        ));
+    }
+    if changed.contains(&"filter") {
+        detail["filter"] = write.filter.to_json();
+    }
+    if write.reset_failures {
+        detail["failures_cleared"] = json!(true);
+    }
+    let record = NewRecord::by(caller, Action::WebhookUpdated)
+        .webhook(id.as_str())
+        .detail(detail);
     let webhook = ctx
         .store()
-        .update_webhook(&id, &write)
+        .update_webhook(&id, &write, &record)
         .await?
         .ok_or_else(not_found)?;
     info!(target: "audit", action = "update_webhook", webhook_id = %webhook.id,
@@ -754,8 +784,8 @@ pub async fn update_webhook(
 pub async fn delete_webhook(ctx: &Context, caller: &Caller, webhook_id: &str) -> Result<()> {
     ctx.require_permission(caller, Permission::ManageSystem)?;
     let id = parse_id(webhook_id)?;
-    // TODO(lifecycle merge): webhook.deleted in the same transaction.
-    if !ctx.store().delete_webhook(&id).await? {
+    let record = NewRecord::by(caller, Action::WebhookDeleted).webhook(id.as_str());
+    if !ctx.store().delete_webhook(&id, &record, ctx.now()).await? {
         return Err(not_found());
     }
     info!(target: "audit", action = "delete_webhook", webhook_id = %id, caller = %caller,
@@ -786,11 +816,16 @@ pub async fn rotate_webhook_secret(
     let ciphertext = ctx.encrypt_secret(&secret, &id)?;
     let now = ctx.now();
     let previous_until = if grace == 0 { 0 } else { now + grace };
-    // TODO(lifecycle merge): webhook.secret_rotated (detail: grace end) in the same
-    // transaction.
+    let record = NewRecord::by(caller, Action::WebhookSecretRotated)
+        .webhook(id.as_str())
+        .credential(
+            ctx.audit_key(),
+            &PlainToken::from_presented(secret.expose()),
+        )
+        .detail(json!({"previous_secret_until": previous_until}));
     let webhook = ctx
         .store()
-        .rotate_webhook_secret(&id, &ciphertext, previous_until, now)
+        .rotate_webhook_secret(&id, &ciphertext, previous_until, now, &record)
         .await?
         .ok_or_else(not_found)?;
     info!(target: "audit", action = "rotate_webhook_secret", webhook_id = %id,
@@ -928,13 +963,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_614_265_330_123), "2021-02-25T15:02:10.123Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

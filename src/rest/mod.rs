@@ -63,6 +63,7 @@ pub(crate) fn router(
     max_body: usize,
     timeout: Option<Duration>,
     enable_developer: bool,
+    trusted_proxy_ip_header: &[String],
 ) -> Router {
     let table = routes::routes()
         .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
@@ -129,7 +130,9 @@ pub(crate) fn router(
     } else {
         Router::new()
     };
-    operational.merge(api).layer(RequestLayer::http(metrics))
+    operational
+        .merge(api)
+        .layer(RequestLayer::http(metrics).trusting(trusted_proxy_ip_header))
 }
 
 /// A route path with a parameter (`/users/tokens/{token_id}`).

@@ -1,17 +1,18 @@
 //! Personal access tokens: insert, look up, list, search, and the changes (revoke, disable,
 //! enable) applied as the domain describes them, each in one transaction with its
-//! revocation event.
+//! lifecycle record.
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
 };
 
+use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
-use super::{Store, revocations::append_revocation};
 use crate::domain::error::Result;
 use crate::domain::{
     ids::{TokenId, UserId},
+    lifecycle::NewRecord,
     model::{AccessTokenChange, TokenWrite, UserAccessToken},
     paging::PageRequest,
     secret::TokenDigest,
@@ -31,12 +32,14 @@ impl From<tokens::Model> for UserAccessToken {
 }
 
 impl Store {
-    /// Stores a new token under the digest of its secret.
+    /// Stores a new token under the digest of its secret, with its lifecycle record, in one
+    /// transaction.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_access_token(
         &self,
         token: &UserAccessToken,
         digest: &TokenDigest,
+        record: &NewRecord,
     ) -> Result<()> {
         let row = tokens::ActiveModel {
             id: Set(token.id.to_string()),
@@ -47,9 +50,13 @@ impl Store {
             expires_at: Set(token.expires_at),
             create_at: Set(token.create_at),
         };
+        let txn = self.begin_write().await?;
         tokens::Entity::insert(row)
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        self.append_to_log(&txn, std::slice::from_ref(record), token.create_at)
+            .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -144,23 +151,32 @@ impl Store {
             .collect())
     }
 
-    /// Applies a token change in one transaction; returns whether the token existed (nothing
-    /// else is written if not).
+    /// Applies a token change and appends its lifecycle record in one transaction; returns
+    /// whether the token existed (nothing is written if not).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn change_access_token(
         &self,
         id: &TokenId,
         change: &AccessTokenChange,
+        record: &NewRecord,
     ) -> Result<bool> {
         match change.token {
-            TokenWrite::Delete => self.delete_access_token(id, change).await,
-            TokenWrite::SetActive(active) => self.set_access_token_active(id, active, change).await,
+            TokenWrite::Delete => self.delete_access_token(id, change, record).await,
+            TokenWrite::SetActive(active) => {
+                self.set_access_token_active(id, active, change, record)
+                    .await
+            }
         }
     }
 
-    /// Deletes a token, first (if `change` says so) the sessions minted from it, and records
-    /// the change's revocation, in one transaction.
-    async fn delete_access_token(&self, id: &TokenId, change: &AccessTokenChange) -> Result<bool> {
+    /// Deletes a token, first (if `change` says so) the sessions minted from it, and appends
+    /// the record, in one transaction.
+    async fn delete_access_token(
+        &self,
+        id: &TokenId,
+        change: &AccessTokenChange,
+        record: &NewRecord,
+    ) -> Result<bool> {
         let txn = self.begin_write().await?;
         // Lock the token row first. A first use minting a session checks the token (its
         // foreign key) before it touches `sessions`, so it now waits for this revoke instead
@@ -184,20 +200,22 @@ impl Store {
             .exec(&txn)
             .await?;
         let existed = deleted.rows_affected > 0;
-        if existed && let Some(revocation) = &change.revocation {
-            append_revocation(&txn, revocation, change.at).await?;
+        if existed {
+            self.append_to_log(&txn, std::slice::from_ref(record), change.at)
+                .await?;
         }
         txn.commit().await?;
         Ok(existed)
     }
 
     /// Sets a token's active flag and, if the token exists, deletes the sessions minted from
-    /// it (if `change` says so) and records the change's revocation, in one transaction.
+    /// it (if `change` says so) and appends the record, in one transaction.
     async fn set_access_token_active(
         &self,
         id: &TokenId,
         active: bool,
         change: &AccessTokenChange,
+        record: &NewRecord,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
         // Write first: on SQLite a transaction that reads before it writes cannot wait for
@@ -219,9 +237,8 @@ impl Store {
                     .exec(&txn)
                     .await?;
             }
-            if let Some(revocation) = &change.revocation {
-                append_revocation(&txn, revocation, change.at).await?;
-            }
+            self.append_to_log(&txn, std::slice::from_ref(record), change.at)
+                .await?;
         }
         txn.commit().await?;
         Ok(exists)

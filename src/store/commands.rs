@@ -11,6 +11,7 @@ use super::{Store, join_roles, split_roles};
 use crate::domain::{
     error::Result,
     ids::{CommandId, TeamId, UserId},
+    lifecycle::NewRecord,
     model::{Command, TeamMember, TeamMemberWrite, UnixMillis},
 };
 
@@ -52,7 +53,12 @@ impl From<team_members::Model> for TeamMember {
 impl Store {
     /// Stores a new command with its encrypted token.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn insert_command(&self, command: &Command, token_ciphertext: &str) -> Result<()> {
+    pub async fn insert_command(
+        &self,
+        command: &Command,
+        token_ciphertext: &str,
+        record: &NewRecord,
+    ) -> Result<()> {
         let row = commands::ActiveModel {
             id: Set(command.id.to_string()),
             token_ciphertext: Set(token_ciphertext.to_owned()),
@@ -72,9 +78,13 @@ impl Store {
             update_at: Set(command.update_at),
             delete_at: Set(command.delete_at),
         };
+        let txn = self.begin_write().await?;
         commands::Entity::insert(row)
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        self.append_to_log(&txn, std::slice::from_ref(record), command.create_at)
+            .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -109,6 +119,7 @@ impl Store {
         id: &CommandId,
         token_ciphertext: &str,
         now: UnixMillis,
+        record: &NewRecord,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
         let live = commands::Entity::find_by_id(id.to_string())
@@ -125,6 +136,8 @@ impl Store {
                 .col_expr(commands::Column::UpdateAt, Expr::value(now))
                 .filter(commands::Column::Id.eq(id.as_str()))
                 .exec(&txn)
+                .await?;
+            self.append_to_log(&txn, std::slice::from_ref(record), now)
                 .await?;
         }
         txn.commit().await?;
@@ -171,6 +184,7 @@ impl Store {
         user_id: &UserId,
         write: &TeamMemberWrite,
         now: UnixMillis,
+        record: &NewRecord,
     ) -> Result<(TeamMember, bool)> {
         let txn = self.begin_write().await?;
         let key = (team_id.to_string(), user_id.to_string());
@@ -210,6 +224,8 @@ impl Store {
             .one(&txn)
             .await?
             .map(TeamMember::from);
+        self.append_to_log(&txn, std::slice::from_ref(record), now)
+            .await?;
         txn.commit().await?;
         member
             .map(|m| (m, true))

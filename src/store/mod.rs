@@ -6,7 +6,7 @@ mod commands;
 mod connect;
 mod entities;
 mod error;
-mod revocations;
+mod lifecycle;
 mod sessions;
 mod users;
 mod webhooks;
@@ -22,7 +22,7 @@ use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
 pub use connect::check_database_url;
-pub use revocations::RevocationWakeups;
+pub use lifecycle::{ChainLink, LogWakeups};
 
 /// Pool settings.
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct MigrationState {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Chains the lifecycle log's hashes; set by the domain context (appends need it).
+    audit_key: Option<std::sync::Arc<crate::domain::lifecycle::AuditKey>>,
 }
 
 impl Store {
@@ -81,7 +83,22 @@ impl Store {
         if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         }
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            audit_key: None,
+        })
+    }
+
+    /// This store, appending to the lifecycle log with hashes chained under `key`.
+    pub fn with_audit_key(mut self, key: crate::domain::lifecycle::AuditKey) -> Self {
+        self.audit_key = Some(std::sync::Arc::new(key));
+        self
+    }
+
+    fn audit_key(&self) -> Result<&crate::domain::lifecycle::AuditKey> {
+        self.audit_key
+            .as_deref()
+            .ok_or_else(|| Error::internal("the lifecycle log is written without its audit key"))
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock first (a

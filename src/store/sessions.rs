@@ -1,5 +1,5 @@
 //! Sessions: insert under the per-user cap, look up, list, touch, and delete, each delete
-//! with its revocation event in the same transaction.
+//! with its lifecycle record in the same transaction.
 
 use std::collections::BTreeMap;
 
@@ -12,14 +12,13 @@ use super::entities::{sessions, users};
 use super::{
     Store,
     error::{is_foreign_key_violation, is_unique_violation},
-    join_roles,
-    revocations::append_revocation,
-    split_roles,
+    join_roles, split_roles,
 };
 use crate::domain::{
     error::{Error, Result},
     ids::{SessionId, TokenId, UserId},
-    model::{Revocation, Session, SessionInsert, UnixMillis},
+    lifecycle::NewRecord,
+    model::{Session, SessionInsert, UnixMillis},
     secret::TokenDigest,
 };
 
@@ -64,9 +63,9 @@ impl Store {
         Ok(Some((Session::try_from(m)?, stored)))
     }
 
-    /// Stores a session under the digest of its token, first revoking the owner's least
-    /// recently active sessions beyond `keep` others (recording `on_trim`, at the session's
-    /// creation time, if any were). One
+    /// Stores a session under the digest of its token and appends `created`, first revoking
+    /// the owner's least recently active sessions beyond `keep` others (appending `on_trim`
+    /// if any were), at the session's creation time. One
     /// transaction that starts by locking the owner's row, so concurrent logins of one user
     /// cannot overshoot or undershoot the cap. Returns the outcome and how many sessions
     /// were revoked to make room.
@@ -76,7 +75,8 @@ impl Store {
         session: &Session,
         digest: &TokenDigest,
         keep: u64,
-        on_trim: &Revocation,
+        on_trim: &NewRecord,
+        created: &NewRecord,
     ) -> Result<(SessionInsert, u64)> {
         let props = serde_json::to_string(&session.props)
             .map_err(|e| Error::internal(format!("cannot encode session props: {e}")))?;
@@ -107,14 +107,18 @@ impl Store {
             .exec(&txn)
             .await?;
         let trimmed = trim_sessions(&txn, &session.user_id, keep).await?;
-        if trimmed > 0 {
-            append_revocation(&txn, on_trim, session.create_at).await?;
-        }
         match sessions::Entity::insert(row)
             .exec_without_returning(&txn)
             .await
         {
             Ok(_) => {
+                let records = if trimmed > 0 {
+                    vec![on_trim.clone(), created.clone()]
+                } else {
+                    vec![created.clone()]
+                };
+                self.append_to_log(&txn, &records, session.create_at)
+                    .await?;
                 txn.commit().await?;
                 Ok((SessionInsert::Inserted, trimmed))
             }
@@ -203,65 +207,62 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes one session and records `revocation` (made at `now`), in one transaction;
+    /// Deletes one session and appends `record` (made at `now`), in one transaction;
     /// returns whether it existed.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_session(
         &self,
         id: &SessionId,
         now: UnixMillis,
-        revocation: &Revocation,
+        record: &NewRecord,
     ) -> Result<bool> {
         self.delete_sessions(
             sessions::Entity::delete_many().filter(sessions::Column::Id.eq(id.as_str())),
             now,
-            revocation,
+            record,
         )
         .await
         .map(|deleted| deleted > 0)
     }
 
-    /// Deletes every session of a user and records `revocation` (made at `now`); returns
-    /// how many.
+    /// Deletes every session of a user and appends `record` (made at `now`); returns how
+    /// many.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn delete_sessions_for_user(
         &self,
         user_id: &UserId,
         now: UnixMillis,
-        revocation: &Revocation,
+        record: &NewRecord,
     ) -> Result<u64> {
         self.delete_sessions(
             sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id.as_str())),
             now,
-            revocation,
+            record,
         )
         .await
     }
 
-    /// Deletes every session of every user and records `revocation` (made at `now`);
-    /// returns how many.
+    /// Deletes every session of every user and appends `record` (made at `now`); returns
+    /// how many.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn delete_all_sessions(
-        &self,
-        now: UnixMillis,
-        revocation: &Revocation,
-    ) -> Result<u64> {
-        self.delete_sessions(sessions::Entity::delete_many(), now, revocation)
+    pub async fn delete_all_sessions(&self, now: UnixMillis, record: &NewRecord) -> Result<u64> {
+        self.delete_sessions(sessions::Entity::delete_many(), now, record)
             .await
     }
 
-    /// Runs a session delete and records `revocation` (even if nothing matched: subscribers
-    /// of the log see every revoke-all), in one transaction; returns how many sessions were
+    /// Runs a session delete and appends `record` (even if nothing matched: subscribers of
+    /// the log see every revoke-all), in one transaction; returns how many sessions were
     /// deleted.
     async fn delete_sessions(
         &self,
         delete: sea_orm::DeleteMany<sessions::Entity>,
         now: UnixMillis,
-        revocation: &Revocation,
+        record: &NewRecord,
     ) -> Result<u64> {
         let txn = self.begin_write().await?;
         let deleted = delete.exec(&txn).await?.rows_affected;
-        append_revocation(&txn, revocation, now).await?;
+        self.append_to_log(&txn, std::slice::from_ref(record), now)
+            .await?;
         txn.commit().await?;
         Ok(deleted)
     }

@@ -1,16 +1,15 @@
 //! Users: insert and look up, and the two changes that also touch the user's sessions (roles,
 //! activation), each applied as the domain describes it in one transaction with its
-//! revocation event.
+//! lifecycle record.
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::entities::{sessions, users};
-use super::{
-    Store, error::is_unique_violation, join_roles, revocations::append_revocation, split_roles,
-};
+use super::{Store, error::is_unique_violation, join_roles, split_roles};
 use crate::domain::{
     error::{Error, Reason, Result},
     ids::UserId,
+    lifecycle::NewRecord,
     model::{User, UserActivationChange, UserRolesChange},
 };
 
@@ -33,7 +32,7 @@ impl From<users::Model> for User {
 impl Store {
     /// Inserts a user. A taken id or username is `AlreadyExists`.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn insert_user(&self, user: &User) -> Result<()> {
+    pub async fn insert_user(&self, user: &User, record: &NewRecord) -> Result<()> {
         let row = users::ActiveModel {
             id: Set(user.id.to_string()),
             username: Set(user.username.clone()),
@@ -45,8 +44,9 @@ impl Store {
             update_at: Set(user.update_at),
             delete_at: Set(user.delete_at),
         };
+        let txn = self.begin_write().await?;
         users::Entity::insert(row)
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -58,6 +58,9 @@ impl Store {
                     e.into()
                 }
             })?;
+        self.append_to_log(&txn, std::slice::from_ref(record), user.create_at)
+            .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -88,6 +91,7 @@ impl Store {
         &self,
         id: &UserId,
         change: &UserRolesChange,
+        record: &NewRecord,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
         let joined = join_roles(&change.roles);
@@ -111,7 +115,8 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        append_revocation(&txn, &change.revocation, change.update_at).await?;
+        self.append_to_log(&txn, std::slice::from_ref(record), change.update_at)
+            .await?;
         txn.commit().await?;
         Ok(user)
     }
@@ -125,6 +130,7 @@ impl Store {
         &self,
         id: &UserId,
         change: &UserActivationChange,
+        record: &NewRecord,
     ) -> Result<Option<User>> {
         let txn = self.begin_write().await?;
         let Some(existing) = users::Entity::find_by_id(id.to_string()).one(&txn).await? else {
@@ -149,7 +155,8 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        append_revocation(&txn, &change.revocation, change.update_at).await?;
+        self.append_to_log(&txn, std::slice::from_ref(record), change.update_at)
+            .await?;
         txn.commit().await?;
         Ok(user)
     }

@@ -15,6 +15,7 @@ use super::entities::webhook_endpoints as endpoints;
 use crate::domain::{
     error::{Error, Result},
     ids::{UserId, WebhookId},
+    lifecycle::NewRecord,
     model::UnixMillis,
     webhooks::{DeliveryState, FailureWrite, StoredWebhook, Webhook, WebhookFilter, WebhookWrite},
 };
@@ -57,17 +58,21 @@ fn held_by(owner: &str) -> Condition {
 }
 
 impl Store {
-    /// Stores a new endpoint with its encrypted secret; its delivery starts after the
-    /// newest lifecycle record. Returns it as stored.
+    /// Stores a new endpoint with its encrypted secret and appends `record` (its
+    /// `webhook.created`) in one transaction; its delivery starts after that record.
+    /// Returns it as stored.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_webhook(
         &self,
         webhook: &Webhook,
         secret_ciphertext: &str,
+        record: &NewRecord,
     ) -> Result<Webhook> {
         let txn = self.begin_write().await?;
-        // TODO(lifecycle merge): append webhook.created here and start after its id.
-        let start_after: i64 = 0;
+        let ids = self
+            .append_to_log(&txn, std::slice::from_ref(record), webhook.create_at)
+            .await?;
+        let start_after = ids.last().copied().unwrap_or(0);
         let row = endpoints::ActiveModel {
             id: Set(webhook.id.to_string()),
             url: Set(webhook.url.clone()),
@@ -135,6 +140,7 @@ impl Store {
         &self,
         id: &WebhookId,
         write: &WebhookWrite,
+        record: &NewRecord,
     ) -> Result<Option<Webhook>> {
         let txn = self.begin_write().await?;
         let mut update = endpoints::Entity::update_many()
@@ -175,7 +181,8 @@ impl Store {
         if done.rows_affected == 0 {
             return Ok(None);
         }
-        // TODO(lifecycle merge): append webhook.updated here.
+        self.append_to_log(&txn, std::slice::from_ref(record), write.update_at)
+            .await?;
         let row = endpoints::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
@@ -186,7 +193,12 @@ impl Store {
 
     /// Deletes an endpoint; whether it existed.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn delete_webhook(&self, id: &WebhookId) -> Result<bool> {
+    pub async fn delete_webhook(
+        &self,
+        id: &WebhookId,
+        record: &NewRecord,
+        now: UnixMillis,
+    ) -> Result<bool> {
         let txn = self.begin_write().await?;
         let done = endpoints::Entity::delete_many()
             .filter(endpoints::Column::Id.eq(id.as_str()))
@@ -195,7 +207,8 @@ impl Store {
         if done.rows_affected == 0 {
             return Ok(false);
         }
-        // TODO(lifecycle merge): append webhook.deleted here.
+        self.append_to_log(&txn, std::slice::from_ref(record), now)
+            .await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -209,6 +222,7 @@ impl Store {
         secret_ciphertext: &str,
         previous_until: UnixMillis,
         now: UnixMillis,
+        record: &NewRecord,
     ) -> Result<Option<Webhook>> {
         let txn = self.begin_write().await?;
         let Some(current) = endpoints::Entity::find_by_id(id.to_string())
@@ -246,7 +260,8 @@ impl Store {
                 "the webhook secret was rotated concurrently; retry".into(),
             ));
         }
-        // TODO(lifecycle merge): append webhook.secret_rotated here.
+        self.append_to_log(&txn, std::slice::from_ref(record), now)
+            .await?;
         let row = endpoints::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
@@ -432,8 +447,9 @@ impl Store {
         if done.rows_affected == 0 {
             return Ok(false);
         }
-        if failure.disable.is_some() {
-            // TODO(lifecycle merge): append webhook.disabled (actor: the service) here.
+        if let Some(record) = &failure.disabled_record {
+            self.append_to_log(&txn, std::slice::from_ref(record), failure.attempted_at)
+                .await?;
         }
         txn.commit().await?;
         Ok(true)

@@ -1,7 +1,7 @@
 //! SeaORM entities. Crate-private: queries in `store/` turn them into domain records.
 
 pub(crate) mod commands;
-pub(crate) mod revocation_events;
+pub(crate) mod lifecycle_log;
 pub(crate) mod service_meta;
 pub(crate) mod sessions;
 pub(crate) mod team_members;

@@ -296,13 +296,13 @@ fn the_domain_names_only_the_store_handles_and_the_metrics_registry() {
         Some("domain" | "metrics") => true,
         Some("store") => matches!(
             path.get(1).map(String::as_str),
-            Some("Store" | "RevocationWakeups")
+            Some("Store" | "LogWakeups" | "ChainLink")
         ),
         _ => false,
     });
     assert!(
         bad.is_empty(),
-        "the domain names only crate::store::{{Store, RevocationWakeups}} and crate::metrics:\n{bad:#?}"
+        "the domain names only crate::store::{{Store, LogWakeups, ChainLink}} and crate::metrics:\n{bad:#?}"
     );
 }
 

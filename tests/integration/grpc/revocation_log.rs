@@ -32,7 +32,7 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
 
     // Take the log away: the change cannot commit without its event.
     let db = database(&srv).await;
-    db.execute_unprepared("ALTER TABLE revocation_events RENAME TO revocation_events_away")
+    db.execute_unprepared("ALTER TABLE lifecycle_log RENAME TO lifecycle_log_away")
         .await
         .unwrap();
     let failed = as_alice
@@ -41,7 +41,7 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
         .expect_err("the revoke cannot be recorded");
     assert_eq!(failed.code(), Code::Internal, "{failed:?}");
     assert!(
-        !failed.message().contains("revocation_events"),
+        !failed.message().contains("lifecycle_log"),
         "no database text reaches the client: {failed:?}"
     );
     srv.as_(&secret)
@@ -54,7 +54,7 @@ async fn a_revocation_whose_event_cannot_be_recorded_changes_nothing() {
         .expect("the token is still stored");
     assert!(listed.user_access_token.unwrap().is_active);
 
-    db.execute_unprepared("ALTER TABLE revocation_events_away RENAME TO revocation_events")
+    db.execute_unprepared("ALTER TABLE lifecycle_log_away RENAME TO lifecycle_log")
         .await
         .unwrap();
     as_alice
@@ -251,7 +251,7 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
     let pruned = srv
         .ctx
         .store()
-        .prune_revocations(srv.now() + 1)
+        .prune_log(srv.now() + 1, 1_000)
         .await
         .unwrap();
     assert!(pruned >= 3, "pruned {pruned}");

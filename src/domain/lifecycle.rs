@@ -1,0 +1,545 @@
+//! The lifecycle log: one record per state change of a credential or its owner (created,
+//! changed, revoked, expired), written by the store in the same transaction as the change, so
+//! a change never commits without its record and a record never exists without its change.
+//!
+//! The log is the one source for the audit trail (`ListAuditRecords`), the event stream
+//! (`WatchEvents`), webhooks, and (filtered to the records that take something away) the
+//! revocation feed every replica reads and `WatchRevocations`. Records hold ids and request
+//! metadata, never a secret: where a record must name a credential by value it holds an HMAC
+//! of it under the audit key ([`AuditKey::credential_hmac`]). Each record's `hash` chains over
+//! the previous record's under the same key, so an edited or deleted row is detected by
+//! `admin verify-audit` (and cannot be re-chained without the key).
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use super::{
+    caller::Caller,
+    ids::{CommandId, SessionId, TeamId, TokenId, UserId},
+    model::{Revocation, UnixMillis},
+    secret::{PlainToken, ServerKey},
+};
+
+macro_rules! actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What a record says happened.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Action {
+            /// Every action, in the order of this table.
+            pub const ALL: &[Action] = &[$(Action::$variant,)*];
+
+            /// The stored and public name, e.g. `access_token.created`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $name,)*
+                }
+            }
+
+            /// The action named `name`, if there is one.
+            pub fn parse(name: &str) -> Option<Action> {
+                match name {
+                    $($name => Some(Action::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    /// A user or bot was created.
+    UserCreated => "user.created",
+    /// A user's roles were changed.
+    UserRolesChanged => "user.roles_changed",
+    /// A user was deactivated (their sessions revoked).
+    UserDeactivated => "user.deactivated",
+    /// A user was reactivated.
+    UserReactivated => "user.reactivated",
+    /// A personal access token was created.
+    AccessTokenCreated => "access_token.created",
+    /// A personal access token was disabled.
+    AccessTokenDisabled => "access_token.disabled",
+    /// A personal access token was enabled again.
+    AccessTokenEnabled => "access_token.enabled",
+    /// A personal access token was revoked (deleted).
+    AccessTokenRevoked => "access_token.revoked",
+    /// A session was created (a login, or the session minted at a token's first use).
+    SessionCreated => "session.created",
+    /// One session was revoked (or logged out).
+    SessionRevoked => "session.revoked",
+    /// Sessions of one user were revoked: all of them, or the least recently active ones
+    /// beyond the per-user cap.
+    UserSessionsRevoked => "user.sessions_revoked",
+    /// Every session of every user was revoked.
+    AllSessionsRevoked => "sessions.all_revoked",
+    /// A slash command was created.
+    CommandCreated => "command.created",
+    /// A slash command's token was regenerated.
+    CommandTokenRegenerated => "command.token_regenerated",
+    /// A user was added to a team.
+    TeamMemberAdded => "team_member.added",
+    /// A webhook endpoint was created.
+    WebhookCreated => "webhook.created",
+    /// A webhook endpoint was changed.
+    WebhookUpdated => "webhook.updated",
+    /// A webhook endpoint was deleted.
+    WebhookDeleted => "webhook.deleted",
+    /// A webhook endpoint's signing secret was rotated.
+    WebhookSecretRotated => "webhook.secret_rotated",
+    /// A webhook endpoint kept failing and was disabled.
+    WebhookDisabled => "webhook.disabled",
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who caused a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An authenticated user (or bot).
+    User(UserId),
+    /// The operator on the machine (the `admin` CLI, directly or over the local socket).
+    Operator,
+    /// The service itself (a background job).
+    Service,
+    /// Not recorded (records moved from the revocation log of earlier versions).
+    Unknown,
+}
+
+impl Actor {
+    /// The actor of a change made by `caller`.
+    pub fn of(caller: &Caller) -> Self {
+        match caller.user_id() {
+            Some(id) => Actor::User(id.clone()),
+            None => Actor::Operator,
+        }
+    }
+
+    /// The stored kind: `user`, `operator`, `service` or `unknown`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::User(_) => "user",
+            Actor::Operator => "operator",
+            Actor::Service => "service",
+            Actor::Unknown => "unknown",
+        }
+    }
+
+    /// The user id, or "".
+    pub fn id(&self) -> &str {
+        match self {
+            Actor::User(id) => id.as_str(),
+            _ => "",
+        }
+    }
+
+    /// The actor of a stored kind and id.
+    pub fn from_stored(kind: &str, id: &str) -> Self {
+        match kind {
+            "user" => Actor::User(UserId::from_trusted(id.to_owned())),
+            "operator" => Actor::Operator,
+            "service" => Actor::Service,
+            _ => Actor::Unknown,
+        }
+    }
+}
+
+/// Where the request that caused a change came from. The transports' request layer sets it
+/// for the whole request ([`Origin::scope`]); records read it with [`Origin::current`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address (the peer's, or the trusted proxy header's).
+    pub ip: String,
+    /// The client's `User-Agent`, cut to [`MAX_USER_AGENT_BYTES`].
+    pub user_agent: String,
+    /// The request id (`X-Request-ID`, the trace's `request_id`).
+    pub request_id: String,
+}
+
+/// Longest user agent kept, in bytes.
+pub const MAX_USER_AGENT_BYTES: usize = 256;
+
+tokio::task_local! {
+    static ORIGIN: Origin;
+}
+
+impl Origin {
+    /// An origin, with the user agent cut to its maximum length (at a character boundary)
+    /// and the address to 64 bytes.
+    pub fn new(ip: &str, user_agent: &str, request_id: &str) -> Self {
+        Self {
+            ip: cut(ip, 64).to_owned(),
+            user_agent: cut(user_agent, MAX_USER_AGENT_BYTES).to_owned(),
+            request_id: cut(request_id, 64).to_owned(),
+        }
+    }
+
+    /// The origin of the request being served, or an empty one outside a request.
+    pub fn current() -> Self {
+        ORIGIN.try_with(Clone::clone).unwrap_or_default()
+    }
+
+    /// Runs `future` with `self` as the current origin.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        ORIGIN.scope(self, future).await
+    }
+}
+
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The ids a record is about; each may be absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subjects {
+    pub user_id: String,
+    pub token_id: String,
+    pub session_id: String,
+    pub command_id: String,
+    pub team_id: String,
+    pub webhook_id: String,
+}
+
+/// A record to append, before the log gives it an id, a time and a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub action: Action,
+    pub actor: Actor,
+    pub subjects: Subjects,
+    pub origin: Origin,
+    /// A JSON object, as text.
+    pub detail: String,
+    /// Hex HMAC of a credential's value under the audit key, or "".
+    pub credential_hmac: String,
+    /// What the change takes away, if anything: replicas drop it from their caches.
+    pub revocation: Option<Revocation>,
+}
+
+impl NewRecord {
+    /// A record of a change `caller` made, in the current request.
+    pub fn by(caller: &Caller, action: Action) -> Self {
+        Self::new_with(action, Actor::of(caller), Origin::current())
+    }
+
+    /// A record of a change the service made by itself (a job).
+    pub fn by_service(action: Action) -> Self {
+        Self::new_with(action, Actor::Service, Origin::default())
+    }
+
+    /// A record with an explicit actor and origin.
+    pub fn new_with(action: Action, actor: Actor, origin: Origin) -> Self {
+        Self {
+            action,
+            actor,
+            subjects: Subjects::default(),
+            origin,
+            detail: "{}".to_owned(),
+            credential_hmac: String::new(),
+            revocation: None,
+        }
+    }
+
+    /// About user `id`.
+    pub fn user(mut self, id: &UserId) -> Self {
+        self.subjects.user_id = id.to_string();
+        self
+    }
+
+    /// About personal access token `id`.
+    pub fn token(mut self, id: &TokenId) -> Self {
+        self.subjects.token_id = id.to_string();
+        self
+    }
+
+    /// About session `id`.
+    pub fn session(mut self, id: &SessionId) -> Self {
+        self.subjects.session_id = id.to_string();
+        self
+    }
+
+    /// About slash command `id`.
+    pub fn command(mut self, id: &CommandId) -> Self {
+        self.subjects.command_id = id.to_string();
+        self
+    }
+
+    /// About team `id`.
+    pub fn team(mut self, id: &TeamId) -> Self {
+        self.subjects.team_id = id.to_string();
+        self
+    }
+
+    /// About webhook endpoint `id`.
+    pub fn webhook(mut self, id: &str) -> Self {
+        self.subjects.webhook_id = id.to_owned();
+        self
+    }
+
+    /// With `detail` (a JSON object; anything else is wrapped as `{"value": ...}`).
+    pub fn detail(mut self, detail: Value) -> Self {
+        let object = match detail {
+            Value::Object(map) => map,
+            other => Map::from_iter([("value".to_owned(), other)]),
+        };
+        self.detail = Value::Object(object).to_string();
+        self
+    }
+
+    /// Naming a credential by value: its HMAC under the audit key.
+    pub fn credential(mut self, key: &AuditKey, value: &PlainToken) -> Self {
+        self.credential_hmac = key.credential_hmac(value.expose());
+        self
+    }
+
+    /// Taking `revocation` away.
+    pub fn revokes(mut self, revocation: Revocation) -> Self {
+        self.revocation = Some(revocation);
+        self
+    }
+}
+
+/// A record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleRecord {
+    /// Position in the log, in commit order.
+    pub id: i64,
+    pub create_at: UnixMillis,
+    pub record: NewRecord,
+    /// Hex HMAC chained over the previous record's hash; "" for records outside the chain.
+    pub hash: String,
+}
+
+impl LifecycleRecord {
+    /// The hash this record must carry after a record with hash `previous`.
+    pub fn chained_hash(&self, key: &AuditKey, previous: &str) -> String {
+        let r = &self.record;
+        let s = &r.subjects;
+        let (revokes, revokes_id) = r
+            .revocation
+            .as_ref()
+            .map_or(("", ""), |rev| (rev.kind(), rev.subject_id()));
+        // A JSON array: every field delimited and escaped, in a fixed order.
+        let fields = json!([
+            previous,
+            self.id,
+            self.create_at,
+            r.action.as_str(),
+            r.actor.kind(),
+            r.actor.id(),
+            s.user_id,
+            s.token_id,
+            s.session_id,
+            s.command_id,
+            s.team_id,
+            s.webhook_id,
+            r.origin.ip,
+            r.origin.user_agent,
+            r.origin.request_id,
+            r.detail,
+            r.credential_hmac,
+            revokes,
+            revokes_id,
+        ]);
+        key.mac_hex(b"chain\0", fields.to_string().as_bytes())
+    }
+
+    /// The public JSON shape (webhook payloads, the audit listing, the admin CLI): empty
+    /// subjects and origin fields are left out; `time` is RFC 3339.
+    pub fn to_json(&self) -> Value {
+        let r = &self.record;
+        let mut out = Map::new();
+        out.insert("id".into(), json!(self.id));
+        out.insert("time".into(), json!(rfc3339(self.create_at)));
+        out.insert("create_at".into(), json!(self.create_at));
+        out.insert("action".into(), json!(r.action.as_str()));
+        let mut actor = Map::new();
+        actor.insert("type".into(), json!(r.actor.kind()));
+        if !r.actor.id().is_empty() {
+            actor.insert("id".into(), json!(r.actor.id()));
+        }
+        out.insert("actor".into(), Value::Object(actor));
+        let s = &r.subjects;
+        for (name, value) in [
+            ("user_id", &s.user_id),
+            ("token_id", &s.token_id),
+            ("session_id", &s.session_id),
+            ("command_id", &s.command_id),
+            ("team_id", &s.team_id),
+            ("webhook_id", &s.webhook_id),
+            ("ip", &r.origin.ip),
+            ("user_agent", &r.origin.user_agent),
+            ("request_id", &r.origin.request_id),
+            ("credential_hmac", &r.credential_hmac),
+        ] {
+            if !value.is_empty() {
+                out.insert(name.into(), json!(value));
+            }
+        }
+        let detail = serde_json::from_str(&r.detail).unwrap_or_else(|_| json!({}));
+        out.insert("detail".into(), detail);
+        if let Some(revocation) = &r.revocation {
+            out.insert(
+                "revokes".into(),
+                json!({"kind": revocation.kind(), "id": revocation.subject_id()}),
+            );
+        }
+        Value::Object(out)
+    }
+}
+
+/// `ms` as RFC 3339 in UTC with milliseconds.
+pub fn rfc3339(ms: UnixMillis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// Which records a reader wants: WatchEvents subscribers and webhook endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    /// Only these actions; empty means all.
+    pub actions: Vec<Action>,
+    /// Only records about this user.
+    pub user_id: Option<UserId>,
+}
+
+impl RecordFilter {
+    /// Whether `record` passes.
+    pub fn matches(&self, record: &LifecycleRecord) -> bool {
+        (self.actions.is_empty() || self.actions.contains(&record.record.action))
+            && self
+                .user_id
+                .as_ref()
+                .is_none_or(|id| record.record.subjects.user_id == id.as_str())
+    }
+}
+
+/// The audit key: chains the log's hashes and computes the HMACs that name credentials in
+/// records. Derived from the server key unless configured (`audit.key`), so a deployment can
+/// hold it apart from the server key.
+#[derive(Clone)]
+pub struct AuditKey {
+    mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
+impl AuditKey {
+    /// The configured key, or one derived from the server key.
+    pub fn new(server_key: &ServerKey, configured: Option<&ServerKey>) -> Self {
+        let key = match configured {
+            Some(key) => key.bytes().to_vec(),
+            None => {
+                let mut derive =
+                    Hmac::<Sha256>::new_from_slice(server_key.bytes()).expect("any key length");
+                derive.update(b"token-service audit key v1");
+                derive.finalize().into_bytes().to_vec()
+            }
+        };
+        Self {
+            mac: Hmac::<Sha256>::new_from_slice(&key).expect("any key length"),
+        }
+    }
+
+    /// The HMAC that names a credential (a token's value) in records: an operator holding a
+    /// suspect token finds its records by it (`admin audit-hash`, the `credential_hmac`
+    /// filter of `ListAuditRecords`).
+    pub fn credential_hmac(&self, value: &str) -> String {
+        self.mac_hex(b"credential\0", value.as_bytes())
+    }
+
+    fn mac_hex(&self, domain: &[u8], message: &[u8]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(domain);
+        mac.update(message);
+        super::secret::to_hex(&mac.finalize().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> AuditKey {
+        AuditKey::new(&ServerKey::from_hex(&"ab".repeat(32)).unwrap(), None)
+    }
+
+    #[test]
+    fn action_names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(*action));
+            assert!(seen.insert(action.as_str()), "{action} twice");
+        }
+        assert_eq!(Action::parse("access_token.stolen"), None);
+    }
+
+    #[test]
+    fn every_field_is_in_the_chain() {
+        let record = LifecycleRecord {
+            id: 7,
+            create_at: 1,
+            record: NewRecord::by_service(Action::UserCreated).detail(json!({"a": 1})),
+            hash: String::new(),
+        };
+        let base = record.chained_hash(&key(), "prev");
+        assert_ne!(base, record.chained_hash(&key(), "other"));
+        let mut changed = record.clone();
+        changed.record.origin.ip = "10.0.0.1".into();
+        assert_ne!(base, changed.chained_hash(&key(), "prev"));
+        let mut changed = record.clone();
+        changed.id = 8;
+        assert_ne!(base, changed.chained_hash(&key(), "prev"));
+        let mut changed = record.clone();
+        changed.record.revocation = Some(Revocation::All);
+        assert_ne!(base, changed.chained_hash(&key(), "prev"));
+        let other_key = AuditKey::new(
+            &ServerKey::from_hex(&"ab".repeat(32)).unwrap(),
+            Some(&ServerKey::from_hex(&"cd".repeat(32)).unwrap()),
+        );
+        assert_ne!(base, record.chained_hash(&other_key, "prev"));
+    }
+
+    #[test]
+    fn origin_is_cut_at_character_boundaries() {
+        let origin = Origin::new("1.2.3.4", &"é".repeat(200), "rid");
+        assert!(origin.user_agent.len() <= MAX_USER_AGENT_BYTES);
+        assert!(origin.user_agent.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn json_leaves_out_what_is_absent() {
+        let record = LifecycleRecord {
+            id: 3,
+            create_at: 1_700_000_000_123,
+            record: NewRecord::by_service(Action::AllSessionsRevoked).revokes(Revocation::All),
+            hash: "h".into(),
+        };
+        let json = record.to_json();
+        assert_eq!(json["time"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(json["actor"], json!({"type": "service"}));
+        assert!(json.get("user_id").is_none());
+        assert_eq!(json["revokes"], json!({"kind": "all", "id": ""}));
+    }
+}

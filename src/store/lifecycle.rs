@@ -1,0 +1,383 @@
+//! The lifecycle log (see `domain::lifecycle`): appends inside the transaction of each change,
+//! and the reads of the revocation feed, WatchEvents, webhooks and the audit listing.
+//!
+//! An append first locks the log's control row in `service_meta` (`SELECT ... FOR UPDATE`;
+//! on SQLite the write transaction already excludes every other writer). Its value is the
+//! newest record's id and hash, so ids are handed out in commit order (a reader that has seen
+//! record N has seen every record below N, and resuming "after N" is exact) and each new
+//! record's hash chains over the previous one's. On PostgreSQL the append also queues a
+//! `NOTIFY` (payload `r` when a record revokes something, `e` otherwise), delivered when the
+//! transaction commits.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, sea_query::Expr, sqlx::postgres::PgListener,
+};
+
+use super::{
+    Store,
+    entities::{lifecycle_log as log, service_meta},
+};
+use crate::domain::{
+    error::{Error, Result},
+    lifecycle::{Action, Actor, LifecycleRecord, NewRecord, Origin, RecordFilter, Subjects},
+    model::{Revocation, RevocationEvent, UnixMillis, Wakeup},
+};
+
+/// The control row: "<newest id> <newest hash>"; every append locks it.
+const HEAD_ROW: &str = "lifecycle_log";
+/// "<id> <hash>" of the record the hash chain starts after.
+const CHAIN_ROW: &str = "lifecycle_log_chain";
+/// The highest id deleted by pruning.
+const PRUNED_ROW: &str = "lifecycle_log_pruned";
+
+/// The PostgreSQL notification channel of the log.
+const NOTIFY_CHANNEL: &str = "token_service_lifecycle";
+
+/// A position in the log: a record id and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub id: i64,
+    pub hash: String,
+}
+
+impl ChainLink {
+    fn parse(value: &str, row: &str) -> Result<Self> {
+        let (id, hash) = value.split_once(' ').unwrap_or((value, ""));
+        let id = id
+            .parse()
+            .map_err(|_| Error::internal(format!("the log's control row {row} is unreadable")))?;
+        Ok(Self {
+            id,
+            hash: hash.to_owned(),
+        })
+    }
+
+    fn stored(&self) -> String {
+        format!("{} {}", self.id, self.hash)
+    }
+}
+
+impl Store {
+    /// Appends `records`, made at `now`, to the log inside `txn` (the transaction of the
+    /// change they describe); returns their ids.
+    pub(super) async fn append_to_log(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[NewRecord],
+        now: UnixMillis,
+    ) -> Result<Vec<i64>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.audit_key()?;
+        let head = service_meta::Entity::find_by_id(HEAD_ROW.to_owned())
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .ok_or_else(|| Error::internal("the lifecycle log's control row is missing"))?;
+        let mut head = ChainLink::parse(&head.value, HEAD_ROW)?;
+        let mut rows = Vec::with_capacity(records.len());
+        let mut ids = Vec::with_capacity(records.len());
+        for record in records {
+            let mut stored = LifecycleRecord {
+                id: head.id + 1,
+                create_at: now,
+                record: record.clone(),
+                hash: String::new(),
+            };
+            stored.hash = stored.chained_hash(key, &head.hash);
+            head = ChainLink {
+                id: stored.id,
+                hash: stored.hash.clone(),
+            };
+            ids.push(stored.id);
+            rows.push(active_model(&stored));
+        }
+        log::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+        service_meta::Entity::update_many()
+            .col_expr(service_meta::Column::Value, Expr::value(head.stored()))
+            .filter(service_meta::Column::Name.eq(HEAD_ROW))
+            .exec(txn)
+            .await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let payload = if records.iter().any(|r| r.revocation.is_some()) {
+                "r"
+            } else {
+                "e"
+            };
+            // Queued now, delivered to every listening replica when the transaction commits.
+            txn.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}, '{payload}'"))
+                .await?;
+        }
+        Ok(ids)
+    }
+
+    /// On PostgreSQL, a listener on its own connection (not one of the pool's) that wakes
+    /// when any replica appends to the log; `None` on other backends (their readers poll).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn log_wakeups(&self, connect_timeout: Duration) -> Result<Option<LogWakeups>> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let pool = self.db.get_postgres_connection_pool();
+        let own = sea_orm::sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(connect_timeout)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let unavailable = |e: sea_orm::sqlx::Error| Error::Unavailable(Box::new(e));
+        let mut listener = PgListener::connect_with(&own).await.map_err(unavailable)?;
+        listener.listen(NOTIFY_CHANNEL).await.map_err(unavailable)?;
+        Ok(Some(LogWakeups { listener }))
+    }
+
+    /// Revocations after record `after`, oldest first, at most `limit` (the records that
+    /// take something away, read by every replica's feed and `WatchRevocations`).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn revocations_after(&self, after: i64, limit: u64) -> Result<Vec<RevocationEvent>> {
+        let rows: Vec<(i64, String, String, i64)> = log::Entity::find()
+            .select_only()
+            .columns([
+                log::Column::Id,
+                log::Column::Revokes,
+                log::Column::RevokesId,
+            ])
+            .column(log::Column::CreateAt)
+            .filter(log::Column::Id.gt(after))
+            .filter(log::Column::Revokes.ne(""))
+            .order_by_asc(log::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, subject_id, create_at)| RevocationEvent {
+                id,
+                // A kind written by a newer version: drop everything, to be safe.
+                revocation: Revocation::from_stored(&kind, subject_id).unwrap_or(Revocation::All),
+                create_at,
+            })
+            .collect())
+    }
+
+    /// Records after `after` that pass `filter`, oldest first, at most `limit`.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn records_after(
+        &self,
+        after: i64,
+        filter: &RecordFilter,
+        limit: u64,
+    ) -> Result<Vec<LifecycleRecord>> {
+        let mut query = log::Entity::find().filter(log::Column::Id.gt(after));
+        if !filter.actions.is_empty() {
+            query =
+                query.filter(log::Column::Action.is_in(filter.actions.iter().map(|a| a.as_str())));
+        }
+        if let Some(user_id) = &filter.user_id {
+            query = query.filter(log::Column::UserId.eq(user_id.as_str()));
+        }
+        let rows = query
+            .order_by_asc(log::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().filter_map(record_of).collect())
+    }
+
+    /// The newest record id, or 0 when the log is empty.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn latest_record_id(&self) -> Result<i64> {
+        let newest: Option<i64> = log::Entity::find()
+            .select_only()
+            .column_as(log::Column::Id.max(), "max_id")
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await?
+            .flatten();
+        Ok(newest.unwrap_or(0))
+    }
+
+    /// The highest record id deleted by pruning (0 when nothing was pruned): resuming from
+    /// a position below it would miss records.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn pruned_log_through(&self) -> Result<i64> {
+        Ok(self.control_link(PRUNED_ROW).await?.id)
+    }
+
+    /// The record the hash chain starts after (its id and hash), and the newest record.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn log_chain_ends(&self) -> Result<(ChainLink, ChainLink)> {
+        Ok((
+            self.control_link(CHAIN_ROW).await?,
+            self.control_link(HEAD_ROW).await?,
+        ))
+    }
+
+    async fn control_link(&self, row: &str) -> Result<ChainLink> {
+        let value = service_meta::Entity::find_by_id(row.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::internal(format!("the log's control row {row} is missing")))?
+            .value;
+        ChainLink::parse(&value, row)
+    }
+
+    /// Deletes records older than `before`, at most `batch` per transaction (each one short,
+    /// so appends never wait long), moving the chain's start past them. Returns how many
+    /// were deleted.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn prune_log(&self, before: UnixMillis, batch: u64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let txn = self.begin_write().await?;
+            // Pruners on several replicas take turns on this row; appends lock another.
+            let pruned = service_meta::Entity::find_by_id(PRUNED_ROW.to_owned())
+                .lock_exclusive()
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::internal("the log's control row is missing"))?;
+            let pruned = ChainLink::parse(&pruned.value, PRUNED_ROW)?;
+            let oldest: Vec<(i64, String)> = log::Entity::find()
+                .select_only()
+                .columns([log::Column::Id, log::Column::Hash])
+                .filter(log::Column::Id.gt(pruned.id))
+                .filter(log::Column::CreateAt.lt(before))
+                .order_by_asc(log::Column::Id)
+                .limit(batch)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            let Some((last_id, last_hash)) = oldest.last().cloned() else {
+                return Ok(total);
+            };
+            let deleted = log::Entity::delete_many()
+                .filter(log::Column::Id.lte(last_id))
+                .exec(&txn)
+                .await?;
+            set_control(&txn, PRUNED_ROW, &last_id.to_string()).await?;
+            let chain = service_meta::Entity::find_by_id(CHAIN_ROW.to_owned())
+                .one(&txn)
+                .await?
+                .map(|row| ChainLink::parse(&row.value, CHAIN_ROW))
+                .transpose()?;
+            if chain.is_some_and(|c| c.id < last_id) {
+                let start = ChainLink {
+                    id: last_id,
+                    hash: last_hash,
+                };
+                set_control(&txn, CHAIN_ROW, &start.stored()).await?;
+            }
+            txn.commit().await?;
+            total += deleted.rows_affected;
+            if (oldest.len() as u64) < batch {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+async fn set_control(txn: &DatabaseTransaction, row: &str, value: &str) -> Result<()> {
+    service_meta::Entity::update_many()
+        .col_expr(service_meta::Column::Value, Expr::value(value))
+        .filter(service_meta::Column::Name.eq(row))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+fn active_model(record: &LifecycleRecord) -> log::ActiveModel {
+    let r = &record.record;
+    let s = &r.subjects;
+    let (revokes, revokes_id) = r
+        .revocation
+        .as_ref()
+        .map_or(("", ""), |rev| (rev.kind(), rev.subject_id()));
+    log::ActiveModel {
+        id: Set(record.id),
+        create_at: Set(record.create_at),
+        action: Set(r.action.as_str().to_owned()),
+        actor_type: Set(r.actor.kind().to_owned()),
+        actor_id: Set(r.actor.id().to_owned()),
+        user_id: Set(s.user_id.clone()),
+        token_id: Set(s.token_id.clone()),
+        session_id: Set(s.session_id.clone()),
+        command_id: Set(s.command_id.clone()),
+        team_id: Set(s.team_id.clone()),
+        webhook_id: Set(s.webhook_id.clone()),
+        ip: Set(r.origin.ip.clone()),
+        user_agent: Set(r.origin.user_agent.clone()),
+        request_id: Set(r.origin.request_id.clone()),
+        detail: Set(r.detail.clone()),
+        credential_hmac: Set(r.credential_hmac.clone()),
+        revokes: Set(revokes.to_owned()),
+        revokes_id: Set(revokes_id.to_owned()),
+        hash: Set(record.hash.clone()),
+    }
+}
+
+/// A stored row as a record; `None` for an action this version does not know (written by a
+/// newer one).
+pub(super) fn record_of(m: log::Model) -> Option<LifecycleRecord> {
+    let action = Action::parse(&m.action)?;
+    let revocation = if m.revokes.is_empty() {
+        None
+    } else {
+        Some(Revocation::from_stored(&m.revokes, m.revokes_id).unwrap_or(Revocation::All))
+    };
+    Some(LifecycleRecord {
+        id: m.id,
+        create_at: m.create_at,
+        record: NewRecord {
+            action,
+            actor: Actor::from_stored(&m.actor_type, &m.actor_id),
+            subjects: Subjects {
+                user_id: m.user_id,
+                token_id: m.token_id,
+                session_id: m.session_id,
+                command_id: m.command_id,
+                team_id: m.team_id,
+                webhook_id: m.webhook_id,
+            },
+            origin: Origin {
+                ip: m.ip,
+                user_agent: m.user_agent,
+                request_id: m.request_id,
+            },
+            detail: m.detail,
+            credential_hmac: m.credential_hmac,
+            revocation,
+        },
+        hash: m.hash,
+    })
+}
+
+/// Notifications that something was appended to the log (PostgreSQL `LISTEN`): store
+/// machinery the domain's feed holds like the `Store` handle, waking with a domain `Wakeup`.
+pub struct LogWakeups {
+    listener: PgListener,
+}
+
+impl std::fmt::Debug for LogWakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogWakeups")
+    }
+}
+
+impl LogWakeups {
+    /// Waits for the next notification.
+    pub async fn next(&mut self) -> Wakeup {
+        match self.listener.try_recv().await {
+            Ok(Some(notification)) if notification.payload() == "e" => Wakeup::Appended,
+            Ok(Some(_)) => Wakeup::Revoked,
+            Ok(None) | Err(_) => Wakeup::ConnectionLost,
+        }
+    }
+}
