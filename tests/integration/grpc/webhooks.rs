@@ -762,3 +762,134 @@ async fn delivery_never_slows_the_change_that_caused_it() {
     receiver.wait_for(1, WAIT).await;
     srv.stop().await;
 }
+
+/// The webhook records in the log, oldest first.
+async fn webhook_records(srv: &TestServer) -> Vec<serde_json::Value> {
+    srv.ctx
+        .store()
+        .records_after(
+            0,
+            &token_service::domain::lifecycle::RecordFilter::default(),
+            10_000,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.to_json())
+        .filter(|r| r["action"].as_str().unwrap().starts_with("webhook."))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_change_of_an_endpoint_is_in_the_lifecycle_log_without_its_secret() {
+    let srv = server().await;
+    let admin = srv.admin("root").await;
+    let admin_pat = lasting(&srv, &admin).await;
+    let alice = srv.token_user("alice").await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[500; 100]);
+    let created = srv
+        .as_(&admin)
+        .create_webhook(
+            &format!("{}?receiver_token=hunter2", receiver.url()),
+            &["access_token.revoked"],
+        )
+        .await
+        .unwrap();
+    let hook = created.webhook.unwrap();
+    srv.as_(&admin)
+        .set_webhook_enabled(&hook.id, false)
+        .await
+        .unwrap();
+    let rotated = srv
+        .as_(&admin)
+        .rotate_webhook_secret(&hook.id, None)
+        .await
+        .unwrap();
+    // Re-enabled, it fails until delivery disables it (a record by the service itself).
+    srv.as_(&admin_pat)
+        .set_webhook_enabled(&hook.id, true)
+        .await
+        .unwrap();
+    revoke_one(&srv, &alice).await;
+    receiver.wait_for(1, WAIT).await;
+    webhook_until(&srv, &admin_pat, &hook.id, "the failure is recorded", |h| {
+        h.delivery.as_ref().unwrap().attempts == 1
+    })
+    .await;
+    srv.advance(Duration::from_secs(3 * 86_400 + 3_600));
+    webhook_until(&srv, &admin_pat, &hook.id, "disabled", |h| !h.enabled).await;
+    srv.as_(&admin_pat).delete_webhook(&hook.id).await.unwrap();
+
+    let records = webhook_records(&srv).await;
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "webhook.created",
+            "webhook.updated",
+            "webhook.secret_rotated",
+            "webhook.updated",
+            "webhook.disabled",
+            "webhook.deleted"
+        ]
+    );
+    for record in &records {
+        assert_eq!(record["webhook_id"], hook.id.as_str(), "{record}");
+    }
+    let by_admin = |r: &serde_json::Value| {
+        r["actor"]["type"] == "user" && r["actor"]["id"] == admin.id.as_str()
+    };
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["action"] != "webhook.disabled")
+            .all(by_admin)
+    );
+    assert_eq!(records[4]["actor"]["type"], "service");
+    assert!(
+        records[4]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{}",
+        records[4]
+    );
+    assert_eq!(
+        records[0]["detail"]["host"],
+        format!(
+            "127.0.0.1:{}",
+            receiver
+                .url()
+                .split(':')
+                .nth(2)
+                .unwrap()
+                .trim_end_matches("/hook")
+        )
+    );
+    assert_eq!(
+        records[1]["detail"]["changed"],
+        serde_json::json!(["enabled"])
+    );
+    assert_eq!(records[3]["detail"]["failures_cleared"], true);
+    // The secrets are named by their HMAC under the audit key, never by value; the URL's
+    // query (a receiver's own credential) is not recorded.
+    let audit = srv.ctx.audit_key();
+    assert_eq!(
+        records[0]["credential_hmac"],
+        audit.credential_hmac(&created.secret)
+    );
+    assert_eq!(
+        records[2]["credential_hmac"],
+        audit.credential_hmac(&rotated.secret)
+    );
+    let text = serde_json::to_string(&records).unwrap();
+    for secret in [&created.secret, &rotated.secret] {
+        assert!(!text.contains(secret.strip_prefix("whsec_").unwrap()));
+    }
+    assert!(!text.contains("hunter2"));
+    srv.stop().await;
+}
