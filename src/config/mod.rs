@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
-pub use secret::{DatabaseUrl, Secret, Span, Ttl};
+pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::{
     AuditConfig, CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig,
     WebhooksConfig, WebrtcConfig,

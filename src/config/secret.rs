@@ -155,7 +155,9 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
-fn parse_span(text: &str) -> Result<u64, String> {
+/// Parses a duration ("250ms", "10s", "30m", "12h", "3d"; a bare number is seconds) into
+/// milliseconds.
+pub fn parse_span(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
