@@ -399,11 +399,13 @@ pub async fn start_with(
         shutdown_rx.clone(),
     ));
     // Webhooks: delivered from the log by a task of its own, never on a request's path.
-    let webhook_task = tokio::spawn(crate::domain::webhook_worker::run_webhook_delivery(
-        ctx.clone(),
-        Some(ctx.log_advanced()),
-        shutdown_rx.clone(),
-    ));
+    let webhook_task = config.webhooks.enable_delivery.then(|| {
+        tokio::spawn(crate::domain::webhook_worker::run_webhook_delivery(
+            ctx.clone(),
+            Some(ctx.log_advanced()),
+            shutdown_rx.clone(),
+        ))
+    });
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -538,7 +540,9 @@ pub async fn start_with(
         feed_task.abort();
         // Delivery stops after the message in flight (bounded by webhooks.timeout) and
         // gives its leases up.
-        let _ = webhook_task.await;
+        if let Some(task) = webhook_task {
+            let _ = task.await;
+        }
         if let Some(path) = &task_socket_path {
             remove_local_socket(path);
         }

@@ -197,6 +197,9 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
+    /// Run delivery on this replica (off: it manages endpoints but leaves delivery to the
+    /// replicas where it is on).
+    pub enable_delivery: bool,
     /// Accept endpoints on loopback, private, link-local, unspecified or multicast
     /// addresses (literal in the URL, or resolved from its host name at delivery). Off:
     /// refused, so an endpoint cannot reach services on the server's own network.
@@ -216,6 +219,7 @@ pub struct WebhooksConfig {
 impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {
+            enable_delivery: true,
             allow_private_addresses: false,
             timeout: Span(10_000),
             lease: Span(30_000),

@@ -23,6 +23,11 @@ pub struct ReplicaProcess {
 impl ReplicaProcess {
     /// Starts `token-service serve` for `srv`'s database and waits until it listens.
     pub fn start(srv: &TestServer) -> Self {
+        Self::start_with_env(srv, &[])
+    }
+
+    /// [`ReplicaProcess::start`] with more `TOKEN_SERVICE_*` settings in its environment.
+    pub fn start_with_env(srv: &TestServer, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temp dir");
         let url = srv
@@ -47,6 +52,7 @@ impl ReplicaProcess {
             .env_remove("RUST_LOG")
             .env("TOKEN_SERVICE_SERVER_KEY", TEST_SERVER_KEY)
             .env("TOKEN_SERVICE_LOG__FORMAT", "text")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -87,8 +93,19 @@ impl ReplicaProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, no lease given up).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A sample of this replica's `/metrics`.
-    async fn metric(&self, name: &str) -> u64 {
+    pub async fn metric(&self, name: &str) -> u64 {
         let text = crate::common::http_get(format!("http://{}/metrics", self.http_addr))
             .await
             .expect("scrape the replica")

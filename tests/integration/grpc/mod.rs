@@ -16,4 +16,5 @@ mod sessions;
 mod shutdown;
 mod users;
 mod webhooks;
+mod webhooks_replicas;
 mod webrtc;
