@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-use token_service::config::Span;
 
 use crate::common::*;
 
