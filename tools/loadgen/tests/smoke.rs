@@ -168,7 +168,10 @@ fn loadgen_webhook_lag_prints_percentiles_of_delivered_messages() {
     assert_eq!(number(&fields, "events"), 5.0, "{stdout}");
     for key in ["p50_ms", "p99_ms", "max_ms"] {
         let value = number(&fields, key);
-        assert!((0.0..30_000.0).contains(&value), "{key}={value} in {fields:?}");
+        assert!(
+            (0.0..30_000.0).contains(&value),
+            "{key}={value} in {fields:?}"
+        );
     }
     assert!(number(&fields, "p99_ms") >= number(&fields, "p50_ms"));
 }
