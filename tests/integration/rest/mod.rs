@@ -8,6 +8,7 @@ mod input;
 mod openapi;
 mod probes;
 mod routes;
+mod webhooks;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
