@@ -39,7 +39,7 @@ use tracing_subscriber::{
 
 use crate::{
     config::{LogConfig, LogFormat},
-    domain::{ids::RequestId, lifecycle::Origin},
+    domain::{ids::RequestId, lifecycle::RequestOrigin},
     metrics::{Metrics, Transport},
 };
 
@@ -238,15 +238,19 @@ impl RequestLayer {
 }
 
 /// The client's address: the first trusted proxy header present (its first address, as
-/// Mattermost's `GetIPAddress`), else the peer's address (REST: axum's `ConnectInfo`; gRPC:
-/// tonic's connect info, plaintext or TLS); "" over the local Unix socket.
-fn client_ip<B>(request: &http::Request<B>, trusted: &[http::HeaderName]) -> String {
+/// Mattermost's `GetIPAddress`; a value that is not an IP address counts as absent, so no
+/// header text reaches the audit trail), else the peer's address (REST: axum's
+/// `ConnectInfo`; gRPC: tonic's connect info, plaintext or TLS); none over the local socket.
+fn client_ip<B>(
+    request: &http::Request<B>,
+    trusted: &[http::HeaderName],
+) -> Option<std::net::IpAddr> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     for header in trusted {
         if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
             let first = value.split(',').next().unwrap_or("").trim();
-            if !first.is_empty() {
-                return first.to_owned();
+            if let Ok(ip) = first.parse::<std::net::IpAddr>() {
+                return Some(ip.to_canonical());
             }
         }
     }
@@ -264,8 +268,7 @@ fn client_ip<B>(request: &http::Request<B>, trusted: &[http::HeaderName]) -> Str
                 .get::<TlsConnectInfo<TcpConnectInfo>>()
                 .and_then(|i| i.get_ref().remote_addr())
         });
-    peer.map(|addr| addr.ip().to_canonical().to_string())
-        .unwrap_or_default()
+    peer.map(|addr| addr.ip().to_canonical())
 }
 
 impl<S> tower::Layer<S> for RequestLayer {
@@ -319,15 +322,15 @@ where
             });
             let _ = span.set_parent(parent);
         }
-        let origin = Origin::new(
-            &client_ip(&request, &self.layer.trusted_ip_headers),
-            request
+        let origin = RequestOrigin {
+            ip: client_ip(&request, &self.layer.trusted_ip_headers),
+            user_agent: request
                 .headers()
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-            request_id.as_str(),
-        );
+                .map(Box::from),
+            request_id: Some(request_id),
+        };
         request.extensions_mut().insert(request_id);
         let future = {
             let _entered = span.enter();
@@ -337,7 +340,15 @@ where
         let metrics = Arc::clone(&self.layer.metrics);
         Box::pin(
             async move {
-                let result = future.await;
+                let mut result = future.await;
+                // gRPC callers learn the request id (the one in logs, traces and lifecycle
+                // records) from the response metadata; the REST envelope sets the header.
+                if transport == Transport::Grpc
+                    && let Ok(response) = &mut result
+                    && let Ok(value) = http::HeaderValue::from_str(request_id.as_str())
+                {
+                    response.headers_mut().insert("x-request-id", value);
+                }
                 let status = match &result {
                     Ok(response) => finish(transport, response, exporting),
                     // The transport could not answer at all (a broken connection).

@@ -1,7 +1,8 @@
 //! The lifecycle log: one append-only row per state change (a user, token, session, command,
 //! team membership or webhook created, changed or revoked), written in the transaction of
 //! the change. It supersedes `revocation_events`: the rows that take something away carry
-//! `revokes` (the kind) and `revokes_id`, and replicas read those. This migration moves the
+//! `revokes` (the kind) and `revokes_id` and are marked `revoking` (indexed with the id, so
+//! replicas read them in order without walking the other records). This migration moves the
 //! revocation events over (same ids, so `WatchRevocations` positions stay valid) and drops
 //! the old table.
 //!
@@ -56,6 +57,8 @@ impl MigrationTrait for Migration {
                     .col(string_len("credential_hmac", 64).default(""))
                     .col(string_len("revokes", 16).default(""))
                     .col(string_len("revokes_id", 26).default(""))
+                    // 1 or 0 (a number: PostgreSQL re-checks a boolean index key as a filter).
+                    .col(small_integer("revoking").default(0))
                     .col(string_len("hash", 64).default(""))
                     .to_owned(),
             )
@@ -66,6 +69,16 @@ impl MigrationTrait for Migration {
                     .name("idx_lifecycle_log_create_at")
                     .table(TABLE)
                     .col("create_at")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_lifecycle_log_revoking")
+                    .table(TABLE)
+                    .col("revoking")
+                    .col("id")
                     .to_owned(),
             )
             .await?;
@@ -86,7 +99,7 @@ impl MigrationTrait for Migration {
         // The revocation events, as records whose actor is not known.
         db.execute_unprepared(
             "INSERT INTO lifecycle_log (id, create_at, action, actor_type, user_id, token_id, \
-             session_id, detail, revokes, revokes_id) \
+             session_id, detail, revokes, revokes_id, revoking) \
              SELECT id, create_at, \
                CASE kind WHEN 'session' THEN 'session.revoked' \
                  WHEN 'access_token' THEN 'access_token.revoked' \
@@ -96,7 +109,7 @@ impl MigrationTrait for Migration {
                CASE kind WHEN 'user' THEN subject_id ELSE '' END, \
                CASE kind WHEN 'access_token' THEN subject_id ELSE '' END, \
                CASE kind WHEN 'session' THEN subject_id ELSE '' END, \
-               '{\"moved_from\":\"revocation_events\"}', kind, subject_id \
+               '{\"moved_from\":\"revocation_events\"}', kind, subject_id, 1 \
              FROM revocation_events",
         )
         .await?;

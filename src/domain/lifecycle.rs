@@ -18,7 +18,7 @@ use sha2::Sha256;
 
 use super::{
     caller::Caller,
-    ids::{CommandId, SessionId, TeamId, TokenId, UserId},
+    ids::{CommandId, RequestId, SessionId, TeamId, TokenId, UserId},
     model::{Revocation, UnixMillis},
     secret::{PlainToken, ServerKey},
 };
@@ -154,8 +154,8 @@ impl Actor {
     }
 }
 
-/// Where the request that caused a change came from. The transports' request layer sets it
-/// for the whole request ([`Origin::scope`]); records read it with [`Origin::current`].
+/// Where the request that caused a change came from, as a record stores it. Records read it
+/// with [`Origin::current`] from the [`RequestOrigin`] the transports' request layer sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The client's address (the peer's, or the trusted proxy header's).
@@ -170,7 +170,26 @@ pub struct Origin {
 pub const MAX_USER_AGENT_BYTES: usize = 256;
 
 tokio::task_local! {
-    static ORIGIN: Origin;
+    static ORIGIN: RequestOrigin;
+}
+
+/// What the request layer knows of every request, kept cheap (no formatting, one allocation
+/// at most) because most requests change nothing and never read it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOrigin {
+    /// The client's address.
+    pub ip: Option<std::net::IpAddr>,
+    /// The `User-Agent` header, as sent.
+    pub user_agent: Option<Box<str>>,
+    /// The request's id.
+    pub request_id: Option<RequestId>,
+}
+
+impl RequestOrigin {
+    /// Runs `future` with `self` as the current request's origin.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        ORIGIN.scope(self, future).await
+    }
 }
 
 impl Origin {
@@ -186,12 +205,15 @@ impl Origin {
 
     /// The origin of the request being served, or an empty one outside a request.
     pub fn current() -> Self {
-        ORIGIN.try_with(Clone::clone).unwrap_or_default()
-    }
-
-    /// Runs `future` with `self` as the current origin.
-    pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        ORIGIN.scope(self, future).await
+        ORIGIN
+            .try_with(|o| {
+                Origin::new(
+                    &o.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    o.user_agent.as_deref().unwrap_or(""),
+                    o.request_id.as_ref().map_or("", RequestId::as_str),
+                )
+            })
+            .unwrap_or_default()
     }
 }
 

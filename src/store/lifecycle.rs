@@ -150,8 +150,8 @@ impl Store {
                 log::Column::RevokesId,
             ])
             .column(log::Column::CreateAt)
+            .filter(log::Column::Revoking.eq(1))
             .filter(log::Column::Id.gt(after))
-            .filter(log::Column::Revokes.ne(""))
             .order_by_asc(log::Column::Id)
             .limit(limit)
             .into_tuple()
@@ -239,23 +239,28 @@ impl Store {
         loop {
             let txn = self.begin_write().await?;
             // Pruners on several replicas take turns on this row; appends lock another.
-            let pruned = service_meta::Entity::find_by_id(PRUNED_ROW.to_owned())
+            service_meta::Entity::find_by_id(PRUNED_ROW.to_owned())
                 .lock_exclusive()
                 .one(&txn)
                 .await?
                 .ok_or_else(|| Error::internal("the log's control row is missing"))?;
-            let pruned = ChainLink::parse(&pruned.value, PRUNED_ROW)?;
-            let oldest: Vec<(i64, String)> = log::Entity::find()
+            // The oldest records in log order, up to the first one still young enough (a
+            // walk of the primary key, however large the log).
+            let oldest: Vec<(i64, String, i64)> = log::Entity::find()
                 .select_only()
-                .columns([log::Column::Id, log::Column::Hash])
-                .filter(log::Column::Id.gt(pruned.id))
-                .filter(log::Column::CreateAt.lt(before))
+                .columns([log::Column::Id, log::Column::Hash, log::Column::CreateAt])
                 .order_by_asc(log::Column::Id)
                 .limit(batch)
                 .into_tuple()
                 .all(&txn)
                 .await?;
-            let Some((last_id, last_hash)) = oldest.last().cloned() else {
+            let expired = oldest
+                .iter()
+                .take_while(|(_, _, create_at)| *create_at < before)
+                .count();
+            let Some((last_id, last_hash, _)) =
+                expired.checked_sub(1).map(|last| oldest[last].clone())
+            else {
                 return Ok(total);
             };
             let deleted = log::Entity::delete_many()
@@ -277,7 +282,7 @@ impl Store {
             }
             txn.commit().await?;
             total += deleted.rows_affected;
-            if (oldest.len() as u64) < batch {
+            if expired < oldest.len() || (oldest.len() as u64) < batch {
                 return Ok(total);
             }
         }
@@ -319,6 +324,7 @@ fn active_model(record: &LifecycleRecord) -> log::ActiveModel {
         credential_hmac: Set(r.credential_hmac.clone()),
         revokes: Set(revokes.to_owned()),
         revokes_id: Set(revokes_id.to_owned()),
+        revoking: Set(i16::from(r.revocation.is_some())),
         hash: Set(record.hash.clone()),
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Model {
     pub(crate) credential_hmac: String,
     pub(crate) revokes: String,
     pub(crate) revokes_id: String,
+    /// 1 when `revokes` is set (indexed with the id), else 0.
+    pub(crate) revoking: i16,
     pub(crate) hash: String,
 }
 

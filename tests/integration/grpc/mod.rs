@@ -9,6 +9,7 @@ mod concurrency;
 mod faults;
 mod health_reflection;
 mod introspection;
+mod lifecycle_log;
 mod replicas;
 mod revocation_log;
 mod revocation_stream;
