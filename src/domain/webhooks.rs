@@ -397,7 +397,7 @@ pub fn validate_url(raw: &str, allow_private: bool) -> Result<url::Url> {
     };
     match url.host() {
         None => return Err(invalid("must name a host")),
-        Some(url::Host::Domain(domain)) if domain.is_empty() => {
+        Some(url::Host::Domain("")) => {
             return Err(invalid("must name a host"));
         }
         Some(url::Host::Ipv4(ip)) if !allow_private && is_non_public(IpAddr::V4(ip)) => {
