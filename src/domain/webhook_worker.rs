@@ -81,7 +81,12 @@ pub async fn run_webhook_delivery(
         if *shutdown.borrow() {
             break;
         }
-        match ctx.store().due_webhooks(&owner, ctx.now()).await {
+        // Endpoints already at the newest record have nothing to do: no lease is taken.
+        let due = match ctx.store().latest_record_id().await {
+            Ok(latest) => ctx.store().due_webhooks(&owner, ctx.now(), latest).await,
+            Err(e) => Err(e),
+        };
+        match due {
             Ok(due) => {
                 for id in due {
                     if active

@@ -270,14 +270,21 @@ impl Store {
         Ok(Some(StoredWebhook::from(row).webhook))
     }
 
-    /// Endpoints due for delivery at `now` whose lease `owner` could take: enabled, not
-    /// waiting for a retry, lease free, lapsed or already `owner`'s.
+    /// Endpoints due for delivery at `now` whose lease `owner` could take: enabled, behind
+    /// the log's newest record `latest`, not waiting for a retry, lease free, lapsed or
+    /// already `owner`'s.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn due_webhooks(&self, owner: &str, now: UnixMillis) -> Result<Vec<WebhookId>> {
+    pub async fn due_webhooks(
+        &self,
+        owner: &str,
+        now: UnixMillis,
+        latest: i64,
+    ) -> Result<Vec<WebhookId>> {
         let ids: Vec<String> = endpoints::Entity::find()
             .select_only()
             .column(endpoints::Column::Id)
             .filter(endpoints::Column::Enabled.eq(true))
+            .filter(endpoints::Column::DeliveredThrough.lt(latest))
             .filter(endpoints::Column::NextAttemptAt.lte(now))
             .filter(
                 Condition::any()

@@ -72,6 +72,19 @@ async fn webhook_until(
     }
 }
 
+/// A sample of the server's `/metrics` (series name with labels), 0 if absent.
+async fn metric(srv: &TestServer, series: &str) -> f64 {
+    let text = http_get(format!("{}/metrics", srv.http_base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 fn millis(ts: &Option<prost_types::Timestamp>) -> i64 {
     ts.as_ref()
         .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
@@ -388,6 +401,18 @@ async fn records_are_delivered_signed_in_order_with_stable_message_ids() {
     let delivery = hook.delivery.unwrap();
     assert_eq!(delivery.attempts, 0);
     assert_eq!(millis(&delivery.last_success_at), srv.now());
+    assert_eq!(
+        metric(
+            &srv,
+            "token_service_webhook_deliveries_total{outcome=\"delivered\"}"
+        )
+        .await,
+        5.0
+    );
+    assert_eq!(
+        metric(&srv, "token_service_webhook_delivery_lag_seconds_count").await,
+        5.0
+    );
     srv.stop().await;
 }
 
@@ -569,6 +594,18 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_re_enabling_re
         delivery.delivered_through
     );
     assert_eq!(receiver.received().len(), attempts);
+    assert_eq!(
+        metric(&srv, "token_service_webhooks_disabled_total").await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &srv,
+            "token_service_webhook_deliveries_total{outcome=\"http_error\"}"
+        )
+        .await,
+        attempts as f64
+    );
 
     // Disabled: nothing more is sent, however much time passes.
     srv.advance(Duration::from_secs(7_200));
