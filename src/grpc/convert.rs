@@ -17,6 +17,7 @@ use crate::domain::{
     paging::PageRequest,
     sessions::{CreatedSession, NewSession},
     users::NewUser,
+    webhooks::{CreatedWebhook, NewWebhook, TestResult, Webhook, WebhookChange, WebhookFilter},
     webrtc::WebrtcCredentials,
 };
 use crate::pb;
@@ -259,6 +260,91 @@ impl From<TeamMember> for pb::TeamMember {
 }
 
 /// A revocation event.
+impl From<pb::CreateWebhookRequest> for NewWebhook {
+    fn from(r: pb::CreateWebhookRequest) -> Self {
+        let filter = r.filter.unwrap_or_default();
+        NewWebhook {
+            url: r.url,
+            description: r.description,
+            actions: filter.actions,
+            user_id: filter.user_id,
+        }
+    }
+}
+
+impl From<pb::UpdateWebhookRequest> for WebhookChange {
+    fn from(r: pb::UpdateWebhookRequest) -> Self {
+        WebhookChange {
+            url: r.url,
+            description: r.description,
+            filter: r.filter.map(|f| (f.actions, f.user_id)),
+            enabled: r.enabled,
+        }
+    }
+}
+
+impl From<WebhookFilter> for pb::WebhookFilter {
+    fn from(f: WebhookFilter) -> Self {
+        pb::WebhookFilter {
+            actions: f.actions,
+            user_id: f.user_id.map(|u| u.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<Webhook> for pb::Webhook {
+    fn from(w: Webhook) -> Self {
+        let d = w.delivery;
+        pb::Webhook {
+            id: w.id.to_string(),
+            url: w.url,
+            description: w.description,
+            filter: Some(w.filter.into()),
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason,
+            previous_secret_expires_at: timestamp(w.previous_secret_expires_at),
+            delivery: Some(pb::WebhookDeliveryState {
+                delivered_through: d.delivered_through,
+                attempts: d.attempts,
+                next_attempt_at: timestamp(d.next_attempt_at),
+                failing_since: timestamp(d.failing_since),
+                last_error: d.last_error,
+                last_attempt_at: timestamp(d.last_attempt_at),
+                last_success_at: timestamp(d.last_success_at),
+            }),
+            create_at: timestamp(w.create_at),
+            update_at: timestamp(w.update_at),
+        }
+    }
+}
+
+impl From<CreatedWebhook> for pb::CreateWebhookResponse {
+    fn from(c: CreatedWebhook) -> Self {
+        pb::CreateWebhookResponse {
+            webhook: Some(c.webhook.into()),
+            secret: c.secret.expose().to_owned(),
+        }
+    }
+}
+
+impl From<TestResult> for pb::TestWebhookResponse {
+    fn from(t: TestResult) -> Self {
+        use crate::domain::webhooks::SendOutcome;
+        let delivered = t.outcome.is_success();
+        let (http_status, error) = match t.outcome {
+            SendOutcome::Status(s) => (u32::from(s), String::new()),
+            SendOutcome::Failed(e) => (0, e),
+        };
+        pb::TestWebhookResponse {
+            delivered,
+            http_status,
+            error,
+            message_id: t.message_id,
+            elapsed: prost_types::Duration::try_from(t.elapsed).ok(),
+        }
+    }
+}
+
 pub(crate) fn revocation_event(event: RevocationEvent) -> pb::RevocationEvent {
     let kind = revocation_kind(&event.revocation);
     pb::RevocationEvent {

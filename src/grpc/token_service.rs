@@ -14,6 +14,7 @@ use crate::domain::{
     introspection, revocations,
     sessions::{self, NewSession},
     users::{self, NewUser},
+    webhooks::{self, NewWebhook, WebhookChange},
     webrtc,
     {caller::Caller, credentials::parse_authorization_header},
 };
@@ -417,5 +418,90 @@ impl TokenService for TokenServiceApi {
         ok(pb::UpdateUserActiveResponse {
             user: Some(user.into()),
         })
+    }
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> RpcResult<pb::CreateWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let new = NewWebhook::from(request.into_inner());
+        let created = webhooks::create_webhook(&self.ctx, &caller, new).await?;
+        ok(created.into())
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> RpcResult<pb::ListWebhooksResponse> {
+        let caller = self.caller(&request).await?;
+        let list = webhooks::list_webhooks(&self.ctx, &caller).await?;
+        ok(pb::ListWebhooksResponse {
+            webhooks: list.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<pb::GetWebhookRequest>,
+    ) -> RpcResult<pb::GetWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let webhook = webhooks::get_webhook(&self.ctx, &caller, &r.webhook_id).await?;
+        ok(pb::GetWebhookResponse {
+            webhook: Some(webhook.into()),
+        })
+    }
+
+    async fn update_webhook(
+        &self,
+        request: Request<pb::UpdateWebhookRequest>,
+    ) -> RpcResult<pb::UpdateWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id = r.webhook_id.clone();
+        let webhook =
+            webhooks::update_webhook(&self.ctx, &caller, &id, WebhookChange::from(r)).await?;
+        ok(pb::UpdateWebhookResponse {
+            webhook: Some(webhook.into()),
+        })
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> RpcResult<pb::DeleteWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        webhooks::delete_webhook(&self.ctx, &caller, &r.webhook_id).await?;
+        ok(pb::DeleteWebhookResponse {})
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        request: Request<pb::RotateWebhookSecretRequest>,
+    ) -> RpcResult<pb::RotateWebhookSecretResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let grace = r
+            .grace_period
+            .as_ref()
+            .map(|d| convert::duration_millis(d, "grace_period"))
+            .transpose()?;
+        let rotated =
+            webhooks::rotate_webhook_secret(&self.ctx, &caller, &r.webhook_id, grace).await?;
+        ok(pb::RotateWebhookSecretResponse {
+            webhook: Some(rotated.webhook.into()),
+            secret: rotated.secret.expose().to_owned(),
+        })
+    }
+
+    async fn test_webhook(
+        &self,
+        request: Request<pb::TestWebhookRequest>,
+    ) -> RpcResult<pb::TestWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let result = webhooks::test_webhook(&self.ctx, &caller, &r.webhook_id).await?;
+        ok(result.into())
     }
 }

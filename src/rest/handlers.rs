@@ -22,6 +22,9 @@ use super::{
         NewTeamMemberJson, NewUserAccessTokenJson, NewUserJson, RevocationEventJson, STATUS_OK,
         SessionJson, TeamMemberJson, TokenSearchJson, UserAccessTokenJson, UserJson, WebrtcJson,
     },
+    json::{
+        NewWebhookJson, RotateWebhookSecretJson, WebhookChangeJson, WebhookJson, WebhookTestJson,
+    },
 };
 use crate::domain::{
     access_tokens::{self, TokenChange, TokenRef},
@@ -34,7 +37,7 @@ use crate::domain::{
     paging::PageRequest,
     revocations,
     sessions::{self, NewSession},
-    users, webrtc,
+    users, webhooks, webrtc,
 };
 
 type ApiResult = Result<Response, ApiError>;
@@ -561,4 +564,89 @@ pub(crate) async fn update_user_active(
     };
     users::update_user_active(&state.ctx, &caller, &user_id, active).await?;
     status_ok()
+}
+
+/// The body of a webhook route, decoded leniently (unknown keys ignored, `null` = absent);
+/// an empty body is an empty object.
+fn webhook_body<T: DeserializeOwned + Default>(
+    body: &Body,
+    param: &'static str,
+) -> domain_error::Result<T> {
+    if body.0.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    body.decode(param)
+}
+
+pub(crate) async fn create_webhook(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let request: NewWebhookJson = webhook_body(&body, "webhook")?;
+    let created = webhooks::create_webhook(&state.ctx, &caller, request.into()).await?;
+    let mut json = WebhookJson::from(created.webhook);
+    json.secret = Some(created.secret.expose().to_owned());
+    Ok(json_line(StatusCode::CREATED, &json))
+}
+
+pub(crate) async fn list_webhooks(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let list = webhooks::list_webhooks(&state.ctx, &caller).await?;
+    ok_json(list.into_iter().map(WebhookJson::from).collect::<Vec<_>>())
+}
+
+pub(crate) async fn get_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let webhook = webhooks::get_webhook(&state.ctx, &caller, &webhook_id).await?;
+    ok_json(WebhookJson::from(webhook))
+}
+
+pub(crate) async fn update_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let change: WebhookChangeJson = webhook_body(&body, "webhook")?;
+    let webhook = webhooks::update_webhook(&state.ctx, &caller, &webhook_id, change.into()).await?;
+    ok_json(WebhookJson::from(webhook))
+}
+
+pub(crate) async fn delete_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    webhooks::delete_webhook(&state.ctx, &caller, &webhook_id).await?;
+    status_ok()
+}
+
+pub(crate) async fn rotate_webhook_secret(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let request: RotateWebhookSecretJson = webhook_body(&body, "rotation")?;
+    let rotated =
+        webhooks::rotate_webhook_secret(&state.ctx, &caller, &webhook_id, request.grace_period_ms)
+            .await?;
+    let mut json = WebhookJson::from(rotated.webhook);
+    json.secret = Some(rotated.secret.expose().to_owned());
+    ok_json(json)
+}
+
+pub(crate) async fn test_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let result = webhooks::test_webhook(&state.ctx, &caller, &webhook_id).await?;
+    ok_json(WebhookTestJson::from(result))
 }

@@ -198,7 +198,9 @@ fn schema_ref(name: &str) -> Value {
 }
 
 fn tag(path: &str) -> &'static str {
-    if path.contains("/tokens") {
+    if path.contains("/tokens/webhooks") {
+        "webhooks"
+    } else if path.contains("/tokens") {
         "user access tokens"
     } else if path.contains("/sessions") {
         "sessions"
@@ -458,7 +460,7 @@ fn schemas() -> Value {
         "type": "string",
         "description": "The secret. Returned by create only, never again."
     });
-    json!({
+    let mut all = json!({
         "AppError": object(json!({
             "id": id("Mattermost's error id, e.g. api.context.permissions.app_error."),
             "message": string(),
@@ -639,5 +641,83 @@ fn schemas() -> Value {
             "is_bot": boolean(),
             "expires_at": millis("Unix milliseconds; 0 = never."),
         }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot"]),
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), webhook_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// The schemas of the webhook routes (token-service's own shapes).
+fn webhook_schemas() -> Value {
+    let filter = object(
+        json!({
+            "actions": {
+                "type": "array",
+                "maxItems": 64,
+                "items": {"type": "string", "pattern": "^[a-z_]+\\.[a-z_]+$"},
+                "description": "Lifecycle actions (e.g. access_token.revoked); empty: every action.",
+            },
+            "user_id": {"type": "string", "pattern": "^([A-Za-z0-9]{26})?$", "description": "Only records about this user; empty: any."},
+        }),
+        &[],
+    );
+    let webhook_fields = json!({
+        "id": id("Webhook id."),
+        "url": string(),
+        "description": string(),
+        "filter": filter.clone(),
+        "enabled": boolean(),
+        "disabled_reason": json!({"type": "string", "description": "Why delivery disabled it; empty otherwise."}),
+        "previous_secret_expires_at": millis("Until when the rotated-out secret still signs; 0 = none."),
+        "delivery": object(json!({
+            "delivered_through": {"type": "integer", "format": "int64", "description": "Last lifecycle record id delivered."},
+            "attempts": {"type": "integer", "minimum": 0, "description": "Failures since the last success."},
+            "next_attempt_at": millis("Unix milliseconds; 0 = when there is something to send."),
+            "failing_since": millis("Unix milliseconds; 0 = not failing."),
+            "last_error": string(),
+            "last_attempt_at": millis("Unix milliseconds; 0 = never."),
+            "last_success_at": millis("Unix milliseconds; 0 = never."),
+        }), &[]),
+        "create_at": millis("Unix milliseconds."),
+        "update_at": millis("Unix milliseconds."),
+    });
+    let mut created_webhook = webhook_fields.clone();
+    created_webhook["secret"] = json!({
+        "type": "string",
+        "pattern": "^whsec_[A-Za-z0-9+/]{43}=$",
+        "description": "The signing secret. Returned by create and rotate only, never again.",
+    });
+    let webhook_url = json!({
+        "type": "string", "maxLength": 2048, "pattern": "^https?://[^\\s]+$",
+        "description": "Absolute http(s) URL with a host, no user information; private addresses only with webhooks.allow_private_addresses.",
+    });
+    json!({
+        "Webhook": object(webhook_fields, &[]),
+        "CreatedWebhook": object(created_webhook, &[]),
+        "NewWebhook": body_requiring(json!({
+            "url": webhook_url.clone(),
+            "description": text(0, 255, "What the endpoint is for (bytes)."),
+            "filter": filter.clone(),
+        }), &["url"]),
+        "WebhookChange": body(json!({
+            "url": webhook_url,
+            "description": text(0, 255, "What the endpoint is for (bytes)."),
+            "filter": filter,
+            "enabled": {"type": "boolean", "description": "true re-enables and clears the failure state."},
+        })),
+        "WebhookRotation": body(json!({
+            "grace_period_ms": {
+                "type": "integer", "format": "int64", "minimum": 0, "maximum": 604_800_000_i64,
+                "description": "How long the old secret keeps signing; absent: 24 hours; 0: not at all.",
+            },
+        })),
+        "WebhookTest": object(json!({
+            "delivered": {"type": "boolean", "description": "The endpoint answered 2xx."},
+            "http_status": {"type": "integer", "description": "0 if it did not answer."},
+            "error": {"type": "string", "description": "Why there was no answer; empty if it answered."},
+            "message_id": {"type": "string", "description": "The webhook-id sent."},
+            "elapsed_ms": {"type": "integer", "minimum": 0},
+        }), &[]),
     })
 }

@@ -303,6 +303,37 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             h::update_user_active,
             doc(200, Some("ActiveBody"), One("StatusOK")),
         ),
+        serve(
+            "CreateWebhook",
+            h::create_webhook,
+            doc(201, Some("NewWebhook"), One("CreatedWebhook")),
+        ),
+        serve(
+            "ListWebhooks",
+            h::list_webhooks,
+            doc(200, None, List("Webhook")),
+        ),
+        serve("GetWebhook", h::get_webhook, doc(200, None, One("Webhook"))),
+        serve(
+            "UpdateWebhook",
+            h::update_webhook,
+            doc(200, Some("WebhookChange"), One("Webhook")),
+        ),
+        serve(
+            "DeleteWebhook",
+            h::delete_webhook,
+            doc(200, None, One("StatusOK")),
+        ),
+        serve(
+            "RotateWebhookSecret",
+            h::rotate_webhook_secret,
+            doc(200, Some("WebhookRotation"), One("CreatedWebhook")),
+        ),
+        serve(
+            "TestWebhook",
+            h::test_webhook,
+            doc(200, None, One("WebhookTest")),
+        ),
     ]
 }
 

@@ -94,9 +94,20 @@ impl ReplicaProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, no lease given up).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A sample of this replica's `/metrics`.
-    async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.http_addr))
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = crate::common::http_get(format!("http://{}/metrics", self.http_addr))
             .await
             .expect("scrape the replica")
             .text()

@@ -17,4 +17,6 @@ mod revocation_stream;
 mod sessions;
 mod shutdown;
 mod users;
+mod webhooks;
+mod webhooks_replicas;
 mod webrtc;

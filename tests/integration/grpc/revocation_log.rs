@@ -265,7 +265,7 @@ async fn resuming_from_a_pruned_position_is_out_of_range() {
         .await
         .expect("resuming from the newest pruned event loses nothing");
 
-    let rest = reqwest::Client::new()
+    let rest = crate::common::http_client()
         .get(format!(
             "{}/api/v4/tokens/revocations?after_event_id={}",
             srv.http_base(),

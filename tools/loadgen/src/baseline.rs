@@ -202,4 +202,11 @@ echo_service! {
     create_user(CreateUserRequest) -> CreateUserResponse;
     update_user_roles(UpdateUserRolesRequest) -> UpdateUserRolesResponse;
     update_user_active(UpdateUserActiveRequest) -> UpdateUserActiveResponse;
+    create_webhook(CreateWebhookRequest) -> CreateWebhookResponse;
+    list_webhooks(ListWebhooksRequest) -> ListWebhooksResponse;
+    get_webhook(GetWebhookRequest) -> GetWebhookResponse;
+    update_webhook(UpdateWebhookRequest) -> UpdateWebhookResponse;
+    delete_webhook(DeleteWebhookRequest) -> DeleteWebhookResponse;
+    rotate_webhook_secret(RotateWebhookSecretRequest) -> RotateWebhookSecretResponse;
+    test_webhook(TestWebhookRequest) -> TestWebhookResponse;
 }

@@ -8,6 +8,7 @@
 //!   the credentials it tries, and the session calls.
 //! - [`commands`]: that table's team, command and WebRTC calls.
 //! - [`users`]: GetUser, GetUserByUsername and Logout, on the credentials of [`sessions`].
+//! - [`webhooks`]: the webhook RPCs (manage_system), on the same credentials.
 //!
 //! Outcomes read as the tables print them: [`outcome`] for the token table, [`code`] for the
 //! other; an UNAUTHENTICATED always carries Mattermost's session-expired error id.
@@ -16,6 +17,7 @@ mod commands;
 mod sessions;
 mod tokens;
 mod users;
+mod webhooks;
 
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
