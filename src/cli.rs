@@ -226,6 +226,84 @@ pub enum AdminAction {
     /// {"status":"OK","verified":N,...}, or {"status":"broken","broken":{...}} and exits 1
     /// naming the first broken link (a missing, edited or deleted-at-the-end record).
     VerifyAudit,
+    /// Manage webhook endpoints (see the README's "Webhooks"). Prints JSON.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+/// `admin webhooks ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookAction {
+    /// List every endpoint with its delivery state. Prints a JSON array.
+    List,
+    /// Show one endpoint.
+    Get {
+        /// The endpoint's id.
+        webhook_id: String,
+    },
+    /// Register an endpoint. Prints {"webhook":{...},"secret":"whsec_..."}; the secret is
+    /// shown only this once.
+    Create {
+        /// Where to POST (http:// or https://).
+        #[arg(long)]
+        url: String,
+        /// What the endpoint is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A lifecycle action to send (repeat for several; none: every action).
+        #[arg(long = "action", value_name = "ACTION")]
+        actions: Vec<String>,
+        /// Only records about this user (id).
+        #[arg(long, value_name = "USER_ID", default_value = "")]
+        user_id: String,
+    },
+    /// Change an endpoint: only the options given change.
+    Update {
+        /// The endpoint's id.
+        webhook_id: String,
+        /// A new URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Replace the filter's actions (repeat for several).
+        #[arg(long = "action", value_name = "ACTION")]
+        actions: Vec<String>,
+        /// Replace the filter with one selecting every action (and any user unless
+        /// --user-id).
+        #[arg(long, conflicts_with = "actions")]
+        all_actions: bool,
+        /// With --action or --all-actions: only records about this user ("" for any).
+        #[arg(long, value_name = "USER_ID")]
+        user_id: Option<String>,
+        /// Enable delivery (clears the failure state of a disabled endpoint).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Stop delivery.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete an endpoint.
+    Delete {
+        /// The endpoint's id.
+        webhook_id: String,
+    },
+    /// Replace an endpoint's signing secret. Prints {"webhook":{...},"secret":"whsec_..."}.
+    RotateSecret {
+        /// The endpoint's id.
+        webhook_id: String,
+        /// How long the old secret keeps signing beside the new one: 0, 30m, 24h, 7d.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::config::parse_span)]
+        grace: u64,
+    },
+    /// Send one signed webhook.test message now. Prints {"delivered","http_status","error",...}.
+    Test {
+        /// The endpoint's id.
+        webhook_id: String,
+    },
 }
 
 /// Filters of `admin audit` (all optional; they combine).

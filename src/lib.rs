@@ -16,3 +16,4 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook_delivery;

@@ -27,29 +27,41 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Upper bounds of the webhook delivery lag buckets, in seconds (a lag includes retries).
+const LAG_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3_600.0, 86_400.0,
+];
+
 /// A histogram with fixed buckets; every operation is an atomic addition.
 #[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-        }
+        Self::with_bounds(&LATENCY_BUCKETS)
     }
 }
 
 impl Histogram {
+    /// A histogram with these bucket upper bounds (seconds, increasing).
+    fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, value: Duration) {
         let seconds = value.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
+        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -65,7 +77,7 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
@@ -127,11 +139,30 @@ pub struct Gauges {
     pub pool_max: u32,
 }
 
+/// How a webhook delivery attempt ended (the `outcome` label).
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "http_error", "transport_error"];
+
 /// A server's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     requests: RwLock<Series>,
     revocation_lag: Histogram,
+    /// Webhook attempts by [`WEBHOOK_OUTCOMES`].
+    webhook_deliveries: [AtomicU64; WEBHOOK_OUTCOMES.len()],
+    webhooks_disabled: AtomicU64,
+    webhook_lag: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: RwLock::default(),
+            revocation_lag: Histogram::default(),
+            webhook_deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
+            webhooks_disabled: AtomicU64::new(0),
+            webhook_lag: Histogram::with_bounds(&LAG_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
@@ -174,6 +205,31 @@ impl Metrics {
     /// Records how long a revocation took from its commit to this replica's cache.
     pub fn record_revocation_lag(&self, lag: Duration) {
         self.revocation_lag.observe(lag);
+    }
+
+    /// Counts a webhook delivery attempt by its outcome (one of [`WEBHOOK_OUTCOMES`]).
+    pub fn record_webhook_delivery(&self, outcome: &str) {
+        if let Some(i) = WEBHOOK_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.webhook_deliveries[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an endpoint disabled by delivery.
+    pub fn record_webhook_disabled(&self) {
+        self.webhooks_disabled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long a lifecycle record took from its commit to an endpoint's 2xx.
+    pub fn record_webhook_lag(&self, lag: Duration) {
+        self.webhook_lag.observe(lag);
+    }
+
+    /// Webhook attempts so far with `outcome`.
+    pub fn webhook_deliveries(&self, outcome: &str) -> u64 {
+        WEBHOOK_OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.webhook_deliveries[i].load(Ordering::Relaxed))
     }
 
     /// The revocation propagation histogram (for tests and the load generator).
@@ -282,6 +338,30 @@ impl Metrics {
         );
         self.revocation_lag
             .render(&mut out, "token_service_revocation_propagation_seconds", "");
+        out.push_str(
+            "# HELP token_service_webhook_deliveries_total Webhook delivery attempts by this replica, by outcome.\n\
+             # TYPE token_service_webhook_deliveries_total counter\n",
+        );
+        for (outcome, count) in WEBHOOK_OUTCOMES.iter().zip(&self.webhook_deliveries) {
+            let _ = writeln!(
+                out,
+                "token_service_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP token_service_webhooks_disabled_total Webhook endpoints this replica disabled after failing for webhooks.disable_after.\n\
+             # TYPE token_service_webhooks_disabled_total counter\n\
+             token_service_webhooks_disabled_total {}",
+            self.webhooks_disabled.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP token_service_webhook_delivery_lag_seconds From a lifecycle record's commit to its endpoint's 2xx answer (retries included).\n\
+             # TYPE token_service_webhook_delivery_lag_seconds histogram\n",
+        );
+        self.webhook_lag
+            .render(&mut out, "token_service_webhook_delivery_lag_seconds", "");
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

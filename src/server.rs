@@ -116,14 +116,16 @@ pub async fn open_context_with(
         None => None,
     };
     let audit_key = AuditKey::new(&server_key, configured_audit_key.as_ref());
-    Ok(Context::new(
+    let ctx = Context::new(
         store,
         policy,
         hasher,
         command_cipher,
         audit_key,
         options.clock.clone(),
-    ))
+    );
+    ctx.install_webhook_sender(Arc::new(crate::webhook_delivery::HttpWebhookSender::new()?));
+    Ok(ctx)
 }
 
 /// Connects to the configured database (creating the SQLite data directory if needed),
@@ -396,6 +398,14 @@ pub async fn start_with(
         FeedSettings::for_interval(Duration::from_millis(config.revocation_poll_interval_ms)),
         shutdown_rx.clone(),
     ));
+    // Webhooks: delivered from the log by a task of its own, never on a request's path.
+    let webhook_task = config.webhooks.enable_delivery.then(|| {
+        tokio::spawn(crate::domain::webhook_worker::run_webhook_delivery(
+            ctx.clone(),
+            Some(ctx.log_advanced()),
+            shutdown_rx.clone(),
+        ))
+    });
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -528,6 +538,11 @@ pub async fn start_with(
         };
         health_task.abort();
         feed_task.abort();
+        // Delivery stops after the message in flight (bounded by webhooks.timeout) and
+        // gives its leases up.
+        if let Some(task) = webhook_task {
+            let _ = task.await;
+        }
         if let Some(path) = &task_socket_path {
             remove_local_socket(path);
         }

@@ -10,7 +10,8 @@ mod m20261122_000002_create_commands_and_team_members;
 mod m20261123_000003_create_revocation_events;
 mod m20261201_000004_add_revocation_log_row;
 mod m20261202_000005_create_lifecycle_log;
-mod m20261203_000006_index_lifecycle_log_for_audit;
+mod m20261202_000006_create_webhook_endpoints;
+mod m20261203_000007_index_lifecycle_log_for_audit;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -25,7 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_create_revocation_events::Migration),
             Box::new(m20261201_000004_add_revocation_log_row::Migration),
             Box::new(m20261202_000005_create_lifecycle_log::Migration),
-            Box::new(m20261203_000006_index_lifecycle_log_for_audit::Migration),
+            Box::new(m20261202_000006_create_webhook_endpoints::Migration),
+            Box::new(m20261203_000007_index_lifecycle_log_for_audit::Migration),
         ]
     }
 }

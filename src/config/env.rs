@@ -237,6 +237,37 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_load_from_env_with_units_and_are_checked() {
+        let e = env(&[
+            ("TOKEN_SERVICE_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true"),
+            ("TOKEN_SERVICE_WEBHOOKS__TIMEOUT", "250ms"),
+            ("TOKEN_SERVICE_WEBHOOKS__LEASE", "2"),
+            ("TOKEN_SERVICE_WEBHOOKS__DISABLE_AFTER", "36h"),
+            ("TOKEN_SERVICE_WEBHOOKS__POLL_INTERVAL", "50ms"),
+        ]);
+        let (c, report) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+        assert!(c.webhooks.allow_private_addresses);
+        assert_eq!(c.webhooks.timeout.millis(), 250);
+        assert_eq!(c.webhooks.lease.millis(), 2_000, "a bare number is seconds");
+        assert_eq!(c.webhooks.disable_after.millis(), 36 * 3_600_000);
+        assert_eq!(c.webhooks.poll_interval.millis(), 50);
+        for (name, value, words) in [
+            (
+                "TOKEN_SERVICE_WEBHOOKS__DISABLE_AFTER",
+                "12h",
+                "at least 1d",
+            ),
+            ("TOKEN_SERVICE_WEBHOOKS__TIMEOUT", "0", "webhooks.timeout"),
+            ("TOKEN_SERVICE_WEBHOOKS__LEASE", "2w", "webhooks.lease"),
+        ] {
+            let err =
+                Config::load_from(None, &Overrides::default(), env(&[(name, value)])).unwrap_err();
+            assert!(err.contains(words), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
     fn numeric_and_boolean_settings_are_parsed_from_env_text() {
         let e = env(&[
             ("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "7"),

@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
-pub use secret::{DatabaseUrl, Secret, Ttl};
+pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::{
     AuditConfig, CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig,
-    WebrtcConfig,
+    WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -107,6 +107,8 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// The hot-path token cache.
     pub cache: CacheConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhooksConfig,
     /// How often each replica reads the revocation log written by the others, in
     /// milliseconds (PostgreSQL and MariaDB; a single SQLite process needs no log reads).
     pub revocation_poll_interval_ms: u64,
@@ -158,6 +160,7 @@ impl Default for Config {
             command_tokens: CommandTokensConfig::default(),
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),
+            webhooks: WebhooksConfig::default(),
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
@@ -336,6 +339,7 @@ impl Config {
         crate::domain::permissions::RoleTable::with_overrides(&self.roles)?;
         self.webrtc_policy().validate()?;
         self.tls.validate()?;
+        self.webhooks.validate()?;
         Ok(())
     }
 

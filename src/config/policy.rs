@@ -2,7 +2,10 @@
 //! else (units converted: hours and milliseconds to the domain's milliseconds; the role
 //! overrides applied to the built-in role table).
 
-use crate::domain::{Policy, cache::CacheSettings, permissions::RoleTable, webrtc::WebrtcPolicy};
+use crate::domain::{
+    Policy, cache::CacheSettings, permissions::RoleTable, webhooks::WebhookPolicy,
+    webrtc::WebrtcPolicy,
+};
 
 use super::Config;
 
@@ -34,6 +37,14 @@ impl TryFrom<&Config> for Policy {
             log_retention_ms: i64::try_from(config.audit.retention.0)
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
+            webhooks: WebhookPolicy {
+                allow_private_addresses: config.webhooks.allow_private_addresses,
+                timeout_ms: config.webhooks.timeout.millis(),
+                lease_ms: i64::try_from(config.webhooks.lease.millis()).unwrap_or(i64::MAX),
+                disable_after_ms: i64::try_from(config.webhooks.disable_after.millis())
+                    .unwrap_or(i64::MAX),
+                poll_interval_ms: config.webhooks.poll_interval.millis(),
+            },
         })
     }
 }
@@ -77,6 +88,7 @@ mod tests {
             }
         );
         assert_eq!(policy.revocation_poll_interval_ms, 50);
+        assert_eq!(policy.webhooks, WebhookPolicy::default());
     }
 
     #[test]

@@ -104,6 +104,84 @@ impl<'de> Deserialize<'de> for Ttl {
     }
 }
 
+/// A duration in milliseconds, written as a number of seconds or as "250ms", "10s", "30m",
+/// "12h", "3d".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Span(pub u64);
+
+impl Span {
+    /// The duration in milliseconds.
+    pub fn millis(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<Span> for String {
+    /// The shortest exact form: "3d", "30s", "250ms".
+    fn from(span: Span) -> String {
+        let ms = span.0;
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
+            if ms != 0 && ms.is_multiple_of(size) {
+                return format!("{}{unit}", ms / size);
+            }
+        }
+        format!("{ms}ms")
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => s
+                .checked_mul(1_000)
+                .map(Span)
+                .ok_or_else(|| serde::de::Error::custom("duration is too large")),
+            Raw::Text(text) => parse_span(&text)
+                .map(Span)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses a duration ("250ms", "10s", "30m", "12h", "3d"; a bare number is seconds) into
+/// milliseconds.
+pub fn parse_span(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("invalid duration {text:?}: use seconds or 250ms, 10s, 30m, 12h, 3d")
+    })?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?}: use ms, s, m, h or d"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
 fn parse_ttl(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -216,6 +294,18 @@ mod tests {
         };
         let printed = format!("{c:?}");
         assert!(!printed.contains("deadbeef") && !printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn spans_are_seconds_or_a_number_with_a_unit_and_print_back() {
+        assert_eq!(parse_span("90").unwrap(), 90_000);
+        assert_eq!(parse_span("250ms").unwrap(), 250);
+        assert_eq!(parse_span("3d").unwrap(), 259_200_000);
+        assert!(parse_span("3w").is_err());
+        assert!(parse_span("ms").is_err());
+        assert_eq!(String::from(Span(259_200_000)), "3d");
+        assert_eq!(String::from(Span(1_500)), "1500ms");
+        assert_eq!(String::from(Span(0)), "0ms");
     }
 
     #[test]

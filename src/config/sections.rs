@@ -1,11 +1,11 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
-//! `[webrtc]`, `[log]`, `[pool]`) and their defaults.
+//! `[webrtc]`, `[webhooks]`, `[log]`, `[pool]`) and their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Secret, Ttl};
+use super::{Secret, Span, Ttl};
 
 /// TLS for the gRPC and the HTTP listener (one certificate for both), and optional
 /// client-certificate verification (mTLS). Files are read at start-up; a restart picks up
@@ -190,5 +190,60 @@ impl Default for PoolConfig {
             connect_timeout_secs: 5,
             acquire_timeout_secs: 5,
         }
+    }
+}
+
+/// Webhook delivery (the lifecycle log, signed, to the endpoints CreateWebhook registers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Run delivery on this replica (off: it manages endpoints but leaves delivery to the
+    /// replicas where it is on).
+    pub enable_delivery: bool,
+    /// Accept endpoints on loopback, private, link-local, unspecified or multicast
+    /// addresses (literal in the URL, or resolved from its host name at delivery). Off:
+    /// refused, so an endpoint cannot reach services on the server's own network.
+    pub allow_private_addresses: bool,
+    /// How long one delivery may take (connect, send, answer) before it counts as failed.
+    pub timeout: Span,
+    /// How long a replica holds an endpoint's delivery lease without renewing it; another
+    /// replica takes the endpoint over after it lapses.
+    pub lease: Span,
+    /// An endpoint failing without a single success for this long is disabled (at least 1d).
+    pub disable_after: Span,
+    /// How often each replica looks for endpoints that are due, besides being woken when
+    /// the lifecycle log grows.
+    pub poll_interval: Span,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enable_delivery: true,
+            allow_private_addresses: false,
+            timeout: Span(10_000),
+            lease: Span(30_000),
+            disable_after: Span(3 * 86_400_000),
+            poll_interval: Span(1_000),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=300_000).contains(&self.timeout.0) {
+            return Err("webhooks.timeout: must be between 1ms and 5m".into());
+        }
+        if !(100..=3_600_000).contains(&self.lease.0) {
+            return Err("webhooks.lease: must be between 100ms and 1h".into());
+        }
+        if self.disable_after.0 < 86_400_000 {
+            return Err("webhooks.disable_after: must be at least 1d".into());
+        }
+        if !(10..=60_000).contains(&self.poll_interval.0) {
+            return Err("webhooks.poll_interval: must be between 10ms and 60s".into());
+        }
+        Ok(())
     }
 }

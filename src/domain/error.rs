@@ -166,6 +166,11 @@ reasons! {
     UserIdTaken, "store.sql_user.save.existing.app_error", "an account with that id already exists", "The user id is taken.";
     AccessTokensDisabled, "app.user_access_token.disabled", "personal access tokens are disabled on this server (enable_user_access_tokens)", "Personal access tokens are switched off (`enable_user_access_tokens = false`).";
     RevocationLogPruned, "token_service.revocation_log.pruned", "revocation events after this position are no longer kept", "Events after the requested position were pruned from the revocation log.";
+    WebhookNotFound, "token_service.webhook.not_found", "webhook not found", "The webhook endpoint does not exist.";
+    InvalidWebhookUrl, "token_service.webhook.invalid_url", "invalid webhook URL", "A webhook URL that is not an absolute http(s) URL with a host, has user information, or is too long.";
+    WebhookAddressRefused, "token_service.webhook.address_refused", "the webhook URL names a private or local address", "A webhook URL whose host is a loopback, private, link-local, unspecified or multicast address (allowed only with `webhooks.allow_private_addresses`).";
+    InvalidWebhookAction, "token_service.webhook.invalid_action", "unknown lifecycle action", "A webhook filter naming an action the lifecycle log does not have.";
+    InvalidWebhookDescription, "token_service.webhook.invalid_description", "webhook description is too long", "A webhook description over 255 bytes.";
     DatabaseUnavailable, "token_service.database_unavailable", "the database is unavailable", "The database is unreachable.";
     ShuttingDown, "token_service.shutting_down", "the server is shutting down", "The server is shutting down.";
     Internal, "token_service.internal_error", "internal error", "Anything unexpected.";

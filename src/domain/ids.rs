@@ -114,6 +114,10 @@ id_type!(
     /// A team id.
     TeamId
 );
+id_type!(
+    /// A webhook endpoint id.
+    WebhookId
+);
 
 /// The id of one gRPC call or REST request: in its span, its log lines and (REST) the
 /// `X-Request-ID` header and error bodies.

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod introspection;
 pub mod lifecycle;
@@ -22,6 +23,8 @@ pub mod secret;
 pub mod sessions;
 pub mod text;
 pub mod users;
+pub mod webhook_worker;
+pub mod webhooks;
 pub mod webrtc;
 
 use std::sync::Arc;
@@ -68,6 +71,8 @@ pub struct Policy {
     /// How long lifecycle records are kept, in milliseconds (at least a day: replicas and
     /// `WatchRevocations` subscribers resume from the log).
     pub log_retention_ms: i64,
+    /// Webhook delivery.
+    pub webhooks: webhooks::WebhookPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -93,6 +98,8 @@ struct ContextInner {
     metrics: Arc<crate::metrics::Metrics>,
     /// Where every rule reads the current time.
     clock: Arc<dyn Clock>,
+    /// Sends webhook messages over HTTP (installed by the server; the domain speaks no HTTP).
+    webhook_sender: std::sync::OnceLock<Arc<dyn webhooks::WebhookSender>>,
 }
 
 impl Context {
@@ -117,6 +124,7 @@ impl Context {
                 hasher,
                 command_cipher,
                 clock,
+                webhook_sender: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -172,6 +180,15 @@ impl Context {
             pool_idle: pool.idle,
             pool_max: pool.max,
         }
+    }
+
+    /// Installs the sender of webhook messages (once; later calls are ignored).
+    pub fn install_webhook_sender(&self, sender: Arc<dyn webhooks::WebhookSender>) {
+        let _ = self.inner.webhook_sender.set(sender);
+    }
+
+    pub(crate) fn webhook_sender(&self) -> Option<&dyn webhooks::WebhookSender> {
+        self.inner.webhook_sender.get().map(|s| s.as_ref())
     }
 
     pub(crate) fn feed(&self) -> &tokio::sync::broadcast::Sender<revocations::FeedItem> {

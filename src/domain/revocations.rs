@@ -34,8 +34,8 @@ use super::{
 /// Records deleted per pruning transaction (each one short, so appends never wait long).
 const PRUNE_BATCH: u64 = 1_000;
 
-/// Events read per query.
-const BATCH: u64 = 1_000;
+/// Events read per query (also the records of a WatchEvents read).
+pub(super) const BATCH: u64 = 1_000;
 
 /// How often old events are pruned (real time, like the polling).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -375,26 +375,36 @@ impl Subscription {
     }
 }
 
-/// The events after `after_event_id`, at most 1000 (the REST mirror of the stream).
+/// The events after `after_event_id` (0: from the oldest kept), at most 1000 (the REST
+/// mirror of the stream).
 pub async fn revocations_after(
     ctx: &Context,
     caller: &Caller,
     after_event_id: i64,
 ) -> Result<Vec<RevocationEvent>> {
     require_watch_permission(ctx, caller)?;
-    let after = resumable_position(ctx, after_event_id).await?;
+    let after = listing_position(ctx, after_event_id).await?;
     ctx.store().revocations_after(after, BATCH).await
 }
 
-fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
+pub(super) fn require_watch_permission(ctx: &Context, caller: &Caller) -> Result<()> {
     ctx.require_any_permission(
         caller,
         &[Permission::ManageSystem, Permission::IntrospectToken],
     )
 }
 
+/// Where a REST listing starts: after `after_event_id`, as [`resumable_position`] checks it;
+/// 0 means from the oldest record kept (after whatever was pruned).
+pub(super) async fn listing_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
+    if after_event_id == 0 {
+        return ctx.store().pruned_log_through().await;
+    }
+    resumable_position(ctx, after_event_id).await
+}
+
 /// A position to resume after: not negative, and not older than what the log still holds.
-async fn resumable_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
+pub(super) async fn resumable_position(ctx: &Context, after_event_id: i64) -> Result<i64> {
     if after_event_id < 0 {
         return Err(Error::invalid(
             "after_event_id",

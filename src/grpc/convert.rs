@@ -10,7 +10,7 @@ use crate::domain::{
     commands::{CreatedCommand, NewCommand},
     error::{Error, Reason, Result},
     introspection::{CredentialKind, Introspection},
-    lifecycle::{Origin, StoredRecord, Subjects},
+    lifecycle::{Actor, LifecycleRecord, Origin, StoredRecord, Subjects},
     model::{
         Command, Revocation, RevocationEvent, Session, TeamMember, UnixMillis, User,
         UserAccessToken,
@@ -18,6 +18,7 @@ use crate::domain::{
     paging::PageRequest,
     sessions::{CreatedSession, NewSession},
     users::NewUser,
+    webhooks::{CreatedWebhook, NewWebhook, TestResult, Webhook, WebhookChange, WebhookFilter},
     webrtc::WebrtcCredentials,
 };
 use crate::pb;
@@ -260,18 +261,196 @@ impl From<TeamMember> for pb::TeamMember {
 }
 
 /// A revocation event.
+impl From<pb::CreateWebhookRequest> for NewWebhook {
+    fn from(r: pb::CreateWebhookRequest) -> Self {
+        let filter = r.filter.unwrap_or_default();
+        NewWebhook {
+            url: r.url,
+            description: r.description,
+            actions: filter.actions,
+            user_id: filter.user_id,
+        }
+    }
+}
+
+impl From<pb::UpdateWebhookRequest> for WebhookChange {
+    fn from(r: pb::UpdateWebhookRequest) -> Self {
+        WebhookChange {
+            url: r.url,
+            description: r.description,
+            filter: r.filter.map(|f| (f.actions, f.user_id)),
+            enabled: r.enabled,
+        }
+    }
+}
+
+impl From<WebhookFilter> for pb::WebhookFilter {
+    fn from(f: WebhookFilter) -> Self {
+        pb::WebhookFilter {
+            actions: f.actions,
+            user_id: f.user_id.map(|u| u.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<Webhook> for pb::Webhook {
+    fn from(w: Webhook) -> Self {
+        let d = w.delivery;
+        pb::Webhook {
+            id: w.id.to_string(),
+            url: w.url,
+            description: w.description,
+            filter: Some(w.filter.into()),
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason,
+            previous_secret_expires_at: timestamp(w.previous_secret_expires_at),
+            delivery: Some(pb::WebhookDeliveryState {
+                delivered_through: d.delivered_through,
+                attempts: d.attempts,
+                next_attempt_at: timestamp(d.next_attempt_at),
+                failing_since: timestamp(d.failing_since),
+                last_error: d.last_error,
+                last_attempt_at: timestamp(d.last_attempt_at),
+                last_success_at: timestamp(d.last_success_at),
+            }),
+            create_at: timestamp(w.create_at),
+            update_at: timestamp(w.update_at),
+        }
+    }
+}
+
+impl From<CreatedWebhook> for pb::CreateWebhookResponse {
+    fn from(c: CreatedWebhook) -> Self {
+        pb::CreateWebhookResponse {
+            webhook: Some(c.webhook.into()),
+            secret: c.secret.expose().to_owned(),
+        }
+    }
+}
+
+impl From<TestResult> for pb::TestWebhookResponse {
+    fn from(t: TestResult) -> Self {
+        use crate::domain::webhooks::SendOutcome;
+        let delivered = t.outcome.is_success();
+        let (http_status, error) = match t.outcome {
+            SendOutcome::Status(s) => (u32::from(s), String::new()),
+            SendOutcome::Failed(e) => (0, e),
+        };
+        pb::TestWebhookResponse {
+            delivered,
+            http_status,
+            error,
+            message_id: t.message_id,
+            elapsed: prost_types::Duration::try_from(t.elapsed).ok(),
+        }
+    }
+}
+
 pub(crate) fn revocation_event(event: RevocationEvent) -> pb::RevocationEvent {
-    let kind = match &event.revocation {
-        Revocation::Session(_) => pb::RevocationKind::Session,
-        Revocation::AccessToken(_) => pb::RevocationKind::AccessToken,
-        Revocation::User(_) => pb::RevocationKind::User,
-        Revocation::All => pb::RevocationKind::All,
-    };
+    let kind = revocation_kind(&event.revocation);
     pb::RevocationEvent {
         id: event.id,
         kind: kind.into(),
         subject_id: event.revocation.subject_id().to_owned(),
         create_at: timestamp(event.create_at),
+    }
+}
+
+/// The kind a revocation takes away.
+fn revocation_kind(revocation: &Revocation) -> pb::RevocationKind {
+    match revocation {
+        Revocation::Session(_) => pb::RevocationKind::Session,
+        Revocation::AccessToken(_) => pb::RevocationKind::AccessToken,
+        Revocation::User(_) => pb::RevocationKind::User,
+        Revocation::All => pb::RevocationKind::All,
+    }
+}
+
+/// A lifecycle record, every field (WatchEvents).
+pub(crate) fn lifecycle_record(record: LifecycleRecord) -> pb::LifecycleRecord {
+    stored_lifecycle_record(record.stored())
+}
+
+/// A record as stored, every field (ListAuditRecords: any action, also one this version does
+/// not know). An actor type or revocation kind this version does not know is UNSPECIFIED.
+pub(crate) fn stored_lifecycle_record(r: StoredRecord) -> pb::LifecycleRecord {
+    let actor_type = match Actor::from_stored(&r.actor_type, &r.actor_id) {
+        Actor::User(_) => pb::ActorType::User,
+        Actor::Operator => pb::ActorType::Operator,
+        Actor::Service => pb::ActorType::Service,
+        Actor::Unknown => pb::ActorType::Unspecified,
+    };
+    let revokes_kind = if r.revokes.is_empty() {
+        pb::RevocationKind::Unspecified
+    } else {
+        Revocation::from_stored(&r.revokes, r.revokes_id.clone())
+            .map_or(pb::RevocationKind::Unspecified, |rev| revocation_kind(&rev))
+    };
+    pb::LifecycleRecord {
+        id: r.id,
+        create_at: timestamp(r.create_at),
+        action: r.action,
+        actor_type: actor_type.into(),
+        actor_id: r.actor_id,
+        user_id: r.subjects.user_id,
+        token_id: r.subjects.token_id,
+        session_id: r.subjects.session_id,
+        command_id: r.subjects.command_id,
+        team_id: r.subjects.team_id,
+        webhook_id: r.subjects.webhook_id,
+        ip: r.origin.ip,
+        user_agent: r.origin.user_agent,
+        request_id: r.origin.request_id,
+        detail: r.detail,
+        credential_hmac: r.credential_hmac,
+        revokes_kind: revokes_kind.into(),
+        revokes_id: r.revokes_id,
+        hash: r.hash,
+    }
+}
+
+/// A record back as stored (the admin CLI prints it as the domain's JSON).
+pub(crate) fn stored_record(r: pb::LifecycleRecord) -> StoredRecord {
+    let actor_type = match pb::ActorType::try_from(r.actor_type) {
+        Ok(pb::ActorType::User) => "user",
+        Ok(pb::ActorType::Operator) => "operator",
+        Ok(pb::ActorType::Service) => "service",
+        _ => "unknown",
+    };
+    let revokes = match pb::RevocationKind::try_from(r.revokes_kind) {
+        Ok(pb::RevocationKind::Session) => "session",
+        Ok(pb::RevocationKind::AccessToken) => "access_token",
+        Ok(pb::RevocationKind::User) => "user",
+        Ok(pb::RevocationKind::All) => "all",
+        _ => "",
+    };
+    StoredRecord {
+        id: r.id,
+        create_at: r
+            .create_at
+            .as_ref()
+            .map_or(0, |t| millis(t, "create_at").unwrap_or(0)),
+        action: r.action,
+        actor_type: actor_type.to_owned(),
+        actor_id: r.actor_id,
+        subjects: Subjects {
+            user_id: r.user_id,
+            token_id: r.token_id,
+            session_id: r.session_id,
+            command_id: r.command_id,
+            team_id: r.team_id,
+            webhook_id: r.webhook_id,
+        },
+        origin: Origin {
+            ip: r.ip,
+            user_agent: r.user_agent,
+            request_id: r.request_id,
+        },
+        detail: r.detail,
+        credential_hmac: r.credential_hmac,
+        revokes: revokes.to_owned(),
+        revokes_id: r.revokes_id,
+        hash: r.hash,
     }
 }
 
@@ -305,69 +484,6 @@ impl From<pb::VerifyAuditLogRequest> for VerifyRequest {
             after_id: r.after_id,
             max_records: r.max_records,
         }
-    }
-}
-
-/// A record of the audit trail, every field as stored.
-pub(crate) fn audit_record(r: StoredRecord) -> pb::AuditRecord {
-    pb::AuditRecord {
-        id: r.id,
-        time: timestamp(r.create_at),
-        action: r.action,
-        actor: Some(pb::AuditActor {
-            r#type: r.actor_type,
-            user_id: r.actor_id,
-        }),
-        user_id: r.subjects.user_id,
-        token_id: r.subjects.token_id,
-        session_id: r.subjects.session_id,
-        command_id: r.subjects.command_id,
-        team_id: r.subjects.team_id,
-        webhook_id: r.subjects.webhook_id,
-        ip: r.origin.ip,
-        user_agent: r.origin.user_agent,
-        request_id: r.origin.request_id,
-        detail: r.detail,
-        credential_hmac: r.credential_hmac,
-        revokes: (!r.revokes.is_empty()).then_some(pb::AuditRevocation {
-            kind: r.revokes,
-            subject_id: r.revokes_id,
-        }),
-        hash: r.hash,
-    }
-}
-
-/// A record of the audit trail back as stored (the admin CLI prints it as the domain's JSON).
-pub(crate) fn stored_record(r: pb::AuditRecord) -> StoredRecord {
-    let actor = r.actor.unwrap_or_default();
-    let revokes = r.revokes.unwrap_or_default();
-    StoredRecord {
-        id: r.id,
-        create_at: r
-            .time
-            .as_ref()
-            .map_or(0, |t| millis(t, "time").unwrap_or(0)),
-        action: r.action,
-        actor_type: actor.r#type,
-        actor_id: actor.user_id,
-        subjects: Subjects {
-            user_id: r.user_id,
-            token_id: r.token_id,
-            session_id: r.session_id,
-            command_id: r.command_id,
-            team_id: r.team_id,
-            webhook_id: r.webhook_id,
-        },
-        origin: Origin {
-            ip: r.ip,
-            user_agent: r.user_agent,
-            request_id: r.request_id,
-        },
-        detail: r.detail,
-        credential_hmac: r.credential_hmac,
-        revokes: revokes.kind,
-        revokes_id: revokes.subject_id,
-        hash: r.hash,
     }
 }
 

@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use super::{TokenServiceApi, convert};
 use crate::{
     admin::{NotSetUp, Output},
-    cli::{AdminAction, AuditArgs},
+    cli::{AdminAction, AuditArgs, WebhookAction},
     config::Config,
     domain::Context,
     pb::{self, token_service_client::TokenServiceClient},
@@ -124,6 +124,168 @@ fn status_text(status: &tonic::Status) -> String {
 
 fn millis(t: Option<prost_types::Timestamp>) -> i64 {
     t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+fn webhook_json(w: Option<pb::Webhook>) -> Value {
+    let Some(w) = w else { return Value::Null };
+    let filter = w.filter.unwrap_or_default();
+    let d = w.delivery.unwrap_or_default();
+    json!({
+        "id": w.id,
+        "url": w.url,
+        "description": w.description,
+        "filter": {"actions": filter.actions, "user_id": filter.user_id},
+        "enabled": w.enabled,
+        "disabled_reason": w.disabled_reason,
+        "previous_secret_expires_at": millis(w.previous_secret_expires_at),
+        "delivery": {
+            "delivered_through": d.delivered_through,
+            "attempts": d.attempts,
+            "next_attempt_at": millis(d.next_attempt_at),
+            "failing_since": millis(d.failing_since),
+            "last_error": d.last_error,
+            "last_attempt_at": millis(d.last_attempt_at),
+            "last_success_at": millis(d.last_success_at),
+        },
+        "create_at": millis(w.create_at),
+        "update_at": millis(w.update_at),
+    })
+}
+
+async fn run_webhook_call(op: &Operator, action: &WebhookAction) -> Result<Value, String> {
+    let failed = |status: tonic::Status| status_text(&status);
+    Ok(match action {
+        WebhookAction::List => {
+            let r = call!(op, list_webhooks, pb::ListWebhooksRequest {}).map_err(failed)?;
+            Value::Array(
+                r.webhooks
+                    .into_iter()
+                    .map(|w| webhook_json(Some(w)))
+                    .collect(),
+            )
+        }
+        WebhookAction::Get { webhook_id } => webhook_json(
+            call!(
+                op,
+                get_webhook,
+                pb::GetWebhookRequest {
+                    webhook_id: webhook_id.clone()
+                }
+            )
+            .map_err(failed)?
+            .webhook,
+        ),
+        WebhookAction::Create {
+            url,
+            description,
+            actions,
+            user_id,
+        } => {
+            let r = call!(
+                op,
+                create_webhook,
+                pb::CreateWebhookRequest {
+                    url: url.clone(),
+                    description: description.clone(),
+                    filter: Some(pb::WebhookFilter {
+                        actions: actions.clone(),
+                        user_id: user_id.clone(),
+                    }),
+                }
+            )
+            .map_err(failed)?;
+            json!({"webhook": webhook_json(r.webhook), "secret": r.secret})
+        }
+        WebhookAction::Update {
+            webhook_id,
+            url,
+            description,
+            actions,
+            all_actions,
+            user_id,
+            enable,
+            disable,
+        } => {
+            let filter = (!actions.is_empty() || *all_actions).then(|| pb::WebhookFilter {
+                actions: actions.clone(),
+                user_id: user_id.clone().unwrap_or_default(),
+            });
+            if filter.is_none() && user_id.is_some() {
+                return Err(
+                    "--user-id: give it with --action or --all-actions (it replaces the filter)"
+                        .into(),
+                );
+            }
+            let enabled = if *enable {
+                Some(true)
+            } else if *disable {
+                Some(false)
+            } else {
+                None
+            };
+            webhook_json(
+                call!(
+                    op,
+                    update_webhook,
+                    pb::UpdateWebhookRequest {
+                        webhook_id: webhook_id.clone(),
+                        url: url.clone(),
+                        description: description.clone(),
+                        filter,
+                        enabled,
+                    }
+                )
+                .map_err(failed)?
+                .webhook,
+            )
+        }
+        WebhookAction::Delete { webhook_id } => {
+            call!(
+                op,
+                delete_webhook,
+                pb::DeleteWebhookRequest {
+                    webhook_id: webhook_id.clone()
+                }
+            )
+            .map_err(failed)?;
+            json!({"status": "OK"})
+        }
+        WebhookAction::RotateSecret { webhook_id, grace } => {
+            let r = call!(
+                op,
+                rotate_webhook_secret,
+                pb::RotateWebhookSecretRequest {
+                    webhook_id: webhook_id.clone(),
+                    grace_period: Some(prost_types::Duration {
+                        seconds: i64::try_from(grace / 1000).unwrap_or(i64::MAX),
+                        nanos: i32::try_from(grace % 1000).unwrap_or(0) * 1_000_000,
+                    }),
+                }
+            )
+            .map_err(failed)?;
+            json!({"webhook": webhook_json(r.webhook), "secret": r.secret})
+        }
+        WebhookAction::Test { webhook_id } => {
+            let r = call!(
+                op,
+                test_webhook,
+                pb::TestWebhookRequest {
+                    webhook_id: webhook_id.clone()
+                }
+            )
+            .map_err(failed)?;
+            let elapsed = r
+                .elapsed
+                .map_or(0, |d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000);
+            json!({
+                "delivered": r.delivered,
+                "http_status": r.http_status,
+                "error": r.error,
+                "message_id": r.message_id,
+                "elapsed_ms": elapsed,
+            })
+        }
+    })
 }
 
 fn token_json(t: pb::UserAccessToken) -> Value {
@@ -380,6 +542,7 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
                 .user,
             )
         }
+        AdminAction::Webhooks { action } => run_webhook_call(op, action).await?,
         AdminAction::Introspect => {
             let token = read_stdin("the token")?;
             if token.is_empty() {

@@ -11,9 +11,11 @@ use crate::domain::{
     audit::{self, AuditRequest},
     commands::{self, NewCommand},
     error::{Error, Reason},
+    events::{self, EventQuery},
     introspection, revocations,
     sessions::{self, NewSession},
     users::{self, NewUser},
+    webhooks::{self, NewWebhook, WebhookChange},
     webrtc,
     {caller::Caller, credentials::parse_authorization_header},
 };
@@ -345,6 +347,34 @@ impl TokenService for TokenServiceApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    type WatchEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>,
+    >;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> RpcResult<Self::WatchEventsStream> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let query = EventQuery {
+            after_event_id: r.after_event_id,
+            actions: r.actions,
+            user_id: r.user_id,
+        };
+        let records =
+            events::watch_events(&self.ctx, &caller, &query, self.shutdown.clone()).await?;
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(records),
+            |record| {
+                Ok(pb::WatchEventsResponse {
+                    record: Some(convert::lifecycle_record(record?)),
+                })
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn introspect_token(
         &self,
         request: Request<pb::IntrospectTokenRequest>,
@@ -390,6 +420,91 @@ impl TokenService for TokenServiceApi {
             user: Some(user.into()),
         })
     }
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> RpcResult<pb::CreateWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let new = NewWebhook::from(request.into_inner());
+        let created = webhooks::create_webhook(&self.ctx, &caller, new).await?;
+        ok(created.into())
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> RpcResult<pb::ListWebhooksResponse> {
+        let caller = self.caller(&request).await?;
+        let list = webhooks::list_webhooks(&self.ctx, &caller).await?;
+        ok(pb::ListWebhooksResponse {
+            webhooks: list.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<pb::GetWebhookRequest>,
+    ) -> RpcResult<pb::GetWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let webhook = webhooks::get_webhook(&self.ctx, &caller, &r.webhook_id).await?;
+        ok(pb::GetWebhookResponse {
+            webhook: Some(webhook.into()),
+        })
+    }
+
+    async fn update_webhook(
+        &self,
+        request: Request<pb::UpdateWebhookRequest>,
+    ) -> RpcResult<pb::UpdateWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id = r.webhook_id.clone();
+        let webhook =
+            webhooks::update_webhook(&self.ctx, &caller, &id, WebhookChange::from(r)).await?;
+        ok(pb::UpdateWebhookResponse {
+            webhook: Some(webhook.into()),
+        })
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> RpcResult<pb::DeleteWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        webhooks::delete_webhook(&self.ctx, &caller, &r.webhook_id).await?;
+        ok(pb::DeleteWebhookResponse {})
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        request: Request<pb::RotateWebhookSecretRequest>,
+    ) -> RpcResult<pb::RotateWebhookSecretResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let grace = r
+            .grace_period
+            .as_ref()
+            .map(|d| convert::duration_millis(d, "grace_period"))
+            .transpose()?;
+        let rotated =
+            webhooks::rotate_webhook_secret(&self.ctx, &caller, &r.webhook_id, grace).await?;
+        ok(pb::RotateWebhookSecretResponse {
+            webhook: Some(rotated.webhook.into()),
+            secret: rotated.secret.expose().to_owned(),
+        })
+    }
+
+    async fn test_webhook(
+        &self,
+        request: Request<pb::TestWebhookRequest>,
+    ) -> RpcResult<pb::TestWebhookResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let result = webhooks::test_webhook(&self.ctx, &caller, &r.webhook_id).await?;
+        ok(result.into())
+    }
 
     async fn list_audit_records(
         &self,
@@ -402,7 +517,7 @@ impl TokenService for TokenServiceApi {
             records: page
                 .records
                 .into_iter()
-                .map(convert::audit_record)
+                .map(convert::stored_lifecycle_record)
                 .collect(),
             next_page_token: page.next_page_token,
         })

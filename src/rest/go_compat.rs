@@ -31,6 +31,24 @@ pub(crate) fn query_get(query: Option<&str>, name: &str) -> Option<String> {
         })
 }
 
+/// Go's `URL.Query()[name]`: every value of `name`, in order, parsed as [`query_get`] does.
+pub(crate) fn query_get_all(query: Option<&str>, name: &str) -> Vec<String> {
+    let Some(query) = query else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if query_unescape(key)? != name {
+                return None;
+            }
+            query_unescape(value)
+        })
+        .collect()
+}
+
 /// Go's `url.QueryUnescape`; `None` on a malformed escape. Bytes that are not UTF-8 once
 /// decoded are replaced (a Rust string must be UTF-8).
 fn query_unescape(raw: &str) -> Option<String> {

@@ -20,8 +20,9 @@ use super::{
     json::{
         AuditHashJson, AuditVerificationJson, AuditVerifyJson, CommandJson, IntrospectJson,
         IntrospectionJson, NewCommandJson, NewSessionJson, NewTeamMemberJson,
-        NewUserAccessTokenJson, NewUserJson, RevocationEventJson, STATUS_OK, SessionJson,
-        TeamMemberJson, TokenSearchJson, UserAccessTokenJson, UserJson, WebrtcJson,
+        NewUserAccessTokenJson, NewUserJson, NewWebhookJson, RevocationEventJson,
+        RotateWebhookSecretJson, STATUS_OK, SessionJson, TeamMemberJson, TokenSearchJson,
+        UserAccessTokenJson, UserJson, WebhookChangeJson, WebhookJson, WebhookTestJson, WebrtcJson,
     },
 };
 use crate::domain::{
@@ -29,12 +30,14 @@ use crate::domain::{
     audit::{self, AuditRequest, VerifyRequest},
     commands,
     error::{self as domain_error, Reason},
+    events::{self, EventQuery},
     introspection,
+    lifecycle::LifecycleRecord,
     model::roles_from_str,
     paging::PageRequest,
     revocations,
     sessions::{self, NewSession},
-    users, webrtc,
+    users, webhooks, webrtc,
 };
 
 type ApiResult = Result<Response, ApiError>;
@@ -424,6 +427,43 @@ pub(crate) async fn watch_revocations(
     )
 }
 
+pub(crate) async fn watch_events(
+    State(state): State<RestState>,
+    uri: OriginalUri,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let query = uri.0.query();
+    let raw = go_compat::query_get(query, "after_event_id").unwrap_or_default();
+    let after_event_id = if raw.is_empty() {
+        None
+    } else {
+        Some(
+            raw.parse::<i64>()
+                .map_err(|_| ApiError::invalid_url_param("after_event_id"))?,
+        )
+    };
+    // `actions=a&actions=b` and `actions=a,b` alike.
+    let actions = go_compat::query_get_all(query, "actions")
+        .iter()
+        .flat_map(|value| value.split(','))
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let user_id = go_compat::query_get(query, "user_id").unwrap_or_default();
+    let event_query = EventQuery {
+        after_event_id,
+        actions,
+        user_id,
+    };
+    let records = events::events_after(&state.ctx, &caller, &event_query).await?;
+    ok_json(
+        records
+            .iter()
+            .map(LifecycleRecord::to_json)
+            .collect::<Vec<_>>(),
+    )
+}
+
 pub(crate) async fn get_me(Authenticated(caller): Authenticated) -> ApiResult {
     let user = users::get_me(&caller)?;
     ok_json(UserJson::from(user))
@@ -524,6 +564,91 @@ pub(crate) async fn update_user_active(
     };
     users::update_user_active(&state.ctx, &caller, &user_id, active).await?;
     status_ok()
+}
+
+/// The body of a webhook route, decoded leniently (unknown keys ignored, `null` = absent);
+/// an empty body is an empty object.
+fn webhook_body<T: DeserializeOwned + Default>(
+    body: &Body,
+    param: &'static str,
+) -> domain_error::Result<T> {
+    if body.0.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    body.decode(param)
+}
+
+pub(crate) async fn create_webhook(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let request: NewWebhookJson = webhook_body(&body, "webhook")?;
+    let created = webhooks::create_webhook(&state.ctx, &caller, request.into()).await?;
+    let mut json = WebhookJson::from(created.webhook);
+    json.secret = Some(created.secret.expose().to_owned());
+    Ok(json_line(StatusCode::CREATED, &json))
+}
+
+pub(crate) async fn list_webhooks(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let list = webhooks::list_webhooks(&state.ctx, &caller).await?;
+    ok_json(list.into_iter().map(WebhookJson::from).collect::<Vec<_>>())
+}
+
+pub(crate) async fn get_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let webhook = webhooks::get_webhook(&state.ctx, &caller, &webhook_id).await?;
+    ok_json(WebhookJson::from(webhook))
+}
+
+pub(crate) async fn update_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let change: WebhookChangeJson = webhook_body(&body, "webhook")?;
+    let webhook = webhooks::update_webhook(&state.ctx, &caller, &webhook_id, change.into()).await?;
+    ok_json(WebhookJson::from(webhook))
+}
+
+pub(crate) async fn delete_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    webhooks::delete_webhook(&state.ctx, &caller, &webhook_id).await?;
+    status_ok()
+}
+
+pub(crate) async fn rotate_webhook_secret(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let request: RotateWebhookSecretJson = webhook_body(&body, "rotation")?;
+    let rotated =
+        webhooks::rotate_webhook_secret(&state.ctx, &caller, &webhook_id, request.grace_period_ms)
+            .await?;
+    let mut json = WebhookJson::from(rotated.webhook);
+    json.secret = Some(rotated.secret.expose().to_owned());
+    ok_json(json)
+}
+
+pub(crate) async fn test_webhook(
+    State(state): State<RestState>,
+    PathId(webhook_id): PathId,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let result = webhooks::test_webhook(&state.ctx, &caller, &webhook_id).await?;
+    ok_json(WebhookTestJson::from(result))
 }
 
 /// The query of `GET /tokens/audit_records`: every filter of [`AuditRequest`] under its own

@@ -15,6 +15,7 @@ use crate::domain::{
     model::roles_from_str,
     model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
     users::NewUser,
+    webhooks::{NewWebhook, SendOutcome, TestResult, Webhook, WebhookChange},
     webrtc::WebrtcCredentials,
 };
 
@@ -589,6 +590,154 @@ impl From<ChainReport> for AuditVerificationJson {
                 expected: b.expected,
                 found: b.found,
             }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhooks (token-service's own paths, so its own shapes: snake_case, Unix milliseconds).
+// ---------------------------------------------------------------------------------------
+
+/// A webhook filter in a request or an answer.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub(crate) struct WebhookFilterJson {
+    pub(crate) actions: Vec<String>,
+    pub(crate) user_id: String,
+}
+
+/// The body of POST /tokens/webhooks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NewWebhookJson {
+    url: String,
+    description: String,
+    filter: Option<WebhookFilterJson>,
+}
+
+impl From<NewWebhookJson> for NewWebhook {
+    fn from(b: NewWebhookJson) -> Self {
+        let filter = b.filter.unwrap_or_default();
+        NewWebhook {
+            url: b.url,
+            description: b.description,
+            actions: filter.actions,
+            user_id: filter.user_id,
+        }
+    }
+}
+
+/// The body of PUT /tokens/webhooks/{webhook_id}: absent (or null) fields keep their value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct WebhookChangeJson {
+    url: Option<String>,
+    description: Option<String>,
+    filter: Option<WebhookFilterJson>,
+    enabled: Option<bool>,
+}
+
+impl From<WebhookChangeJson> for WebhookChange {
+    fn from(b: WebhookChangeJson) -> Self {
+        WebhookChange {
+            url: b.url,
+            description: b.description,
+            filter: b.filter.map(|f| (f.actions, f.user_id)),
+            enabled: b.enabled,
+        }
+    }
+}
+
+/// The body of POST /tokens/webhooks/{webhook_id}/rotate_secret.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RotateWebhookSecretJson {
+    /// Milliseconds; absent: 24 hours.
+    pub(crate) grace_period_ms: Option<i64>,
+}
+
+/// Where an endpoint's delivery stands.
+#[derive(Debug, Serialize)]
+pub(crate) struct WebhookDeliveryJson {
+    delivered_through: i64,
+    attempts: u32,
+    next_attempt_at: i64,
+    failing_since: i64,
+    last_error: String,
+    last_attempt_at: i64,
+    last_success_at: i64,
+}
+
+/// A webhook endpoint (and its secret, in the answers that show it once).
+#[derive(Debug, Serialize)]
+pub(crate) struct WebhookJson {
+    id: String,
+    url: String,
+    description: String,
+    filter: WebhookFilterJson,
+    enabled: bool,
+    disabled_reason: String,
+    previous_secret_expires_at: i64,
+    delivery: WebhookDeliveryJson,
+    create_at: i64,
+    update_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret: Option<String>,
+}
+
+impl From<Webhook> for WebhookJson {
+    fn from(w: Webhook) -> Self {
+        let d = w.delivery;
+        Self {
+            id: w.id.to_string(),
+            url: w.url,
+            description: w.description,
+            filter: WebhookFilterJson {
+                actions: w.filter.actions,
+                user_id: w.filter.user_id.map(|u| u.to_string()).unwrap_or_default(),
+            },
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason,
+            previous_secret_expires_at: w.previous_secret_expires_at,
+            delivery: WebhookDeliveryJson {
+                delivered_through: d.delivered_through,
+                attempts: d.attempts,
+                next_attempt_at: d.next_attempt_at,
+                failing_since: d.failing_since,
+                last_error: d.last_error,
+                last_attempt_at: d.last_attempt_at,
+                last_success_at: d.last_success_at,
+            },
+            create_at: w.create_at,
+            update_at: w.update_at,
+            secret: None,
+        }
+    }
+}
+
+/// What TestWebhook met.
+#[derive(Debug, Serialize)]
+pub(crate) struct WebhookTestJson {
+    delivered: bool,
+    http_status: u16,
+    error: String,
+    message_id: String,
+    elapsed_ms: u64,
+}
+
+impl From<TestResult> for WebhookTestJson {
+    fn from(t: TestResult) -> Self {
+        let delivered = t.outcome.is_success();
+        let (http_status, error) = match t.outcome {
+            SendOutcome::Status(s) => (s, String::new()),
+            SendOutcome::Failed(e) => (0, e),
+        };
+        Self {
+            delivered,
+            http_status,
+            error,
+            message_id: t.message_id,
+            elapsed_ms: u64::try_from(t.elapsed.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

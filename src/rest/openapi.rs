@@ -33,85 +33,28 @@ pub(crate) struct OperationDoc {
     pub(crate) paged: bool,
     /// Other integer query parameters: (name, description).
     pub(crate) query: &'static [(&'static str, &'static str)],
-    /// Query parameters of other types.
-    pub(crate) params: &'static [QueryParam],
+    /// Query parameters other than the integer positions above: (name, what they hold,
+    /// description).
+    pub(crate) text_query: &'static [(&'static str, QueryValue, &'static str)],
     /// Also served without a credential (Mattermost's `APIHandler`, as for logout).
     pub(crate) anonymous: bool,
 }
 
-/// An optional query parameter.
+/// What a query parameter holds.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct QueryParam {
-    pub(crate) name: &'static str,
-    pub(crate) description: &'static str,
-    kind: ParamKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ParamKind {
+pub(crate) enum QueryValue {
+    /// A 26-character id.
+    Id,
+    /// Names, the parameter repeated or its values comma-separated.
+    List,
+    /// An integer.
     Integer,
-    String,
+    /// Text (an address, a request id, an opaque token, a hex digest).
+    Text,
+    /// true or false.
     Boolean,
-    /// Repeatable.
-    Strings,
-    Enumeration(&'static [&'static str]),
-}
-
-impl QueryParam {
-    pub(crate) const fn integer(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            description,
-            kind: ParamKind::Integer,
-        }
-    }
-
-    pub(crate) const fn string(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            description,
-            kind: ParamKind::String,
-        }
-    }
-
-    pub(crate) const fn boolean(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            description,
-            kind: ParamKind::Boolean,
-        }
-    }
-
-    /// A parameter that may be repeated.
-    pub(crate) const fn strings(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            description,
-            kind: ParamKind::Strings,
-        }
-    }
-
-    pub(crate) const fn enumeration(
-        name: &'static str,
-        description: &'static str,
-        values: &'static [&'static str],
-    ) -> Self {
-        Self {
-            name,
-            description,
-            kind: ParamKind::Enumeration(values),
-        }
-    }
-
-    fn schema(&self) -> Value {
-        match self.kind {
-            ParamKind::Integer => json!({"type": "integer", "format": "int64"}),
-            ParamKind::String => json!({"type": "string"}),
-            ParamKind::Boolean => json!({"type": "boolean"}),
-            ParamKind::Strings => json!({"type": "array", "items": {"type": "string"}}),
-            ParamKind::Enumeration(values) => json!({"type": "string", "enum": values}),
-        }
-    }
+    /// One of these words.
+    Choice(&'static [&'static str]),
 }
 
 /// A success response body: one object, or a JSON array of them.
@@ -129,7 +72,7 @@ impl OperationDoc {
             reply,
             paged: false,
             query: &[],
-            params: &[],
+            text_query: &[],
             anonymous: false,
         }
     }
@@ -142,8 +85,11 @@ impl OperationDoc {
         self
     }
 
-    pub(crate) const fn with_params(mut self, params: &'static [QueryParam]) -> Self {
-        self.params = params;
+    pub(crate) const fn with_text_query(
+        mut self,
+        query: &'static [(&'static str, QueryValue, &'static str)],
+    ) -> Self {
+        self.text_query = query;
         self
     }
 
@@ -261,7 +207,9 @@ fn schema_ref(name: &str) -> Value {
 }
 
 fn tag(path: &str) -> &'static str {
-    if path.contains("/audit_records") {
+    if path.contains("/tokens/webhooks") {
+        "webhooks"
+    } else if path.contains("/audit_records") {
         "audit"
     } else if path.contains("/tokens") {
         "user access tokens"
@@ -310,17 +258,41 @@ fn parameters(path: &str, doc: &OperationDoc) -> Value {
             "schema": {"type": "integer", "format": "int64", "minimum": 0},
         }));
     }
-    for param in doc.params {
-        let mut entry = json!({
-            "name": param.name, "in": "query", "required": false,
-            "description": param.description,
-            "schema": param.schema(),
-        });
-        if matches!(param.kind, ParamKind::Strings) {
-            entry["style"] = json!("form");
-            entry["explode"] = json!(true);
-        }
-        out.push(entry);
+    for (name, value, description) in doc.text_query {
+        let parameter = match value {
+            QueryValue::Id => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "schema": {"type": "string", "pattern": ID_PATTERN},
+            }),
+            QueryValue::List => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "style": "form", "explode": true,
+                "schema": {"type": "array", "items": {"type": "string"}},
+            }),
+            QueryValue::Integer => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "schema": {"type": "integer", "format": "int64"},
+            }),
+            QueryValue::Text => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "schema": {"type": "string"},
+            }),
+            QueryValue::Boolean => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "schema": {"type": "boolean"},
+            }),
+            QueryValue::Choice(words) => json!({
+                "name": name, "in": "query", "required": false,
+                "description": description,
+                "schema": {"type": "string", "enum": words},
+            }),
+        };
+        out.push(parameter);
     }
     if doc.paged {
         out.push(json!({
@@ -444,6 +416,50 @@ fn string_map() -> Value {
     json!({"type": "object", "additionalProperties": {"type": "string"}})
 }
 
+/// A lifecycle record: `LifecycleRecord::to_json` (absent subjects and origin left out).
+fn lifecycle_record() -> Value {
+    object(
+        json!({
+            "id": {"type": "integer", "format": "int64", "description": "Position in the log, in commit order; pass the last one seen as after_event_id."},
+            "time": {"type": "string", "format": "date-time", "description": "When the change was made (RFC 3339, UTC, milliseconds)."},
+            "create_at": millis("The same time in Unix milliseconds."),
+            "action": {"type": "string", "description": "What happened, e.g. access_token.created (the README's lifecycle log table lists every action)."},
+            "actor": object(json!({
+                "type": {"type": "string", "enum": ["user", "operator", "service", "unknown"], "description": "A user, the operator (admin CLI, local socket), the service's own jobs; unknown for records moved from earlier versions."},
+                "id": id_field("The acting user (type user only)."),
+            }), &["id"]),
+            "user_id": id_field("The user the record is about."),
+            "token_id": id_field("The personal access token the record is about."),
+            "session_id": id_field("The session the record is about."),
+            "command_id": id_field("The slash command the record is about."),
+            "team_id": id_field("The team the record is about."),
+            "webhook_id": {"type": "string", "description": "The webhook endpoint the record is about."},
+            "ip": {"type": "string", "description": "The client's address, when a request caused the change."},
+            "user_agent": {"type": "string", "maxLength": 256, "description": "The client's User-Agent, when a request caused the change."},
+            "request_id": {"type": "string", "description": "The request's X-Request-ID."},
+            "detail": {"type": "object", "additionalProperties": {}, "description": "A small JSON object with details of the change; never a secret."},
+            "credential_hmac": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "HMAC-SHA256 of the credential the record names, under the audit key."},
+            "revokes": object(json!({
+                "kind": {"type": "string", "enum": ["session", "access_token", "user", "all"]},
+                "id": {"type": "string", "description": "Session, token or user id; empty for all."},
+            }), &[]),
+        }),
+        &[
+            "user_id",
+            "token_id",
+            "session_id",
+            "command_id",
+            "team_id",
+            "webhook_id",
+            "ip",
+            "user_agent",
+            "request_id",
+            "credential_hmac",
+            "revokes",
+        ],
+    )
+}
+
 /// An object schema whose listed properties are all required unless named in `optional`.
 fn object(properties: Value, optional: &[&str]) -> Value {
     let required: Vec<&String> = properties
@@ -475,7 +491,7 @@ fn schemas() -> Value {
         "type": "string",
         "description": "The secret. Returned by create only, never again."
     });
-    let mut schemas = json!({
+    let mut all = json!({
         "AppError": object(json!({
             "id": id("Mattermost's error id, e.g. api.context.permissions.app_error."),
             "message": string(),
@@ -643,6 +659,7 @@ fn schemas() -> Value {
             "subject_id": {"type": "string", "description": "Session, token or user id; empty for all."},
             "create_at": millis("Unix milliseconds."),
         }), &[]),
+        "LifecycleRecord": lifecycle_record(),
         "IntrospectionRequest": body_requiring(json!({"token": text(1, 64, "Any token: a session token or a PAT secret.")}), &["token"]),
         "Introspection": object(json!({
             "active": boolean(),
@@ -656,10 +673,87 @@ fn schemas() -> Value {
             "expires_at": millis("Unix milliseconds; 0 = never."),
         }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot"]),
     });
-    if let (Some(all), Value::Object(audit)) = (schemas.as_object_mut(), audit_schemas()) {
-        all.extend(audit);
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), webhook_schemas()) {
+        all.extend(more);
     }
-    schemas
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), audit_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// The schemas of the webhook routes (token-service's own shapes).
+fn webhook_schemas() -> Value {
+    let filter = object(
+        json!({
+            "actions": {
+                "type": "array",
+                "maxItems": 64,
+                "items": {"type": "string", "pattern": "^[a-z_]+\\.[a-z_]+$"},
+                "description": "Lifecycle actions (e.g. access_token.revoked); empty: every action.",
+            },
+            "user_id": {"type": "string", "pattern": "^([A-Za-z0-9]{26})?$", "description": "Only records about this user; empty: any."},
+        }),
+        &[],
+    );
+    let webhook_fields = json!({
+        "id": id("Webhook id."),
+        "url": string(),
+        "description": string(),
+        "filter": filter.clone(),
+        "enabled": boolean(),
+        "disabled_reason": json!({"type": "string", "description": "Why delivery disabled it; empty otherwise."}),
+        "previous_secret_expires_at": millis("Until when the rotated-out secret still signs; 0 = none."),
+        "delivery": object(json!({
+            "delivered_through": {"type": "integer", "format": "int64", "description": "Last lifecycle record id delivered."},
+            "attempts": {"type": "integer", "minimum": 0, "description": "Failures since the last success."},
+            "next_attempt_at": millis("Unix milliseconds; 0 = when there is something to send."),
+            "failing_since": millis("Unix milliseconds; 0 = not failing."),
+            "last_error": string(),
+            "last_attempt_at": millis("Unix milliseconds; 0 = never."),
+            "last_success_at": millis("Unix milliseconds; 0 = never."),
+        }), &[]),
+        "create_at": millis("Unix milliseconds."),
+        "update_at": millis("Unix milliseconds."),
+    });
+    let mut created_webhook = webhook_fields.clone();
+    created_webhook["secret"] = json!({
+        "type": "string",
+        "pattern": "^whsec_[A-Za-z0-9+/]{43}=$",
+        "description": "The signing secret. Returned by create and rotate only, never again.",
+    });
+    let webhook_url = json!({
+        "type": "string", "maxLength": 2048, "pattern": "^https?://[^\\s]+$",
+        "description": "Absolute http(s) URL with a host, no user information; private addresses only with webhooks.allow_private_addresses.",
+    });
+    json!({
+        "Webhook": object(webhook_fields, &[]),
+        "CreatedWebhook": object(created_webhook, &[]),
+        "NewWebhook": body_requiring(json!({
+            "url": webhook_url.clone(),
+            "description": text(0, 255, "What the endpoint is for (bytes)."),
+            "filter": filter.clone(),
+        }), &["url"]),
+        "WebhookChange": body(json!({
+            "url": webhook_url,
+            "description": text(0, 255, "What the endpoint is for (bytes)."),
+            "filter": filter,
+            "enabled": {"type": "boolean", "description": "true re-enables and clears the failure state."},
+        })),
+        "WebhookRotation": body(json!({
+            "grace_period_ms": {
+                "type": "integer", "format": "int64", "minimum": 0, "maximum": 604_800_000_i64,
+                "description": "How long the old secret keeps signing; absent: 24 hours; 0: not at all.",
+            },
+        })),
+        "WebhookTest": object(json!({
+            "delivered": {"type": "boolean", "description": "The endpoint answered 2xx."},
+            "http_status": {"type": "integer", "description": "0 if it did not answer."},
+            "error": {"type": "string", "description": "Why there was no answer; empty if it answered."},
+            "message_id": {"type": "string", "description": "The webhook-id sent."},
+            "elapsed_ms": {"type": "integer", "minimum": 0},
+        }), &[]),
+    })
 }
 
 /// The shapes of the audit trail's routes (token-service's own).

@@ -18,7 +18,7 @@ use prost::Message;
 
 use super::{
     RestState, handlers as h,
-    openapi::{OperationDoc, QueryParam, Reply},
+    openapi::{OperationDoc, QueryValue, Reply},
 };
 use crate::pb::{
     FILE_DESCRIPTOR_SET,
@@ -126,55 +126,78 @@ fn decode_http_bindings(descriptor_set: &[u8]) -> Result<Vec<HttpBinding>, Strin
 }
 
 /// The query parameters of `GET /tokens/audit_records` (see `handlers::audit_request`).
-const AUDIT_QUERY: &[QueryParam] = &[
-    QueryParam::integer(
+const AUDIT_QUERY: &[(&str, QueryValue, &str)] = &[
+    (
         "since",
+        QueryValue::Integer,
         "Records made at or after this time (Unix milliseconds).",
     ),
-    QueryParam::integer(
+    (
         "until",
+        QueryValue::Integer,
         "Records made before this time (Unix milliseconds); after since.",
     ),
-    QueryParam::strings(
+    (
         "actions",
-        "Only these actions (any of them), e.g. access_token.revoked: repeat the parameter or \
-         separate names with commas. An unknown name is 400.",
+        QueryValue::List,
+        "Only these actions (any of them), e.g. access_token.revoked (`actions=a&actions=b` or \
+         `actions=a,b`). An unknown name is 400.",
     ),
-    QueryParam::enumeration(
+    (
         "actor_type",
+        QueryValue::Choice(&["user", "operator", "service", "unknown"]),
         "Only records whose actor is of this type.",
-        &["user", "operator", "service", "unknown"],
     ),
-    QueryParam::string(
+    (
         "actor_id",
-        "Only changes made by this user (26-character id).",
+        QueryValue::Id,
+        "Only changes made by this user.",
     ),
-    QueryParam::string("user_id", "Only records about this user."),
-    QueryParam::string("token_id", "Only records about this personal access token."),
-    QueryParam::string("session_id", "Only records about this session."),
-    QueryParam::string("command_id", "Only records about this slash command."),
-    QueryParam::string(
+    ("user_id", QueryValue::Id, "Only records about this user."),
+    (
+        "token_id",
+        QueryValue::Id,
+        "Only records about this personal access token.",
+    ),
+    (
+        "session_id",
+        QueryValue::Id,
+        "Only records about this session.",
+    ),
+    (
+        "command_id",
+        QueryValue::Id,
+        "Only records about this slash command.",
+    ),
+    (
         "ip",
-        "Only records of requests from this client address (IPv4 or IPv6; compared in canonical form).",
+        QueryValue::Text,
+        "Only records of requests from this client address (IPv4 or IPv6; compared in \
+         canonical form).",
     ),
-    QueryParam::string(
+    (
         "request_id",
+        QueryValue::Text,
         "Only records of this request (its X-Request-ID).",
     ),
-    QueryParam::string(
+    (
         "credential_hmac",
+        QueryValue::Text,
         "Only records naming this credential: ComputeAuditHash's answer (64 hex characters).",
     ),
-    QueryParam::integer(
+    (
         "page_size",
+        QueryValue::Integer,
         "Records per page: absent or 0 is 60, capped at 200.",
     ),
-    QueryParam::string(
+    (
         "page_token",
+        QueryValue::Text,
         "The previous page's next_page_token, with the same filters and order.",
     ),
-    QueryParam::boolean(
+    (
         "oldest_first",
+        QueryValue::Boolean,
         "Oldest record first (default: newest first).",
     ),
 ];
@@ -321,6 +344,28 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             )]),
         ),
         serve(
+            "WatchEvents",
+            h::watch_events,
+            doc(200, None, List("LifecycleRecord"))
+                .with_query(&[(
+                    "after_event_id",
+                    "Return the records after this id (at most 1000); 0 or absent: from the oldest kept.",
+                )])
+                .with_text_query(&[
+                    (
+                        "actions",
+                        QueryValue::List,
+                        "Only records of these actions (`actions=a&actions=b` or `actions=a,b`), \
+                         e.g. access_token.created; absent: every action.",
+                    ),
+                    (
+                        "user_id",
+                        QueryValue::Id,
+                        "Only records about this user (the subject, not the actor).",
+                    ),
+                ]),
+        ),
+        serve(
             "CreateUser",
             h::create_user,
             doc(201, Some("NewUser"), One("User")),
@@ -336,9 +381,40 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             doc(200, Some("ActiveBody"), One("StatusOK")),
         ),
         serve(
+            "CreateWebhook",
+            h::create_webhook,
+            doc(201, Some("NewWebhook"), One("CreatedWebhook")),
+        ),
+        serve(
+            "ListWebhooks",
+            h::list_webhooks,
+            doc(200, None, List("Webhook")),
+        ),
+        serve("GetWebhook", h::get_webhook, doc(200, None, One("Webhook"))),
+        serve(
+            "UpdateWebhook",
+            h::update_webhook,
+            doc(200, Some("WebhookChange"), One("Webhook")),
+        ),
+        serve(
+            "DeleteWebhook",
+            h::delete_webhook,
+            doc(200, None, One("StatusOK")),
+        ),
+        serve(
+            "RotateWebhookSecret",
+            h::rotate_webhook_secret,
+            doc(200, Some("WebhookRotation"), One("CreatedWebhook")),
+        ),
+        serve(
+            "TestWebhook",
+            h::test_webhook,
+            doc(200, None, One("WebhookTest")),
+        ),
+        serve(
             "ListAuditRecords",
             h::list_audit_records,
-            doc(200, None, One("AuditRecordPage")).with_params(AUDIT_QUERY),
+            doc(200, None, One("AuditRecordPage")).with_text_query(AUDIT_QUERY),
         ),
         serve(
             "ComputeAuditHash",

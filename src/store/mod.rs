@@ -9,6 +9,7 @@ mod error;
 mod lifecycle;
 mod sessions;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 

@@ -155,3 +155,159 @@ async fn python_stubs_generated_from_the_proto_work() {
     run_script(&python, "python/grpc_client.py", &env).await;
     srv.stop().await;
 }
+
+/// A Python that can import `module`: `TS_PYTHON`, else the CI virtualenv, else `python3`.
+async fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = std::env::var_os("TS_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            repo().join("target/ci-tools/venv/bin/python"),
+            PathBuf::from("python3"),
+        ]);
+    for candidate in candidates {
+        let ok = Command::new(&candidate)
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Every delivery verifies with the Standard Webhooks reference library (PyPI
+/// `standardwebhooks`), which also rejects each message with a tampered body or under a
+/// stranger's secret; after a rotation, messages verify under the new secret and, during the
+/// grace period, under the old one too.
+#[tokio::test]
+#[ignore = "needs python with standardwebhooks (tests/clients/python/requirements.txt); .ci/run runs it: cargo test --test integration -- --ignored clients::"]
+async fn webhook_deliveries_verify_with_the_standard_webhooks_reference_library() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let Some(python) = python_with("standardwebhooks").await else {
+        missing(
+            "python with standardwebhooks (tests/clients/python/requirements.txt)",
+            INSTALL_PYTHON,
+        );
+    };
+    let srv = TestServer::start_with(|c| {
+        c.webhooks.allow_private_addresses = true;
+        c.webhooks.poll_interval = token_service::config::Span(20);
+    })
+    .await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let mut child = Command::new(&python)
+        .arg(repo().join("tests/clients/python/webhook_receiver.py"))
+        .env("TS_EXPECT", "6")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python receiver");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut next_line = async |prefix: &str| -> String {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {prefix:?} line within 20 s; got {seen:#?}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the receiver exited; got {seen:#?}"));
+            seen.push(line.clone());
+            assert!(!line.starts_with("FAILED"), "{line}");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    };
+    let port = next_line("LISTENING").await;
+    let created = srv
+        .as_(&admin)
+        .create_webhook(
+            &format!("http://127.0.0.1:{port}/hook"),
+            &["access_token.revoked"],
+        )
+        .await
+        .unwrap();
+    let hook_id = created.webhook.unwrap().id;
+    stdin
+        .write_all(format!("SECRET {}\n", created.secret).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(next_line("SECRETS").await, "1");
+
+    let mut revoked = Vec::new();
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        let (token_id, _) = srv.existing_pat(&alice, false).await;
+        srv.as_(&alice).revoke_token(&token_id).await.unwrap();
+        revoked.push(token_id);
+    }
+    for _ in 0..3 {
+        received.push(next_line("RECEIVED").await);
+    }
+    let rotated = srv
+        .as_(&admin)
+        .rotate_webhook_secret(&hook_id, Some(Duration::from_secs(3_600)))
+        .await
+        .unwrap();
+    stdin
+        .write_all(format!("SECRET {}\n", rotated.secret).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(next_line("SECRETS").await, "2");
+    for _ in 0..3 {
+        let (token_id, _) = srv.existing_pat(&alice, false).await;
+        srv.as_(&alice).revoke_token(&token_id).await.unwrap();
+        revoked.push(token_id);
+    }
+    for _ in 0..3 {
+        received.push(next_line("RECEIVED").await);
+    }
+    next_line("ALL OK").await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    let received: Vec<serde_json::Value> = received
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tokens: Vec<&str> = received
+        .iter()
+        .map(|r| r["data"]["token_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, revoked, "every record once, in order");
+    let ids: Vec<i64> = received
+        .iter()
+        .map(|r| {
+            r["id"].as_str().unwrap()["msg_".len()..]
+                .parse::<i64>()
+                .unwrap()
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for (i, r) in received.iter().enumerate() {
+        assert_eq!(r["type"], "access_token.revoked");
+        assert_eq!(r["data"]["action"], "access_token.revoked");
+        if i < 3 {
+            assert_eq!(r["secret_index"], 0, "{r}");
+        } else {
+            assert_eq!(r["secret_index"], 1, "{r}");
+            assert_eq!(
+                r["also_verified_by"],
+                serde_json::json!([0]),
+                "the old secret still signs during the grace period: {r}"
+            );
+        }
+    }
+    srv.stop().await;
+}

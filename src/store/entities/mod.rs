@@ -7,3 +7,4 @@ pub(crate) mod sessions;
 pub(crate) mod team_members;
 pub(crate) mod user_access_tokens;
 pub(crate) mod users;
+pub(crate) mod webhook_endpoints;

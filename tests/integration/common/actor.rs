@@ -395,6 +395,26 @@ impl ActorClient {
         self.watch_revocations(None).await.expect("subscribe")
     }
 
+    /// WatchEvents with the filters and position of `message`.
+    pub async fn watch_events(
+        &self,
+        message: pb::WatchEventsRequest,
+    ) -> Reply<Streaming<pb::WatchEventsResponse>> {
+        let request = self.request(message);
+        self.client()
+            .watch_events(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// Subscribes to every record of the lifecycle log from now on, failing the test if
+    /// refused.
+    pub async fn subscribe_events(&self) -> Streaming<pb::WatchEventsResponse> {
+        self.watch_events(pb::WatchEventsRequest::default())
+            .await
+            .expect("subscribe to events")
+    }
+
     // Sessions.
 
     /// GetSessions.
@@ -548,6 +568,113 @@ impl ActorClient {
             .await
             .map(Response::into_inner)
     }
+    // Webhooks.
+
+    /// CreateWebhook for `url`, receiving `actions` (empty: every action).
+    pub async fn create_webhook(
+        &self,
+        url: &str,
+        actions: &[&str],
+    ) -> Reply<pb::CreateWebhookResponse> {
+        self.create_webhook_with(pb::CreateWebhookRequest {
+            url: url.to_owned(),
+            description: "test endpoint".to_owned(),
+            filter: Some(pb::WebhookFilter {
+                actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+                user_id: String::new(),
+            }),
+        })
+        .await
+    }
+
+    /// CreateWebhook.
+    pub async fn create_webhook_with(
+        &self,
+        message: pb::CreateWebhookRequest,
+    ) -> Reply<pb::CreateWebhookResponse> {
+        let request = self.request(message);
+        self.client()
+            .create_webhook(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// ListWebhooks.
+    pub async fn list_webhooks(&self) -> Reply<Vec<pb::Webhook>> {
+        let request = self.request(pb::ListWebhooksRequest {});
+        self.client()
+            .list_webhooks(request)
+            .await
+            .map(|r| r.into_inner().webhooks)
+    }
+
+    /// GetWebhook.
+    pub async fn get_webhook(&self, webhook_id: &str) -> Reply<pb::Webhook> {
+        let request = self.request(pb::GetWebhookRequest {
+            webhook_id: webhook_id.to_owned(),
+        });
+        self.client()
+            .get_webhook(request)
+            .await
+            .map(|r| r.into_inner().webhook.expect("webhook"))
+    }
+
+    /// UpdateWebhook.
+    pub async fn update_webhook(&self, message: pb::UpdateWebhookRequest) -> Reply<pb::Webhook> {
+        let request = self.request(message);
+        self.client()
+            .update_webhook(request)
+            .await
+            .map(|r| r.into_inner().webhook.expect("webhook"))
+    }
+
+    /// UpdateWebhook setting only `enabled`.
+    pub async fn set_webhook_enabled(&self, webhook_id: &str, enabled: bool) -> Reply<pb::Webhook> {
+        self.update_webhook(pb::UpdateWebhookRequest {
+            webhook_id: webhook_id.to_owned(),
+            enabled: Some(enabled),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// DeleteWebhook.
+    pub async fn delete_webhook(&self, webhook_id: &str) -> Reply<pb::DeleteWebhookResponse> {
+        let request = self.request(pb::DeleteWebhookRequest {
+            webhook_id: webhook_id.to_owned(),
+        });
+        self.client()
+            .delete_webhook(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// RotateWebhookSecret, with a grace period (None: the default).
+    pub async fn rotate_webhook_secret(
+        &self,
+        webhook_id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> Reply<pb::RotateWebhookSecretResponse> {
+        let request = self.request(pb::RotateWebhookSecretRequest {
+            webhook_id: webhook_id.to_owned(),
+            grace_period: grace.map(|g| prost_types::Duration::try_from(g).unwrap()),
+        });
+        self.client()
+            .rotate_webhook_secret(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// TestWebhook.
+    pub async fn test_webhook(&self, webhook_id: &str) -> Reply<pb::TestWebhookResponse> {
+        let request = self.request(pb::TestWebhookRequest {
+            webhook_id: webhook_id.to_owned(),
+        });
+        self.client()
+            .test_webhook(request)
+            .await
+            .map(Response::into_inner)
+    }
 
     // The audit trail.
 
@@ -565,7 +692,10 @@ impl ActorClient {
 
     /// Every record ListAuditRecords returns for `filter`, page after page, failing the test
     /// if a page is refused.
-    pub async fn audit_records(&self, filter: pb::ListAuditRecordsRequest) -> Vec<pb::AuditRecord> {
+    pub async fn audit_records(
+        &self,
+        filter: pb::ListAuditRecordsRequest,
+    ) -> Vec<pb::LifecycleRecord> {
         let mut request = pb::ListAuditRecordsRequest {
             page_size: Some(200),
             ..filter

@@ -25,6 +25,7 @@ pub mod assertions;
 pub mod db;
 pub mod fixtures;
 pub mod proxy;
+pub mod receiver;
 pub mod replica;
 pub mod server;
 
@@ -32,5 +33,25 @@ pub use actor::*;
 pub use assertions::*;
 pub use db::TestDb;
 pub use fixtures::*;
+pub use receiver::*;
 pub use replica::*;
 pub use server::*;
+
+/// A plain reqwest client. The service's webhook sender makes reqwest use rustls without
+/// a built-in crypto provider (ring is installed as the process default instead, never
+/// aws-lc-rs), so a client built before any server started in this process needs ring
+/// installed first: build clients here, or call [`install_crypto_provider`].
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// `reqwest::get` with [`http_client`].
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http_client().get(url).send().await
+}
+
+/// Installs ring as rustls' process-wide provider (idempotent), as the server does.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

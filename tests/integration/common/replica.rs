@@ -1,6 +1,6 @@
 //! A second replica as its own OS process (the real `token-service serve` on the test
-//! server's database and key); and reading the next event of a revocation stream with a
-//! timeout.
+//! server's database and key); and reading the next event of a revocation or event stream
+//! with a timeout.
 
 use std::time::Duration;
 
@@ -23,6 +23,12 @@ pub struct ReplicaProcess {
 impl ReplicaProcess {
     /// Starts `token-service serve` for `srv`'s database and waits until it listens.
     pub fn start(srv: &TestServer) -> Self {
+        Self::start_with_env(srv, &[])
+    }
+
+    /// As [`ReplicaProcess::start`], with extra environment variables (settings such as
+    /// `TOKEN_SERVICE_REVOCATION_POLL_INTERVAL_MS`).
+    pub fn start_with_env(srv: &TestServer, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temp dir");
         let url = srv
@@ -47,6 +53,7 @@ impl ReplicaProcess {
             .env_remove("RUST_LOG")
             .env("TOKEN_SERVICE_SERVER_KEY", TEST_SERVER_KEY)
             .env("TOKEN_SERVICE_LOG__FORMAT", "text")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -87,9 +94,20 @@ impl ReplicaProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, no lease given up).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A sample of this replica's `/metrics`.
-    async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.http_addr))
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = crate::common::http_get(format!("http://{}/metrics", self.http_addr))
             .await
             .expect("scrape the replica")
             .text()
@@ -145,4 +163,15 @@ pub async fn next_revocation(
         .await
         .expect("a stream item within 5 s")?;
     Ok(message.expect("stream open").event.expect("event set"))
+}
+
+/// The next item of a WatchEvents stream (a record, or the status that ended the stream),
+/// within 5 s.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::WatchEventsResponse>,
+) -> Result<pb::LifecycleRecord, tonic::Status> {
+    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a stream item within 5 s")?;
+    Ok(message.expect("stream open").record.expect("record set"))
 }

@@ -261,6 +261,8 @@ fn the_domain_imports_no_transport_or_database_crate() {
             "prost_types",
             "axum",
             "sea_orm",
+            "reqwest",
+            "hyper",
             "crate::pb",
             "crate::grpc",
             "crate::rest",
@@ -369,4 +371,24 @@ fn protobuf_types_stay_in_the_grpc_transport() {
             );
         }
     }
+}
+
+/// The webhook HTTP client stays in `webhook_delivery`: the domain decides what to send and
+/// when, through its `WebhookSender` trait; nothing else speaks outbound HTTP.
+#[test]
+fn outbound_http_stays_in_the_webhook_sender() {
+    let sender = src().join("webhook_delivery.rs");
+    let outside: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|file| *file != sender)
+        .collect();
+    let bad = offenders_in(&outside, &["reqwest"]);
+    assert!(
+        bad.is_empty(),
+        "reqwest is used only by src/webhook_delivery.rs:\n{bad:#?}"
+    );
+    assert!(
+        !offenders_in(&[sender], &["reqwest"]).is_empty(),
+        "the reader sees the sender's imports"
+    );
 }

@@ -245,7 +245,7 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
         !http_addr.ends_with(":8065"),
         "the test asked for an ephemeral REST port, not the default: {http_addr}"
     );
-    let rest_me = reqwest::Client::new()
+    let rest_me = crate::common::http_client()
         .get(format!("http://{http_addr}/api/v4/users/me"))
         .bearer_auth(&secret)
         .send()
@@ -1028,7 +1028,7 @@ async fn listen_addresses_may_name_a_host() {
         .get_me(authed(pb::GetMeRequest {}, &secret))
         .await
         .unwrap();
-    let me = reqwest::Client::new()
+    let me = crate::common::http_client()
         .get(format!("http://{}/api/v4/users/me", serving.http_addr))
         .bearer_auth(&secret)
         .send()
@@ -1121,7 +1121,7 @@ pub(crate) fn admin_with_stdin(cli: &Cli, args: &[&str], stdin: &str) -> (bool, 
 }
 
 async fn rest_status(http_addr: &str, token: &str) -> u16 {
-    reqwest::Client::new()
+    crate::common::http_client()
         .get(format!("http://{http_addr}/api/v4/users/me"))
         .bearer_auth(token)
         .send()
@@ -1426,4 +1426,108 @@ async fn a_user_who_cannot_open_the_socket_is_refused_naming_it() {
     );
     drop(serving);
     cli.db.drop_database().await;
+}
+
+/// `admin webhooks ...` prints JSON, on the database (no server running) as the local
+/// operator; the secret is printed by create and rotate-secret only; test sends a real
+/// signed message (to a receiver on this test's runtime: the commands block a thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_webhooks_commands_manage_endpoints_and_print_json() {
+    let cli = Cli::new().await;
+    let receiver = crate::common::Receiver::start().await;
+    let webhooks = |args: &[&str]| {
+        let mut all = vec!["admin", "webhooks"];
+        all.extend_from_slice(args);
+        let out = cli
+            .command(&all)
+            .env("TOKEN_SERVICE_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null),
+            stderr_of(&out),
+        )
+    };
+    let url = receiver.url();
+    let (ok, created, err) = webhooks(&[
+        "create",
+        "--url",
+        &url,
+        "--action",
+        "access_token.revoked",
+        "--action",
+        "session.revoked",
+        "--description",
+        "security team",
+    ]);
+    assert!(ok, "{err}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{created}");
+    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["webhook"]["filter"]["actions"],
+        serde_json::json!(["access_token.revoked", "session.revoked"])
+    );
+
+    let (ok, listed, _) = webhooks(&["list"]);
+    assert!(ok);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["description"], "security team");
+    assert!(!listed.to_string().contains(&secret[6..]), "never listed");
+
+    let (ok, updated, err) = webhooks(&["update", &id, "--disable", "--all-actions"]);
+    assert!(ok, "{err}");
+    assert_eq!(updated["enabled"], false);
+    assert_eq!(updated["filter"]["actions"], serde_json::json!([]));
+    let (ok, got, _) = webhooks(&["get", &id]);
+    assert!(ok);
+    assert_eq!(got, updated);
+
+    let (ok, rotated, err) = webhooks(&["rotate-secret", &id, "--grace", "1h"]);
+    assert!(ok, "{err}");
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    assert!(
+        rotated["webhook"]["previous_secret_expires_at"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+
+    let (ok, tested, err) = webhooks(&["test", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(tested["delivered"], true, "{tested}");
+    assert_eq!(tested["http_status"], 200);
+    let got = receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!(got.id, tested["message_id"].as_str().unwrap());
+    assert!(crate::common::verify_signature(&got, new_secret));
+    assert!(
+        crate::common::verify_signature(&got, &secret),
+        "in the grace period"
+    );
+
+    // Bad input: the field and the error id, a failing exit code, nothing changed.
+    let (ok, _, err) = webhooks(&["create", "--url", "ftp://x.invalid/"]);
+    assert!(!ok);
+    assert!(
+        err.contains("url:") && err.contains("token_service.webhook.invalid_url"),
+        "{err}"
+    );
+    let (ok, _, err) = webhooks(&["rotate-secret", &id, "--grace", "3w"]);
+    assert!(!ok);
+    assert!(err.contains("--grace"), "{err}");
+
+    let (ok, deleted, _) = webhooks(&["delete", &id]);
+    assert!(ok);
+    assert_eq!(deleted["status"], "OK");
+    let (ok, listed, _) = webhooks(&["list"]);
+    assert!(ok);
+    assert_eq!(listed, serde_json::json!([]));
+    let (ok, _, err) = webhooks(&["get", &id]);
+    assert!(!ok);
+    assert!(err.contains("token_service.webhook.not_found"), "{err}");
 }

@@ -9,7 +9,7 @@ use token_service::pb;
 use crate::common::*;
 
 async fn scrape(srv: &TestServer) -> String {
-    let response = reqwest::get(format!("{}/metrics", srv.http_base()))
+    let response = crate::common::http_get(format!("{}/metrics", srv.http_base()))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -41,7 +41,7 @@ async fn metrics_count_each_route_and_status_on_both_transports() {
         .get_me()
         .await
         .unwrap_err();
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     for _ in 0..2 {
         let ok = http
             .get(format!("{}/api/v4/users/me", srv.http_base()))

@@ -54,6 +54,14 @@ const QUERIES: &[(&str, &str)] = &[
         "SELECT id, hash, create_at FROM lifecycle_log ORDER BY id LIMIT 1000",
     ),
     (
+        "lifecycle records after a position (WatchEvents)",
+        "SELECT * FROM lifecycle_log WHERE id > 5 ORDER BY id LIMIT 1000",
+    ),
+    (
+        "a user's lifecycle records after a position (WatchEvents by user_id)",
+        "SELECT * FROM lifecycle_log WHERE id > 5 AND user_id = 'x' ORDER BY id LIMIT 1000",
+    ),
+    (
         "audit trail: the next page, newest first",
         "SELECT * FROM lifecycle_log WHERE id < 100 ORDER BY id DESC LIMIT 61",
     ),

@@ -147,7 +147,7 @@ async fn spans_reach_the_collector_named_with_the_caller_and_never_a_secret() {
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     // REST, with its own traceparent.
     let rest_trace = "0af7651916cd43dd8448eb211c80319c";
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .get(format!("http://{}/api/v4/users/me", serving.http_addr))
         .bearer_auth(&secret)
         .header(

@@ -322,7 +322,7 @@ async fn the_rest_shim_answers_over_https_and_not_over_plain_http() {
     .expect("HTTPS GET");
     assert_eq!(status, 401, "authentication still applies over TLS");
 
-    let plain = reqwest::Client::new()
+    let plain = crate::common::http_client()
         .get(format!("http://{addr}/api/v4/users/me"))
         .bearer_auth(&alice.token)
         .timeout(Duration::from_secs(5))

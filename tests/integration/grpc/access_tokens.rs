@@ -819,7 +819,7 @@ async fn a_deactivated_owner_cannot_use_or_manage_tokens() {
 /// no byte of any file in the data directory either (WAL and journal included).
 #[tokio::test]
 async fn the_secret_is_never_written_to_disk_in_plaintext() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_with(|c| c.webhooks.allow_private_addresses = true).await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let (token_id, secret) = srv.as_(&alice).new_token("me").await;
@@ -839,6 +839,27 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
         .await
         .unwrap()
         .token;
+    // A webhook signing secret, and the one that replaces it (the first kept for the
+    // rotation's grace period): stored encrypted. Both the whole secret and its key part
+    // (the base64 after whsec_) must be absent.
+    let receiver = Receiver::start().await;
+    let hook = srv
+        .as_(&admin)
+        .create_webhook(&receiver.url(), &["access_token.revoked"])
+        .await
+        .unwrap();
+    let hook_id = hook.webhook.unwrap().id;
+    let rotated = srv
+        .as_(&admin)
+        .rotate_webhook_secret(&hook_id, None)
+        .await
+        .unwrap();
+    let mut webhook_secrets = Vec::new();
+    for whsec in [hook.secret, rotated.secret] {
+        let key = whsec.strip_prefix("whsec_").unwrap().to_owned();
+        webhook_secrets.push(whsec);
+        webhook_secrets.push(key);
+    }
 
     let url = srv
         .config
@@ -857,8 +878,16 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
             "the scan sees {table}: {holding_id:?}"
         );
     }
-    let secrets = [&secret, &alice.token, &login, &command_token];
-    for plaintext in secrets {
+    let (holding_hook, _) = db::columns_containing(&url, &hook_id).await;
+    assert!(
+        holding_hook.iter().any(|(t, _)| t == "webhook_endpoints"),
+        "the scan sees webhook_endpoints: {holding_hook:?}"
+    );
+    let plaintexts: Vec<&String> = [&secret, &alice.token, &login, &command_token]
+        .into_iter()
+        .chain(&webhook_secrets)
+        .collect();
+    for plaintext in &plaintexts {
         let (holding, _) = db::columns_containing(&url, plaintext).await;
         assert!(holding.is_empty(), "a secret is stored in {holding:?}");
     }
@@ -894,7 +923,7 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
             }
             let bytes = std::fs::read(&path).unwrap();
             scanned += 1;
-            for plaintext in secrets {
+            for plaintext in &plaintexts {
                 assert!(
                     !bytes
                         .windows(plaintext.len())

@@ -91,13 +91,19 @@ fn filter() -> pb::ListAuditRecordsRequest {
     pb::ListAuditRecordsRequest::default()
 }
 
-fn ids(records: &[pb::AuditRecord]) -> Vec<i64> {
+fn ids(records: &[pb::LifecycleRecord]) -> Vec<i64> {
     records.iter().map(|r| r.id).collect()
 }
 
-fn actor(record: &pb::AuditRecord) -> (String, String) {
-    let a = record.actor.clone().unwrap_or_default();
-    (a.r#type, a.user_id)
+/// The actor as the JSON shape names it: ("user", id), ("operator", ""), ...
+fn actor(record: &pb::LifecycleRecord) -> (String, String) {
+    let kind = match pb::ActorType::try_from(record.actor_type) {
+        Ok(pb::ActorType::User) => "user",
+        Ok(pb::ActorType::Operator) => "operator",
+        Ok(pb::ActorType::Service) => "service",
+        _ => "unknown",
+    };
+    (kind.to_owned(), record.actor_id.clone())
 }
 
 #[tokio::test]
@@ -182,16 +188,21 @@ async fn every_change_is_recorded_with_its_actor_subjects_and_origin() {
             ..filter()
         })
         .await;
-    let records: Vec<&pb::AuditRecord> = all
+    let records: Vec<&pb::LifecycleRecord> = all
         .iter()
         .filter(|r| r.id >= first_new && actor(r).0 == "user")
         .collect();
     let by_admin = ("user".to_owned(), admin.id.clone());
     let by_carol = ("user".to_owned(), carol.id.clone());
-    let revokes = |r: &pb::AuditRecord| {
-        r.revokes
-            .as_ref()
-            .map(|v| (v.kind.clone(), v.subject_id.clone()))
+    let revokes = |r: &pb::LifecycleRecord| {
+        let kind = match pb::RevocationKind::try_from(r.revokes_kind) {
+            Ok(pb::RevocationKind::Session) => "session",
+            Ok(pb::RevocationKind::AccessToken) => "access_token",
+            Ok(pb::RevocationKind::User) => "user",
+            Ok(pb::RevocationKind::All) => "all",
+            _ => return None,
+        };
+        Some((kind.to_owned(), r.revokes_id.clone()))
     };
     let expected: Vec<(&str, &(String, String))> = vec![
         ("user.created", &by_admin),
@@ -229,7 +240,7 @@ async fn every_change_is_recorded_with_its_actor_subjects_and_origin() {
         assert!(r.user_agent.contains("audit-test/1.0"), "{r:?}");
         assert!(!r.request_id.is_empty(), "{r:?}");
         request_ids.insert(r.request_id.clone());
-        assert!(r.time.is_some() && !r.hash.is_empty(), "{r:?}");
+        assert!(r.create_at.is_some() && !r.hash.is_empty(), "{r:?}");
         let _: serde_json::Value = serde_json::from_str(&r.detail).expect("detail is JSON");
     }
     assert_eq!(request_ids.len(), records.len(), "one request per change");

@@ -38,7 +38,7 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
     let status = as_alice.list_tokens_for(&alice.id).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // The REST shim answers 503 with a Mattermost-style error body.
-    let rest = reqwest::Client::new()
+    let rest = crate::common::http_client()
         .get(format!("{}/api/v4/users/me/tokens", srv.http_base()))
         .bearer_auth(&alice.token)
         .send()
@@ -118,7 +118,7 @@ async fn a_database_that_stops_answering_holds_no_caller_past_the_request_timeou
         started.elapsed()
     );
     let started = std::time::Instant::now();
-    let rest = reqwest::Client::new()
+    let rest = crate::common::http_client()
         .get(format!("{}/api/v4/users/me/tokens", srv.http_base()))
         .bearer_auth(&alice.token)
         .send()

@@ -1,12 +1,13 @@
 //! The gRPC surface over real sockets: each RPC group against every kind of caller
-//! (`caller_kinds/`), validation and effects per group, the revocation log and stream,
-//! replicas, concurrency, database faults, shutdown, health and reflection.
+//! (`caller_kinds/`), validation and effects per group, the revocation log and stream, the
+//! event stream, replicas, concurrency, database faults, shutdown, health and reflection.
 
 mod access_tokens;
 mod audit;
 mod caller_kinds;
 mod commands;
 mod concurrency;
+mod events;
 mod faults;
 mod health_reflection;
 mod introspection;
@@ -17,4 +18,6 @@ mod revocation_stream;
 mod sessions;
 mod shutdown;
 mod users;
+mod webhooks;
+mod webhooks_replicas;
 mod webrtc;

@@ -75,7 +75,7 @@ async fn the_stream_carries_each_revocation_in_order_and_resumes_after_a_reconne
     assert!(third.id > second.id && fourth.id > third.id);
 
     // The REST mirror returns the same events as one array.
-    let events: serde_json::Value = reqwest::Client::new()
+    let events: serde_json::Value = crate::common::http_client()
         .get(format!(
             "{}/api/v4/tokens/revocations?after_event_id={}",
             srv.http_base(),

@@ -71,7 +71,7 @@ fn the_operational_routes_are_the_allowed_list_and_no_rpc_claims_them() {
 #[tokio::test]
 async fn the_operational_routes_answer_get_and_other_verbs_are_the_router_404() {
     let srv = TestServer::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     for (_, path) in ALLOWED_OPERATIONAL {
         let url = format!("{}{path}", srv.http_base());
         let answer = client.get(&url).send().await.unwrap();

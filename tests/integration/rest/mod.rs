@@ -9,6 +9,7 @@ mod input;
 mod openapi;
 mod probes;
 mod routes;
+mod webhooks;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
@@ -83,7 +84,7 @@ impl Http {
     pub fn new(srv: &TestServer) -> Self {
         Self {
             base: srv.http_base(),
-            client: reqwest::Client::new(),
+            client: crate::common::http_client(),
         }
     }
 

@@ -192,6 +192,8 @@ async fn every_route_answers_as_its_schema_says() {
         c.webrtc.stun_uri = "stun:turn.example.com:3478".into();
         c.webrtc.turn_uri = "turn:turn.example.com:3478".into();
         c.webrtc.turn_shared_secret = Secret::new("openapi-test-secret");
+        // The webhook below points at a closed port on this machine.
+        c.webhooks.allow_private_addresses = true;
     })
     .await;
     let admin = srv.admin("root").await;
@@ -239,6 +241,66 @@ async fn every_route_answers_as_its_schema_says() {
     );
     let token_id = created["id"].as_str().unwrap().to_owned();
     let secret = created["token"].as_str().unwrap().to_owned();
+    let hook = call!(
+        Method::POST,
+        "/api/v4/tokens/webhooks",
+        "/api/v4/tokens/webhooks",
+        &admin.token,
+        Some(
+            json!({"url": "http://127.0.0.1:9/hook", "description": "openapi",
+            "filter": {"actions": ["access_token.revoked"]}})
+        ),
+        201
+    );
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    call!(
+        Method::GET,
+        "/api/v4/tokens/webhooks",
+        "/api/v4/tokens/webhooks",
+        &admin.token,
+        None,
+        200
+    );
+    call!(
+        Method::GET,
+        "/api/v4/tokens/webhooks/{webhook_id}",
+        format!("/api/v4/tokens/webhooks/{hook_id}"),
+        &admin.token,
+        None,
+        200
+    );
+    call!(
+        Method::PUT,
+        "/api/v4/tokens/webhooks/{webhook_id}",
+        format!("/api/v4/tokens/webhooks/{hook_id}"),
+        &admin.token,
+        Some(json!({"enabled": false, "filter": {"actions": [], "user_id": alice.id}})),
+        200
+    );
+    call!(
+        Method::POST,
+        "/api/v4/tokens/webhooks/{webhook_id}/rotate_secret",
+        format!("/api/v4/tokens/webhooks/{hook_id}/rotate_secret"),
+        &admin.token,
+        Some(json!({"grace_period_ms": 60_000})),
+        200
+    );
+    call!(
+        Method::POST,
+        "/api/v4/tokens/webhooks/{webhook_id}/test",
+        format!("/api/v4/tokens/webhooks/{hook_id}/test"),
+        &admin.token,
+        None,
+        200
+    );
+    call!(
+        Method::DELETE,
+        "/api/v4/tokens/webhooks/{webhook_id}",
+        format!("/api/v4/tokens/webhooks/{hook_id}"),
+        &admin.token,
+        None,
+        200
+    );
     call!(
         Method::GET,
         "/api/v4/users/{user_id}/tokens",
@@ -470,6 +532,48 @@ async fn every_route_answers_as_its_schema_says() {
             .iter()
             .any(|e| e["kind"] == "access_token"),
         "{events}"
+    );
+    let records = call!(
+        Method::GET,
+        "/api/v4/tokens/events",
+        "/api/v4/tokens/events?after_event_id=0",
+        &admin.token,
+        None,
+        200
+    );
+    let listed = records.as_array().unwrap();
+    // Every kind of record made above, each with the fields it carries.
+    for action in [
+        "user.created",
+        "access_token.created",
+        "access_token.revoked",
+        "session.created",
+        "command.created",
+        "team_member.added",
+    ] {
+        assert!(
+            listed.iter().any(|r| r["action"] == action),
+            "{action}: {records}"
+        );
+    }
+    call!(
+        Method::GET,
+        "/api/v4/tokens/events",
+        format!(
+            "/api/v4/tokens/events?actions=access_token.created&user_id={}",
+            alice.id
+        ),
+        &admin.token,
+        None,
+        200
+    );
+    call!(
+        Method::GET,
+        "/api/v4/tokens/events",
+        "/api/v4/tokens/events?actions=nope",
+        &admin.token,
+        None,
+        400
     );
     // The audit trail: a page with a cursor, the hash, a partial and a whole verification.
     let page = call!(

@@ -38,7 +38,7 @@ impl Plain {
 }
 
 async fn get(base: &str, path: &str) -> Plain {
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .get(format!("{base}{path}"))
         .timeout(Duration::from_secs(5))
         .send()
@@ -111,7 +111,7 @@ async fn livez_and_readyz_answer_200_with_a_small_json_when_ready() {
         })
     );
     // No authentication is involved: a bad token changes nothing.
-    let with_token = reqwest::Client::new()
+    let with_token = crate::common::http_client()
         .get(format!("{}/readyz", srv.http_base()))
         .bearer_auth("not-a-token-at-all-xxxxxxxxxxxx")
         .send()

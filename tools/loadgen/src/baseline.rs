@@ -126,6 +126,9 @@ impl Echo {
 type Stream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>>;
 
+type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
 fn only_introspect() -> Status {
     Status::unimplemented("the echo baseline answers IntrospectToken only")
 }
@@ -136,6 +139,7 @@ macro_rules! echo_service {
         #[tonic::async_trait]
         impl TokenService for Echo {
             type WatchRevocationsStream = Stream;
+            type WatchEventsStream = EventStream;
 
             async fn introspect_token(
                 &self,
@@ -148,6 +152,13 @@ macro_rules! echo_service {
                 &self,
                 _request: Request<pb::WatchRevocationsRequest>,
             ) -> Result<Response<Stream>, Status> {
+                Err(only_introspect())
+            }
+
+            async fn watch_events(
+                &self,
+                _request: Request<pb::WatchEventsRequest>,
+            ) -> Result<Response<EventStream>, Status> {
                 Err(only_introspect())
             }
 
@@ -191,6 +202,13 @@ echo_service! {
     create_user(CreateUserRequest) -> CreateUserResponse;
     update_user_roles(UpdateUserRolesRequest) -> UpdateUserRolesResponse;
     update_user_active(UpdateUserActiveRequest) -> UpdateUserActiveResponse;
+    create_webhook(CreateWebhookRequest) -> CreateWebhookResponse;
+    list_webhooks(ListWebhooksRequest) -> ListWebhooksResponse;
+    get_webhook(GetWebhookRequest) -> GetWebhookResponse;
+    update_webhook(UpdateWebhookRequest) -> UpdateWebhookResponse;
+    delete_webhook(DeleteWebhookRequest) -> DeleteWebhookResponse;
+    rotate_webhook_secret(RotateWebhookSecretRequest) -> RotateWebhookSecretResponse;
+    test_webhook(TestWebhookRequest) -> TestWebhookResponse;
     list_audit_records(ListAuditRecordsRequest) -> ListAuditRecordsResponse;
     compute_audit_hash(ComputeAuditHashRequest) -> ComputeAuditHashResponse;
     verify_audit_log(VerifyAuditLogRequest) -> VerifyAuditLogResponse;

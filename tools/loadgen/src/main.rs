@@ -13,6 +13,7 @@ mod footprint;
 mod http1;
 mod stats;
 mod target;
+mod webhook_lag;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -42,6 +43,36 @@ enum Command {
     /// Spawn `token-service serve` on SQLite several times and print the time from spawn to
     /// the first successful gRPC health check, on a fresh and on an existing database file.
     Startup(StartupArgs),
+    /// Measure webhook delivery lag: from RevokeUserAccessToken's return (the record is
+    /// committed) to a receiver in this process getting the signed message; p50, p99, max.
+    WebhookLag(WebhookLagArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhookLagArgs {
+    /// Revocations to time, one at a time.
+    #[arg(long, default_value_t = 200)]
+    events: usize,
+    /// Pause after each revocation (spreads them over the delivery's wake-ups).
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    interval: Duration,
+    /// How long to wait for the last messages.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    wait: Duration,
+    /// Where the receiver listens (the target must be allowed to reach it:
+    /// webhooks.allow_private_addresses = true for 127.0.0.1).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    receiver_addr: SocketAddr,
+    /// Database of the in-process target (default: SQLite in a temporary directory), e.g.
+    /// postgres://postgres@127.0.0.1:5432/loadgen (the database must exist).
+    #[arg(long, value_name = "URL", conflicts_with = "grpc_target")]
+    database_url: Option<String>,
+    /// gRPC address of an already running token-service (instead of an in-process one).
+    #[arg(long, value_name = "ADDR", requires = "admin_token")]
+    grpc_target: Option<SocketAddr>,
+    /// A system_admin token of the running target.
+    #[arg(long, env = "LOADGEN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 /// What to drive.
@@ -197,6 +228,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::IdleRss(args) => footprint::idle_rss(&args),
         Command::Startup(args) => footprint::startup(&args),
+        Command::WebhookLag(args) => webhook_lag::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

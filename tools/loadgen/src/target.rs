@@ -44,6 +44,16 @@ impl Target {
         cache: bool,
         tokens: usize,
     ) -> Result<Self, String> {
+        Self::start_in_process_with(server_rt, tokens, move |config| config.cache.enable = cache)
+            .await
+    }
+
+    /// [`Target::start_in_process`] with the configuration adjusted by `tweak`.
+    pub(crate) async fn start_in_process_with(
+        server_rt: &tokio::runtime::Handle,
+        tokens: usize,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("loadgen-{}", run_id()));
         let mut config = Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -51,7 +61,7 @@ impl Target {
             data_dir: dir.join("data"),
             ..Config::default()
         };
-        config.cache.enable = cache;
+        tweak(&mut config);
         // The administrator is bootstrapped as an operator does it: `token-service admin init`,
         // then `token-service admin create-user` and `create-token`.
         admin::admin(&config, &AdminAction::Init)

@@ -160,3 +160,18 @@ fn loadgen_measures_the_idle_memory_and_start_up_time_of_the_real_server() {
     assert!(number(&fields, "startup_existing_ms") > 0.0, "{stdout}");
     assert!(stdout.contains("fresh SQLite file"), "{stdout}");
 }
+
+#[test]
+fn loadgen_webhook_lag_prints_percentiles_of_delivered_messages() {
+    let stdout = run(&["webhook-lag", "--events", "5", "--interval", "5ms"]);
+    let fields = summary(&stdout, "summary scenario=webhook-lag ");
+    assert_eq!(number(&fields, "events"), 5.0, "{stdout}");
+    for key in ["p50_ms", "p99_ms", "max_ms"] {
+        let value = number(&fields, key);
+        assert!(
+            (0.0..30_000.0).contains(&value),
+            "{key}={value} in {fields:?}"
+        );
+    }
+    assert!(number(&fields, "p99_ms") >= number(&fields, "p50_ms"));
+}

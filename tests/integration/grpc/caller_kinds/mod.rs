@@ -8,6 +8,7 @@
 //!   the credentials it tries, and the session calls.
 //! - [`commands`]: that table's team, command and WebRTC calls.
 //! - [`users`]: GetUser, GetUserByUsername and Logout, on the credentials of [`sessions`].
+//! - [`webhooks`]: the webhook RPCs (manage_system), on the same credentials.
 //! - [`audit`]: ListAuditRecords, ComputeAuditHash and VerifyAuditLog, on the same credentials
 //!   plus a system_auditor's.
 //!
@@ -19,6 +20,7 @@ mod commands;
 mod sessions;
 mod tokens;
 mod users;
+mod webhooks;
 
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
