@@ -50,7 +50,7 @@ impl Store {
             expires_at: Set(token.expires_at),
             create_at: Set(token.create_at),
         };
-        let txn = self.begin_write().await?;
+        let txn = self.begin_with_write().await?;
         tokens::Entity::insert(row)
             .exec_without_returning(&txn)
             .await?;

@@ -78,7 +78,7 @@ impl Store {
             update_at: Set(command.update_at),
             delete_at: Set(command.delete_at),
         };
-        let txn = self.begin_write().await?;
+        let txn = self.begin_with_write().await?;
         commands::Entity::insert(row)
             .exec_without_returning(&txn)
             .await?;

@@ -101,6 +101,14 @@ impl Store {
             .ok_or_else(|| Error::internal("the lifecycle log is written without its audit key"))
     }
 
+    /// Begins a transaction whose first statement writes (an insert): on SQLite that
+    /// statement takes the write lock itself (waiting for other writers, as no read came
+    /// first), so the lock-taking no-op of [`Store::begin_write`] is not needed.
+    pub(crate) async fn begin_with_write(&self) -> Result<sea_orm::DatabaseTransaction> {
+        use sea_orm::TransactionTrait;
+        Ok(self.db.begin().await?)
+    }
+
     /// Begins a transaction that will write. On SQLite it takes the write lock first (a
     /// no-op UPDATE), so a later read-then-write waits for other writers (busy timeout)
     /// instead of failing with SQLITE_BUSY on the lock upgrade.

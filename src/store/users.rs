@@ -44,7 +44,7 @@ impl Store {
             update_at: Set(user.update_at),
             delete_at: Set(user.delete_at),
         };
-        let txn = self.begin_write().await?;
+        let txn = self.begin_with_write().await?;
         users::Entity::insert(row)
             .exec_without_returning(&txn)
             .await
