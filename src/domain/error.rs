@@ -67,6 +67,17 @@ pub enum Error {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
+    /// A stream subscriber's failed read of the log: whatever the database said (a lost
+    /// connection, or a table it cannot read), the subscriber is told the log is unavailable
+    /// and resumes later from its last id, as when the replica's feed reports the same
+    /// failure first. Other errors pass through.
+    pub(crate) fn as_log_unreadable(self) -> Self {
+        match self {
+            Error::Internal(source) => Error::Unavailable(source),
+            other => other,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: Reason, rule: impl Into<String>) -> Self {
         Error::InvalidArgument {
             field,
