@@ -71,7 +71,7 @@ impl Error {
     /// connection, or a table it cannot read), the subscriber is told the log is unavailable
     /// and resumes later from its last id, as when the replica's feed reports the same
     /// failure first. Other errors pass through.
-    pub(crate) fn as_log_unreadable(self) -> Self {
+    pub(crate) fn into_log_unreadable(self) -> Self {
         match self {
             Error::Internal(source) => Error::Unavailable(source),
             other => other,

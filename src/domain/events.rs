@@ -263,7 +263,7 @@ impl Subscription {
             .store()
             .records_after(self.last_sent, &self.filter, BATCH)
             .await
-            .map_err(|e| Stop::Failed(e.as_log_unreadable()))
+            .map_err(|e| Stop::Failed(e.into_log_unreadable()))
     }
 }
 

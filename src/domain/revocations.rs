@@ -359,7 +359,7 @@ impl Subscription {
             .store()
             .revocations_after(self.last_sent, BATCH)
             .await
-            .map_err(|e| Stop::Failed(e.as_log_unreadable()))
+            .map_err(|e| Stop::Failed(e.into_log_unreadable()))
     }
 
     /// Sends, without further checks, the events logged after the last one sent (one batch).
