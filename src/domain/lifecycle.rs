@@ -419,6 +419,31 @@ impl StoredRecord {
         Action::parse(&self.action)
     }
 
+    /// The record as this version interprets it; `None` for an action it does not know
+    /// (written by a newer one). A revocation kind it does not know revokes everything.
+    pub fn into_record(self) -> Option<LifecycleRecord> {
+        let action = self.known_action()?;
+        let revocation = if self.revokes.is_empty() {
+            None
+        } else {
+            Some(Revocation::from_stored(&self.revokes, self.revokes_id).unwrap_or(Revocation::All))
+        };
+        Some(LifecycleRecord {
+            id: self.id,
+            create_at: self.create_at,
+            record: NewRecord {
+                action,
+                actor: Actor::from_stored(&self.actor_type, &self.actor_id),
+                subjects: self.subjects,
+                origin: self.origin,
+                detail: self.detail,
+                credential_hmac: self.credential_hmac,
+                revocation,
+            },
+            hash: self.hash,
+        })
+    }
+
     /// The hash this record must carry after a record with hash `previous`: an HMAC under
     /// the audit key over the previous hash and every field, as stored.
     pub fn chained_hash(&self, key: &AuditKey, previous: &str) -> String {

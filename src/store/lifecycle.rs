@@ -23,9 +23,7 @@ use super::{
 use crate::domain::{
     audit::{AuditQuery, Order},
     error::{Error, Result},
-    lifecycle::{
-        Action, Actor, LifecycleRecord, NewRecord, Origin, RecordFilter, StoredRecord, Subjects,
-    },
+    lifecycle::{LifecycleRecord, NewRecord, Origin, RecordFilter, StoredRecord, Subjects},
     model::{Revocation, RevocationEvent, UnixMillis, Wakeup},
 };
 
@@ -397,33 +395,30 @@ async fn set_control(txn: &DatabaseTransaction, row: &str, value: &str) -> Resul
 }
 
 fn active_model(record: &LifecycleRecord) -> log::ActiveModel {
-    let r = &record.record;
-    let s = &r.subjects;
-    let (revokes, revokes_id) = r
-        .revocation
-        .as_ref()
-        .map_or(("", ""), |rev| (rev.kind(), rev.subject_id()));
+    let revoking = i16::from(record.record.revocation.is_some());
+    let r = record.stored();
+    let s = r.subjects;
     log::ActiveModel {
-        id: Set(record.id),
-        create_at: Set(record.create_at),
-        action: Set(r.action.as_str().to_owned()),
-        actor_type: Set(r.actor.kind().to_owned()),
-        actor_id: Set(r.actor.id().to_owned()),
-        user_id: Set(s.user_id.clone()),
-        token_id: Set(s.token_id.clone()),
-        session_id: Set(s.session_id.clone()),
-        command_id: Set(s.command_id.clone()),
-        team_id: Set(s.team_id.clone()),
-        webhook_id: Set(s.webhook_id.clone()),
-        ip: Set(r.origin.ip.clone()),
-        user_agent: Set(r.origin.user_agent.clone()),
-        request_id: Set(r.origin.request_id.clone()),
-        detail: Set(r.detail.clone()),
-        credential_hmac: Set(r.credential_hmac.clone()),
-        revokes: Set(revokes.to_owned()),
-        revokes_id: Set(revokes_id.to_owned()),
-        revoking: Set(i16::from(r.revocation.is_some())),
-        hash: Set(record.hash.clone()),
+        id: Set(r.id),
+        create_at: Set(r.create_at),
+        action: Set(r.action),
+        actor_type: Set(r.actor_type),
+        actor_id: Set(r.actor_id),
+        user_id: Set(s.user_id),
+        token_id: Set(s.token_id),
+        session_id: Set(s.session_id),
+        command_id: Set(s.command_id),
+        team_id: Set(s.team_id),
+        webhook_id: Set(s.webhook_id),
+        ip: Set(r.origin.ip),
+        user_agent: Set(r.origin.user_agent),
+        request_id: Set(r.origin.request_id),
+        detail: Set(r.detail),
+        credential_hmac: Set(r.credential_hmac),
+        revokes: Set(r.revokes),
+        revokes_id: Set(r.revokes_id),
+        revoking: Set(revoking),
+        hash: Set(r.hash),
     }
 }
 
@@ -459,37 +454,7 @@ fn stored_of(m: log::Model) -> StoredRecord {
 /// A stored row as a record; `None` for an action this version does not know (written by a
 /// newer one).
 pub(super) fn record_of(m: log::Model) -> Option<LifecycleRecord> {
-    let action = Action::parse(&m.action)?;
-    let revocation = if m.revokes.is_empty() {
-        None
-    } else {
-        Some(Revocation::from_stored(&m.revokes, m.revokes_id).unwrap_or(Revocation::All))
-    };
-    Some(LifecycleRecord {
-        id: m.id,
-        create_at: m.create_at,
-        record: NewRecord {
-            action,
-            actor: Actor::from_stored(&m.actor_type, &m.actor_id),
-            subjects: Subjects {
-                user_id: m.user_id,
-                token_id: m.token_id,
-                session_id: m.session_id,
-                command_id: m.command_id,
-                team_id: m.team_id,
-                webhook_id: m.webhook_id,
-            },
-            origin: Origin {
-                ip: m.ip,
-                user_agent: m.user_agent,
-                request_id: m.request_id,
-            },
-            detail: m.detail,
-            credential_hmac: m.credential_hmac,
-            revocation,
-        },
-        hash: m.hash,
-    })
+    stored_of(m).into_record()
 }
 
 /// Notifications that something was appended to the log (PostgreSQL `LISTEN`): store
