@@ -3,7 +3,7 @@
 //! tampered with or expired.
 
 use std::{
-    net::UdpSocket,
+    net::{TcpListener, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -98,6 +98,21 @@ fn installed(program: &str, arg: &str) -> bool {
         .is_ok()
 }
 
+/// A port in 20000..32000, under the kernel's ephemeral range (32768 and up by default), that is
+/// free for both UDP and TCP on 127.0.0.1 right now.
+fn free_port_below_ephemeral_range() -> u16 {
+    loop {
+        let mut random = [0u8; 2];
+        getrandom::fill(&mut random).unwrap();
+        let port = 20_000 + u16::from_be_bytes(random) % 12_000;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+}
+
 /// `s` with its first character replaced by a different one.
 fn with_other_first_char(s: &str, a: char, b: char) -> String {
     let mut chars = s.chars();
@@ -117,17 +132,31 @@ struct Coturn {
 impl Coturn {
     /// Starts turnserver and waits until it answers STUN on its port. `None` when coturn
     /// (turnserver and turnutils_uclient) is not installed.
+    ///
+    /// The listening port is chosen below the kernel's ephemeral range (so no outgoing
+    /// connection of a test running alongside can hold it), checked free for both UDP and TCP
+    /// (coturn binds both), and when coturn still cannot bind it, because something took it in
+    /// between, another port is tried.
     fn start(secret: &str) -> Option<Self> {
         if !installed("turnserver", "--version") || !installed("turnutils_uclient", "-h") {
             return None;
         }
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = free_port_below_ephemeral_range();
+            match Self::start_on(secret, port) {
+                Ok(coturn) => return Some(coturn),
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("turnserver did not start:\n{}", failures.join("\n----\n"));
+    }
+
+    fn start_on(secret: &str, port: u16) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("turnserver.log");
-        let port = {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket.local_addr().unwrap().port()
-        };
-        let relay_low = 40_000 + (port % 20_000);
+        // Relay ports: a 200-port block in 10000..20000, also below the ephemeral range.
+        let relay_low = 10_000 + (port % 50) * 200;
         let child = Command::new("turnserver")
             .args([
                 "-n",
@@ -142,7 +171,7 @@ impl Coturn {
                 "--no-cli",
                 "--allow-loopback-peers",
                 &format!("--min-port={relay_low}"),
-                &format!("--max-port={}", relay_low + 200),
+                &format!("--max-port={}", relay_low + 199),
                 "--simple-log",
             ])
             .arg(format!("--log-file={}", log.display()))
@@ -156,13 +185,14 @@ impl Coturn {
             log,
             _dir: dir,
         };
-        coturn.wait_until_ready(Duration::from_secs(15));
-        Some(coturn)
+        coturn.wait_until_ready(Duration::from_secs(15))?;
+        Ok(coturn)
     }
 
-    /// Sends STUN Binding requests to the listening port until one is answered; panics with
-    /// coturn's log if it exits or stays silent past `timeout`.
-    fn wait_until_ready(&mut self, timeout: Duration) {
+    /// Sends STUN Binding requests to the listening port until one is answered; an error with
+    /// coturn's log if it exits, reports that it cannot bind its port, or stays silent past
+    /// `timeout`.
+    fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -175,14 +205,24 @@ impl Coturn {
         let mut answer = [0u8; 1024];
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("turnserver exited with {status}:\n{}", self.log_text());
+                return Err(format!(
+                    "turnserver exited with {status}:\n{}",
+                    self.log_text()
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "turnserver did not answer STUN on port {} within {timeout:?}:\n{}",
-                self.port,
-                self.log_text()
-            );
+            let log = self.log_text();
+            if log.contains("Cannot bind") {
+                return Err(format!(
+                    "turnserver could not bind port {}:\n{log}",
+                    self.port
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "turnserver did not answer STUN on port {} within {timeout:?}:\n{log}",
+                    self.port
+                ));
+            }
             // Until the port is bound the send may fail (ICMP port unreachable): retry.
             let _ = socket.send_to(&request, ("127.0.0.1", self.port));
             if let Ok((n, _)) = socket.recv_from(&mut answer)
@@ -190,7 +230,7 @@ impl Coturn {
                 && answer[..2] == 0x0101u16.to_be_bytes() // Binding success response
                 && answer[8..20] == request[8..20]
             {
-                return;
+                return Ok(());
             }
         }
     }
