@@ -17,6 +17,7 @@
 //! in the gRPC metadata or HTTP headers makes the span a child of the caller's.
 
 use std::{
+    cell::Cell,
     collections::HashSet,
     future::Future,
     io::IsTerminal,
@@ -39,9 +40,19 @@ use tracing_subscriber::{
 
 use crate::{
     config::{LogConfig, LogFormat},
-    domain::{ids::RequestId, lifecycle::RequestOrigin},
+    domain::{caller::Principal, ids::RequestId, lifecycle::RequestOrigin, model::UnixMillis},
     metrics::{Metrics, Transport},
 };
+
+/// The response header (REST) and metadata entry (gRPC) telling a caller authenticated with a
+/// personal access token that expires when it does (RFC 3339, UTC, milliseconds).
+pub const TOKEN_EXPIRATION_HEADER: &str = "token-expiration";
+
+tokio::task_local! {
+    /// When the credential the current request's caller authenticated with expires; 0 when
+    /// it does not, when it is not a personal access token, or before anyone authenticated.
+    static CALLER_CREDENTIAL_EXPIRY: Cell<UnixMillis>;
+}
 
 /// Whether spans are exported (set once by [`init`]); propagation is skipped otherwise.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -334,13 +345,28 @@ where
         request.extensions_mut().insert(request_id);
         let future = {
             let _entered = span.enter();
-            // What the request changes is recorded with where it came from.
-            origin.scope(self.inner.call(request))
+            let inner = self.inner.call(request);
+            // What the request changes is recorded with where it came from; the caller's
+            // credential expiry is noted while it is served and read back at the end.
+            origin.scope(CALLER_CREDENTIAL_EXPIRY.scope(Cell::new(0), async move {
+                let result = inner.await;
+                (result, CALLER_CREDENTIAL_EXPIRY.with(Cell::get))
+            }))
         };
         let metrics = Arc::clone(&self.layer.metrics);
         Box::pin(
             async move {
-                let mut result = future.await;
+                let (mut result, credential_expiry) = future.await;
+                if credential_expiry > 0
+                    && let Ok(response) = &mut result
+                    && let Ok(value) = http::HeaderValue::from_str(
+                        &crate::domain::lifecycle::rfc3339(credential_expiry),
+                    )
+                {
+                    response
+                        .headers_mut()
+                        .insert(TOKEN_EXPIRATION_HEADER, value);
+                }
                 // gRPC callers learn the request id (the one in logs, traces and lifecycle
                 // records) from the response metadata; the REST envelope sets the header.
                 if transport == Transport::Grpc
@@ -446,10 +472,17 @@ fn trace_span<B>(
     }
 }
 
-/// Names the authenticated caller on the request's span (traces only).
-pub(crate) fn record_caller(user_id: &str) {
+/// Names the authenticated caller on the request's span (traces only), and notes when the
+/// caller's personal access token expires, if it does, for the response's
+/// [`TOKEN_EXPIRATION_HEADER`].
+pub(crate) fn record_caller(principal: &Principal) {
     if EXPORTING.load(Ordering::Relaxed) {
-        Span::current().record("enduser.id", user_id);
+        Span::current().record("enduser.id", principal.user.id.as_str());
+    }
+    if let Some(token) = &principal.access_token
+        && token.expires_at > 0
+    {
+        let _ = CALLER_CREDENTIAL_EXPIRY.try_with(|expiry| expiry.set(token.expires_at));
     }
 }
 

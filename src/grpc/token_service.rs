@@ -69,7 +69,7 @@ impl TokenServiceApi {
                 reason: Reason::SessionExpired,
             })?;
         let principal = self.ctx.authenticate(&token).await?;
-        crate::telemetry::record_caller(principal.user.id.as_str());
+        crate::telemetry::record_caller(&principal);
         Ok(Caller::User(principal))
     }
 }

@@ -103,7 +103,7 @@ async fn authenticate(
         },
     };
     check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
-    crate::telemetry::record_caller(principal.user.id.as_str());
+    crate::telemetry::record_caller(&principal);
     Ok(Some(Caller::User(principal)))
 }
 

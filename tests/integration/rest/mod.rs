@@ -9,6 +9,7 @@ mod input;
 mod openapi;
 mod probes;
 mod routes;
+mod token_expiration;
 mod webhooks;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
