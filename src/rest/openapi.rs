@@ -188,7 +188,9 @@ pub(crate) fn document() -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A session token or a personal access token. \
-                        `Authorization: Token <token>` works as well.",
+                        `Authorization: Token <token>` works as well. Responses to a request \
+                        authenticated with a personal access token that expires carry \
+                        `Token-Expiration` (RFC 3339, UTC, milliseconds).",
                 },
                 "tokenCookie": {
                     "type": "apiKey",
