@@ -353,7 +353,10 @@ mod tests {
         let throttle = ReuseThrottle::default();
         assert!(throttle.admits(&digest(1), 1_000));
         assert!(!throttle.admits(&digest(1), 1_000 + REUSE_RECORD_INTERVAL_MS - 1));
-        assert!(throttle.admits(&digest(2), 1_001), "another secret is its own");
+        assert!(
+            throttle.admits(&digest(2), 1_001),
+            "another secret is its own"
+        );
         assert!(throttle.admits(&digest(1), 1_000 + REUSE_RECORD_INTERVAL_MS));
     }
 

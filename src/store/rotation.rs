@@ -66,10 +66,7 @@ impl Store {
             .filter(tokens::Column::Id.eq(id.as_str()))
             .exec(&txn)
             .await?;
-        let Some(row) = tokens::Entity::find_by_id(id.to_string())
-            .one(&txn)
-            .await?
-        else {
+        let Some(row) = tokens::Entity::find_by_id(id.to_string()).one(&txn).await? else {
             txn.rollback().await?;
             return Ok(RotationOutcome::Missing);
         };
