@@ -118,7 +118,8 @@ pub enum Actor {
     Operator,
     /// The service itself (a background job).
     Service,
-    /// Not recorded (records moved from the revocation log of earlier versions).
+    /// Not recorded (records moved from the revocation log of earlier versions), or not
+    /// known (whoever presented a secret that a rotation replaced).
     Unknown,
 }
 
