@@ -6,7 +6,9 @@
 //! Only the digest is stored (`token_hash`: the hex HMAC-SHA256 of the old secret under the
 //! server key, as `user_access_tokens.token_hash`), never the secret. Rows live as long as
 //! their token: deleting the token deletes them (`ON DELETE CASCADE`). `grace_until` is the
-//! Unix millisecond until which the old secret still authenticates; 0 = no grace.
+//! Unix millisecond until which the old secret still authenticates; 0 = no grace. The index
+//! on (`token_id`, `grace_until`) serves the cascade and a rotation's ending of earlier
+//! graces.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -44,6 +46,7 @@ impl MigrationTrait for Migration {
                     .name("idx_access_token_superseded_secrets_token_id")
                     .table(TABLE)
                     .col("token_id")
+                    .col("grace_until")
                     .to_owned(),
             )
             .await?;
