@@ -24,7 +24,7 @@ const DAY_MS: i64 = 86_400_000;
 
 /// A session minted for a personal access token lasts 100 years (Mattermost's
 /// `SessionUserAccessTokenExpiryHours`), or until the token expires if that is sooner.
-const ACCESS_TOKEN_SESSION_LIFETIME_MS: i64 = 876_000 * 3_600_000;
+pub(crate) const ACCESS_TOKEN_SESSION_LIFETIME_MS: i64 = 876_000 * 3_600_000;
 
 pub(super) fn refused(why: &'static str) -> Error {
     debug!(why, "credential refused");

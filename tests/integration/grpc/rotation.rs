@@ -374,6 +374,14 @@ async fn within_a_grace_period_the_old_secret_works_and_after_it_its_use_is_reus
             "the old secret's session ends with the grace: {minted:#?}"
         );
     }
+    // Introspection says when the old secret stops: at the end of the grace.
+    for (old, new) in [(&used_old, &new_secrets[0]), (&fresh_old, &new_secrets[1])] {
+        let answer = srv.as_(&admin).introspect(old).await.unwrap();
+        assert!(answer.active);
+        assert_eq!(answer.expires_at, grace_ends);
+        let answer = srv.as_(&admin).introspect(new).await.unwrap();
+        assert_eq!(answer.expires_at, None, "the new secret never expires");
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for id in [&used_id, &fresh_id] {
         assert!(
