@@ -156,6 +156,20 @@ pub enum AdminAction {
         /// The token's id.
         token_id: String,
     },
+    /// Rotate a personal access token: same id, a new secret (printed once); the old secret
+    /// stops at once, or after --grace.
+    RotateToken {
+        /// The token's id.
+        token_id: String,
+        /// The new expiry, this many days from now (default: never, unless a maximum
+        /// lifetime is configured).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+        /// How long the old secret keeps working: 0, 30s, 15m, 1h (at most
+        /// access_tokens.max_rotation_grace_period).
+        #[arg(long, value_name = "DURATION", default_value = "0", value_parser = crate::config::parse_span)]
+        grace: u64,
+    },
     /// Disable a personal access token (it can be enabled again).
     DisableToken {
         /// The token's id.

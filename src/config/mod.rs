@@ -29,6 +29,7 @@ use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
+pub use sections::AccessTokensConfig;
 pub use sections::{
     AuditConfig, CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig,
     WebhooksConfig, WebrtcConfig,
@@ -124,6 +125,8 @@ pub struct Config {
     /// that carry the client's address when a trusted proxy sits in front; the first one
     /// present wins (its first address). Empty: the peer's address is the client's.
     pub trusted_proxy_ip_header: Vec<String>,
+    /// Rotation of personal access tokens: grace periods and reuse detection.
+    pub access_tokens: AccessTokensConfig,
     /// Which source set the settings that locate the state (for messages); not a setting.
     #[serde(skip)]
     pub origins: Origins,
@@ -166,6 +169,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             audit: AuditConfig::default(),
             trusted_proxy_ip_header: Vec::new(),
+            access_tokens: AccessTokensConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -340,6 +344,7 @@ impl Config {
         self.webrtc_policy().validate()?;
         self.tls.validate()?;
         self.webhooks.validate()?;
+        self.access_tokens.validate()?;
         Ok(())
     }
 

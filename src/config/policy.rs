@@ -2,6 +2,7 @@
 //! else (units converted: hours and milliseconds to the domain's milliseconds; the role
 //! overrides applied to the built-in role table).
 
+use crate::domain::rotation::RotationPolicy;
 use crate::domain::{
     Policy, cache::CacheSettings, permissions::RoleTable, webhooks::WebhookPolicy,
     webrtc::WebrtcPolicy,
@@ -44,6 +45,13 @@ impl TryFrom<&Config> for Policy {
                 disable_after_ms: i64::try_from(config.webhooks.disable_after.millis())
                     .unwrap_or(i64::MAX),
                 poll_interval_ms: config.webhooks.poll_interval.millis(),
+            },
+            rotation: RotationPolicy {
+                revoke_family_on_reuse: config.access_tokens.revoke_family_on_reuse,
+                max_grace_period_ms: i64::try_from(
+                    config.access_tokens.max_rotation_grace_period.millis(),
+                )
+                .unwrap_or(i64::MAX),
             },
         })
     }
@@ -89,6 +97,13 @@ mod tests {
         );
         assert_eq!(policy.revocation_poll_interval_ms, 50);
         assert_eq!(policy.webhooks, WebhookPolicy::default());
+        assert_eq!(
+            policy.rotation,
+            RotationPolicy {
+                revoke_family_on_reuse: true,
+                max_grace_period_ms: 0
+            }
+        );
     }
 
     #[test]

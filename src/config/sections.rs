@@ -1,5 +1,5 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
-//! `[webrtc]`, `[webhooks]`, `[log]`, `[pool]`) and their defaults.
+//! `[webrtc]`, `[webhooks]`, `[log]`, `[pool]`, `[access_tokens]`) and their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -243,6 +243,39 @@ impl WebhooksConfig {
         }
         if !(10..=60_000).contains(&self.poll_interval.0) {
             return Err("webhooks.poll_interval: must be between 10ms and 60s".into());
+        }
+        Ok(())
+    }
+}
+
+/// Personal access token rotation (`RotateUserAccessToken`) and the detection of a rotated
+/// secret's reuse.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessTokensConfig {
+    /// When a secret that a rotation replaced is presented after its grace period, also
+    /// revoke the token (its current secret): someone holds a copy of a credential that was
+    /// meant to be dead.
+    pub revoke_family_on_reuse: bool,
+    /// The longest `grace_period` a rotation may ask for (the old secret keeps working that
+    /// long); 0 = rotations take no grace period (Mattermost's behaviour). At most 1d.
+    pub max_rotation_grace_period: Span,
+}
+
+impl Default for AccessTokensConfig {
+    fn default() -> Self {
+        Self {
+            revoke_family_on_reuse: true,
+            max_rotation_grace_period: Span(0),
+        }
+    }
+}
+
+impl AccessTokensConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_rotation_grace_period.0 > 86_400_000 {
+            return Err("access_tokens.max_rotation_grace_period: must be at most 1d".into());
         }
         Ok(())
     }

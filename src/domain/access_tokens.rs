@@ -195,7 +195,7 @@ impl TokenCreation {
 /// Mattermost's `validateUserAccessTokenExpiry`: the policy check runs first and only a
 /// failure asks whether the owner is exempt (a bot without an owner). A negative value is
 /// "in the past" for everyone else; for an exempt owner the token model refuses it later.
-fn check_expiry(
+pub(super) fn check_expiry(
     ctx: &Context,
     owner: &User,
     expires_at: Option<UnixMillis>,
@@ -443,14 +443,14 @@ async fn authorize_token_change(
     Ok(token)
 }
 
-async fn find_token(ctx: &Context, id: &TokenId) -> Result<UserAccessToken> {
+pub(super) async fn find_token(ctx: &Context, id: &TokenId) -> Result<UserAccessToken> {
     ctx.store()
         .find_access_token(id)
         .await?
         .ok_or_else(token_not_found)
 }
 
-fn token_not_found() -> Error {
+pub(super) fn token_not_found() -> Error {
     Error::NotFound {
         reason: Reason::AccessTokenNotFound,
     }

@@ -24,9 +24,9 @@ const DAY_MS: i64 = 86_400_000;
 
 /// A session minted for a personal access token lasts 100 years (Mattermost's
 /// `SessionUserAccessTokenExpiryHours`), or until the token expires if that is sooner.
-const ACCESS_TOKEN_SESSION_LIFETIME_MS: i64 = 876_000 * 3_600_000;
+pub(crate) const ACCESS_TOKEN_SESSION_LIFETIME_MS: i64 = 876_000 * 3_600_000;
 
-fn refused(why: &'static str) -> Error {
+pub(super) fn refused(why: &'static str) -> Error {
     debug!(why, "credential refused");
     Error::Unauthenticated {
         reason: Reason::SessionExpired,
@@ -59,7 +59,7 @@ impl Context {
             return Ok(updated);
         }
         let generation = self.cache().generation();
-        let principal = Arc::new(self.authenticate_from_store(&digest, now).await?);
+        let principal = Arc::new(self.authenticate_from_store(token, &digest, now).await?);
         self.cache()
             .insert(digest.as_str(), &principal, generation, now);
         Ok(principal)
@@ -78,6 +78,7 @@ impl Context {
     /// The token check against the database (the cache's miss path).
     async fn authenticate_from_store(
         &self,
+        presented: &PlainToken,
         digest: &TokenDigest,
         now: UnixMillis,
     ) -> Result<Principal> {
@@ -88,18 +89,36 @@ impl Context {
                 if !stored.matches(digest) {
                     return Err(refused("digest mismatch"));
                 }
+                // The session a rotated-away secret minted during its grace period outlives
+                // the grace (expired): using it after is reuse, not an expired session.
+                if session.is_expired(now)
+                    && session.user_access_token_id.is_some()
+                    && let Some(superseded) = self.find_superseded(digest).await?
+                    && !superseded.in_grace(now)
+                {
+                    self.reuse_detected(presented, digest, &superseded, now);
+                    return Err(refused("reuse of a rotated token"));
+                }
                 let mut principal = self.principal_of_session(session, now).await?;
                 let _ = self.record_activity(&mut principal.session, now);
                 return Ok(principal);
             }
 
-            let (token, stored) = store
-                .find_access_token_by_digest(digest)
-                .await?
-                .ok_or_else(|| refused("unknown token"))?;
-            if !stored.matches(digest) {
-                return Err(refused("digest mismatch"));
-            }
+            // A current secret; else one a rotation replaced, while its grace period lasts
+            // (its session ends with the grace).
+            let (token, grace_until) = match store.find_access_token_by_digest(digest).await? {
+                Some((token, stored)) => {
+                    if !stored.matches(digest) {
+                        return Err(refused("digest mismatch"));
+                    }
+                    (token, None)
+                }
+                None => {
+                    let (token, grace_until) =
+                        self.superseded_in_grace(presented, digest, now).await?;
+                    (token, Some(grace_until))
+                }
+            };
             let user = store
                 .find_user(&token.user_id)
                 .await?
@@ -108,7 +127,13 @@ impl Context {
             if !user.is_active() {
                 return Err(refused("user deactivated"));
             }
-            let session = access_token_session(&user, &token, now);
+            let mut session = access_token_session(&user, &token, now);
+            let mut detail = json!({"minted_for_access_token": true});
+            if let Some(grace_until) = grace_until {
+                session.expires_at = session.expires_at.min(grace_until);
+                detail["rotated_secret_in_grace"] = json!(true);
+            }
+            detail["expires_at"] = json!(session.expires_at);
             let record = NewRecord::new_with(
                 Action::SessionCreated,
                 Actor::User(user.id.clone()),
@@ -117,7 +142,7 @@ impl Context {
             .user(&user.id)
             .token(&token.id)
             .session(&session.id)
-            .detail(json!({"minted_for_access_token": true, "expires_at": session.expires_at}));
+            .detail(detail);
             match store_session_within_cap(self, &session, digest, record).await? {
                 SessionInsert::Inserted => {
                     debug!(user_id = %user.id, token_id = %token.id, session_id = %session.id,

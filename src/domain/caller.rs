@@ -43,10 +43,26 @@ impl Principal {
         }
     }
 
-    /// When the credential stops authenticating; 0 means never.
+    /// When the credential stops authenticating; 0 means never. For a personal access
+    /// token, the token's expiry, unless its session was brought forward to end earlier (a
+    /// secret replaced by a rotation, during its grace period).
     pub fn expires_at(&self) -> UnixMillis {
         match &self.access_token {
-            Some(token) => token.expires_at,
+            Some(token) => {
+                let session = self.session.expires_at;
+                let brought_forward = session > 0
+                    && (token.expires_at == 0 || session < token.expires_at)
+                    && session
+                        < self
+                            .session
+                            .create_at
+                            .saturating_add(super::authenticate::ACCESS_TOKEN_SESSION_LIFETIME_MS);
+                if brought_forward {
+                    session
+                } else {
+                    token.expires_at
+                }
+            }
             None => self.session.expires_at,
         }
     }

@@ -150,6 +150,7 @@ reasons! {
     ExpiresAtInPast, "app.user_access_token.expires_at_in_past.app_error", "expires_at is in the past", "`expires_at` is in the past.";
     ExpiresAtRequired, "app.user_access_token.expires_at_required.app_error", "expires_at is required by the token lifetime policy", "A maximum token lifetime is configured and `expires_at` is unset.";
     ExpiresAtTooFar, "app.user_access_token.expires_at_too_far.app_error", "expires_at is beyond the maximum token lifetime", "`expires_at` is beyond the configured maximum lifetime.";
+    RotateDisabledToken, "api.user.rotate_user_access_token.disabled_token.app_error", "a disabled token cannot be rotated; enable it first", "RotateUserAccessToken on a disabled token (Mattermost answers 400).";
     InvalidExpiresAt, "model.user_access_token.is_valid.expires_at.app_error", "expires_at must be zero or a positive Unix timestamp", "`expires_at` is negative (the token model's own check, reached by exempt bots).";
     InvalidUsername, "model.user.is_valid.username.app_error", "invalid username", "A username that breaks the username rules.";
     InvalidEmail, "model.user.is_valid.email.app_error", "invalid e-mail address", "An e-mail address that is not plausible.";

@@ -70,6 +70,12 @@ actions! {
     AccessTokenEnabled => "access_token.enabled",
     /// A personal access token was revoked (deleted).
     AccessTokenRevoked => "access_token.revoked",
+    /// A personal access token's secret was replaced (same id; the old secret's digest is
+    /// kept to recognise its reuse).
+    AccessTokenRotated => "access_token.rotated",
+    /// A secret that a rotation replaced was presented after its grace period: someone holds
+    /// a copy of a credential that was meant to be dead.
+    AccessTokenReuseDetected => "access_token.reuse_detected",
     /// A session was created (a login, or the session minted at a token's first use).
     SessionCreated => "session.created",
     /// One session was revoked (or logged out).
@@ -112,7 +118,8 @@ pub enum Actor {
     Operator,
     /// The service itself (a background job).
     Service,
-    /// Not recorded (records moved from the revocation log of earlier versions).
+    /// Not recorded (records moved from the revocation log of earlier versions), or not
+    /// known (whoever presented a secret that a rotation replaced).
     Unknown,
 }
 

@@ -19,6 +19,7 @@ pub mod model;
 pub mod paging;
 pub mod permissions;
 pub mod revocations;
+pub mod rotation;
 pub mod secret;
 pub mod sessions;
 pub mod text;
@@ -73,6 +74,8 @@ pub struct Policy {
     pub log_retention_ms: i64,
     /// Webhook delivery.
     pub webhooks: webhooks::WebhookPolicy,
+    /// Rotation of personal access tokens and reuse detection.
+    pub rotation: rotation::RotationPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -100,6 +103,8 @@ struct ContextInner {
     clock: Arc<dyn Clock>,
     /// Sends webhook messages over HTTP (installed by the server; the domain speaks no HTTP).
     webhook_sender: std::sync::OnceLock<Arc<dyn webhooks::WebhookSender>>,
+    /// When each rotated-away secret's reuse was last recorded here.
+    reuse_throttle: rotation::ReuseThrottle,
 }
 
 impl Context {
@@ -125,6 +130,7 @@ impl Context {
                 command_cipher,
                 clock,
                 webhook_sender: std::sync::OnceLock::new(),
+                reuse_throttle: rotation::ReuseThrottle::default(),
             }),
         }
     }
@@ -193,6 +199,10 @@ impl Context {
 
     pub(crate) fn feed(&self) -> &tokio::sync::broadcast::Sender<revocations::FeedItem> {
         &self.inner.feed
+    }
+
+    pub(crate) fn reuse_throttle(&self) -> &rotation::ReuseThrottle {
+        &self.inner.reuse_throttle
     }
 
     /// The audit key (credential HMACs in lifecycle records).

@@ -299,3 +299,45 @@ mod tests {
         assert_eq!(TimeWrite::Set(20).given(10), 20);
     }
 }
+
+/// A rotation of a personal access token's secret, as the domain decided it. The store
+/// applies all of it in one transaction, and only if the token exists and is active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRotation {
+    /// The digest of the new secret.
+    pub new_digest: crate::domain::secret::TokenDigest,
+    /// The token's new expiry (0 = never).
+    pub expires_at: UnixMillis,
+    /// When the rotation is made.
+    pub at: UnixMillis,
+    /// Until when the replaced secret keeps working (its minted session is clamped to it);
+    /// 0: it stops now and its minted session is deleted.
+    pub grace_until: UnixMillis,
+}
+
+/// What became of a rotation in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationOutcome {
+    Rotated,
+    /// The token is gone.
+    Missing,
+    /// The token was disabled meanwhile.
+    Disabled,
+}
+
+/// A secret a rotation replaced, as stored (by digest only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupersededSecret {
+    pub token_id: TokenId,
+    pub user_id: UserId,
+    pub superseded_at: UnixMillis,
+    /// Until when it still authenticates; 0 = not at all.
+    pub grace_until: UnixMillis,
+}
+
+impl SupersededSecret {
+    /// Still within its grace period at `now`.
+    pub fn in_grace(&self, now: UnixMillis) -> bool {
+        now < self.grace_until
+    }
+}

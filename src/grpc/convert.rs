@@ -5,7 +5,7 @@
 use prost_types::Timestamp;
 
 use crate::domain::{
-    access_tokens::{CreatedUserAccessToken, NewUserAccessToken},
+    access_tokens::{CreatedUserAccessToken, NewUserAccessToken, TokenRef},
     audit::{AuditRequest, ChainReport, VerifyRequest},
     commands::{CreatedCommand, NewCommand},
     error::{Error, Reason, Result},
@@ -16,6 +16,7 @@ use crate::domain::{
         UserAccessToken,
     },
     paging::PageRequest,
+    rotation::RotateUserAccessToken,
     sessions::{CreatedSession, NewSession},
     users::NewUser,
     webhooks::{CreatedWebhook, NewWebhook, TestResult, Webhook, WebhookChange, WebhookFilter},
@@ -79,6 +80,29 @@ impl TryFrom<pb::CreateUserAccessTokenRequest> for NewUserAccessToken {
             user_id: r.user_id,
             description: r.description,
             expires_at,
+        })
+    }
+}
+
+impl TryFrom<pb::RotateUserAccessTokenRequest> for RotateUserAccessToken {
+    type Error = Error;
+
+    fn try_from(r: pb::RotateUserAccessTokenRequest) -> Result<Self> {
+        let token = TokenRef::parse(&r.token_id)?;
+        let expires_at = r
+            .expires_at
+            .as_ref()
+            .map(|ts| millis(ts, "expires_at"))
+            .transpose()?;
+        let grace_period_ms = r
+            .grace_period
+            .as_ref()
+            .map(|d| duration_millis(d, "grace_period"))
+            .transpose()?;
+        Ok(RotateUserAccessToken {
+            token,
+            expires_at,
+            grace_period_ms,
         })
     }
 }

@@ -443,6 +443,36 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
             .map_err(failed)?;
             OK()
         }
+        AdminAction::RotateToken {
+            token_id,
+            expires_in_days,
+            grace,
+        } => {
+            let expires_at = expires_in_days.map(|days| {
+                let ms = chrono::Utc::now().timestamp_millis() + i64::from(days) * 86_400_000;
+                prost_types::Timestamp {
+                    seconds: ms.div_euclid(1000),
+                    nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+                }
+            });
+            let r = call!(
+                op,
+                rotate_user_access_token,
+                pb::RotateUserAccessTokenRequest {
+                    token_id: token_id.clone(),
+                    expires_at,
+                    grace_period: Some(prost_types::Duration {
+                        seconds: i64::try_from(grace / 1000).unwrap_or(i64::MAX),
+                        nanos: i32::try_from(grace % 1000).unwrap_or(0) * 1_000_000,
+                    }),
+                }
+            )
+            .map_err(failed)?;
+            json!({
+                "user_access_token": r.user_access_token.map(token_json),
+                "token": r.token,
+            })
+        }
         AdminAction::DisableToken { token_id } => {
             call!(
                 op,

@@ -13,6 +13,7 @@ use crate::domain::{
     error::{Error, Reason},
     events::{self, EventQuery},
     introspection, revocations,
+    rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
     users::{self, NewUser},
     webhooks::{self, NewWebhook, WebhookChange},
@@ -173,6 +174,19 @@ impl TokenService for TokenServiceApi {
         access_tokens::enable_user_access_token(&self.ctx, &caller, TokenRef::parse(&r.token_id)?)
             .await?;
         ok(pb::EnableUserAccessTokenResponse {})
+    }
+
+    async fn rotate_user_access_token(
+        &self,
+        request: Request<pb::RotateUserAccessTokenRequest>,
+    ) -> RpcResult<pb::RotateUserAccessTokenResponse> {
+        let caller = self.caller(&request).await?;
+        let rotate = RotateUserAccessToken::try_from(request.into_inner())?;
+        let rotated = rotation::rotate_user_access_token(&self.ctx, &caller, rotate).await?;
+        ok(pb::RotateUserAccessTokenResponse {
+            token: rotated.secret.expose().to_owned(),
+            user_access_token: Some(rotated.token.into()),
+        })
     }
 
     async fn get_sessions(

@@ -165,6 +165,10 @@ fn rest(reason: Reason) -> (StatusCode, Option<&'static str>) {
         Reason::ExpiresAtRequired => (S::BAD_REQUEST, None),
         Reason::ExpiresAtTooFar => (S::BAD_REQUEST, None),
         Reason::InvalidExpiresAt => (S::BAD_REQUEST, None),
+        Reason::RotateDisabledToken => (
+            S::BAD_REQUEST,
+            Some("Cannot regenerate a disabled access token."),
+        ),
         Reason::InvalidUsername => (S::BAD_REQUEST, None),
         Reason::InvalidEmail => (S::BAD_REQUEST, None),
         Reason::InvalidRole => (S::BAD_REQUEST, None),

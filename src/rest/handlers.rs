@@ -21,8 +21,9 @@ use super::{
         AuditHashJson, AuditVerificationJson, AuditVerifyJson, CommandJson, IntrospectJson,
         IntrospectionJson, NewCommandJson, NewSessionJson, NewTeamMemberJson,
         NewUserAccessTokenJson, NewUserJson, NewWebhookJson, RevocationEventJson,
-        RotateWebhookSecretJson, STATUS_OK, SessionJson, TeamMemberJson, TokenSearchJson,
-        UserAccessTokenJson, UserJson, WebhookChangeJson, WebhookJson, WebhookTestJson, WebrtcJson,
+        RotateUserAccessTokenJson, RotateWebhookSecretJson, STATUS_OK, SessionJson, TeamMemberJson,
+        TokenSearchJson, UserAccessTokenJson, UserJson, WebhookChangeJson, WebhookJson,
+        WebhookTestJson, WebrtcJson,
     },
 };
 use crate::domain::{
@@ -36,6 +37,7 @@ use crate::domain::{
     model::roles_from_str,
     paging::PageRequest,
     revocations,
+    rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
     users, webhooks, webrtc,
 };
@@ -271,6 +273,26 @@ pub(crate) async fn enable_user_access_token(
     body: Body,
 ) -> ApiResult {
     change_user_access_token(state, caller, body, TokenChange::Enable).await
+}
+
+/// Rotate: the body decoded first (400 `rotate_user_access_token` if it does not decode), an
+/// empty `token_id` is 400, then the domain's checks in Mattermost's order. The answer is the
+/// token with its new secret, as create's (JSON and a newline).
+pub(crate) async fn rotate_user_access_token(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let body = body.decode::<RotateUserAccessTokenJson>("rotate_user_access_token")?;
+    let request = RotateUserAccessToken {
+        token: rotation::rest_token_ref(&body.token_id)?,
+        expires_at: (body.expires_at != 0).then_some(body.expires_at),
+        grace_period_ms: (body.grace_period != 0).then_some(body.grace_period),
+    };
+    let rotated = rotation::rotate_user_access_token(&state.ctx, &caller, request).await?;
+    let mut json = UserAccessTokenJson::from(rotated.token);
+    json.token = Some(rotated.secret.expose().to_owned());
+    Ok(json_line(StatusCode::OK, &json))
 }
 
 /// Revoke, disable and enable: `{"token_id": ...}` read as Mattermost's `MapFromJSON` reads

@@ -51,6 +51,18 @@ impl From<NewUserAccessTokenJson> for NewTokenFields {
     }
 }
 
+/// The body of POST /users/tokens/rotate: Mattermost's `{token_id, expires_at}`, plus
+/// token-service's own `grace_period` (milliseconds; Mattermost clients never send it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RotateUserAccessTokenJson {
+    pub(crate) token_id: String,
+    /// Milliseconds; 0 = never.
+    pub(crate) expires_at: i64,
+    /// Milliseconds; 0 = no grace period.
+    pub(crate) grace_period: i64,
+}
+
 /// The body of POST /users/tokens/search: model.UserAccessTokenSearch.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -516,6 +516,20 @@ fn schemas() -> Value {
             "term": text(1, 64, "A token id, user id or username, matched exactly."),
         }), &["term"]),
         "TokenIdBody": body_requiring(json!({"token_id": id_field("The token to change.")}), &["token_id"]),
+        "RotateUserAccessToken": body_requiring(json!({
+            "token_id": id_field("The token to rotate."),
+            "expires_at": {
+                "type": "integer", "format": "int64", "minimum": 0,
+                "description": "The new expiry, Unix milliseconds in the future; absent or 0 = \
+                    never (subject to maximum_personal_access_token_lifetime_days).",
+            },
+            "grace_period": {
+                "type": "integer", "format": "int64", "minimum": 0,
+                "description": "token-service's own: milliseconds the old secret keeps \
+                    working; absent or 0 = none (Mattermost's behaviour); at most \
+                    access_tokens.max_rotation_grace_period.",
+            },
+        }), &["token_id"]),
         "Session": object(json!({
             "id": id("Session id."),
             "token": json!({"type": "string", "description": "Empty, except in the answer to CreateSession."}),

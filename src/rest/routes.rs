@@ -269,6 +269,11 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             doc(200, Some("TokenIdBody"), One("StatusOK")),
         ),
         serve(
+            "RotateUserAccessToken",
+            h::rotate_user_access_token,
+            doc(200, Some("RotateUserAccessToken"), One("CreatedUserAccessToken")),
+        ),
+        serve(
             "GetSessions",
             h::get_sessions,
             doc(200, None, List("Session")),

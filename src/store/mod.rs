@@ -7,6 +7,7 @@ mod connect;
 mod entities;
 mod error;
 mod lifecycle;
+mod rotation;
 mod sessions;
 mod users;
 mod webhooks;

@@ -1,5 +1,5 @@
 // Drives Mattermost's official JavaScript client (Client4 from @mattermost/client) against the
-// token-service REST shim, through the token, session and command flows. Configured by
+// token-service REST shim, through the token, session, rotation and command flows. Configured by
 // environment: TS_URL (http://127.0.0.1:port), TS_ADMIN_TOKEN, TS_USER_TOKEN, TS_USER_ID,
 // TS_TEAM_ID. Prints one line per check; exits non-zero on the first failure.
 'use strict';
@@ -27,6 +27,18 @@ async function expectStatus(promise, status, id) {
         return;
     }
     assert.fail(`expected HTTP ${status}`);
+}
+
+// Rotates a token as Mattermost's clients do: Client4's rotateUserAccessToken where this
+// version has it, else the same request through its doFetch.
+function rotate(c, tokenId, expiresAt) {
+    if (typeof c.rotateUserAccessToken === 'function') {
+        return c.rotateUserAccessToken(tokenId, expiresAt);
+    }
+    return c.doFetch(`${c.getUsersRoute()}/tokens/rotate`, {
+        method: 'post',
+        body: JSON.stringify({token_id: tokenId, expires_at: expiresAt}),
+    });
 }
 
 async function main() {
@@ -97,6 +109,42 @@ async function main() {
     // Client4.logout() forgets its token; a new client with the same PAT still works.
     assert.equal((await client(third.token).getMe()).id, userId, 'the PAT outlives its session');
     console.log('user directory and logout ok');
+
+    // Rotation (POST /users/tokens/rotate, which Mattermost's Go client and webapp call): same
+    // id, a new secret shown once, the old secret refused at once. Client4 11.9 has no
+    // rotateUserAccessToken, so the path is called with the client's own doFetch.
+    const fourth = await secondClient.createUserAccessToken(userId, 'rotation');
+    const fourthOld = client(fourth.token);
+    assert.equal((await fourthOld.getMe()).id, userId);
+    const rotated = await rotate(secondClient, fourth.id, 0);
+    assert.equal(rotated.id, fourth.id);
+    assert.equal(rotated.user_id, userId);
+    assert.equal(rotated.description, 'rotation');
+    assert.equal(rotated.is_active, true);
+    assert.equal(rotated.expires_at, 0);
+    assert.equal(rotated.token.length, 26);
+    assert.notEqual(rotated.token, fourth.token);
+    assert.equal((await client(rotated.token).getMe()).id, userId);
+    await expectStatus(fourthOld.getMe(), 401, 'api.context.session_expired.app_error');
+    // Presenting the replaced secret was reuse: by default the token is revoked too.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+        try {
+            await client(rotated.token).getMe();
+        } catch (err) {
+            assert.equal(err.status_code, 401);
+            break;
+        }
+        assert.ok(Date.now() < deadline, 'reuse revoked the rotated token');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await expectStatus(secondClient.getUserAccessToken(fourth.id), 404, 'app.user_access_token.get_by_user.app_error');
+    // Mattermost's refusals: a disabled token, an empty token_id.
+    const fifth = await secondClient.createUserAccessToken(userId, 'disabled');
+    await secondClient.disableUserAccessToken(fifth.id);
+    await expectStatus(rotate(secondClient, fifth.id, 0), 400, 'api.user.rotate_user_access_token.disabled_token.app_error');
+    await expectStatus(rotate(secondClient, '', 0), 400, 'api.context.invalid_body_param.app_error');
+    console.log('rotation ok');
 
     // Command flow: create, regenerate, and the 404 that hides it from others.
     const command = await admin.addCommand({

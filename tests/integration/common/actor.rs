@@ -358,6 +358,26 @@ impl ActorClient {
             .map(Response::into_inner)
     }
 
+    /// RotateUserAccessToken: a new secret for token `token_id`, the new expiry (`None`:
+    /// never) and, if given, a grace period for the old secret.
+    pub async fn rotate_token(
+        &self,
+        token_id: &str,
+        expires_at: Option<Timestamp>,
+        grace_period: Option<std::time::Duration>,
+    ) -> Reply<pb::RotateUserAccessTokenResponse> {
+        let request = self.request(pb::RotateUserAccessTokenRequest {
+            token_id: token_id.to_owned(),
+            expires_at,
+            grace_period: grace_period
+                .map(|d| prost_types::Duration::try_from(d).expect("a short duration")),
+        });
+        self.client()
+            .rotate_user_access_token(request)
+            .await
+            .map(Response::into_inner)
+    }
+
     /// Revokes, disables or enables a token, as `what` says.
     pub async fn change_token(&self, what: TokenChange, token_id: &str) -> Reply<()> {
         match what {

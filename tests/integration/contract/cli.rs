@@ -1192,6 +1192,54 @@ async fn admin_revoke_token_reaches_the_running_server_through_the_local_socket(
 /// The day-2 commands through the running server's socket, each printing JSON; and the
 /// database path when no server runs (a stale socket file is ignored by admin and removed by
 /// the next serve).
+/// `admin rotate-token` through the running server's socket: the token keeps its id, the new
+/// secret is printed once, the old one is refused before the command returns (and, presented
+/// again, is reuse: by default the token is revoked); a grace period beyond the server's cap
+/// is refused naming the field.
+#[tokio::test]
+async fn admin_rotate_token_prints_the_new_secret_and_the_old_one_stops() {
+    let cli = Cli::new().await;
+    cli.json(&["admin", "create-user", "--username", "ops"]);
+    let token = cli.json(&["admin", "create-token", "--user", "ops"]);
+    let old = token["token"].as_str().unwrap().to_owned();
+    let token_id = token["id"].as_str().unwrap().to_owned();
+    let serving = Serving::start(cli.serve(), &old);
+    assert_eq!(rest_status(&serving.http_addr, &old).await, 200);
+
+    let refused = cli.run(&["admin", "rotate-token", &token_id, "--grace", "1m"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("grace_period"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(rest_status(&serving.http_addr, &old).await, 200);
+
+    let out = cli.run(&["admin", "rotate-token", &token_id, "--expires-in-days", "7"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("local socket"),
+        "{}",
+        stderr_of(&out)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["user_access_token"]["id"], token_id.as_str());
+    assert!(printed["user_access_token"]["expires_at"].as_i64().unwrap() > 0);
+    let new = printed["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rest_status(&serving.http_addr, &new).await, 200);
+    assert_eq!(rest_status(&serving.http_addr, &old).await, 401);
+    let start = std::time::Instant::now();
+    while rest_status(&serving.http_addr, &new).await != 401 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "reusing the old secret revokes the token"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(serving);
+}
+
 #[tokio::test]
 async fn admin_day_two_commands_through_the_socket_and_without_a_server() {
     let cli = Cli::new().await;

@@ -16,6 +16,14 @@ const QUERIES: &[(&str, &str)] = &[
         "access token by digest (first use of a PAT)",
         "SELECT * FROM user_access_tokens WHERE token_hash = 'x'",
     ),
+    (
+        "superseded secret by digest (token check, after an unknown digest)",
+        "SELECT * FROM access_token_superseded_secrets WHERE token_hash = 'x'",
+    ),
+    (
+        "a token's superseded secrets (rotation)",
+        "SELECT * FROM access_token_superseded_secrets WHERE token_id = 'x' AND grace_until > 5",
+    ),
     ("user by id", "SELECT * FROM users WHERE id = 'x'"),
     (
         "user by username (search)",

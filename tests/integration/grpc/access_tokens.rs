@@ -814,17 +814,30 @@ async fn a_deactivated_owner_cannot_use_or_manage_tokens() {
     srv.stop().await;
 }
 
-/// On every backend, no column of any table holds a secret (a token's, a login session's, a
-/// slash command's), the lifecycle log included, which names them by HMAC only; on SQLite,
+/// On every backend, no column of any table holds a secret (a token's, before and after its
+/// rotation, a login session's, a slash command's), the lifecycle log included, which names them by HMAC only; on SQLite,
 /// no byte of any file in the data directory either (WAL and journal included).
 #[tokio::test]
 async fn the_secret_is_never_written_to_disk_in_plaintext() {
-    let srv = TestServer::start_with(|c| c.webhooks.allow_private_addresses = true).await;
+    let srv = TestServer::start_with(|c| {
+        c.webhooks.allow_private_addresses = true;
+        c.access_tokens.max_rotation_grace_period = token_service::config::Span(60_000);
+    })
+    .await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
     let (token_id, secret) = srv.as_(&alice).new_token("me").await;
     // Use it, so the minted session is written too.
     srv.as_(&secret).me().await.unwrap();
+    // Rotate it with a grace period: the replaced secret is kept (by digest) and its session
+    // stays; the new secret's first use mints another.
+    let new_secret = srv
+        .as_(&alice)
+        .rotate_token(&token_id, None, Some(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .token;
+    srv.as_(&new_secret).me().await.unwrap();
     // A session and a slash command made over gRPC: their records name their tokens.
     let login = srv.as_(&admin).login(&alice.id).await.token;
     let team = token_service::domain::ids::new_id();
@@ -872,7 +885,12 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
     // minted session.
     let (holding_id, columns) = db::columns_containing(&url, &token_id).await;
     assert!(columns > 10, "every column was read ({columns})");
-    for table in ["user_access_tokens", "sessions", "lifecycle_log"] {
+    for table in [
+        "user_access_tokens",
+        "sessions",
+        "lifecycle_log",
+        "access_token_superseded_secrets",
+    ] {
         assert!(
             holding_id.iter().any(|(t, _)| t == table),
             "the scan sees {table}: {holding_id:?}"
@@ -883,7 +901,7 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
         holding_hook.iter().any(|(t, _)| t == "webhook_endpoints"),
         "the scan sees webhook_endpoints: {holding_hook:?}"
     );
-    let plaintexts: Vec<&String> = [&secret, &alice.token, &login, &command_token]
+    let plaintexts: Vec<&String> = [&secret, &new_secret, &alice.token, &login, &command_token]
         .into_iter()
         .chain(&webhook_secrets)
         .collect();
@@ -893,7 +911,7 @@ async fn the_secret_is_never_written_to_disk_in_plaintext() {
     }
     // The lifecycle log names the token, the session and the command by their HMACs, and
     // only there (the fixtures' sessions too: they were made by the operator).
-    for plaintext in [&secret, &login, &command_token, &alice.token] {
+    for plaintext in [&secret, &new_secret, &login, &command_token, &alice.token] {
         let hmac = srv
             .as_(&admin)
             .compute_audit_hash(plaintext)

@@ -15,6 +15,7 @@ mod lifecycle_log;
 mod replicas;
 mod revocation_log;
 mod revocation_stream;
+mod rotation;
 mod sessions;
 mod shutdown;
 mod users;

@@ -8,6 +8,7 @@ mod errors;
 mod input;
 mod openapi;
 mod probes;
+mod rotate;
 mod routes;
 mod token_expiration;
 mod webhooks;

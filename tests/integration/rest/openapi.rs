@@ -377,6 +377,15 @@ async fn every_route_answers_as_its_schema_says() {
         200
     );
     assert_eq!(sessions.as_array().unwrap().len(), 2);
+    let rotated = call!(
+        Method::POST,
+        "/api/v4/users/tokens/rotate",
+        "/api/v4/users/tokens/rotate",
+        &alice.token,
+        Some(json!({"token_id": token_id, "expires_at": 0})),
+        200
+    );
+    assert_eq!(rotated["id"], token_id.as_str());
     call!(
         Method::POST,
         "/api/v4/users/tokens/revoke",

@@ -184,6 +184,7 @@ echo_service! {
     revoke_user_access_token(RevokeUserAccessTokenRequest) -> RevokeUserAccessTokenResponse;
     disable_user_access_token(DisableUserAccessTokenRequest) -> DisableUserAccessTokenResponse;
     enable_user_access_token(EnableUserAccessTokenRequest) -> EnableUserAccessTokenResponse;
+    rotate_user_access_token(RotateUserAccessTokenRequest) -> RotateUserAccessTokenResponse;
     get_sessions(GetSessionsRequest) -> GetSessionsResponse;
     revoke_session(RevokeSessionRequest) -> RevokeSessionResponse;
     revoke_all_sessions(RevokeAllSessionsRequest) -> RevokeAllSessionsResponse;

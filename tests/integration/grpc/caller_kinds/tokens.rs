@@ -1,5 +1,5 @@
 //! Every personal access token RPC, and IntrospectToken, for every kind of caller: one table
-//! per kind. [`answers`] calls all nine RPCs with one credential against one target user
+//! per kind. [`answers`] calls all ten RPCs with one credential against one target user
 //! (fresh tokens of that user for the calls that change one) and returns what each answered;
 //! it also checks that an accepted call took effect and a refused one changed nothing.
 //!
@@ -8,6 +8,7 @@
 
 use token_service::domain::{
     access_tokens::{self, TokenRef},
+    audit::{self, AuditRequest},
     caller::Caller,
 };
 
@@ -15,7 +16,7 @@ use super::{OK, UNAUTHENTICATED, describe, outcome};
 use crate::common::*;
 
 /// The RPCs, in the order [`answers`] calls them.
-const RPCS: [&str; 9] = [
+const RPCS: [&str; 10] = [
     "CreateUserAccessToken",
     "GetUserAccessTokensForUser",
     "GetUserAccessTokens",
@@ -24,6 +25,7 @@ const RPCS: [&str; 9] = [
     "DisableUserAccessToken",
     "EnableUserAccessToken",
     "RevokeUserAccessToken",
+    "RotateUserAccessToken",
     "IntrospectToken",
 ];
 
@@ -35,10 +37,10 @@ const DENIED_INTROSPECT: &str = "denied: introspect_token";
 const SWITCHED_OFF: &str = "Unimplemented: app.user_access_token.disabled";
 
 /// What a caller may do on the token RPCs, in [`RPCS`] order.
-type Row = [&'static str; 9];
+type Row = [&'static str; 10];
 
 /// Refused before anything else: the credential does not authenticate.
-const NOBODY: Row = [UNAUTHENTICATED; 9];
+const NOBODY: Row = [UNAUTHENTICATED; 10];
 /// An ordinary token user on their own tokens (or a delegated manager on someone else's):
 /// everything but the system-wide list and search, and introspection.
 const OWNER: Row = [
@@ -46,6 +48,7 @@ const OWNER: Row = [
     OK,
     DENIED_MANAGE_SYSTEM,
     DENIED_MANAGE_SYSTEM,
+    OK,
     OK,
     OK,
     OK,
@@ -62,10 +65,11 @@ const STRANGER: Row = [
     DENIED_EDIT_OTHER_USERS,
     DENIED_EDIT_OTHER_USERS,
     DENIED_EDIT_OTHER_USERS,
+    DENIED_EDIT_OTHER_USERS,
     DENIED_INTROSPECT,
 ];
 /// A system admin: everything.
-const ADMIN: Row = [OK, OK, OK, OK, OK, OK, OK, OK, ACTIVE];
+const ADMIN: Row = [OK, OK, OK, OK, OK, OK, OK, OK, OK, ACTIVE];
 
 /// A token of `owner`'s, made by the operator; disabled when asked.
 async fn fresh_token(srv: &TestServer, owner: &Actor, disabled: bool) -> String {
@@ -88,6 +92,20 @@ async fn stored(srv: &TestServer, id: &str) -> Option<bool> {
         .await
         .ok()
         .map(|t| t.is_active)
+}
+
+/// How many rotations of token `id` the lifecycle log holds.
+async fn rotations_of(srv: &TestServer, id: &str) -> usize {
+    let request = AuditRequest {
+        actions: vec!["access_token.rotated".into()],
+        token_id: id.to_owned(),
+        ..AuditRequest::default()
+    };
+    audit::list_audit_records(&srv.ctx, &Caller::Local, &request)
+        .await
+        .unwrap()
+        .records
+        .len()
 }
 
 async fn token_count(srv: &TestServer, owner: &Actor) -> usize {
@@ -171,6 +189,21 @@ async fn answers(
         }
         out.push(outcome(&changed));
     }
+
+    // Rotation on a fresh token: the rotation is recorded exactly when the call succeeded,
+    // and the answer is the same token with a new secret.
+    let id = fresh_token(srv, target, false).await;
+    let rotated = caller.rotate_token(&id, None, None).await;
+    if let Ok(rotated) = &rotated {
+        assert_eq!(rotated.user_access_token.as_ref().unwrap().id, id);
+        assert_eq!(rotated.token.len(), 26);
+    }
+    assert_eq!(
+        rotations_of(srv, &id).await,
+        usize::from(rotated.is_ok()),
+        "rotated exactly when the call succeeded"
+    );
+    out.push(outcome(&rotated));
 
     out.push(match &caller.introspect(introspected).await {
         Ok(answer) if answer.active => ACTIVE.to_owned(),
@@ -307,6 +340,7 @@ async fn users_manage_their_own_tokens_with_a_session_or_a_token_and_need_the_to
             "denied: revoke_user_access_token",
             "denied: create_user_access_token",
             "denied: revoke_user_access_token",
+            "denied: create_user_access_token",
             DENIED_INTROSPECT,
         ],
     )
@@ -440,11 +474,12 @@ async fn a_bot_owner_needs_manage_bots_and_reaches_only_their_own_bots() {
     srv.stop().await;
 }
 
-/// With `enable_user_access_tokens` off, only creating a user's token answers UNIMPLEMENTED;
+/// With `enable_user_access_tokens` off, only creating and rotating a user's token answer
+/// UNIMPLEMENTED;
 /// every other RPC works for whoever still authenticates, user tokens no longer do, bot
 /// tokens still do, and introspection reports a user's token inactive.
 #[tokio::test]
-async fn with_tokens_switched_off_only_create_is_unimplemented() {
+async fn with_tokens_switched_off_only_create_and_rotate_are_unimplemented() {
     let srv = server(false).await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
@@ -455,6 +490,7 @@ async fn with_tokens_switched_off_only_create_is_unimplemented() {
 
     let mut self_off = OWNER;
     self_off[0] = SWITCHED_OFF;
+    self_off[8] = SWITCHED_OFF;
     check(
         &srv,
         "self, switched off",
@@ -466,7 +502,8 @@ async fn with_tokens_switched_off_only_create_is_unimplemented() {
     .await;
     let mut admin_off = ADMIN;
     admin_off[0] = SWITCHED_OFF;
-    admin_off[8] = INACTIVE;
+    admin_off[8] = SWITCHED_OFF;
+    admin_off[9] = INACTIVE;
     check(
         &srv,
         "admin, switched off, introspecting a user's token",
@@ -521,6 +558,7 @@ async fn with_tokens_switched_off_only_create_is_unimplemented() {
             "denied: revoke_user_access_token",
             "denied: create_user_access_token",
             "denied: revoke_user_access_token",
+            "denied: create_user_access_token",
             DENIED_INTROSPECT,
         ],
     )
