@@ -479,10 +479,12 @@ pub(crate) fn record_caller(principal: &Principal) {
     if EXPORTING.load(Ordering::Relaxed) {
         Span::current().record("enduser.id", principal.user.id.as_str());
     }
-    if let Some(token) = &principal.access_token
-        && token.expires_at > 0
-    {
-        let _ = CALLER_CREDENTIAL_EXPIRY.try_with(|expiry| expiry.set(token.expires_at));
+    if principal.access_token.is_some() {
+        // The token's expiry, or the end of a rotated-away secret's grace period if sooner.
+        let expires_at = principal.expires_at();
+        if expires_at > 0 {
+            let _ = CALLER_CREDENTIAL_EXPIRY.try_with(|expiry| expiry.set(expires_at));
+        }
     }
 }
 
