@@ -104,3 +104,36 @@ async fn an_expiring_access_token_learns_its_expiry_from_every_response() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotated_away_secret_in_its_grace_period_is_told_when_the_grace_ends() {
+    let srv = TestServer::start_with(|c| {
+        c.access_tokens.max_rotation_grace_period = token_service::config::Span(600_000)
+    })
+    .await;
+    let alice = srv.token_user("alice").await;
+    let (token_id, old_secret) = srv.as_(&alice).new_token("me").await;
+    let http = Http::new(&srv);
+    // Never expiring: no header before the rotation.
+    let before = http.get("/api/v4/users/me", &old_secret).await;
+    before.assert_ok();
+    assert!(!before.headers.contains_key("token-expiration"));
+
+    let rotated = srv
+        .as_(&alice)
+        .rotate_token(&token_id, None, Some(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let grace_until = srv.now() + 60_000;
+    let during = http.get("/api/v4/users/me", &old_secret).await;
+    during.assert_ok();
+    assert_eq!(
+        during.headers["token-expiration"],
+        rfc3339(grace_until).as_str()
+    );
+    // The new secret never expires: no header.
+    let current = http.get("/api/v4/users/me", &rotated.token).await;
+    current.assert_ok();
+    assert!(!current.headers.contains_key("token-expiration"));
+    srv.stop().await;
+}
