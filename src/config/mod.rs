@@ -30,8 +30,8 @@ pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::{
-    AuditConfig, CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig,
-    WebhooksConfig, WebrtcConfig,
+    AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LogConfig, LogFormat, PoolConfig,
+    TlsConfig, WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -109,6 +109,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Webhook delivery.
     pub webhooks: WebhooksConfig,
+    /// The background jobs: expired-token cleanup and expiry notices.
+    pub jobs: JobsConfig,
     /// How often each replica reads the revocation log written by the others, in
     /// milliseconds (PostgreSQL and MariaDB; a single SQLite process needs no log reads).
     pub revocation_poll_interval_ms: u64,
@@ -161,6 +163,7 @@ impl Default for Config {
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),
             webhooks: WebhooksConfig::default(),
+            jobs: JobsConfig::default(),
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
@@ -340,6 +343,7 @@ impl Config {
         self.webrtc_policy().validate()?;
         self.tls.validate()?;
         self.webhooks.validate()?;
+        self.jobs.validate()?;
         Ok(())
     }
 

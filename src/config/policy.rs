@@ -3,8 +3,8 @@
 //! overrides applied to the built-in role table).
 
 use crate::domain::{
-    Policy, cache::CacheSettings, permissions::RoleTable, webhooks::WebhookPolicy,
-    webrtc::WebrtcPolicy,
+    Policy, cache::CacheSettings, jobs::JobsPolicy, permissions::RoleTable,
+    webhooks::WebhookPolicy, webrtc::WebrtcPolicy,
 };
 
 use super::Config;
@@ -45,8 +45,21 @@ impl TryFrom<&Config> for Policy {
                     .unwrap_or(i64::MAX),
                 poll_interval_ms: config.webhooks.poll_interval.millis(),
             },
+            jobs: JobsPolicy {
+                enable: config.jobs.enable,
+                cleanup_interval_ms: millis(config.jobs.cleanup_expired_access_tokens_interval),
+                notify_interval_ms: millis(config.jobs.notify_expiring_access_tokens_interval),
+                batch_size: config.jobs.batch_size,
+                lease_ms: millis(config.jobs.lease),
+                poll_interval_ms: config.jobs.poll_interval.millis(),
+            },
         })
     }
+}
+
+/// A span in the domain's signed milliseconds.
+fn millis(span: super::Span) -> i64 {
+    i64::try_from(span.millis()).unwrap_or(i64::MAX)
 }
 
 impl Config {
@@ -89,6 +102,7 @@ mod tests {
         );
         assert_eq!(policy.revocation_poll_interval_ms, 50);
         assert_eq!(policy.webhooks, WebhookPolicy::default());
+        assert_eq!(policy.jobs, JobsPolicy::default());
     }
 
     #[test]

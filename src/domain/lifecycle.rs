@@ -70,6 +70,10 @@ actions! {
     AccessTokenEnabled => "access_token.enabled",
     /// A personal access token was revoked (deleted).
     AccessTokenRevoked => "access_token.revoked",
+    /// An expired personal access token was deleted by the cleanup job.
+    AccessTokenExpired => "access_token.expired",
+    /// A personal access token's owner is warned that it expires within 7, 3 or 1 days.
+    AccessTokenExpiring => "access_token.expiring",
     /// A session was created (a login, or the session minted at a token's first use).
     SessionCreated => "session.created",
     /// One session was revoked (or logged out).

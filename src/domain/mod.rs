@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod introspection;
+pub mod jobs;
 pub mod lifecycle;
 pub mod model;
 pub mod paging;
@@ -73,6 +74,8 @@ pub struct Policy {
     pub log_retention_ms: i64,
     /// Webhook delivery.
     pub webhooks: webhooks::WebhookPolicy,
+    /// The background jobs (expired-token cleanup, expiry notices, non-compliant batches).
+    pub jobs: jobs::JobsPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
