@@ -110,6 +110,19 @@ pub struct JobLease {
     pub until: UnixMillis,
 }
 
+/// A job's row as stored: who holds its lease, and its last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    pub name: String,
+    /// The replica running it (`<host>-<pid>-<random>`), or "".
+    pub lease_owner: String,
+    pub lease_until: UnixMillis,
+    /// 0: never.
+    pub last_started_at: UnixMillis,
+    /// 0: never.
+    pub last_finished_at: UnixMillis,
+}
+
 /// A candidate of the notice job, as the store finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiringToken {

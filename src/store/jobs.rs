@@ -21,12 +21,30 @@ use super::entities::{scheduled_jobs as jobs, sessions, user_access_tokens as to
 use crate::domain::{
     error::Result,
     ids::TokenId,
-    jobs::{ExpiringToken, ExpiryNotice, JobLease},
+    jobs::{ExpiringToken, ExpiryNotice, JobLease, JobState},
     lifecycle::NewRecord,
     model::{UnixMillis, UserAccessToken},
 };
 
 impl Store {
+    /// Every job's row, by name.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn job_states(&self) -> Result<Vec<JobState>> {
+        Ok(jobs::Entity::find()
+            .order_by_asc(jobs::Column::Name)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| JobState {
+                name: m.name,
+                lease_owner: m.lease_owner,
+                lease_until: m.lease_until,
+                last_started_at: m.last_started_at,
+                last_finished_at: m.last_finished_at,
+            })
+            .collect())
+    }
+
     /// Creates the job's row if there is none yet (never run: due at once).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn ensure_job(&self, name: &str) -> Result<()> {

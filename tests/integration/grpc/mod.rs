@@ -8,6 +8,7 @@ mod caller_kinds;
 mod commands;
 mod concurrency;
 mod events;
+mod expiry_jobs;
 mod faults;
 mod health_reflection;
 mod introspection;
