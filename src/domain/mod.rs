@@ -17,6 +17,7 @@ pub mod introspection;
 pub mod jobs;
 pub mod lifecycle;
 pub mod model;
+pub mod non_compliant;
 pub mod paging;
 pub mod permissions;
 pub mod revocations;

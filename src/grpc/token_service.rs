@@ -12,7 +12,7 @@ use crate::domain::{
     commands::{self, NewCommand},
     error::{Error, Reason},
     events::{self, EventQuery},
-    introspection, revocations,
+    introspection, non_compliant, revocations,
     sessions::{self, NewSession},
     users::{self, NewUser},
     webhooks::{self, NewWebhook, WebhookChange},
@@ -173,6 +173,31 @@ impl TokenService for TokenServiceApi {
         access_tokens::enable_user_access_token(&self.ctx, &caller, TokenRef::parse(&r.token_id)?)
             .await?;
         ok(pb::EnableUserAccessTokenResponse {})
+    }
+
+    async fn count_non_compliant_user_access_tokens(
+        &self,
+        request: Request<pb::CountNonCompliantUserAccessTokensRequest>,
+    ) -> RpcResult<pb::CountNonCompliantUserAccessTokensResponse> {
+        let caller = self.caller(&request).await?;
+        let count =
+            non_compliant::count_non_compliant_user_access_tokens(&self.ctx, &caller).await?;
+        ok(pb::CountNonCompliantUserAccessTokensResponse {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
+        })
+    }
+
+    async fn revoke_non_compliant_user_access_tokens(
+        &self,
+        request: Request<pb::RevokeNonCompliantUserAccessTokensRequest>,
+    ) -> RpcResult<pb::RevokeNonCompliantUserAccessTokensResponse> {
+        let caller = self.caller(&request).await?;
+        let done =
+            non_compliant::revoke_non_compliant_user_access_tokens(&self.ctx, &caller).await?;
+        ok(pb::RevokeNonCompliantUserAccessTokensResponse {
+            count: i64::try_from(done.count).unwrap_or(i64::MAX),
+            complete: done.complete,
+        })
     }
 
     async fn get_sessions(
