@@ -23,7 +23,6 @@ use token_service::{
         users::{self, NewUser},
     },
     pb,
-    server::{self, RunningServer},
 };
 
 use crate::common::*;
@@ -142,20 +141,6 @@ async fn advance_and_run(srv: &TestServer, name: &str, by: Duration) {
     wait_for_run(srv, name, srv.now()).await;
 }
 
-/// Another in-process replica of `srv`: same database, key and clock; its own listeners,
-/// cache, pool and scheduler (no local socket: that path is `srv`'s).
-async fn start_replica(srv: &TestServer, tweak: impl FnOnce(&mut Config)) -> RunningServer {
-    let mut config = srv.config.clone();
-    config.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.management_addr = None;
-    config.enable_local_socket = false;
-    tweak(&mut config);
-    server::start_with(&config, srv.start_options())
-        .await
-        .expect("replica starts")
-}
-
 /// A counter of the `/metrics` at `http_addr`.
 async fn metric(http_addr: impl std::fmt::Display, name: &str) -> u64 {
     let text = http_get(format!("http://{http_addr}/metrics"))
@@ -208,7 +193,7 @@ async fn cleanup_deletes_expired_tokens_and_their_sessions_and_revokes_them_ever
     srv.as_(&admin).disable_token(&disabled).await.unwrap();
 
     // Another replica has the tokens cached, and watches revocations.
-    let replica = start_replica(&srv, |c| c.jobs.enable = false).await;
+    let replica = srv.start_replica(|c| c.jobs.enable = false).await;
     let other = Client::new(
         tonic::transport::Channel::from_shared(format!("http://{}", replica.grpc_addr()))
             .unwrap()
@@ -293,7 +278,7 @@ async fn two_replicas_delete_each_expired_token_once() {
     .await;
     let admin = lasting_admin(&srv).await;
     let alice = srv.token_user("alice").await;
-    let replica = start_replica(&srv, |_| {}).await;
+    let replica = srv.start_replica(|_| {}).await;
     let mut tokens = BTreeSet::new();
     for round in 0..3 {
         for _ in 0..15 {
@@ -476,8 +461,8 @@ async fn notices_are_recorded_once_across_replicas_and_restarts() {
         let (id, _) = pat(&srv, &alice, Some(now + 6 * DAY_MS + i * 60_000)).await;
         tokens.insert(id);
     }
-    let first = start_replica(&srv, |c| c.jobs.enable = true).await;
-    let second = start_replica(&srv, |c| c.jobs.enable = true).await;
+    let first = srv.start_replica(|c| c.jobs.enable = true).await;
+    let second = srv.start_replica(|c| c.jobs.enable = true).await;
     let once_at_7 = |records: &[pb::LifecycleRecord], expected: Vec<i64>| {
         let by_token = notices_by_token(records);
         assert_eq!(
@@ -497,7 +482,7 @@ async fn notices_are_recorded_once_across_replicas_and_restarts() {
     // A restart: the replicas stop, a new one starts on the same database.
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
-    let restarted = start_replica(&srv, |c| c.jobs.enable = true).await;
+    let restarted = srv.start_replica(|c| c.jobs.enable = true).await;
     advance_and_run(&srv, NOTIFY, HOUR).await;
     once_at_7(&records(&srv, &admin, EXPIRING).await, vec![7]);
     advance_and_run(&srv, NOTIFY, Duration::from_secs(3 * 86_400)).await;

@@ -13,6 +13,7 @@ mod faults;
 mod health_reflection;
 mod introspection;
 mod lifecycle_log;
+pub(crate) mod non_compliant;
 mod replicas;
 mod revocation_log;
 mod revocation_stream;
