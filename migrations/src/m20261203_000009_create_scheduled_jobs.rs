@@ -9,7 +9,8 @@
 //! `user_access_tokens.last_notified_at` (nullable, Unix ms): when the owner was last warned
 //! that the token expires (Mattermost's internal `LastNotifiedAt`; never in the API). The
 //! index on (`is_active`, `expires_at`) serves the cleanup job's and the notice job's scans
-//! and the non-compliant count.
+//! and the non-compliant count; the index on `users.is_bot` finds the bots that count leaves
+//! out.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -18,6 +19,7 @@ pub(crate) struct Migration;
 
 const TOKENS: &str = "user_access_tokens";
 const EXPIRY_INDEX: &str = "idx_user_access_tokens_active_expires_at";
+const BOT_INDEX: &str = "idx_users_is_bot";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -57,10 +59,26 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        if !manager.has_index("users", BOT_INDEX).await? {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(BOT_INDEX)
+                        .table("users")
+                        .col("is_bot")
+                        .to_owned(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.has_index("users", BOT_INDEX).await? {
+            manager
+                .drop_index(Index::drop().name(BOT_INDEX).table("users").to_owned())
+                .await?;
+        }
         if manager.has_index(TOKENS, EXPIRY_INDEX).await? {
             manager
                 .drop_index(Index::drop().name(EXPIRY_INDEX).table(TOKENS).to_owned())
