@@ -52,6 +52,8 @@ impl TryFrom<&Config> for Policy {
                 batch_size: config.jobs.batch_size,
                 lease_ms: millis(config.jobs.lease),
                 poll_interval_ms: config.jobs.poll_interval.millis(),
+                revoke_time_budget_ms: (config.request_timeout_ms > 0)
+                    .then(|| config.request_timeout_ms * 2 / 3),
             },
         })
     }

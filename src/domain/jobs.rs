@@ -57,6 +57,10 @@ pub struct JobsPolicy {
     pub lease_ms: i64,
     /// How often a replica looks for a due job, in milliseconds (real time).
     pub poll_interval_ms: u64,
+    /// How long one RevokeNonCompliantUserAccessTokens call may work before it stops after
+    /// its current batch and answers "incomplete" (real time; two thirds of the request
+    /// timeout, so the answer arrives before the call is cut off); `None`: no bound.
+    pub revoke_time_budget_ms: Option<u64>,
 }
 
 impl Default for JobsPolicy {
@@ -68,6 +72,7 @@ impl Default for JobsPolicy {
             batch_size: 1000,
             lease_ms: 300_000,
             poll_interval_ms: 10_000,
+            revoke_time_budget_ms: Some(10_000),
         }
     }
 }

@@ -50,7 +50,9 @@ pub async fn count_non_compliant_user_access_tokens(ctx: &Context, caller: &Call
 
 /// Revokes (deletes, with their minted sessions) the non-compliant tokens, in batches of
 /// `jobs.batch_size` (one transaction each, one `access_token.revoked` record per token with
-/// `detail.reason = "non_compliant"`), up to [`MAX_BATCHES`] batches. Permission:
+/// `detail.reason = "non_compliant"`), up to [`MAX_BATCHES`] batches and, after the first
+/// batch, no longer than `jobs.revoke_time_budget_ms` (two thirds of the request timeout):
+/// with tokens left, the answer says it is not complete. Permission:
 /// `manage_system`; without a policy it is refused (FAILED_PRECONDITION,
 /// `app.user_access_token.revoke_non_compliant.no_policy.app_error`).
 pub async fn revoke_non_compliant_user_access_tokens(
@@ -71,7 +73,16 @@ pub async fn revoke_non_compliant_user_access_tokens(
         count: 0,
         complete: false,
     };
-    for _ in 0..MAX_BATCHES {
+    let started = std::time::Instant::now();
+    let budget = ctx
+        .policy()
+        .jobs
+        .revoke_time_budget_ms
+        .map(std::time::Duration::from_millis);
+    for batch in 0..MAX_BATCHES {
+        if batch > 0 && budget.is_some_and(|budget| started.elapsed() >= budget) {
+            break;
+        }
         let now = ctx.now();
         let max = max_expires_at(ctx).unwrap_or(now);
         let (picked, deleted) = ctx

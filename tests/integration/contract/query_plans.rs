@@ -118,7 +118,10 @@ const QUERIES: &[(&str, &str)] = &[
         "command by team and trigger",
         "SELECT * FROM commands WHERE team_id = 'x' AND trigger = 'y'",
     ),
-    ("a scheduled job by name", "SELECT * FROM scheduled_jobs WHERE name = 'x'"),
+    (
+        "a scheduled job by name",
+        "SELECT * FROM scheduled_jobs WHERE name = 'x'",
+    ),
     (
         "cleanup job: expired active tokens, oldest expiry first",
         "SELECT * FROM user_access_tokens WHERE is_active = true AND expires_at > 0 \

@@ -2,7 +2,8 @@
 //! `GET /api/v4/users/tokens/non_compliant/count` and
 //! `POST /api/v4/users/tokens/non_compliant/revoke`, both `{"count": N}` without a trailing
 //! newline, `manage_system` only; 400 `no_policy` without a policy; 500 `partial` when the
-//! batch limit (1000 batches) is reached. The static path wins over
+//! batch limit (1000 batches) or the time budget (two thirds of the request timeout) is
+//! reached. The static path wins over
 //! `/users/tokens/{token_id}`. Tokens are made on a server without a policy; a replica with
 //! `maximum_personal_access_token_lifetime_days = 30` serves the routes.
 
@@ -77,14 +78,42 @@ async fn a_revoke_stopped_by_the_batch_limit_is_mattermosts_partial_error_and_re
     for _ in 0..1002 {
         pat(&srv, &alice, None).await;
     }
+    // A call stops after two thirds of the request timeout: a short one cuts it early.
+    let hurried = srv
+        .start_replica(|c| {
+            c.maximum_personal_access_token_lifetime_days = 30;
+            c.jobs.enable = false;
+            c.jobs.batch_size = 1;
+            c.request_timeout_ms = 1500;
+        })
+        .await;
+    let http = Http::at(format!("http://{}", hurried.http_addr()));
+    let partial = http.post(REVOKE, &admin.token, json!({})).await;
+    partial.assert_error(
+        500,
+        "app.user_access_token.revoke_non_compliant.partial.app_error",
+    );
+    let left: u64 = http.get(COUNT, &admin.token).await.json["count"]
+        .as_u64()
+        .unwrap();
+    assert!((2..1002).contains(&left), "some were revoked: {left} left");
+    hurried.shutdown().await.unwrap();
+
+    // Without a request timeout, the 1000-batch limit stops it.
     let replica = srv
         .start_replica(|c| {
             c.maximum_personal_access_token_lifetime_days = 30;
             c.jobs.enable = false;
             c.jobs.batch_size = 1;
+            c.request_timeout_ms = 0;
         })
         .await;
     let http = Http::at(format!("http://{}", replica.http_addr()));
+    let missing = 1002 - left;
+    for _ in 0..missing {
+        pat(&srv, &alice, None).await;
+    }
+    assert_eq!(http.get(COUNT, &admin.token).await.raw, r#"{"count":1002}"#);
     let partial = http.post(REVOKE, &admin.token, json!({})).await;
     partial.assert_error(
         500,
