@@ -606,3 +606,58 @@ async fn a_killed_lease_holders_run_is_taken_over_and_no_token_is_recorded_twice
     assert!(left.is_empty(), "{left:?}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_replica_shutting_down_mid_run_hands_the_rest_over_at_once() {
+    // The clock stands still: a lease could only lapse if the test moved it, so the second
+    // replica can take the run over only because the first one handed it over.
+    let srv = TestServer::start_with(|c| c.jobs.enable = false).await;
+    let admin = lasting_admin(&srv).await;
+    let bot = srv.bot("reaper-food", None).await;
+    const TOKENS: usize = 200;
+    let mut tokens = BTreeSet::new();
+    for _ in 0..TOKENS {
+        let (id, _) = pat(&srv, &bot, Some(srv.now() - 1_000)).await;
+        tokens.insert(id);
+    }
+    let settings = |c: &mut Config| {
+        c.jobs.enable = true;
+        c.jobs.batch_size = 1;
+        c.jobs.poll_interval = Span(20);
+    };
+    let first = srv.start_replica(settings).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records(&srv, &admin, EXPIRED).await.len() < 10 {
+        assert!(Instant::now() < deadline, "the cleanup never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = srv.start_replica(settings).await;
+    first.shutdown().await.unwrap();
+    let handed_over = job(&srv, CLEANUP).await;
+    assert!(
+        !handed_over.lease_owner.is_empty() && handed_over.last_finished_at == 0,
+        "the first replica left an unfinished run: {handed_over:?}"
+    );
+    assert!(
+        records(&srv, &admin, EXPIRED).await.len() < TOKENS,
+        "the run was still going when the first replica stopped"
+    );
+
+    let state = wait_for_run(&srv, CLEANUP, handed_over.last_started_at).await;
+    assert!(state.last_finished_at > 0, "{state:?}");
+    let expired = records(&srv, &admin, EXPIRED).await;
+    let ids: BTreeSet<String> = expired.iter().map(|r| r.token_id.clone()).collect();
+    assert_eq!(expired.len(), TOKENS, "no token recorded twice");
+    assert_eq!(ids, tokens);
+    assert!(
+        metric(
+            second.http_addr(),
+            "token_service_expired_access_tokens_deleted_total"
+        )
+        .await
+            > 0,
+        "the second replica deleted the rest"
+    );
+    second.shutdown().await.unwrap();
+    srv.stop().await;
+}
