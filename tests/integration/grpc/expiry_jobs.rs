@@ -135,6 +135,14 @@ async fn wait_for_run(srv: &TestServer, name: &str, since: i64) -> JobState {
     }
 }
 
+/// Waits for the runs a server with jobs makes as it starts (every job is due then), so that
+/// no run happens while the test sets up what the next one should find.
+async fn settle(srv: &TestServer) {
+    for name in [CLEANUP, NOTIFY] {
+        wait_for_run(srv, name, srv.now()).await;
+    }
+}
+
 /// Moves the clock by `by` and waits for a run of `name` due after it.
 async fn advance_and_run(srv: &TestServer, name: &str, by: Duration) {
     srv.advance(by);
@@ -174,6 +182,7 @@ async fn cleanup_deletes_expired_tokens_and_their_sessions_and_revokes_them_ever
         c.jobs.batch_size = 2;
     })
     .await;
+    settle(&srv).await;
     let admin = lasting_admin(&srv).await;
     let alice = srv.token_user("alice").await;
     let client = srv.client().await;
@@ -276,6 +285,7 @@ async fn two_replicas_delete_each_expired_token_once() {
         c.jobs.batch_size = 4;
     })
     .await;
+    settle(&srv).await;
     let admin = lasting_admin(&srv).await;
     let alice = srv.token_user("alice").await;
     let replica = srv.start_replica(|_| {}).await;
@@ -319,6 +329,7 @@ async fn notices_go_to_the_owner_once_per_threshold_and_out_through_webhooks() {
         c.webhooks.poll_interval = Span(20);
     })
     .await;
+    settle(&srv).await;
     let admin = lasting_admin(&srv).await;
     let receiver = Receiver::start().await;
     srv.as_(&admin)
@@ -428,6 +439,7 @@ async fn with_user_tokens_switched_off_only_bot_tokens_are_noticed() {
         c.enable_user_access_tokens = false;
     })
     .await;
+    settle(&srv).await;
     let admin = lasting_admin(&srv).await;
     let alice = srv.token_user("alice").await;
     let helper = srv.bot("helper", Some(&alice)).await;
