@@ -67,6 +67,9 @@ impl TestServer {
             ..Config::default()
         };
         config.pool.max_connections = 5;
+        // The scheduled jobs run where a test asks for them (`c.jobs.enable = true`): a job
+        // run landing between a test's clock move and its checks would change what it sees.
+        config.jobs.enable = false;
         tweak(&mut config);
         let clock = ManualClock::starting_now();
         let options = StartOptions {

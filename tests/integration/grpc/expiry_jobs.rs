@@ -34,7 +34,9 @@ const NOTIFY: &str = "notify_expiring_access_tokens";
 const EXPIRED: &str = "access_token.expired";
 const EXPIRING: &str = "access_token.expiring";
 
+/// Jobs on (the test harness turns them off), looking for due work every 20 ms.
 fn fast_jobs(c: &mut Config) {
+    c.jobs.enable = true;
     c.jobs.poll_interval = Span(20);
 }
 
@@ -288,7 +290,7 @@ async fn two_replicas_delete_each_expired_token_once() {
     settle(&srv).await;
     let admin = lasting_admin(&srv).await;
     let alice = srv.token_user("alice").await;
-    let replica = srv.start_replica(|_| {}).await;
+    let replica = srv.start_replica(|c| c.jobs.enable = true).await;
     let mut tokens = BTreeSet::new();
     for round in 0..3 {
         for _ in 0..15 {
