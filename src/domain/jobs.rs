@@ -361,6 +361,8 @@ async fn notify_expiring_access_tokens(run: &Run<'_>) -> Result<RunEnd> {
         if run.stopping() {
             return Ok(RunEnd::Interrupted);
         }
+        // Batches without a notice write nothing: keep the lease anyway.
+        ctx.store().renew_job_lease(&run.lease()).await?;
         let now = ctx.now();
         let candidates = ctx
             .store()

@@ -137,6 +137,19 @@ impl Store {
         Ok(())
     }
 
+    /// Extends `lease.owner`'s lease to `lease.until` (if it still holds it): a run that
+    /// reads for a while without writing keeps its lease.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn renew_job_lease(&self, lease: &JobLease) -> Result<()> {
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::LeaseUntil, Expr::value(lease.until))
+            .filter(jobs::Column::Name.eq(lease.job))
+            .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Inside a batch's transaction: locks the job's row and extends the lease to
     /// `lease.until` if `lease.owner` still holds it; false (nothing may be written) if not.
     async fn hold_job_lease(&self, txn: &DatabaseTransaction, lease: &JobLease) -> Result<bool> {
