@@ -245,6 +245,26 @@ pub enum AdminAction {
         #[command(subcommand)]
         action: WebhookAction,
     },
+    /// The personal access tokens that break maximum_personal_access_token_lifetime_days
+    /// (active, of users who are not bots, expiring never or beyond the maximum).
+    NonCompliantTokens {
+        #[command(subcommand)]
+        action: NonCompliantAction,
+    },
+}
+
+/// `admin non-compliant-tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum NonCompliantAction {
+    /// Count them (0 without a policy). Prints {"count": N}.
+    Count,
+    /// Revoke them, in batches. Prints {"count": N, "complete": true|false}; run it again
+    /// while complete is false. Refused without a policy.
+    Revoke {
+        /// Confirm: the tokens stop working at once.
+        #[arg(long, required = true)]
+        yes: bool,
+    },
 }
 
 /// `admin webhooks ...`.

@@ -151,7 +151,17 @@ pub struct Metrics {
     webhook_deliveries: [AtomicU64; WEBHOOK_OUTCOMES.len()],
     webhooks_disabled: AtomicU64,
     webhook_lag: Histogram,
+    /// Job runs started here, by [`JOBS`].
+    job_runs: [AtomicU64; JOBS.len()],
+    expired_tokens_deleted: AtomicU64,
+    expiry_notices: AtomicU64,
 }
+
+/// The scheduled jobs (the `job` label).
+pub const JOBS: [&str; 2] = [
+    "cleanup_expired_access_tokens",
+    "notify_expiring_access_tokens",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -161,6 +171,9 @@ impl Default for Metrics {
             webhook_deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             webhooks_disabled: AtomicU64::new(0),
             webhook_lag: Histogram::with_bounds(&LAG_BUCKETS),
+            job_runs: std::array::from_fn(|_| AtomicU64::new(0)),
+            expired_tokens_deleted: AtomicU64::new(0),
+            expiry_notices: AtomicU64::new(0),
         }
     }
 }
@@ -222,6 +235,24 @@ impl Metrics {
     /// Records how long a lifecycle record took from its commit to an endpoint's 2xx.
     pub fn record_webhook_lag(&self, lag: Duration) {
         self.webhook_lag.observe(lag);
+    }
+
+    /// Counts a run of `job` (one of [`JOBS`]) started on this replica.
+    pub fn record_job_run(&self, job: &str) {
+        if let Some(i) = JOBS.iter().position(|j| *j == job) {
+            self.job_runs[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts expired tokens the cleanup job deleted here.
+    pub fn record_expired_tokens_deleted(&self, count: u64) {
+        self.expired_tokens_deleted
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts expiry notices recorded here.
+    pub fn record_expiry_notices(&self, count: u64) {
+        self.expiry_notices.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Webhook attempts so far with `outcome`.
@@ -362,6 +393,28 @@ impl Metrics {
         );
         self.webhook_lag
             .render(&mut out, "token_service_webhook_delivery_lag_seconds", "");
+        out.push_str(
+            "# HELP token_service_job_runs_total Runs of the scheduled jobs this replica started, by job.\n\
+             # TYPE token_service_job_runs_total counter\n",
+        );
+        for (job, count) in JOBS.iter().zip(&self.job_runs) {
+            let _ = writeln!(
+                out,
+                "token_service_job_runs_total{{job=\"{job}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP token_service_expired_access_tokens_deleted_total Expired personal access tokens this replica's cleanup job deleted.\n\
+             # TYPE token_service_expired_access_tokens_deleted_total counter\n\
+             token_service_expired_access_tokens_deleted_total {}\n\
+             # HELP token_service_access_token_expiry_notices_total Expiry notices (access_token.expiring records) this replica recorded.\n\
+             # TYPE token_service_access_token_expiry_notices_total counter\n\
+             token_service_access_token_expiry_notices_total {}",
+            self.expired_tokens_deleted.load(Ordering::Relaxed),
+            self.expiry_notices.load(Ordering::Relaxed)
+        );
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

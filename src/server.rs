@@ -406,6 +406,13 @@ pub async fn start_with(
             shutdown_rx.clone(),
         ))
     });
+    // The background jobs (expired-token cleanup, expiry notices): one replica runs each.
+    let jobs_task = config.jobs.enable.then(|| {
+        tokio::spawn(crate::domain::jobs::run_scheduler(
+            ctx.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -541,6 +548,10 @@ pub async fn start_with(
         // Delivery stops after the message in flight (bounded by webhooks.timeout) and
         // gives its leases up.
         if let Some(task) = webhook_task {
+            let _ = task.await;
+        }
+        // A job stops after its batch in flight and hands the rest of its run over.
+        if let Some(task) = jobs_task {
             let _ = task.await;
         }
         if let Some(path) = &task_socket_path {

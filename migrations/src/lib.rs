@@ -13,6 +13,7 @@ mod m20261202_000005_create_lifecycle_log;
 mod m20261202_000006_create_webhook_endpoints;
 mod m20261203_000007_index_lifecycle_log_for_audit;
 mod m20261203_000008_create_access_token_superseded_secrets;
+mod m20261203_000009_create_scheduled_jobs;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_create_webhook_endpoints::Migration),
             Box::new(m20261203_000007_index_lifecycle_log_for_audit::Migration),
             Box::new(m20261203_000008_create_access_token_superseded_secrets::Migration),
+            Box::new(m20261203_000009_create_scheduled_jobs::Migration),
         ]
     }
 }

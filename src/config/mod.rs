@@ -31,8 +31,8 @@ pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sql
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::AccessTokensConfig;
 pub use sections::{
-    AuditConfig, CacheConfig, CommandTokensConfig, LogConfig, LogFormat, PoolConfig, TlsConfig,
-    WebhooksConfig, WebrtcConfig,
+    AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LogConfig, LogFormat, PoolConfig,
+    TlsConfig, WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -110,6 +110,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Webhook delivery.
     pub webhooks: WebhooksConfig,
+    /// The background jobs: expired-token cleanup and expiry notices.
+    pub jobs: JobsConfig,
     /// How often each replica reads the revocation log written by the others, in
     /// milliseconds (PostgreSQL and MariaDB; a single SQLite process needs no log reads).
     pub revocation_poll_interval_ms: u64,
@@ -164,6 +166,7 @@ impl Default for Config {
             webrtc: WebrtcConfig::default(),
             cache: CacheConfig::default(),
             webhooks: WebhooksConfig::default(),
+            jobs: JobsConfig::default(),
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
@@ -345,6 +348,7 @@ impl Config {
         self.tls.validate()?;
         self.webhooks.validate()?;
         self.access_tokens.validate()?;
+        self.jobs.validate()?;
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 
 use crate::domain::rotation::RotationPolicy;
 use crate::domain::{
-    Policy, cache::CacheSettings, permissions::RoleTable, webhooks::WebhookPolicy,
-    webrtc::WebrtcPolicy,
+    Policy, cache::CacheSettings, jobs::JobsPolicy, permissions::RoleTable,
+    webhooks::WebhookPolicy, webrtc::WebrtcPolicy,
 };
 
 use super::Config;
@@ -53,8 +53,23 @@ impl TryFrom<&Config> for Policy {
                 )
                 .unwrap_or(i64::MAX),
             },
+            jobs: JobsPolicy {
+                enable: config.jobs.enable,
+                cleanup_interval_ms: millis(config.jobs.cleanup_expired_access_tokens_interval),
+                notify_interval_ms: millis(config.jobs.notify_expiring_access_tokens_interval),
+                batch_size: config.jobs.batch_size,
+                lease_ms: millis(config.jobs.lease),
+                poll_interval_ms: config.jobs.poll_interval.millis(),
+                revoke_time_budget_ms: (config.request_timeout_ms > 0)
+                    .then(|| config.request_timeout_ms * 2 / 3),
+            },
         })
     }
+}
+
+/// A span in the domain's signed milliseconds.
+fn millis(span: super::Span) -> i64 {
+    i64::try_from(span.millis()).unwrap_or(i64::MAX)
 }
 
 impl Config {
@@ -104,6 +119,7 @@ mod tests {
                 max_grace_period_ms: 0
             }
         );
+        assert_eq!(policy.jobs, JobsPolicy::default());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
-//! `[webrtc]`, `[webhooks]`, `[log]`, `[pool]`, `[access_tokens]`) and their defaults.
+//! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`) and their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -271,11 +271,74 @@ impl Default for AccessTokensConfig {
     }
 }
 
+/// The background jobs (expired-token cleanup, expiry notices), run by one replica at a
+/// time under a database lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Run the scheduler on this replica (off: the other replicas run the jobs).
+    pub enable: bool,
+    /// How often expired personal access tokens are deleted (Mattermost: hourly).
+    pub cleanup_expired_access_tokens_interval: Span,
+    /// How often owners are warned of tokens expiring within 7, 3 and 1 days (hourly).
+    pub notify_expiring_access_tokens_interval: Span,
+    /// Tokens per batch (one transaction) of the jobs and of the non-compliant revoke.
+    pub batch_size: u64,
+    /// How long a replica holds a job's lease without renewing it; another replica takes an
+    /// unfinished run over after it lapses.
+    pub lease: Span,
+    /// How often each replica looks for a job that is due (real time).
+    pub poll_interval: Span,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            cleanup_expired_access_tokens_interval: Span(3_600_000),
+            notify_expiring_access_tokens_interval: Span(3_600_000),
+            batch_size: 1000,
+            lease: Span(300_000),
+            poll_interval: Span(10_000),
+        }
+    }
+}
+
 impl AccessTokensConfig {
     /// Checks the values deserialization cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_rotation_grace_period.0 > 86_400_000 {
             return Err("access_tokens.max_rotation_grace_period: must be at most 1d".into());
+        }
+        Ok(())
+    }
+}
+
+impl JobsConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, span) in [
+            (
+                "jobs.cleanup_expired_access_tokens_interval",
+                self.cleanup_expired_access_tokens_interval,
+            ),
+            (
+                "jobs.notify_expiring_access_tokens_interval",
+                self.notify_expiring_access_tokens_interval,
+            ),
+        ] {
+            if !(1_000..=30 * 86_400_000).contains(&span.0) {
+                return Err(format!("{key}: must be between 1s and 30d"));
+            }
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return Err("jobs.batch_size: must be between 1 and 10000".into());
+        }
+        if !(1_000..=3_600_000).contains(&self.lease.0) {
+            return Err("jobs.lease: must be between 1s and 1h".into());
+        }
+        if !(10..=3_600_000).contains(&self.poll_interval.0) {
+            return Err("jobs.poll_interval: must be between 10ms and 1h".into());
         }
         Ok(())
     }

@@ -51,6 +51,11 @@ pub enum Error {
     /// The operation is switched off by configuration.
     #[error("{reason}")]
     Unimplemented { reason: Reason },
+    /// The request is fine but the server's state or settings do not allow it (for example
+    /// revoking tokens that break a lifetime policy when no policy is set). `rule` says why,
+    /// naming the setting.
+    #[error("{rule}")]
+    FailedPrecondition { rule: String, reason: Reason },
     /// The database cannot be reached; the call may be retried.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] BoxError),
@@ -95,6 +100,7 @@ impl Error {
         match self {
             Error::InvalidArgument { reason, .. }
             | Error::OutOfRange { reason, .. }
+            | Error::FailedPrecondition { reason, .. }
             | Error::Unauthenticated { reason }
             | Error::NotFound { reason }
             | Error::AlreadyExists { reason, .. }
@@ -177,6 +183,8 @@ reasons! {
     UsernameTaken, "app.user.save.username_exists.app_error", "an account with that username already exists", "The username is taken.";
     UserIdTaken, "store.sql_user.save.existing.app_error", "an account with that id already exists", "The user id is taken.";
     AccessTokensDisabled, "app.user_access_token.disabled", "personal access tokens are disabled on this server (enable_user_access_tokens)", "Personal access tokens are switched off (`enable_user_access_tokens = false`).";
+    NonCompliantNoPolicy, "app.user_access_token.revoke_non_compliant.no_policy.app_error", "no maximum token lifetime is set (maximum_personal_access_token_lifetime_days is 0)", "RevokeNonCompliantUserAccessTokens without a maximum-lifetime policy.";
+    NonCompliantPartial, "app.user_access_token.revoke_non_compliant.partial.app_error", "the batch limit was reached before every non-compliant token was revoked; run it again", "RevokeNonCompliantUserAccessTokens stopped at its batch limit (REST only; gRPC answers complete = false).";
     RevocationLogPruned, "token_service.revocation_log.pruned", "revocation events after this position are no longer kept", "Events after the requested position were pruned from the revocation log.";
     WebhookNotFound, "token_service.webhook.not_found", "webhook not found", "The webhook endpoint does not exist.";
     InvalidWebhookUrl, "token_service.webhook.invalid_url", "invalid webhook URL", "A webhook URL that is not an absolute http(s) URL with a host, has user information, or is too long.";

@@ -76,6 +76,10 @@ actions! {
     /// A secret that a rotation replaced was presented after its grace period: someone holds
     /// a copy of a credential that was meant to be dead.
     AccessTokenReuseDetected => "access_token.reuse_detected",
+    /// An expired personal access token was deleted by the cleanup job.
+    AccessTokenExpired => "access_token.expired",
+    /// A personal access token's owner is warned that it expires within 7, 3 or 1 days.
+    AccessTokenExpiring => "access_token.expiring",
     /// A session was created (a login, or the session minted at a token's first use).
     SessionCreated => "session.created",
     /// One session was revoked (or logged out).

@@ -14,8 +14,10 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod introspection;
+pub mod jobs;
 pub mod lifecycle;
 pub mod model;
+pub mod non_compliant;
 pub mod paging;
 pub mod permissions;
 pub mod revocations;
@@ -76,6 +78,8 @@ pub struct Policy {
     pub webhooks: webhooks::WebhookPolicy,
     /// Rotation of personal access tokens and reuse detection.
     pub rotation: rotation::RotationPolicy,
+    /// The background jobs (expired-token cleanup, expiry notices, non-compliant batches).
+    pub jobs: jobs::JobsPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.

@@ -50,7 +50,7 @@ fn payload(record: &LifecycleRecord) -> Vec<u8> {
 }
 
 /// This process's name on the leases it takes: unique per process start.
-fn worker_name() -> String {
+pub(crate) fn worker_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

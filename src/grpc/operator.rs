@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use super::{TokenServiceApi, convert};
 use crate::{
     admin::{NotSetUp, Output},
-    cli::{AdminAction, AuditArgs, WebhookAction},
+    cli::{AdminAction, AuditArgs, NonCompliantAction, WebhookAction},
     config::Config,
     domain::Context,
     pb::{self, token_service_client::TokenServiceClient},
@@ -573,6 +573,26 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
             )
         }
         AdminAction::Webhooks { action } => run_webhook_call(op, action).await?,
+        AdminAction::NonCompliantTokens { action } => match action {
+            NonCompliantAction::Count => {
+                let r = call!(
+                    op,
+                    count_non_compliant_user_access_tokens,
+                    pb::CountNonCompliantUserAccessTokensRequest {}
+                )
+                .map_err(failed)?;
+                json!({"count": r.count})
+            }
+            NonCompliantAction::Revoke { .. } => {
+                let r = call!(
+                    op,
+                    revoke_non_compliant_user_access_tokens,
+                    pb::RevokeNonCompliantUserAccessTokensRequest {}
+                )
+                .map_err(failed)?;
+                json!({"count": r.count, "complete": r.complete})
+            }
+        },
         AdminAction::Introspect => {
             let token = read_stdin("the token")?;
             if token.is_empty() {

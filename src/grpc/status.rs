@@ -45,6 +45,7 @@ impl From<Error> for Status {
             (Code::OutOfRange, err.to_string())
         }
         Error::Unimplemented { .. } => (Code::Unimplemented, err.to_string()),
+        Error::FailedPrecondition { .. } => (Code::FailedPrecondition, err.to_string()),
         Error::Unavailable(cause) => {
             warn!(cause = %cause, "database unavailable");
             (Code::Unavailable, err.to_string())

@@ -12,7 +12,7 @@ use crate::domain::{
     commands::{self, NewCommand},
     error::{Error, Reason},
     events::{self, EventQuery},
-    introspection, revocations,
+    introspection, non_compliant, revocations,
     rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
     users::{self, NewUser},
@@ -186,6 +186,31 @@ impl TokenService for TokenServiceApi {
         ok(pb::RotateUserAccessTokenResponse {
             token: rotated.secret.expose().to_owned(),
             user_access_token: Some(rotated.token.into()),
+        })
+    }
+
+    async fn count_non_compliant_user_access_tokens(
+        &self,
+        request: Request<pb::CountNonCompliantUserAccessTokensRequest>,
+    ) -> RpcResult<pb::CountNonCompliantUserAccessTokensResponse> {
+        let caller = self.caller(&request).await?;
+        let count =
+            non_compliant::count_non_compliant_user_access_tokens(&self.ctx, &caller).await?;
+        ok(pb::CountNonCompliantUserAccessTokensResponse {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
+        })
+    }
+
+    async fn revoke_non_compliant_user_access_tokens(
+        &self,
+        request: Request<pb::RevokeNonCompliantUserAccessTokensRequest>,
+    ) -> RpcResult<pb::RevokeNonCompliantUserAccessTokensResponse> {
+        let caller = self.caller(&request).await?;
+        let done =
+            non_compliant::revoke_non_compliant_user_access_tokens(&self.ctx, &caller).await?;
+        ok(pb::RevokeNonCompliantUserAccessTokensResponse {
+            count: i64::try_from(done.count).unwrap_or(i64::MAX),
+            complete: done.complete,
         })
     }
 

@@ -220,6 +220,18 @@ fn rest(reason: Reason) -> (StatusCode, Option<&'static str>) {
                 "Personal access tokens are disabled on this server. Please contact your system administrator for details.",
             ),
         ),
+        Reason::NonCompliantNoPolicy => (
+            S::BAD_REQUEST,
+            Some(
+                "No maximum personal access token lifetime is configured, so no token is non-compliant.",
+            ),
+        ),
+        Reason::NonCompliantPartial => (
+            S::INTERNAL_SERVER_ERROR,
+            Some(
+                "Some non-compliant personal access tokens were revoked, but the batch limit was reached. Run the revocation again.",
+            ),
+        ),
         Reason::RevocationLogPruned => (S::GONE, None),
         Reason::WebhookNotFound => (S::NOT_FOUND, None),
         Reason::InvalidWebhookUrl => (S::BAD_REQUEST, None),
@@ -259,6 +271,10 @@ impl From<Error> for ApiError {
                 ApiError::new(reason, message, "")
             }
             Error::OutOfRange { .. } => ApiError::new(reason, reason.to_string(), err.to_string()),
+            Error::FailedPrecondition { .. } => {
+                let message = rest(reason).1.map_or_else(|| err.to_string(), Into::into);
+                ApiError::new(reason, message, err.to_string())
+            }
             Error::Unavailable(cause) => {
                 warn!(cause = %cause, "database unavailable");
                 ApiError::new(reason, err.to_string(), "")

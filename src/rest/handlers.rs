@@ -35,6 +35,7 @@ use crate::domain::{
     introspection,
     lifecycle::LifecycleRecord,
     model::roles_from_str,
+    non_compliant,
     paging::PageRequest,
     revocations,
     rotation::{self, RotateUserAccessToken},
@@ -224,6 +225,33 @@ pub(crate) async fn get_user_access_tokens(
             .map(UserAccessTokenJson::from)
             .collect::<Vec<_>>(),
     )
+}
+
+pub(crate) async fn count_non_compliant_user_access_tokens(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let count = non_compliant::count_non_compliant_user_access_tokens(&state.ctx, &caller).await?;
+    ok_json(serde_json::json!({ "count": count }))
+}
+
+pub(crate) async fn revoke_non_compliant_user_access_tokens(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult {
+    let done = non_compliant::revoke_non_compliant_user_access_tokens(&state.ctx, &caller).await?;
+    if !done.complete {
+        // Mattermost answers a partial revoke with a 500 (and no count).
+        return Err(domain_error::Error::FailedPrecondition {
+            rule: format!(
+                "{} tokens were revoked and the batch limit was reached; run it again",
+                done.count
+            ),
+            reason: Reason::NonCompliantPartial,
+        }
+        .into());
+    }
+    ok_json(serde_json::json!({ "count": done.count }))
 }
 
 pub(crate) async fn search_user_access_tokens(

@@ -503,6 +503,9 @@ fn schemas() -> Value {
         }), &[]),
         "StatusOK": object(json!({"status": {"type": "string", "enum": ["OK"]}}), &[]),
         "UserAccessToken": object(token_fields, &[]),
+        "NonCompliantCount": object(json!({
+            "count": {"type": "integer", "format": "int64", "minimum": 0, "description": "Tokens breaking the maximum-lifetime policy (count), or revoked (revoke)."},
+        }), &["count"]),
         "CreatedUserAccessToken": object(created_fields, &[]),
         "NewUserAccessToken": body_requiring(json!({
             "description": text(1, 255, "Required, at most 255 bytes."),

@@ -274,6 +274,16 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             doc(200, Some("RotateUserAccessToken"), One("CreatedUserAccessToken")),
         ),
         serve(
+            "CountNonCompliantUserAccessTokens",
+            h::count_non_compliant_user_access_tokens,
+            doc(200, None, One("NonCompliantCount")),
+        ),
+        serve(
+            "RevokeNonCompliantUserAccessTokens",
+            h::revoke_non_compliant_user_access_tokens,
+            doc(200, None, One("NonCompliantCount")),
+        ),
+        serve(
             "GetSessions",
             h::get_sessions,
             doc(200, None, List("Session")),

@@ -49,6 +49,7 @@ impl Store {
             is_active: Set(token.is_active),
             expires_at: Set(token.expires_at),
             create_at: Set(token.create_at),
+            last_notified_at: Set(None),
         };
         let txn = self.begin_with_write().await?;
         tokens::Entity::insert(row)

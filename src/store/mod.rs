@@ -6,6 +6,7 @@ mod commands;
 mod connect;
 mod entities;
 mod error;
+mod jobs;
 mod lifecycle;
 mod rotation;
 mod sessions;

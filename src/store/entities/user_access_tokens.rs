@@ -12,6 +12,8 @@ pub(crate) struct Model {
     pub(crate) is_active: bool,
     pub(crate) expires_at: i64,
     pub(crate) create_at: i64,
+    /// When the owner was last warned of the expiry (Unix ms); internal, never in the API.
+    pub(crate) last_notified_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

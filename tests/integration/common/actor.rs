@@ -226,6 +226,26 @@ impl ActorClient {
 
     // Personal access tokens.
 
+    /// CountNonCompliantUserAccessTokens.
+    pub async fn count_non_compliant_tokens(&self) -> Reply<i64> {
+        let request = self.request(pb::CountNonCompliantUserAccessTokensRequest {});
+        self.client()
+            .count_non_compliant_user_access_tokens(request)
+            .await
+            .map(|r| r.into_inner().count)
+    }
+
+    /// RevokeNonCompliantUserAccessTokens.
+    pub async fn revoke_non_compliant_tokens(
+        &self,
+    ) -> Reply<pb::RevokeNonCompliantUserAccessTokensResponse> {
+        let request = self.request(pb::RevokeNonCompliantUserAccessTokensRequest {});
+        self.client()
+            .revoke_non_compliant_user_access_tokens(request)
+            .await
+            .map(Response::into_inner)
+    }
+
     /// CreateUserAccessToken without an expiry.
     pub async fn create_token(
         &self,

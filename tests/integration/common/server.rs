@@ -67,6 +67,9 @@ impl TestServer {
             ..Config::default()
         };
         config.pool.max_connections = 5;
+        // The scheduled jobs run where a test asks for them (`c.jobs.enable = true`): a job
+        // run landing between a test's clock move and its checks would change what it sees.
+        config.jobs.enable = false;
         tweak(&mut config);
         let clock = ManualClock::starting_now();
         let options = StartOptions {
@@ -135,6 +138,22 @@ impl TestServer {
         StartOptions {
             clock: Arc::new(self.clock.clone()),
         }
+    }
+
+    /// Another in-process replica: the same database, key and clock, with its own
+    /// listeners, cache, pool and background tasks (no local socket: that path is this
+    /// server's), after `tweak` adjusts a copy of this server's configuration. Stop it with
+    /// `shutdown()` before this server.
+    pub async fn start_replica(&self, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+        let mut config = self.config.clone();
+        config.grpc_addr = "127.0.0.1:0".parse().unwrap();
+        config.http_addr = "127.0.0.1:0".parse().unwrap();
+        config.management_addr = None;
+        config.enable_local_socket = false;
+        tweak(&mut config);
+        server::start_with(&config, self.start_options())
+            .await
+            .expect("replica starts")
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -126,6 +126,44 @@ const QUERIES: &[(&str, &str)] = &[
         "command by team and trigger",
         "SELECT * FROM commands WHERE team_id = 'x' AND trigger = 'y'",
     ),
+    (
+        "a scheduled job by name",
+        "SELECT * FROM scheduled_jobs WHERE name = 'x'",
+    ),
+    (
+        "cleanup job: expired active tokens, oldest expiry first",
+        "SELECT * FROM user_access_tokens WHERE is_active = true AND expires_at > 0 \
+         AND expires_at <= 100 ORDER BY expires_at, id LIMIT 1000 FOR UPDATE",
+    ),
+    (
+        "sessions minted for a batch of tokens (cleanup, non-compliant revoke)",
+        "SELECT * FROM sessions WHERE user_access_token_id IN ('x', 'y')",
+    ),
+    (
+        "non-compliant revoke: the picked tokens, locked",
+        "SELECT * FROM user_access_tokens WHERE id IN ('x', 'y') ORDER BY id FOR UPDATE",
+    ),
+];
+
+/// Scans of a window an index bounds, whose remaining condition compares columns of each row
+/// found (or asks about its owner), which no index can serve: the index must find the
+/// window (no sequential scan, an index condition); a filter may then drop rows from it.
+const WINDOWS: &[(&str, &str)] = &[
+    (
+        "notice job: tokens expiring within 7 days (threshold conditions filtered per row)",
+        "SELECT * FROM user_access_tokens WHERE is_active = true AND expires_at > 100 \
+         AND expires_at <= 700 AND ((expires_at <= 200 AND (last_notified_at IS NULL \
+         OR last_notified_at < expires_at - 100)) OR (expires_at <= 400 AND \
+         (last_notified_at IS NULL OR last_notified_at < expires_at - 300))) \
+         AND (expires_at > 150 OR (expires_at = 150 AND id > 'x')) \
+         ORDER BY expires_at, id LIMIT 1000",
+    ),
+    (
+        "non-compliant count: active tokens never expiring or beyond the maximum, not bots'",
+        "SELECT COUNT(*) FROM user_access_tokens WHERE is_active = true \
+         AND (expires_at = 0 OR expires_at > 100) \
+         AND user_id NOT IN (SELECT id FROM users WHERE is_bot = true)",
+    ),
 ];
 
 #[tokio::test]
@@ -151,7 +189,11 @@ async fn every_lookup_is_served_by_an_index_on_postgres() {
         .await
         .unwrap();
     let mut missing = Vec::new();
-    for (what, sql) in QUERIES {
+    let all = QUERIES
+        .iter()
+        .map(|(what, sql)| (what, sql, true))
+        .chain(WINDOWS.iter().map(|(what, sql)| (what, sql, false)));
+    for (what, sql, strict) in all {
         let rows = db
             .query_all_raw(Statement::from_string(
                 db.get_database_backend(),
@@ -168,7 +210,8 @@ async fn every_lookup_is_served_by_an_index_on_postgres() {
         let filters = sql.contains(" WHERE ");
         let served = !plan.contains("Seq Scan")
             && plan.contains("Index")
-            && (!filters || (plan.contains("Index Cond") && !plan.contains("Filter:")));
+            && (!filters
+                || (plan.contains("Index Cond") && (!strict || !plan.contains("Filter:"))));
         if !served {
             missing.push(format!("{what}:\n{plan}"));
         }

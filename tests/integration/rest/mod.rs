@@ -6,6 +6,7 @@ mod auth;
 mod drift;
 mod errors;
 mod input;
+mod non_compliant;
 mod openapi;
 mod probes;
 mod rotate;
@@ -86,6 +87,14 @@ impl Http {
     pub fn new(srv: &TestServer) -> Self {
         Self {
             base: srv.http_base(),
+            client: crate::common::http_client(),
+        }
+    }
+
+    /// A client of the shim at `base` (`http://127.0.0.1:<port>`), another replica's say.
+    pub fn at(base: String) -> Self {
+        Self {
+            base,
             client: crate::common::http_client(),
         }
     }

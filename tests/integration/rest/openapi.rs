@@ -318,6 +318,23 @@ async fn every_route_answers_as_its_schema_says() {
         200
     );
     call!(
+        Method::GET,
+        "/api/v4/users/tokens/non_compliant/count",
+        "/api/v4/users/tokens/non_compliant/count",
+        &admin.token,
+        None,
+        200
+    );
+    // No lifetime policy here: Mattermost's 400.
+    call!(
+        Method::POST,
+        "/api/v4/users/tokens/non_compliant/revoke",
+        "/api/v4/users/tokens/non_compliant/revoke",
+        &admin.token,
+        None,
+        400
+    );
+    call!(
         Method::POST,
         "/api/v4/users/tokens/search",
         "/api/v4/users/tokens/search",

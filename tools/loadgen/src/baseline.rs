@@ -180,6 +180,10 @@ echo_service! {
         -> GetUserAccessTokensForUserResponse;
     get_user_access_tokens(GetUserAccessTokensRequest) -> GetUserAccessTokensResponse;
     search_user_access_tokens(SearchUserAccessTokensRequest) -> SearchUserAccessTokensResponse;
+    count_non_compliant_user_access_tokens(CountNonCompliantUserAccessTokensRequest)
+        -> CountNonCompliantUserAccessTokensResponse;
+    revoke_non_compliant_user_access_tokens(RevokeNonCompliantUserAccessTokensRequest)
+        -> RevokeNonCompliantUserAccessTokensResponse;
     get_user_access_token(GetUserAccessTokenRequest) -> GetUserAccessTokenResponse;
     revoke_user_access_token(RevokeUserAccessTokenRequest) -> RevokeUserAccessTokenResponse;
     disable_user_access_token(DisableUserAccessTokenRequest) -> DisableUserAccessTokenResponse;

@@ -11,12 +11,15 @@
 //! - [`webhooks`]: the webhook RPCs (manage_system), on the same credentials.
 //! - [`audit`]: ListAuditRecords, ComputeAuditHash and VerifyAuditLog, on the same credentials
 //!   plus a system_auditor's.
+//! - [`non_compliant`]: Count/RevokeNonCompliantUserAccessTokens (manage_system), on the
+//!   same credentials.
 //!
 //! Outcomes read as the tables print them: [`outcome`] for the token table, [`code`] for the
 //! other; an UNAUTHENTICATED always carries Mattermost's session-expired error id.
 
 mod audit;
 mod commands;
+mod non_compliant;
 mod sessions;
 mod tokens;
 mod users;
