@@ -191,12 +191,13 @@ fn grace_period(ctx: &Context, requested: Option<i64>) -> Result<i64> {
     Ok(ms)
 }
 
+/// Mattermost answers 400; over gRPC the request is well formed and the token's state is
+/// what stands in the way, so FAILED_PRECONDITION (enable the token, then retry).
 fn disabled_token() -> Error {
-    Error::invalid(
-        "token_id",
-        Reason::RotateDisabledToken,
-        "the token is disabled: enable it before rotating it",
-    )
+    Error::FailedPrecondition {
+        rule: "token_id: the token is disabled: enable it before rotating it".into(),
+        reason: Reason::RotateDisabledToken,
+    }
 }
 
 /// Reuse records are written at most once per superseded secret per this many

@@ -559,12 +559,16 @@ async fn rotation_checks_follow_mattermost_over_grpc() {
 
     // A disabled token is refused (enable it first), before the expiry is looked at.
     srv.as_(&alice).disable_token(&token_id).await.unwrap();
-    assert_invalid(
-        srv.as_(&alice)
-            .rotate_token(&token_id, Some(at(now - 1)), None)
-            .await,
-        "token_id",
-        "api.user.rotate_user_access_token.disabled_token.app_error",
+    let refused = srv
+        .as_(&alice)
+        .rotate_token(&token_id, Some(at(now - 1)), None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(
+        error_id(&refused),
+        "api.user.rotate_user_access_token.disabled_token.app_error"
     );
+    assert!(refused.message().contains("token_id"), "{refused:?}");
     srv.stop().await;
 }
