@@ -179,18 +179,7 @@ impl Store {
         record: &NewRecord,
     ) -> Result<bool> {
         let txn = self.begin_write().await?;
-        // Lock the token row first. A first use minting a session checks the token (its
-        // foreign key) before it touches `sessions`, so it now waits for this revoke instead
-        // of holding the token while this transaction holds the sessions it must insert
-        // between (a deadlock on MariaDB).
-        tokens::Entity::update_many()
-            .col_expr(
-                tokens::Column::IsActive,
-                Expr::col(tokens::Column::IsActive),
-            )
-            .filter(tokens::Column::Id.eq(id.as_str()))
-            .exec(&txn)
-            .await?;
+        lock_access_token_row(&txn, id).await?;
         if change.delete_minted_sessions {
             sessions::Entity::delete_many()
                 .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
@@ -244,4 +233,23 @@ impl Store {
         txn.commit().await?;
         Ok(exists)
     }
+}
+
+/// Locks token `id`'s row (a write that changes nothing), before anything else a change
+/// of the token does. A first use minting a session checks the token (its foreign key)
+/// before it touches `sessions`, so it waits for the change instead of holding the token
+/// while the change holds the sessions it must insert between (a deadlock on MariaDB).
+pub(super) async fn lock_access_token_row(
+    txn: &sea_orm::DatabaseTransaction,
+    id: &TokenId,
+) -> Result<()> {
+    tokens::Entity::update_many()
+        .col_expr(
+            tokens::Column::IsActive,
+            Expr::col(tokens::Column::IsActive),
+        )
+        .filter(tokens::Column::Id.eq(id.as_str()))
+        .exec(txn)
+        .await?;
+    Ok(())
 }

@@ -56,16 +56,7 @@ impl Store {
         record: &NewRecord,
     ) -> Result<RotationOutcome> {
         let txn = self.begin_write().await?;
-        // Lock the token row first, as revoke does (a first use minting a session checks the
-        // token before it touches `sessions`, so it waits for this rotation).
-        tokens::Entity::update_many()
-            .col_expr(
-                tokens::Column::IsActive,
-                Expr::col(tokens::Column::IsActive),
-            )
-            .filter(tokens::Column::Id.eq(id.as_str()))
-            .exec(&txn)
-            .await?;
+        super::access_tokens::lock_access_token_row(&txn, id).await?;
         let Some(row) = tokens::Entity::find_by_id(id.to_string()).one(&txn).await? else {
             txn.rollback().await?;
             return Ok(RotationOutcome::Missing);
