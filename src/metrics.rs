@@ -151,6 +151,10 @@ pub struct Metrics {
     webhook_deliveries: [AtomicU64; WEBHOOK_OUTCOMES.len()],
     webhooks_disabled: AtomicU64,
     webhook_lag: Histogram,
+    /// Last-use flush: token rows written, transactions committed, batches failed.
+    last_use_token_writes: AtomicU64,
+    last_use_batches: AtomicU64,
+    last_use_failures: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -161,6 +165,9 @@ impl Default for Metrics {
             webhook_deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             webhooks_disabled: AtomicU64::new(0),
             webhook_lag: Histogram::with_bounds(&LAG_BUCKETS),
+            last_use_token_writes: AtomicU64::new(0),
+            last_use_batches: AtomicU64::new(0),
+            last_use_failures: AtomicU64::new(0),
         }
     }
 }
@@ -222,6 +229,23 @@ impl Metrics {
     /// Records how long a lifecycle record took from its commit to an endpoint's 2xx.
     pub fn record_webhook_lag(&self, lag: Duration) {
         self.webhook_lag.observe(lag);
+    }
+
+    /// Counts a committed last-use batch that wrote `tokens` token rows.
+    pub fn record_last_use_flush(&self, tokens: usize) {
+        self.last_use_batches.fetch_add(1, Ordering::Relaxed);
+        self.last_use_token_writes
+            .fetch_add(tokens as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a last-use batch that failed (its uses wait for the next flush).
+    pub fn record_last_use_flush_failure(&self) {
+        self.last_use_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Token rows the last-use flush has written so far.
+    pub fn last_use_token_writes(&self) -> u64 {
+        self.last_use_token_writes.load(Ordering::Relaxed)
     }
 
     /// Webhook attempts so far with `outcome`.
@@ -347,6 +371,29 @@ impl Metrics {
                 out,
                 "token_service_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",
                 count.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, counter) in [
+            (
+                "token_service_last_use_token_writes_total",
+                "Token rows the last-use flush wrote (at most one per token per flush).",
+                &self.last_use_token_writes,
+            ),
+            (
+                "token_service_last_use_flush_batches_total",
+                "Last-use transactions committed.",
+                &self.last_use_batches,
+            ),
+            (
+                "token_service_last_use_flush_failures_total",
+                "Last-use batches that failed (their uses wait for the next flush).",
+                &self.last_use_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(

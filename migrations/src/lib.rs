@@ -12,6 +12,7 @@ mod m20261201_000004_add_revocation_log_row;
 mod m20261202_000005_create_lifecycle_log;
 mod m20261202_000006_create_webhook_endpoints;
 mod m20261203_000007_index_lifecycle_log_for_audit;
+mod m20261203_000010_record_access_token_last_use;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_create_lifecycle_log::Migration),
             Box::new(m20261202_000006_create_webhook_endpoints::Migration),
             Box::new(m20261203_000007_index_lifecycle_log_for_audit::Migration),
+            Box::new(m20261203_000010_record_access_token_last_use::Migration),
         ]
     }
 }

@@ -22,6 +22,7 @@ pub mod revocations;
 pub mod secret;
 pub mod sessions;
 pub mod text;
+pub mod token_usage;
 pub mod users;
 pub mod webhook_worker;
 pub mod webhooks;
@@ -100,6 +101,8 @@ struct ContextInner {
     clock: Arc<dyn Clock>,
     /// Sends webhook messages over HTTP (installed by the server; the domain speaks no HTTP).
     webhook_sender: std::sync::OnceLock<Arc<dyn webhooks::WebhookSender>>,
+    /// Personal access token uses noted by the token check, until the next last-use flush.
+    usage: token_usage::UsageCollector,
 }
 
 impl Context {
@@ -125,6 +128,7 @@ impl Context {
                 command_cipher,
                 clock,
                 webhook_sender: std::sync::OnceLock::new(),
+                usage: token_usage::UsageCollector::default(),
             }),
         }
     }
@@ -160,6 +164,11 @@ impl Context {
     /// The hot-path cache.
     pub fn cache(&self) -> &cache::PrincipalCache {
         &self.inner.cache
+    }
+
+    /// Token uses waiting for the next last-use flush.
+    pub fn usage(&self) -> &token_usage::UsageCollector {
+        &self.inner.usage
     }
 
     /// This server's metrics.

@@ -8,6 +8,7 @@ mod entities;
 mod error;
 mod lifecycle;
 mod sessions;
+mod token_usage;
 mod users;
 mod webhooks;
 

@@ -12,6 +12,10 @@ pub(crate) struct Model {
     pub(crate) is_active: bool,
     pub(crate) expires_at: i64,
     pub(crate) create_at: i64,
+    /// Last use (Unix ms, 0 = never), written by the last-use flush.
+    pub(crate) last_used_at: i64,
+    /// The user agent of the last use, at most 255 bytes.
+    pub(crate) last_user_agent: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
