@@ -342,6 +342,9 @@ pub async fn start_with(
         (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms));
     let check_interval = Duration::from_millis(config.health_check_interval_ms);
     let health = Health::new(ctx.clone(), check_interval.max(Duration::from_secs(1)));
+    let trusted_proxies = Arc::new(
+        crate::client_ip::TrustedProxies::parse(&config.trusted_proxies).map_err(InvalidConfig)?,
+    );
     let rest_app = rest::router(
         ctx.clone(),
         health.clone(),
@@ -350,6 +353,7 @@ pub async fn start_with(
         request_timeout,
         config.enable_developer,
         &config.trusted_proxy_ip_header,
+        trusted_proxies.clone(),
     );
     let management_app = rest::management_router(ctx.clone(), health.clone());
 
@@ -406,6 +410,12 @@ pub async fn start_with(
             shutdown_rx.clone(),
         ))
     });
+    // Last use of personal access tokens: collected by the token check, written in batches.
+    let last_use_task = tokio::spawn(crate::domain::token_usage::run_last_use_flush(
+        ctx.clone(),
+        Duration::from_millis(config.last_use.flush_interval.millis()),
+        shutdown_rx.clone(),
+    ));
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -440,7 +450,8 @@ pub async fn start_with(
         let grpc = grpc_server
             .layer(
                 RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
-                    .trusting(&trusted_proxy_ip_header),
+                    .trusting(&trusted_proxy_ip_header)
+                    .behind(trusted_proxies),
             )
             .layer(tower::util::option_layer(
                 request_timeout.map(grpc::DeadlineLayer::new),
@@ -542,6 +553,11 @@ pub async fn start_with(
         // gives its leases up.
         if let Some(task) = webhook_task {
             let _ = task.await;
+        }
+        // The last flush of token uses, once the last calls are answered.
+        let _ = last_use_task.await;
+        if let Err(e) = ctx.flush_last_use().await {
+            warn!(error = %e, "could not flush token last use at shutdown; it is lost");
         }
         if let Some(path) = &task_socket_path {
             remove_local_socket(path);

@@ -38,6 +38,7 @@ use tracing_subscriber::{
 };
 
 use crate::{
+    client_ip::TrustedProxies,
     config::{LogConfig, LogFormat},
     domain::{ids::RequestId, lifecycle::RequestOrigin},
     metrics::{Metrics, Transport},
@@ -202,6 +203,9 @@ pub struct RequestLayer {
     known_paths: Arc<HashSet<Arc<str>>>,
     /// Headers a trusted proxy sets to the client's address (`trusted_proxy_ip_header`).
     trusted_ip_headers: Arc<[http::HeaderName]>,
+    /// `trusted_proxies`: when set, it decides the client's address instead of
+    /// `trusted_ip_headers`.
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl RequestLayer {
@@ -213,6 +217,7 @@ impl RequestLayer {
             metrics,
             known_paths: Arc::new(known_paths.into_iter().map(Arc::from).collect()),
             trusted_ip_headers: Arc::new([]),
+            trusted_proxies: Arc::default(),
         }
     }
 
@@ -223,6 +228,7 @@ impl RequestLayer {
             metrics,
             known_paths: Arc::default(),
             trusted_ip_headers: Arc::new([]),
+            trusted_proxies: Arc::default(),
         }
     }
 
@@ -235,17 +241,30 @@ impl RequestLayer {
             .collect();
         self
     }
+
+    /// Reads the client's address through `proxies` (`trusted_proxies`; see
+    /// [`crate::client_ip`]). When any are configured, `trusting`'s headers are not read.
+    pub fn behind(mut self, proxies: Arc<TrustedProxies>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
 }
 
-/// The client's address: the first trusted proxy header present (its first address, as
-/// Mattermost's `GetIPAddress`; a value that is not an IP address counts as absent, so no
-/// header text reaches the audit trail), else the peer's address (REST: axum's
-/// `ConnectInfo`; gRPC: tonic's connect info, plaintext or TLS); none over the local socket.
+/// The client's address. With `trusted_proxies` configured: the peer's, or, when the peer is
+/// a trusted proxy, the address its `Forwarded` / `X-Forwarded-For` chain names (see
+/// [`crate::client_ip`]). Otherwise the first `trusted_proxy_ip_header` present (its first
+/// address, as Mattermost's `GetIPAddress`; a value that is not an IP address counts as
+/// absent, so no header text reaches the audit trail), else the peer's address (REST:
+/// axum's `ConnectInfo`; gRPC: tonic's connect info, plaintext or TLS); none over the local
+/// socket.
 fn client_ip<B>(
     request: &http::Request<B>,
     trusted: &[http::HeaderName],
+    proxies: &TrustedProxies,
 ) -> Option<std::net::IpAddr> {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    if !proxies.is_empty() {
+        return peer_ip(request).map(|peer| proxies.client_ip(peer, request.headers()));
+    }
     for header in trusted {
         if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
             let first = value.split(',').next().unwrap_or("").trim();
@@ -254,6 +273,12 @@ fn client_ip<B>(
             }
         }
     }
+    peer_ip(request)
+}
+
+/// The socket peer's address, if the request came over TCP.
+fn peer_ip<B>(request: &http::Request<B>) -> Option<std::net::IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let extensions = request.extensions();
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -323,7 +348,11 @@ where
             let _ = span.set_parent(parent);
         }
         let origin = RequestOrigin {
-            ip: client_ip(&request, &self.layer.trusted_ip_headers),
+            ip: client_ip(
+                &request,
+                &self.layer.trusted_ip_headers,
+                &self.layer.trusted_proxies,
+            ),
             user_agent: request
                 .headers()
                 .get(http::header::USER_AGENT)

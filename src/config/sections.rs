@@ -1,5 +1,5 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
-//! `[webrtc]`, `[webhooks]`, `[log]`, `[pool]`) and their defaults.
+//! `[webrtc]`, `[webhooks]`, `[log]`, `[pool]`, `[last_use]`) and their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -243,6 +243,33 @@ impl WebhooksConfig {
         }
         if !(10..=60_000).contains(&self.poll_interval.0) {
             return Err("webhooks.poll_interval: must be between 10ms and 60s".into());
+        }
+        Ok(())
+    }
+}
+
+/// Last use of personal access tokens: uses are collected in memory and written in batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LastUseConfig {
+    /// How often each replica writes the token uses it collected (at most one write per
+    /// token per interval). A crash loses at most this much last-use data. 10ms to 1d.
+    pub flush_interval: Span,
+}
+
+impl Default for LastUseConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Span(60_000),
+        }
+    }
+}
+
+impl LastUseConfig {
+    /// Checks the interval's range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(10..=86_400_000).contains(&self.flush_interval.millis()) {
+            return Err("last_use.flush_interval: must be between 10ms and 1d".into());
         }
         Ok(())
     }

@@ -238,7 +238,8 @@ fn token_use((token_id, used): &(TokenId, PendingUse)) -> TokenUse {
     }
 }
 
-/// Flushes the collected token uses every `interval` until `shutdown`, then once more.
+/// Flushes the collected token uses every `interval` until `shutdown` (the server flushes
+/// once more after the last call is answered).
 pub async fn run_last_use_flush(
     ctx: Context,
     interval: Duration,
@@ -262,9 +263,6 @@ pub async fn run_last_use_flush(
             Ok(_) => {}
             Err(e) => warn!(error = %e, "could not flush token last use; will retry"),
         }
-    }
-    if let Err(e) = ctx.flush_last_use().await {
-        warn!(error = %e, "could not flush token last use at shutdown; it is lost");
     }
 }
 

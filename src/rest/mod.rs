@@ -64,6 +64,7 @@ pub(crate) fn router(
     timeout: Option<Duration>,
     enable_developer: bool,
     trusted_proxy_ip_header: &[String],
+    trusted_proxies: std::sync::Arc<crate::client_ip::TrustedProxies>,
 ) -> Router {
     let table = routes::routes()
         .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
@@ -130,9 +131,11 @@ pub(crate) fn router(
     } else {
         Router::new()
     };
-    operational
-        .merge(api)
-        .layer(RequestLayer::http(metrics).trusting(trusted_proxy_ip_header))
+    operational.merge(api).layer(
+        RequestLayer::http(metrics)
+            .trusting(trusted_proxy_ip_header)
+            .behind(trusted_proxies),
+    )
 }
 
 /// A route path with a parameter (`/users/tokens/{token_id}`).
