@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod health_reflection;
 mod introspection;
+mod last_use;
 mod lifecycle_log;
 mod replicas;
 mod revocation_log;
