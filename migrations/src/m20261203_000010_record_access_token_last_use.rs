@@ -4,6 +4,10 @@
 //! (the service keeps the 5 newest per token). Written in batches by each replica's last-use
 //! flush, never by the token check itself. Expand only: old code ignores the new columns and
 //! table.
+//!
+//! Indexes on `last_used_at` and `expires_at` serve the list filters over every user's tokens
+//! (`last_used_before/after`, `expires_before`, `state=expired`); one user's list is served by
+//! the existing `(user_id, id)` index.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -49,10 +53,38 @@ impl MigrationTrait for Migration {
                     )
                     .to_owned(),
             )
-            .await
+            .await?;
+        for (name, column) in [
+            ("idx_user_access_tokens_last_used_at", "last_used_at"),
+            ("idx_user_access_tokens_expires_at", "expires_at"),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table("user_access_tokens")
+                        .col(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for name in [
+            "idx_user_access_tokens_expires_at",
+            "idx_user_access_tokens_last_used_at",
+        ] {
+            manager
+                .drop_index(
+                    Index::drop()
+                        .name(name)
+                        .table("user_access_tokens")
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .drop_table(
                 Table::drop()
