@@ -6,6 +6,7 @@ mod auth;
 mod drift;
 mod errors;
 mod input;
+mod last_use;
 mod openapi;
 mod probes;
 mod routes;
