@@ -12,6 +12,29 @@
 
 use std::net::IpAddr;
 
+/// How the request layer decides a client's address: `trusted_proxies` when any are
+/// configured, else Mattermost's `trusted_proxy_ip_header`, else the peer.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIpSettings {
+    /// `trusted_proxy_ip_header` (read only while `trusted_proxies` is empty).
+    pub trusted_proxy_ip_header: Vec<String>,
+    /// `trusted_proxies`.
+    pub trusted_proxies: std::sync::Arc<TrustedProxies>,
+}
+
+impl ClientIpSettings {
+    /// The settings of `config` (already validated).
+    pub fn of(config: &crate::config::Config) -> Result<Self, String> {
+        Ok(Self {
+            trusted_proxy_ip_header: config.trusted_proxy_ip_header.clone(),
+            trusted_proxies: std::sync::Arc::new(
+                TrustedProxies::parse(&config.trusted_proxies)
+                    .map_err(|e| format!("trusted_proxies: {e}"))?,
+            ),
+        })
+    }
+}
+
 /// An address block: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpBlock {

@@ -342,9 +342,7 @@ pub async fn start_with(
         (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms));
     let check_interval = Duration::from_millis(config.health_check_interval_ms);
     let health = Health::new(ctx.clone(), check_interval.max(Duration::from_secs(1)));
-    let trusted_proxies = Arc::new(
-        crate::client_ip::TrustedProxies::parse(&config.trusted_proxies).map_err(InvalidConfig)?,
-    );
+    let client_ip = crate::client_ip::ClientIpSettings::of(config).map_err(InvalidConfig)?;
     let rest_app = rest::router(
         ctx.clone(),
         health.clone(),
@@ -352,8 +350,7 @@ pub async fn start_with(
         config.max_request_body_bytes,
         request_timeout,
         config.enable_developer,
-        &config.trusted_proxy_ip_header,
-        trusted_proxies.clone(),
+        &client_ip,
     );
     let management_app = rest::management_router(ctx.clone(), health.clone());
 
@@ -433,7 +430,6 @@ pub async fn start_with(
     let server_ctx = ctx.clone();
     let server_health = health.clone();
     let task_socket_path = local_socket_path.clone();
-    let trusted_proxy_ip_header = config.trusted_proxy_ip_header.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
         let mut reporter = health_reporter.clone();
@@ -450,8 +446,7 @@ pub async fn start_with(
         let grpc = grpc_server
             .layer(
                 RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
-                    .trusting(&trusted_proxy_ip_header)
-                    .behind(trusted_proxies),
+                    .client_ip(&client_ip),
             )
             .layer(tower::util::option_layer(
                 request_timeout.map(grpc::DeadlineLayer::new),

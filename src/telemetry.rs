@@ -38,7 +38,7 @@ use tracing_subscriber::{
 };
 
 use crate::{
-    client_ip::TrustedProxies,
+    client_ip::{ClientIpSettings, TrustedProxies},
     config::{LogConfig, LogFormat},
     domain::{ids::RequestId, lifecycle::RequestOrigin},
     metrics::{Metrics, Transport},
@@ -242,11 +242,12 @@ impl RequestLayer {
         self
     }
 
-    /// Reads the client's address through `proxies` (`trusted_proxies`; see
-    /// [`crate::client_ip`]). When any are configured, `trusting`'s headers are not read.
-    pub fn behind(mut self, proxies: Arc<TrustedProxies>) -> Self {
-        self.trusted_proxies = proxies;
-        self
+    /// Reads the client's address as `settings` say: through `trusted_proxies` (see
+    /// [`crate::client_ip`]) when any are configured, else as [`RequestLayer::trusting`].
+    pub fn client_ip(self, settings: &ClientIpSettings) -> Self {
+        let mut layer = self.trusting(&settings.trusted_proxy_ip_header);
+        layer.trusted_proxies = Arc::clone(&settings.trusted_proxies);
+        layer
     }
 }
 
