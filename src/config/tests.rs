@@ -251,6 +251,18 @@ fn trusted_proxies_and_the_last_use_flush_interval_load_and_are_checked() {
     let (c, _) = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap();
     assert_eq!(c.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
     assert_eq!(c.last_use.flush_interval.millis(), 30_000);
+    let (e, report) = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[
+            ("TOKEN_SERVICE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.1"),
+            ("TOKEN_SERVICE_LAST_USE__FLUSH_INTERVAL", "250ms"),
+        ]),
+    )
+    .unwrap();
+    assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+    assert_eq!(e.trusted_proxies, vec!["10.0.0.0/8", "192.168.0.1"]);
+    assert_eq!(e.last_use.flush_interval.millis(), 250);
     let (d, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
     assert!(d.trusted_proxies.is_empty());
     assert_eq!(d.last_use.flush_interval.millis(), 60_000, "1m by default");
