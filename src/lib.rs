@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 mod deadline;
 pub mod domain;

@@ -155,6 +155,10 @@ pub struct Metrics {
     job_runs: [AtomicU64; JOBS.len()],
     expired_tokens_deleted: AtomicU64,
     expiry_notices: AtomicU64,
+    /// Last-use flush: token rows written, transactions committed, batches failed.
+    last_use_token_writes: AtomicU64,
+    last_use_batches: AtomicU64,
+    last_use_failures: AtomicU64,
 }
 
 /// The scheduled jobs (the `job` label).
@@ -174,6 +178,9 @@ impl Default for Metrics {
             job_runs: std::array::from_fn(|_| AtomicU64::new(0)),
             expired_tokens_deleted: AtomicU64::new(0),
             expiry_notices: AtomicU64::new(0),
+            last_use_token_writes: AtomicU64::new(0),
+            last_use_batches: AtomicU64::new(0),
+            last_use_failures: AtomicU64::new(0),
         }
     }
 }
@@ -253,6 +260,23 @@ impl Metrics {
     /// Counts expiry notices recorded here.
     pub fn record_expiry_notices(&self, count: u64) {
         self.expiry_notices.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts a committed last-use batch that wrote `tokens` token rows.
+    pub fn record_last_use_flush(&self, tokens: usize) {
+        self.last_use_batches.fetch_add(1, Ordering::Relaxed);
+        self.last_use_token_writes
+            .fetch_add(tokens as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a last-use batch that failed (its uses wait for the next flush).
+    pub fn record_last_use_flush_failure(&self) {
+        self.last_use_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Token rows the last-use flush has written so far.
+    pub fn last_use_token_writes(&self) -> u64 {
+        self.last_use_token_writes.load(Ordering::Relaxed)
     }
 
     /// Webhook attempts so far with `outcome`.
@@ -378,6 +402,29 @@ impl Metrics {
                 out,
                 "token_service_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",
                 count.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, counter) in [
+            (
+                "token_service_last_use_token_writes_total",
+                "Token rows the last-use flush wrote (at most one per token per flush).",
+                &self.last_use_token_writes,
+            ),
+            (
+                "token_service_last_use_flush_batches_total",
+                "Last-use transactions committed.",
+                &self.last_use_batches,
+            ),
+            (
+                "token_service_last_use_flush_failures_total",
+                "Last-use batches that failed (their uses wait for the next flush).",
+                &self.last_use_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(

@@ -342,6 +342,7 @@ pub async fn start_with(
         (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms));
     let check_interval = Duration::from_millis(config.health_check_interval_ms);
     let health = Health::new(ctx.clone(), check_interval.max(Duration::from_secs(1)));
+    let client_ip = crate::client_ip::ClientIpSettings::of(config).map_err(InvalidConfig)?;
     let rest_app = rest::router(
         ctx.clone(),
         health.clone(),
@@ -349,7 +350,7 @@ pub async fn start_with(
         config.max_request_body_bytes,
         request_timeout,
         config.enable_developer,
-        &config.trusted_proxy_ip_header,
+        &client_ip,
     );
     let management_app = rest::management_router(ctx.clone(), health.clone());
 
@@ -413,6 +414,12 @@ pub async fn start_with(
             shutdown_rx.clone(),
         ))
     });
+    // Last use of personal access tokens: collected by the token check, written in batches.
+    let last_use_task = tokio::spawn(crate::domain::token_usage::run_last_use_flush(
+        ctx.clone(),
+        Duration::from_millis(config.last_use.flush_interval.millis()),
+        shutdown_rx.clone(),
+    ));
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -430,7 +437,6 @@ pub async fn start_with(
     let server_ctx = ctx.clone();
     let server_health = health.clone();
     let task_socket_path = local_socket_path.clone();
-    let trusted_proxy_ip_header = config.trusted_proxy_ip_header.clone();
     let task = tokio::spawn(async move {
         let mut signal = shutdown_rx.clone();
         let mut reporter = health_reporter.clone();
@@ -447,7 +453,7 @@ pub async fn start_with(
         let grpc = grpc_server
             .layer(
                 RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
-                    .trusting(&trusted_proxy_ip_header),
+                    .client_ip(&client_ip),
             )
             .layer(tower::util::option_layer(
                 request_timeout.map(grpc::DeadlineLayer::new),
@@ -553,6 +559,11 @@ pub async fn start_with(
         // A job stops after its batch in flight and hands the rest of its run over.
         if let Some(task) = jobs_task {
             let _ = task.await;
+        }
+        // The last flush of token uses, once the last calls are answered.
+        let _ = last_use_task.await;
+        if let Err(e) = ctx.flush_last_use().await {
+            warn!(error = %e, "could not flush token last use at shutdown; it is lost");
         }
         if let Some(path) = &task_socket_path {
             remove_local_socket(path);

@@ -39,6 +39,7 @@ use tracing_subscriber::{
 };
 
 use crate::{
+    client_ip::{ClientIpSettings, TrustedProxies},
     config::{LogConfig, LogFormat},
     domain::{caller::Principal, ids::RequestId, lifecycle::RequestOrigin, model::UnixMillis},
     metrics::{Metrics, Transport},
@@ -213,6 +214,9 @@ pub struct RequestLayer {
     known_paths: Arc<HashSet<Arc<str>>>,
     /// Headers a trusted proxy sets to the client's address (`trusted_proxy_ip_header`).
     trusted_ip_headers: Arc<[http::HeaderName]>,
+    /// `trusted_proxies`: when set, it decides the client's address instead of
+    /// `trusted_ip_headers`.
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl RequestLayer {
@@ -224,6 +228,7 @@ impl RequestLayer {
             metrics,
             known_paths: Arc::new(known_paths.into_iter().map(Arc::from).collect()),
             trusted_ip_headers: Arc::new([]),
+            trusted_proxies: Arc::default(),
         }
     }
 
@@ -234,6 +239,7 @@ impl RequestLayer {
             metrics,
             known_paths: Arc::default(),
             trusted_ip_headers: Arc::new([]),
+            trusted_proxies: Arc::default(),
         }
     }
 
@@ -246,17 +252,31 @@ impl RequestLayer {
             .collect();
         self
     }
+
+    /// Reads the client's address as `settings` say: through `trusted_proxies` (see
+    /// [`crate::client_ip`]) when any are configured, else as [`RequestLayer::trusting`].
+    pub fn client_ip(self, settings: &ClientIpSettings) -> Self {
+        let mut layer = self.trusting(&settings.trusted_proxy_ip_header);
+        layer.trusted_proxies = Arc::clone(&settings.trusted_proxies);
+        layer
+    }
 }
 
-/// The client's address: the first trusted proxy header present (its first address, as
-/// Mattermost's `GetIPAddress`; a value that is not an IP address counts as absent, so no
-/// header text reaches the audit trail), else the peer's address (REST: axum's
-/// `ConnectInfo`; gRPC: tonic's connect info, plaintext or TLS); none over the local socket.
+/// The client's address. With `trusted_proxies` configured: the peer's, or, when the peer is
+/// a trusted proxy, the address its `Forwarded` / `X-Forwarded-For` chain names (see
+/// [`crate::client_ip`]). Otherwise the first `trusted_proxy_ip_header` present (its first
+/// address, as Mattermost's `GetIPAddress`; a value that is not an IP address counts as
+/// absent, so no header text reaches the audit trail), else the peer's address (REST:
+/// axum's `ConnectInfo`; gRPC: tonic's connect info, plaintext or TLS); none over the local
+/// socket.
 fn client_ip<B>(
     request: &http::Request<B>,
     trusted: &[http::HeaderName],
+    proxies: &TrustedProxies,
 ) -> Option<std::net::IpAddr> {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    if !proxies.is_empty() {
+        return peer_ip(request).map(|peer| proxies.client_ip(peer, request.headers()));
+    }
     for header in trusted {
         if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
             let first = value.split(',').next().unwrap_or("").trim();
@@ -265,6 +285,12 @@ fn client_ip<B>(
             }
         }
     }
+    peer_ip(request)
+}
+
+/// The socket peer's address, if the request came over TCP.
+fn peer_ip<B>(request: &http::Request<B>) -> Option<std::net::IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let extensions = request.extensions();
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -334,7 +360,11 @@ where
             let _ = span.set_parent(parent);
         }
         let origin = RequestOrigin {
-            ip: client_ip(&request, &self.layer.trusted_ip_headers),
+            ip: client_ip(
+                &request,
+                &self.layer.trusted_ip_headers,
+                &self.layer.trusted_proxies,
+            ),
             user_agent: request
                 .headers()
                 .get(http::header::USER_AGENT)

@@ -14,6 +14,7 @@ mod m20261202_000006_create_webhook_endpoints;
 mod m20261203_000007_index_lifecycle_log_for_audit;
 mod m20261203_000008_create_access_token_superseded_secrets;
 mod m20261203_000009_create_scheduled_jobs;
+mod m20261203_000010_record_access_token_last_use;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_index_lifecycle_log_for_audit::Migration),
             Box::new(m20261203_000008_create_access_token_superseded_secrets::Migration),
             Box::new(m20261203_000009_create_scheduled_jobs::Migration),
+            Box::new(m20261203_000010_record_access_token_last_use::Migration),
         ]
     }
 }

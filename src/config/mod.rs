@@ -31,8 +31,8 @@ pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sql
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::AccessTokensConfig;
 pub use sections::{
-    AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LogConfig, LogFormat, PoolConfig,
-    TlsConfig, WebhooksConfig, WebrtcConfig,
+    AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LastUseConfig, LogConfig, LogFormat,
+    PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -129,6 +129,14 @@ pub struct Config {
     pub trusted_proxy_ip_header: Vec<String>,
     /// Rotation of personal access tokens: grace periods and reuse detection.
     pub access_tokens: AccessTokensConfig,
+    /// Addresses and CIDR blocks of the proxies in front of the service (e.g.
+    /// `["10.0.0.0/8", "::1"]`). When set, it decides the client's address and
+    /// `trusted_proxy_ip_header` is not read: a request from a listed proxy is attributed to
+    /// the right-most untrusted address of its `Forwarded` (else `X-Forwarded-For`) chain;
+    /// from anyone else, to the peer, whatever its headers say.
+    pub trusted_proxies: Vec<String>,
+    /// Last use of personal access tokens.
+    pub last_use: LastUseConfig,
     /// Which source set the settings that locate the state (for messages); not a setting.
     #[serde(skip)]
     pub origins: Origins,
@@ -173,6 +181,8 @@ impl Default for Config {
             audit: AuditConfig::default(),
             trusted_proxy_ip_header: Vec::new(),
             access_tokens: AccessTokensConfig::default(),
+            trusted_proxies: Vec::new(),
+            last_use: LastUseConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -311,6 +321,9 @@ impl Config {
                 ));
             }
         }
+        crate::client_ip::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| format!("trusted_proxies: {e}"))?;
+        self.last_use.validate()?;
         if !(1..=60_000).contains(&self.revocation_poll_interval_ms) {
             return Err("revocation_poll_interval_ms: must be between 1 and 60000".into());
         }

@@ -1,5 +1,6 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
-//! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`) and their defaults.
+//! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`, `[last_use]`) and
+//! their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -271,6 +272,23 @@ impl Default for AccessTokensConfig {
     }
 }
 
+/// Last use of personal access tokens: uses are collected in memory and written in batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LastUseConfig {
+    /// How often each replica writes the token uses it collected (at most one write per
+    /// token per interval). A crash loses at most this much last-use data. 10ms to 1d.
+    pub flush_interval: Span,
+}
+
+impl Default for LastUseConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Span(60_000),
+        }
+    }
+}
+
 /// The background jobs (expired-token cleanup, expiry notices), run by one replica at a
 /// time under a database lease.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -339,6 +357,16 @@ impl JobsConfig {
         }
         if !(10..=3_600_000).contains(&self.poll_interval.0) {
             return Err("jobs.poll_interval: must be between 10ms and 1h".into());
+        }
+        Ok(())
+    }
+}
+
+impl LastUseConfig {
+    /// Checks the interval's range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(10..=86_400_000).contains(&self.flush_interval.millis()) {
+            return Err("last_use.flush_interval: must be between 10ms and 1d".into());
         }
         Ok(())
     }

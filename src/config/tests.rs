@@ -238,3 +238,51 @@ fn the_local_socket_is_in_data_dir_by_default_and_set_or_turned_off_by_env() {
     .unwrap();
     assert_eq!(c.local_socket_path(), None);
 }
+
+#[test]
+fn trusted_proxies_and_the_last_use_flush_interval_load_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n[last_use]\nflush_interval = \"30s\"\n",
+    )
+    .unwrap();
+    let (c, _) = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap();
+    assert_eq!(c.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+    assert_eq!(c.last_use.flush_interval.millis(), 30_000);
+    let (e, report) = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[
+            ("TOKEN_SERVICE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.1"),
+            ("TOKEN_SERVICE_LAST_USE__FLUSH_INTERVAL", "250ms"),
+        ]),
+    )
+    .unwrap();
+    assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+    assert_eq!(e.trusted_proxies, vec!["10.0.0.0/8", "192.168.0.1"]);
+    assert_eq!(e.last_use.flush_interval.millis(), 250);
+    let (d, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert!(d.trusted_proxies.is_empty());
+    assert_eq!(d.last_use.flush_interval.millis(), 60_000, "1m by default");
+    for (content, named) in [
+        ("trusted_proxies = [\"10.0.0.0/33\"]\n", "trusted_proxies"),
+        (
+            "trusted_proxies = [\"proxy.internal\"]\n",
+            "trusted_proxies",
+        ),
+        (
+            "[last_use]\nflush_interval = \"5ms\"\n",
+            "last_use.flush_interval",
+        ),
+        (
+            "[last_use]\nflush_interval = \"2d\"\n",
+            "last_use.flush_interval",
+        ),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let err = Config::load_from(Some(&file), &Overrides::default(), env(&[])).unwrap_err();
+        assert!(err.contains(named), "{content}: {err}");
+    }
+}

@@ -14,7 +14,7 @@ use super::{
     error::{Error, Reason, Result},
     ids::TokenId,
     lifecycle::{Action, NewRecord},
-    model::{Revocation, UnixMillis, User, UserAccessToken},
+    model::{LastUse, Revocation, UnixMillis, User, UserAccessToken},
     paging::PageRequest,
     permissions::Permission,
     secret::PlainToken,
@@ -177,6 +177,7 @@ impl TokenCreation {
             is_active: true,
             expires_at: request.expires_at.unwrap_or(0),
             create_at: now,
+            last_use: LastUse::default(),
         };
         let record = NewRecord::by(caller, Action::AccessTokenCreated)
             .user(&token.user_id)
@@ -224,29 +225,105 @@ pub(super) fn check_expiry(
     }
 }
 
-/// Lists one user's tokens.
+/// A token's state, as the list filter `state` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Enabled and not expired: it authenticates (if its owner is active).
+    Active,
+    /// Disabled (whether or not it has also expired).
+    Disabled,
+    /// Its expiry is set and has passed (`0 < expires_at <= now`), enabled or not.
+    Expired,
+}
+
+impl TokenState {
+    /// The state named `text` (`active`, `disabled`, `expired`); anything else is
+    /// `InvalidArgument` naming `field`.
+    pub fn parse(text: &str, field: &'static str) -> Result<Self> {
+        match text {
+            "active" => Ok(TokenState::Active),
+            "disabled" => Ok(TokenState::Disabled),
+            "expired" => Ok(TokenState::Expired),
+            _ => Err(Error::invalid(
+                field,
+                Reason::InvalidUrlParam,
+                "must be one of active, disabled, expired",
+            )),
+        }
+    }
+}
+
+/// Filters of the token lists (GitLab's): each one set narrows the list; none set lists
+/// every token. Order and paging are the same with or without filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    /// Used, and last used before this time (Unix ms, exclusive). Never-used tokens do not
+    /// match.
+    pub last_used_before: Option<UnixMillis>,
+    /// Last used at or after this time (Unix ms). Never-used tokens do not match.
+    pub last_used_after: Option<UnixMillis>,
+    /// With an expiry before this time (Unix ms, exclusive); tokens that never expire do
+    /// not match.
+    pub expires_before: Option<UnixMillis>,
+    /// In this state (at the time of the request).
+    pub state: Option<TokenState>,
+}
+
+impl TokenFilter {
+    /// Checks the times: each must be 0 or more (`InvalidArgument` naming the field).
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("last_used_before", self.last_used_before),
+            ("last_used_after", self.last_used_after),
+            ("expires_before", self.expires_before),
+        ] {
+            if value.is_some_and(|v| v < 0) {
+                return Err(Error::invalid(
+                    field,
+                    Reason::InvalidUrlParam,
+                    "must not be before 1970-01-01T00:00:00Z",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lists one user's tokens that pass `filter`, with their last use.
 pub async fn get_user_access_tokens_for_user(
     ctx: &Context,
     caller: &Caller,
     user_id: &str,
+    filter: &TokenFilter,
     page: PageRequest,
 ) -> Result<Vec<UserAccessToken>> {
     let user_id = caller.resolve_user_id(user_id)?;
+    filter.validate()?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
     ctx.require_user_or_bot_access(caller, &user_id).await?;
-    ctx.store()
-        .list_access_tokens_for_user(&user_id, page)
-        .await
+    let mut list = ctx
+        .store()
+        .list_access_tokens_for_user(&user_id, filter, ctx.now(), page)
+        .await?;
+    ctx.store().fill_recent_addresses(&mut list).await?;
+    Ok(list)
 }
 
-/// Lists every token.
+/// Lists every token that passes `filter`, with its last use.
 pub async fn get_user_access_tokens(
     ctx: &Context,
     caller: &Caller,
+    filter: &TokenFilter,
     page: PageRequest,
 ) -> Result<Vec<UserAccessToken>> {
+    filter.validate()?;
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    ctx.store().list_access_tokens(page).await
+    let mut list = ctx
+        .store()
+        .list_access_tokens(filter, ctx.now(), page)
+        .await?;
+    ctx.store().fill_recent_addresses(&mut list).await?;
+    Ok(list)
 }
 
 /// Finds tokens whose id, user id or owner's username equals the term:
@@ -285,7 +362,9 @@ impl TokenSearch {
             return Ok(Vec::new());
         }
         let term = term.replace('\\', "");
-        ctx.store().search_access_tokens(&term).await
+        let mut list = ctx.store().search_access_tokens(&term).await?;
+        ctx.store().fill_recent_addresses(&mut list).await?;
+        Ok(list)
     }
 }
 
@@ -298,8 +377,11 @@ pub async fn get_user_access_token(
 ) -> Result<UserAccessToken> {
     let token_id = TokenId::parse(token_id, "token_id", Reason::InvalidUrlParam)?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
-    let token = find_token(ctx, &token_id).await?;
+    let mut token = find_token(ctx, &token_id).await?;
     ctx.require_user_or_bot_access(caller, &token.user_id)
+        .await?;
+    ctx.store()
+        .fill_recent_addresses(std::slice::from_mut(&mut token))
         .await?;
     Ok(token)
 }

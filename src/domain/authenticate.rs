@@ -48,6 +48,7 @@ impl Context {
         if let Some(principal) = self.cache().get(digest.as_str(), now)
             && self.still_usable(&principal, now)
         {
+            self.note_access_token_use(&principal, now);
             if self.activity_due(&principal.session, now).is_none() {
                 return Ok(principal);
             }
@@ -62,7 +63,16 @@ impl Context {
         let principal = Arc::new(self.authenticate_from_store(token, &digest, now).await?);
         self.cache()
             .insert(digest.as_str(), &principal, generation, now);
+        self.note_access_token_use(&principal, now);
         Ok(principal)
+    }
+
+    /// A personal access token that authenticated is noted for its last use (written later,
+    /// in batches, by the last-use flush); sessions are not.
+    fn note_access_token_use(&self, principal: &Principal, now: UnixMillis) {
+        if let Some(token) = &principal.access_token {
+            self.note_token_use(&token.id, now);
+        }
     }
 
     /// Whether a cached principal still passes the checks that depend on the clock.

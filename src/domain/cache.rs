@@ -242,6 +242,7 @@ mod tests {
                 is_active: true,
                 expires_at: 0,
                 create_at: 1,
+                last_use: Default::default(),
             }),
         })
     }

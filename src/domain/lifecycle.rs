@@ -201,6 +201,16 @@ impl RequestOrigin {
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
         ORIGIN.scope(self, future).await
     }
+
+    /// Calls `f` with the current request's origin (borrowed, nothing copied), or with
+    /// `None` outside a request.
+    pub fn with_current<R>(f: impl FnOnce(Option<&RequestOrigin>) -> R) -> R {
+        let mut f = Some(f);
+        match ORIGIN.try_with(|o| (f.take().expect("called once"))(Some(o))) {
+            Ok(r) => r,
+            Err(_) => (f.take().expect("not called"))(None),
+        }
+    }
 }
 
 impl Origin {
@@ -228,7 +238,8 @@ impl Origin {
     }
 }
 
-fn cut(text: &str, max: usize) -> &str {
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -25,6 +25,7 @@ pub mod rotation;
 pub mod secret;
 pub mod sessions;
 pub mod text;
+pub mod token_usage;
 pub mod users;
 pub mod webhook_worker;
 pub mod webhooks;
@@ -109,6 +110,8 @@ struct ContextInner {
     webhook_sender: std::sync::OnceLock<Arc<dyn webhooks::WebhookSender>>,
     /// When each rotated-away secret's reuse was last recorded here.
     reuse_throttle: rotation::ReuseThrottle,
+    /// Personal access token uses noted by the token check, until the next last-use flush.
+    usage: token_usage::UsageCollector,
 }
 
 impl Context {
@@ -135,6 +138,7 @@ impl Context {
                 clock,
                 webhook_sender: std::sync::OnceLock::new(),
                 reuse_throttle: rotation::ReuseThrottle::default(),
+                usage: token_usage::UsageCollector::default(),
             }),
         }
     }
@@ -170,6 +174,11 @@ impl Context {
     /// The hot-path cache.
     pub fn cache(&self) -> &cache::PrincipalCache {
         &self.inner.cache
+    }
+
+    /// Token uses waiting for the next last-use flush.
+    pub fn usage(&self) -> &token_usage::UsageCollector {
+        &self.inner.usage
     }
 
     /// This server's metrics.

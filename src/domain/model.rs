@@ -53,6 +53,30 @@ pub struct UserAccessToken {
     pub is_active: bool,
     pub expires_at: UnixMillis,
     pub create_at: UnixMillis,
+    /// When and from where it was last used, as flushed to the database so far.
+    pub last_use: LastUse,
+}
+
+/// A personal access token's last use, GitLab-style, as the last-use flush recorded it
+/// (see `token_usage`): at most one flush interval behind the token checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastUse {
+    /// When it last authenticated (Unix ms); 0 = never (or not yet flushed).
+    pub last_used_at: UnixMillis,
+    /// The `User-Agent` of that use (cut to 255 bytes); may be empty.
+    pub user_agent: String,
+    /// The most recent distinct client addresses (at most 5), newest first. Filled where
+    /// tokens are shown (list, search, get); empty on the token check's copy.
+    pub recent_addresses: Vec<RecentAddress>,
+}
+
+/// One client address a token was used from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentAddress {
+    /// The address in canonical text form (IPv4-mapped IPv6 shown as IPv4).
+    pub ip: String,
+    /// When the token was last used from it (Unix ms).
+    pub last_seen_at: UnixMillis,
 }
 
 impl UserAccessToken {

@@ -5,7 +5,9 @@
 use prost_types::Timestamp;
 
 use crate::domain::{
-    access_tokens::{CreatedUserAccessToken, NewUserAccessToken, TokenRef},
+    access_tokens::{
+        CreatedUserAccessToken, NewUserAccessToken, TokenFilter, TokenRef, TokenState,
+    },
     audit::{AuditRequest, ChainReport, VerifyRequest},
     commands::{CreatedCommand, NewCommand},
     error::{Error, Reason, Result},
@@ -230,8 +232,48 @@ impl From<UserAccessToken> for pb::UserAccessToken {
             is_active: t.is_active,
             expires_at: timestamp(t.expires_at),
             create_at: timestamp(t.create_at),
+            last_used_at: timestamp(t.last_use.last_used_at),
+            last_user_agent: t.last_use.user_agent,
+            recent_addresses: t
+                .last_use
+                .recent_addresses
+                .into_iter()
+                .map(|a| pb::TokenAddress {
+                    ip: a.ip,
+                    last_seen_at: timestamp(a.last_seen_at),
+                })
+                .collect(),
         }
     }
+}
+
+/// The token list filters of GetUserAccessTokens and GetUserAccessTokensForUser.
+pub(crate) fn token_filter(
+    last_used_before: Option<&Timestamp>,
+    last_used_after: Option<&Timestamp>,
+    expires_before: Option<&Timestamp>,
+    state: i32,
+) -> Result<TokenFilter> {
+    let time = |ts: Option<&Timestamp>, field| ts.map(|ts| millis(ts, field)).transpose();
+    let state = match pb::TokenState::try_from(state) {
+        Ok(pb::TokenState::Unspecified) => None,
+        Ok(pb::TokenState::Active) => Some(TokenState::Active),
+        Ok(pb::TokenState::Disabled) => Some(TokenState::Disabled),
+        Ok(pb::TokenState::Expired) => Some(TokenState::Expired),
+        Err(_) => {
+            return Err(Error::invalid(
+                "state",
+                Reason::InvalidUrlParam,
+                "must be a TokenState value",
+            ));
+        }
+    };
+    Ok(TokenFilter {
+        last_used_before: time(last_used_before, "last_used_before")?,
+        last_used_after: time(last_used_after, "last_used_after")?,
+        expires_before: time(expires_before, "expires_before")?,
+        state,
+    })
 }
 
 impl From<Session> for pb::Session {

@@ -388,6 +388,7 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
                             user_id,
                             page: Some(*page),
                             per_page: Some(*per_page),
+                            ..Default::default()
                         }
                     )
                     .map_err(failed)?
@@ -400,6 +401,7 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
                         pb::GetUserAccessTokensRequest {
                             page: Some(*page),
                             per_page: Some(*per_page),
+                            ..Default::default()
                         }
                     )
                     .map_err(failed)?

@@ -98,9 +98,16 @@ impl TokenService for TokenServiceApi {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let page = convert::page(r.page, r.per_page)?;
-        let list =
-            access_tokens::get_user_access_tokens_for_user(&self.ctx, &caller, &r.user_id, page)
-                .await?;
+        let filter = convert::token_filter(
+            r.last_used_before.as_ref(),
+            r.last_used_after.as_ref(),
+            r.expires_before.as_ref(),
+            r.state,
+        )?;
+        let list = access_tokens::get_user_access_tokens_for_user(
+            &self.ctx, &caller, &r.user_id, &filter, page,
+        )
+        .await?;
         ok(pb::GetUserAccessTokensForUserResponse {
             user_access_tokens: convert::tokens(list),
         })
@@ -113,7 +120,13 @@ impl TokenService for TokenServiceApi {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let page = convert::page(r.page, r.per_page)?;
-        let list = access_tokens::get_user_access_tokens(&self.ctx, &caller, page).await?;
+        let filter = convert::token_filter(
+            r.last_used_before.as_ref(),
+            r.last_used_after.as_ref(),
+            r.expires_before.as_ref(),
+            r.state,
+        )?;
+        let list = access_tokens::get_user_access_tokens(&self.ctx, &caller, &filter, page).await?;
         ok(pb::GetUserAccessTokensResponse {
             user_access_tokens: convert::tokens(list),
         })

@@ -179,6 +179,92 @@ impl Paging {
     }
 }
 
+/// Our own query parameters of the token lists and reads (not Mattermost's): `include=last_use`
+/// adds the last-use keys to each token object (without it the body is Mattermost's, byte
+/// for byte), and on the lists the filters `last_used_before`, `last_used_after`,
+/// `expires_before` (Unix ms) and `state` (`active`, `disabled`, `expired`). Parsed after
+/// authentication: a bad value is a 400 naming the parameter.
+#[derive(Debug, Default)]
+pub(crate) struct TokenQuery {
+    include: Option<String>,
+    last_used_before: Option<String>,
+    last_used_after: Option<String>,
+    expires_before: Option<String>,
+    state: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query();
+        let get = |name| go_compat::query_get(query, name);
+        Ok(TokenQuery {
+            include: get("include"),
+            last_used_before: get("last_used_before"),
+            last_used_after: get("last_used_after"),
+            expires_before: get("expires_before"),
+            state: get("state"),
+        })
+    }
+}
+
+impl TokenQuery {
+    /// Whether the caller asked for the last-use keys (`include=last_use`).
+    fn last_use(&self) -> Result<bool, ApiError> {
+        match self.include.as_deref() {
+            None => Ok(false),
+            Some("last_use") => Ok(true),
+            Some(_) => Err(domain_error::Error::invalid(
+                "include",
+                Reason::InvalidUrlParam,
+                "must be last_use",
+            )
+            .into()),
+        }
+    }
+
+    /// The list filters.
+    fn filter(&self) -> Result<access_tokens::TokenFilter, ApiError> {
+        fn time(value: &Option<String>, field: &'static str) -> domain_error::Result<Option<i64>> {
+            value
+                .as_deref()
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        domain_error::Error::invalid(
+                            field,
+                            Reason::InvalidUrlParam,
+                            "must be a Unix time in milliseconds",
+                        )
+                    })
+                })
+                .transpose()
+        }
+        let state = self
+            .state
+            .as_deref()
+            .map(|s| access_tokens::TokenState::parse(s, "state"))
+            .transpose()?;
+        let filter = access_tokens::TokenFilter {
+            last_used_before: time(&self.last_used_before, "last_used_before")?,
+            last_used_after: time(&self.last_used_after, "last_used_after")?,
+            expires_before: time(&self.expires_before, "expires_before")?,
+            state,
+        };
+        filter.validate()?;
+        Ok(filter)
+    }
+
+    /// A token as JSON, with the last-use keys if asked for.
+    fn json(include: bool, token: crate::domain::model::UserAccessToken) -> UserAccessTokenJson {
+        if include {
+            UserAccessTokenJson::with_last_use(token)
+        } else {
+            UserAccessTokenJson::from(token)
+        }
+    }
+}
+
 pub(crate) async fn create_user_access_token(
     State(state): State<RestState>,
     PathId(user_id): PathId,
@@ -198,18 +284,22 @@ pub(crate) async fn get_user_access_tokens_for_user(
     State(state): State<RestState>,
     PathId(user_id): PathId,
     paging: Paging,
+    query: TokenQuery,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
+    let include = query.last_use()?;
+    let filter = query.filter()?;
     let list = access_tokens::get_user_access_tokens_for_user(
         &state.ctx,
         &caller,
         &user_id,
+        &filter,
         paging.request(),
     )
     .await?;
     ok_json(
         list.into_iter()
-            .map(UserAccessTokenJson::from)
+            .map(|t| TokenQuery::json(include, t))
             .collect::<Vec<_>>(),
     )
 }
@@ -217,12 +307,17 @@ pub(crate) async fn get_user_access_tokens_for_user(
 pub(crate) async fn get_user_access_tokens(
     State(state): State<RestState>,
     paging: Paging,
+    query: TokenQuery,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
-    let list = access_tokens::get_user_access_tokens(&state.ctx, &caller, paging.request()).await?;
+    let include = query.last_use()?;
+    let filter = query.filter()?;
+    let list =
+        access_tokens::get_user_access_tokens(&state.ctx, &caller, &filter, paging.request())
+            .await?;
     ok_json(
         list.into_iter()
-            .map(UserAccessTokenJson::from)
+            .map(|t| TokenQuery::json(include, t))
             .collect::<Vec<_>>(),
     )
 }
@@ -256,16 +351,18 @@ pub(crate) async fn revoke_non_compliant_user_access_tokens(
 
 pub(crate) async fn search_user_access_tokens(
     State(state): State<RestState>,
+    query: TokenQuery,
     Authenticated(caller): Authenticated,
     body: Body,
 ) -> ApiResult {
     // Mattermost reads the body after the permission check.
     let search = access_tokens::token_search(&state.ctx, &caller)?;
+    let include = query.last_use()?;
     let body = body.decode::<TokenSearchJson>("user_access_token_search")?;
     let list = search.run(&state.ctx, &body.term).await?;
     ok_json(
         list.into_iter()
-            .map(UserAccessTokenJson::from)
+            .map(|t| TokenQuery::json(include, t))
             .collect::<Vec<_>>(),
     )
 }
@@ -273,10 +370,12 @@ pub(crate) async fn search_user_access_tokens(
 pub(crate) async fn get_user_access_token(
     State(state): State<RestState>,
     PathId(token_id): PathId,
+    query: TokenQuery,
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
+    let include = query.last_use()?;
     let token = access_tokens::get_user_access_token(&state.ctx, &caller, &token_id).await?;
-    Ok(json_line(StatusCode::OK, &UserAccessTokenJson::from(token)))
+    Ok(json_line(StatusCode::OK, &TokenQuery::json(include, token)))
 }
 
 pub(crate) async fn revoke_user_access_token(

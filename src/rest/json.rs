@@ -259,6 +259,22 @@ pub(crate) struct UserAccessTokenJson {
     pub(crate) description: String,
     pub(crate) is_active: bool,
     pub(crate) expires_at: i64,
+    /// Our addition, only with `?include=last_use`: Unix ms, 0 = never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_used_at: Option<i64>,
+    /// Our addition, only with `?include=last_use`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_user_agent: Option<String>,
+    /// Our addition, only with `?include=last_use`: newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) recent_addresses: Option<Vec<TokenAddressJson>>,
+}
+
+/// One of a token's recent client addresses (our addition).
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenAddressJson {
+    pub(crate) ip: String,
+    pub(crate) last_seen_at: i64,
 }
 
 impl From<UserAccessToken> for UserAccessTokenJson {
@@ -270,7 +286,31 @@ impl From<UserAccessToken> for UserAccessTokenJson {
             description: t.description,
             is_active: t.is_active,
             expires_at: t.expires_at,
+            last_used_at: None,
+            last_user_agent: None,
+            recent_addresses: None,
         }
+    }
+}
+
+impl UserAccessTokenJson {
+    /// Mattermost's token object with our last-use keys added.
+    pub(crate) fn with_last_use(mut t: UserAccessToken) -> Self {
+        let last_use = std::mem::take(&mut t.last_use);
+        let mut json = Self::from(t);
+        json.last_used_at = Some(last_use.last_used_at);
+        json.last_user_agent = Some(last_use.user_agent);
+        json.recent_addresses = Some(
+            last_use
+                .recent_addresses
+                .into_iter()
+                .map(|a| TokenAddressJson {
+                    ip: a.ip,
+                    last_seen_at: a.last_seen_at,
+                })
+                .collect(),
+        );
+        json
     }
 }
 

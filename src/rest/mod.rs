@@ -63,7 +63,7 @@ pub(crate) fn router(
     max_body: usize,
     timeout: Option<Duration>,
     enable_developer: bool,
-    trusted_proxy_ip_header: &[String],
+    client_ip: &crate::client_ip::ClientIpSettings,
 ) -> Router {
     let table = routes::routes()
         .unwrap_or_else(|e| panic!("the REST route table disagrees with the proto: {e}"));
@@ -132,7 +132,7 @@ pub(crate) fn router(
     };
     operational
         .merge(api)
-        .layer(RequestLayer::http(metrics).trusting(trusted_proxy_ip_header))
+        .layer(RequestLayer::http(metrics).client_ip(client_ip))
 }
 
 /// A route path with a parameter (`/users/tokens/{token_id}`).

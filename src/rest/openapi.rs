@@ -493,6 +493,26 @@ fn schemas() -> Value {
         "type": "string",
         "description": "The secret. Returned by create only, never again."
     });
+    // Ours, only with `?include=last_use`.
+    let mut token_fields = token_fields;
+    token_fields["last_used_at"] = millis(
+        "token-service addition (with ?include=last_use): last use, Unix milliseconds; \
+         0 = never. Written in batches, up to last_use.flush_interval behind.",
+    );
+    token_fields["last_user_agent"] = json!({
+        "type": "string",
+        "description": "token-service addition (with ?include=last_use): the User-Agent of \
+            the last use, at most 255 bytes.",
+    });
+    token_fields["recent_addresses"] = json!({
+        "type": "array",
+        "description": "token-service addition (with ?include=last_use): the most recent \
+            distinct client addresses (at most 5), newest first.",
+        "items": object(json!({
+            "ip": string(),
+            "last_seen_at": millis("Unix milliseconds."),
+        }), &[]),
+    });
     let mut all = json!({
         "AppError": object(json!({
             "id": id("Mattermost's error id, e.g. api.context.permissions.app_error."),
@@ -502,7 +522,10 @@ fn schemas() -> Value {
             "status_code": {"type": "integer"},
         }), &[]),
         "StatusOK": object(json!({"status": {"type": "string", "enum": ["OK"]}}), &[]),
-        "UserAccessToken": object(token_fields, &[]),
+        "UserAccessToken": object(
+            token_fields,
+            &["last_used_at", "last_user_agent", "recent_addresses"],
+        ),
         "NonCompliantCount": object(json!({
             "count": {"type": "integer", "format": "int64", "minimum": 0, "description": "Tokens breaking the maximum-lifetime policy (count), or revoked (revoke)."},
         }), &["count"]),

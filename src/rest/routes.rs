@@ -222,6 +222,42 @@ where
     }
 }
 
+/// Our own query parameters of the token reads (`include`, the first, on all four; the
+/// filters on the two lists). Not Mattermost's: without them the answer is Mattermost's.
+const TOKEN_LIST_QUERY: &[(&str, QueryValue, &str)] = &[
+    (
+        "include",
+        QueryValue::Choice(&["last_use"]),
+        "token-service addition: `last_use` adds `last_used_at`, `last_user_agent` and \
+         `recent_addresses` to each token object. Without it the body is Mattermost's, byte \
+         for byte.",
+    ),
+    (
+        "last_used_before",
+        QueryValue::Integer,
+        "token-service addition: only tokens last used before this Unix time in milliseconds \
+         (never-used tokens do not match).",
+    ),
+    (
+        "last_used_after",
+        QueryValue::Integer,
+        "token-service addition: only tokens last used at or after this Unix time in \
+         milliseconds (never-used tokens do not match).",
+    ),
+    (
+        "expires_before",
+        QueryValue::Integer,
+        "token-service addition: only tokens expiring before this Unix time in milliseconds \
+         (tokens that never expire do not match).",
+    ),
+    (
+        "state",
+        QueryValue::Choice(&["active", "disabled", "expired"]),
+        "token-service addition: only tokens in this state: active (enabled, not expired), \
+         disabled, or expired (0 < expires_at <= now).",
+    ),
+];
+
 /// Every RPC the shim serves, by name: its handler and its OpenAPI description. The order
 /// is the OpenAPI document's.
 pub(crate) fn route_table() -> Vec<RpcHandler> {
@@ -236,22 +272,27 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
         serve(
             "GetUserAccessTokensForUser",
             h::get_user_access_tokens_for_user,
-            doc(200, None, List("UserAccessToken")).paged(),
+            doc(200, None, List("UserAccessToken"))
+                .paged()
+                .with_text_query(TOKEN_LIST_QUERY),
         ),
         serve(
             "GetUserAccessTokens",
             h::get_user_access_tokens,
-            doc(200, None, List("UserAccessToken")).paged(),
+            doc(200, None, List("UserAccessToken"))
+                .paged()
+                .with_text_query(TOKEN_LIST_QUERY),
         ),
         serve(
             "SearchUserAccessTokens",
             h::search_user_access_tokens,
-            doc(200, Some("SearchTerm"), List("UserAccessToken")),
+            doc(200, Some("SearchTerm"), List("UserAccessToken"))
+                .with_text_query(&TOKEN_LIST_QUERY[..1]),
         ),
         serve(
             "GetUserAccessToken",
             h::get_user_access_token,
-            doc(200, None, One("UserAccessToken")),
+            doc(200, None, One("UserAccessToken")).with_text_query(&TOKEN_LIST_QUERY[..1]),
         ),
         serve(
             "RevokeUserAccessToken",

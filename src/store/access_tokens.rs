@@ -11,9 +11,10 @@ use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
 use crate::domain::error::Result;
 use crate::domain::{
+    access_tokens::{TokenFilter, TokenState},
     ids::{TokenId, UserId},
     lifecycle::NewRecord,
-    model::{AccessTokenChange, TokenWrite, UserAccessToken},
+    model::{AccessTokenChange, LastUse, TokenWrite, UnixMillis, UserAccessToken},
     paging::PageRequest,
     secret::TokenDigest,
 };
@@ -27,8 +28,53 @@ impl From<tokens::Model> for UserAccessToken {
             is_active: m.is_active,
             expires_at: m.expires_at,
             create_at: m.create_at,
+            last_use: LastUse {
+                last_used_at: m.last_used_at,
+                user_agent: m.last_user_agent,
+                recent_addresses: Vec::new(),
+            },
         }
     }
+}
+
+/// The list filters as a condition; with no filter, every token passes.
+fn filter_condition(filter: &TokenFilter, now: UnixMillis) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(before) = filter.last_used_before {
+        condition = condition
+            .add(tokens::Column::LastUsedAt.gt(0))
+            .add(tokens::Column::LastUsedAt.lt(before));
+    }
+    if let Some(after) = filter.last_used_after {
+        condition = condition
+            .add(tokens::Column::LastUsedAt.gt(0))
+            .add(tokens::Column::LastUsedAt.gte(after));
+    }
+    if let Some(before) = filter.expires_before {
+        condition = condition
+            .add(tokens::Column::ExpiresAt.gt(0))
+            .add(tokens::Column::ExpiresAt.lt(before));
+    }
+    let unexpired = Condition::any()
+        .add(tokens::Column::ExpiresAt.eq(0))
+        .add(tokens::Column::ExpiresAt.gt(now));
+    match filter.state {
+        None => {}
+        Some(TokenState::Active) => {
+            condition = condition
+                .add(tokens::Column::IsActive.eq(true))
+                .add(unexpired);
+        }
+        Some(TokenState::Disabled) => {
+            condition = condition.add(tokens::Column::IsActive.eq(false));
+        }
+        Some(TokenState::Expired) => {
+            condition = condition
+                .add(tokens::Column::ExpiresAt.gt(0))
+                .add(tokens::Column::ExpiresAt.lte(now));
+        }
+    }
+    condition
 }
 
 impl Store {
@@ -50,6 +96,8 @@ impl Store {
             expires_at: Set(token.expires_at),
             create_at: Set(token.create_at),
             last_notified_at: Set(None),
+            last_used_at: Set(token.last_use.last_used_at),
+            last_user_agent: Set(token.last_use.user_agent.clone()),
         };
         let txn = self.begin_with_write().await?;
         tokens::Entity::insert(row)
@@ -86,24 +134,32 @@ impl Store {
             }))
     }
 
-    /// One page of a user's tokens, ordered by id.
+    /// One page of a user's tokens that pass `filter` (at time `now`), ordered by id.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn list_access_tokens_for_user(
         &self,
         user_id: &UserId,
+        filter: &TokenFilter,
+        now: UnixMillis,
         page: PageRequest,
     ) -> Result<Vec<UserAccessToken>> {
         self.list_access_tokens_where(
-            Condition::all().add(tokens::Column::UserId.eq(user_id.as_str())),
+            filter_condition(filter, now).add(tokens::Column::UserId.eq(user_id.as_str())),
             page,
         )
         .await
     }
 
-    /// One page of all tokens, ordered by id.
+    /// One page of all tokens that pass `filter` (at time `now`), ordered by id.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
-    pub async fn list_access_tokens(&self, page: PageRequest) -> Result<Vec<UserAccessToken>> {
-        self.list_access_tokens_where(Condition::all(), page).await
+    pub async fn list_access_tokens(
+        &self,
+        filter: &TokenFilter,
+        now: UnixMillis,
+        page: PageRequest,
+    ) -> Result<Vec<UserAccessToken>> {
+        self.list_access_tokens_where(filter_condition(filter, now), page)
+            .await
     }
 
     async fn list_access_tokens_where(

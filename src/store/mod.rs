@@ -10,6 +10,7 @@ mod jobs;
 mod lifecycle;
 mod rotation;
 mod sessions;
+mod token_usage;
 mod users;
 mod webhooks;
 

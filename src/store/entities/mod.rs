@@ -1,5 +1,6 @@
 //! SeaORM entities. Crate-private: queries in `store/` turn them into domain records.
 
+pub(crate) mod access_token_addresses;
 pub(crate) mod access_token_superseded_secrets;
 pub(crate) mod commands;
 pub(crate) mod lifecycle_log;

@@ -14,6 +14,10 @@ pub(crate) struct Model {
     pub(crate) create_at: i64,
     /// When the owner was last warned of the expiry (Unix ms); internal, never in the API.
     pub(crate) last_notified_at: Option<i64>,
+    /// Last use (Unix ms, 0 = never), written by the last-use flush.
+    pub(crate) last_used_at: i64,
+    /// The user agent of the last use, at most 255 bytes.
+    pub(crate) last_user_agent: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -303,6 +303,7 @@ impl ActorClient {
             user_id: user_id.to_owned(),
             page,
             per_page,
+            ..Default::default()
         });
         self.client()
             .get_user_access_tokens_for_user(request)
@@ -316,7 +317,11 @@ impl ActorClient {
         page: Option<i32>,
         per_page: Option<i32>,
     ) -> Reply<pb::GetUserAccessTokensResponse> {
-        let request = self.request(pb::GetUserAccessTokensRequest { page, per_page });
+        let request = self.request(pb::GetUserAccessTokensRequest {
+            page,
+            per_page,
+            ..Default::default()
+        });
         self.client()
             .get_user_access_tokens(request)
             .await

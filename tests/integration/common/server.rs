@@ -207,6 +207,16 @@ impl TestServer {
         self.ctx.store().backend_name()
     }
 
+    /// Stops the server gracefully, runs `check` on the database the server left (through
+    /// a context of the test's own, e.g. `srv.ctx.clone()`), then drops the database.
+    pub async fn stop_then(mut self, check: impl std::future::Future<Output = ()>) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("server stops cleanly");
+        }
+        check.await;
+        self.stop().await;
+    }
+
     /// Stops the server gracefully (failing the test if it errored) and drops the database.
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {

@@ -117,6 +117,22 @@ const QUERIES: &[(&str, &str)] = &[
         "audit chain check: records in id order",
         "SELECT * FROM lifecycle_log WHERE id > 5 AND id <= 100 ORDER BY id LIMIT 1000",
     ),
+    (
+        "every token last used in a range (list filters last_used_before/after)",
+        "SELECT * FROM user_access_tokens WHERE last_used_at > 0 AND last_used_at >= 5 AND last_used_at < 9 ORDER BY id LIMIT 60",
+    ),
+    (
+        "every token expiring before a time (list filter expires_before)",
+        "SELECT * FROM user_access_tokens WHERE expires_at > 0 AND expires_at < 9 ORDER BY id LIMIT 60",
+    ),
+    (
+        "every expired token (list filter state=expired)",
+        "SELECT * FROM user_access_tokens WHERE expires_at > 0 AND expires_at <= 9 ORDER BY id LIMIT 60",
+    ),
+    (
+        "the recent addresses of a page of tokens",
+        "SELECT * FROM access_token_addresses WHERE token_id IN ('a', 'b') ORDER BY token_id, last_seen_at DESC, ip",
+    ),
     ("command by id", "SELECT * FROM commands WHERE id = 'x'"),
     (
         "a user's team memberships (sessions list)",

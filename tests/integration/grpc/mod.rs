@@ -12,6 +12,7 @@ mod expiry_jobs;
 mod faults;
 mod health_reflection;
 mod introspection;
+mod last_use;
 mod lifecycle_log;
 pub(crate) mod non_compliant;
 mod replicas;
