@@ -80,6 +80,9 @@ actions! {
     AccessTokenExpired => "access_token.expired",
     /// A personal access token's owner is warned that it expires within 7, 3 or 1 days.
     AccessTokenExpiring => "access_token.expiring",
+    /// A personal access token was used from an address that is not among its recent ones
+    /// (recorded by the last-use flush, so up to `last_use.flush_interval` after the use).
+    AccessTokenUsedFromNewAddress => "access_token.used_from_new_address",
     /// A session was created (a login, or the session minted at a token's first use).
     SessionCreated => "session.created",
     /// One session was revoked (or logged out).

@@ -18,14 +18,15 @@ use std::{
     time::Duration,
 };
 
+use serde_json::json;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::{
     Context,
     error::Result,
-    ids::TokenId,
-    lifecycle::{RequestOrigin, cut},
+    ids::{TokenId, UserId},
+    lifecycle::{Action, Actor, NewRecord, Origin, RequestOrigin, cut},
     model::UnixMillis,
 };
 
@@ -206,7 +207,11 @@ impl Context {
         while rest.peek().is_some() {
             let batch: Vec<(TokenId, PendingUse)> = rest.by_ref().take(FLUSH_BATCH_SIZE).collect();
             let uses: Vec<TokenUse> = batch.iter().map(token_use).collect();
-            match self.store().record_token_uses(&uses).await {
+            let recorded = self
+                .store()
+                .record_token_uses(&uses, self.now(), new_address_record)
+                .await;
+            match recorded {
                 Ok(()) => {
                     report.tokens += uses.len();
                     report.batches += 1;
@@ -264,6 +269,20 @@ pub async fn run_last_use_flush(
             Err(e) => warn!(error = %e, "could not flush token last use; will retry"),
         }
     }
+}
+
+/// The record of a token used from an address it had not been seen from among its recent
+/// ones: by its owner, from that address with the use's user agent (the request id is not
+/// kept between a use and its flush).
+fn new_address_record(owner: &UserId, used: &TokenUse, ip: &str, seen_at: UnixMillis) -> NewRecord {
+    NewRecord::new_with(
+        Action::AccessTokenUsedFromNewAddress,
+        Actor::User(owner.clone()),
+        Origin::new(ip, &used.user_agent, ""),
+    )
+    .user(owner)
+    .token(&used.token_id)
+    .detail(json!({"ip": ip, "seen_at": seen_at}))
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use super::Store;
 use super::entities::{access_token_addresses as addresses, user_access_tokens as tokens};
 use crate::domain::{
     error::Result,
-    model::{RecentAddress, UserAccessToken},
+    ids::UserId,
+    lifecycle::NewRecord,
+    model::{RecentAddress, UnixMillis, UserAccessToken},
     token_usage::{MAX_RECENT_ADDRESSES, TokenUse},
 };
 
@@ -23,7 +25,16 @@ impl Store {
     /// address's time only moves forward), then each token's addresses beyond the 5 most
     /// recent deleted. Tokens revoked meanwhile are skipped.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name(), tokens = uses.len()))]
-    pub async fn record_token_uses(&self, uses: &[TokenUse]) -> Result<()> {
+    ///
+    /// An address a token that already has addresses has not been seen from (among its
+    /// recent ones) gets the record `new_address` makes for it (owner, use, address, time),
+    /// appended in the same transaction. A token's first addresses get none.
+    pub async fn record_token_uses(
+        &self,
+        uses: &[TokenUse],
+        now: UnixMillis,
+        new_address: impl Fn(&UserId, &TokenUse, &str, UnixMillis) -> NewRecord,
+    ) -> Result<()> {
         if uses.is_empty() {
             return Ok(());
         }
@@ -52,18 +63,50 @@ impl Store {
                 .await?;
         }
         let ids: Vec<&str> = uses.iter().map(|u| u.token_id.as_str()).collect();
-        let existing: HashSet<String> = tokens::Entity::find()
+        // The tokens that still exist, with their owners.
+        let existing: HashMap<String, String> = tokens::Entity::find()
             .select_only()
-            .column(tokens::Column::Id)
+            .columns([tokens::Column::Id, tokens::Column::UserId])
             .filter(tokens::Column::Id.is_in(ids.iter().copied()))
-            .into_tuple::<String>()
+            .into_tuple::<(String, String)>()
             .all(&txn)
             .await?
             .into_iter()
             .collect();
+        // The addresses stored before this batch: an address not among them is new.
+        let known: HashSet<(String, String)> = addresses::Entity::find()
+            .select_only()
+            .columns([addresses::Column::TokenId, addresses::Column::Ip])
+            .filter(addresses::Column::TokenId.is_in(existing.keys().map(String::as_str)))
+            .into_tuple::<(String, String)>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
+        let has_addresses: HashSet<&str> = known.iter().map(|(token, _)| token.as_str()).collect();
+        let mut records = Vec::new();
+        for used in uses {
+            let token = used.token_id.as_str();
+            let Some(owner) = existing.get(token) else {
+                continue;
+            };
+            if !has_addresses.contains(token) {
+                continue;
+            }
+            for (ip, at) in &used.addresses {
+                if !known.contains(&(token.to_owned(), ip.clone())) {
+                    records.push(new_address(
+                        &UserId::from_trusted(owner.clone()),
+                        used,
+                        ip,
+                        *at,
+                    ));
+                }
+            }
+        }
         let rows: Vec<addresses::ActiveModel> = uses
             .iter()
-            .filter(|u| existing.contains(u.token_id.as_str()))
+            .filter(|u| existing.contains_key(u.token_id.as_str()))
             .flat_map(|u| {
                 u.addresses.iter().map(|(ip, at)| addresses::ActiveModel {
                     token_id: sea_orm::Set(u.token_id.to_string()),
@@ -96,7 +139,7 @@ impl Store {
                     addresses::Column::Ip,
                     addresses::Column::LastSeenAt,
                 ])
-                .filter(addresses::Column::TokenId.is_in(existing.iter().map(String::as_str)))
+                .filter(addresses::Column::TokenId.is_in(existing.keys().map(String::as_str)))
                 .order_by_asc(addresses::Column::TokenId)
                 .order_by_desc(addresses::Column::LastSeenAt)
                 .order_by_asc(addresses::Column::Ip)
@@ -127,6 +170,9 @@ impl Store {
                     .exec(&txn)
                     .await?;
             }
+        }
+        if !records.is_empty() {
+            self.append_to_log(&txn, &records, now).await?;
         }
         txn.commit().await?;
         Ok(())

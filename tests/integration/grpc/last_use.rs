@@ -557,3 +557,68 @@ async fn a_token_revoked_before_the_flush_is_skipped_and_addresses_are_trimmed_t
     assert_eq!(code, Code::NotFound);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_use_from_an_address_not_among_the_recent_ones_is_recorded_by_the_flush() {
+    let srv = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.last_use.flush_interval = token_service::config::Span(50);
+    })
+    .await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let (token_id, secret) = srv.as_(&alice).new_token("me").await;
+    let new_address_records = || async {
+        srv.as_(&admin)
+            .audit_records(pb::ListAuditRecordsRequest {
+                actions: vec!["access_token.used_from_new_address".into()],
+                token_id: token_id.clone(),
+                ..Default::default()
+            })
+            .await
+    };
+    let mut flushed = counter(&srv, WRITES).await;
+    let use_from = |address: &'static str| {
+        let srv = &srv;
+        let secret = secret.clone();
+        async move {
+            get_me(
+                srv,
+                &secret,
+                &[
+                    ("x-forwarded-for", address),
+                    ("user-agent", "deploy-bot/2.0"),
+                ],
+            )
+            .await;
+        }
+    };
+
+    // The first address of a token is not news.
+    use_from("192.0.2.1").await;
+    flushed = wait_for_counter(&srv, WRITES, flushed + 1).await;
+    assert!(new_address_records().await.is_empty());
+
+    // A second address is, once (its next uses are not), and a known one is not.
+    srv.advance(Duration::from_secs(1));
+    use_from("198.51.100.9").await;
+    flushed = wait_for_counter(&srv, WRITES, flushed + 1).await;
+    srv.advance(Duration::from_secs(1));
+    use_from("198.51.100.9").await;
+    use_from("192.0.2.1").await;
+    wait_for_counter(&srv, WRITES, flushed + 1).await;
+    let records = new_address_records().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record.ip, "198.51.100.9");
+    assert_eq!(record.user_id, alice.id);
+    assert_eq!(record.actor_id, alice.id);
+    assert!(
+        record.user_agent.starts_with("deploy-bot/2.0"),
+        "{record:?}"
+    );
+    let detail: serde_json::Value = serde_json::from_str(&record.detail).unwrap();
+    assert_eq!(detail["ip"], "198.51.100.9");
+    assert!(!record.detail.contains(&secret));
+    srv.stop().await;
+}
