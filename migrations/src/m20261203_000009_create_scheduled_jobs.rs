@@ -8,8 +8,8 @@
 //!
 //! `user_access_tokens.last_notified_at` (nullable, Unix ms): when the owner was last warned
 //! that the token expires (Mattermost's internal `LastNotifiedAt`; never in the API). The
-//! index on (`is_active`, `expires_at`) serves the cleanup job's and the notice job's scans
-//! and the non-compliant count; the index on `users.is_bot` finds the bots that count leaves
+//! index on (`is_active`, `expires_at`, `id`) serves the cleanup job's and the notice job's
+//! scans, in their order, and the non-compliant count; the index on `users.is_bot` finds the bots that count leaves
 //! out.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -55,6 +55,7 @@ impl MigrationTrait for Migration {
                         .table(TOKENS)
                         .col("is_active")
                         .col("expires_at")
+                        .col("id")
                         .to_owned(),
                 )
                 .await?;
