@@ -144,11 +144,7 @@ impl TokenCreation {
         ctx.require_permission(caller, Permission::CreateUserAccessToken)?;
         ctx.require_user_or_bot_access(caller, &user.id).await?;
         ctx.require_permission_over(caller, &user)?;
-        if !ctx.policy().enable_user_access_tokens && !user.is_bot {
-            return Err(Error::Unimplemented {
-                reason: Reason::AccessTokensDisabled,
-            });
-        }
+        require_tokens_enabled_for(ctx, &user)?;
         let now = ctx.now();
         check_expiry(ctx, &user, request.expires_at, now)?;
         require_no_nul("description", &request.description)?;
@@ -159,15 +155,8 @@ impl TokenCreation {
                 format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
             ));
         }
-        // The token model's own check, after the description's as in Mattermost; only an exempt
-        // owner gets this far with a negative value (the policy check calls it "in the past").
-        if request.expires_at.is_some_and(|at| at < 0) {
-            return Err(Error::invalid(
-                "expires_at",
-                Reason::InvalidExpiresAt,
-                "must not be before 1970-01-01T00:00:00Z",
-            ));
-        }
+        // The token model's own check, after the description's as in Mattermost.
+        require_expiry_after_epoch(request.expires_at)?;
 
         let secret = PlainToken::generate();
         let token = UserAccessToken {
@@ -191,6 +180,30 @@ impl TokenCreation {
         user_id = %token.user_id, caller = %caller, "personal access token created");
         Ok(CreatedUserAccessToken { token, secret })
     }
+}
+
+/// Personal access tokens switched off (`enable_user_access_tokens`) cannot be created or
+/// rotated for anyone but a bot: `Unimplemented`, Mattermost's 501.
+pub(super) fn require_tokens_enabled_for(ctx: &Context, owner: &User) -> Result<()> {
+    if !ctx.policy().enable_user_access_tokens && !owner.is_bot {
+        return Err(Error::Unimplemented {
+            reason: Reason::AccessTokensDisabled,
+        });
+    }
+    Ok(())
+}
+
+/// The token model's own check of `expires_at`, after the policy's: only an exempt owner gets
+/// this far with a negative value (the policy check calls it "in the past" for the others).
+pub(super) fn require_expiry_after_epoch(expires_at: Option<UnixMillis>) -> Result<()> {
+    if expires_at.is_some_and(|at| at < 0) {
+        return Err(Error::invalid(
+            "expires_at",
+            Reason::InvalidExpiresAt,
+            "must not be before 1970-01-01T00:00:00Z",
+        ));
+    }
+    Ok(())
 }
 
 /// Mattermost's `validateUserAccessTokenExpiry`: the policy check runs first and only a

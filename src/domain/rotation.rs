@@ -18,7 +18,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::access_tokens::{
-    CreatedUserAccessToken, TokenRef, check_expiry, find_token, token_not_found,
+    CreatedUserAccessToken, TokenRef, check_expiry, find_token, require_expiry_after_epoch,
+    require_tokens_enabled_for, token_not_found,
 };
 use super::{
     Context,
@@ -99,22 +100,12 @@ pub async fn rotate_user_access_token(
     if !token.is_active {
         return Err(disabled_token());
     }
-    if !ctx.policy().enable_user_access_tokens && !owner.is_bot {
-        return Err(Error::Unimplemented {
-            reason: Reason::AccessTokensDisabled,
-        });
-    }
+    require_tokens_enabled_for(ctx, &owner)?;
     // As in Mattermost, whether the token has expired is not asked: an expired token that
     // is still active can be rotated back into use.
     let now = ctx.now();
     check_expiry(ctx, &owner, request.expires_at, now)?;
-    if request.expires_at.is_some_and(|at| at < 0) {
-        return Err(Error::invalid(
-            "expires_at",
-            Reason::InvalidExpiresAt,
-            "must not be before 1970-01-01T00:00:00Z",
-        ));
-    }
+    require_expiry_after_epoch(request.expires_at)?;
 
     let secret = PlainToken::generate();
     let expires_at = request.expires_at.unwrap_or(0);
