@@ -159,7 +159,12 @@ pub struct Metrics {
     last_use_token_writes: AtomicU64,
     last_use_batches: AtomicU64,
     last_use_failures: AtomicU64,
+    /// Presented tokens refused on their shape alone, by [`REFUSED_SHAPES`].
+    refused_token_shapes: [AtomicU64; REFUSED_SHAPES.len()],
 }
+
+/// Why a presented token was refused before any lookup (the `shape` label).
+pub const REFUSED_SHAPES: [&str; 2] = ["bad_checksum", "malformed"];
 
 /// The scheduled jobs (the `job` label).
 pub const JOBS: [&str; 2] = [
@@ -181,6 +186,7 @@ impl Default for Metrics {
             last_use_token_writes: AtomicU64::new(0),
             last_use_batches: AtomicU64::new(0),
             last_use_failures: AtomicU64::new(0),
+            refused_token_shapes: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -272,6 +278,17 @@ impl Metrics {
     /// Counts a last-use batch that failed (its uses wait for the next flush).
     pub fn record_last_use_flush_failure(&self) {
         self.last_use_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a presented token refused on its shape (no cache or database lookup made).
+    pub fn record_refused_token_shape(&self, shape: crate::domain::token_format::Shape) {
+        use crate::domain::token_format::Shape;
+        let index = match shape {
+            Shape::BadChecksum => 0,
+            Shape::Malformed => 1,
+            Shape::Mattermost | Shape::Checksummed(_) => return,
+        };
+        self.refused_token_shapes[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Token rows the last-use flush has written so far.
@@ -462,6 +479,17 @@ impl Metrics {
             self.expired_tokens_deleted.load(Ordering::Relaxed),
             self.expiry_notices.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP token_service_refused_token_shapes_total Presented tokens refused before any lookup: a checksummed token whose checksum is wrong, or a token of no format this service mints.\n\
+             # TYPE token_service_refused_token_shapes_total counter\n",
+        );
+        for (shape, count) in REFUSED_SHAPES.iter().zip(&self.refused_token_shapes) {
+            let _ = writeln!(
+                out,
+                "token_service_refused_token_shapes_total{{shape=\"{shape}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

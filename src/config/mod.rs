@@ -29,7 +29,7 @@ use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
-pub use sections::AccessTokensConfig;
+pub use sections::{AccessTokensConfig, TokenFormatConfig, TokenStyle};
 pub use sections::{
     AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LastUseConfig, LogConfig, LogFormat,
     PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
@@ -137,6 +137,8 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// Last use of personal access tokens.
     pub last_use: LastUseConfig,
+    /// The format new secrets are minted in.
+    pub token_format: TokenFormatConfig,
     /// Which source set the settings that locate the state (for messages); not a setting.
     #[serde(skip)]
     pub origins: Origins,
@@ -183,6 +185,7 @@ impl Default for Config {
             access_tokens: AccessTokensConfig::default(),
             trusted_proxies: Vec::new(),
             last_use: LastUseConfig::default(),
+            token_format: TokenFormatConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -362,6 +365,7 @@ impl Config {
         self.webhooks.validate()?;
         self.access_tokens.validate()?;
         self.jobs.validate()?;
+        self.token_format.format()?;
         Ok(())
     }
 

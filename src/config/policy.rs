@@ -63,6 +63,7 @@ impl TryFrom<&Config> for Policy {
                 revoke_time_budget_ms: (config.request_timeout_ms > 0)
                     .then(|| config.request_timeout_ms * 2 / 3),
             },
+            token_format: config.token_format.format()?,
         })
     }
 }

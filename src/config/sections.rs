@@ -1,5 +1,6 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
-//! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`, `[last_use]`) and
+//! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`, `[last_use]`,
+//! `[token_format]`) and
 //! their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -369,5 +370,50 @@ impl LastUseConfig {
             return Err("last_use.flush_interval: must be between 10ms and 1d".into());
         }
         Ok(())
+    }
+}
+
+/// The format new secrets are minted in (`[token_format]`). Whatever it says, tokens of both
+/// formats authenticate: switching never invalidates a token already issued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenFormatConfig {
+    /// `mattermost` (26-character ids, exactly as Mattermost mints them; the default) or
+    /// `checksummed` (`<prefix>p_…` for personal access tokens, `<prefix>s_…` for sessions,
+    /// `<prefix>c_…` for slash-command tokens, with a CRC32 that scanners check offline).
+    pub style: TokenStyle,
+    /// The deployment's prefix of checksummed tokens: 1 to 12 lower-case letters and digits,
+    /// starting with a letter. Default `mm`.
+    pub prefix: String,
+}
+
+/// The formats a `[token_format] style` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStyle {
+    Mattermost,
+    Checksummed,
+}
+
+impl Default for TokenFormatConfig {
+    fn default() -> Self {
+        Self {
+            style: TokenStyle::Mattermost,
+            prefix: "mm".to_owned(),
+        }
+    }
+}
+
+impl TokenFormatConfig {
+    /// The format as the domain uses it; the prefix checked.
+    pub fn format(&self) -> Result<crate::domain::token_format::TokenFormat, String> {
+        use crate::domain::token_format::{TokenFormat, check_prefix};
+        check_prefix(&self.prefix).map_err(|e| format!("token_format.prefix: {e}"))?;
+        Ok(match self.style {
+            TokenStyle::Mattermost => TokenFormat::Mattermost,
+            TokenStyle::Checksummed => TokenFormat::Checksummed {
+                prefix: self.prefix.clone(),
+            },
+        })
     }
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::model::{AccessTokenChange, TokenWrite};
+use super::token_format::SecretKind;
 use super::{
     Context,
     caller::Caller,
@@ -158,7 +159,7 @@ impl TokenCreation {
         // The token model's own check, after the description's as in Mattermost.
         require_expiry_after_epoch(request.expires_at)?;
 
-        let secret = PlainToken::generate();
+        let secret = ctx.mint_secret(SecretKind::PersonalAccessToken);
         let token = UserAccessToken {
             id: TokenId::generate(),
             user_id: user.id.clone(),

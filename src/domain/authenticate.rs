@@ -18,6 +18,7 @@ use super::{
     ids::SessionId,
     model::{Session, UnixMillis, User, UserAccessToken, session_props},
     secret::{PlainToken, TokenDigest},
+    token_format::Shape,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -38,8 +39,12 @@ impl Context {
     /// session is minted on first use and only read afterwards). Every refusal is
     /// `Unauthenticated` with the same reason; the cause is logged at debug level only.
     pub async fn authenticate(&self, token: &PlainToken) -> Result<Arc<Principal>> {
-        if !token.is_plausible() {
-            return Err(refused("malformed token"));
+        match token.shape() {
+            Shape::Mattermost | Shape::Checksummed(_) => {}
+            refused_shape => {
+                self.metrics().record_refused_token_shape(refused_shape);
+                return Err(refused("malformed token"));
+            }
         }
         let now = self.now();
         let digest = self.hasher().digest(token);

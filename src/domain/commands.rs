@@ -4,6 +4,7 @@
 use serde_json::json;
 use tracing::info;
 
+use super::token_format::SecretKind;
 use super::{
     Context,
     caller::Caller,
@@ -74,7 +75,7 @@ pub async fn create_command(
             "is already used by another command on this team",
         ));
     }
-    let token = PlainToken::generate();
+    let token = ctx.mint_secret(SecretKind::Command);
     let ciphertext = ctx
         .command_cipher()
         .encrypt(&token, command.id.as_str())
@@ -129,7 +130,7 @@ pub async fn regen_command_token(
         )
         .await?;
     }
-    let token = PlainToken::generate();
+    let token = ctx.mint_secret(SecretKind::Command);
     let ciphertext = ctx
         .command_cipher()
         .encrypt(&token, command.id.as_str())

@@ -25,6 +25,7 @@ pub mod rotation;
 pub mod secret;
 pub mod sessions;
 pub mod text;
+pub mod token_format;
 pub mod token_usage;
 pub mod users;
 pub mod webhook_worker;
@@ -81,6 +82,8 @@ pub struct Policy {
     pub rotation: rotation::RotationPolicy,
     /// The background jobs (expired-token cleanup, expiry notices, non-compliant batches).
     pub jobs: jobs::JobsPolicy,
+    /// The format new secrets (tokens, sessions, command tokens) are minted in.
+    pub token_format: token_format::TokenFormat,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -161,6 +164,11 @@ impl Context {
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    /// A new random secret of `kind`, in the configured format.
+    pub(crate) fn mint_secret(&self, kind: token_format::SecretKind) -> secret::PlainToken {
+        secret::PlainToken::mint(&self.inner.policy.token_format, kind)
     }
 
     pub(crate) fn hasher(&self) -> &TokenHasher {

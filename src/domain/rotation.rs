@@ -21,6 +21,7 @@ use super::access_tokens::{
     CreatedUserAccessToken, TokenRef, check_expiry, find_token, require_expiry_after_epoch,
     require_tokens_enabled_for, token_not_found,
 };
+use super::token_format::SecretKind;
 use super::{
     Context,
     caller::Caller,
@@ -107,7 +108,7 @@ pub async fn rotate_user_access_token(
     check_expiry(ctx, &owner, request.expires_at, now)?;
     require_expiry_after_epoch(request.expires_at)?;
 
-    let secret = PlainToken::generate();
+    let secret = ctx.mint_secret(SecretKind::PersonalAccessToken);
     let expires_at = request.expires_at.unwrap_or(0);
     let rotation = AccessTokenRotation {
         new_digest: ctx.hasher().digest(&secret),

@@ -18,19 +18,16 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::ids::new_id;
-
-/// Secrets are 26-character Mattermost ids (128 random bits), as Mattermost mints them.
-pub const TOKEN_LENGTH: usize = 26;
+use super::token_format::{SecretKind, Shape, TokenFormat, shape};
 
 /// A secret token in plaintext. Redacted in `Debug`; no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PlainToken(String);
 
 impl PlainToken {
-    /// Mints a new random secret.
-    pub fn generate() -> Self {
-        Self(new_id())
+    /// Mints a new random secret of `kind` in `format`.
+    pub fn mint(format: &TokenFormat, kind: SecretKind) -> Self {
+        Self(format.mint(kind))
     }
 
     /// Wraps a token presented by a client.
@@ -48,10 +45,11 @@ impl PlainToken {
         self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 
-    /// Whether the token could have been minted by this service (26 letters/digits). A token
-    /// that fails this check cannot authenticate, so it is refused without a database read.
-    pub fn is_plausible(&self) -> bool {
-        self.0.len() == TOKEN_LENGTH && self.0.bytes().all(|b| b.is_ascii_alphanumeric())
+    /// What the token looks like, decided offline: a token that is not of a shape this
+    /// service mints (or whose checksum is wrong) cannot authenticate, so it is refused
+    /// without a cache or database lookup.
+    pub fn shape(&self) -> Shape {
+        shape(&self.0)
     }
 }
 
@@ -337,7 +335,10 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let token = PlainToken::generate();
+        let token = PlainToken::mint(
+            &TokenFormat::checksummed("mm").unwrap(),
+            SecretKind::PersonalAccessToken,
+        );
         assert!(!format!("{token:?}").contains(token.expose()));
         let digest = hasher().digest(&token);
         assert!(!format!("{digest:?}").contains(digest.as_str()));
@@ -357,7 +358,7 @@ mod tests {
     fn command_tokens_round_trip_rotate_and_bind_to_their_record() {
         let key = ServerKey::from_hex(&"ab".repeat(32)).unwrap();
         let derived = CommandTokenCipher::new(&key, &BTreeMap::new(), None).unwrap();
-        let token = PlainToken::generate();
+        let token = PlainToken::mint(&TokenFormat::Mattermost, SecretKind::Command);
         let stored = derived.encrypt(&token, "cmd1").unwrap();
         assert!(stored.starts_with("server."));
         assert!(!stored.contains(token.expose()));
@@ -390,9 +391,19 @@ mod tests {
     }
 
     #[test]
-    fn plausibility_check_matches_minted_tokens() {
-        assert!(PlainToken::generate().is_plausible());
-        assert!(!PlainToken::from_presented("short").is_plausible());
-        assert!(!PlainToken::from_presented("a".repeat(27)).is_plausible());
+    fn shape_check_accepts_what_is_minted_in_either_format() {
+        let mattermost = PlainToken::mint(&TokenFormat::Mattermost, SecretKind::Session);
+        assert_eq!(mattermost.shape(), Shape::Mattermost);
+        let ours = TokenFormat::checksummed("mm").unwrap();
+        let checksummed = PlainToken::mint(&ours, SecretKind::Session);
+        assert_eq!(checksummed.shape(), Shape::Checksummed(SecretKind::Session));
+        assert_eq!(
+            PlainToken::from_presented("short").shape(),
+            Shape::Malformed
+        );
+        assert_eq!(
+            PlainToken::from_presented("a".repeat(27)).shape(),
+            Shape::Malformed
+        );
     }
 }

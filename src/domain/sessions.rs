@@ -8,6 +8,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::model::SessionInsert;
+use super::token_format::SecretKind;
 use super::{
     Context,
     caller::Caller,
@@ -85,7 +86,7 @@ pub async fn create_session(
         ));
     }
     let now: UnixMillis = ctx.now();
-    let token = PlainToken::generate();
+    let token = ctx.mint_secret(SecretKind::Session);
     let mut props = request.props;
     // Like a Mattermost login: a CSRF token for cookie-authenticated writes.
     props

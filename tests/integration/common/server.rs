@@ -228,3 +228,13 @@ impl TestServer {
         }
     }
 }
+
+/// A TokenService client for a server listening on `addr` (an in-process replica's gRPC
+/// address), connecting on first use.
+pub fn client_of(addr: std::net::SocketAddr) -> Client {
+    Client::new(
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy(),
+    )
+}

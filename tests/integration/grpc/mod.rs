@@ -21,6 +21,7 @@ mod revocation_stream;
 mod rotation;
 mod sessions;
 mod shutdown;
+mod token_format;
 mod users;
 mod webhooks;
 mod webhooks_replicas;

@@ -41,14 +41,6 @@ pub(crate) async fn pat(
     )
 }
 
-fn client_of(addr: std::net::SocketAddr) -> Client {
-    Client::new(
-        tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_lazy(),
-    )
-}
-
 #[tokio::test]
 async fn the_tokens_breaking_a_new_policy_are_counted_and_revoked_in_batches() {
     let srv = TestServer::start().await;
