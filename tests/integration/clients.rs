@@ -96,25 +96,44 @@ async fn run_script(program: &Path, script: &str, env: &[(&str, String)]) {
 #[tokio::test]
 #[ignore = "needs node and `npm ci` in tests/clients/js; .ci/run runs it: cargo test --test integration -- --ignored clients::"]
 async fn mattermosts_javascript_client_works_against_the_rest_shim() {
+    run_mattermost_client(None).await;
+}
+
+#[tokio::test]
+#[ignore = "needs node and `npm ci` in tests/clients/js; .ci/run runs it: cargo test --test integration -- --ignored clients::"]
+async fn mattermosts_javascript_client_works_with_checksummed_tokens() {
+    run_mattermost_client(Some("mmx")).await;
+}
+
+/// Mattermost's JavaScript client through its flows, against a server minting Mattermost's
+/// format (`None`) or checksummed tokens with `prefix`.
+async fn run_mattermost_client(prefix: Option<&str>) {
     let Some(node) = node().await else {
         missing("node with tests/clients/js/node_modules", INSTALL_NODE);
     };
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_with(|c| {
+        if let Some(prefix) = prefix {
+            c.token_format = token_service::config::TokenFormatConfig {
+                style: token_service::config::TokenStyle::Checksummed,
+                prefix: prefix.to_owned(),
+            };
+        }
+    })
+    .await;
     let admin = srv.admin("root").await;
     let user = srv.token_user("alice").await;
     let team = token_service::domain::ids::new_id();
-    run_script(
-        &node,
-        "js/mattermost_client.js",
-        &[
-            ("TS_URL", srv.http_base()),
-            ("TS_ADMIN_TOKEN", admin.token.clone()),
-            ("TS_USER_TOKEN", user.token.clone()),
-            ("TS_USER_ID", user.id.clone()),
-            ("TS_TEAM_ID", team),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("TS_URL", srv.http_base()),
+        ("TS_ADMIN_TOKEN", admin.token.clone()),
+        ("TS_USER_TOKEN", user.token.clone()),
+        ("TS_USER_ID", user.id.clone()),
+        ("TS_TEAM_ID", team),
+    ];
+    if let Some(prefix) = prefix {
+        env.push(("TS_TOKEN_PREFIX", prefix.to_owned()));
+    }
+    run_script(&node, "js/mattermost_client.js", &env).await;
     srv.stop().await;
 }
 

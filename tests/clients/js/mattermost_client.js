@@ -1,11 +1,24 @@
 // Drives Mattermost's official JavaScript client (Client4 from @mattermost/client) against the
 // token-service REST shim, through the token, session, rotation and command flows. Configured by
 // environment: TS_URL (http://127.0.0.1:port), TS_ADMIN_TOKEN, TS_USER_TOKEN, TS_USER_ID,
-// TS_TEAM_ID. Prints one line per check; exits non-zero on the first failure.
+// TS_TEAM_ID, and TS_TOKEN_PREFIX when the server mints checksummed tokens (`[token_format]`;
+// unset: Mattermost's 26-character format). Prints one line per check; exits non-zero on the
+// first failure.
 'use strict';
 
 const assert = require('node:assert/strict');
 const {Client4, ClientError} = require('@mattermost/client');
+
+// A secret the server just minted, of kind 'p' (personal access token), 's' (session) or 'c'
+// (slash command), in the format the server is configured for.
+function assertMinted(token, kind) {
+    const prefix = process.env.TS_TOKEN_PREFIX;
+    if (prefix) {
+        assert.match(token, new RegExp(`^${prefix}${kind}_[0-9A-Za-z]{36}$`));
+    } else {
+        assert.match(token, /^[0-9a-z]{26}$/);
+    }
+}
 
 function client(token) {
     const c = new Client4();
@@ -56,7 +69,7 @@ async function main() {
     assert.equal(created.user_id, userId);
     assert.equal(created.description, 'from Client4');
     assert.equal(created.is_active, true);
-    assert.equal(created.token.length, 26);
+    assertMinted(created.token, 'p');
     const pat = client(created.token);
     assert.equal((await pat.getMe()).id, userId);
     const listed = await user.getUserAccessTokensForUser(userId, 0, 100);
@@ -122,7 +135,7 @@ async function main() {
     assert.equal(rotated.description, 'rotation');
     assert.equal(rotated.is_active, true);
     assert.equal(rotated.expires_at, 0);
-    assert.equal(rotated.token.length, 26);
+    assertMinted(rotated.token, 'p');
     assert.notEqual(rotated.token, fourth.token);
     assert.equal((await client(rotated.token).getMe()).id, userId);
     await expectStatus(fourthOld.getMe(), 401, 'api.context.session_expired.app_error');
@@ -155,7 +168,7 @@ async function main() {
         display_name: 'Deploy',
     });
     assert.equal(command.trigger, 'deploy');
-    assert.equal(command.token.length, 26);
+    assertMinted(command.token, 'c');
     const regenerated = await admin.regenCommandToken(command.id);
     assert.deepEqual(Object.keys(regenerated), ['token']);
     assert.notEqual(regenerated.token, command.token);
