@@ -280,15 +280,12 @@ impl Metrics {
         self.last_use_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a presented token refused on its shape (no cache or database lookup made).
-    pub fn record_refused_token_shape(&self, shape: crate::domain::token_format::Shape) {
-        use crate::domain::token_format::Shape;
-        let index = match shape {
-            Shape::BadChecksum => 0,
-            Shape::Malformed => 1,
-            Shape::Mattermost | Shape::Checksummed(_) => return,
-        };
-        self.refused_token_shapes[index].fetch_add(1, Ordering::Relaxed);
+    /// Counts a presented token refused on its shape (one of [`REFUSED_SHAPES`]; no cache
+    /// or database lookup was made).
+    pub fn record_refused_token_shape(&self, shape: &str) {
+        if let Some(i) = REFUSED_SHAPES.iter().position(|s| *s == shape) {
+            self.refused_token_shapes[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Token rows the last-use flush has written so far.

@@ -39,12 +39,14 @@ impl Context {
     /// session is minted on first use and only read afterwards). Every refusal is
     /// `Unauthenticated` with the same reason; the cause is logged at debug level only.
     pub async fn authenticate(&self, token: &PlainToken) -> Result<Arc<Principal>> {
-        match token.shape() {
-            Shape::Mattermost | Shape::Checksummed(_) => {}
-            refused_shape => {
-                self.metrics().record_refused_token_shape(refused_shape);
-                return Err(refused("malformed token"));
-            }
+        let refused_shape = match token.shape() {
+            Shape::Mattermost | Shape::Checksummed(_) => None,
+            Shape::BadChecksum => Some("bad_checksum"),
+            Shape::Malformed => Some("malformed"),
+        };
+        if let Some(shape) = refused_shape {
+            self.metrics().record_refused_token_shape(shape);
+            return Err(refused("malformed token"));
         }
         let now = self.now();
         let digest = self.hasher().digest(token);
