@@ -51,6 +51,31 @@ pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Re
     http_client().get(url).send().await
 }
 
+/// A sample of the `/metrics` served at `http_addr` (the series name with its labels, as
+/// exposed); `None` when the series is absent.
+pub async fn scrape_metric(http_addr: impl std::fmt::Display, series: &str) -> Option<f64> {
+    let text = http_get(format!("http://{http_addr}/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("scrape {http_addr}: {e}"))
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{series}: {v} is no number"))
+        })
+}
+
+/// A counter of the `/metrics` served at `http_addr`; panics when the series is absent.
+pub async fn counter_at(http_addr: impl std::fmt::Display, series: &str) -> u64 {
+    let value = scrape_metric(&http_addr, series)
+        .await
+        .unwrap_or_else(|| panic!("{http_addr} reports no {series}"));
+    value as u64
+}
+
 /// Installs ring as rustls' process-wide provider (idempotent), as the server does.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -107,16 +107,7 @@ impl ReplicaProcess {
 
     /// A sample of this replica's `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = crate::common::http_get(format!("http://{}/metrics", self.http_addr))
-            .await
-            .expect("scrape the replica")
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("the replica reports {name}"))
+        crate::common::counter_at(&self.http_addr, name).await
     }
 
     /// How many token checks this replica answered from its cache.

@@ -156,6 +156,12 @@ impl TestServer {
             .expect("replica starts")
     }
 
+    /// A counter of this server's `/metrics` (the series name with its labels); panics
+    /// when the series is absent.
+    pub async fn counter(&self, series: &str) -> u64 {
+        super::counter_at(self.config.http_addr, series).await
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.config.grpc_addr)

@@ -153,16 +153,7 @@ async fn advance_and_run(srv: &TestServer, name: &str, by: Duration) {
 
 /// A counter of the `/metrics` at `http_addr`.
 async fn metric(http_addr: impl std::fmt::Display, name: &str) -> u64 {
-    let text = http_get(format!("http://{http_addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{http_addr} reports {name}"))
+    counter_at(http_addr, name).await
 }
 
 /// Token id to the `days` of each of its notices, in order.
@@ -628,7 +619,7 @@ async fn a_replica_shutting_down_mid_run_hands_the_rest_over_at_once() {
     let srv = TestServer::start_with(|c| c.jobs.enable = false).await;
     let admin = lasting_admin(&srv).await;
     let bot = srv.bot("reaper-food", None).await;
-    const TOKENS: usize = 200;
+    const TOKENS: usize = 600;
     let mut tokens = BTreeSet::new();
     for _ in 0..TOKENS {
         let (id, _) = pat(&srv, &bot, Some(srv.now() - 1_000)).await;

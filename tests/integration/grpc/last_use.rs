@@ -12,15 +12,7 @@ use crate::common::*;
 
 /// A counter from the server's `/metrics`.
 async fn counter(srv: &TestServer, name: &str) -> u64 {
-    let text = http_get(format!("{}/metrics", srv.http_base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    srv.counter(name).await
 }
 
 /// Waits (real time) until `name` reaches `at_least`.

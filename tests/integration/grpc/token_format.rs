@@ -36,17 +36,10 @@ fn assert_checksummed(token: &str, prefix: &str, kind: char) {
 
 /// The shape-refusal counter for `shape` on `srv`'s `/metrics`.
 async fn refused_shapes(srv: &TestServer, shape: &str) -> u64 {
-    let text = http_get(format!("{}/metrics", srv.http_base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("token_service_refused_token_shapes_total{{shape=\"{shape}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("/metrics reports {series}"))
+    srv.counter(&format!(
+        "token_service_refused_token_shapes_total{{shape=\"{shape}\"}}"
+    ))
+    .await
 }
 
 /// `token` with its last character replaced by another base62 character.

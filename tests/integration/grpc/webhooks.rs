@@ -74,15 +74,9 @@ async fn webhook_until(
 
 /// A sample of the server's `/metrics` (series name with labels), 0 if absent.
 async fn metric(srv: &TestServer, series: &str) -> f64 {
-    let text = http_get(format!("{}/metrics", srv.http_base()))
+    scrape_metric(srv.config.http_addr, series)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
+        .unwrap_or(0.0)
 }
 
 fn millis(ts: &Option<prost_types::Timestamp>) -> i64 {
