@@ -330,3 +330,42 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_reference_library(
     }
     srv.stop().await;
 }
+
+/// The secret-scanner rules in `scanners/` find a live checksummed token the server minted:
+/// detect-secrets (PyPI) with our plugin reports exactly that token in a repository that also
+/// holds the same token with a typo and look-alikes (the plugin checks the CRC32), the gitleaks
+/// rule's expression matches its shape, and `scanners/check_token.py` tells it from the typo.
+#[tokio::test]
+#[ignore = "needs python with detect-secrets (tests/clients/python/requirements.txt) and git; .ci/run runs it: cargo test --test integration -- --ignored clients::"]
+async fn secret_scanners_find_exactly_the_live_checksummed_token() {
+    let Some(python) = python_with("detect_secrets").await else {
+        missing(
+            "python with detect-secrets (tests/clients/python/requirements.txt)",
+            INSTALL_PYTHON,
+        );
+    };
+    let srv = TestServer::start_with(|c| {
+        c.token_format = token_service::config::TokenFormatConfig {
+            style: token_service::config::TokenStyle::Checksummed,
+            prefix: "mm".to_owned(),
+        };
+    })
+    .await;
+    let alice = srv.token_user("alice").await;
+    let token = srv
+        .as_(&alice)
+        .create_token("me", "leaks into a repository")
+        .await
+        .unwrap()
+        .token;
+    run_script(
+        &python,
+        "python/scan_for_tokens.py",
+        &[
+            ("TS_VALID_TOKEN", token),
+            ("TS_REPO", repo().display().to_string()),
+        ],
+    )
+    .await;
+    srv.stop().await;
+}
