@@ -159,9 +159,16 @@ pub struct Metrics {
     last_use_token_writes: AtomicU64,
     last_use_batches: AtomicU64,
     last_use_failures: AtomicU64,
+    /// Leaked-token reports, by [`LEAK_REPORT_OUTCOMES`].
+    leak_reports: [AtomicU64; LEAK_REPORT_OUTCOMES.len()],
+    /// Credentials revoked because a report named them.
+    leaked_credentials_revoked: AtomicU64,
     /// Presented tokens refused on their shape alone, by [`REFUSED_SHAPES`].
     refused_token_shapes: [AtomicU64; REFUSED_SHAPES.len()],
 }
+
+/// What became of a leaked-token report (the `outcome` label).
+pub const LEAK_REPORT_OUTCOMES: [&str; 2] = ["accepted", "rate_limited"];
 
 /// Why a presented token was refused before any lookup (the `shape` label).
 pub const REFUSED_SHAPES: [&str; 2] = ["bad_checksum", "malformed"];
@@ -187,6 +194,8 @@ impl Default for Metrics {
             last_use_batches: AtomicU64::new(0),
             last_use_failures: AtomicU64::new(0),
             refused_token_shapes: std::array::from_fn(|_| AtomicU64::new(0)),
+            leak_reports: std::array::from_fn(|_| AtomicU64::new(0)),
+            leaked_credentials_revoked: AtomicU64::new(0),
         }
     }
 }
@@ -286,6 +295,19 @@ impl Metrics {
         if let Some(i) = REFUSED_SHAPES.iter().position(|s| *s == shape) {
             self.refused_token_shapes[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a leaked-token report by its outcome (one of [`LEAK_REPORT_OUTCOMES`]).
+    pub fn record_leak_report(&self, outcome: &str) {
+        if let Some(i) = LEAK_REPORT_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.leak_reports[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts credentials revoked because a report named them.
+    pub fn record_leaked_credentials_revoked(&self, count: u64) {
+        self.leaked_credentials_revoked
+            .fetch_add(count, Ordering::Relaxed);
     }
 
     /// Token rows the last-use flush has written so far.
@@ -487,6 +509,24 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        out.push_str(
+            "# HELP token_service_leak_reports_total Leaked-token reports (ReportLeakedTokens) this replica answered, by outcome.\n\
+             # TYPE token_service_leak_reports_total counter\n",
+        );
+        for (outcome, count) in LEAK_REPORT_OUTCOMES.iter().zip(&self.leak_reports) {
+            let _ = writeln!(
+                out,
+                "token_service_leak_reports_total{{outcome=\"{outcome}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP token_service_leaked_credentials_revoked_total Personal access tokens revoked and sessions ended because a report named them.\n\
+             # TYPE token_service_leaked_credentials_revoked_total counter\n\
+             token_service_leaked_credentials_revoked_total {}",
+            self.leaked_credentials_revoked.load(Ordering::Relaxed)
+        );
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

@@ -29,7 +29,7 @@ use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
-pub use sections::{AccessTokensConfig, TokenFormatConfig, TokenStyle};
+pub use sections::{AccessTokensConfig, LeakReportsConfig, TokenFormatConfig, TokenStyle};
 pub use sections::{
     AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LastUseConfig, LogConfig, LogFormat,
     PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
@@ -139,6 +139,8 @@ pub struct Config {
     pub last_use: LastUseConfig,
     /// The format new secrets are minted in.
     pub token_format: TokenFormatConfig,
+    /// Leaked-token reports.
+    pub leak_reports: LeakReportsConfig,
     /// Which source set the settings that locate the state (for messages); not a setting.
     #[serde(skip)]
     pub origins: Origins,
@@ -186,6 +188,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             last_use: LastUseConfig::default(),
             token_format: TokenFormatConfig::default(),
+            leak_reports: LeakReportsConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -366,6 +369,7 @@ impl Config {
         self.access_tokens.validate()?;
         self.jobs.validate()?;
         self.token_format.format()?;
+        self.leak_reports.validate()?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 //! else (units converted: hours and milliseconds to the domain's milliseconds; the role
 //! overrides applied to the built-in role table).
 
+use crate::domain::leaks::LeakReportPolicy;
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::rotation::RotationPolicy;
 use crate::domain::{
     Policy, cache::CacheSettings, jobs::JobsPolicy, permissions::RoleTable,
@@ -64,6 +66,13 @@ impl TryFrom<&Config> for Policy {
                     .then(|| config.request_timeout_ms * 2 / 3),
             },
             token_format: config.token_format.format()?,
+            leak_reports: LeakReportPolicy {
+                enable: config.leak_reports.enable,
+                limit: RateLimit {
+                    per_minute: config.leak_reports.requests_per_minute,
+                    burst: config.leak_reports.burst,
+                },
+            },
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
 //! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`, `[last_use]`,
-//! `[token_format]`) and
+//! `[token_format]`, `[leak_reports]`) and
 //! their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -415,5 +415,41 @@ impl TokenFormatConfig {
                 prefix: self.prefix.clone(),
             },
         })
+    }
+}
+
+/// Leaked-token reports (`ReportLeakedTokens`, anyone may call it): on or off, and the rate
+/// limit per client address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeakReportsConfig {
+    /// Serve ReportLeakedTokens (off: UNIMPLEMENTED / 501).
+    pub enable: bool,
+    /// Reports per minute per client address, sustained (the local operator is not limited).
+    pub requests_per_minute: u32,
+    /// Reports an address may make at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for LeakReportsConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            requests_per_minute: 10,
+            burst: 10,
+        }
+    }
+}
+
+impl LeakReportsConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.requests_per_minute == 0 || self.requests_per_minute > 100_000 {
+            return Err("leak_reports.requests_per_minute: must be 1 to 100000".into());
+        }
+        if self.burst == 0 || self.burst > 100_000 {
+            return Err("leak_reports.burst: must be 1 to 100000".into());
+        }
+        Ok(())
     }
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// naming the setting.
     #[error("{rule}")]
     FailedPrecondition { rule: String, reason: Reason },
+    /// The caller (its address) has made too many such requests; it may retry after
+    /// `retry_after_ms`.
+    #[error("too many requests; retry in {} s", retry_after_ms.div_ceil(1000))]
+    RateLimited { retry_after_ms: u64 },
     /// The database cannot be reached; the call may be retried.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] BoxError),
@@ -106,6 +110,7 @@ impl Error {
             | Error::AlreadyExists { reason, .. }
             | Error::Unimplemented { reason } => *reason,
             Error::PermissionDenied { .. } => Reason::PermissionDenied,
+            Error::RateLimited { .. } => Reason::RateLimited,
             Error::Unavailable(_) => Reason::DatabaseUnavailable,
             Error::ShuttingDown => Reason::ShuttingDown,
             Error::Internal(_) => Reason::Internal,
@@ -191,6 +196,8 @@ reasons! {
     WebhookAddressRefused, "token_service.webhook.address_refused", "the webhook URL names a private or local address", "A webhook URL whose host is a loopback, private, link-local, unspecified or multicast address (allowed only with `webhooks.allow_private_addresses`).";
     InvalidWebhookAction, "token_service.webhook.invalid_action", "unknown lifecycle action", "A webhook filter naming an action the lifecycle log does not have.";
     InvalidWebhookDescription, "token_service.webhook.invalid_description", "webhook description is too long", "A webhook description over 255 bytes.";
+    RateLimited, "token_service.rate_limited", "too many requests from this address; retry later", "The caller's address made more requests of this kind than its rate limit allows (429 / RESOURCE_EXHAUSTED, with when to retry).";
+    LeakReportsDisabled, "token_service.leak_reports.disabled", "leaked-token reports are disabled on this server (leak_reports.enable)", "ReportLeakedTokens is switched off (`leak_reports.enable = false`).";
     DatabaseUnavailable, "token_service.database_unavailable", "the database is unavailable", "The database is unreachable.";
     ShuttingDown, "token_service.shutting_down", "the server is shutting down", "The server is shutting down.";
     Internal, "token_service.internal_error", "internal error", "Anything unexpected.";

@@ -83,10 +83,15 @@ actions! {
     /// A personal access token was used from an address that is not among its recent ones
     /// (recorded by the last-use flush, so up to `last_use.flush_interval` after the use).
     AccessTokenUsedFromNewAddress => "access_token.used_from_new_address",
+    /// A personal access token was reported as leaked (ReportLeakedTokens) and revoked.
+    AccessTokenLeaked => "access_token.teleported",
     /// A session was created (a login, or the session minted at a token's first use).
     SessionCreated => "session.created",
     /// One session was revoked (or logged out).
     SessionRevoked => "session.revoked",
+    /// A login session's token was reported as leaked (ReportLeakedTokens) and the session
+    /// ended.
+    SessionLeaked => "session.leaked",
     /// Sessions of one user were revoked: all of them, or the least recently active ones
     /// beyond the per-user cap.
     UserSessionsRevoked => "user.sessions_revoked",
@@ -672,10 +677,10 @@ mod tests {
         assert_eq!(record.chained_hash(&key(), "prev"), PINNED_HASH);
         let mut stored = record.stored();
         assert_eq!(stored.known_action(), Some(Action::AccessTokenRevoked));
-        stored.action = "access_token.leaked".into();
+        stored.action = "access_token.teleported".into();
         assert_eq!(stored.known_action(), None);
         assert_ne!(stored.chained_hash(&key(), "prev"), PINNED_HASH);
-        assert_eq!(stored.to_json()["action"], "access_token.leaked");
+        assert_eq!(stored.to_json()["action"], "access_token.teleported");
     }
 
     // Computed independently: HMAC-SHA256(audit key, "chain\0" + the compact JSON array).

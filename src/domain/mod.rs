@@ -15,11 +15,13 @@ pub mod events;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;
+pub mod leaks;
 pub mod lifecycle;
 pub mod model;
 pub mod non_compliant;
 pub mod paging;
 pub mod permissions;
+pub mod rate_limit;
 pub mod revocations;
 pub mod rotation;
 pub mod secret;
@@ -84,6 +86,8 @@ pub struct Policy {
     pub jobs: jobs::JobsPolicy,
     /// The format new secrets (tokens, sessions, command tokens) are minted in.
     pub token_format: token_format::TokenFormat,
+    /// Leaked-token reports (ReportLeakedTokens).
+    pub leak_reports: leaks::LeakReportPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -115,6 +119,8 @@ struct ContextInner {
     reuse_throttle: rotation::ReuseThrottle,
     /// Personal access token uses noted by the token check, until the next last-use flush.
     usage: token_usage::UsageCollector,
+    /// Leaked-token reports per client address.
+    leak_report_limiter: rate_limit::RateLimiter,
 }
 
 impl Context {
@@ -127,6 +133,7 @@ impl Context {
         audit_key: lifecycle::AuditKey,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let leak_report_limiter = rate_limit::RateLimiter::new(policy.leak_reports.limit);
         Self {
             inner: Arc::new(ContextInner {
                 store: store.with_audit_key(audit_key.clone()),
@@ -142,6 +149,7 @@ impl Context {
                 webhook_sender: std::sync::OnceLock::new(),
                 reuse_throttle: rotation::ReuseThrottle::default(),
                 usage: token_usage::UsageCollector::default(),
+                leak_report_limiter,
             }),
         }
     }
@@ -182,6 +190,11 @@ impl Context {
     /// The hot-path cache.
     pub fn cache(&self) -> &cache::PrincipalCache {
         &self.inner.cache
+    }
+
+    /// The rate limit of leaked-token reports.
+    pub(crate) fn leak_report_limiter(&self) -> &rate_limit::RateLimiter {
+        &self.inner.leak_report_limiter
     }
 
     /// Token uses waiting for the next last-use flush.

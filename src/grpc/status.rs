@@ -46,6 +46,11 @@ impl From<Error> for Status {
         }
         Error::Unimplemented { .. } => (Code::Unimplemented, err.to_string()),
         Error::FailedPrecondition { .. } => (Code::FailedPrecondition, err.to_string()),
+        Error::RateLimited { retry_after_ms } => {
+            details.set_retry_info(Some(std::time::Duration::from_millis(*retry_after_ms)));
+            metadata.insert("retry_after_ms".to_owned(), retry_after_ms.to_string());
+            (Code::ResourceExhausted, err.to_string())
+        }
         Error::Unavailable(cause) => {
             warn!(cause = %cause, "database unavailable");
             (Code::Unavailable, err.to_string())

@@ -12,7 +12,7 @@ use crate::domain::{
     commands::{self, NewCommand},
     error::{Error, Reason},
     events::{self, EventQuery},
-    introspection, non_compliant, revocations,
+    introspection, leaks, non_compliant, revocations,
     rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
     users::{self, NewUser},
@@ -72,6 +72,18 @@ impl TokenServiceApi {
         let principal = self.ctx.authenticate(&token).await?;
         crate::telemetry::record_caller(&principal);
         Ok(Caller::User(principal))
+    }
+}
+
+impl TokenServiceApi {
+    /// The caller of an RPC anyone may call: the local operator, the user whose credential
+    /// authenticates, or nobody (no credential, or one that does not authenticate).
+    async fn maybe_caller<T>(&self, request: &Request<T>) -> Result<Option<Caller>, Error> {
+        match self.caller(request).await {
+            Ok(caller) => Ok(Some(caller)),
+            Err(Error::Unauthenticated { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -224,6 +236,26 @@ impl TokenService for TokenServiceApi {
         ok(pb::RevokeNonCompliantUserAccessTokensResponse {
             count: i64::try_from(done.count).unwrap_or(i64::MAX),
             complete: done.complete,
+        })
+    }
+
+    async fn report_leaked_tokens(
+        &self,
+        request: Request<pb::ReportLeakedTokensRequest>,
+    ) -> RpcResult<pb::ReportLeakedTokensResponse> {
+        let caller = self.maybe_caller(&request).await?;
+        let r = request.into_inner();
+        let receipt = leaks::report_leaked_tokens(
+            &self.ctx,
+            caller.as_ref(),
+            leaks::LeakReport {
+                tokens: r.tokens,
+                url: r.url,
+            },
+        )
+        .await?;
+        ok(pb::ReportLeakedTokensResponse {
+            received: i64::try_from(receipt.received).unwrap_or(i64::MAX),
         })
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct ApiError {
     /// A presented token did not authenticate: the response clears the `MMAUTHTOKEN`
     /// cookie, as Mattermost's `RemoveSessionCookie` does.
     pub(crate) clear_session_cookie: bool,
+    /// Seconds for the `Retry-After` header of a rate-limited request.
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 /// Mattermost's AppError as it is serialized (model/utils.go): the field order is the
@@ -55,6 +57,7 @@ impl ApiError {
             detailed_error: detail.into(),
             detail_always_shown: false,
             clear_session_cookie: false,
+            retry_after_secs: None,
         }
     }
 
@@ -238,6 +241,8 @@ fn rest(reason: Reason) -> (StatusCode, Option<&'static str>) {
         Reason::WebhookAddressRefused => (S::BAD_REQUEST, None),
         Reason::InvalidWebhookAction => (S::BAD_REQUEST, None),
         Reason::InvalidWebhookDescription => (S::BAD_REQUEST, None),
+        Reason::RateLimited => (S::TOO_MANY_REQUESTS, None),
+        Reason::LeakReportsDisabled => (S::NOT_IMPLEMENTED, None),
         Reason::DatabaseUnavailable => (S::SERVICE_UNAVAILABLE, None),
         Reason::ShuttingDown => (S::SERVICE_UNAVAILABLE, None),
         Reason::Internal => (S::INTERNAL_SERVER_ERROR, None),
@@ -274,6 +279,11 @@ impl From<Error> for ApiError {
             Error::FailedPrecondition { .. } => {
                 let message = rest(reason).1.map_or_else(|| err.to_string(), Into::into);
                 ApiError::new(reason, message, err.to_string())
+            }
+            Error::RateLimited { retry_after_ms } => {
+                let mut api = ApiError::new(reason, err.to_string(), "");
+                api.retry_after_secs = Some(retry_after_ms.div_ceil(1000).max(1));
+                api
             }
             Error::Unavailable(cause) => {
                 warn!(cause = %cause, "database unavailable");

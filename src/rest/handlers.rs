@@ -19,7 +19,7 @@ use super::{
     go_compat,
     json::{
         AuditHashJson, AuditVerificationJson, AuditVerifyJson, CommandJson, IntrospectJson,
-        IntrospectionJson, NewCommandJson, NewSessionJson, NewTeamMemberJson,
+        IntrospectionJson, LeakReportJson, NewCommandJson, NewSessionJson, NewTeamMemberJson,
         NewUserAccessTokenJson, NewUserJson, NewWebhookJson, RevocationEventJson,
         RotateUserAccessTokenJson, RotateWebhookSecretJson, STATUS_OK, SessionJson, TeamMemberJson,
         TokenSearchJson, UserAccessTokenJson, UserJson, WebhookChangeJson, WebhookJson,
@@ -32,7 +32,7 @@ use crate::domain::{
     commands,
     error::{self as domain_error, Reason},
     events::{self, EventQuery},
-    introspection,
+    introspection, leaks,
     lifecycle::LifecycleRecord,
     model::roles_from_str,
     non_compliant,
@@ -677,6 +677,30 @@ pub(crate) async fn introspect_token(
     let body: IntrospectJson = body.decode("token")?;
     let found = introspection::introspect_token(&state.ctx, &caller, &body.token).await?;
     ok_json(IntrospectionJson::from(found))
+}
+
+/// Revoke by value (an `APIHandler`: anyone may call it; a credential that does not
+/// authenticate is ignored). 202: the report was taken, whatever the tokens were.
+pub(crate) async fn report_leaked_tokens(
+    State(state): State<RestState>,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
+    body: Body,
+) -> ApiResult {
+    let body: LeakReportJson = body.decode("report")?;
+    let receipt = leaks::report_leaked_tokens(
+        &state.ctx,
+        caller.as_ref(),
+        leaks::LeakReport {
+            tokens: body.tokens,
+            url: body.url,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "received": receipt.received })),
+    )
+        .into_response())
 }
 
 pub(crate) async fn create_user(

@@ -162,6 +162,23 @@ pub(crate) struct IntrospectJson {
     pub(crate) token: String,
 }
 
+/// The body of POST /tokens/leaked (token-service's own).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct LeakReportJson {
+    pub(crate) tokens: Vec<String>,
+    pub(crate) url: String,
+}
+
+impl std::fmt::Debug for LeakReportJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeakReportJson")
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
 /// The body of POST /tokens/audit_records/hash (token-service's own).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -423,6 +423,11 @@ async fn mattermost_envelope(
                 HeaderValue::from_static(CLEAR_SESSION_COOKIE),
             );
         }
+        if let Some(secs) = err.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
     }
     let headers = response.headers_mut();
     headers.insert(

@@ -702,6 +702,20 @@ fn schemas() -> Value {
             "create_at": millis("Unix milliseconds."),
         }), &[]),
         "LifecycleRecord": lifecycle_record(),
+        "LeakReport": body_requiring(json!({
+            "tokens": {
+                "type": "array", "minItems": 1, "maxItems": 1000,
+                "items": {"type": "string"},
+                "description": "The strings found (1 to 1000); duplicates and strings of no token format are skipped.",
+            },
+            "url": {
+                "type": "string", "maxLength": 2048,
+                "description": "Where they were found: an http(s) URL, optional. Recorded for the owner.",
+            },
+        }), &["tokens"]),
+        "LeakReceipt": object(json!({
+            "received": {"type": "integer", "format": "int64", "minimum": 0, "description": "How many strings the report carried; the same answer whatever they were."},
+        }), &["received"]),
         "IntrospectionRequest": body_requiring(json!({"token": text(1, 64, "Any token: a session token or a PAT secret.")}), &["token"]),
         "Introspection": object(json!({
             "active": boolean(),

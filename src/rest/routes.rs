@@ -387,6 +387,11 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             doc(200, None, One("StatusOK")).anonymous(),
         ),
         serve(
+            "ReportLeakedTokens",
+            h::report_leaked_tokens,
+            doc(202, Some("LeakReport"), One("LeakReceipt")).anonymous(),
+        ),
+        serve(
             "IntrospectToken",
             h::introspect_token,
             doc(200, Some("IntrospectionRequest"), One("Introspection")),

@@ -7,6 +7,7 @@ mod connect;
 mod entities;
 mod error;
 mod jobs;
+mod leaks;
 mod lifecycle;
 mod rotation;
 mod sessions;

@@ -325,7 +325,8 @@ fn rpcs_have_their_own_request_and_response_and_enums_start_unspecified() {
 /// regardless (stale wording from before the RPC was built).
 #[test]
 fn rpc_comments_tie_unimplemented_to_the_setting_that_switches_the_rpc_off() {
-    const SWITCHES: [&str; 4] = [
+    const SWITCHES: [&str; 5] = [
+        "leak_reports.enable",
         "EnableUserAccessTokens",
         "enable_user_access_tokens",
         "enable_commands",
