@@ -84,7 +84,7 @@ actions! {
     /// (recorded by the last-use flush, so up to `last_use.flush_interval` after the use).
     AccessTokenUsedFromNewAddress => "access_token.used_from_new_address",
     /// A personal access token was reported as leaked (ReportLeakedTokens) and revoked.
-    AccessTokenLeaked => "access_token.teleported",
+    AccessTokenLeaked => "access_token.leaked",
     /// A session was created (a login, or the session minted at a token's first use).
     SessionCreated => "session.created",
     /// One session was revoked (or logged out).

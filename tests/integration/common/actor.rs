@@ -235,6 +235,22 @@ impl ActorClient {
             .map(|r| r.into_inner().count)
     }
 
+    /// ReportLeakedTokens.
+    pub async fn report_leaked_tokens(
+        &self,
+        tokens: &[&str],
+        url: &str,
+    ) -> Reply<pb::ReportLeakedTokensResponse> {
+        let request = self.request(pb::ReportLeakedTokensRequest {
+            tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+            url: url.to_owned(),
+        });
+        self.client()
+            .report_leaked_tokens(request)
+            .await
+            .map(Response::into_inner)
+    }
+
     /// RevokeNonCompliantUserAccessTokens.
     pub async fn revoke_non_compliant_tokens(
         &self,

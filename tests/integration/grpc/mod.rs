@@ -13,6 +13,7 @@ mod faults;
 mod health_reflection;
 mod introspection;
 mod last_use;
+mod leaks;
 mod lifecycle_log;
 pub(crate) mod non_compliant;
 mod replicas;
