@@ -236,6 +236,16 @@ pub enum AdminAction {
     /// Read a credential's value (a token) on standard input and print the HMAC that audit
     /// records hold for it: {"credential_hmac": ...} (for `admin audit --credential-hmac`).
     AuditHash,
+    /// Revoke by value: read tokens on standard input (one per line, any number; never from
+    /// the command line) and report them as leaked (ReportLeakedTokens, as the operator: no
+    /// rate limit). Every live personal access token among them is revoked and every live
+    /// login session ended. Prints {"received": N}; which were live is in the audit trail
+    /// (`admin audit --action access_token.leaked --action session.leaked`).
+    RevokeByValue {
+        /// Where the tokens were found (an http(s) URL), recorded for their owners.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Verify the audit trail's hash chain from its start to its newest record. Prints
     /// {"status":"OK","verified":N,...}, or {"status":"broken","broken":{...}} and exits 1
     /// naming the first broken link (a missing, edited or deleted-at-the-end record).

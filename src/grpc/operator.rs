@@ -628,6 +628,34 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
             .map_err(failed)?;
             json!({"credential_hmac": r.credential_hmac})
         }
+        AdminAction::RevokeByValue { url } => {
+            let text = read_stdin("the tokens")?;
+            let tokens: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if tokens.is_empty() {
+                return Err(
+                    "revoke-by-value: write the tokens on standard input, one per line".into(),
+                );
+            }
+            let mut received = 0;
+            for chunk in tokens.chunks(crate::domain::leaks::MAX_REPORTED_TOKENS) {
+                let r = call!(
+                    op,
+                    report_leaked_tokens,
+                    pb::ReportLeakedTokensRequest {
+                        tokens: chunk.to_vec(),
+                        url: url.clone().unwrap_or_default(),
+                    }
+                )
+                .map_err(failed)?;
+                received += r.received;
+            }
+            json!({"received": received})
+        }
         AdminAction::VerifyAudit => return verify_audit(op).await,
         AdminAction::Init
         | AdminAction::CreateUser { .. }

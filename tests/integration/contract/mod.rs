@@ -5,6 +5,7 @@
 mod architecture;
 pub(crate) mod cli;
 mod cli_audit;
+mod cli_leaks;
 mod cli_non_compliant;
 mod metrics;
 mod migrations;

@@ -7,6 +7,7 @@ mod drift;
 mod errors;
 mod input;
 mod last_use;
+mod leaks;
 mod non_compliant;
 mod openapi;
 mod probes;

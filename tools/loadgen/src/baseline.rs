@@ -189,6 +189,7 @@ echo_service! {
     disable_user_access_token(DisableUserAccessTokenRequest) -> DisableUserAccessTokenResponse;
     enable_user_access_token(EnableUserAccessTokenRequest) -> EnableUserAccessTokenResponse;
     rotate_user_access_token(RotateUserAccessTokenRequest) -> RotateUserAccessTokenResponse;
+    report_leaked_tokens(ReportLeakedTokensRequest) -> ReportLeakedTokensResponse;
     get_sessions(GetSessionsRequest) -> GetSessionsResponse;
     revoke_session(RevokeSessionRequest) -> RevokeSessionResponse;
     revoke_all_sessions(RevokeAllSessionsRequest) -> RevokeAllSessionsResponse;
