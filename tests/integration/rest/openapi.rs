@@ -648,6 +648,22 @@ async fn every_route_answers_as_its_schema_says() {
     assert_eq!(whole["ok"], true, "{whole}");
     call!(
         Method::POST,
+        "/api/v4/tokens/leaked",
+        "/api/v4/tokens/leaked",
+        &admin.token,
+        Some(json!({"tokens": ["not-a-token"], "url": "https://example.com/x"})),
+        202
+    );
+    call!(
+        Method::POST,
+        "/api/v4/tokens/leaked",
+        "/api/v4/tokens/leaked",
+        &admin.token,
+        Some(json!({"tokens": []})),
+        400
+    );
+    call!(
+        Method::POST,
         "/api/v4/users/logout",
         "/api/v4/users/logout",
         &alice.token,
