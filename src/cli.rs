@@ -246,6 +246,10 @@ pub enum AdminAction {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Identify a token read on standard input (never from the command line): its shape, what
+    /// it is (the personal access token or session, the owner), its state, and the audit
+    /// records it appears in (newest first, at most 200). Prints one JSON object.
+    IdentifyToken,
     /// Verify the audit trail's hash chain from its start to its newest record. Prints
     /// {"status":"OK","verified":N,...}, or {"status":"broken","broken":{...}} and exits 1
     /// naming the first broken link (a missing, edited or deleted-at-the-end record).

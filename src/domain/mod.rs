@@ -28,6 +28,7 @@ pub mod secret;
 pub mod sessions;
 pub mod text;
 pub mod token_format;
+pub mod token_trail;
 pub mod token_usage;
 pub mod users;
 pub mod webhook_worker;

@@ -656,6 +656,29 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
             }
             json!({"received": received})
         }
+        AdminAction::IdentifyToken => {
+            let token = read_stdin("the token")?;
+            if token.is_empty() {
+                return Err("identify-token: write the token's value on standard input".into());
+            }
+            let r =
+                call!(op, identify_token, pb::IdentifyTokenRequest { token }).map_err(failed)?;
+            let name = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_ascii_lowercase();
+            json!({
+                "shape": name(r.shape().as_str_name(), "TOKEN_SHAPE_"),
+                "kind": name(r.kind().as_str_name(), "TOKEN_KIND_"),
+                "state": name(r.state().as_str_name(), "CREDENTIAL_STATE_"),
+                "user_access_token": r.user_access_token.map(token_json),
+                "session": r.session.map(session_json),
+                "owner": user_json(r.owner),
+                "credential_hmac": r.credential_hmac,
+                "records": r
+                    .records
+                    .into_iter()
+                    .map(|record| crate::domain::audit::record_json(&convert::stored_record(record)))
+                    .collect::<Vec<_>>(),
+            })
+        }
         AdminAction::VerifyAudit => return verify_audit(op).await,
         AdminAction::Init
         | AdminAction::CreateUser { .. }

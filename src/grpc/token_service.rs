@@ -15,6 +15,7 @@ use crate::domain::{
     introspection, leaks, non_compliant, revocations,
     rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
+    token_trail,
     users::{self, NewUser},
     webhooks::{self, NewWebhook, WebhookChange},
     webrtc,
@@ -615,6 +616,16 @@ impl TokenService for TokenServiceApi {
         let r = request.into_inner();
         let credential_hmac = audit::compute_audit_hash(&self.ctx, &caller, &r.credential)?;
         ok(pb::ComputeAuditHashResponse { credential_hmac })
+    }
+
+    async fn identify_token(
+        &self,
+        request: Request<pb::IdentifyTokenRequest>,
+    ) -> RpcResult<pb::IdentifyTokenResponse> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let trail = token_trail::identify_token(&self.ctx, &caller, &r.token).await?;
+        ok(convert::token_trail(trail))
     }
 
     async fn verify_audit_log(

@@ -18,12 +18,12 @@ use super::{
     error::ApiError,
     go_compat,
     json::{
-        AuditHashJson, AuditVerificationJson, AuditVerifyJson, CommandJson, IntrospectJson,
-        IntrospectionJson, LeakReportJson, NewCommandJson, NewSessionJson, NewTeamMemberJson,
-        NewUserAccessTokenJson, NewUserJson, NewWebhookJson, RevocationEventJson,
-        RotateUserAccessTokenJson, RotateWebhookSecretJson, STATUS_OK, SessionJson, TeamMemberJson,
-        TokenSearchJson, UserAccessTokenJson, UserJson, WebhookChangeJson, WebhookJson,
-        WebhookTestJson, WebrtcJson,
+        AuditHashJson, AuditVerificationJson, AuditVerifyJson, CommandJson, IdentifyTokenJson,
+        IntrospectJson, IntrospectionJson, LeakReportJson, NewCommandJson, NewSessionJson,
+        NewTeamMemberJson, NewUserAccessTokenJson, NewUserJson, NewWebhookJson,
+        RevocationEventJson, RotateUserAccessTokenJson, RotateWebhookSecretJson, STATUS_OK,
+        SessionJson, TeamMemberJson, TokenSearchJson, TokenTrailJson, UserAccessTokenJson,
+        UserJson, WebhookChangeJson, WebhookJson, WebhookTestJson, WebrtcJson,
     },
 };
 use crate::domain::{
@@ -40,7 +40,7 @@ use crate::domain::{
     revocations,
     rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
-    users, webhooks, webrtc,
+    token_trail, users, webhooks, webrtc,
 };
 
 type ApiResult = Result<Response, ApiError>;
@@ -919,6 +919,16 @@ pub(crate) async fn compute_audit_hash(
     let body: AuditHashJson = body.decode("credential")?;
     let credential_hmac = audit::compute_audit_hash(&state.ctx, &caller, &body.credential)?;
     ok_json(serde_json::json!({ "credential_hmac": credential_hmac }))
+}
+
+pub(crate) async fn identify_token(
+    State(state): State<RestState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> ApiResult {
+    let body: IdentifyTokenJson = body.decode("token")?;
+    let trail = token_trail::identify_token(&state.ctx, &caller, &body.token).await?;
+    ok_json(TokenTrailJson::from(&trail))
 }
 
 pub(crate) async fn verify_audit_log(

@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     access_tokens::NewTokenFields,
-    audit::ChainReport,
+    audit::{ChainReport, record_json},
     commands::NewCommand,
     introspection::Introspection,
     model::roles_from_str,
     model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
+    token_format::Shape,
+    token_trail::{TokenTrail, TrailState},
     users::NewUser,
     webhooks::{NewWebhook, SendOutcome, TestResult, Webhook, WebhookChange},
     webrtc::WebrtcCredentials,
@@ -176,6 +178,71 @@ impl std::fmt::Debug for LeakReportJson {
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
             .field("url", &self.url)
             .finish()
+    }
+}
+
+/// The body of POST /tokens/identify (token-service's own).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct IdentifyTokenJson {
+    pub(crate) token: String,
+}
+
+impl std::fmt::Debug for IdentifyTokenJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentifyTokenJson { token: <redacted> }")
+    }
+}
+
+/// IdentifyToken's answer on REST.
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenTrailJson<'a> {
+    pub(crate) shape: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user_access_token: Option<UserAccessTokenJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) session: Option<SessionJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) owner: Option<UserJson<'a>>,
+    pub(crate) grace_until: i64,
+    pub(crate) credential_hmac: &'a str,
+    pub(crate) records: Vec<serde_json::Value>,
+}
+
+impl<'a> From<&'a TokenTrail> for TokenTrailJson<'a> {
+    fn from(trail: &'a TokenTrail) -> Self {
+        let kind = if trail.access_token.is_some() || trail.state == TrailState::Superseded {
+            "user_access_token"
+        } else if trail.session.is_some() {
+            "session"
+        } else {
+            ""
+        };
+        Self {
+            shape: match trail.shape {
+                Shape::Mattermost => "mattermost",
+                Shape::Checksummed(_) => "checksummed",
+                Shape::BadChecksum => "bad_checksum",
+                Shape::Malformed => "malformed",
+            },
+            kind,
+            state: match trail.state {
+                TrailState::Active => "active",
+                TrailState::Disabled => "disabled",
+                TrailState::Expired => "expired",
+                TrailState::OwnerDeactivated => "owner_deactivated",
+                TrailState::Superseded => "superseded",
+                TrailState::NotFound => "not_found",
+            },
+            user_access_token: trail.access_token.clone().map(Into::into),
+            session: trail.session.clone().map(Into::into),
+            owner: trail.owner.as_ref().map(Into::into),
+            grace_until: trail.grace_until,
+            credential_hmac: &trail.credential_hmac,
+            records: trail.records.iter().map(record_json).collect(),
+        }
     }
 }
 

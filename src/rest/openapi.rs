@@ -846,6 +846,20 @@ fn audit_schemas() -> Value {
             "records": {"type": "array", "items": schema_ref("AuditRecord")},
             "next_page_token": json!({"type": "string", "description": "Pass as page_token for the next page; empty when no record follows."}),
         }), &[]),
+        "IdentifyTokenRequest": body_requiring(json!({
+            "token": text(1, 1024, "The token's value; never logged or echoed."),
+        }), &["token"]),
+        "TokenTrail": object(json!({
+            "shape": {"type": "string", "enum": ["mattermost", "checksummed", "bad_checksum", "malformed"]},
+            "kind": {"type": "string", "enum": ["user_access_token", "session", ""], "description": "Empty when nothing is found."},
+            "state": {"type": "string", "enum": ["active", "disabled", "expired", "owner_deactivated", "superseded", "not_found"]},
+            "user_access_token": schema_ref("UserAccessToken"),
+            "session": schema_ref("Session"),
+            "owner": schema_ref("User"),
+            "grace_until": {"type": "integer", "format": "int64", "description": "For a superseded secret: until when it still authenticates (Unix ms); 0 otherwise."},
+            "credential_hmac": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "records": {"type": "array", "items": schema_ref("AuditRecord"), "description": "Newest first, at most 200."},
+        }), &["user_access_token", "session", "owner"]),
         "AuditHashRequest": body_requiring(json!({
             "credential": text(1, 1024, "The credential's value (a token); never logged or echoed."),
         }), &["credential"]),

@@ -478,6 +478,11 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             doc(200, None, One("AuditRecordPage")).with_text_query(AUDIT_QUERY),
         ),
         serve(
+            "IdentifyToken",
+            h::identify_token,
+            doc(200, Some("IdentifyTokenRequest"), One("TokenTrail")),
+        ),
+        serve(
             "ComputeAuditHash",
             h::compute_audit_hash,
             doc(200, Some("AuditHashRequest"), One("AuditHash")),

@@ -775,6 +775,17 @@ impl ActorClient {
         }
     }
 
+    /// IdentifyToken.
+    pub async fn identify_token(&self, token: &str) -> Reply<pb::IdentifyTokenResponse> {
+        let request = self.request(pb::IdentifyTokenRequest {
+            token: token.to_owned(),
+        });
+        self.client()
+            .identify_token(request)
+            .await
+            .map(Response::into_inner)
+    }
+
     /// ComputeAuditHash.
     pub async fn compute_audit_hash(
         &self,

@@ -21,6 +21,7 @@ mod revocation_log;
 mod revocation_stream;
 mod rotation;
 mod sessions;
+mod token_trail;
 mod shutdown;
 mod token_format;
 mod users;
