@@ -666,7 +666,11 @@ async fn run_operator_call(op: &Operator, action: &AdminAction) -> Result<Output
             let name = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_ascii_lowercase();
             json!({
                 "shape": name(r.shape().as_str_name(), "TOKEN_SHAPE_"),
-                "kind": name(r.kind().as_str_name(), "TOKEN_KIND_"),
+                "kind": match r.kind() {
+                    pb::TokenKind::PersonalAccessToken => "user_access_token",
+                    pb::TokenKind::Session => "session",
+                    pb::TokenKind::Unspecified => "",
+                },
                 "state": name(r.state().as_str_name(), "CREDENTIAL_STATE_"),
                 "user_access_token": r.user_access_token.map(token_json),
                 "session": r.session.map(session_json),

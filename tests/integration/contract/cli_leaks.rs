@@ -39,6 +39,25 @@ async fn admin_revoke_by_value_revokes_the_live_tokens_read_on_standard_input() 
         "only the reported token went"
     );
 
+    // Its trail: gone, and why.
+    let (ok, trail, err) = admin_with_stdin(&cli, &["admin", "identify-token"], secret);
+    assert!(ok, "{err}");
+    assert_eq!(trail["state"], "not_found", "{trail}");
+    assert_eq!(
+        trail["records"][0]["action"], "access_token.leaked",
+        "{trail}"
+    );
+    assert_eq!(
+        trail["records"][0]["detail"]["url"],
+        "https://paste.example.com/abc"
+    );
+    let kept_secret = kept["token"].as_str().unwrap();
+    let (ok, trail, err) = admin_with_stdin(&cli, &["admin", "identify-token"], kept_secret);
+    assert!(ok, "{err}");
+    assert_eq!(trail["kind"], "user_access_token", "{trail}");
+    assert_eq!(trail["state"], "active", "{trail}");
+    assert_eq!(trail["owner"]["username"], "ops");
+
     let (ok, _, err) = admin_with_stdin(&cli, &["admin", "revoke-by-value"], "\n\n");
     assert!(!ok && err.contains("standard input"), "{err}");
 }

@@ -34,9 +34,17 @@ async fn a_live_token_is_identified_with_its_owner_and_creation() {
         .await
         .unwrap();
     let id = created.user_access_token.unwrap().id;
-    let before = srv.as_(&admin).audit_records(Default::default()).await.len();
+    let before = srv
+        .as_(&admin)
+        .audit_records(Default::default())
+        .await
+        .len();
 
-    let trail = srv.as_(&admin).identify_token(&created.token).await.unwrap();
+    let trail = srv
+        .as_(&admin)
+        .identify_token(&created.token)
+        .await
+        .unwrap();
     assert_eq!(trail.shape(), pb::TokenShape::Checksummed);
     assert_eq!(trail.kind(), pb::TokenKind::PersonalAccessToken);
     assert_eq!(trail.state(), pb::CredentialState::Active);
@@ -44,14 +52,20 @@ async fn a_live_token_is_identified_with_its_owner_and_creation() {
     assert_eq!(token.id, id);
     assert_eq!(token.description, "found in a gist");
     let owner = trail.owner.as_ref().unwrap();
-    assert_eq!((owner.id.as_str(), owner.username.as_str()), (alice.id.as_str(), "alice"));
+    assert_eq!(
+        (owner.id.as_str(), owner.username.as_str()),
+        (alice.id.as_str(), "alice")
+    );
     assert!(owner.email.is_empty(), "no e-mail address");
     assert_eq!(actions(&trail), ["access_token.created"]);
     assert_eq!(trail.records[0].credential_hmac, trail.credential_hmac);
 
     // Read only: no record appended, no session minted for the unused token.
     assert_eq!(
-        srv.as_(&admin).audit_records(Default::default()).await.len(),
+        srv.as_(&admin)
+            .audit_records(Default::default())
+            .await
+            .len(),
         before
     );
     assert!(
@@ -81,8 +95,16 @@ async fn a_revoked_token_keeps_its_trail() {
     let found = actions(&trail);
     assert_eq!(found[0], "access_token.revoked", "{found:?}");
     assert!(found.contains(&"access_token.created"), "{found:?}");
-    assert!(found.contains(&"session.created"), "the minted session: {found:?}");
-    assert!(trail.records.iter().all(|r| r.token_id == id || r.token_id.is_empty()));
+    assert!(
+        found.contains(&"session.created"),
+        "the minted session: {found:?}"
+    );
+    assert!(
+        trail
+            .records
+            .iter()
+            .all(|r| r.token_id == id || r.token_id.is_empty())
+    );
     srv.stop().await;
 }
 
@@ -95,7 +117,10 @@ async fn disabled_expired_and_rotated_away_secrets_say_so() {
 
     let (disabled_id, disabled) = srv.as_(&alice).new_token("me").await;
     srv.as_(&alice).disable_token(&disabled_id).await.unwrap();
-    assert_eq!(state(&disabled).await.state(), pb::CredentialState::Disabled);
+    assert_eq!(
+        state(&disabled).await.state(),
+        pb::CredentialState::Disabled
+    );
 
     let expiring = srv
         .as_(&alice)
@@ -160,12 +185,7 @@ async fn values_never_issued_are_told_apart_by_shape() {
     let srv = TestServer::start_with(checksummed).await;
     let auditor = srv.user("auditor", &["system_auditor"]).await;
     let alice = srv.token_user("alice").await;
-    let real = srv
-        .as_(&alice)
-        .create_token("me", "x")
-        .await
-        .unwrap()
-        .token;
+    let real = srv.as_(&alice).create_token("me", "x").await.unwrap().token;
     let (head, last) = real.split_at(real.len() - 1);
     let typo = format!("{head}{}", if last == "0" { '1' } else { '0' });
     let cases = [
@@ -188,7 +208,10 @@ async fn only_auditors_and_admins_may_identify_and_bad_input_names_the_field() {
     let srv = TestServer::start().await;
     let admin = srv.admin("root").await;
     let alice = srv.token_user("alice").await;
-    assert_denied(srv.as_(&alice).identify_token(&alice.token).await, "read_audit");
+    assert_denied(
+        srv.as_(&alice).identify_token(&alice.token).await,
+        "read_audit",
+    );
     assert_unauthenticated(srv.anonymous().identify_token(&alice.token).await);
     assert_invalid(
         srv.as_(&admin).identify_token("   ").await,
@@ -198,6 +221,9 @@ async fn only_auditors_and_admins_may_identify_and_bad_input_names_the_field() {
     let long = "a".repeat(1025);
     let refused = srv.as_(&admin).identify_token(&long).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
-    assert!(!refused.message().contains(&long[..40]), "the value is not echoed");
+    assert!(
+        !refused.message().contains(&long[..40]),
+        "the value is not echoed"
+    );
     srv.stop().await;
 }

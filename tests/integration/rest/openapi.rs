@@ -646,6 +646,24 @@ async fn every_route_answers_as_its_schema_says() {
         200
     );
     assert_eq!(whole["ok"], true, "{whole}");
+    let trail = call!(
+        Method::POST,
+        "/api/v4/tokens/identify",
+        "/api/v4/tokens/identify",
+        &admin.token,
+        Some(json!({"token": secret})),
+        200
+    );
+    assert_eq!(trail["shape"], "mattermost", "{trail}");
+    assert!(!trail["records"].as_array().unwrap().is_empty(), "{trail}");
+    call!(
+        Method::POST,
+        "/api/v4/tokens/identify",
+        "/api/v4/tokens/identify",
+        &admin.token,
+        Some(json!({"token": ""})),
+        400
+    );
     call!(
         Method::POST,
         "/api/v4/tokens/leaked",
