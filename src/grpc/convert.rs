@@ -604,6 +604,48 @@ pub(crate) fn introspection(found: Introspection) -> pb::IntrospectTokenResponse
     }
 }
 
+/// IdentifyToken's answer.
+pub(crate) fn token_trail(trail: TokenTrail) -> pb::IdentifyTokenResponse {
+    let shape = match trail.shape {
+        Shape::Mattermost => pb::TokenShape::Mattermost,
+        Shape::Checksummed(_) => pb::TokenShape::Checksummed,
+        Shape::BadChecksum => pb::TokenShape::BadChecksum,
+        Shape::Malformed => pb::TokenShape::Malformed,
+    };
+    let state = match trail.state {
+        TrailState::Active => pb::CredentialState::Active,
+        TrailState::Disabled => pb::CredentialState::Disabled,
+        TrailState::Expired => pb::CredentialState::Expired,
+        TrailState::OwnerDeactivated => pb::CredentialState::OwnerDeactivated,
+        TrailState::Superseded => pb::CredentialState::Superseded,
+        TrailState::NotFound => pb::CredentialState::NotFound,
+    };
+    let kind = if trail.access_token.is_some() || trail.state == TrailState::Superseded {
+        pb::TokenKind::PersonalAccessToken
+    } else if trail.session.is_some() {
+        pb::TokenKind::Session
+    } else {
+        pb::TokenKind::Unspecified
+    };
+    pb::IdentifyTokenResponse {
+        shape: shape.into(),
+        kind: kind.into(),
+        state: state.into(),
+        user_access_token: trail.access_token.map(Into::into),
+        session: trail.session.map(Into::into),
+        owner: trail.owner.map(Into::into),
+        grace_until: (trail.grace_until > 0)
+            .then(|| timestamp(trail.grace_until))
+            .flatten(),
+        credential_hmac: trail.credential_hmac,
+        records: trail
+            .records
+            .into_iter()
+            .map(stored_lifecycle_record)
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,47 +704,5 @@ mod tests {
             }
         ));
         assert!(page(Some(-1), None).is_err());
-    }
-}
-
-/// IdentifyToken's answer.
-pub(crate) fn token_trail(trail: TokenTrail) -> pb::IdentifyTokenResponse {
-    let shape = match trail.shape {
-        Shape::Mattermost => pb::TokenShape::Mattermost,
-        Shape::Checksummed(_) => pb::TokenShape::Checksummed,
-        Shape::BadChecksum => pb::TokenShape::BadChecksum,
-        Shape::Malformed => pb::TokenShape::Malformed,
-    };
-    let state = match trail.state {
-        TrailState::Active => pb::CredentialState::Active,
-        TrailState::Disabled => pb::CredentialState::Disabled,
-        TrailState::Expired => pb::CredentialState::Expired,
-        TrailState::OwnerDeactivated => pb::CredentialState::OwnerDeactivated,
-        TrailState::Superseded => pb::CredentialState::Superseded,
-        TrailState::NotFound => pb::CredentialState::NotFound,
-    };
-    let kind = if trail.access_token.is_some() || trail.state == TrailState::Superseded {
-        pb::TokenKind::PersonalAccessToken
-    } else if trail.session.is_some() {
-        pb::TokenKind::Session
-    } else {
-        pb::TokenKind::Unspecified
-    };
-    pb::IdentifyTokenResponse {
-        shape: shape.into(),
-        kind: kind.into(),
-        state: state.into(),
-        user_access_token: trail.access_token.map(Into::into),
-        session: trail.session.map(Into::into),
-        owner: trail.owner.map(Into::into),
-        grace_until: (trail.grace_until > 0)
-            .then(|| timestamp(trail.grace_until))
-            .flatten(),
-        credential_hmac: trail.credential_hmac,
-        records: trail
-            .records
-            .into_iter()
-            .map(stored_lifecycle_record)
-            .collect(),
     }
 }
