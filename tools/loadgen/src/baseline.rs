@@ -217,5 +217,6 @@ echo_service! {
     test_webhook(TestWebhookRequest) -> TestWebhookResponse;
     list_audit_records(ListAuditRecordsRequest) -> ListAuditRecordsResponse;
     compute_audit_hash(ComputeAuditHashRequest) -> ComputeAuditHashResponse;
+    identify_token(IdentifyTokenRequest) -> IdentifyTokenResponse;
     verify_audit_log(VerifyAuditLogRequest) -> VerifyAuditLogResponse;
 }
