@@ -159,7 +159,19 @@ pub struct Metrics {
     last_use_token_writes: AtomicU64,
     last_use_batches: AtomicU64,
     last_use_failures: AtomicU64,
+    /// ext_authz Checks by [`EXT_AUTHZ_OUTCOMES`].
+    ext_authz_checks: [AtomicU64; EXT_AUTHZ_OUTCOMES.len()],
 }
+
+/// How an ext_authz Check ended (the `outcome` label): allowed, denied (401 or 403), not
+/// decided (database unavailable), or refused because the gateway may not ask.
+pub const EXT_AUTHZ_OUTCOMES: [&str; 5] = [
+    "allowed",
+    "denied_unauthenticated",
+    "denied_forbidden",
+    "error",
+    "caller_rejected",
+];
 
 /// The scheduled jobs (the `job` label).
 pub const JOBS: [&str; 2] = [
@@ -181,6 +193,7 @@ impl Default for Metrics {
             last_use_token_writes: AtomicU64::new(0),
             last_use_batches: AtomicU64::new(0),
             last_use_failures: AtomicU64::new(0),
+            ext_authz_checks: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -272,6 +285,21 @@ impl Metrics {
     /// Counts a last-use batch that failed (its uses wait for the next flush).
     pub fn record_last_use_flush_failure(&self) {
         self.last_use_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an ext_authz Check by its outcome (one of [`EXT_AUTHZ_OUTCOMES`]).
+    pub fn record_ext_authz_check(&self, outcome: &str) {
+        if let Some(i) = EXT_AUTHZ_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.ext_authz_checks[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// ext_authz Checks so far with `outcome`.
+    pub fn ext_authz_checks(&self, outcome: &str) -> u64 {
+        EXT_AUTHZ_OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.ext_authz_checks[i].load(Ordering::Relaxed))
     }
 
     /// Token rows the last-use flush has written so far.
@@ -401,6 +429,17 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "token_service_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP token_service_ext_authz_checks_total Envoy ext_authz Checks, by outcome (denied_*: the request was refused; caller_rejected: the gateway may not ask).\n\
+             # TYPE token_service_ext_authz_checks_total counter\n",
+        );
+        for (outcome, count) in EXT_AUTHZ_OUTCOMES.iter().zip(&self.ext_authz_checks) {
+            let _ = writeln!(
+                out,
+                "token_service_ext_authz_checks_total{{outcome=\"{outcome}\"}} {}",
                 count.load(Ordering::Relaxed)
             );
         }

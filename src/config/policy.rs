@@ -2,6 +2,7 @@
 //! else (units converted: hours and milliseconds to the domain's milliseconds; the role
 //! overrides applied to the built-in role table).
 
+use crate::domain::ext_authz::{ExtAuthzPolicy, normalize_subject};
 use crate::domain::rotation::RotationPolicy;
 use crate::domain::{
     Policy, cache::CacheSettings, jobs::JobsPolicy, permissions::RoleTable,
@@ -62,6 +63,14 @@ impl TryFrom<&Config> for Policy {
                 poll_interval_ms: config.jobs.poll_interval.millis(),
                 revoke_time_budget_ms: (config.request_timeout_ms > 0)
                     .then(|| config.request_timeout_ms * 2 / 3),
+            },
+            ext_authz: ExtAuthzPolicy {
+                allowed_client_subjects: config
+                    .ext_authz
+                    .allowed_client_subjects
+                    .iter()
+                    .map(|subject| normalize_subject(subject))
+                    .collect(),
             },
         })
     }

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod events;
+pub mod ext_authz;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;
@@ -81,6 +82,8 @@ pub struct Policy {
     pub rotation: rotation::RotationPolicy,
     /// The background jobs (expired-token cleanup, expiry notices, non-compliant batches).
     pub jobs: jobs::JobsPolicy,
+    /// External authorization for gateways (Envoy ext_authz).
+    pub ext_authz: ext_authz::ExtAuthzPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
