@@ -13,4 +13,4 @@ pub(crate) mod proto;
 mod query_plans;
 mod readme;
 mod telemetry;
-mod tls;
+pub(crate) mod tls;
