@@ -174,8 +174,7 @@ async fn authorize_gateway(ctx: &Context, gateway: Gateway<'_>) -> Result<()> {
             .policy()
             .ext_authz
             .allowed_client_subjects
-            .iter()
-            .any(|allowed| *allowed == subject)
+            .contains(&subject)
         {
             return Ok(());
         }
