@@ -125,7 +125,7 @@ impl Authorization for ExtAuthzApi {
         let required_roles = required_roles(&attributes);
         let decision = ext_authz::check(&self.ctx, gateway, &presented, required_roles).await?;
         Ok(Response::new(match decision {
-            Decision::Allow(credential) => allowed(&ext_authz::identity_headers(&credential)),
+            Decision::Allow(credential) => allowed(ext_authz::identity_headers(&credential)),
             Decision::Deny(denial) => denied(denial, &http.id),
         }))
     }
@@ -139,13 +139,18 @@ fn required_roles(attributes: &AttributeContext) -> Option<&str> {
 }
 
 /// Sets each identity header (replacing a client-sent one) and removes the others.
-fn allowed(identity: &[(&'static str, String)]) -> CheckResponse {
-    let headers = identity
+fn allowed(identity: Vec<(&'static str, String)>) -> CheckResponse {
+    let headers_to_remove = IDENTITY_HEADERS
         .iter()
+        .filter(|name| !identity.iter().any(|(set, _)| set == *name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    let headers = identity
+        .into_iter()
         .map(|(name, value)| HeaderValueOption {
             header: Some(HeaderValue {
-                key: (*name).to_owned(),
-                value: value.clone(),
+                key: name.to_owned(),
+                value,
                 raw_value: Vec::new(),
             }),
             append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
@@ -153,11 +158,6 @@ fn allowed(identity: &[(&'static str, String)]) -> CheckResponse {
             keep_empty_value: true,
             ..Default::default()
         })
-        .collect();
-    let headers_to_remove = IDENTITY_HEADERS
-        .iter()
-        .filter(|name| !identity.iter().any(|(set, _)| set == *name))
-        .map(|name| (*name).to_owned())
         .collect();
     CheckResponse {
         status: Some(rpc::Status {
