@@ -455,3 +455,53 @@ async fn a_listed_client_certificate_may_ask_without_a_token_and_an_unlisted_one
     ok_response(&response);
     srv.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a database server (TEST_DATABASE_URL, PostgreSQL or MariaDB); .ci/run runs it"]
+async fn an_unreachable_database_fails_the_check_unavailable_instead_of_denying() {
+    let (proxy, srv) = crate::common::proxy::server_behind_a_proxy(|c| {
+        c.pool.acquire_timeout_secs = 1;
+        c.pool.connect_timeout_secs = 1;
+    })
+    .await;
+    let envoy = gateway(&srv).await;
+    let alice = srv.basic_user("alice").await;
+    let channel = srv.channel().await;
+    let known = Forwarded::get("/").bearer(&alice.token);
+    ok_response(
+        &check_on(channel.clone(), Some(&envoy.token), &known)
+            .await
+            .unwrap(),
+    );
+
+    proxy.cut();
+    // A token the cache does not know needs the database: no decision, so Envoy's
+    // failure_mode_allow decides, and the request is not reported as a bad token.
+    let unknown = Forwarded::get("/").bearer(&"b".repeat(26));
+    let status = check_on(channel.clone(), Some(&envoy.token), &unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(metric(&srv, "error").await >= 1);
+    assert_eq!(metric(&srv, "denied_unauthenticated").await, 0);
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match check_on(channel.clone(), Some(&envoy.token), &known).await {
+            Ok(response) => {
+                ok_response(&response);
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "Check did not recover within 10 s of the database's return"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    srv.stop().await;
+}
