@@ -1,6 +1,10 @@
 //! Compiles `proto/` with protox (pure Rust, no system `protoc`) and generates the tonic
 //! client and server. The encoded descriptor set is written to `OUT_DIR` as well: it keeps the
 //! `google.api.http` options, which server reflection and the contract tests read.
+//!
+//! Envoy's external authorization service is generated from the descriptor set vendored in
+//! `proto/vendor/envoy_ext_authz.binpb` (Envoy's own protos as the PyPI package `xds-protos`
+//! carries them; see `proto/vendor/README.md`), into a module tree of its own.
 
 use std::{env, fs, path::PathBuf};
 
@@ -20,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;
 
+    envoy_ext_authz(&out_dir)?;
+
     for file in compiler.files() {
         if let Some(path) = file.path() {
             println!("cargo:rerun-if-changed={}", path.display());
@@ -27,6 +33,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("cargo:rerun-if-changed=proto");
     git_commit();
+    Ok(())
+}
+
+/// Generates `envoy.service.auth.v3` (server and client) and the packages it imports from the
+/// vendored descriptor set; `envoy_ext_authz.rs` in `OUT_DIR` nests them by package.
+fn envoy_ext_authz(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use prost::Message as _;
+    const VENDORED: &str = "proto/vendor/envoy_ext_authz.binpb";
+    let bytes = fs::read(VENDORED)?;
+    let set = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
+    fs::write(out_dir.join("envoy_ext_authz_descriptor.bin"), &bytes)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .include_file("envoy_ext_authz.rs")
+        .compile_fds(set)?;
+    println!("cargo:rerun-if-changed={VENDORED}");
     Ok(())
 }
 

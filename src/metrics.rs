@@ -165,6 +165,8 @@ pub struct Metrics {
     leaked_credentials_revoked: AtomicU64,
     /// Presented tokens refused on their shape alone, by [`REFUSED_SHAPES`].
     refused_token_shapes: [AtomicU64; REFUSED_SHAPES.len()],
+    /// ext_authz Checks by [`EXT_AUTHZ_OUTCOMES`].
+    ext_authz_checks: [AtomicU64; EXT_AUTHZ_OUTCOMES.len()],
 }
 
 /// What became of a leaked-token report (the `outcome` label).
@@ -172,6 +174,16 @@ pub const LEAK_REPORT_OUTCOMES: [&str; 2] = ["accepted", "rate_limited"];
 
 /// Why a presented token was refused before any lookup (the `shape` label).
 pub const REFUSED_SHAPES: [&str; 2] = ["bad_checksum", "malformed"];
+
+/// How an ext_authz Check ended (the `outcome` label): allowed, denied (401 or 403), not
+/// decided (database unavailable), or refused because the gateway may not ask.
+pub const EXT_AUTHZ_OUTCOMES: [&str; 5] = [
+    "allowed",
+    "denied_unauthenticated",
+    "denied_forbidden",
+    "error",
+    "caller_rejected",
+];
 
 /// The scheduled jobs (the `job` label).
 pub const JOBS: [&str; 2] = [
@@ -196,6 +208,7 @@ impl Default for Metrics {
             refused_token_shapes: std::array::from_fn(|_| AtomicU64::new(0)),
             leak_reports: std::array::from_fn(|_| AtomicU64::new(0)),
             leaked_credentials_revoked: AtomicU64::new(0),
+            ext_authz_checks: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -308,6 +321,21 @@ impl Metrics {
     pub fn record_leaked_credentials_revoked(&self, count: u64) {
         self.leaked_credentials_revoked
             .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts an ext_authz Check by its outcome (one of [`EXT_AUTHZ_OUTCOMES`]).
+    pub fn record_ext_authz_check(&self, outcome: &str) {
+        if let Some(i) = EXT_AUTHZ_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.ext_authz_checks[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// ext_authz Checks so far with `outcome`.
+    pub fn ext_authz_checks(&self, outcome: &str) -> u64 {
+        EXT_AUTHZ_OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.ext_authz_checks[i].load(Ordering::Relaxed))
     }
 
     /// Token rows the last-use flush has written so far.
@@ -437,6 +465,17 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "token_service_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP token_service_ext_authz_checks_total Envoy ext_authz Checks, by outcome (denied_*: the request was refused; caller_rejected: the gateway may not ask).\n\
+             # TYPE token_service_ext_authz_checks_total counter\n",
+        );
+        for (outcome, count) in EXT_AUTHZ_OUTCOMES.iter().zip(&self.ext_authz_checks) {
+            let _ = writeln!(
+                out,
+                "token_service_ext_authz_checks_total{{outcome=\"{outcome}\"}} {}",
                 count.load(Ordering::Relaxed)
             );
         }

@@ -169,6 +169,13 @@ impl ServerTls {
     }
 }
 
+/// The subject of a DER certificate as `CN=envoy, O=platform` (attributes in the
+/// certificate's order); `None` when it does not parse.
+pub fn certificate_subject(der: &[u8]) -> Option<String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(certificate.subject().to_string())
+}
+
 /// The mode of an optional configuration (`off` without one).
 pub fn mode_of(tls: Option<&ServerTls>) -> TlsMode {
     tls.map_or(TlsMode::Off, ServerTls::mode)

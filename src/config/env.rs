@@ -91,6 +91,9 @@ enum EnvKind {
     Bool,
     /// A list of words (role permissions): comma- or space-separated.
     List,
+    /// A list of entries that contain commas and spaces (certificate subjects):
+    /// `;`-separated.
+    SemicolonList,
     /// A section, set key by key; a value for the section itself is a type error.
     Section,
 }
@@ -118,6 +121,13 @@ fn env_value(kind: EnvKind, raw: &str) -> figment::value::Value {
         EnvKind::Text | EnvKind::Section => text(),
         EnvKind::List => Value::from(
             raw.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::from(s.to_owned()))
+                .collect::<Vec<_>>(),
+        ),
+        EnvKind::SemicolonList => Value::from(
+            raw.split(';')
+                .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(|s| Value::from(s.to_owned()))
                 .collect::<Vec<_>>(),
@@ -163,6 +173,10 @@ fn known_keys() -> BTreeMap<String, EnvKind> {
     let mut out = BTreeMap::new();
     let defaults = serde_json::to_value(Config::default()).expect("config serializes");
     walk("", &defaults, &mut out);
+    out.insert(
+        "ext_authz.allowed_client_subjects".to_owned(),
+        EnvKind::SemicolonList,
+    );
     for optional in ["database_url", "server_key", "server_key_file"] {
         out.entry(optional.to_owned()).or_insert(EnvKind::Text);
     }
@@ -265,6 +279,47 @@ mod tests {
                 Config::load_from(None, &Overrides::default(), env(&[(name, value)])).unwrap_err();
             assert!(err.contains(words), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn ext_authz_subjects_load_from_env_separated_by_semicolons() {
+        let e = env(&[
+            ("TOKEN_SERVICE_TLS__CERT_FILE", "/x/cert.pem"),
+            ("TOKEN_SERVICE_TLS__KEY_FILE", "/x/key.pem"),
+            ("TOKEN_SERVICE_TLS__CLIENT_CA_FILE", "/x/ca.pem"),
+            (
+                "TOKEN_SERVICE_EXT_AUTHZ__ALLOWED_CLIENT_SUBJECTS",
+                "CN=envoy, O=platform; CN=istio-ingress ;",
+            ),
+        ]);
+        let (c, report) = Config::load_from(None, &Overrides::default(), e).unwrap();
+        assert!(report.unknown_env_vars.is_empty(), "{report:?}");
+        assert_eq!(
+            c.ext_authz.allowed_client_subjects,
+            vec!["CN=envoy, O=platform", "CN=istio-ingress"]
+        );
+        let err = Config::load_from(
+            None,
+            &Overrides::default(),
+            env(&[(
+                "TOKEN_SERVICE_EXT_AUTHZ__ALLOWED_CLIENT_SUBJECTS",
+                "CN=envoy",
+            )]),
+        )
+        .unwrap_err();
+        assert!(err.contains("ext_authz.allowed_client_subjects"), "{err}");
+        assert!(err.contains("tls.client_ca_file"), "{err}");
+        let err = Config::load_from(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("TOKEN_SERVICE_TLS__CLIENT_CA_FILE", "/x/ca.pem"),
+                ("TOKEN_SERVICE_EXT_AUTHZ__ALLOWED_CLIENT_SUBJECTS", "envoy"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.contains("ext_authz.allowed_client_subjects"), "{err}");
+        assert!(err.contains("TYPE=value"), "{err}");
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sql
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::{AccessTokensConfig, LeakReportsConfig, TokenFormatConfig, TokenStyle};
 pub use sections::{
-    AuditConfig, CacheConfig, CommandTokensConfig, JobsConfig, LastUseConfig, LogConfig, LogFormat,
-    PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
+    AuditConfig, CacheConfig, CommandTokensConfig, ExtAuthzConfig, JobsConfig, LastUseConfig,
+    LogConfig, LogFormat, PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -141,6 +141,8 @@ pub struct Config {
     pub token_format: TokenFormatConfig,
     /// Leaked-token reports.
     pub leak_reports: LeakReportsConfig,
+    /// Envoy external authorization: which client certificates may ask.
+    pub ext_authz: ExtAuthzConfig,
     /// Which source set the settings that locate the state (for messages); not a setting.
     #[serde(skip)]
     pub origins: Origins,
@@ -189,6 +191,7 @@ impl Default for Config {
             last_use: LastUseConfig::default(),
             token_format: TokenFormatConfig::default(),
             leak_reports: LeakReportsConfig::default(),
+            ext_authz: ExtAuthzConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -330,6 +333,7 @@ impl Config {
         crate::client_ip::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| format!("trusted_proxies: {e}"))?;
         self.last_use.validate()?;
+        self.ext_authz.validate_with(&self.tls)?;
         if !(1..=60_000).contains(&self.revocation_poll_interval_ms) {
             return Err("revocation_poll_interval_ms: must be between 1 and 60000".into());
         }

@@ -2,6 +2,7 @@
 //! else (units converted: hours and milliseconds to the domain's milliseconds; the role
 //! overrides applied to the built-in role table).
 
+use crate::domain::ext_authz::{ExtAuthzPolicy, normalize_subject};
 use crate::domain::leaks::LeakReportPolicy;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::rotation::RotationPolicy;
@@ -72,6 +73,14 @@ impl TryFrom<&Config> for Policy {
                     per_minute: config.leak_reports.requests_per_minute,
                     burst: config.leak_reports.burst,
                 },
+            },
+            ext_authz: ExtAuthzPolicy {
+                allowed_client_subjects: config
+                    .ext_authz
+                    .allowed_client_subjects
+                    .iter()
+                    .map(|subject| normalize_subject(subject))
+                    .collect(),
             },
         })
     }

@@ -1,6 +1,7 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
 //! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`, `[last_use]`,
-//! `[token_format]`, `[leak_reports]`) and
+//! `[token_format]`, `[leak_reports]`,
+//! `[ext_authz]`) and
 //! their defaults.
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -270,6 +271,42 @@ impl Default for AccessTokensConfig {
             revoke_family_on_reuse: true,
             max_rotation_grace_period: Span(0),
         }
+    }
+}
+
+/// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check` on the gRPC
+/// listener).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtAuthzConfig {
+    /// Client certificate subjects (mutual TLS: `tls.client_ca_file` set) that may call Check
+    /// without a token, as a service identity holding the introspection permission; e.g.
+    /// `"CN=envoy-gateway, O=platform"` (`openssl x509 -noout -subject` spells it; spaces
+    /// around `=` and `,` and the case of attribute names do not matter). In the environment,
+    /// separated by `;`.
+    pub allowed_client_subjects: Vec<String>,
+}
+
+impl ExtAuthzConfig {
+    fn validate(&self) -> Result<(), String> {
+        for subject in &self.allowed_client_subjects {
+            crate::domain::ext_authz::validate_subject(subject)
+                .map_err(|e| format!("ext_authz.allowed_client_subjects: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the settings against the TLS settings: subjects need client certificates.
+    pub(super) fn validate_with(&self, tls: &TlsConfig) -> Result<(), String> {
+        self.validate()?;
+        if !self.allowed_client_subjects.is_empty() && tls.client_ca_file.is_none() {
+            return Err(
+                "ext_authz.allowed_client_subjects: needs tls.client_ca_file (client \
+                        certificates are only verified with mutual TLS)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -49,6 +49,151 @@ pub fn presented_token(raw: &str) -> Option<PlainToken> {
     (end > 0).then(|| PlainToken::from_presented(raw[..end].to_owned()))
 }
 
+/// Where a request presented its token, before it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// The `MMAUTHTOKEN` cookie.
+    Cookie,
+    /// The `Authorization` header (`Bearer` or `Token`).
+    Header,
+    /// The `access_token` query parameter.
+    Query,
+}
+
+/// The parts of an HTTP request that carry a credential, as any front end sees them (the
+/// REST shim, or a gateway asking on a request's behalf).
+#[derive(Debug, Clone, Default)]
+pub struct PresentedRequest<'a> {
+    /// The values of every `Cookie` header, in order.
+    pub cookie_headers: Vec<&'a [u8]>,
+    /// The first `Authorization` header (Go's `Header.Get`).
+    pub authorization: Option<&'a str>,
+    /// The query string (after `?`), if any.
+    pub query: Option<&'a str>,
+    /// The method is not GET (a cookie-authenticated write needs CSRF evidence).
+    pub write: bool,
+    /// The `X-CSRF-Token` header.
+    pub csrf_header: Option<&'a str>,
+    /// The `X-Requested-With` header.
+    pub requested_with: Option<&'a str>,
+}
+
+impl<'a> PresentedRequest<'a> {
+    /// The token the request presents and where, as Mattermost's `ParseAuthTokenFromRequest`
+    /// picks it: the `MMAUTHTOKEN` cookie, then the `Authorization` header, then the
+    /// `access_token` query parameter. The first place that has one wins, even when its value
+    /// is empty (then nobody is authenticated).
+    pub fn find_token(&self) -> Option<(String, Location)> {
+        if let Some(value) = cookie(self.cookie_headers.iter().copied(), "MMAUTHTOKEN") {
+            return Some((value, Location::Cookie));
+        }
+        if let Some(token) = self.authorization.and_then(authorization_header_token) {
+            return Some((token.to_owned(), Location::Header));
+        }
+        query_get(self.query, "access_token").map(|t| (t, Location::Query))
+    }
+
+    /// What the place `location` requires of this request once its token authenticated.
+    pub fn presentation(&self, location: Location) -> Presentation<'a> {
+        match location {
+            Location::Header => Presentation::Header,
+            Location::Query => Presentation::Query,
+            Location::Cookie => Presentation::Cookie {
+                write: self.write,
+                csrf_header: self.csrf_header,
+                requested_with: self.requested_with,
+            },
+        }
+    }
+}
+
+/// Go's `Request.Cookie(name)` over the values of every `Cookie` header, in order: the first
+/// well-formed cookie of that name. A cookie is present even with an empty value
+/// (`MMAUTHTOKEN=` or a bare `MMAUTHTOKEN`); surrounding double quotes are removed; a value
+/// with a byte Go refuses makes that cookie absent.
+pub fn cookie<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<String> {
+    let trim = |s: &[u8]| -> Vec<u8> { s.trim_ascii().to_vec() };
+    for line in cookie_headers {
+        for part in line.split(|b| *b == b';') {
+            let part = trim(part);
+            if part.is_empty() {
+                continue;
+            }
+            let (raw_name, raw_value) = match part.iter().position(|b| *b == b'=') {
+                Some(at) => (&part[..at], &part[at + 1..]),
+                None => (&part[..], &b""[..]),
+            };
+            if trim(raw_name) != name.as_bytes() {
+                continue;
+            }
+            if let Some(value) = cookie_value(raw_value) {
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
+/// Go's `parseCookieValue(raw, true)`.
+fn cookie_value(raw: &[u8]) -> Option<String> {
+    let raw = match raw {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => raw,
+    };
+    raw.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b';' && b != b'\\')
+        .then(|| String::from_utf8_lossy(raw).into_owned())
+}
+
+/// Go's `URL.Query().Get(name)`: pairs split on `&`, a pair containing `;` or an invalid
+/// `%` escape is skipped, `+` is a space, and the first value wins. `None` when absent.
+pub fn query_get(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = query_unescape(key)?;
+            if key != name {
+                return None;
+            }
+            query_unescape(value)
+        })
+}
+
+/// Go's `url.QueryUnescape`; `None` on a malformed escape. Bytes that are not UTF-8 once
+/// decoded are replaced (a Rust string must be UTF-8).
+pub fn query_unescape(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let text = std::str::from_utf8(hex).ok()?;
+                if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(text, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Where a request presented its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presentation<'a> {
@@ -139,5 +284,24 @@ mod tests {
         assert_eq!(parsed("Beäre x"), None);
         assert_eq!(parsed("Beaäer x"), None);
         assert_eq!(parsed("Bearerä"), None);
+    }
+
+    #[test]
+    fn cookies_follow_go() {
+        let get = |values: &[&str]| cookie(values.iter().map(|v| v.as_bytes()), "MMAUTHTOKEN");
+        assert_eq!(get(&["a=1; MMAUTHTOKEN=abc"]).as_deref(), Some("abc"));
+        assert_eq!(get(&["MMAUTHTOKEN="]).as_deref(), Some(""));
+        assert_eq!(get(&["MMAUTHTOKEN"]).as_deref(), Some(""));
+        assert_eq!(get(&["MMAUTHTOKEN=\"abc\""]).as_deref(), Some("abc"));
+        assert_eq!(
+            get(&["MMAUTHTOKEN=a\\b; MMAUTHTOKEN=good"]).as_deref(),
+            Some("good")
+        );
+        assert_eq!(
+            get(&["x=1", "MMAUTHTOKEN=second"]).as_deref(),
+            Some("second")
+        );
+        assert_eq!(get(&["MMAUTHTOKENX=1"]), None);
+        assert_eq!(get(&[]), None);
     }
 }

@@ -41,6 +41,11 @@ pub type Introspection = Option<ActiveCredential>;
 pub struct ActiveCredential(Arc<Principal>);
 
 impl ActiveCredential {
+    /// The credential `principal` authenticated as.
+    pub(super) fn new(principal: Arc<Principal>) -> Self {
+        Self(principal)
+    }
+
     /// What the credential is.
     pub fn kind(&self) -> CredentialKind {
         match self.0.access_token {
@@ -103,7 +108,7 @@ pub async fn introspect_token(
         ));
     }
     match ctx.authenticate(&PlainToken::from_presented(token)).await {
-        Ok(principal) => Ok(Some(ActiveCredential(principal))),
+        Ok(principal) => Ok(Some(ActiveCredential::new(principal))),
         Err(Error::Unauthenticated { .. }) => Ok(None),
         Err(other) => Err(other),
     }

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod events;
+pub mod ext_authz;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;
@@ -89,6 +90,8 @@ pub struct Policy {
     pub token_format: token_format::TokenFormat,
     /// Leaked-token reports (ReportLeakedTokens).
     pub leak_reports: leaks::LeakReportPolicy,
+    /// External authorization for gateways (Envoy ext_authz).
+    pub ext_authz: ext_authz::ExtAuthzPolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.

@@ -1,6 +1,9 @@
-//! The gRPC transport: `TokenService`, health and reflection (v1 and v1alpha).
+//! The gRPC transport: `TokenService`, Envoy's external authorization
+//! (`envoy.service.auth.v3.Authorization`, network listener only), health and reflection (v1
+//! and v1alpha).
 
 mod convert;
+mod ext_authz;
 pub(crate) mod operator;
 mod status;
 mod token_service;
@@ -12,7 +15,10 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::domain::Context;
-use crate::pb::{self, token_service_server::TokenServiceServer};
+use crate::pb::{
+    self, envoy_ext_authz::envoy::service::auth::v3::authorization_server::AuthorizationServer,
+    token_service_server::TokenServiceServer,
+};
 
 /// The fully qualified service name, as health reports it.
 pub const SERVICE_NAME: &str = "token_service.v1.TokenService";
@@ -29,7 +35,11 @@ pub(crate) enum Callers {
     LocalOperator,
 }
 
-/// Builds the routes: TokenService, health and reflection. `shutdown` turns true when a
+/// The fully qualified name of Envoy's external authorization service.
+pub const EXT_AUTHZ_SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
+
+/// Builds the routes: TokenService, Envoy's Authorization (network listener only), health
+/// and reflection. `shutdown` turns true when a
 /// graceful shutdown begins.
 pub(crate) fn routes(
     ctx: Context,
@@ -39,6 +49,10 @@ pub(crate) fn routes(
     shutdown: tokio::sync::watch::Receiver<bool>,
     callers: Callers,
 ) -> Result<Routes, tonic_reflection::server::Error> {
+    let ext_authz = (callers == Callers::Authenticated).then(|| {
+        AuthorizationServer::new(ext_authz::ExtAuthzApi::new(ctx.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+    });
     let api = match callers {
         Callers::Authenticated => token_service::TokenServiceApi::new(ctx, shutdown),
         Callers::LocalOperator => token_service::TokenServiceApi::local(ctx, shutdown),
@@ -46,18 +60,24 @@ pub(crate) fn routes(
     let api = TokenServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(pb::envoy_ext_authz::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(pb::envoy_ext_authz::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    Ok(Routes::new(api)
+    let mut routes = Routes::new(api)
         .add_service(health)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+        .add_service(reflection_v1alpha);
+    if let Some(ext_authz) = ext_authz {
+        routes = routes.add_service(ext_authz);
+    }
+    Ok(routes)
 }
 
 /// At shutdown, after health has turned NOT_SERVING: forgets the statuses, which ends every
@@ -81,11 +101,12 @@ pub(crate) async fn set_health(reporter: &HealthReporter, serving: bool) {
 }
 
 /// The `/package.Service/Method` path of every gRPC method this server serves (TokenService,
-/// health, reflection v1 and v1alpha), read from their descriptors.
+/// Envoy's Authorization, health, reflection v1 and v1alpha), read from their descriptors.
 pub(crate) fn served_method_paths() -> std::collections::HashSet<String> {
     use prost::Message as _;
     let sets = [
         pb::FILE_DESCRIPTOR_SET,
+        pb::envoy_ext_authz::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,

@@ -10,42 +10,34 @@ use axum::{
     http::{Method, request::Parts},
 };
 
-use super::{RestState, error::ApiError, go_compat};
+use super::{RestState, error::ApiError};
 use crate::domain::{
     caller::Caller,
-    credentials::{Presentation, authorization_header_token, check_presentation, presented_token},
+    credentials::{PresentedRequest, check_presentation, presented_token},
     error::Error,
 };
-
-/// Where the token came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Location {
-    Cookie,
-    Header,
-    Query,
-}
 
 /// The authenticated caller of a REST request.
 #[derive(Debug)]
 pub(crate) struct Authenticated(pub(crate) Caller);
 
-/// The token a request presents and where, as Mattermost picks it: the first place that has
-/// one wins, even when its value is empty (an `MMAUTHTOKEN` cookie with no value, or a bare
-/// `Bearer `), in which case nobody is authenticated.
-fn find_token(parts: &Parts) -> Option<(String, Location)> {
-    if let Some(value) = go_compat::cookie(&parts.headers, "MMAUTHTOKEN") {
-        return Some((value, Location::Cookie));
+/// The parts of `parts` that carry a credential.
+fn presented(parts: &Parts) -> PresentedRequest<'_> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    PresentedRequest {
+        cookie_headers: parts
+            .headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect(),
+        // Go's Header.Get: the first Authorization header.
+        authorization: header(axum::http::header::AUTHORIZATION.as_str()),
+        query: parts.uri.query(),
+        write: parts.method != Method::GET,
+        csrf_header: header("X-CSRF-Token"),
+        requested_with: header("X-Requested-With"),
     }
-    // Go's Header.Get: the first Authorization header.
-    let header = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(authorization_header_token);
-    if let Some(token) = header {
-        return Some((token.to_owned(), Location::Header));
-    }
-    go_compat::query_get(parts.uri.query(), "access_token").map(|t| (t, Location::Query))
 }
 
 impl FromRequestParts<RestState> for Authenticated {
@@ -76,7 +68,8 @@ async fn authenticate(
     unknown: Unknown,
 ) -> Result<Option<Caller>, ApiError> {
     let ctx = &state.ctx;
-    let Some((raw, location)) = find_token(parts) else {
+    let request = presented(parts);
+    let Some((raw, location)) = request.find_token() else {
         return Ok(None);
     };
     // An empty token authenticates nobody; Mattermost does not even look it up (and so
@@ -92,17 +85,11 @@ async fn authenticate(
         }
         Err(err) => return Err(ApiError::from(err)),
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let presentation = match location {
-        Location::Header => Presentation::Header,
-        Location::Query => Presentation::Query,
-        Location::Cookie => Presentation::Cookie {
-            write: parts.method != Method::GET,
-            csrf_header: header("X-CSRF-Token"),
-            requested_with: header("X-Requested-With"),
-        },
-    };
-    check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
+    check_presentation(
+        &principal,
+        request.presentation(location),
+        ctx.policy().strict_csrf,
+    )?;
     crate::telemetry::record_caller(&principal);
     Ok(Some(Caller::User(principal)))
 }

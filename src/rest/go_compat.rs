@@ -1,11 +1,11 @@
 //! Request parsing as Mattermost's Go server does it, so that a request means the same here
-//! as there: query parameters (`URL.Query().Get`), cookies (`Request.Cookie`) and JSON bodies
+//! as there: query parameters (`URL.Query().Get`, shared with the domain's credential rules,
+//! which also parse cookies) and JSON bodies
 //! (`json.NewDecoder(r.Body).Decode(&value)`, `model.MapFromJSON`,
 //! `model.StringInterfaceFromJSON`). Parsing only: what a value means is the domain's business.
 
 use std::{borrow::Cow, collections::HashMap, fmt};
 
-use axum::http::HeaderMap;
 use serde::{
     Deserialize, Deserializer,
     de::{self, DeserializeOwned, MapAccess, Visitor},
@@ -13,23 +13,11 @@ use serde::{
 };
 use serde_json::{Map, Value};
 
-use crate::domain::error::{Error, Reason};
-
-/// Go's `URL.Query().Get(name)`: pairs split on `&`, a pair containing `;` or an invalid
-/// `%` escape is skipped, `+` is a space, and the first value wins. `None` when absent.
-pub(crate) fn query_get(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = query_unescape(key)?;
-            if key != name {
-                return None;
-            }
-            query_unescape(value)
-        })
-}
+pub(crate) use crate::domain::credentials::query_get;
+use crate::domain::{
+    credentials::query_unescape,
+    error::{Error, Reason},
+};
 
 /// Go's `URL.Query()[name]`: every value of `name`, in order, parsed as [`query_get`] does.
 pub(crate) fn query_get_all(query: Option<&str>, name: &str) -> Vec<String> {
@@ -47,74 +35,6 @@ pub(crate) fn query_get_all(query: Option<&str>, name: &str) -> Vec<String> {
             query_unescape(value)
         })
         .collect()
-}
-
-/// Go's `url.QueryUnescape`; `None` on a malformed escape. Bytes that are not UTF-8 once
-/// decoded are replaced (a Rust string must be UTF-8).
-fn query_unescape(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let text = std::str::from_utf8(hex).ok()?;
-                if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(text, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// Go's `Request.Cookie(name)`: the first well-formed cookie of that name across every
-/// `Cookie` header, in order. A cookie is present even with an empty value
-/// (`MMAUTHTOKEN=` or a bare `MMAUTHTOKEN`); surrounding double quotes are removed; a value
-/// with a byte Go refuses makes that cookie absent.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    let trim = |s: &[u8]| -> Vec<u8> { s.trim_ascii().to_vec() };
-    for line in headers.get_all(axum::http::header::COOKIE) {
-        for part in line.as_bytes().split(|b| *b == b';') {
-            let part = trim(part);
-            if part.is_empty() {
-                continue;
-            }
-            let (raw_name, raw_value) = match part.iter().position(|b| *b == b'=') {
-                Some(at) => (&part[..at], &part[at + 1..]),
-                None => (&part[..], &b""[..]),
-            };
-            if trim(raw_name) != name.as_bytes() {
-                continue;
-            }
-            if let Some(value) = cookie_value(raw_value) {
-                return Some(value);
-            }
-        }
-    }
-    None
-}
-
-/// Go's `parseCookieValue(raw, true)`.
-fn cookie_value(raw: &[u8]) -> Option<String> {
-    let raw = match raw {
-        [b'"', inner @ .., b'"'] => inner,
-        _ => raw,
-    };
-    raw.iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b';' && b != b'\\')
-        .then(|| String::from_utf8_lossy(raw).into_owned())
 }
 
 /// Why the first JSON value of a body could not be read.
@@ -418,31 +338,5 @@ mod tests {
         assert_eq!(query_get(Some("p=%zz&p=2"), "p").as_deref(), Some("2"));
         assert_eq!(query_get(Some("p=1;q=2&p=3"), "p").as_deref(), Some("3"));
         assert_eq!(query_get(Some("%70=4"), "p").as_deref(), Some("4"));
-    }
-
-    #[test]
-    fn cookies_follow_go() {
-        let headers = |values: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(axum::http::header::COOKIE, v.parse().unwrap());
-            }
-            h
-        };
-        let get = |values: &[&str]| cookie(&headers(values), "MMAUTHTOKEN");
-        assert_eq!(get(&["a=1; MMAUTHTOKEN=abc"]).as_deref(), Some("abc"));
-        assert_eq!(get(&["MMAUTHTOKEN="]).as_deref(), Some(""));
-        assert_eq!(get(&["MMAUTHTOKEN"]).as_deref(), Some(""));
-        assert_eq!(get(&["MMAUTHTOKEN=\"abc\""]).as_deref(), Some("abc"));
-        assert_eq!(
-            get(&["MMAUTHTOKEN=a\\b; MMAUTHTOKEN=good"]).as_deref(),
-            Some("good")
-        );
-        assert_eq!(
-            get(&["x=1", "MMAUTHTOKEN=second"]).as_deref(),
-            Some("second")
-        );
-        assert_eq!(get(&["MMAUTHTOKENX=1"]), None);
-        assert_eq!(get(&[]), None);
     }
 }

@@ -369,3 +369,38 @@ async fn secret_scanners_find_exactly_the_live_checksummed_token() {
     .await;
     srv.stop().await;
 }
+
+/// Envoy's external authorization as Envoy's own messages spell it: the CheckRequest and
+/// CheckResponse of PyPI `xds-protos` (generated from Envoy's data-plane-api), not our reading
+/// of them: an allowed request's identity headers, 401 and 403 with Mattermost's body, the
+/// raw `header_map` form, and a gateway without a credential refused.
+#[tokio::test]
+#[ignore = "needs python with xds-protos (tests/clients/python/requirements.txt); .ci/run runs it: cargo test --test integration -- --ignored clients::"]
+async fn envoys_ext_authz_messages_from_xds_protos_work_against_check() {
+    let Some(python) = python_with("envoy.service.auth.v3.external_auth_pb2_grpc").await else {
+        missing(
+            "python with xds-protos (tests/clients/python/requirements.txt)",
+            INSTALL_PYTHON,
+        );
+    };
+    let srv = TestServer::start().await;
+    let gateway = srv
+        .user("envoy", &["system_user", "system_token_introspector"])
+        .await;
+    let tina = srv.token_user("tina").await;
+    let (token_id, pat) = srv.as_(&tina).new_token("me").await;
+    run_script(
+        &python,
+        "python/ext_authz_client.py",
+        &[
+            ("TS_GRPC", srv.config.grpc_addr.to_string()),
+            ("TS_GATEWAY_TOKEN", gateway.token.clone()),
+            ("TS_PAT", pat),
+            ("TS_PAT_ID", token_id),
+            ("TS_USER_ID", tina.id.clone()),
+            ("TS_USERNAME", tina.username.clone()),
+        ],
+    )
+    .await;
+    srv.stop().await;
+}

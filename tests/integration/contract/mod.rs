@@ -14,4 +14,4 @@ pub(crate) mod proto;
 mod query_plans;
 mod readme;
 mod telemetry;
-mod tls;
+pub(crate) mod tls;

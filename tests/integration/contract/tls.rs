@@ -30,17 +30,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_token-service");
 const SERVICE: &str = "token_service.v1.TokenService";
 
 /// A certificate and its key, as PEM.
-struct Pem {
+pub(crate) struct Pem {
     cert: String,
     key: String,
 }
 
 /// Generated certificates, also written to a directory as PEM files.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
-    ca: String,
+    pub(crate) ca: String,
     server: Pem,
-    client: Pem,
+    /// Subject `CN=internal-caller`, from the CA.
+    pub(crate) client: Pem,
+    /// Subject `CN=unlisted-caller`, from the CA too.
+    pub(crate) other_client: Pem,
     stranger: Pem,
 }
 
@@ -68,7 +71,7 @@ fn leaf(names: &[&str], issuer: &CertifiedIssuer<'static, KeyPair>) -> Pem {
 }
 
 impl Pki {
-    fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ours = ca("token-service test CA");
         let theirs = ca("some other CA");
@@ -76,6 +79,7 @@ impl Pki {
             ca: ours.pem(),
             server: leaf(&["localhost", "127.0.0.1"], &ours),
             client: leaf(&["internal-caller"], &ours),
+            other_client: leaf(&["unlisted-caller"], &ours),
             stranger: leaf(&["stranger"], &theirs),
             dir,
         };
@@ -97,7 +101,7 @@ impl Pki {
 
     /// Server settings: TLS with the server certificate, and client certificates from the
     /// CA required when `mutual`.
-    fn configure(&self, config: &mut token_service::config::Config, mutual: bool) {
+    pub(crate) fn configure(&self, config: &mut token_service::config::Config, mutual: bool) {
         config.tls.cert_file = Some(self.path("server.pem"));
         config.tls.key_file = Some(self.path("server.key"));
         if mutual {
@@ -108,7 +112,7 @@ impl Pki {
 
 /// A gRPC channel over TLS trusting the test CA, presenting `identity` if given; the
 /// server is addressed by IP and its certificate checked for the name "localhost".
-async fn tls_channel(
+pub(crate) async fn tls_channel(
     addr: SocketAddr,
     ca: &str,
     identity: Option<&Pem>,

@@ -98,6 +98,7 @@ async fn reflection_v1_lists_every_service_and_serves_descriptors_with_http_rule
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     for expected in [
         SERVICE,
+        "envoy.service.auth.v3.Authorization",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

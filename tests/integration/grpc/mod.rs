@@ -9,6 +9,7 @@ mod commands;
 mod concurrency;
 mod events;
 mod expiry_jobs;
+mod ext_authz;
 mod faults;
 mod health_reflection;
 mod introspection;

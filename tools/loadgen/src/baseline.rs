@@ -4,6 +4,8 @@
 //!   IntrospectToken returns a fixed, realistic answer (same messages, same method path, same
 //!   generated routing as the real service; every other RPC is UNIMPLEMENTED). Its listener
 //!   is set up as `Server::builder().serve(addr)` would (TCP_NODELAY on).
+//!   It also serves Envoy's `Authorization/Check` with a fixed allow (six identity headers),
+//!   the baseline of the `ext-authz` scenario.
 //! - `axum-json`: a bare axum `GET /api/v4/users/me` serializing a user with the same fields
 //!   as token-service's Mattermost user JSON, served by `axum::serve` with its defaults.
 
@@ -11,7 +13,17 @@ use std::{net::SocketAddr, pin::Pin};
 
 use axum::{Json, Router, routing::get};
 use serde::Serialize;
-use token_service::pb::{self, token_service_server::TokenService};
+use token_service::pb::{
+    self,
+    envoy_ext_authz::envoy::{
+        config::core::v3::{HeaderValue, HeaderValueOption},
+        service::auth::v3::{
+            CheckRequest, CheckResponse, OkHttpResponse, authorization_server::Authorization,
+            check_response::HttpResponse,
+        },
+    },
+    token_service_server::TokenService,
+};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 
@@ -23,9 +35,14 @@ pub(crate) async fn start_grpc_echo() -> Result<SocketAddr, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = pb::token_service_server::TokenServiceServer::new(Echo::new());
+    let authorization =
+        pb::envoy_ext_authz::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(
+            EchoAuthz::new(),
+        );
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(authorization)
             .serve_with_incoming(incoming)
             .await
         {
@@ -120,6 +137,55 @@ impl Echo {
                 is_bot: false,
             },
         }
+    }
+}
+
+/// The echo ext_authz service: a fixed allow with six identity headers, as token-service
+/// answers for a personal access token.
+#[derive(Debug)]
+struct EchoAuthz {
+    answer: CheckResponse,
+}
+
+impl EchoAuthz {
+    fn new() -> Self {
+        let header = |key: &str, value: &str| HeaderValueOption {
+            header: Some(HeaderValue {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                raw_value: Vec::new(),
+            }),
+            append_action: 2,
+            keep_empty_value: true,
+            ..Default::default()
+        };
+        Self {
+            answer: CheckResponse {
+                status: Some(pb::envoy_ext_authz::google::rpc::Status::default()),
+                dynamic_metadata: None,
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: vec![
+                        header("x-auth-user-id", "x9ad4wq3ibdx5rk6d6ew7sgqhc"),
+                        header("x-auth-username", "lg-user-42"),
+                        header("x-auth-roles", "system_user system_user_access_token"),
+                        header("x-auth-token-type", "user_access_token"),
+                        header("x-auth-token-id", "3hc1sj7yxtf8tbmgkqr6m8rqwo"),
+                        header("x-auth-session-id", "kq5pzdn7ufgz3b8ykqj5yqfz6h"),
+                    ],
+                    ..Default::default()
+                })),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for EchoAuthz {
+    async fn check(
+        &self,
+        _request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        Ok(Response::new(self.answer.clone()))
     }
 }
 

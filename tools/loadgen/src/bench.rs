@@ -238,6 +238,11 @@ async fn run_scenarios(
                 "grpc-echo",
                 grpc_drivers(echo, tgt, args, false).await?,
             ),
+            Scenario::ExtAuthz => (
+                ext_authz_drivers(tgt.grpc, tgt, args).await?,
+                "grpc-echo",
+                ext_authz_drivers(echo, tgt, args).await?,
+            ),
         };
         let summary = run_pair(
             args,
@@ -258,8 +263,27 @@ async fn run_scenarios(
         .await?;
         summaries.push(summary);
     }
-
+    compare_gateway_with_introspection(&summaries);
     Ok(summaries)
+}
+
+/// Issue 14's target for ext_authz: its req/s ratio (against the gRPC echo) at least the one
+/// IntrospectToken reaches in the same run.
+fn compare_gateway_with_introspection(summaries: &[PairSummary]) {
+    let ratio = |name: &str| {
+        summaries
+            .iter()
+            .find(|s| s.scenario == name)
+            .map(|s| median(&s.rps_ratios))
+    };
+    if let (Some(gateway), Some(introspect)) = (ratio("ext-authz"), ratio("introspect-cached")) {
+        println!(
+            "
+ext-authz req/s ratio {gateway:.3} vs introspect-cached {introspect:.3} \
+             (target: at least as high): {}",
+            verdict(gateway >= introspect)
+        );
+    }
 }
 
 /// gRPC workers spread over `connections` HTTP/2 connections to `addr`.
@@ -279,6 +303,26 @@ async fn grpc_drivers(
             } else {
                 Driver::introspect(client, &tgt.admin_token, tokens.clone())
             }
+        })
+        .collect())
+}
+
+/// ext_authz Check workers spread over `connections` HTTP/2 connections to `addr`, the
+/// admin calling as the gateway.
+async fn ext_authz_drivers(
+    addr: SocketAddr,
+    tgt: &Target,
+    args: &BenchArgs,
+) -> Result<Vec<Driver>, String> {
+    let channels = target::channels(addr, args.connections).await?;
+    let requests = Driver::check_requests(&tgt.tokens);
+    Ok((0..args.concurrency)
+        .map(|w| {
+            Driver::ext_authz(
+                channels[w % channels.len()].clone(),
+                &tgt.admin_token,
+                requests.clone(),
+            )
         })
         .collect())
 }
@@ -382,6 +426,12 @@ async fn run_pair(
                 "target: req/s >= 0.70 x {}: {}{at}",
                 b.name,
                 verdict(rps_ratio >= 0.70)
+            );
+        }
+        Scenario::ExtAuthz => {
+            println!(
+                "target: req/s >= the introspect-cached ratio (issue 14: the gateways reach \
+                 what IntrospectToken reaches){at}"
             );
         }
         Scenario::IntrospectUncached | Scenario::CreateToken => {}

@@ -4,7 +4,14 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use token_service::pb::{self, token_service_client::TokenServiceClient};
+use token_service::pb::{
+    self,
+    envoy_ext_authz::envoy::service::auth::v3::{
+        AttributeContext, CheckRequest, attribute_context,
+        authorization_client::AuthorizationClient, check_response::HttpResponse,
+    },
+    token_service_client::TokenServiceClient,
+};
 use tonic::{
     Request,
     metadata::{Ascii, MetadataValue},
@@ -26,6 +33,12 @@ pub(crate) enum Driver {
     CreateToken {
         client: TokenServiceClient<Channel>,
         auth: MetadataValue<Ascii>,
+    },
+    /// ext_authz Check of one of the prepared requests (one per token), as the admin.
+    ExtAuthz {
+        client: AuthorizationClient<Channel>,
+        auth: MetadataValue<Ascii>,
+        requests: Arc<[CheckRequest]>,
     },
     /// GET /api/v4/users/me with one of the prepared requests (one per token).
     GetMe {
@@ -52,6 +65,61 @@ impl Driver {
             client,
             auth: bearer(admin_token),
         }
+    }
+
+    pub(crate) fn ext_authz(
+        channel: Channel,
+        admin_token: &str,
+        requests: Arc<[CheckRequest]>,
+    ) -> Self {
+        Driver::ExtAuthz {
+            client: AuthorizationClient::new(channel),
+            auth: bearer(admin_token),
+            requests,
+        }
+    }
+
+    /// The CheckRequest Envoy sends for a `GET /api/orders?page=2` carrying each token as a
+    /// bearer header, with the headers a browser or client adds.
+    pub(crate) fn check_requests(tokens: &[String]) -> Arc<[CheckRequest]> {
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(i, token)| {
+                let headers = [
+                    (":authority", "orders.internal".to_owned()),
+                    (":method", "GET".to_owned()),
+                    (":path", "/api/orders?page=2".to_owned()),
+                    (":scheme", "https".to_owned()),
+                    ("accept", "application/json".to_owned()),
+                    ("authorization", format!("Bearer {token}")),
+                    ("user-agent", "loadgen/1".to_owned()),
+                    ("x-forwarded-proto", "https".to_owned()),
+                    ("x-request-id", format!("lg-{i}")),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                CheckRequest {
+                    attributes: Some(AttributeContext {
+                        request: Some(attribute_context::Request {
+                            time: None,
+                            http: Some(attribute_context::HttpRequest {
+                                id: format!("lg-{i}"),
+                                method: "GET".to_owned(),
+                                headers,
+                                path: "/api/orders?page=2".to_owned(),
+                                host: "orders.internal".to_owned(),
+                                scheme: "https".to_owned(),
+                                protocol: "HTTP/2".to_owned(),
+                                ..Default::default()
+                            }),
+                        }),
+                        ..Default::default()
+                    }),
+                }
+            })
+            .collect()
     }
 
     pub(crate) fn get_me(addr: SocketAddr, tokens: &[String]) -> Arc<[Vec<u8>]> {
@@ -100,6 +168,22 @@ impl Driver {
                     Err("CreateUserAccessToken returned no token".into())
                 } else {
                     Ok(())
+                }
+            }
+            Driver::ExtAuthz {
+                client,
+                auth,
+                requests,
+            } => {
+                let mut request = Request::new(requests[i % requests.len()].clone());
+                request.metadata_mut().insert("authorization", auth.clone());
+                let answer = client
+                    .check(request)
+                    .await
+                    .map_err(|s| format!("Check: {:?} {}", s.code(), s.message()))?;
+                match &answer.get_ref().http_response {
+                    Some(HttpResponse::OkResponse(ok)) if !ok.headers.is_empty() => Ok(()),
+                    other => Err(format!("Check did not allow: {other:?}")),
                 }
             }
             Driver::GetMe { conn, requests } => {

@@ -87,14 +87,19 @@ enum Scenario {
     RestGetMe,
     /// CreateUserAccessToken (the write path), against the gRPC echo baseline.
     CreateToken,
+    /// Envoy's ext_authz Check (`envoy.service.auth.v3.Authorization/Check`) of a request
+    /// carrying one of the tokens, answered from the token cache, against the gRPC echo
+    /// baseline (a fixed OkHttpResponse).
+    ExtAuthz,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 5] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
         Scenario::CreateToken,
+        Scenario::ExtAuthz,
     ];
 
     fn name(self) -> &'static str {
@@ -103,13 +108,14 @@ impl Scenario {
             Scenario::IntrospectUncached => "introspect-uncached",
             Scenario::RestGetMe => "rest-get-me",
             Scenario::CreateToken => "create-token",
+            Scenario::ExtAuthz => "ext-authz",
         }
     }
 }
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Scenario to run (repeat the flag for several). Default: all four.
+    /// Scenario to run (repeat the flag for several). Default: all of them.
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     scenarios: Vec<Scenario>,
     /// Requests in flight at any moment (closed loop: each finished request starts the next).

@@ -206,7 +206,16 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     n: usize,
 ) -> Result<Vec<TokenServiceClient<Channel>>, String> {
-    let mut clients = Vec::with_capacity(n);
+    Ok(channels(addr, n)
+        .await?
+        .into_iter()
+        .map(TokenServiceClient::new)
+        .collect())
+}
+
+/// `n` HTTP/2 connections to `addr` (at least one).
+pub(crate) async fn channels(addr: SocketAddr, n: usize) -> Result<Vec<Channel>, String> {
+    let mut channels = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         let channel = Channel::from_shared(format!("http://{addr}"))
             .map_err(|e| e.to_string())?
@@ -215,9 +224,9 @@ pub(crate) async fn connect(
             .connect()
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
-        clients.push(TokenServiceClient::new(channel));
+        channels.push(channel);
     }
-    Ok(clients)
+    Ok(channels)
 }
 
 /// A request carrying `authorization: Bearer <token>`.

@@ -119,6 +119,7 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         ("introspect-uncached", "grpc-echo"),
         ("rest-get-me", "axum-json"),
         ("create-token", "grpc-echo"),
+        ("ext-authz", "grpc-echo"),
     ] {
         let fields = summary(&stdout, &format!("summary scenario={scenario} "));
         assert!(fields.contains(&("baseline", baseline)), "{fields:?}");
@@ -133,6 +134,10 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         assert!(stdout.contains(&format!("| {scenario} | ")), "{stdout}");
     }
     assert!(stdout.contains("p99.9 ms"), "{stdout}");
+    assert!(
+        stdout.contains("ext-authz req/s ratio "),
+        "the gateway is compared with IntrospectToken: {stdout}"
+    );
     assert!(
         stdout.contains("target: req/s >= 0.80 x grpc-echo: "),
         "{stdout}"
