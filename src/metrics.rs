@@ -159,6 +159,69 @@ pub struct Metrics {
     last_use_token_writes: AtomicU64,
     last_use_batches: AtomicU64,
     last_use_failures: AtomicU64,
+    /// Gateway checks by [`GatewayEndpoint`] and [`GatewayOutcome`].
+    gateway_checks: [[AtomicU64; GatewayOutcome::ALL.len()]; GatewayEndpoint::ALL.len()],
+}
+
+/// A gateway endpoint (the `endpoint` label of `token_service_gateway_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayEndpoint {
+    /// RFC 7662 token introspection, `POST /oauth2/introspect`.
+    Introspect,
+    /// nginx `auth_request`, `GET /auth/verify`.
+    Verify,
+}
+
+impl GatewayEndpoint {
+    /// Every endpoint, in label order.
+    pub const ALL: [GatewayEndpoint; 2] = [GatewayEndpoint::Introspect, GatewayEndpoint::Verify];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            GatewayEndpoint::Introspect => "introspect",
+            GatewayEndpoint::Verify => "verify",
+        }
+    }
+}
+
+/// How a gateway check ended (the `outcome` label of `token_service_gateway_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayOutcome {
+    /// The checked credential authenticates (and holds the required roles).
+    Active,
+    /// The checked credential does not authenticate (a token was presented).
+    Inactive,
+    /// `auth_request`: the credential authenticates but lacks a required role; RFC 7662: the
+    /// caller authenticated but lacks `introspect_token`.
+    Denied,
+    /// `auth_request`: no credential was presented; RFC 7662: the caller did not
+    /// authenticate.
+    Unauthorized,
+    /// The check could not be made: a malformed request, or the database unavailable.
+    Error,
+}
+
+impl GatewayOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [GatewayOutcome; 5] = [
+        GatewayOutcome::Active,
+        GatewayOutcome::Inactive,
+        GatewayOutcome::Denied,
+        GatewayOutcome::Unauthorized,
+        GatewayOutcome::Error,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            GatewayOutcome::Active => "active",
+            GatewayOutcome::Inactive => "inactive",
+            GatewayOutcome::Denied => "denied",
+            GatewayOutcome::Unauthorized => "unauthorized",
+            GatewayOutcome::Error => "error",
+        }
+    }
 }
 
 /// The scheduled jobs (the `job` label).
@@ -181,6 +244,7 @@ impl Default for Metrics {
             last_use_token_writes: AtomicU64::new(0),
             last_use_batches: AtomicU64::new(0),
             last_use_failures: AtomicU64::new(0),
+            gateway_checks: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 }
@@ -272,6 +336,16 @@ impl Metrics {
     /// Counts a last-use batch that failed (its uses wait for the next flush).
     pub fn record_last_use_flush_failure(&self) {
         self.last_use_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a gateway check by its endpoint and outcome.
+    pub fn record_gateway_check(&self, endpoint: GatewayEndpoint, outcome: GatewayOutcome) {
+        self.gateway_checks[endpoint as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gateway checks so far at `endpoint` with `outcome`.
+    pub fn gateway_checks(&self, endpoint: GatewayEndpoint, outcome: GatewayOutcome) -> u64 {
+        self.gateway_checks[endpoint as usize][outcome as usize].load(Ordering::Relaxed)
     }
 
     /// Token rows the last-use flush has written so far.
@@ -462,6 +536,21 @@ impl Metrics {
             self.expired_tokens_deleted.load(Ordering::Relaxed),
             self.expiry_notices.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP token_service_gateway_checks_total Token checks by the gateway endpoints (RFC 7662 introspect, auth_request verify), by outcome.\n\
+             # TYPE token_service_gateway_checks_total counter\n",
+        );
+        for endpoint in GatewayEndpoint::ALL {
+            for outcome in GatewayOutcome::ALL {
+                let _ = writeln!(
+                    out,
+                    "token_service_gateway_checks_total{{endpoint=\"{}\",outcome=\"{}\"}} {}",
+                    endpoint.label(),
+                    outcome.label(),
+                    self.gateway_checks(endpoint, outcome)
+                );
+            }
+        }
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

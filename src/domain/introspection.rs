@@ -41,6 +41,16 @@ pub type Introspection = Option<ActiveCredential>;
 pub struct ActiveCredential(Arc<Principal>);
 
 impl ActiveCredential {
+    /// The credential `principal` authenticated as.
+    pub(super) fn new(principal: Arc<Principal>) -> Self {
+        Self(principal)
+    }
+
+    /// The authenticated principal behind it (for the transports' request span).
+    pub fn principal(&self) -> &Principal {
+        &self.0
+    }
+
     /// What the credential is.
     pub fn kind(&self) -> CredentialKind {
         match self.0.access_token {
@@ -83,6 +93,15 @@ impl ActiveCredential {
     pub fn expires_at(&self) -> UnixMillis {
         self.0.expires_at()
     }
+
+    /// When the credential was issued: a personal access token's creation, or the
+    /// session's.
+    pub fn issued_at(&self) -> UnixMillis {
+        match &self.0.access_token {
+            Some(token) => token.create_at,
+            None => self.0.session.create_at,
+        }
+    }
 }
 
 /// Checks `token` for an internal service. `Ok(None)` means the token does not authenticate:
@@ -103,7 +122,7 @@ pub async fn introspect_token(
         ));
     }
     match ctx.authenticate(&PlainToken::from_presented(token)).await {
-        Ok(principal) => Ok(Some(ActiveCredential(principal))),
+        Ok(principal) => Ok(Some(ActiveCredential::new(principal))),
         Err(Error::Unauthenticated { .. }) => Ok(None),
         Err(other) => Err(other),
     }

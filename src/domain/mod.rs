@@ -12,6 +12,7 @@ pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod events;
+pub mod gateway;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;

@@ -15,6 +15,7 @@ use crate::domain::{
     caller::Caller,
     credentials::{Presentation, authorization_header_token, check_presentation, presented_token},
     error::Error,
+    secret::PlainToken,
 };
 
 /// Where the token came from.
@@ -68,6 +69,31 @@ enum Unknown {
     Anonymous,
 }
 
+/// The token a request presents, cut and truncated as Mattermost does, and the rules of the
+/// place it was presented in; `None` when it presents no token, or an empty one (which
+/// authenticates nobody; Mattermost does not even look it up, and so leaves the cookie
+/// alone). `write` says whether the request is a write, for the CSRF rule of the cookie: the
+/// REST shim passes its own method, `/auth/verify` the original request's. Shared by every
+/// route that reads a credential the way the REST shim does.
+pub(super) fn presented_credential(
+    parts: &Parts,
+    write: bool,
+) -> Option<(PlainToken, Presentation<'_>)> {
+    let (raw, location) = find_token(parts)?;
+    let token = presented_token(&raw)?;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let presentation = match location {
+        Location::Header => Presentation::Header,
+        Location::Query => Presentation::Query,
+        Location::Cookie => Presentation::Cookie {
+            write,
+            csrf_header: header("X-CSRF-Token"),
+            requested_with: header("X-Requested-With"),
+        },
+    };
+    Some((token, presentation))
+}
+
 /// The caller a request presents, `None` when it presents no token (or an empty one), or,
 /// with [`Unknown::Anonymous`], one that does not authenticate.
 async fn authenticate(
@@ -76,12 +102,8 @@ async fn authenticate(
     unknown: Unknown,
 ) -> Result<Option<Caller>, ApiError> {
     let ctx = &state.ctx;
-    let Some((raw, location)) = find_token(parts) else {
-        return Ok(None);
-    };
-    // An empty token authenticates nobody; Mattermost does not even look it up (and so
-    // leaves the cookie alone).
-    let Some(token) = presented_token(&raw) else {
+    let Some((token, presentation)) = presented_credential(parts, parts.method != Method::GET)
+    else {
         return Ok(None);
     };
     let principal = match ctx.authenticate(&token).await {
@@ -91,16 +113,6 @@ async fn authenticate(
             return Err(ApiError::from(err).clearing_session_cookie());
         }
         Err(err) => return Err(ApiError::from(err)),
-    };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let presentation = match location {
-        Location::Header => Presentation::Header,
-        Location::Query => Presentation::Query,
-        Location::Cookie => Presentation::Cookie {
-            write: parts.method != Method::GET,
-            csrf_header: header("X-CSRF-Token"),
-            requested_with: header("X-Requested-With"),
-        },
     };
     check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
     crate::telemetry::record_caller(&principal);

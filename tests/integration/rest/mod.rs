@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod drift;
 mod errors;
+mod gateway;
 mod input;
 mod last_use;
 mod non_compliant;
