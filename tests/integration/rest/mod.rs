@@ -6,6 +6,7 @@ mod auth;
 mod drift;
 mod errors;
 mod gateway;
+mod gateway_nginx;
 mod input;
 mod last_use;
 mod non_compliant;
