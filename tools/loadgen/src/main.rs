@@ -87,14 +87,23 @@ enum Scenario {
     RestGetMe,
     /// CreateUserAccessToken (the write path), against the gRPC echo baseline.
     CreateToken,
+    /// GET /auth/verify (nginx auth_request) with a bearer token, against the bare axum
+    /// baseline answering the same path with fixed identity headers.
+    GatewayVerify,
+    /// POST /oauth2/introspect (RFC 7662) of one of the tokens, the caller authenticated by
+    /// the admin's bearer token, against the bare axum baseline answering the same path with
+    /// a fixed active answer.
+    GatewayIntrospect,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 6] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
         Scenario::CreateToken,
+        Scenario::GatewayVerify,
+        Scenario::GatewayIntrospect,
     ];
 
     fn name(self) -> &'static str {
@@ -103,13 +112,15 @@ impl Scenario {
             Scenario::IntrospectUncached => "introspect-uncached",
             Scenario::RestGetMe => "rest-get-me",
             Scenario::CreateToken => "create-token",
+            Scenario::GatewayVerify => "gateway-verify",
+            Scenario::GatewayIntrospect => "gateway-introspect",
         }
     }
 }
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Scenario to run (repeat the flag for several). Default: all four.
+    /// Scenario to run (repeat the flag for several). Default: all six.
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     scenarios: Vec<Scenario>,
     /// Requests in flight at any moment (closed loop: each finished request starts the next).
@@ -141,7 +152,7 @@ struct BenchArgs {
     /// gRPC address of an already running token-service (instead of an in-process one).
     #[arg(long, value_name = "ADDR", requires = "admin_token")]
     grpc_target: Option<SocketAddr>,
-    /// REST address of that running token-service (for rest-get-me).
+    /// REST address of that running token-service (for rest-get-me and the gateways).
     #[arg(long, value_name = "ADDR", requires = "grpc_target")]
     http_target: Option<SocketAddr>,
     /// gRPC address of a running token-service with `cache.enable = false` on the same
