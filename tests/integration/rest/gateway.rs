@@ -761,3 +761,79 @@ fn the_gateway_routes_are_documented_and_claimed_by_no_rpc() {
         );
     }
 }
+
+/// While the database is out of reach, a check that needs it is 503 (RFC 7662:
+/// `temporarily_unavailable`), never an answer about the token: an unknown token is not
+/// reported inactive when nobody could look it up. Counted as `error`; both recover.
+#[tokio::test]
+#[ignore = "needs a database server (TEST_DATABASE_URL, PostgreSQL or MariaDB); .ci/run runs it"]
+async fn a_database_cut_is_503_for_the_gateways_never_inactive() {
+    let (proxy, srv) = crate::common::proxy::server_behind_a_proxy(|c| {
+        c.pool.acquire_timeout_secs = 1;
+        c.pool.connect_timeout_secs = 1;
+    })
+    .await;
+    let (_, credential) = introspector(&srv).await;
+    let alice = srv.basic_user("alice").await;
+    let http = Http::new(&srv);
+    let unknown = token_service::domain::ids::new_id();
+    assert_eq!(
+        introspect(&http, &credential, &alice.token).await.0["active"],
+        true
+    );
+    let before = scrape(&srv).await;
+
+    proxy.cut();
+    // The caller's credential is still answered from the cache; the unknown token needs the
+    // database.
+    let answer = introspect_with(
+        &http,
+        Some(&credential),
+        FORM,
+        &form(&[("token", &unknown)]),
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(
+        answer.json["error"], "temporarily_unavailable",
+        "{answer:?}"
+    );
+    assert!(answer.json.get("active").is_none(), "{answer:?}");
+    let answer = verify(&http, "", &[("Authorization", &bearer(&unknown))]).await;
+    answer.assert_error(503, "token_service.database_unavailable");
+    let after = scrape(&srv).await;
+    for endpoint in ["introspect", "verify"] {
+        assert_eq!(
+            gateway_checks(&after, endpoint, "error") - gateway_checks(&before, endpoint, "error"),
+            1,
+            "{endpoint}"
+        );
+        assert_eq!(
+            gateway_checks(&after, endpoint, "inactive"),
+            gateway_checks(&before, endpoint, "inactive"),
+            "{endpoint}"
+        );
+    }
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = introspect_with(
+            &http,
+            Some(&credential),
+            FORM,
+            &form(&[("token", &unknown)]),
+        )
+        .await;
+        if answer.status == 200 {
+            assert_eq!(answer.raw, r#"{"active":false}"#);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {answer:?} 15 s after the database returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    srv.stop().await;
+}
