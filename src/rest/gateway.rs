@@ -78,27 +78,33 @@ pub(super) fn router(ctx: Context, max_body: usize, timeout: Option<Duration>) -
     Router::new()
         .route(
             INTROSPECT_PATH,
-            post(introspect).fallback(|| async { method_not_allowed("POST") }),
+            post(introspect).fallback(|request: Request| async move {
+                method_not_allowed(request_id(&request), "POST")
+            }),
         )
         .route(
             VERIFY_PATH,
-            get(verify).fallback(|| async { method_not_allowed("GET, HEAD") }),
+            get(verify).fallback(|request: Request| async move {
+                method_not_allowed(request_id(&request), "GET, HEAD")
+            }),
         )
-        .layer(axum::middleware::from_fn(with_request_id))
         .with_state(state)
 }
 
-/// `X-Request-ID` on every gateway answer (the id in the logs and traces of the request).
-async fn with_request_id(request: Request, next: axum::middleware::Next) -> Response {
-    let request_id = request.extensions().get::<RequestId>().cloned();
-    let mut response = next.run(request).await;
+/// The request's id (set by the request layer), for `X-Request-ID`.
+fn request_id(request: &Request) -> Option<RequestId> {
+    request.extensions().get::<RequestId>().copied()
+}
+
+/// `X-Request-ID` on a gateway answer (the id in the logs and traces of the request).
+fn with_request_id(mut response: Response, request_id: Option<RequestId>) -> Response {
     if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(id.as_str()).ok()) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+fn method_not_allowed(request_id: Option<RequestId>, allow: &'static str) -> Response {
     let mut response = json_response(
         StatusCode::METHOD_NOT_ALLOWED,
         serde_json::json!({
@@ -110,7 +116,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
+    with_request_id(response, request_id)
 }
 
 /// A JSON answer that is never cached.
@@ -129,11 +135,12 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
         .into_response()
 }
 
-/// Runs `answer` within the request deadline (503 from `on_timeout` past it) and counts its
-/// outcome.
+/// Runs `answer` within the request deadline (503 from `on_timeout` past it), counts its
+/// outcome and adds the request id.
 async fn gated(
     state: &GatewayState,
     endpoint: GatewayEndpoint,
+    request_id: Option<RequestId>,
     answer: impl Future<Output = (GatewayOutcome, Response)>,
     on_timeout: impl FnOnce() -> Response,
 ) -> Response {
@@ -146,7 +153,7 @@ async fn gated(
         (GatewayOutcome::Error, on_timeout())
     });
     state.ctx.metrics().record_gateway_check(endpoint, outcome);
-    response
+    with_request_id(response, request_id)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -277,6 +284,7 @@ async fn introspect(State(state): State<GatewayState>, request: Request) -> Resp
     gated(
         &state,
         GatewayEndpoint::Introspect,
+        request_id(&request),
         answer_introspection(&state, request),
         || introspection_failed(Error::Unavailable("request_timeout_ms passed".into())).1,
     )
@@ -454,11 +462,12 @@ fn verify_refusal(err: &ApiError, request_id: Option<&RequestId>) -> Response {
 
 /// `GET /auth/verify` (nginx `auth_request`).
 async fn verify(State(state): State<GatewayState>, request: Request) -> Response {
-    let request_id = request.extensions().get::<RequestId>().copied();
+    let request_id = request_id(&request);
     let (parts, _) = request.into_parts();
     gated(
         &state,
         GatewayEndpoint::Verify,
+        request_id,
         answer_verify(&state, &parts, request_id.as_ref()),
         move || {
             let err = ApiError::from(Error::Unavailable(
@@ -487,12 +496,9 @@ async fn answer_verify(
     match gateway::check_presented(ctx, &token, presentation, &required).await {
         Ok(Verdict::Allowed(credential)) => {
             crate::telemetry::record_caller(credential.principal());
-            match identity_headers(&credential) {
-                Some(headers) => {
-                    let mut response = json_response(StatusCode::OK, r#"{"status":"OK"}"#);
-                    response.headers_mut().extend(headers);
-                    (GatewayOutcome::Active, response)
-                }
+            let mut response = json_response(StatusCode::OK, r#"{"status":"OK"}"#);
+            match put_identity(response.headers_mut(), &credential) {
+                Some(()) => (GatewayOutcome::Active, response),
                 None => refuse(
                     GatewayOutcome::Error,
                     ApiError::from(Error::internal("an identity is not a valid header value")),
@@ -523,13 +529,13 @@ fn is_write(parts: &Parts) -> bool {
 /// The `role` query parameters (repeatable, all required). `access_token` is the credential
 /// (read by the credential reader); any other parameter is 400 naming it.
 fn required_roles(ctx: &Context, query: Option<&str>) -> Result<RequiredRoles, ApiError> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let Some(query) = query else {
+        return Ok(RequiredRoles::none());
+    };
     let mut roles = Vec::new();
-    for (key, value) in &pairs {
-        match key.as_str() {
-            "role" => roles.push(value.as_str()),
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "role" => roles.push(value),
             "access_token" => {}
             other => {
                 let shown: String = other.chars().take(64).collect();
@@ -543,26 +549,34 @@ fn required_roles(ctx: &Context, query: Option<&str>) -> Result<RequiredRoles, A
             }
         }
     }
-    RequiredRoles::parse(ctx, roles).map_err(ApiError::from)
+    RequiredRoles::parse(ctx, roles.iter().map(AsRef::as_ref)).map_err(ApiError::from)
 }
 
-/// The identity headers of an allowed check; `None` if a value cannot be a header value
-/// (never for the ids, roles and usernames this service accepts).
-fn identity_headers(c: &ActiveCredential) -> Option<HeaderMap> {
-    let mut headers = HeaderMap::new();
-    let mut put = |name: HeaderName, value: &str| -> Option<()> {
-        headers.insert(name, HeaderValue::from_str(value).ok()?);
-        Some(())
+/// Puts the identity headers of an allowed check into `headers`; `None` if a value cannot be
+/// a header value (never for the ids, roles and usernames this service accepts).
+fn put_identity(headers: &mut HeaderMap, c: &ActiveCredential) -> Option<()> {
+    let mut put = |name: HeaderName, value: HeaderValue| {
+        headers.insert(name, value);
     };
-    put(X_AUTH_USER_ID, c.user_id().as_str())?;
-    put(X_AUTH_USERNAME, c.username())?;
-    put(X_AUTH_ROLES, &c.roles().join(" "))?;
-    put(X_AUTH_TOKEN_TYPE, c.kind().id())?;
+    put(
+        X_AUTH_USER_ID,
+        HeaderValue::from_str(c.user_id().as_str()).ok()?,
+    );
+    put(X_AUTH_USERNAME, HeaderValue::from_str(c.username()).ok()?);
+    let roles = HeaderValue::from_maybe_shared(axum::body::Bytes::from(c.roles().join(" ")));
+    put(X_AUTH_ROLES, roles.ok()?);
+    put(X_AUTH_TOKEN_TYPE, HeaderValue::from_static(c.kind().id()));
     if let Some(token_id) = c.token_id() {
-        put(X_AUTH_TOKEN_ID, token_id.as_str())?;
+        put(
+            X_AUTH_TOKEN_ID,
+            HeaderValue::from_str(token_id.as_str()).ok()?,
+        );
     }
-    put(X_AUTH_SESSION_ID, c.session_id().as_str())?;
-    Some(headers)
+    put(
+        X_AUTH_SESSION_ID,
+        HeaderValue::from_str(c.session_id().as_str()).ok()?,
+    );
+    Some(())
 }
 
 #[cfg(test)]
