@@ -167,6 +167,69 @@ pub struct Metrics {
     refused_token_shapes: [AtomicU64; REFUSED_SHAPES.len()],
     /// ext_authz Checks by [`EXT_AUTHZ_OUTCOMES`].
     ext_authz_checks: [AtomicU64; EXT_AUTHZ_OUTCOMES.len()],
+    /// Gateway checks by [`GatewayEndpoint`] and [`GatewayOutcome`].
+    gateway_checks: [[AtomicU64; GatewayOutcome::ALL.len()]; GatewayEndpoint::ALL.len()],
+}
+
+/// A gateway endpoint (the `endpoint` label of `token_service_gateway_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayEndpoint {
+    /// RFC 7662 token introspection, `POST /oauth2/introspect`.
+    Introspect,
+    /// nginx `auth_request`, `GET /auth/verify`.
+    Verify,
+}
+
+impl GatewayEndpoint {
+    /// Every endpoint, in label order.
+    pub const ALL: [GatewayEndpoint; 2] = [GatewayEndpoint::Introspect, GatewayEndpoint::Verify];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            GatewayEndpoint::Introspect => "introspect",
+            GatewayEndpoint::Verify => "verify",
+        }
+    }
+}
+
+/// How a gateway check ended (the `outcome` label of `token_service_gateway_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayOutcome {
+    /// The checked credential authenticates (and holds the required roles).
+    Active,
+    /// The checked credential does not authenticate (a token was presented).
+    Inactive,
+    /// `auth_request`: the credential authenticates but lacks a required role; RFC 7662: the
+    /// caller authenticated but lacks `introspect_token`.
+    Denied,
+    /// `auth_request`: no credential was presented; RFC 7662: the caller did not
+    /// authenticate.
+    Unauthorized,
+    /// The check could not be made: a malformed request, or the database unavailable.
+    Error,
+}
+
+impl GatewayOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [GatewayOutcome; 5] = [
+        GatewayOutcome::Active,
+        GatewayOutcome::Inactive,
+        GatewayOutcome::Denied,
+        GatewayOutcome::Unauthorized,
+        GatewayOutcome::Error,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            GatewayOutcome::Active => "active",
+            GatewayOutcome::Inactive => "inactive",
+            GatewayOutcome::Denied => "denied",
+            GatewayOutcome::Unauthorized => "unauthorized",
+            GatewayOutcome::Error => "error",
+        }
+    }
 }
 
 /// What became of a leaked-token report (the `outcome` label).
@@ -209,6 +272,7 @@ impl Default for Metrics {
             leak_reports: std::array::from_fn(|_| AtomicU64::new(0)),
             leaked_credentials_revoked: AtomicU64::new(0),
             ext_authz_checks: std::array::from_fn(|_| AtomicU64::new(0)),
+            gateway_checks: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 }
@@ -336,6 +400,16 @@ impl Metrics {
             .iter()
             .position(|o| *o == outcome)
             .map_or(0, |i| self.ext_authz_checks[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts a gateway check by its endpoint and outcome.
+    pub fn record_gateway_check(&self, endpoint: GatewayEndpoint, outcome: GatewayOutcome) {
+        self.gateway_checks[endpoint as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gateway checks so far at `endpoint` with `outcome`.
+    pub fn gateway_checks(&self, endpoint: GatewayEndpoint, outcome: GatewayOutcome) -> u64 {
+        self.gateway_checks[endpoint as usize][outcome as usize].load(Ordering::Relaxed)
     }
 
     /// Token rows the last-use flush has written so far.
@@ -566,6 +640,21 @@ impl Metrics {
              token_service_leaked_credentials_revoked_total {}",
             self.leaked_credentials_revoked.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP token_service_gateway_checks_total Token checks by the gateway endpoints (RFC 7662 introspect, auth_request verify), by outcome.\n\
+             # TYPE token_service_gateway_checks_total counter\n",
+        );
+        for endpoint in GatewayEndpoint::ALL {
+            for outcome in GatewayOutcome::ALL {
+                let _ = writeln!(
+                    out,
+                    "token_service_gateway_checks_total{{endpoint=\"{}\",outcome=\"{}\"}} {}",
+                    endpoint.label(),
+                    outcome.label(),
+                    self.gateway_checks(endpoint, outcome)
+                );
+            }
+        }
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

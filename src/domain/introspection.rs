@@ -46,6 +46,11 @@ impl ActiveCredential {
         Self(principal)
     }
 
+    /// The authenticated principal behind it (for the transports' request span).
+    pub fn principal(&self) -> &Principal {
+        &self.0
+    }
+
     /// What the credential is.
     pub fn kind(&self) -> CredentialKind {
         match self.0.access_token {
@@ -87,6 +92,15 @@ impl ActiveCredential {
     /// When the credential stops authenticating; 0 means never.
     pub fn expires_at(&self) -> UnixMillis {
         self.0.expires_at()
+    }
+
+    /// When the credential was issued: a personal access token's creation, or the
+    /// session's.
+    pub fn issued_at(&self) -> UnixMillis {
+        match &self.0.access_token {
+            Some(token) => token.create_at,
+            None => self.0.session.create_at,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod ext_authz;
+pub mod gateway;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;

@@ -13,15 +13,16 @@ use axum::{
 use super::{RestState, error::ApiError};
 use crate::domain::{
     caller::Caller,
-    credentials::{PresentedRequest, check_presentation, presented_token},
+    credentials::{Presentation, PresentedRequest, check_presentation, presented_token},
     error::Error,
+    secret::PlainToken,
 };
 
 /// The authenticated caller of a REST request.
 #[derive(Debug)]
 pub(crate) struct Authenticated(pub(crate) Caller);
 
-/// The parts of `parts` that carry a credential.
+/// The parts of `parts` that carry a credential; a write unless the method is GET.
 fn presented(parts: &Parts) -> PresentedRequest<'_> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     PresentedRequest {
@@ -60,6 +61,25 @@ enum Unknown {
     Anonymous,
 }
 
+/// The token a request presents, cut and truncated as Mattermost does, and the rules of the
+/// place it was presented in; `None` when it presents no token, or an empty one (which
+/// authenticates nobody; Mattermost does not even look it up, and so leaves the cookie
+/// alone). `write` says whether the request is a write, for the CSRF rule of the cookie: the
+/// REST shim passes its own method, `/auth/verify` the original request's. Shared by every
+/// route that reads a credential the way the REST shim does.
+pub(super) fn presented_credential(
+    parts: &Parts,
+    write: bool,
+) -> Option<(PlainToken, Presentation<'_>)> {
+    let request = PresentedRequest {
+        write,
+        ..presented(parts)
+    };
+    let (raw, location) = request.find_token()?;
+    let token = presented_token(&raw)?;
+    Some((token, request.presentation(location)))
+}
+
 /// The caller a request presents, `None` when it presents no token (or an empty one), or,
 /// with [`Unknown::Anonymous`], one that does not authenticate.
 async fn authenticate(
@@ -68,13 +88,8 @@ async fn authenticate(
     unknown: Unknown,
 ) -> Result<Option<Caller>, ApiError> {
     let ctx = &state.ctx;
-    let request = presented(parts);
-    let Some((raw, location)) = request.find_token() else {
-        return Ok(None);
-    };
-    // An empty token authenticates nobody; Mattermost does not even look it up (and so
-    // leaves the cookie alone).
-    let Some(token) = presented_token(&raw) else {
+    let Some((token, presentation)) = presented_credential(parts, parts.method != Method::GET)
+    else {
         return Ok(None);
     };
     let principal = match ctx.authenticate(&token).await {
@@ -85,11 +100,7 @@ async fn authenticate(
         }
         Err(err) => return Err(ApiError::from(err)),
     };
-    check_presentation(
-        &principal,
-        request.presentation(location),
-        ctx.policy().strict_csrf,
-    )?;
+    check_presentation(&principal, presentation, ctx.policy().strict_csrf)?;
     crate::telemetry::record_caller(&principal);
     Ok(Some(Caller::User(principal)))
 }

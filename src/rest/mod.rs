@@ -10,7 +10,8 @@
 //! (`api.context.404.app_error`), unless a route with a parameter matches the path and method
 //! (Mattermost's router takes the first route that matches both, see `router`).
 //!
-//! Besides the RPC routes, the router serves the [`OPERATIONAL_ROUTES`], a fixed and
+//! Besides the RPC routes, the router serves the gateway routes ([`GATEWAY_ROUTES`]: RFC 7662
+//! introspection and nginx `auth_request`, see `gateway`) and the [`OPERATIONAL_ROUTES`], a fixed and
 //! documented list: Mattermost's `GET /api/v4/system/ping` and the OpenAPI document (inside
 //! Mattermost's envelope), and `/livez`, `/readyz` and `/metrics` (outside it: no auth, their
 //! own content types). The last three are also served by the management listener
@@ -18,6 +19,7 @@
 
 mod auth;
 mod error;
+mod gateway;
 mod go_compat;
 mod handlers;
 mod json;
@@ -40,6 +42,7 @@ use crate::domain::{Context, ids::RequestId};
 use crate::health::Health;
 use crate::telemetry::RequestLayer;
 use error::ApiError;
+pub use gateway::GATEWAY_ROUTES;
 pub use routes::{HttpBinding, http_bindings, served_routes};
 
 /// Shared state of the REST handlers.
@@ -125,12 +128,14 @@ pub(crate) fn router(
         .with_state(state);
     // Probes and Prometheus scrapes are answered outside Mattermost's envelope (their own
     // content types, no auth).
+    let ctx_for_gateway = ctx.clone();
     let operational = if probes {
         probe_routes(ctx, health, MethodMismatch::MattermostNotFound)
     } else {
         Router::new()
     };
     operational
+        .merge(gateway::router(ctx_for_gateway, max_body, timeout))
         .merge(api)
         .layer(RequestLayer::http(metrics).client_ip(client_ip))
 }

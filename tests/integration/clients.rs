@@ -404,3 +404,123 @@ async fn envoys_ext_authz_messages_from_xds_protos_work_against_check() {
     .await;
     srv.stop().await;
 }
+
+/// The Python resource server of `tests/clients/python/introspect_resource_server.py`, which
+/// asks token-service through authlib's RFC 7662 support; killed on drop.
+struct ResourceServer {
+    _child: tokio::process::Child,
+    base: String,
+}
+
+impl ResourceServer {
+    async fn start(python: &Path, srv: &TestServer, client_id: &str, secret: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt as _, BufReader};
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/clients/python/introspect_resource_server.py"))
+            .env(
+                "TS_INTROSPECT_URL",
+                format!("{}/oauth2/introspect", srv.http_base()),
+            )
+            .env("TS_CLIENT_ID", client_id)
+            .env("TS_CLIENT_SECRET", secret)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the Python resource server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the resource server said nothing within 20 s")
+            .unwrap()
+            .expect("the resource server exited before listening");
+        let port = line
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self {
+            _child: child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GET `path` with `token` as the bearer token: (status, JSON body).
+    async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let answer = http_client()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        (status, answer.json().await.unwrap_or_default())
+    }
+}
+
+/// A resource server protected by authlib (PyPI `authlib`), the RFC 7662 client and validator
+/// many Python services use, with token-service as its introspection endpoint: valid tokens
+/// are accepted (with the owner and scope as authlib read them), unknown and revoked ones
+/// rejected, a scope the roles do not grant refused, and a resource server whose own
+/// credential may not introspect fails closed.
+#[tokio::test]
+#[ignore = "needs python with authlib (tests/clients/python/requirements.txt); .ci/run runs it: cargo test --test integration -- --ignored clients::"]
+async fn authlib_introspection_accepts_and_rejects_through_rfc_7662() {
+    let Some(python) = python_with("authlib, requests").await else {
+        missing(
+            "python with authlib and requests (tests/clients/python/requirements.txt)",
+            INSTALL_PYTHON,
+        );
+    };
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let svc = srv
+        .user(
+            "resource-server",
+            &["system_user", "system_token_introspector"],
+        )
+        .await;
+    let (_, svc_secret) = srv.existing_pat(&svc, false).await;
+    let tina = srv.token_user("tina").await;
+    let (token_id, pat) = srv.as_(&tina).new_token("me").await;
+    let resource = ResourceServer::start(&python, &srv, &svc.username, &svc_secret).await;
+
+    for token in [&tina.token, &pat] {
+        let (status, body) = resource.get("/resource", token).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["sub"], tina.id.as_str());
+        assert_eq!(body["username"], "tina");
+        assert_eq!(body["scope"], "system_user system_user_access_token");
+    }
+    assert_eq!(
+        resource.get("/resource", &pat).await.1["token_type"],
+        "user_access_token"
+    );
+    // Scopes are the roles: authlib refuses what they do not grant.
+    let (status, body) = resource.get("/admin", &tina.token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, body) = resource.get("/admin", &admin.token).await;
+    assert_eq!(status, 200, "{body}");
+    // Unknown, garbage and revoked tokens: authlib's invalid_token.
+    let unknown = token_service::domain::ids::new_id();
+    srv.as_(&tina).revoke_token(&token_id).await.unwrap();
+    for token in [unknown.as_str(), "garbage", pat.as_str()] {
+        let (status, body) = resource.get("/resource", token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{token:.30}: {body}"
+        );
+    }
+    // A resource server whose credential may not introspect (an ordinary user's) gets our
+    // 401 and lets nothing through.
+    let ordinary = ResourceServer::start(&python, &srv, &tina.id, &tina.token).await;
+    let (status, body) = ordinary.get("/resource", &admin.token).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("401"),
+        "{body}"
+    );
+    srv.stop().await;
+}

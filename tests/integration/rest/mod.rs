@@ -5,6 +5,8 @@ mod audit;
 mod auth;
 mod drift;
 mod errors;
+mod gateway;
+mod gateway_nginx;
 mod input;
 mod last_use;
 mod leaks;

@@ -7,7 +7,9 @@
 //!   It also serves Envoy's `Authorization/Check` with a fixed allow (six identity headers),
 //!   the baseline of the `ext-authz` scenario.
 //! - `axum-json`: a bare axum `GET /api/v4/users/me` serializing a user with the same fields
-//!   as token-service's Mattermost user JSON, served by `axum::serve` with its defaults.
+//!   as token-service's Mattermost user JSON, served by `axum::serve` with its defaults; on
+//!   the same server, `GET /auth/verify` (fixed identity headers) and `POST
+//!   /oauth2/introspect` (reads the form, a fixed active answer), the gateways' twins.
 
 use std::{net::SocketAddr, pin::Pin};
 
@@ -58,7 +60,10 @@ pub(crate) async fn start_axum_json() -> Result<SocketAddr, String> {
         .await
         .map_err(|e| format!("axum-json bind: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = Router::new().route("/api/v4/users/me", get(get_me));
+    let app = Router::new()
+        .route("/api/v4/users/me", get(get_me))
+        .route("/auth/verify", get(verify))
+        .route("/oauth2/introspect", axum::routing::post(introspect));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("axum-json stopped: {e}");
@@ -111,6 +116,59 @@ async fn get_me() -> Json<UserLike> {
         timezone,
         props: std::collections::BTreeMap::new(),
     })
+}
+
+/// `GET /auth/verify` as a bare axum handler: 200 with fixed identity headers and token-service's
+/// body.
+async fn verify() -> impl axum::response::IntoResponse {
+    (
+        [
+            ("x-auth-user-id", "x9ad4wq3ibdx5rk6d6ew7sgqhc"),
+            ("x-auth-username", "lg-user-42"),
+            ("x-auth-roles", "system_user system_user_access_token"),
+            ("x-auth-token-type", "user_access_token"),
+            ("x-auth-token-id", "3hc1sj7yxtf8tbmgkqr6m8rqwo"),
+            ("x-auth-session-id", "kq5pzdn7ufgz3b8ykqj5yqfz6h"),
+            ("cache-control", "no-store"),
+        ],
+        Json(serde_json::json!({"status": "OK"})),
+    )
+}
+
+/// The fields of token-service's RFC 7662 answer for an active token.
+#[derive(Debug, Serialize)]
+struct IntrospectionLike {
+    active: bool,
+    sub: &'static str,
+    username: &'static str,
+    token_type: &'static str,
+    iat: i64,
+    scope: &'static str,
+    token_id: &'static str,
+    session_id: &'static str,
+}
+
+/// `POST /oauth2/introspect` as a bare axum handler: reads the form body, answers a fixed
+/// active token (400 without a `token=`).
+async fn introspect(body: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if !body.split('&').any(|pair| pair.starts_with("token=")) {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    }
+    (
+        [("cache-control", "no-store")],
+        Json(IntrospectionLike {
+            active: true,
+            sub: "x9ad4wq3ibdx5rk6d6ew7sgqhc",
+            username: "lg-user-42",
+            token_type: "user_access_token",
+            iat: 1_795_400_000,
+            scope: "system_user system_user_access_token",
+            token_id: "3hc1sj7yxtf8tbmgkqr6m8rqwo",
+            session_id: "kq5pzdn7ufgz3b8ykqj5yqfz6h",
+        }),
+    )
+        .into_response()
 }
 
 /// The echo service: a fixed IntrospectToken answer.

@@ -20,7 +20,7 @@ use tokio::runtime::{Builder, Handle};
 use crate::{
     BenchArgs, Scenario, baseline,
     cpu::{CLIENT_THREAD_PREFIX, CpuProbe},
-    drivers::Driver,
+    drivers::{Driver, RestCall},
     http1::Http1Conn,
     stats::{RunResult, median},
     target::{self, Target},
@@ -182,6 +182,7 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
         .map(|r| r.errors)
         .sum();
     print_table(&summaries);
+    compare_gateways(&summaries);
     println!(
         "load average after the run: {}",
         crate::footprint::loadavg()
@@ -217,15 +218,20 @@ async fn run_scenarios(
             continue;
         };
         let (target_drivers, baseline_name, base_drivers) = match scenario {
-            Scenario::RestGetMe => {
+            Scenario::RestGetMe | Scenario::GatewayVerify | Scenario::GatewayIntrospect => {
                 let Some(http) = tgt.http else {
                     println!("\n== {}: skipped (pass --http-target)", scenario.name());
                     continue;
                 };
+                let rest = match scenario {
+                    Scenario::GatewayVerify => RestCall::Verify,
+                    Scenario::GatewayIntrospect => RestCall::Introspect,
+                    _ => RestCall::GetMe,
+                };
                 (
-                    rest_drivers(http, tgt, args.concurrency),
+                    rest_drivers(http, tgt, rest, args.concurrency),
                     "axum-json",
-                    rest_drivers(axum, tgt, args.concurrency),
+                    rest_drivers(axum, tgt, rest, args.concurrency),
                 )
             }
             Scenario::CreateToken => (
@@ -327,12 +333,13 @@ async fn ext_authz_drivers(
         .collect())
 }
 
-/// REST workers, each with its own keep-alive connection to `addr`.
-fn rest_drivers(addr: SocketAddr, tgt: &Target, concurrency: usize) -> Vec<Driver> {
-    let requests = Driver::get_me(addr, &tgt.tokens);
+/// REST workers making `rest` requests, each with its own keep-alive connection to `addr`.
+fn rest_drivers(addr: SocketAddr, tgt: &Target, rest: RestCall, concurrency: usize) -> Vec<Driver> {
+    let requests = rest.requests(addr, &tgt.tokens, &tgt.admin_token);
     (0..concurrency)
-        .map(|_| Driver::GetMe {
+        .map(|_| Driver::Rest {
             conn: Http1Conn::new(addr),
+            rest,
             requests: requests.clone(),
         })
         .collect()
@@ -426,6 +433,11 @@ async fn run_pair(
                 "target: req/s >= 0.70 x {}: {}{at}",
                 b.name,
                 verdict(rps_ratio >= 0.70)
+            );
+        }
+        Scenario::GatewayVerify | Scenario::GatewayIntrospect => {
+            println!(
+                "target: req/s ratio >= rest-get-me's ratio in the same run (compared after the last scenario){at}"
             );
         }
         Scenario::ExtAuthz => {
@@ -589,6 +601,29 @@ async fn worker(w: usize, mut driver: Driver, phase: Arc<AtomicU8>) -> WorkerRes
         latencies,
         errors,
         first_error,
+    }
+}
+
+/// The gateways' target: each reaches at least the req/s ratio REST GetMe reaches against
+/// the same baseline in the same run.
+fn compare_gateways(summaries: &[PairSummary]) {
+    let ratio = |name: &str| {
+        summaries
+            .iter()
+            .find(|s| s.scenario == name)
+            .map(|s| median(&s.rps_ratios))
+    };
+    let Some(get_me) = ratio(Scenario::RestGetMe.name()) else {
+        return;
+    };
+    for gateway in [Scenario::GatewayVerify, Scenario::GatewayIntrospect] {
+        if let Some(r) = ratio(gateway.name()) {
+            println!(
+                "target: {} req/s ratio {r:.3} >= rest-get-me's {get_me:.3}: {}",
+                gateway.name(),
+                verdict(r >= get_me)
+            );
+        }
     }
 }
 

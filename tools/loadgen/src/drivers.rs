@@ -40,11 +40,65 @@ pub(crate) enum Driver {
         auth: MetadataValue<Ascii>,
         requests: Arc<[CheckRequest]>,
     },
-    /// GET /api/v4/users/me with one of the prepared requests (one per token).
-    GetMe {
+    /// An HTTP/1.1 request: one of the prepared requests (one per token) of `rest`.
+    Rest {
         conn: Http1Conn,
+        rest: RestCall,
         requests: Arc<[Vec<u8>]>,
     },
+}
+
+/// The REST requests the scenarios make, and what a success answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestCall {
+    /// GET /api/v4/users/me presenting the token: 200 with the user's JSON.
+    GetMe,
+    /// GET /auth/verify presenting the token: 200 `{"status":"OK"}` (identity in headers).
+    Verify,
+    /// POST /oauth2/introspect of the token, as the admin: 200 `{"active":true,...}`.
+    Introspect,
+}
+
+impl RestCall {
+    /// The request line's path.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            RestCall::GetMe => "/api/v4/users/me",
+            RestCall::Verify => "/auth/verify",
+            RestCall::Introspect => "/oauth2/introspect",
+        }
+    }
+
+    /// How a successful answer's body starts.
+    fn body_starts(self) -> &'static [u8] {
+        match self {
+            RestCall::GetMe => b"{",
+            RestCall::Verify => b"{\"status\":\"OK\"}",
+            RestCall::Introspect => b"{\"active\":true",
+        }
+    }
+
+    /// The prepared requests, one per token, to `addr`; `admin_token` is the introspection
+    /// caller.
+    pub(crate) fn requests(
+        self,
+        addr: SocketAddr,
+        tokens: &[String],
+        admin_token: &str,
+    ) -> Arc<[Vec<u8>]> {
+        tokens
+            .iter()
+            .map(|t| match self {
+                RestCall::GetMe | RestCall::Verify => Http1Conn::get_request(addr, self.path(), t),
+                RestCall::Introspect => Http1Conn::post_form_request(
+                    addr,
+                    self.path(),
+                    admin_token,
+                    &format!("token={t}&token_type_hint=access_token"),
+                ),
+            })
+            .collect()
+    }
 }
 
 impl Driver {
@@ -122,13 +176,6 @@ impl Driver {
             .collect()
     }
 
-    pub(crate) fn get_me(addr: SocketAddr, tokens: &[String]) -> Arc<[Vec<u8>]> {
-        tokens
-            .iter()
-            .map(|t| Http1Conn::get_request(addr, "/api/v4/users/me", t))
-            .collect()
-    }
-
     /// Makes request number `i` and checks the answer.
     pub(crate) async fn call(&mut self, i: usize) -> Result<(), String> {
         match self {
@@ -186,13 +233,18 @@ impl Driver {
                     other => Err(format!("Check did not allow: {other:?}")),
                 }
             }
-            Driver::GetMe { conn, requests } => {
+            Driver::Rest {
+                conn,
+                rest,
+                requests,
+            } => {
                 let response = conn.send(&requests[i % requests.len()]).await?;
-                if response.status == 200 && response.body.starts_with(b"{") {
+                if response.status == 200 && response.body.starts_with(rest.body_starts()) {
                     Ok(())
                 } else {
                     Err(format!(
-                        "GET /api/v4/users/me: {} {}",
+                        "{}: {} {}",
+                        rest.path(),
                         response.status,
                         String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
                     ))

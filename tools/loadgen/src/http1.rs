@@ -42,6 +42,23 @@ impl Http1Conn {
         .into_bytes()
     }
 
+    /// Builds a form POST (`application/x-www-form-urlencoded`) with an `Authorization:
+    /// Bearer` header.
+    pub(crate) fn post_form_request(
+        addr: SocketAddr,
+        path: &str,
+        bearer: &str,
+        body: &str,
+    ) -> Vec<u8> {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
+             User-Agent: loadgen\r\nAccept: application/json\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
     /// Sends `request` (complete bytes) and reads the response. A failed exchange drops the
     /// connection; the next call reconnects.
     pub(crate) async fn send(&mut self, request: &[u8]) -> Result<Response<'_>, String> {

@@ -87,6 +87,13 @@ enum Scenario {
     RestGetMe,
     /// CreateUserAccessToken (the write path), against the gRPC echo baseline.
     CreateToken,
+    /// GET /auth/verify (nginx auth_request) with a bearer token, against the bare axum
+    /// baseline answering the same path with fixed identity headers.
+    GatewayVerify,
+    /// POST /oauth2/introspect (RFC 7662) of one of the tokens, the caller authenticated by
+    /// the admin's bearer token, against the bare axum baseline answering the same path with
+    /// a fixed active answer.
+    GatewayIntrospect,
     /// Envoy's ext_authz Check (`envoy.service.auth.v3.Authorization/Check`) of a request
     /// carrying one of the tokens, answered from the token cache, against the gRPC echo
     /// baseline (a fixed OkHttpResponse).
@@ -94,11 +101,13 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 7] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
         Scenario::CreateToken,
+        Scenario::GatewayVerify,
+        Scenario::GatewayIntrospect,
         Scenario::ExtAuthz,
     ];
 
@@ -108,6 +117,8 @@ impl Scenario {
             Scenario::IntrospectUncached => "introspect-uncached",
             Scenario::RestGetMe => "rest-get-me",
             Scenario::CreateToken => "create-token",
+            Scenario::GatewayVerify => "gateway-verify",
+            Scenario::GatewayIntrospect => "gateway-introspect",
             Scenario::ExtAuthz => "ext-authz",
         }
     }
@@ -147,7 +158,7 @@ struct BenchArgs {
     /// gRPC address of an already running token-service (instead of an in-process one).
     #[arg(long, value_name = "ADDR", requires = "admin_token")]
     grpc_target: Option<SocketAddr>,
-    /// REST address of that running token-service (for rest-get-me).
+    /// REST address of that running token-service (for rest-get-me and the gateways).
     #[arg(long, value_name = "ADDR", requires = "grpc_target")]
     http_target: Option<SocketAddr>,
     /// gRPC address of a running token-service with `cache.enable = false` on the same

@@ -119,6 +119,8 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         ("introspect-uncached", "grpc-echo"),
         ("rest-get-me", "axum-json"),
         ("create-token", "grpc-echo"),
+        ("gateway-verify", "axum-json"),
+        ("gateway-introspect", "axum-json"),
         ("ext-authz", "grpc-echo"),
     ] {
         let fields = summary(&stdout, &format!("summary scenario={scenario} "));
@@ -146,6 +148,12 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         stdout.contains("target: req/s >= 0.70 x axum-json: "),
         "{stdout}"
     );
+    for gateway in ["gateway-verify", "gateway-introspect"] {
+        assert!(
+            stdout.contains(&format!("target: {gateway} req/s ratio ")),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]
