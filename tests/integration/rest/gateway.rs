@@ -833,3 +833,53 @@ async fn a_database_cut_is_503_for_the_gateways_never_inactive() {
     }
     srv.stop().await;
 }
+
+/// Tokens of both formats pass every gate: a Mattermost-format token minted before the switch
+/// (here by a replica still minting that format) and checksummed ones, on the REST shim, RFC
+/// 7662, `auth_request` and gRPC IntrospectToken.
+#[tokio::test]
+async fn tokens_of_both_formats_pass_every_gate() {
+    let srv = TestServer::start_with(|c| {
+        c.token_format = token_service::config::TokenFormatConfig {
+            style: token_service::config::TokenStyle::Checksummed,
+            prefix: "mm".to_owned(),
+        };
+    })
+    .await;
+    let (svc, credential) = introspector(&srv).await;
+    let alice = srv.token_user("alice").await;
+    let replica = srv
+        .start_replica(|c| c.token_format = Default::default())
+        .await;
+    let legacy = client_of(replica.grpc_addr())
+        .as_(&alice)
+        .create_token("me", "before the switch")
+        .await
+        .unwrap()
+        .token;
+    replica.shutdown().await.unwrap();
+    let checksummed = srv
+        .as_(&alice)
+        .create_token("me", "after the switch")
+        .await
+        .unwrap()
+        .token;
+    assert_eq!(legacy.len(), 26);
+    assert!(checksummed.starts_with("mmp_") && alice.token.starts_with("mms_"));
+
+    let http = Http::new(&srv);
+    for token in [&legacy, &checksummed, &alice.token] {
+        let me = http.get("/api/v4/users/me", token).await;
+        assert_eq!(me.status, 200, "{me:?}");
+        let (answer, _) = introspect(&http, &credential, token).await;
+        assert_eq!(answer["active"], true, "{answer}");
+        assert_eq!(answer["sub"], alice.id.as_str());
+        let verified = verify(&http, "", &[("Authorization", &bearer(token))]).await;
+        assert_eq!(verified.status, 200, "{verified:?}");
+        assert_eq!(header(&verified, "x-auth-user-id"), Some(alice.id.as_str()));
+        let grpc = srv.as_(&svc).introspect(token).await.unwrap();
+        assert!(grpc.active);
+        assert_eq!(grpc.user_id, alice.id);
+    }
+    srv.stop().await;
+}
