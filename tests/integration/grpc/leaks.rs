@@ -311,3 +311,47 @@ async fn reports_can_be_switched_off() {
     srv.as_(&alice).me().await.unwrap();
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_owner_hears_of_the_leak_through_a_webhook() {
+    let srv = TestServer::start_with(|c| {
+        c.webhooks.allow_private_addresses = true;
+        c.webhooks.poll_interval = token_service::config::Span(20);
+    })
+    .await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let receiver = Receiver::start().await;
+    srv.as_(&admin)
+        .create_webhook(&receiver.url(), &["access_token.leaked", "session.leaked"])
+        .await
+        .unwrap();
+    let pat = srv
+        .as_(&alice)
+        .create_token("me", "leaked")
+        .await
+        .unwrap()
+        .token;
+    srv.anonymous()
+        .report_leaked_tokens(&[&pat, &alice.token], URL)
+        .await
+        .unwrap();
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let mut actions: Vec<&str> = got.iter().map(Received::action).collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["access_token.leaked", "session.leaked"]);
+    for message in &got {
+        assert_eq!(
+            message.json["data"]["user_id"],
+            alice.id.as_str(),
+            "{message:?}"
+        );
+        assert_eq!(message.json["data"]["detail"]["url"], URL, "{message:?}");
+        let raw = String::from_utf8_lossy(&message.raw);
+        assert!(
+            !raw.contains(&pat) && !raw.contains(&alice.token),
+            "no secret delivered"
+        );
+    }
+    srv.stop().await;
+}
