@@ -103,34 +103,6 @@ impl Outcome {
     }
 }
 
-/// The identity headers an allowed request carries upstream, lower-case. A gateway sets the
-/// ones that apply and removes the others, so a client-sent copy never reaches the upstream.
-pub const IDENTITY_HEADERS: [&str; 6] = [
-    "x-auth-user-id",
-    "x-auth-username",
-    "x-auth-roles",
-    "x-auth-token-type",
-    "x-auth-token-id",
-    "x-auth-session-id",
-];
-
-/// The identity headers of `credential` (names from [`IDENTITY_HEADERS`]): the user id and
-/// username, the system roles space-separated, the credential's kind (`session` or
-/// `user_access_token`), the personal access token's id (only for one) and the session id.
-pub fn identity_headers(credential: &ActiveCredential) -> Vec<(&'static str, String)> {
-    let mut headers = vec![
-        ("x-auth-user-id", credential.user_id().to_string()),
-        ("x-auth-username", credential.username().to_owned()),
-        ("x-auth-roles", credential.roles().join(" ")),
-        ("x-auth-token-type", credential.kind().id().to_owned()),
-    ];
-    if let Some(token_id) = credential.token_id() {
-        headers.push(("x-auth-token-id", token_id.to_string()));
-    }
-    headers.push(("x-auth-session-id", credential.session_id().to_string()));
-    headers
-}
-
 /// Decides a Check: first whether `gateway` may ask (else `Unauthenticated` or
 /// `PermissionDenied`, an error of the call itself), then what the forwarded `request`'s
 /// credential is. `required_roles` (space- or comma-separated) are roles the credential's user

@@ -1,6 +1,7 @@
 //! The token gate: the rules behind the endpoints that let standard infrastructure ask "is
 //! this token valid, and whose is it?" without our stubs: RFC 7662 token introspection (an
-//! OAuth 2.0 resource server library) and nginx's `auth_request`. Both reuse the one token
+//! OAuth 2.0 resource server library), nginx's `auth_request`, and the identity headers every
+//! gateway (those two and Envoy's ext_authz) forwards upstream. Both reuse the one token
 //! check ([`Context::authenticate`], the same cache) and [`ActiveCredential`]; nothing here
 //! reads or writes the database itself.
 //!
@@ -171,4 +172,32 @@ pub async fn authenticate_introspection_client(
     let caller = Caller::User(principal);
     ctx.require_permission(&caller, Permission::IntrospectToken)?;
     Ok(caller)
+}
+
+/// The identity headers an allowed request carries upstream, lower-case. A gateway sets the
+/// ones that apply and removes the others, so a client-sent copy never reaches the upstream.
+pub const IDENTITY_HEADERS: [&str; 6] = [
+    "x-auth-user-id",
+    "x-auth-username",
+    "x-auth-roles",
+    "x-auth-token-type",
+    "x-auth-token-id",
+    "x-auth-session-id",
+];
+
+/// The identity headers of `credential` (names from [`IDENTITY_HEADERS`]): the user id and
+/// username, the system roles space-separated, the credential's kind (`session` or
+/// `user_access_token`), the personal access token's id (only for one) and the session id.
+pub fn identity_headers(credential: &ActiveCredential) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("x-auth-user-id", credential.user_id().to_string()),
+        ("x-auth-username", credential.username().to_owned()),
+        ("x-auth-roles", credential.roles().join(" ")),
+        ("x-auth-token-type", credential.kind().id().to_owned()),
+    ];
+    if let Some(token_id) = credential.token_id() {
+        headers.push(("x-auth-token-id", token_id.to_string()));
+    }
+    headers.push(("x-auth-session-id", credential.session_id().to_string()));
+    headers
 }

@@ -86,6 +86,16 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// The shape's name in answers and documentation.
+    pub fn id(self) -> &'static str {
+        match self {
+            Shape::Mattermost => "mattermost",
+            Shape::Checksummed(_) => "checksummed",
+            Shape::BadChecksum => "bad_checksum",
+            Shape::Malformed => "malformed",
+        }
+    }
+
     /// Whether a token of this shape could authenticate.
     pub fn may_authenticate(self) -> bool {
         matches!(self, Shape::Mattermost | Shape::Checksummed(_))

@@ -13,6 +13,7 @@ use super::{
     caller::Caller,
     error::{Error, Reason, Result},
     ids::{SessionId, TokenId},
+    introspection::CredentialKind,
     lifecycle::StoredRecord,
     model::{Session, UnixMillis, User, UserAccessToken},
     permissions::Permission,
@@ -48,6 +49,20 @@ pub enum TrailState {
     NotFound,
 }
 
+impl TrailState {
+    /// The state's name in answers and documentation.
+    pub fn id(self) -> &'static str {
+        match self {
+            TrailState::Active => "active",
+            TrailState::Disabled => "disabled",
+            TrailState::Expired => "expired",
+            TrailState::OwnerDeactivated => "owner_deactivated",
+            TrailState::Superseded => "superseded",
+            TrailState::NotFound => "not_found",
+        }
+    }
+}
+
 /// What a token's value is and where it appears.
 #[derive(Debug, Clone)]
 pub struct TokenTrail {
@@ -66,6 +81,20 @@ pub struct TokenTrail {
     pub credential_hmac: String,
     /// The records naming the value or the credential, newest first, at most 200.
     pub records: Vec<StoredRecord>,
+}
+
+impl TokenTrail {
+    /// What the value is: a personal access token (found, or a secret a rotation replaced),
+    /// a login session, or `None` when nothing is found.
+    pub fn kind(&self) -> Option<CredentialKind> {
+        if self.access_token.is_some() || self.state == TrailState::Superseded {
+            Some(CredentialKind::PersonalAccessToken)
+        } else if self.session.is_some() {
+            Some(CredentialKind::Session)
+        } else {
+            None
+        }
+    }
 }
 
 /// `IdentifyToken`. Needs `manage_system` or `read_audit`. The value is never logged, stored

@@ -620,12 +620,10 @@ pub(crate) fn token_trail(trail: TokenTrail) -> pb::IdentifyTokenResponse {
         TrailState::Superseded => pb::CredentialState::Superseded,
         TrailState::NotFound => pb::CredentialState::NotFound,
     };
-    let kind = if trail.access_token.is_some() || trail.state == TrailState::Superseded {
-        pb::TokenKind::PersonalAccessToken
-    } else if trail.session.is_some() {
-        pb::TokenKind::Session
-    } else {
-        pb::TokenKind::Unspecified
+    let kind = match trail.kind() {
+        Some(CredentialKind::PersonalAccessToken) => pb::TokenKind::PersonalAccessToken,
+        Some(CredentialKind::Session) => pb::TokenKind::Session,
+        None => pb::TokenKind::Unspecified,
     };
     pb::IdentifyTokenResponse {
         shape: shape.into(),

@@ -17,7 +17,8 @@ use crate::domain::{
     Context,
     credentials::{PresentedRequest, parse_authorization_header},
     error::Reason,
-    ext_authz::{self, Decision, Denial, Gateway, IDENTITY_HEADERS},
+    ext_authz::{self, Decision, Denial, Gateway},
+    gateway::{IDENTITY_HEADERS, identity_headers},
 };
 use crate::pb::envoy_ext_authz::{
     envoy::{
@@ -125,7 +126,7 @@ impl Authorization for ExtAuthzApi {
         let required_roles = required_roles(&attributes);
         let decision = ext_authz::check(&self.ctx, gateway, &presented, required_roles).await?;
         Ok(Response::new(match decision {
-            Decision::Allow(credential) => allowed(ext_authz::identity_headers(&credential)),
+            Decision::Allow(credential) => allowed(identity_headers(&credential)),
             Decision::Deny(denial) => denied(denial, &http.id),
         }))
     }

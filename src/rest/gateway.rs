@@ -48,13 +48,6 @@ pub const GATEWAY_ROUTES: [(&str, &str); 2] = [("POST", INTROSPECT_PATH), ("GET"
 /// The realm of every challenge.
 const REALM: &str = "token-service";
 
-/// The identity headers of an allowed `/auth/verify`.
-const X_AUTH_USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
-const X_AUTH_USERNAME: HeaderName = HeaderName::from_static("x-auth-username");
-const X_AUTH_ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
-const X_AUTH_TOKEN_TYPE: HeaderName = HeaderName::from_static("x-auth-token-type");
-const X_AUTH_TOKEN_ID: HeaderName = HeaderName::from_static("x-auth-token-id");
-const X_AUTH_SESSION_ID: HeaderName = HeaderName::from_static("x-auth-session-id");
 /// The method of the request a proxy's subrequest checks (nginx:
 /// `proxy_set_header X-Original-Method $request_method;`).
 const X_ORIGINAL_METHOD: &str = "x-original-method";
@@ -552,30 +545,16 @@ fn required_roles(ctx: &Context, query: Option<&str>) -> Result<RequiredRoles, A
     RequiredRoles::parse(ctx, roles.iter().map(AsRef::as_ref)).map_err(ApiError::from)
 }
 
-/// Puts the identity headers of an allowed check into `headers`; `None` if a value cannot be
-/// a header value (never for the ids, roles and usernames this service accepts).
+/// Puts the identity headers of an allowed check ([`gateway::identity_headers`]) into
+/// `headers`; `None` if a value cannot be a header value (never for the ids, roles and
+/// usernames this service accepts).
 fn put_identity(headers: &mut HeaderMap, c: &ActiveCredential) -> Option<()> {
-    let mut put = |name: HeaderName, value: HeaderValue| {
-        headers.insert(name, value);
-    };
-    put(
-        X_AUTH_USER_ID,
-        HeaderValue::from_str(c.user_id().as_str()).ok()?,
-    );
-    put(X_AUTH_USERNAME, HeaderValue::from_str(c.username()).ok()?);
-    let roles = HeaderValue::from_maybe_shared(axum::body::Bytes::from(c.roles().join(" ")));
-    put(X_AUTH_ROLES, roles.ok()?);
-    put(X_AUTH_TOKEN_TYPE, HeaderValue::from_static(c.kind().id()));
-    if let Some(token_id) = c.token_id() {
-        put(
-            X_AUTH_TOKEN_ID,
-            HeaderValue::from_str(token_id.as_str()).ok()?,
+    for (name, value) in gateway::identity_headers(c) {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::try_from(value).ok()?,
         );
     }
-    put(
-        X_AUTH_SESSION_ID,
-        HeaderValue::from_str(c.session_id().as_str()).ok()?,
-    );
     Some(())
 }
 

@@ -11,11 +11,10 @@ use crate::domain::{
     access_tokens::NewTokenFields,
     audit::{ChainReport, record_json},
     commands::NewCommand,
-    introspection::Introspection,
+    introspection::{CredentialKind, Introspection},
     model::roles_from_str,
     model::{Command, RevocationEvent, Session, TeamMember, User, UserAccessToken},
-    token_format::Shape,
-    token_trail::{TokenTrail, TrailState},
+    token_trail::TokenTrail,
     users::NewUser,
     webhooks::{NewWebhook, SendOutcome, TestResult, Webhook, WebhookChange},
     webrtc::WebrtcCredentials,
@@ -213,29 +212,10 @@ pub(crate) struct TokenTrailJson<'a> {
 
 impl<'a> From<&'a TokenTrail> for TokenTrailJson<'a> {
     fn from(trail: &'a TokenTrail) -> Self {
-        let kind = if trail.access_token.is_some() || trail.state == TrailState::Superseded {
-            "user_access_token"
-        } else if trail.session.is_some() {
-            "session"
-        } else {
-            ""
-        };
         Self {
-            shape: match trail.shape {
-                Shape::Mattermost => "mattermost",
-                Shape::Checksummed(_) => "checksummed",
-                Shape::BadChecksum => "bad_checksum",
-                Shape::Malformed => "malformed",
-            },
-            kind,
-            state: match trail.state {
-                TrailState::Active => "active",
-                TrailState::Disabled => "disabled",
-                TrailState::Expired => "expired",
-                TrailState::OwnerDeactivated => "owner_deactivated",
-                TrailState::Superseded => "superseded",
-                TrailState::NotFound => "not_found",
-            },
+            shape: trail.shape.id(),
+            kind: trail.kind().map_or("", CredentialKind::id),
+            state: trail.state.id(),
             user_access_token: trail.access_token.clone().map(Into::into),
             session: trail.session.clone().map(Into::into),
             owner: trail.owner.as_ref().map(Into::into),
