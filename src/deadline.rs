@@ -3,7 +3,16 @@
 //! measurable share of the hot path. A call that has to wait (for the database, in practice)
 //! gets a timer from that moment.
 
-use std::{future::Future, pin::pin, task::Poll, time::Duration};
+use std::{
+    future::Future,
+    pin::{Pin, pin},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 /// Runs `future` to completion, or gives up (`None`) once it has waited `limit`.
 pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
@@ -14,6 +23,67 @@ pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::O
         return Some(output);
     }
     tokio::time::timeout(limit, future).await.ok()
+}
+
+/// A request body that tells, when a deadline passes, whether the client had sent all of it:
+/// a request whose body was still arriving timed out on the client's side (REST 408, gRPC
+/// DEADLINE_EXCEEDED), not on the database's.
+#[derive(Debug)]
+pub(crate) struct TrackedBody<B> {
+    inner: B,
+    received: Option<Arc<AtomicBool>>,
+}
+
+/// Whether a [`TrackedBody`] was received in full.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyReceived(Option<Arc<AtomicBool>>);
+
+impl BodyReceived {
+    /// Whether the client had sent the whole body (an empty body counts as sent).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|flag| flag.load(Ordering::Relaxed))
+    }
+}
+
+impl<B: http_body::Body> TrackedBody<B> {
+    /// Wraps `inner`; an empty body (most GETs) needs no shared flag.
+    pub(crate) fn new(inner: B) -> (Self, BodyReceived) {
+        let received = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        (
+            Self {
+                inner,
+                received: received.clone(),
+            },
+            BodyReceived(received),
+        )
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream();
+        if ended && let Some(flag) = &self.received {
+            flag.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

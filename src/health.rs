@@ -8,6 +8,8 @@
 //! - `migrations`: every migration this binary knows is applied (a database migrated further
 //!   by a newer replica stays ready: migrations only add);
 //! - `revocation_feed`: the revocation feed is caught up, so the token cache is trusted;
+//! - `listeners`: every listener accepts connections (none failed to in the last seconds,
+//!   out of file descriptors say; see [`crate::listener`]);
 //! - `shutdown`: no graceful shutdown has begun.
 //!
 //! The server's health watcher runs the database checks every `health_check_interval_ms`
@@ -46,16 +48,18 @@ pub struct Readiness {
     pub database: CheckState,
     pub migrations: CheckState,
     pub revocation_feed: CheckState,
+    pub listeners: CheckState,
     pub shutdown: CheckState,
 }
 
 impl Readiness {
     /// Every check with its name.
-    pub fn checks(&self) -> [(&'static str, &CheckState); 4] {
+    pub fn checks(&self) -> [(&'static str, &CheckState); 5] {
         [
             ("database", &self.database),
             ("migrations", &self.migrations),
             ("revocation_feed", &self.revocation_feed),
+            ("listeners", &self.listeners),
             ("shutdown", &self.shutdown),
         ]
     }
@@ -113,6 +117,7 @@ impl Health {
                     database: CheckState::Ok,
                     migrations: CheckState::Ok,
                     revocation_feed: CheckState::Failing(FEED_BEHIND.to_owned()),
+                    listeners: CheckState::Ok,
                     shutdown: CheckState::Ok,
                 }),
                 shutting_down: AtomicBool::new(false),
@@ -153,6 +158,7 @@ impl Health {
             database: database.database,
             migrations: database.migrations,
             revocation_feed: self.feed_state(),
+            listeners: self.listeners_state(),
             shutdown: self.shutdown_state(),
         }
     }
@@ -161,8 +167,16 @@ impl Health {
     pub(crate) fn refresh_feed(&self) -> Readiness {
         let mut readiness = self.readiness();
         readiness.revocation_feed = self.feed_state();
+        readiness.listeners = self.listeners_state();
         readiness.shutdown = self.shutdown_state();
         readiness
+    }
+
+    fn listeners_state(&self) -> CheckState {
+        match self.inner.ctx.metrics().listeners().failing() {
+            None => CheckState::Ok,
+            Some(reason) => CheckState::Failing(reason),
+        }
     }
 
     fn feed_state(&self) -> CheckState {
@@ -262,6 +276,7 @@ mod tests {
             database: CheckState::Ok,
             migrations: CheckState::Failing("m".into()),
             revocation_feed: CheckState::Failing("f".into()),
+            listeners: CheckState::Ok,
             shutdown: CheckState::Ok,
         };
         assert!(!readiness.is_ready());

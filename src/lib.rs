@@ -10,6 +10,7 @@ mod deadline;
 pub mod domain;
 pub mod grpc;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 pub mod pb;
 pub mod rest;

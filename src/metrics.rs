@@ -169,6 +169,8 @@ pub struct Metrics {
     ext_authz_checks: [AtomicU64; EXT_AUTHZ_OUTCOMES.len()],
     /// Gateway checks by [`GatewayEndpoint`] and [`GatewayOutcome`].
     gateway_checks: [[AtomicU64; GatewayOutcome::ALL.len()]; GatewayEndpoint::ALL.len()],
+    /// The listeners: failed accepts, open connections.
+    listeners: Arc<crate::listener::ListenerStats>,
 }
 
 /// A gateway endpoint (the `endpoint` label of `token_service_gateway_checks_total`).
@@ -273,6 +275,7 @@ impl Default for Metrics {
             leaked_credentials_revoked: AtomicU64::new(0),
             ext_authz_checks: std::array::from_fn(|_| AtomicU64::new(0)),
             gateway_checks: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            listeners: Arc::default(),
         }
     }
 }
@@ -423,6 +426,11 @@ impl Metrics {
             .iter()
             .position(|o| *o == outcome)
             .map_or(0, |i| self.webhook_deliveries[i].load(Ordering::Relaxed))
+    }
+
+    /// The listeners' figures (their accept loops write them).
+    pub fn listeners(&self) -> &Arc<crate::listener::ListenerStats> {
+        &self.listeners
     }
 
     /// The revocation propagation histogram (for tests and the load generator).
@@ -655,6 +663,7 @@ impl Metrics {
                 );
             }
         }
+        self.listeners.render(&mut out);
         render_build_info(&mut out);
         if let Some(process) = ProcessStats::read() {
             process.render(&mut out);

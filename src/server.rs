@@ -29,6 +29,7 @@ use crate::{
     },
     grpc,
     health::{CheckState, Health, Readiness},
+    listener::{Acceptor, Limits, Listener, ListenerStats},
     rest,
     store::{PoolOptions, Store},
     telemetry::RequestLayer,
@@ -304,7 +305,14 @@ pub async fn start_with(
     options: StartOptions,
 ) -> Result<RunningServer, ServerError> {
     let tls = tls::ServerTls::load(&config.tls).map_err(InvalidConfig)?;
-    let mut grpc_server = tonic::transport::Server::builder();
+    let connections = &config.connections;
+    let keepalive = connections.http2_keepalive_interval.millis();
+    let mut grpc_server = tonic::transport::Server::builder()
+        .max_concurrent_streams(connections.http2_max_concurrent_streams)
+        .http2_keepalive_interval((keepalive > 0).then(|| Duration::from_millis(keepalive)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(
+            connections.http2_keepalive_timeout.millis(),
+        )));
     if let Some(tls) = &tls {
         grpc_server = grpc_server
             .tls_config(tls.grpc())
@@ -425,6 +433,18 @@ pub async fn start_with(
     // NOT_SERVING, and readiness reports why) before saying that it listens.
     wait_for_first_readiness(&health, STARTUP_READINESS_WAIT).await;
     let grace = Duration::from_secs(config.shutdown_grace_period_secs);
+    let (grpc_acceptor, http_acceptor, management_acceptor) = acceptors(
+        config,
+        ctx.metrics().listeners(),
+        listener,
+        http_listener,
+        management_listener,
+    );
+    let http1 = crate::listener::Http1Settings {
+        header_read_timeout: Duration::from_millis(
+            config.connections.http_header_read_timeout.millis(),
+        ),
+    };
     let http_tls = tls.as_ref().map(tls::ServerTls::http);
     let management = management_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let local = local_socket_path
@@ -458,51 +478,33 @@ pub async fn start_with(
             .layer(tower::util::option_layer(
                 request_timeout.map(grpc::DeadlineLayer::new),
             ))
+            .layer(tower::util::MapResponseLayer::new(
+                grpc::message_too_large_is_resource_exhausted,
+            ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                // Answers go out at once, not when Nagle's algorithm decides (40 ms stalls).
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown_signal,
-            );
+            .serve_with_incoming_shutdown(grpc_acceptor.into_incoming(), shutdown_signal);
         let mut http_stop = shutdown_rx.clone();
         let http_shutdown = async move {
             let _ = http_stop.wait_for(|stop| *stop).await;
         };
-        let http = async move {
-            match http_tls {
-                Some(config) => {
-                    tls::serve_https(http_listener, rest_app, config, http_shutdown).await
-                }
-                None => {
-                    use axum::serve::ListenerExt as _;
-                    let listener = http_listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    axum::serve(
-                        listener,
-                        rest_app.into_make_service_with_connect_info::<SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(http_shutdown)
-                    .await
-                }
-            }
-        };
+        let http =
+            crate::listener::serve_http(http_acceptor, rest_app, http_tls, http1, http_shutdown);
         // Plain HTTP whatever `tls` says: orchestrators' probes and scrapers reach it without
         // client certificates; it serves no credentials.
         let mut management_stop = shutdown_rx.clone();
         let management = async move {
-            let Some(listener) = management_listener else {
+            let Some(acceptor) = management_acceptor else {
                 return Ok(());
             };
-            axum::serve(listener, management_app)
-                .with_graceful_shutdown(async move {
-                    let _ = management_stop.wait_for(|stop| *stop).await;
-                })
-                .await
+            crate::listener::serve_http(acceptor, management_app, None, http1, async move {
+                let _ = management_stop.wait_for(|stop| *stop).await;
+            })
+            .await
         };
         // The local operator socket: plain gRPC (the file mode guards it), the same layers.
         let mut local_stop = shutdown_rx.clone();
         let local_metrics = ctx.metrics().clone();
+        let local_stats = ctx.metrics().listeners().clone();
         let local = async move {
             let Some((path, listener, routes)) = local_socket else {
                 return Ok(());
@@ -515,9 +517,12 @@ pub async fn start_with(
                 .layer(tower::util::option_layer(
                     request_timeout.map(grpc::DeadlineLayer::new),
                 ))
+                .layer(tower::util::MapResponseLayer::new(
+                    grpc::message_too_large_is_resource_exhausted,
+                ))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    crate::listener::unix_incoming(listener, local_stats),
                     async move {
                         let _ = local_stop.wait_for(|stop| *stop).await;
                     },
@@ -583,6 +588,33 @@ pub async fn start_with(
         task,
         ctx: server_ctx,
     })
+}
+
+/// The TCP listeners with their limits (`connections`), counting into `stats`.
+fn acceptors(
+    config: &Config,
+    stats: &Arc<ListenerStats>,
+    grpc: TcpListener,
+    http: TcpListener,
+    management: Option<TcpListener>,
+) -> (Acceptor, Acceptor, Option<Acceptor>) {
+    let max_connections = config.connections.max_per_listener;
+    let http_limits = Limits {
+        max_connections,
+        // hyper's header read timeout runs from the accept.
+        first_bytes_timeout: None,
+    };
+    let grpc_limits = Limits {
+        max_connections,
+        first_bytes_timeout: Some(Duration::from_millis(
+            config.connections.grpc_preface_timeout.millis(),
+        )),
+    };
+    (
+        Acceptor::new(grpc, Listener::Grpc, stats.clone(), grpc_limits),
+        Acceptor::new(http, Listener::Http, stats.clone(), http_limits),
+        management.map(|l| Acceptor::new(l, Listener::Management, stats.clone(), http_limits)),
+    )
 }
 
 /// Binds the local operator socket at `path` with mode 0600, so that only this user (and

@@ -2,27 +2,18 @@
 //! certificate verification (mutual TLS) when a client CA bundle is configured.
 //!
 //! The files are read once at start-up: a restart picks up renewed certificates. gRPC uses
-//! tonic's own TLS acceptor (ALPN `h2`); the REST shim is accepted here with tokio-rustls
-//! (ALPN `http/1.1`) and each connection is served by hyper's HTTP/1.1 server, with the
-//! same graceful shutdown as the plaintext listener: accepting stops, idle connections
-//! close, in-flight requests finish.
+//! tonic's own TLS acceptor (ALPN `h2`); the REST shim's connections are accepted with
+//! tokio-rustls (ALPN `http/1.1`) by [`crate::listener::serve_http`], which serves
+//! plaintext and HTTPS alike.
 
-use std::{fmt, fs, future::Future, io, path::Path, sync::Arc, time::Duration};
+use std::{fmt, fs, path::Path, sync::Arc, time::Duration};
 
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-    service::TowerToHyperService,
-};
 use rustls::{
     RootCertStore, ServerConfig,
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     server::WebPkiClientVerifier,
 };
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
 
 use crate::config::TlsConfig;
 
@@ -200,72 +191,4 @@ fn certificates(
         ));
     }
     Ok(certs)
-}
-
-/// Serves `app` over HTTPS (HTTP/1.1) on `listener` until `shutdown` resolves, then stops
-/// accepting and waits for open connections to finish their in-flight requests (the
-/// caller bounds that wait with the grace period).
-pub async fn serve_https(
-    listener: TcpListener,
-    app: axum::Router,
-    tls: Arc<ServerConfig>,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Like axum::serve: per-connection errors are skipped; others (out of
-                    // file descriptors) get a pause before the next try.
-                    if !is_connection_error(&e) {
-                        warn!(error = %e, "HTTPS accept failed; retrying in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            // The peer's address, as axum's `ConnectInfo` gives it over plaintext.
-            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-            if let Err(e) = watcher.watch(connection).await {
-                debug!(%peer, error = %e, "HTTPS connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }

@@ -31,8 +31,8 @@ pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sql
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
 pub use sections::{AccessTokensConfig, LeakReportsConfig, TokenFormatConfig, TokenStyle};
 pub use sections::{
-    AuditConfig, CacheConfig, CommandTokensConfig, ExtAuthzConfig, JobsConfig, LastUseConfig,
-    LogConfig, LogFormat, PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
+    AuditConfig, CacheConfig, CommandTokensConfig, ConnectionsConfig, ExtAuthzConfig, JobsConfig,
+    LastUseConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
 };
 
 /// The whole configuration.
@@ -121,6 +121,8 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// TLS for both listeners, and client certificates (mTLS).
     pub tls: TlsConfig,
+    /// Limits on the listeners' connections.
+    pub connections: ConnectionsConfig,
     /// The lifecycle log as an audit trail: retention and key.
     pub audit: AuditConfig,
     /// Mattermost's `TrustedProxyIPHeader`: headers (e.g. `X-Forwarded-For`, `X-Real-IP`)
@@ -184,6 +186,7 @@ impl Default for Config {
             revocation_poll_interval_ms: 50,
             request_timeout_ms: 15_000,
             tls: TlsConfig::default(),
+            connections: ConnectionsConfig::default(),
             audit: AuditConfig::default(),
             trusted_proxy_ip_header: Vec::new(),
             access_tokens: AccessTokensConfig::default(),
@@ -333,6 +336,7 @@ impl Config {
         crate::client_ip::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| format!("trusted_proxies: {e}"))?;
         self.last_use.validate()?;
+        self.connections.validate()?;
         self.ext_authz.validate_with(&self.tls)?;
         if !(1..=60_000).contains(&self.revocation_poll_interval_ms) {
             return Err("revocation_poll_interval_ms: must be between 1 and 60000".into());

@@ -490,3 +490,76 @@ impl LeakReportsConfig {
         Ok(())
     }
 }
+
+/// Limits on the listeners' connections (gRPC, REST, management), against clients that hold
+/// connections open without using them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Open connections each listener holds at most; at the limit it stops accepting until
+    /// one closes (new clients wait in the kernel's backlog). Keep the three listeners'
+    /// total under the process's file descriptor limit (`ulimit -n`, `LimitNOFILE`).
+    pub max_per_listener: usize,
+    /// REST and management (HTTP/1): time a client has to send a request's head, from when
+    /// the server starts waiting for it: after accepting, and after each answer on a
+    /// kept-alive connection, so it is also how long an idle kept-alive connection stays
+    /// open.
+    pub http_header_read_timeout: Span,
+    /// gRPC: time a new connection has to send its first bytes (the HTTP/2 preface; with
+    /// TLS the ClientHello, after which the 10 s TLS handshake timeout applies).
+    pub grpc_preface_timeout: Span,
+    /// gRPC: how often the server pings an HTTP/2 connection (0: never). A peer that does
+    /// not answer within `http2_keepalive_timeout` is disconnected, so a vanished client
+    /// (a watch stream's included) does not hold its connection.
+    pub http2_keepalive_interval: Span,
+    /// gRPC: how long the server waits for a ping's answer.
+    pub http2_keepalive_timeout: Span,
+    /// gRPC: concurrent calls (HTTP/2 streams) per connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max_per_listener: 4096,
+            http_header_read_timeout: Span(10_000),
+            grpc_preface_timeout: Span(10_000),
+            http2_keepalive_interval: Span(60_000),
+            http2_keepalive_timeout: Span(20_000),
+            http2_max_concurrent_streams: 1000,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1_000_000).contains(&self.max_per_listener) {
+            return Err("connections.max_per_listener: must be between 1 and 1000000".into());
+        }
+        if !(100..=600_000).contains(&self.http_header_read_timeout.0) {
+            return Err(
+                "connections.http_header_read_timeout: must be between 100ms and 10m".into(),
+            );
+        }
+        if !(100..=600_000).contains(&self.grpc_preface_timeout.0) {
+            return Err("connections.grpc_preface_timeout: must be between 100ms and 10m".into());
+        }
+        if self.http2_keepalive_interval.0 != 0
+            && !(1_000..=86_400_000).contains(&self.http2_keepalive_interval.0)
+        {
+            return Err(
+                "connections.http2_keepalive_interval: must be 0 (off) or between 1s and 1d".into(),
+            );
+        }
+        if !(100..=600_000).contains(&self.http2_keepalive_timeout.0) {
+            return Err(
+                "connections.http2_keepalive_timeout: must be between 100ms and 10m".into(),
+            );
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err("connections.http2_max_concurrent_streams: must be at least 1".into());
+        }
+        Ok(())
+    }
+}

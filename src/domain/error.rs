@@ -184,6 +184,7 @@ reasons! {
     TokenInQuery, "api.context.token_provided.app_error", "session tokens may not be sent in the URL; use the Authorization header", "A valid non-OAuth session was sent in the `access_token` query parameter.";
     RouteNotFound, "api.context.404.app_error", "no API call matches this URL", "No API route matches the path (REST only).";
     BodyTooLarge, "api.context.request_body_too_large.app_error", "the request body is too large", "The request body is over the size limit (REST only).";
+    BodyTimeout, "token_service.request.body_timeout", "the request body did not arrive in time", "The client had not sent the whole request body when `request_timeout_ms` passed (REST 408; gRPC answers DEADLINE_EXCEEDED).";
     UserDeactivated, "api.user.login.inactive.app_error", "the user is deactivated", "The user is deactivated.";
     UsernameTaken, "app.user.save.username_exists.app_error", "an account with that username already exists", "The username is taken.";
     UserIdTaken, "store.sql_user.save.existing.app_error", "an account with that id already exists", "The user id is taken.";

@@ -166,8 +166,13 @@ pub(crate) struct Deadline<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
@@ -183,11 +188,19 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let (body, received) = crate::deadline::TrackedBody::new(body);
+        let request = http::Request::from_parts(parts, tonic::body::Body::new(body));
         let call = self.inner.call(request);
         let limit = self.limit;
         Box::pin(async move {
             match crate::deadline::within(limit, call).await {
                 Some(answer) => answer,
+                // The client had not sent its whole request: its fault, not the database's.
+                None if !received.is_complete() => Ok(tonic::Status::deadline_exceeded(
+                    "the request message did not arrive within request_timeout_ms",
+                )
+                .into_http()),
                 None => Ok(
                     tonic::Status::from(crate::domain::error::Error::Unavailable(
                         "the call did not finish within request_timeout_ms".into(),
@@ -197,4 +210,27 @@ where
             }
         })
     }
+}
+
+/// The start of tonic's message for a request message over the decoding limit.
+const MESSAGE_TOO_LARGE: &[u8] = b"Error, decoded message length too large";
+
+/// A request message over the size limit answers RESOURCE_EXHAUSTED, as the official gRPC
+/// implementations answer (tonic says OUT_OF_RANGE). Applied to every answer by
+/// `tower::util::MapResponseLayer`.
+pub(crate) fn message_too_large_is_resource_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() == b"11");
+    if out_of_range
+        && headers
+            .get("grpc-message")
+            .is_some_and(|message| message.as_bytes().starts_with(MESSAGE_TOO_LARGE))
+    {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }

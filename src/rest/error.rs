@@ -214,6 +214,7 @@ fn rest(reason: Reason) -> (StatusCode, Option<&'static str>) {
         ),
         Reason::RouteNotFound => (S::NOT_FOUND, Some("Sorry, we could not find the page.")),
         Reason::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, None),
+        Reason::BodyTimeout => (S::REQUEST_TIMEOUT, None),
         Reason::UserDeactivated => (S::BAD_REQUEST, None),
         Reason::UsernameTaken => (S::BAD_REQUEST, None),
         Reason::UserIdTaken => (S::BAD_REQUEST, None),

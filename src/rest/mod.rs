@@ -357,6 +357,17 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 }
 
 /// What Go's `http.SetCookie` writes for Mattermost's `RemoveSessionCookie` (default subpath).
+/// 408 for a request whose body was still arriving at the deadline; the connection is
+/// closed after it (the rest of the body is not waited for).
+fn body_timeout() -> Response {
+    let err = ApiError::new(
+        crate::domain::error::Reason::BodyTimeout,
+        "The request body was not received in time.",
+        "the client had not sent the whole request body within request_timeout_ms",
+    );
+    err.into_response()
+}
+
 const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
 
 /// What the envelope middleware needs from the configuration.
@@ -372,8 +383,9 @@ struct Envelope {
 
 /// Request id, AppError JSON bodies and Mattermost's headers on every response.
 ///
-/// A request that takes longer than `timeout` is answered 503 (as for an unreachable
-/// database, the only thing that can stall a request).
+/// A request that takes longer than `timeout` is answered 408 when the client had not sent
+/// its whole body by then, else 503 (as for an unreachable database, the only other thing
+/// that can stall a request).
 async fn mattermost_envelope(
     State(Envelope {
         timeout,
@@ -389,6 +401,7 @@ async fn mattermost_envelope(
         .cloned()
         .unwrap_or_else(RequestId::generate);
     let is_get = request.method() == Method::GET;
+    let mut body_timed_out = false;
     let mut response = if request.method() == Method::HEAD {
         // axum answers HEAD on every GET route; Mattermost's router matches only the methods a
         // route declares (no route declares HEAD), so HEAD falls to its catch-all 404.
@@ -396,13 +409,22 @@ async fn mattermost_envelope(
     } else {
         match timeout {
             None => next.run(request).await,
-            Some(timeout) => match crate::deadline::within(timeout, next.run(request)).await {
-                Some(response) => response,
-                None => ApiError::from(crate::domain::error::Error::Unavailable(
-                    "the request did not finish within request_timeout_ms".into(),
-                ))
-                .into_response(),
-            },
+            Some(timeout) => {
+                let (parts, body) = request.into_parts();
+                let (body, received) = crate::deadline::TrackedBody::new(body);
+                let request = Request::from_parts(parts, axum::body::Body::new(body));
+                match crate::deadline::within(timeout, next.run(request)).await {
+                    Some(response) => response,
+                    None if !received.is_complete() => {
+                        body_timed_out = true;
+                        body_timeout()
+                    }
+                    None => ApiError::from(crate::domain::error::Error::Unavailable(
+                        "the request did not finish within request_timeout_ms".into(),
+                    ))
+                    .into_response(),
+                }
+            }
         }
     };
     let unexplained_failure = (response.status().is_client_error()
@@ -446,6 +468,9 @@ async fn mattermost_envelope(
     headers.insert(version::X_TOKEN_SERVICE_VERSION, versions.own);
     if is_get {
         headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    }
+    if body_timed_out {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
