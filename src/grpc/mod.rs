@@ -213,24 +213,39 @@ where
 }
 
 /// The start of tonic's message for a request message over the decoding limit.
-const MESSAGE_TOO_LARGE: &[u8] = b"Error, decoded message length too large";
+const MESSAGE_TOO_LARGE: &str = "Error, decoded message length too large";
 
 /// A request message over the size limit answers RESOURCE_EXHAUSTED, as the official gRPC
 /// implementations answer (tonic says OUT_OF_RANGE). Applied to every answer by
-/// `tower::util::MapResponseLayer`.
+/// `tower::util::MapResponseLayer`: tonic answers such a call with its status alone (in the
+/// headers, the `Status` in the extensions).
 pub(crate) fn message_too_large_is_resource_exhausted(
     mut response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
-    let headers = response.headers_mut();
-    let out_of_range = headers
-        .get("grpc-status")
-        .is_some_and(|status| status.as_bytes() == b"11");
-    if out_of_range
-        && headers
-            .get("grpc-message")
-            .is_some_and(|message| message.as_bytes().starts_with(MESSAGE_TOO_LARGE))
-    {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    let too_large = response
+        .extensions()
+        .get::<tonic::Status>()
+        .is_some_and(|status| {
+            status.code() == tonic::Code::OutOfRange
+                && status.message().starts_with(MESSAGE_TOO_LARGE)
+        });
+    if too_large {
+        let status = tonic::Status::resource_exhausted(format!(
+            "the request message is too large ({})",
+            response
+                .extensions()
+                .get::<tonic::Status>()
+                .map_or("", |s| s.message())
+                .trim_start_matches("Error, ")
+        ));
+        let answer = status.clone().into_http::<tonic::body::Body>();
+        let headers = response.headers_mut();
+        for name in [tonic::Status::GRPC_STATUS, tonic::Status::GRPC_MESSAGE] {
+            if let Some(value) = answer.headers().get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        response.extensions_mut().insert(status);
     }
     response
 }

@@ -29,6 +29,13 @@ impl ReplicaProcess {
     /// As [`ReplicaProcess::start`], with extra environment variables (settings such as
     /// `TOKEN_SERVICE_REVOCATION_POLL_INTERVAL_MS`).
     pub fn start_with_env(srv: &TestServer, env: &[(&str, &str)]) -> Self {
+        Self::start_limited(srv, env, None)
+    }
+
+    /// As [`ReplicaProcess::start_with_env`], with the process's file descriptor limit
+    /// (`RLIMIT_NOFILE`) set to `open_files` (by `ulimit -n` in a shell that then `exec`s
+    /// the server) when given.
+    pub fn start_limited(srv: &TestServer, env: &[(&str, &str)], open_files: Option<u32>) -> Self {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temp dir");
         let url = srv
@@ -38,7 +45,18 @@ impl ReplicaProcess {
             .expect("database url")
             .expose()
             .to_owned();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_token-service"))
+        let binary = env!("CARGO_BIN_EXE_token-service");
+        let mut command = match open_files {
+            None => std::process::Command::new(binary),
+            Some(limit) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                sh
+            }
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--grpc-addr",

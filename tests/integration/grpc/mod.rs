@@ -8,6 +8,7 @@ mod caller_kinds;
 mod commands;
 mod concurrency;
 mod events;
+mod exhaustion;
 mod expiry_jobs;
 mod ext_authz;
 mod faults;

@@ -1,0 +1,366 @@
+//! Exhaustion and slow clients: out of file descriptors the listeners back off instead of
+//! spinning (and readiness and /metrics say so); connections that send nothing, or their
+//! request head byte by byte, are cut; a listener holds at most `max_per_listener`
+//! connections; a body that does not arrive is the client's fault (408), not the
+//! database's; an oversized gRPC message is RESOURCE_EXHAUSTED.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use token_service::config::Span;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::common::*;
+
+/// CPU time (user + system) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
+    // Fields after the command name (which may hold spaces): state is field 3; utime and
+    // stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Opens `count` TCP connections to `addr` that send nothing.
+fn idle_connections(addr: &str, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("connection {i} to {addr}: {e}"))
+        })
+        .collect()
+}
+
+/// Reads from `stream` until the server closes it; panics if it is still open after
+/// `limit`.
+fn assert_closed_within(mut stream: TcpStream, limit: Duration, what: &str) {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("{what}: still open after {limit:?}")
+            }
+            Err(_) => return,
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what}: still open after {limit:?}"
+        );
+    }
+}
+
+async fn grpc_serves(addr: &str) -> bool {
+    let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_server_backs_off_reports_it_and_recovers() {
+    let srv = TestServer::start().await;
+    // Enough descriptors to start and serve, far fewer than the connections opened below.
+    let replica = ReplicaProcess::start_limited(
+        &srv,
+        &[
+            // Keep the held connections held for the whole test.
+            ("TOKEN_SERVICE_CONNECTIONS__GRPC_PREFACE_TIMEOUT", "60s"),
+            ("TOKEN_SERVICE_CONNECTIONS__HTTP_HEADER_READ_TIMEOUT", "60s"),
+            ("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "2"),
+        ],
+        Some(128),
+    );
+    // One kept-alive HTTP connection opened now, to ask for readiness and metrics while no
+    // new connection can be accepted.
+    install_crypto_provider();
+    let probe = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let readyz = |probe: reqwest::Client| {
+        let url = format!("http://{}/readyz", replica.http_addr);
+        async move {
+            let response = probe.get(url).send().await.expect("readyz");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(probe.clone()).await.0 != 200 {
+        assert!(Instant::now() < deadline, "the replica never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Past the descriptor limit: the server accepts what it can, the rest wait in the
+    // backlog and every accept fails with EMFILE.
+    let held = idle_connections(&replica.grpc_addr, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cpu_before = cpu_time(replica.pid());
+    let wall = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = cpu_time(replica.pid()) - cpu_before;
+    let share = cpu.as_secs_f64() / wall.elapsed().as_secs_f64();
+    assert!(
+        share < 0.3,
+        "out of descriptors, the server used {:.0} % of a core ({cpu:?} in {:?}): it spins",
+        share * 100.0,
+        wall.elapsed()
+    );
+
+    // Readiness says why, over the connection opened before.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let (status, body) = readyz(probe.clone()).await;
+        if status == 503 && body["checks"]["listeners"] != "ok" {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never reported the failing listener: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = body["checks"]["listeners"].as_str().unwrap();
+    assert!(
+        reason.contains("grpc listener") && reason.contains("Too many open files"),
+        "{reason}"
+    );
+    let metrics = probe
+        .get(format!("http://{}/metrics", replica.http_addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap();
+    let fd_errors: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "token_service_accept_errors_total{listener=\"grpc\",kind=\"fd_limit\"} ",
+            )
+        })
+        .expect("the accept error series")
+        .parse()
+        .unwrap();
+    assert!(fd_errors > 0, "no fd_limit accept error counted");
+    // Backing off: a handful of tries per second, not millions.
+    assert!(
+        fd_errors < 200,
+        "{fd_errors} failed accepts in a few seconds"
+    );
+
+    // Once the connections close, new clients are served and readiness recovers.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !grpc_serves(&replica.grpc_addr).await {
+        assert!(
+            Instant::now() < deadline,
+            "no new gRPC client was served after the connections closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(probe.clone()).await;
+        if status == 200 {
+            assert_eq!(body["checks"]["listeners"], "ok");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness did not recover: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn silent_and_trickling_connections_are_cut() {
+    let srv = TestServer::start_with(|c| {
+        c.connections.grpc_preface_timeout = Span(300);
+        c.connections.http_header_read_timeout = Span(300);
+    })
+    .await;
+    let grpc = srv.config.grpc_addr.to_string();
+    let http = srv.config.http_addr.to_string();
+    // A gRPC connection that never sends the HTTP/2 preface.
+    let silent_grpc = idle_connections(&grpc, 1).pop().unwrap();
+    // An HTTP connection that never sends a byte.
+    let silent_http = idle_connections(&http, 1).pop().unwrap();
+    // An HTTP request head sent one header line every 100 ms, never finished.
+    let mut trickle = idle_connections(&http, 1).pop().unwrap();
+    trickle.write_all(b"GET /livez HTTP/1.1\r\n").unwrap();
+    let writer = trickle.try_clone().unwrap();
+    let trickling = std::thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            if writer.write_all(b"X-Slow: a\r\n").is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let checks = std::thread::spawn(move || {
+        assert_closed_within(
+            silent_grpc,
+            Duration::from_secs(5),
+            "silent gRPC connection",
+        );
+        assert_closed_within(
+            silent_http,
+            Duration::from_secs(5),
+            "silent HTTP connection",
+        );
+        assert_closed_within(trickle, Duration::from_secs(5), "trickling HTTP request");
+    });
+    tokio::task::spawn_blocking(move || checks.join().unwrap())
+        .await
+        .unwrap();
+    let cut = tokio::task::spawn_blocking(move || trickling.join().unwrap())
+        .await
+        .unwrap();
+    assert!(cut, "the trickling request's writes never failed");
+    // Clients that talk are served as before.
+    assert!(grpc_serves(&grpc).await);
+    let livez = http_get(format!("http://{http}/livez")).await.unwrap();
+    assert_eq!(livez.status(), 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_listener_holds_at_most_max_per_listener_connections() {
+    let srv = TestServer::start_with(|c| c.connections.max_per_listener = 2).await;
+    let http = srv.config.http_addr.to_string();
+    let mut held = idle_connections(&http, 2);
+    // Give the server the time to accept both.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(700))
+            .build()
+            .unwrap()
+    };
+    install_crypto_provider();
+    let waiting = client().get(format!("http://{http}/livez")).send().await;
+    assert!(
+        waiting.is_err_and(|e| e.is_timeout()),
+        "a third connection was served while two were held"
+    );
+    held.pop();
+    let served = client()
+        .get(format!("http://{http}/livez"))
+        .send()
+        .await
+        .expect("served once a held connection closed");
+    assert_eq!(served.status(), 200);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reached = scrape_metric(
+        &http,
+        "token_service_connection_limit_reached_total{listener=\"http\"}",
+    )
+    .await
+    .expect("the limit series");
+    assert!(reached >= 1.0, "the limit was reached and not counted");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_body_that_does_not_arrive_is_a_408_not_a_database_outage() {
+    let srv = TestServer::start_with(|c| c.request_timeout_ms = 500).await;
+    let alice = srv.token_user("alice").await;
+    let http = srv.config.http_addr.to_string();
+    let token = alice.token.clone();
+    // Blocking socket calls: off the runtime that runs the server.
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = idle_connections(&http, 1).pop().unwrap();
+        write!(
+            stream,
+            "POST /api/v4/users/me/tokens HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"descr",
+        )
+        .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("token_service.request.body_timeout"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(!answer.contains("database"), "{answer}");
+    // Nothing was created.
+    let tokens = srv
+        .as_(&alice)
+        .list_tokens_for(&alice.id)
+        .await
+        .expect("list tokens");
+    assert!(
+        tokens.user_access_tokens.is_empty(),
+        "the cut request created a token"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_still_serves() {
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let err = srv
+        .as_(&alice)
+        .get_user(&"x".repeat(5 << 20))
+        .await
+        .expect_err("a 5 MiB message is over the 4 MiB limit");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    // The same channel serves the next call.
+    let me = srv.as_(&alice).get_user("me").await.expect("GetUser me");
+    assert_eq!(me.id, alice.id);
+    srv.stop().await;
+}
