@@ -22,10 +22,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
@@ -38,220 +35,12 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-/// Which listener (the `listener` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// `grpc_addr`.
-    Grpc,
-    /// `http_addr`, the REST shim.
-    Http,
-    /// `management_addr`.
-    Management,
-    /// The local operator socket.
-    Local,
-}
-
-impl Listener {
-    /// Every listener, in label order.
-    pub const ALL: [Listener; 4] = [
-        Listener::Grpc,
-        Listener::Http,
-        Listener::Management,
-        Listener::Local,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Listener::Grpc => "grpc",
-            Listener::Http => "http",
-            Listener::Management => "management",
-            Listener::Local => "local",
-        }
-    }
-}
-
-/// Why an accept failed (the `kind` label of `token_service_accept_errors_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptErrorKind {
-    /// Out of file descriptors: `EMFILE` (this process) or `ENFILE` (the system).
-    FdLimit,
-    /// Out of memory or socket buffers: `ENOMEM`, `ENOBUFS`.
-    Memory,
-    /// One connection went away before it was accepted (`ECONNABORTED`, ...): not a fault of
-    /// the listener, retried at once.
-    Connection,
-    /// Anything else.
-    Other,
-}
-
-impl AcceptErrorKind {
-    /// Every kind, in label order.
-    pub const ALL: [AcceptErrorKind; 4] = [
-        AcceptErrorKind::FdLimit,
-        AcceptErrorKind::Memory,
-        AcceptErrorKind::Connection,
-        AcceptErrorKind::Other,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            AcceptErrorKind::FdLimit => "fd_limit",
-            AcceptErrorKind::Memory => "memory",
-            AcceptErrorKind::Connection => "connection",
-            AcceptErrorKind::Other => "other",
-        }
-    }
-
-    /// The kind of an accept error.
-    pub fn of(e: &io::Error) -> Self {
-        // Linux errno values: the standard library names none of EMFILE, ENFILE, ENOBUFS.
-        const ENOMEM: i32 = 12;
-        const ENFILE: i32 = 23;
-        const EMFILE: i32 = 24;
-        const ENOBUFS: i32 = 105;
-        match e.raw_os_error() {
-            Some(EMFILE | ENFILE) => return AcceptErrorKind::FdLimit,
-            Some(ENOMEM | ENOBUFS) => return AcceptErrorKind::Memory,
-            _ => {}
-        }
-        match e.kind() {
-            io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock => AcceptErrorKind::Connection,
-            io::ErrorKind::OutOfMemory => AcceptErrorKind::Memory,
-            _ => AcceptErrorKind::Other,
-        }
-    }
-}
+pub use crate::metrics::{AcceptErrorKind, Listener, ListenerStats};
 
 /// First pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause between two tries while accepting keeps failing.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// How long after its last failed accept a listener still counts as failing (readiness):
-/// longer than [`MAX_BACKOFF`], so a burst in progress is never reported over between tries.
-const FAILING_WINDOW: Duration = Duration::from_secs(3);
-
-/// The listeners' figures, shared by the accept loops (writers) and `/metrics` and readiness
-/// (readers).
-#[derive(Debug)]
-pub struct ListenerStats {
-    accept_errors: [[AtomicU64; AcceptErrorKind::ALL.len()]; Listener::ALL.len()],
-    open: [AtomicU64; Listener::ALL.len()],
-    limit_reached: [AtomicU64; Listener::ALL.len()],
-    failures: Mutex<[Option<Failure>; Listener::ALL.len()]>,
-}
-
-/// The latest failed accept of a listener.
-#[derive(Debug, Clone)]
-struct Failure {
-    at: Instant,
-    error: String,
-}
-
-impl Default for ListenerStats {
-    fn default() -> Self {
-        Self {
-            accept_errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
-            open: std::array::from_fn(|_| AtomicU64::new(0)),
-            limit_reached: std::array::from_fn(|_| AtomicU64::new(0)),
-            failures: Mutex::new(std::array::from_fn(|_| None)),
-        }
-    }
-}
-
-impl ListenerStats {
-    /// Failed accepts so far on `listener` of `kind`.
-    pub fn accept_errors(&self, listener: Listener, kind: AcceptErrorKind) -> u64 {
-        self.accept_errors[listener as usize][kind as usize].load(Ordering::Relaxed)
-    }
-
-    /// Connections `listener` holds open now.
-    pub fn open_connections(&self, listener: Listener) -> u64 {
-        self.open[listener as usize].load(Ordering::Relaxed)
-    }
-
-    fn record_error(&self, listener: Listener, kind: AcceptErrorKind, e: &io::Error) {
-        self.accept_errors[listener as usize][kind as usize].fetch_add(1, Ordering::Relaxed);
-        if kind != AcceptErrorKind::Connection {
-            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            failures[listener as usize] = Some(Failure {
-                at: Instant::now(),
-                error: e.to_string(),
-            });
-        }
-    }
-
-    /// Why accepting is failing, for readiness: `None` when no listener failed to accept in
-    /// the last few seconds.
-    pub fn failing(&self) -> Option<String> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let failing: Vec<String> = Listener::ALL
-            .iter()
-            .zip(failures.iter())
-            .filter_map(|(listener, failure)| {
-                let failure = failure.as_ref()?;
-                (failure.at.elapsed() < FAILING_WINDOW).then(|| {
-                    format!(
-                        "the {} listener cannot accept connections: {}",
-                        listener.label(),
-                        failure.error
-                    )
-                })
-            })
-            .collect();
-        (!failing.is_empty()).then(|| failing.join("; "))
-    }
-
-    /// The figures in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str(
-            "# HELP token_service_accept_errors_total Failed accepts, by listener and kind (fd_limit: EMFILE/ENFILE, memory: ENOMEM/ENOBUFS, connection: the client went away first, other); each non-connection failure pauses accepting (5 ms doubling to 1 s).\n\
-             # TYPE token_service_accept_errors_total counter\n",
-        );
-        for listener in Listener::ALL {
-            for kind in AcceptErrorKind::ALL {
-                let _ = writeln!(
-                    out,
-                    "token_service_accept_errors_total{{listener=\"{}\",kind=\"{}\"}} {}",
-                    listener.label(),
-                    kind.label(),
-                    self.accept_errors(listener, kind)
-                );
-            }
-        }
-        out.push_str(
-            "# HELP token_service_open_connections Connections each listener holds open.\n\
-             # TYPE token_service_open_connections gauge\n",
-        );
-        for listener in Listener::ALL {
-            let _ = writeln!(
-                out,
-                "token_service_open_connections{{listener=\"{}\"}} {}",
-                listener.label(),
-                self.open_connections(listener)
-            );
-        }
-        out.push_str(
-            "# HELP token_service_connection_limit_reached_total Times a listener stopped accepting at connections.max_per_listener until a connection closed.\n\
-             # TYPE token_service_connection_limit_reached_total counter\n",
-        );
-        for listener in Listener::ALL {
-            let _ = writeln!(
-                out,
-                "token_service_connection_limit_reached_total{{listener=\"{}\"}} {}",
-                listener.label(),
-                self.limit_reached[listener as usize].load(Ordering::Relaxed)
-            );
-        }
-    }
-}
-
 /// The pause after failed accepts, and the one log line per burst.
 #[derive(Debug)]
 pub struct Backoff {
@@ -282,7 +71,7 @@ impl Backoff {
     /// a connection that went away by itself, retried at once).
     pub async fn failed(&mut self, e: &io::Error) {
         let kind = AcceptErrorKind::of(e);
-        self.stats.record_error(self.listener, kind, e);
+        self.stats.record_accept_error(self.listener, kind, e);
         if kind == AcceptErrorKind::Connection {
             debug!(listener = self.listener.label(), error = %e, "a connection went away before it was accepted");
             return;
@@ -371,7 +160,7 @@ impl Acceptor {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                self.stats.limit_reached[self.which as usize].fetch_add(1, Ordering::Relaxed);
+                self.stats.record_limit_reached(self.which);
                 debug!(
                     listener = self.which.label(),
                     max = self.limits.max_connections,
@@ -447,14 +236,14 @@ struct OpenGuard {
 
 impl OpenGuard {
     fn new(which: Listener, stats: Arc<ListenerStats>) -> Self {
-        stats.open[which as usize].fetch_add(1, Ordering::Relaxed);
+        stats.connection_opened(which);
         Self { which, stats }
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.stats.open[self.which as usize].fetch_sub(1, Ordering::Relaxed);
+        self.stats.connection_closed(self.which);
     }
 }
 

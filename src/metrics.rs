@@ -15,11 +15,12 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
+    io,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -170,7 +171,7 @@ pub struct Metrics {
     /// Gateway checks by [`GatewayEndpoint`] and [`GatewayOutcome`].
     gateway_checks: [[AtomicU64; GatewayOutcome::ALL.len()]; GatewayEndpoint::ALL.len()],
     /// The listeners: failed accepts, open connections.
-    listeners: Arc<crate::listener::ListenerStats>,
+    listeners: Arc<ListenerStats>,
 }
 
 /// A gateway endpoint (the `endpoint` label of `token_service_gateway_checks_total`).
@@ -429,7 +430,7 @@ impl Metrics {
     }
 
     /// The listeners' figures (their accept loops write them).
-    pub fn listeners(&self) -> &Arc<crate::listener::ListenerStats> {
+    pub fn listeners(&self) -> &Arc<ListenerStats> {
         &self.listeners
     }
 
@@ -669,6 +670,234 @@ impl Metrics {
             process.render(&mut out);
         }
         out
+    }
+}
+
+// The listeners' figures (written by `crate::listener`'s accept loops).
+
+/// Which listener (the `listener` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `grpc_addr`.
+    Grpc,
+    /// `http_addr`, the REST shim.
+    Http,
+    /// `management_addr`.
+    Management,
+    /// The local operator socket.
+    Local,
+}
+
+impl Listener {
+    /// Every listener, in label order.
+    pub const ALL: [Listener; 4] = [
+        Listener::Grpc,
+        Listener::Http,
+        Listener::Management,
+        Listener::Local,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Grpc => "grpc",
+            Listener::Http => "http",
+            Listener::Management => "management",
+            Listener::Local => "local",
+        }
+    }
+}
+
+/// Why an accept failed (the `kind` label of `token_service_accept_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptErrorKind {
+    /// Out of file descriptors: `EMFILE` (this process) or `ENFILE` (the system).
+    FdLimit,
+    /// Out of memory or socket buffers: `ENOMEM`, `ENOBUFS`.
+    Memory,
+    /// One connection went away before it was accepted (`ECONNABORTED`, ...): not a fault of
+    /// the listener, retried at once.
+    Connection,
+    /// Anything else.
+    Other,
+}
+
+impl AcceptErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [AcceptErrorKind; 4] = [
+        AcceptErrorKind::FdLimit,
+        AcceptErrorKind::Memory,
+        AcceptErrorKind::Connection,
+        AcceptErrorKind::Other,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            AcceptErrorKind::FdLimit => "fd_limit",
+            AcceptErrorKind::Memory => "memory",
+            AcceptErrorKind::Connection => "connection",
+            AcceptErrorKind::Other => "other",
+        }
+    }
+
+    /// The kind of an accept error.
+    pub fn of(e: &io::Error) -> Self {
+        // Linux errno values: the standard library names none of EMFILE, ENFILE, ENOBUFS.
+        const ENOMEM: i32 = 12;
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
+        const ENOBUFS: i32 = 105;
+        match e.raw_os_error() {
+            Some(EMFILE | ENFILE) => return AcceptErrorKind::FdLimit,
+            Some(ENOMEM | ENOBUFS) => return AcceptErrorKind::Memory,
+            _ => {}
+        }
+        match e.kind() {
+            io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock => AcceptErrorKind::Connection,
+            io::ErrorKind::OutOfMemory => AcceptErrorKind::Memory,
+            _ => AcceptErrorKind::Other,
+        }
+    }
+}
+
+/// How long after its last failed accept a listener still counts as failing (readiness):
+/// longer than [`MAX_BACKOFF`], so a burst in progress is never reported over between tries.
+const FAILING_WINDOW: Duration = Duration::from_secs(3);
+
+/// The listeners' figures, shared by the accept loops (writers) and `/metrics` and readiness
+/// (readers).
+#[derive(Debug)]
+pub struct ListenerStats {
+    accept_errors: [[AtomicU64; AcceptErrorKind::ALL.len()]; Listener::ALL.len()],
+    open: [AtomicU64; Listener::ALL.len()],
+    limit_reached: [AtomicU64; Listener::ALL.len()],
+    failures: Mutex<[Option<Failure>; Listener::ALL.len()]>,
+}
+
+/// The latest failed accept of a listener.
+#[derive(Debug, Clone)]
+struct Failure {
+    at: Instant,
+    error: String,
+}
+
+impl Default for ListenerStats {
+    fn default() -> Self {
+        Self {
+            accept_errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            open: std::array::from_fn(|_| AtomicU64::new(0)),
+            limit_reached: std::array::from_fn(|_| AtomicU64::new(0)),
+            failures: Mutex::new(std::array::from_fn(|_| None)),
+        }
+    }
+}
+
+impl ListenerStats {
+    /// Failed accepts so far on `listener` of `kind`.
+    pub fn accept_errors(&self, listener: Listener, kind: AcceptErrorKind) -> u64 {
+        self.accept_errors[listener as usize][kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Connections `listener` holds open now.
+    pub fn open_connections(&self, listener: Listener) -> u64 {
+        self.open[listener as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a failed accept; all but [`AcceptErrorKind::Connection`] make the listener
+    /// failing for readiness.
+    pub fn record_accept_error(&self, listener: Listener, kind: AcceptErrorKind, e: &io::Error) {
+        self.accept_errors[listener as usize][kind as usize].fetch_add(1, Ordering::Relaxed);
+        if kind != AcceptErrorKind::Connection {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            failures[listener as usize] = Some(Failure {
+                at: Instant::now(),
+                error: e.to_string(),
+            });
+        }
+    }
+
+    /// Counts a connection opened on `listener`.
+    pub fn connection_opened(&self, listener: Listener) {
+        self.open[listener as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection of `listener` closed.
+    pub fn connection_closed(&self, listener: Listener) {
+        self.open[listener as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a pause of `listener` at its connection limit.
+    pub fn record_limit_reached(&self, listener: Listener) {
+        self.limit_reached[listener as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why accepting is failing, for readiness: `None` when no listener failed to accept in
+    /// the last few seconds.
+    pub fn failing(&self) -> Option<String> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let failing: Vec<String> = Listener::ALL
+            .iter()
+            .zip(failures.iter())
+            .filter_map(|(listener, failure)| {
+                let failure = failure.as_ref()?;
+                (failure.at.elapsed() < FAILING_WINDOW).then(|| {
+                    format!(
+                        "the {} listener cannot accept connections: {}",
+                        listener.label(),
+                        failure.error
+                    )
+                })
+            })
+            .collect();
+        (!failing.is_empty()).then(|| failing.join("; "))
+    }
+
+    /// The figures in the Prometheus text format.
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP token_service_accept_errors_total Failed accepts, by listener and kind (fd_limit: EMFILE/ENFILE, memory: ENOMEM/ENOBUFS, connection: the client went away first, other); each non-connection failure pauses accepting (5 ms doubling to 1 s).\n\
+             # TYPE token_service_accept_errors_total counter\n",
+        );
+        for listener in Listener::ALL {
+            for kind in AcceptErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "token_service_accept_errors_total{{listener=\"{}\",kind=\"{}\"}} {}",
+                    listener.label(),
+                    kind.label(),
+                    self.accept_errors(listener, kind)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP token_service_open_connections Connections each listener holds open.\n\
+             # TYPE token_service_open_connections gauge\n",
+        );
+        for listener in Listener::ALL {
+            let _ = writeln!(
+                out,
+                "token_service_open_connections{{listener=\"{}\"}} {}",
+                listener.label(),
+                self.open_connections(listener)
+            );
+        }
+        out.push_str(
+            "# HELP token_service_connection_limit_reached_total Times a listener stopped accepting at connections.max_per_listener until a connection closed.\n\
+             # TYPE token_service_connection_limit_reached_total counter\n",
+        );
+        for listener in Listener::ALL {
+            let _ = writeln!(
+                out,
+                "token_service_connection_limit_reached_total{{listener=\"{}\"}} {}",
+                listener.label(),
+                self.limit_reached[listener as usize].load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

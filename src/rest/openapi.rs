@@ -177,7 +177,15 @@ pub(crate) fn document() -> Value {
                 token and WebRTC operations, with Mattermost's JSON shapes and AppError bodies. \
                 Each operation mirrors the TokenService RPC named by its operationId \
                 (proto/token_service/v1/token_service.proto). Times are Unix milliseconds; \
-                roles are space-separated.",
+                roles are space-separated. \
+                Leniencies kept on purpose, as Mattermost's Go server has them (the schemas \
+                say so, so a schema-driven fuzzer expects them): `page` and `per_page` take \
+                any text, and one that is not a non-negative integer (`null`, `abc`, `-1`) \
+                means the default; a search `term` has no length limit (a term longer than \
+                any id or username matches nothing); JSON bodies ignore unknown keys and \
+                `null` values, match keys case-insensitively and stop reading after the \
+                first JSON value. A request whose body has not fully arrived within \
+                request_timeout_ms is answered 408 and the connection closed.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"tokenCookie": []}],
@@ -299,13 +307,15 @@ fn parameters(path: &str, doc: &OperationDoc) -> Value {
     if doc.paged {
         out.push(json!({
             "name": "page", "in": "query", "required": false,
-            "description": "Zero-based page number; unparsable or negative values mean 0.",
-            "schema": {"type": "integer", "default": 0},
+            "description": "Zero-based page number; unparsable or negative values (`null`, \
+                `abc`, `-1`) mean 0, as in Mattermost.",
+            "schema": {"anyOf": [{"type": "integer"}, {"type": "string"}], "default": 0},
         }));
         out.push(json!({
             "name": "per_page", "in": "query", "required": false,
-            "description": "Page size, capped at 200; unparsable or negative values mean 60.",
-            "schema": {"type": "integer", "default": 60},
+            "description": "Page size, capped at 200; unparsable or negative values \
+                (`null`, `abc`, `-1`) mean 60, as in Mattermost.",
+            "schema": {"anyOf": [{"type": "integer"}, {"type": "string"}], "default": 60},
         }));
     }
     Value::Array(out)
@@ -336,6 +346,10 @@ fn responses(doc: &OperationDoc) -> Value {
     });
     if doc.body.is_some() {
         out["413"] = error("The body exceeds max_request_body_bytes.");
+        out["408"] = error(
+            "The body had not fully arrived within request_timeout_ms \
+             (token_service.request.body_timeout); the connection is closed.",
+        );
     }
     out
 }
@@ -539,7 +553,12 @@ fn schemas() -> Value {
             },
         }), &["description"]),
         "SearchTerm": body_requiring(json!({
-            "term": text(1, 64, "A token id, user id or username, matched exactly."),
+            "term": {
+                "type": "string", "minLength": 1,
+                "description": "A token id, user id or username, matched exactly. Any length \
+                    is accepted, as in Mattermost; a term longer than any id or username \
+                    matches nothing.",
+            },
         }), &["term"]),
         "TokenIdBody": body_requiring(json!({"token_id": id_field("The token to change.")}), &["token_id"]),
         "RotateUserAccessToken": body_requiring(json!({

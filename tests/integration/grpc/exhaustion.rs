@@ -134,6 +134,11 @@ async fn out_of_file_descriptors_the_server_backs_off_reports_it_and_recovers() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu = cpu_time(replica.pid()) - cpu_before;
     let share = cpu.as_secs_f64() / wall.elapsed().as_secs_f64();
+    eprintln!(
+        "out of descriptors: {:.1} % of a core ({cpu:?} in {:?})",
+        share * 100.0,
+        wall.elapsed()
+    );
     assert!(
         share < 0.3,
         "out of descriptors, the server used {:.0} % of a core ({cpu:?} in {:?}): it spins",

@@ -106,6 +106,7 @@ async fn livez_and_readyz_answer_200_with_a_small_json_when_ready() {
                 "database": "ok",
                 "migrations": "ok",
                 "revocation_feed": "ok",
+                "listeners": "ok",
                 "shutdown": "ok",
             }
         })
