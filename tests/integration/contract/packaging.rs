@@ -49,7 +49,9 @@ fn the_packaged_config_mentions_every_setting_of_the_readme() {
         let setting = line.trim_start_matches('#').trim_start();
         if let Some((key, _)) = setting.split_once('=') {
             let key = key.trim();
-            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            // Setting names: lower case, digits (http2_...) and underscores.
+            let setting_name = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
+            if !key.is_empty() && key.bytes().all(setting_name) {
                 mentioned.push(if section.is_empty() {
                     key.to_owned()
                 } else {
