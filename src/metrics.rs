@@ -138,6 +138,7 @@ pub struct Gauges {
     pub pool_connections: u32,
     pub pool_idle: usize,
     pub pool_max: u32,
+    pub watch_streams: usize,
 }
 
 /// How a webhook delivery attempt ended (the `outcome` label).
@@ -526,6 +527,11 @@ impl Metrics {
                 "token_service_db_pool_max_connections",
                 "Size limit of the request pool.",
                 u64::from(gauges.pool_max),
+            ),
+            (
+                "token_service_watch_streams",
+                "Open WatchRevocations and WatchEvents streams (at most connections.max_watch_streams).",
+                gauges.watch_streams as u64,
             ),
         ];
         for (name, help, value) in gauge_values {

@@ -74,6 +74,7 @@ impl TryFrom<&Config> for Policy {
                     burst: config.leak_reports.burst,
                 },
             },
+            max_watch_streams: config.connections.max_watch_streams,
             ext_authz: ExtAuthzPolicy {
                 allowed_client_subjects: config
                     .ext_authz

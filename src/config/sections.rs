@@ -516,6 +516,9 @@ pub struct ConnectionsConfig {
     pub http2_keepalive_timeout: Span,
     /// gRPC: concurrent calls (HTTP/2 streams) per connection.
     pub http2_max_concurrent_streams: u32,
+    /// `WatchRevocations` and `WatchEvents` streams this replica serves at once; more are
+    /// refused with RESOURCE_EXHAUSTED (`token_service.too_many_streams`).
+    pub max_watch_streams: usize,
 }
 
 impl Default for ConnectionsConfig {
@@ -527,6 +530,7 @@ impl Default for ConnectionsConfig {
             http2_keepalive_interval: Span(60_000),
             http2_keepalive_timeout: Span(20_000),
             http2_max_concurrent_streams: 1000,
+            max_watch_streams: 10_000,
         }
     }
 }
@@ -556,6 +560,9 @@ impl ConnectionsConfig {
             return Err(
                 "connections.http2_keepalive_timeout: must be between 100ms and 10m".into(),
             );
+        }
+        if !(1..=1_000_000).contains(&self.max_watch_streams) {
+            return Err("connections.max_watch_streams: must be between 1 and 1000000".into());
         }
         if self.http2_max_concurrent_streams == 0 {
             return Err("connections.http2_max_concurrent_streams: must be at least 1".into());

@@ -60,6 +60,9 @@ pub enum Error {
     /// `retry_after_ms`.
     #[error("too many requests; retry in {} s", retry_after_ms.div_ceil(1000))]
     RateLimited { retry_after_ms: u64 },
+    /// A server-wide limit is reached (open streams); retry later or on another replica.
+    #[error("{rule}")]
+    ResourceExhausted { rule: String, reason: Reason },
     /// The database cannot be reached; the call may be retried.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] BoxError),
@@ -105,6 +108,7 @@ impl Error {
             Error::InvalidArgument { reason, .. }
             | Error::OutOfRange { reason, .. }
             | Error::FailedPrecondition { reason, .. }
+            | Error::ResourceExhausted { reason, .. }
             | Error::Unauthenticated { reason }
             | Error::NotFound { reason }
             | Error::AlreadyExists { reason, .. }
@@ -184,6 +188,7 @@ reasons! {
     TokenInQuery, "api.context.token_provided.app_error", "session tokens may not be sent in the URL; use the Authorization header", "A valid non-OAuth session was sent in the `access_token` query parameter.";
     RouteNotFound, "api.context.404.app_error", "no API call matches this URL", "No API route matches the path (REST only).";
     BodyTooLarge, "api.context.request_body_too_large.app_error", "the request body is too large", "The request body is over the size limit (REST only).";
+    TooManyStreams, "token_service.too_many_streams", "this replica serves as many watch streams as it may", "`connections.max_watch_streams` WatchRevocations and WatchEvents streams are open on this replica (RESOURCE_EXHAUSTED); retry later or on another replica.";
     BodyTimeout, "token_service.request.body_timeout", "the request body did not arrive in time", "The client had not sent the whole request body when `request_timeout_ms` passed (REST 408; gRPC answers DEADLINE_EXCEEDED).";
     UserDeactivated, "api.user.login.inactive.app_error", "the user is deactivated", "The user is deactivated.";
     UsernameTaken, "app.user.save.username_exists.app_error", "an account with that username already exists", "The username is taken.";

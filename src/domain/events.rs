@@ -85,6 +85,7 @@ pub async fn watch_events(
 ) -> Result<mpsc::Receiver<Result<LifecycleRecord>>> {
     require_watch_permission(ctx, caller)?;
     let filter = record_filter(query)?;
+    let permit = ctx.watch_stream_permit()?;
     // Subscribe before reading where the log stands: whatever the feed learns after this
     // point wakes the subscriber, and what it learnt before was committed before the read.
     let advanced = ctx.log_advanced();
@@ -101,6 +102,7 @@ pub async fn watch_events(
         sender,
         last_sent: start,
         shutdown,
+        _permit: permit,
     };
     tokio::spawn(subscription.run(advanced, feed));
     Ok(receiver)
@@ -128,6 +130,8 @@ struct Subscription {
     /// The position read up to: the last record sent, or the start.
     last_sent: i64,
     shutdown: watch::Receiver<bool>,
+    /// Its place under `max_watch_streams`, given back when the subscription ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Why a subscription stops.

@@ -93,6 +93,8 @@ pub struct Policy {
     pub leak_reports: leaks::LeakReportPolicy,
     /// External authorization for gateways (Envoy ext_authz).
     pub ext_authz: ext_authz::ExtAuthzPolicy,
+    /// `WatchRevocations` and `WatchEvents` streams this replica serves at once, at most.
+    pub max_watch_streams: usize,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -126,6 +128,8 @@ struct ContextInner {
     usage: token_usage::UsageCollector,
     /// Leaked-token reports per client address.
     leak_report_limiter: rate_limit::RateLimiter,
+    /// One permit per open `WatchRevocations` / `WatchEvents` stream.
+    watch_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -139,6 +143,7 @@ impl Context {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let leak_report_limiter = rate_limit::RateLimiter::new(policy.leak_reports.limit);
+        let watch_streams = Arc::new(tokio::sync::Semaphore::new(policy.max_watch_streams));
         Self {
             inner: Arc::new(ContextInner {
                 store: store.with_audit_key(audit_key.clone()),
@@ -155,6 +160,7 @@ impl Context {
                 reuse_throttle: rotation::ReuseThrottle::default(),
                 usage: token_usage::UsageCollector::default(),
                 leak_report_limiter,
+                watch_streams,
             }),
         }
     }
@@ -224,6 +230,7 @@ impl Context {
             pool_connections: pool.connections,
             pool_idle: pool.idle,
             pool_max: pool.max,
+            watch_streams: self.watch_streams(),
         }
     }
 
@@ -234,6 +241,28 @@ impl Context {
 
     pub(crate) fn webhook_sender(&self) -> Option<&dyn webhooks::WebhookSender> {
         self.inner.webhook_sender.get().map(|s| s.as_ref())
+    }
+
+    /// A place for one more watch stream (held until the stream ends), unless
+    /// `max_watch_streams` are open.
+    pub(crate) fn watch_stream_permit(&self) -> error::Result<tokio::sync::OwnedSemaphorePermit> {
+        self.inner
+            .watch_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| error::Error::ResourceExhausted {
+                rule: format!(
+                    "this replica serves its maximum of {} watch streams \
+                     (connections.max_watch_streams); retry later or on another replica",
+                    self.inner.policy.max_watch_streams
+                ),
+                reason: error::Reason::TooManyStreams,
+            })
+    }
+
+    /// Watch streams open now.
+    pub fn watch_streams(&self) -> usize {
+        self.inner.policy.max_watch_streams - self.inner.watch_streams.available_permits()
     }
 
     pub(crate) fn feed(&self) -> &tokio::sync::broadcast::Sender<revocations::FeedItem> {

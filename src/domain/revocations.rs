@@ -231,6 +231,7 @@ pub async fn watch_revocations(
     shutdown: watch::Receiver<bool>,
 ) -> Result<mpsc::Receiver<Result<RevocationEvent>>> {
     require_watch_permission(ctx, caller)?;
+    let permit = ctx.watch_stream_permit()?;
     // Subscribe before reading the backlog: an event the feed passes on after this point is
     // received here, and one it passed on before was committed before the backlog read.
     let feed = ctx.feed().subscribe();
@@ -245,6 +246,7 @@ pub async fn watch_revocations(
         sender,
         last_sent: start,
         shutdown,
+        _permit: permit,
     };
     tokio::spawn(subscription.run(feed));
     Ok(receiver)
@@ -257,6 +259,8 @@ struct Subscription {
     sender: mpsc::Sender<Result<RevocationEvent>>,
     last_sent: i64,
     shutdown: watch::Receiver<bool>,
+    /// Its place under `max_watch_streams`, given back when the subscription ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Why a subscription stops.

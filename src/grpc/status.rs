@@ -51,6 +51,7 @@ impl From<Error> for Status {
             metadata.insert("retry_after_ms".to_owned(), retry_after_ms.to_string());
             (Code::ResourceExhausted, err.to_string())
         }
+        Error::ResourceExhausted { .. } => (Code::ResourceExhausted, err.to_string()),
         Error::Unavailable(cause) => {
             warn!(cause = %cause, "database unavailable");
             (Code::Unavailable, err.to_string())

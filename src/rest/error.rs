@@ -215,6 +215,7 @@ fn rest(reason: Reason) -> (StatusCode, Option<&'static str>) {
         Reason::RouteNotFound => (S::NOT_FOUND, Some("Sorry, we could not find the page.")),
         Reason::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, None),
         Reason::BodyTimeout => (S::REQUEST_TIMEOUT, None),
+        Reason::TooManyStreams => (S::SERVICE_UNAVAILABLE, None),
         Reason::UserDeactivated => (S::BAD_REQUEST, None),
         Reason::UsernameTaken => (S::BAD_REQUEST, None),
         Reason::UserIdTaken => (S::BAD_REQUEST, None),
@@ -291,6 +292,7 @@ impl From<Error> for ApiError {
                 ApiError::new(reason, err.to_string(), "")
             }
             Error::ShuttingDown => ApiError::new(reason, err.to_string(), ""),
+            Error::ResourceExhausted { .. } => ApiError::new(reason, err.to_string(), ""),
             Error::Internal(cause) => {
                 error!(cause = %cause, "internal error");
                 ApiError::new(reason, "An internal error occurred.", "")

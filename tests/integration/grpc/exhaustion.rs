@@ -369,3 +369,98 @@ async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_stil
     assert_eq!(me.id, alice.id);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_metadata_is_refused_per_call_and_the_connection_still_serves() {
+    use tonic_health::pb::health_client::HealthClient;
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let channel = tonic::transport::Channel::from_shared(srv.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // A stream open on the connection: it must outlive the refused call.
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    watch.message().await.expect("first status").expect("open");
+    let mut client = token_service::pb::token_service_client::TokenServiceClient::new(channel);
+    let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
+        user_id: "me".into(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", alice.token).parse().unwrap(),
+    );
+    request
+        .metadata_mut()
+        .insert("x-padding", "x".repeat(20 * 1024).parse().unwrap());
+    let err = client
+        .get_user(request)
+        .await
+        .expect_err("20 KiB of metadata is over the 16 KiB limit");
+    assert!(err.message().contains("431"), "{err:?}");
+    // The stream on the same connection is still open (no GOAWAY, no reset).
+    let still_open = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
+    assert!(still_open.is_err(), "the watch ended: {still_open:?}");
+    // And the connection serves the next call.
+    let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
+        user_id: "me".into(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", alice.token).parse().unwrap(),
+    );
+    let me = client.get_user(request).await.expect("GetUser me");
+    assert_eq!(me.into_inner().user.unwrap().id, alice.id);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn watch_streams_are_capped_per_replica_and_a_closed_one_frees_its_place() {
+    let srv = TestServer::start_with(|c| c.connections.max_watch_streams = 2).await;
+    let admin = srv.admin("root").await;
+    let first = srv
+        .as_(&admin)
+        .watch_revocations(None)
+        .await
+        .expect("first");
+    let _second = srv
+        .as_(&admin)
+        .watch_events(Default::default())
+        .await
+        .expect("second");
+    // A third stream is over the limit.
+    assert_error(
+        srv.as_(&admin).watch_revocations(None).await,
+        tonic::Code::ResourceExhausted,
+        "token_service.too_many_streams",
+    );
+    let http = srv.config.http_addr.to_string();
+    assert_eq!(
+        scrape_metric(&http, "token_service_watch_streams").await,
+        Some(2.0)
+    );
+    // Closing a stream gives its place back (once the server notices).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match srv.as_(&admin).watch_revocations(None).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "the closed stream's place was never given back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    srv.stop().await;
+}
