@@ -354,33 +354,36 @@ async fn a_request_body_that_does_not_arrive_is_a_408_not_a_database_outage() {
     srv.stop().await;
 }
 
-#[tokio::test]
-async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_still_serves() {
-    let srv = TestServer::start().await;
-    let alice = srv.basic_user("alice").await;
-    let err = srv
-        .as_(&alice)
-        .get_user(&"x".repeat(5 << 20))
-        .await
-        .expect_err("a 5 MiB message is over the 4 MiB limit");
-    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    // The same channel serves the next call.
-    let me = srv.as_(&alice).get_user("me").await.expect("GetUser me");
-    assert_eq!(me.id, alice.id);
-    srv.stop().await;
+/// GetUser for `user_id` presenting `token`, with `padding` bytes of extra metadata.
+fn get_user_request(
+    token: &str,
+    user_id: &str,
+    padding: usize,
+) -> tonic::Request<token_service::pb::GetUserRequest> {
+    let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
+        user_id: user_id.to_owned(),
+    });
+    let metadata = request.metadata_mut();
+    metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    if padding > 0 {
+        metadata.insert("x-padding", "x".repeat(padding).parse().unwrap());
+    }
+    request
 }
 
-#[tokio::test]
-async fn oversized_metadata_is_refused_per_call_and_the_connection_still_serves() {
-    use tonic_health::pb::health_client::HealthClient;
-    let srv = TestServer::start().await;
-    let alice = srv.basic_user("alice").await;
+/// A client on a connection of its own, and a health watch open on that connection (a
+/// dropped connection ends it).
+async fn client_and_watch(
+    srv: &TestServer,
+) -> (
+    token_service::pb::token_service_client::TokenServiceClient<tonic::transport::Channel>,
+    tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+) {
     let channel = tonic::transport::Channel::from_shared(srv.endpoint())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    // A stream open on the connection: it must outlive the refused call.
     let mut watch = HealthClient::new(channel.clone())
         .watch(HealthCheckRequest {
             service: String::new(),
@@ -389,35 +392,59 @@ async fn oversized_metadata_is_refused_per_call_and_the_connection_still_serves(
         .expect("watch")
         .into_inner();
     watch.message().await.expect("first status").expect("open");
-    let mut client = token_service::pb::token_service_client::TokenServiceClient::new(channel);
-    let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
-        user_id: "me".into(),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", alice.token).parse().unwrap(),
+    let client = token_service::pb::token_service_client::TokenServiceClient::new(channel)
+        .max_encoding_message_size(usize::MAX);
+    (client, watch)
+}
+
+/// Checks that the connection under `watch` is still open, and that `client` still serves
+/// `alice` on it.
+async fn assert_connection_serves(
+    watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    client: &mut token_service::pb::token_service_client::TokenServiceClient<
+        tonic::transport::Channel,
+    >,
+    alice: &Actor,
+) {
+    let still_open = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
+    assert!(
+        still_open.is_err(),
+        "the connection was dropped: {still_open:?}"
     );
-    request
-        .metadata_mut()
-        .insert("x-padding", "x".repeat(20 * 1024).parse().unwrap());
+    let me = client
+        .get_user(get_user_request(&alice.token, "me", 0))
+        .await
+        .expect("GetUser me");
+    assert_eq!(me.into_inner().user.unwrap().id, alice.id);
+}
+
+#[tokio::test]
+async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_still_serves() {
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let (mut client, mut watch) = client_and_watch(&srv).await;
     let err = client
-        .get_user(request)
+        .get_user(get_user_request(&alice.token, &"x".repeat(2 << 20), 0))
+        .await
+        .expect_err("a 2 MiB message is over the 1 MiB limit");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert_connection_serves(&mut watch, &mut client, &alice).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_metadata_is_refused_per_call_and_the_connection_still_serves() {
+    let srv = TestServer::start().await;
+    let alice = srv.basic_user("alice").await;
+    let (mut client, mut watch) = client_and_watch(&srv).await;
+    // Over hyper's 16 KiB header list limit (under four times it, where h2 closes the
+    // connection as an abuse).
+    let err = client
+        .get_user(get_user_request(&alice.token, "me", 20 * 1024))
         .await
         .expect_err("20 KiB of metadata is over the 16 KiB limit");
     assert!(err.message().contains("431"), "{err:?}");
-    // The stream on the same connection is still open (no GOAWAY, no reset).
-    let still_open = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
-    assert!(still_open.is_err(), "the watch ended: {still_open:?}");
-    // And the connection serves the next call.
-    let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
-        user_id: "me".into(),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", alice.token).parse().unwrap(),
-    );
-    let me = client.get_user(request).await.expect("GetUser me");
-    assert_eq!(me.into_inner().user.unwrap().id, alice.id);
+    assert_connection_serves(&mut watch, &mut client, &alice).await;
     srv.stop().await;
 }
 
