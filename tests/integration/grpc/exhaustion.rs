@@ -491,3 +491,53 @@ async fn watch_streams_are_capped_per_replica_and_a_closed_one_frees_its_place()
     }
     srv.stop().await;
 }
+
+/// A request body that sends its first bytes and then nothing more.
+struct Stalled(Option<bytes::Bytes>);
+
+impl http_body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.take() {
+            Some(bytes) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_message_that_does_not_arrive_is_deadline_exceeded_not_unavailable() {
+    use tower::ServiceExt as _;
+    let srv = TestServer::start_with(|c| c.request_timeout_ms = 500).await;
+    let alice = srv.basic_user("alice").await;
+    let channel = tonic::transport::Channel::from_shared(srv.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // A gRPC frame announcing a 100-byte message, of which 2 bytes arrive.
+    let body = Stalled(Some(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 10, 3])));
+    let request = http::Request::post(format!(
+        "{}/token_service.v1.TokenService/GetUser",
+        srv.endpoint()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("authorization", format!("Bearer {}", alice.token))
+    .body(tonic::body::Body::new(body))
+    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), channel.oneshot(request))
+        .await
+        .expect("an answer within 5 s")
+        .expect("a response");
+    let status =
+        tonic::Status::from_header_map(response.headers()).expect("a trailers-only status");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(!status.message().contains("database"), "{status:?}");
+    srv.stop().await;
+}
