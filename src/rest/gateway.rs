@@ -274,12 +274,30 @@ fn introspection_failed(err: Error) -> (GatewayOutcome, Response) {
 
 /// `POST /oauth2/introspect` (RFC 7662).
 async fn introspect(State(state): State<GatewayState>, request: Request) -> Response {
+    // A body still arriving at the deadline is the client's fault (408), not an outage.
+    let (parts, body) = request.into_parts();
+    let (body, received) = crate::deadline::TrackedBody::new(body);
+    let request = Request::from_parts(parts, Body::new(body));
     gated(
         &state,
         GatewayEndpoint::Introspect,
         request_id(&request),
         answer_introspection(&state, request),
-        || introspection_failed(Error::Unavailable("request_timeout_ms passed".into())).1,
+        move || {
+            if received.is_complete() {
+                introspection_failed(Error::Unavailable("request_timeout_ms passed".into())).1
+            } else {
+                let mut response = oauth_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "invalid_request",
+                    "the request body did not arrive within request_timeout_ms",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
+        },
     )
     .await
 }

@@ -80,3 +80,23 @@ pub async fn counter_at(http_addr: impl std::fmt::Display, series: &str) -> u64 
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Sends `request` (a request head and the start of its body) on a new connection to
+/// `addr`, sends nothing more, and returns everything the server answers before it closes
+/// the connection (or 5 s pass). Blocking socket calls, off the runtime that runs the server.
+pub async fn send_partial_request(addr: impl std::fmt::Display, request: String) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = addr.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap()
+}

@@ -312,25 +312,16 @@ async fn a_request_body_that_does_not_arrive_is_a_408_not_a_database_outage() {
     let srv = TestServer::start_with(|c| c.request_timeout_ms = 500).await;
     let alice = srv.token_user("alice").await;
     let http = srv.config.http_addr.to_string();
-    let token = alice.token.clone();
-    // Blocking socket calls: off the runtime that runs the server.
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut stream = idle_connections(&http, 1).pop().unwrap();
-        write!(
-            stream,
-            "POST /api/v4/users/me/tokens HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"descr",
-        )
-        .unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
-    })
-    .await
-    .unwrap();
+    let answer = send_partial_request(
+        &http,
+        format!(
+            "POST /api/v4/users/me/tokens HTTP/1.1\r\nHost: {http}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"descr",
+            alice.token
+        ),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(
         answer.contains("token_service.request.body_timeout"),

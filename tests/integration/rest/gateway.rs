@@ -883,3 +883,22 @@ async fn tokens_of_both_formats_pass_every_gate() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_introspection_body_that_does_not_arrive_is_a_408_not_temporarily_unavailable() {
+    let srv = TestServer::start_with(|c| c.request_timeout_ms = 500).await;
+    let (_, credential) = introspector(&srv).await;
+    let http = srv.config.http_addr;
+    let answer = send_partial_request(
+        http,
+        format!(
+            "POST /oauth2/introspect HTTP/1.1\r\nHost: {http}\r\nAuthorization: {credential}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntok"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("\"invalid_request\""), "{answer}");
+    assert!(!answer.contains("temporarily_unavailable"), "{answer}");
+    srv.stop().await;
+}
