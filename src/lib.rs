@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod pb;
+pub mod private_files;
 pub mod rest;
 pub mod server;
 pub mod store;

@@ -189,7 +189,7 @@ async fn connect_store_with(
 fn prepare_sqlite_file(config: &Config, file: &Path, create: bool) -> Result<(), String> {
     let dir = file.parent().unwrap_or(Path::new("/"));
     if create && !dir.exists() && config.database_is_in_data_dir() {
-        fs::create_dir_all(dir).map_err(|e| {
+        crate::private_files::create_private_dir(dir).map_err(|e| {
             format!(
                 "cannot create the directory {} for the SQLite database {} (data_dir {}): {e}",
                 dir.display(),
@@ -215,6 +215,21 @@ fn prepare_sqlite_file(config: &Config, file: &Path, create: bool) -> Result<(),
             file.display(),
             dir.display()
         ));
+    }
+    // The database holds user names, e-mail addresses and digests: created 0600 here rather
+    // than by SQLite (0644), and SQLite gives its -wal and -shm files the database's mode.
+    let narrowed = crate::private_files::prepare_sqlite_files(file).map_err(|e| {
+        format!(
+            "cannot create or restrict the SQLite database {} (in the directory {}): {e}",
+            file.display(),
+            dir.display()
+        )
+    })?;
+    for path in narrowed {
+        warn!(
+            path,
+            "group or other users could read this SQLite file; narrowed it to mode 0600"
+        );
     }
     Ok(())
 }
@@ -303,7 +318,8 @@ pub async fn start_with(
     config: &Config,
     options: StartOptions,
 ) -> Result<RunningServer, ServerError> {
-    let tls = tls::ServerTls::load(&config.tls).map_err(InvalidConfig)?;
+    let tls = tls::ServerTls::load(&config.tls, config.allow_readable_key_files)
+        .map_err(InvalidConfig)?;
     let mut grpc_server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         grpc_server = grpc_server
@@ -597,15 +613,12 @@ fn bind_local_socket(
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     let dir = path.parent().unwrap_or(Path::new("/"));
     if !dir.exists() && dir == config.absolute_data_dir() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .create(dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create data_dir {} for local_socket: {e}",
-                    dir.display()
-                )
-            })?;
+        crate::private_files::create_private_dir(dir).map_err(|e| {
+            format!(
+                "cannot create data_dir {} for local_socket: {e}",
+                dir.display()
+            )
+        })?;
     }
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
