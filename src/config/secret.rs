@@ -209,8 +209,9 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
 impl Config {
     /// The server key: configured as hex, or read from a file, or generated on first start
     /// into `<data_dir>/server.key` (mode 0600; data_dir 0700 if it is created). A key file
-    /// group or others may read is refused unless `allow_readable_key_files`. `backend` is the database's kind: a key
-    /// file beside a shared database gets a warning, as every replica needs the same key.
+    /// group or others may read is refused unless `allow_readable_key_files`. `backend` is
+    /// the database's kind: a key file beside a shared database gets a warning, as every
+    /// replica needs the same key.
     pub(crate) fn load_server_key(&self, backend: &str) -> Result<ServerKey, String> {
         if let Some(key) = &self.server_key {
             return ServerKey::from_hex(key.expose()).map_err(|e| format!("server_key: {e}"));

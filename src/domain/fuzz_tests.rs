@@ -119,11 +119,7 @@ fn presented_token_holds(raw: &str) {
     let text = token.expose();
     assert!(raw.starts_with(text));
     assert_eq!(text.chars().count(), raw.chars().count().min(50));
-    let debug = format!("{token:?}");
-    assert!(
-        !debug.contains(text) || text.len() < 4,
-        "Debug must not print the token"
-    );
+    assert_eq!(format!("{token:?}"), "PlainToken(<redacted>)");
     match token.shape() {
         Shape::Mattermost => {
             assert_eq!(text.len(), MATTERMOST_TOKEN_CHARS);
