@@ -148,12 +148,10 @@ fn authorization_holds(value: &str) {
             "{value:?} cut at {head}"
         );
     } else {
-        let cut_at = |n: usize| value.len() >= n && value.is_char_boundary(n);
-        assert!(
-            !(lower.starts_with("bearer") && cut_at(7))
-                && !(lower.starts_with("token") && cut_at(6)),
-            "{value:?} has a scheme and a token"
-        );
+        let cut_at = |n: usize| value.is_char_boundary(n);
+        let scheme_and_token =
+            (lower.starts_with("bearer") && cut_at(7)) || (lower.starts_with("token") && cut_at(6));
+        assert!(!scheme_and_token, "{value:?} has a scheme and a token");
     }
     let parsed = parse_authorization_header(value);
     assert_eq!(
