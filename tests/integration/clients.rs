@@ -49,16 +49,17 @@ async fn node() -> Option<PathBuf> {
 
 /// A Python with grpcio-tools: `TS_PYTHON`, else the CI virtualenv, else `python3`.
 async fn python() -> Option<PathBuf> {
-    let candidates = std::env::var_os("TS_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            repo().join("target/ci-tools/venv/bin/python"),
-            PathBuf::from("python3"),
-        ]);
+    python_with("grpc, grpc_tools").await
+}
+
+/// The first of `candidates` that runs `args` successfully.
+async fn first_that_runs(
+    candidates: impl IntoIterator<Item = PathBuf>,
+    args: &[&str],
+) -> Option<PathBuf> {
     for candidate in candidates {
         let ok = Command::new(&candidate)
-            .args(["-c", "import grpc, grpc_tools"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -184,19 +185,7 @@ async fn python_with(module: &str) -> Option<PathBuf> {
             repo().join("target/ci-tools/venv/bin/python"),
             PathBuf::from("python3"),
         ]);
-    for candidate in candidates {
-        let ok = Command::new(&candidate)
-            .args(["-c", &format!("import {module}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(candidate);
-        }
-    }
-    None
+    first_that_runs(candidates, &["-c", &format!("import {module}")]).await
 }
 
 /// Every delivery verifies with the Standard Webhooks reference library (PyPI
@@ -535,19 +524,7 @@ async fn schemathesis() -> Option<PathBuf> {
             repo().join("target/ci-tools/venv/bin/schemathesis"),
             PathBuf::from("schemathesis"),
         ]);
-    for candidate in candidates {
-        let ok = Command::new(&candidate)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(candidate);
-        }
-    }
-    None
+    first_that_runs(candidates, &["--version"]).await
 }
 
 /// One bounded schemathesis run against `schema` as the admin holding `token`: a fixed

@@ -59,6 +59,18 @@ async fn stop_when_ready(serving: &mut Serving) {
     panic!("{url} never answered 200");
 }
 
+/// Asserts that `serving` logged a warning containing `text` while starting.
+fn assert_warned(serving: &Serving, text: &str) {
+    assert!(
+        serving
+            .startup
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(text)),
+        "no warning with {text:?}: {:#?}",
+        serving.startup
+    );
+}
+
 fn database_files(data_dir: &Path) -> [PathBuf; 3] {
     [
         "token-service.db",
@@ -89,14 +101,7 @@ async fn the_data_directory_database_and_key_are_the_service_users_alone() {
     for file in database_files(&data) {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
-    assert!(
-        serving
-            .startup
-            .iter()
-            .any(|l| l.contains("WARN") && l.contains("narrowed it to mode 0600")),
-        "{:#?}",
-        serving.startup
-    );
+    assert_warned(&serving, "narrowed it to mode 0600");
     stop_when_ready(&mut serving).await;
 }
 
@@ -131,14 +136,7 @@ async fn a_server_key_file_others_can_read_stops_the_start_unless_allowed() {
         .env("TOKEN_SERVICE_SERVER_KEY_FILE", &key)
         .env("TOKEN_SERVICE_ALLOW_READABLE_KEY_FILES", "true");
     let mut serving = Serving::start(allowed, TEST_SERVER_KEY);
-    assert!(
-        serving
-            .startup
-            .iter()
-            .any(|l| l.contains("WARN") && l.contains("server_key_file")),
-        "{:#?}",
-        serving.startup
-    );
+    assert_warned(&serving, "server_key_file");
     stop_when_ready(&mut serving).await;
 
     // 0600 needs no setting.
