@@ -188,6 +188,18 @@ async fn connect_store_with(
 /// created), and otherwise says plainly what is missing, naming the file and the directory.
 fn prepare_sqlite_file(config: &Config, file: &Path, create: bool) -> Result<(), String> {
     let dir = file.parent().unwrap_or(Path::new("/"));
+    if dir.is_dir()
+        && config.database_is_in_data_dir()
+        && let Ok(Some(mode)) = crate::private_files::open_to_others(dir)
+    {
+        // Not narrowed: the operator may share it on purpose; the files in it are private.
+        warn!(
+            path = %dir.display(),
+            mode = %format!("{mode:04o}"),
+            "group or other users may list the database's directory (earlier versions \
+             created data_dir 0755); chmod 700 it"
+        );
+    }
     if create && !dir.exists() && config.database_is_in_data_dir() {
         crate::private_files::create_private_dir(dir).map_err(|e| {
             format!(

@@ -1,7 +1,8 @@
 //! What other local users may read of the service's state: nothing. The binary, started
 //! on an empty data directory with the embedded SQLite database and a generated server key,
 //! creates the directory 0700 and the database, its `-wal` and `-shm` files and the key
-//! 0600; an existing database others could read is narrowed at start; a key file (the
+//! 0600; an existing database others could read is narrowed at start (a data directory
+//! others may list is named in a warning); a key file (the
 //! server key or the TLS key) that group or others may read stops the start with exit code
 //! 2 naming the file and the fix, unless `allow_readable_key_files` accepts it. SQLite and
 //! the file system only: the backend under test plays no part.
@@ -96,12 +97,16 @@ async fn the_data_directory_database_and_key_are_the_service_users_alone() {
 
     // A database left readable (as earlier versions created it) is narrowed at the next
     // start, and the log says so.
+    // A data directory left open is named in a warning (and left as it is).
     chmod(&data.join("token-service.db"), 0o644);
+    chmod(&data, 0o755);
     let mut serving = Serving::start(serve(&data), TEST_SERVER_KEY);
     for file in database_files(&data) {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     assert_warned(&serving, "narrowed it to mode 0600");
+    assert_warned(&serving, "chmod 700");
+    assert_eq!(mode(&data), 0o755);
     stop_when_ready(&mut serving).await;
 }
 
