@@ -38,7 +38,9 @@ impl ReplicaProcess {
             .expect("database url")
             .expose()
             .to_owned();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_token-service"))
+        let mut scan_log = super::secret_scan::child_log();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_token-service"));
+        command
             .args([
                 "serve",
                 "--grpc-addr",
@@ -55,14 +57,20 @@ impl ReplicaProcess {
             .env("TOKEN_SERVICE_LOG__FORMAT", "text")
             .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn token-service serve");
+            .stdout(std::process::Stdio::null());
+        if scan_log.is_some() {
+            command.env("RUST_LOG", "trace");
+        }
+        let mut child = command.spawn().expect("spawn token-service serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(log) = scan_log.as_mut() {
+                    use std::io::Write as _;
+                    let _ = writeln!(log, "{line}");
+                }
                 if tx.send(line).is_err() {
                     // Keep draining so the child never blocks on a full pipe.
                     continue;

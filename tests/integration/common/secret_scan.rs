@@ -10,6 +10,10 @@
 //!   webhook signing secret, TURN password and generated key any server or fixture mints to
 //!   `<dir>/secrets.txt`, plus the suite's fixed server key.
 //!
+//! Servers the suite runs as child processes ([`super::Replica`]) log at `trace` too, into
+//! `<dir>/children.log` (their own minted secrets are not recorded, but every secret the
+//! in-process servers and fixtures minted, which the tests hand to them, is).
+//!
 //! Without the variable nothing is installed and tests run as usual.
 
 use std::{
@@ -57,4 +61,18 @@ pub fn install() {
             .expect("no other tracing subscriber is installed in the test process");
         tracing::info!(target: "secret_scan", "trace log and secret recorder installed");
     });
+}
+
+/// With `TS_SECRET_SCAN_DIR` set: `<dir>/children.log`, opened for appending, for a child
+/// process server's log lines (run it with `RUST_LOG=trace`).
+pub fn child_log() -> Option<std::fs::File> {
+    let dir = std::env::var_os(SECRET_SCAN_DIR).filter(|d| !d.is_empty())?;
+    let path = PathBuf::from(dir).join("children.log");
+    Some(
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
 }
