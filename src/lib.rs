@@ -13,6 +13,7 @@ pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod pb;
+pub mod private_files;
 pub mod rest;
 pub mod server;
 pub mod store;

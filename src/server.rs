@@ -189,8 +189,20 @@ async fn connect_store_with(
 /// created), and otherwise says plainly what is missing, naming the file and the directory.
 fn prepare_sqlite_file(config: &Config, file: &Path, create: bool) -> Result<(), String> {
     let dir = file.parent().unwrap_or(Path::new("/"));
+    if dir.is_dir()
+        && config.database_is_in_data_dir()
+        && let Ok(Some(mode)) = crate::private_files::open_to_others(dir)
+    {
+        // Not narrowed: the operator may share it on purpose; the files in it are private.
+        warn!(
+            path = %dir.display(),
+            mode = %format!("{mode:04o}"),
+            "group or other users may list the database's directory (earlier versions \
+             created data_dir 0755); chmod 700 it"
+        );
+    }
     if create && !dir.exists() && config.database_is_in_data_dir() {
-        fs::create_dir_all(dir).map_err(|e| {
+        crate::private_files::create_private_dir(dir).map_err(|e| {
             format!(
                 "cannot create the directory {} for the SQLite database {} (data_dir {}): {e}",
                 dir.display(),
@@ -216,6 +228,21 @@ fn prepare_sqlite_file(config: &Config, file: &Path, create: bool) -> Result<(),
             file.display(),
             dir.display()
         ));
+    }
+    // The database holds user names, e-mail addresses and digests: created 0600 here rather
+    // than by SQLite (0644), and SQLite gives its -wal and -shm files the database's mode.
+    let narrowed = crate::private_files::prepare_sqlite_files(file).map_err(|e| {
+        format!(
+            "cannot create or restrict the SQLite database {} (in the directory {}): {e}",
+            file.display(),
+            dir.display()
+        )
+    })?;
+    for path in narrowed {
+        warn!(
+            path,
+            "group or other users could read this SQLite file; narrowed it to mode 0600"
+        );
     }
     Ok(())
 }
@@ -304,7 +331,8 @@ pub async fn start_with(
     config: &Config,
     options: StartOptions,
 ) -> Result<RunningServer, ServerError> {
-    let tls = tls::ServerTls::load(&config.tls).map_err(InvalidConfig)?;
+    let tls = tls::ServerTls::load(&config.tls, config.allow_readable_key_files)
+        .map_err(InvalidConfig)?;
     let connections = &config.connections;
     let keepalive = connections.http2_keepalive_interval.millis();
     let mut grpc_server = tonic::transport::Server::builder()
@@ -629,15 +657,12 @@ fn bind_local_socket(
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     let dir = path.parent().unwrap_or(Path::new("/"));
     if !dir.exists() && dir == config.absolute_data_dir() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .create(dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create data_dir {} for local_socket: {e}",
-                    dir.display()
-                )
-            })?;
+        crate::private_files::create_private_dir(dir).map_err(|e| {
+            format!(
+                "cannot create data_dir {} for local_socket: {e}",
+                dir.display()
+            )
+        })?;
     }
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {

@@ -59,8 +59,12 @@ impl fmt::Debug for ServerTls {
 
 impl ServerTls {
     /// Reads and checks the configured files: `None` when TLS is off. Errors name the
-    /// setting (`tls.cert_file: ...`), so the operator knows which file to fix.
-    pub fn load(config: &TlsConfig) -> Result<Option<Self>, String> {
+    /// setting (`tls.cert_file: ...`), so the operator knows which file to fix. A key file
+    /// group or others may read is refused unless `allow_readable_key_files`.
+    pub fn load(
+        config: &TlsConfig,
+        allow_readable_key_files: bool,
+    ) -> Result<Option<Self>, String> {
         config.validate()?;
         let (Some(cert_path), Some(key_path)) = (&config.cert_file, &config.key_file) else {
             return Ok(None);
@@ -79,6 +83,7 @@ impl ServerTls {
                 key_path.display()
             )
         })?;
+        crate::private_files::check_key_file("tls.key_file", key_path, allow_readable_key_files)?;
 
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()

@@ -66,6 +66,10 @@ pub struct Config {
     /// A file holding the server key as hex. Default: `<data_dir>/server.key`, generated
     /// with mode 0600 on first start.
     pub server_key_file: Option<PathBuf>,
+    /// Start even when a key file the service reads (`server_key_file`, `tls.key_file`)
+    /// may be read by group or other users (a warning is logged instead). Off: such a key
+    /// file stops the start with an error naming it.
+    pub allow_readable_key_files: bool,
     /// Mattermost's `EnableUserAccessTokens`.
     pub enable_user_access_tokens: bool,
     /// Mattermost's `MaximumPersonalAccessTokenLifetimeDays`; 0 = no limit.
@@ -163,6 +167,7 @@ impl Default for Config {
             database_url: None,
             server_key: None,
             server_key_file: None,
+            allow_readable_key_files: false,
             enable_user_access_tokens: true,
             maximum_personal_access_token_lifetime_days: 0,
             session_length_hours: 720,

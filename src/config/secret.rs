@@ -208,8 +208,10 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
 
 impl Config {
     /// The server key: configured as hex, or read from a file, or generated on first start
-    /// into `<data_dir>/server.key` (mode 0600). `backend` is the database's kind: a key
-    /// file beside a shared database gets a warning, as every replica needs the same key.
+    /// into `<data_dir>/server.key` (mode 0600; data_dir 0700 if it is created). A key file
+    /// group or others may read is refused unless `allow_readable_key_files`. `backend` is
+    /// the database's kind: a key file beside a shared database gets a warning, as every
+    /// replica needs the same key.
     pub(crate) fn load_server_key(&self, backend: &str) -> Result<ServerKey, String> {
         if let Some(key) = &self.server_key {
             return ServerKey::from_hex(key.expose()).map_err(|e| format!("server_key: {e}"));
@@ -233,43 +235,28 @@ impl Config {
         };
         let text = fs::read_to_string(&path)
             .map_err(|e| format!("server_key_file {}: {e}", path.display()))?;
-        warn_if_readable_by_others(&path);
+        crate::private_files::check_key_file(
+            "server_key_file",
+            &path,
+            self.allow_readable_key_files,
+        )?;
         ServerKey::from_hex(&text).map_err(|e| format!("server_key_file {}: {e}", path.display()))
     }
 }
 
 fn generate_key_file(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        crate::private_files::create_private_dir(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let key = ServerKey::generate_hex()?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
+    let mut file = crate::private_files::create_private_file(path)
         .map_err(|e| format!("cannot create server key file {}: {e}", path.display()))?;
     file.write_all(key.as_bytes())
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write server key file {}: {e}", path.display()))?;
     Ok(())
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            warn!(path = %path.display(), "the server key file is readable by group or others; chmod 600 it");
-        }
-    }
 }
 
 #[cfg(test)]

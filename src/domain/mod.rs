@@ -13,6 +13,8 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod ext_authz;
+#[cfg(test)]
+pub(crate) mod fuzz_tests;
 pub mod gateway;
 pub mod ids;
 pub mod introspection;

@@ -27,7 +27,9 @@ pub struct PlainToken(String);
 impl PlainToken {
     /// Mints a new random secret of `kind` in `format`.
     pub fn mint(format: &TokenFormat, kind: SecretKind) -> Self {
-        Self(format.mint(kind))
+        let token = format.mint(kind);
+        minted::note(&token);
+        Self(token)
     }
 
     /// Wraps a token presented by a client.
@@ -122,7 +124,9 @@ impl ServerKey {
     pub fn generate_hex() -> Result<String, String> {
         let mut bytes = [0u8; SERVER_KEY_MIN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| format!("no system randomness: {e}"))?;
-        Ok(to_hex(&bytes))
+        let hex = to_hex(&bytes);
+        minted::note(&hex);
+        Ok(hex)
     }
 }
 
@@ -311,6 +315,43 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
         out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
+}
+
+/// Test support: every secret this process mints (tokens, webhook signing secrets, TURN
+/// passwords, generated server keys) is also written, one a line, to a sink the test
+/// harness installs, so that a scan of the logs can look for each of them
+/// (`tests/integration/common/secret_scan.rs`). Compiled only with the
+/// `record-minted-secrets` feature, which only this crate's own tests enable (a dev-dependency
+/// on itself); a release build contains none of it.
+#[cfg(feature = "record-minted-secrets")]
+pub mod minted {
+    use std::{
+        io::Write,
+        sync::{Mutex, OnceLock},
+    };
+
+    static SINK: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
+
+    /// Sends every secret minted from now on to `sink`; `false` if a sink is already set.
+    pub fn record_to(sink: Box<dyn Write + Send>) -> bool {
+        SINK.set(Mutex::new(sink)).is_ok()
+    }
+
+    pub(crate) fn note(secret: &str) {
+        if let Some(sink) = SINK.get() {
+            let mut sink = sink
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = writeln!(sink, "{secret}").and_then(|()| sink.flush());
+        }
+    }
+}
+
+/// Without the `record-minted-secrets` feature nothing is recorded.
+#[cfg(not(feature = "record-minted-secrets"))]
+pub(crate) mod minted {
+    #[inline(always)]
+    pub(crate) fn note(_secret: &str) {}
 }
 
 #[cfg(test)]

@@ -181,7 +181,9 @@ impl WebhookSecret {
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; SECRET_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-        Ok(Self(format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes))))
+        let secret = format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes));
+        super::secret::minted::note(&secret);
+        Ok(Self(secret))
     }
 
     /// Wraps a secret in its text form (as stored or as a receiver was given it).

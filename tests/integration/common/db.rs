@@ -51,6 +51,7 @@ pub struct TestDb {
 impl TestDb {
     /// Creates the database.
     pub async fn create(dir: &Path) -> Self {
+        super::secret_scan::install();
         let Some(server_url) = std::env::var(TEST_DATABASE_URL)
             .ok()
             .filter(|u| !u.is_empty())

@@ -9,6 +9,8 @@
 //! - [`assertions`]: what a refused call must look like (`assert_denied`, `assert_invalid`, ..).
 //! - [`replica`]: a second replica as its own process, and the revocation stream helpers.
 //! - [`db`]: the per-test database; [`proxy`]: a TCP proxy for fault tests.
+//! - [`secret_scan`]: with `TS_SECRET_SCAN_DIR`, every server's trace-level log and every
+//!   minted secret are written there for `.ci/secret-scan`.
 //!
 //! Backend: SQLite in a temporary directory by default. Set `TEST_DATABASE_URL` to a
 //! PostgreSQL or MariaDB/MySQL server URL (for example
@@ -27,6 +29,7 @@ pub mod fixtures;
 pub mod proxy;
 pub mod receiver;
 pub mod replica;
+pub mod secret_scan;
 pub mod server;
 
 pub use actor::*;

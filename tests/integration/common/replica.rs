@@ -45,6 +45,7 @@ impl ReplicaProcess {
             .expect("database url")
             .expose()
             .to_owned();
+        let mut scan_log = super::secret_scan::child_log();
         let binary = env!("CARGO_BIN_EXE_token-service");
         let mut command = match open_files {
             None => std::process::Command::new(binary),
@@ -56,7 +57,7 @@ impl ReplicaProcess {
                 sh
             }
         };
-        let mut child = command
+        command
             .args([
                 "serve",
                 "--grpc-addr",
@@ -73,14 +74,20 @@ impl ReplicaProcess {
             .env("TOKEN_SERVICE_LOG__FORMAT", "text")
             .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn token-service serve");
+            .stdout(std::process::Stdio::null());
+        if scan_log.is_some() {
+            command.env("RUST_LOG", "trace");
+        }
+        let mut child = command.spawn().expect("spawn token-service serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(log) = scan_log.as_mut() {
+                    use std::io::Write as _;
+                    let _ = writeln!(log, "{line}");
+                }
                 if tx.send(line).is_err() {
                     // Keep draining so the child never blocks on a full pipe.
                     continue;

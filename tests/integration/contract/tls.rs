@@ -91,6 +91,12 @@ impl Pki {
             ("client.key", &pki.client.key),
         ] {
             std::fs::write(pki.path(name), text).unwrap();
+            if name.ends_with(".key") {
+                // As an operator keeps a private key (a readable one stops the start).
+                use std::os::unix::fs::PermissionsExt as _;
+                let private = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(pki.path(name), private).unwrap();
+            }
         }
         pki
     }
@@ -515,6 +521,12 @@ async fn bad_tls_settings_refuse_to_start_naming_the_setting() {
         pki.path("ca.pem"),
     );
     let client_key = pki.path("client.key");
+    let readable_key = pki.path("readable.key");
+    std::fs::copy(&key, &readable_key).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&readable_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     const CERT: &str = "TOKEN_SERVICE_TLS__CERT_FILE";
     const KEY: &str = "TOKEN_SERVICE_TLS__KEY_FILE";
     const CA: &str = "TOKEN_SERVICE_TLS__CLIENT_CA_FILE";
@@ -536,6 +548,15 @@ async fn bad_tls_settings_refuse_to_start_naming_the_setting() {
         (
             vec![(CERT, &cert), (KEY, &cert)],
             &["tls.key_file", "no PEM private key"],
+        ),
+        (
+            vec![(CERT, &cert), (KEY, &readable_key)],
+            &[
+                "tls.key_file",
+                "readable.key",
+                "mode 0644",
+                "allow_readable_key_files",
+            ],
         ),
         (
             vec![(CERT, &cert), (KEY, &client_key)],
