@@ -279,9 +279,9 @@ async fn run_scenarios(
                 (
                     grpc_drivers(tgt.grpc, tgt, args, false).await?,
                     if kind == DriverKind::Sqlx {
-                        "sqlx point select"
+                        "sqlx-select"
                     } else {
-                        "tokio-postgres point select"
+                        "tokio-postgres-select"
                     },
                     base,
                 )
