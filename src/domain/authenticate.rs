@@ -16,7 +16,7 @@ use super::{
     caller::{Caller, Principal},
     error::{Error, Reason, Result},
     ids::SessionId,
-    model::{Session, UnixMillis, User, UserAccessToken, session_props},
+    model::{Session, StoredSession, UnixMillis, User, UserAccessToken, session_props},
     secret::{PlainToken, TokenDigest},
     token_format::Shape,
 };
@@ -92,7 +92,10 @@ impl Context {
             })
     }
 
-    /// The token check against the database (the cache's miss path).
+    /// The token check against the database (the cache's miss path): one query reads the
+    /// session stored under the digest with its user and token, and the personal access
+    /// token whose secret has this digest with its owner. Only a PAT's first use writes (its
+    /// session, once); only a digest nothing names reads further (a rotated-away secret).
     async fn authenticate_from_store(
         &self,
         presented: &PlainToken,
@@ -102,44 +105,46 @@ impl Context {
         let store = self.store();
         // At most two rounds: a concurrent first use may mint the session before us.
         for _ in 0..2 {
-            if let Some((session, stored)) = store.find_session_by_digest(digest).await? {
-                if !stored.matches(digest) {
+            let found = store.find_credential_by_digest(digest).await?;
+            if let Some(row) = found.session {
+                if !row.stored_digest.matches(digest) {
                     return Err(refused("digest mismatch"));
                 }
                 // The session a rotated-away secret minted during its grace period outlives
                 // the grace (expired): using it after is reuse, not an expired session.
-                if session.is_expired(now)
-                    && session.user_access_token_id.is_some()
+                if row.session.is_expired(now)
+                    && row.session.user_access_token_id.is_some()
+                    && found.access_token.is_none()
                     && let Some(superseded) = self.find_superseded(digest).await?
                     && !superseded.in_grace(now)
                 {
                     self.reuse_detected(presented, digest, &superseded, now);
                     return Err(refused("reuse of a rotated token"));
                 }
-                let mut principal = self.principal_of_session(session, now).await?;
+                let mut principal = self.principal_of(row, now)?;
                 let _ = self.record_activity(&mut principal.session, now);
                 return Ok(principal);
             }
 
             // A current secret; else one a rotation replaced, while its grace period lasts
             // (its session ends with the grace).
-            let (token, grace_until) = match store.find_access_token_by_digest(digest).await? {
-                Some((token, stored)) => {
+            let (token, user, grace_until) = match found.access_token {
+                Some((token, user, stored)) => {
                     if !stored.matches(digest) {
                         return Err(refused("digest mismatch"));
                     }
-                    (token, None)
+                    (token, user, None)
                 }
                 None => {
                     let (token, grace_until) =
                         self.superseded_in_grace(presented, digest, now).await?;
-                    (token, Some(grace_until))
+                    let user = store
+                        .find_user(&token.user_id)
+                        .await?
+                        .ok_or_else(|| refused("token owner missing"))?;
+                    (token, user, Some(grace_until))
                 }
             };
-            let user = store
-                .find_user(&token.user_id)
-                .await?
-                .ok_or_else(|| refused("token owner missing"))?;
             self.check_access_token_usable(&token, &user, now)?;
             if !user.is_active() {
                 return Err(refused("user deactivated"));
@@ -179,25 +184,24 @@ impl Context {
 
     /// The principal a stored session stands for, if it still authenticates: not expired,
     /// its user active, and for a personal access token's session the token usable.
-    async fn principal_of_session(&self, session: Session, now: UnixMillis) -> Result<Principal> {
+    fn principal_of(&self, row: StoredSession, now: UnixMillis) -> Result<Principal> {
+        let StoredSession {
+            session,
+            user,
+            access_token,
+            ..
+        } = row;
         if session.is_expired(now) {
             return Err(refused("session expired"));
         }
-        let store = self.store();
-        let user = store
-            .find_user(&session.user_id)
-            .await?
-            .ok_or_else(|| refused("session user missing"))?;
+        let user = user.ok_or_else(|| refused("session user missing"))?;
         if !user.is_active() {
             return Err(refused("user deactivated"));
         }
         let access_token = match &session.user_access_token_id {
             None => None,
-            Some(token_id) => {
-                let token = store
-                    .find_access_token(token_id)
-                    .await?
-                    .ok_or_else(|| refused("access token revoked"))?;
+            Some(_) => {
+                let token = access_token.ok_or_else(|| refused("access token revoked"))?;
                 self.check_access_token_usable(&token, &user, now)?;
                 Some(token)
             }
@@ -216,12 +220,12 @@ impl Context {
         let Caller::User(principal) = caller else {
             return Ok(Caller::Local);
         };
-        let session = self
+        let row = self
             .store()
-            .find_session(&principal.session.id)
+            .find_session_with_owner(&principal.session.id)
             .await?
             .ok_or_else(|| refused("session revoked"))?;
-        let principal = self.principal_of_session(session, self.now()).await?;
+        let principal = self.principal_of(row, self.now())?;
         Ok(Caller::User(Arc::new(principal)))
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::ids::{CommandId, SessionId, TeamId, TokenId, UserId};
 use super::permissions::SYSTEM_ADMIN;
+use super::secret::TokenDigest;
 
 /// Unix time in milliseconds; 0 means "unset" / "never".
 pub type UnixMillis = i64;
@@ -329,7 +330,7 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessTokenRotation {
     /// The digest of the new secret.
-    pub new_digest: crate::domain::secret::TokenDigest,
+    pub new_digest: TokenDigest,
     /// The token's new expiry (0 = never).
     pub expires_at: UnixMillis,
     /// When the rotation is made.
@@ -364,4 +365,27 @@ impl SupersededSecret {
     pub fn in_grace(&self, now: UnixMillis) -> bool {
         now < self.grace_until
     }
+}
+
+/// What one digest names, as stored.
+#[derive(Debug, Default)]
+pub struct StoredCredential {
+    /// The session stored under the digest, with the stored digest; `None` if there is none
+    /// (a personal access token before its first use, or an unknown digest).
+    pub session: Option<StoredSession>,
+    /// The personal access token whose current secret has this digest, with its owner and
+    /// the stored digest; `None` if no token has it.
+    pub access_token: Option<(UserAccessToken, User, TokenDigest)>,
+}
+
+/// A session with what its check needs.
+#[derive(Debug)]
+pub struct StoredSession {
+    pub session: Session,
+    pub stored_digest: TokenDigest,
+    /// The session's user (`None` if the row is gone).
+    pub user: Option<User>,
+    /// The personal access token the session was minted for (`None` for a login session,
+    /// or when the token row is gone).
+    pub access_token: Option<UserAccessToken>,
 }

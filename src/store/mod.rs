@@ -4,6 +4,7 @@
 mod access_tokens;
 mod commands;
 mod connect;
+mod credentials;
 mod entities;
 mod error;
 mod jobs;
@@ -26,6 +27,7 @@ use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
 pub use connect::check_database_url;
+pub use credentials::credential_by_digest_sql;
 pub use lifecycle::{ChainLink, LogWakeups};
 
 /// Pool settings.

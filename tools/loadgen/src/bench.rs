@@ -20,6 +20,7 @@ use tokio::runtime::{Builder, Handle};
 use crate::{
     BenchArgs, Scenario, baseline,
     cpu::{CLIENT_THREAD_PREFIX, CpuProbe},
+    db_baseline::{DbClient, DriverKind},
     drivers::{Driver, RestCall},
     http1::Http1Conn,
     stats::{RunResult, median},
@@ -115,8 +116,8 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
         server_threads
     );
 
-    let needs_cached = scenarios.iter().any(|s| *s != Scenario::IntrospectUncached);
-    let needs_uncached = scenarios.contains(&Scenario::IntrospectUncached);
+    let needs_cached = scenarios.iter().any(|s| !s.uncached());
+    let needs_uncached = scenarios.iter().any(|s| s.uncached());
     let spawn_err = |e: tokio::task::JoinError| format!("server task: {e}");
     let echo = server_rt
         .spawn(baseline::start_grpc_echo())
@@ -138,7 +139,15 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
                 None
             };
             let uncached = if needs_uncached {
-                match Target::start_in_process(&server_rt, false, args.tokens).await {
+                let database_url = args.database_url.clone();
+                let started = Target::start_in_process_with(&server_rt, args.tokens, move |c| {
+                    c.cache.enable = false;
+                    if let Some(url) = database_url {
+                        c.database_url = Some(token_service::config::DatabaseUrl::new(url));
+                    }
+                })
+                .await;
+                match started {
                     Ok(t) => Some(t),
                     Err(e) => {
                         if let Some(t) = cached {
@@ -156,7 +165,11 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
             println!("target: token-service at {grpc} (external)");
             let admin = args.admin_token.clone().unwrap_or_default();
             let cached = Target::external(grpc, args.http_target, admin, args.tokens).await?;
-            let uncached = args.uncached_grpc_target.map(|a| cached.sibling(a));
+            let uncached = args.uncached_grpc_target.map(|a| {
+                let mut sibling = cached.sibling(a);
+                sibling.database_url = args.database_url.clone();
+                sibling
+            });
             let probe = args.target_pid.map_or(CpuProbe::None, CpuProbe::Process);
             (Some(cached), uncached, probe)
         }
@@ -206,9 +219,10 @@ async fn run_scenarios(
 ) -> Result<Vec<PairSummary>, String> {
     let mut summaries = Vec::new();
     for &scenario in scenarios {
-        let chosen = match scenario {
-            Scenario::IntrospectUncached => uncached,
-            _ => cached,
+        let chosen = if scenario.uncached() {
+            uncached
+        } else {
+            cached
         };
         let Some(tgt) = chosen else {
             println!(
@@ -249,6 +263,29 @@ async fn run_scenarios(
                 "grpc-echo",
                 ext_authz_drivers(echo, tgt, args).await?,
             ),
+            Scenario::DbSqlx | Scenario::DbTokioPostgres => {
+                let kind = if scenario == Scenario::DbSqlx {
+                    DriverKind::Sqlx
+                } else {
+                    DriverKind::TokioPostgres
+                };
+                let Some(base) = db_drivers(tgt, args, kind).await? else {
+                    println!(
+                        "\n== {}: skipped (PostgreSQL only: pass --database-url postgres://...)",
+                        scenario.name()
+                    );
+                    continue;
+                };
+                (
+                    grpc_drivers(tgt.grpc, tgt, args, false).await?,
+                    if kind == DriverKind::Sqlx {
+                        "sqlx-select"
+                    } else {
+                        "tokio-postgres-select"
+                    },
+                    base,
+                )
+            }
         };
         let summary = run_pair(
             args,
@@ -270,7 +307,86 @@ async fn run_scenarios(
         summaries.push(summary);
     }
     compare_gateway_with_introspection(&summaries);
+    compare_database_path(&summaries);
     Ok(summaries)
+}
+
+/// The database baseline's workers: the driver connected to the uncached target's database,
+/// the digests of the sessions its tokens minted (each token is introspected once first, so
+/// every session exists). `None` when the driver does not serve that database.
+async fn db_drivers(
+    tgt: &Target,
+    args: &BenchArgs,
+    kind: DriverKind,
+) -> Result<Option<Vec<Driver>>, String> {
+    let Some(url) = tgt.database_url.as_deref() else {
+        return Err("the database baselines need --database-url (the target's database)".into());
+    };
+    let Some(db) = DbClient::connect(kind, url).await? else {
+        return Ok(None);
+    };
+    let mut warm = grpc_drivers(tgt.grpc, tgt, args, false).await?;
+    for i in 0..tgt.tokens.len() {
+        warm[0].call(i).await?;
+    }
+    let digests: Arc<[String]> = db.session_digests().await?.into();
+    if digests.is_empty() {
+        return Err("no session was minted for the scenario's tokens".into());
+    }
+    Ok(Some(
+        (0..args.concurrency)
+            .map(|worker| Driver::DbSelect {
+                db: db.clone(),
+                worker,
+                digests: digests.clone(),
+            })
+            .collect(),
+    ))
+}
+
+/// Issue 16's goals for the database path: per credential checked (IntrospectToken checks
+/// two, the caller's and the presented one) at least half the driver's point selects, and
+/// token-service CPU per uncached check at most 3x a cached one.
+fn compare_database_path(summaries: &[PairSummary]) {
+    let find = |name: &str| summaries.iter().find(|s| s.scenario == name);
+    for scenario in [Scenario::DbSqlx, Scenario::DbTokioPostgres] {
+        if let Some(s) = find(scenario.name()) {
+            let per_credential = 2.0 * median(&s.rps_ratios);
+            println!(
+                "{}: credentials checked per second / driver point selects per second = {per_credential:.3} \
+                 (target: at least 0.5): {}",
+                scenario.name(),
+                verdict(per_credential >= 0.5)
+            );
+        }
+    }
+    let cpu_per_check = |s: &PairSummary| {
+        let per_request = median(
+            &s.target
+                .iter()
+                .filter_map(RunResult::cpu_us_per_request)
+                .collect::<Vec<_>>(),
+        );
+        per_request / 2.0
+    };
+    let uncached = [
+        Scenario::IntrospectUncached,
+        Scenario::DbSqlx,
+        Scenario::DbTokioPostgres,
+    ]
+    .into_iter()
+    .find_map(|s| find(s.name()));
+    if let (Some(cached), Some(uncached)) = (find(Scenario::IntrospectCached.name()), uncached) {
+        let (hit, miss) = (cpu_per_check(cached), cpu_per_check(uncached));
+        if hit.is_finite() && miss.is_finite() && hit > 0.0 {
+            println!(
+                "server CPU per credential check: uncached {miss:.1} µs, cached {hit:.1} µs, \
+                 {:.2}x (target: at most 3x): {}",
+                miss / hit,
+                verdict(miss <= 3.0 * hit)
+            );
+        }
+    }
 }
 
 /// Issue 14's target for ext_authz: its req/s ratio (against the gRPC echo) at least the one
@@ -444,6 +560,12 @@ async fn run_pair(
             println!(
                 "target: req/s >= the introspect-cached ratio (issue 14: the gateways reach \
                  what IntrospectToken reaches){at}"
+            );
+        }
+        Scenario::DbSqlx | Scenario::DbTokioPostgres => {
+            println!(
+                "target: credentials checked per second (2 per request) >= 0.5 x {}'s point selects{at}",
+                b.name
             );
         }
         Scenario::IntrospectUncached | Scenario::CreateToken => {}

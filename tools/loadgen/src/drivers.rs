@@ -18,7 +18,7 @@ use tonic::{
     transport::Channel,
 };
 
-use crate::http1::Http1Conn;
+use crate::{db_baseline::DbClient, http1::Http1Conn};
 
 /// A worker's request maker.
 #[derive(Debug)]
@@ -39,6 +39,12 @@ pub(crate) enum Driver {
         client: AuthorizationClient<Channel>,
         auth: MetadataValue<Ascii>,
         requests: Arc<[CheckRequest]>,
+    },
+    /// The point select of a session by one of `digests`, issued directly with a driver.
+    DbSelect {
+        db: DbClient,
+        worker: usize,
+        digests: Arc<[String]>,
     },
     /// An HTTP/1.1 request: one of the prepared requests (one per token) of `rest`.
     Rest {
@@ -232,6 +238,14 @@ impl Driver {
                     Some(HttpResponse::OkResponse(ok)) if !ok.headers.is_empty() => Ok(()),
                     other => Err(format!("Check did not allow: {other:?}")),
                 }
+            }
+            Driver::DbSelect {
+                db,
+                worker,
+                digests,
+            } => {
+                db.select_session(*worker, &digests[i % digests.len()])
+                    .await
             }
             Driver::Rest {
                 conn,

@@ -8,6 +8,7 @@
 mod baseline;
 mod bench;
 mod cpu;
+mod db_baseline;
 mod drivers;
 mod footprint;
 mod http1;
@@ -98,10 +99,17 @@ enum Scenario {
     /// carrying one of the tokens, answered from the token cache, against the gRPC echo
     /// baseline (a fixed OkHttpResponse).
     ExtAuthz,
+    /// IntrospectToken with the cache off (as introspect-uncached) against the point select
+    /// of a session by digest issued directly with sqlx (the service's driver) on the same
+    /// database, at the same concurrency. IntrospectToken checks two credentials.
+    DbSqlx,
+    /// As db-sqlx, the point select issued with tokio-postgres (PostgreSQL only: pass
+    /// --database-url postgres://...).
+    DbTokioPostgres,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 9] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
@@ -109,6 +117,8 @@ impl Scenario {
         Scenario::GatewayVerify,
         Scenario::GatewayIntrospect,
         Scenario::ExtAuthz,
+        Scenario::DbSqlx,
+        Scenario::DbTokioPostgres,
     ];
 
     fn name(self) -> &'static str {
@@ -120,7 +130,17 @@ impl Scenario {
             Scenario::GatewayVerify => "gateway-verify",
             Scenario::GatewayIntrospect => "gateway-introspect",
             Scenario::ExtAuthz => "ext-authz",
+            Scenario::DbSqlx => "db-sqlx",
+            Scenario::DbTokioPostgres => "db-tokio-postgres",
         }
+    }
+
+    /// Whether the scenario drives the server with the cache off.
+    fn uncached(self) -> bool {
+        matches!(
+            self,
+            Scenario::IntrospectUncached | Scenario::DbSqlx | Scenario::DbTokioPostgres
+        )
     }
 }
 
@@ -172,6 +192,13 @@ struct BenchArgs {
     /// Process id of the running target, to report its CPU time per request.
     #[arg(long, value_name = "PID", requires = "grpc_target")]
     target_pid: Option<u32>,
+    /// Database of the server with the cache off (introspect-uncached, db-sqlx,
+    /// db-tokio-postgres), which the database baselines query too. Default: SQLite in a
+    /// temporary directory. In process, e.g. postgres://postgres@127.0.0.1:5432/loadgen (the
+    /// database must exist; the run adds its users to it); with --uncached-grpc-target, the
+    /// database that server uses.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

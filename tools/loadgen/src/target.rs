@@ -26,6 +26,8 @@ pub(crate) struct Target {
     pub(crate) admin_token: String,
     /// One PAT per provisioned user: the tokens introspected and presented to GetMe.
     pub(crate) tokens: Vec<String>,
+    /// The database it uses, when known (in process, or given for an external target).
+    pub(crate) database_url: Option<String>,
     in_process: Option<InProcess>,
 }
 
@@ -62,6 +64,9 @@ impl Target {
             ..Config::default()
         };
         tweak(&mut config);
+        let database_url = config.effective_database_url().expose().to_owned();
+        // Unique per run: a database server keeps the users of earlier runs.
+        let admin_name = format!("loadgen-admin-{}", run_id());
         // The administrator is bootstrapped as an operator does it: `token-service admin init`,
         // then `token-service admin create-user` and `create-token`.
         admin::admin(&config, &AdminAction::Init)
@@ -70,7 +75,7 @@ impl Target {
         admin::admin(
             &config,
             &AdminAction::CreateUser {
-                username: "loadgen-admin".to_owned(),
+                username: admin_name.clone(),
                 email: String::new(),
                 roles: "system_user system_admin".to_owned(),
                 bot: false,
@@ -83,7 +88,7 @@ impl Target {
         let created = admin::admin(
             &config,
             &AdminAction::CreateToken {
-                user: "loadgen-admin".to_owned(),
+                user: admin_name,
                 description: "loadgen".to_owned(),
                 expires_in_days: None,
             },
@@ -104,6 +109,7 @@ impl Target {
             http: Some(running.http_addr()),
             admin_token,
             tokens: Vec::new(),
+            database_url: Some(database_url),
             in_process: Some(InProcess { running, dir }),
         };
         match target.provision(tokens).await {
@@ -127,6 +133,7 @@ impl Target {
             http,
             admin_token,
             tokens: Vec::new(),
+            database_url: None,
             in_process: None,
         };
         target.provision(tokens).await?;
@@ -141,6 +148,7 @@ impl Target {
             http: None,
             admin_token: self.admin_token.clone(),
             tokens: self.tokens.clone(),
+            database_url: None,
             in_process: None,
         }
     }

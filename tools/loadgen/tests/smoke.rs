@@ -122,6 +122,7 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         ("gateway-verify", "axum-json"),
         ("gateway-introspect", "axum-json"),
         ("ext-authz", "grpc-echo"),
+        ("db-sqlx", "sqlx-select"),
     ] {
         let fields = summary(&stdout, &format!("summary scenario={scenario} "));
         assert!(fields.contains(&("baseline", baseline)), "{fields:?}");
@@ -136,6 +137,16 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         assert!(stdout.contains(&format!("| {scenario} | ")), "{stdout}");
     }
     assert!(stdout.contains("p99.9 ms"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "db-sqlx: credentials checked per second / driver point selects per second = "
+        ),
+        "the database path is compared per credential: {stdout}"
+    );
+    assert!(
+        stdout.contains("== db-tokio-postgres: skipped (PostgreSQL only"),
+        "tokio-postgres needs PostgreSQL; the default database is SQLite: {stdout}"
+    );
     assert!(
         stdout.contains("ext-authz req/s ratio "),
         "the gateway is compared with IntrospectToken: {stdout}"
