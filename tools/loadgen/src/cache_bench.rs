@@ -268,14 +268,23 @@ fn principals(n: usize) -> Vec<Arc<Principal>> {
         .collect()
 }
 
+/// This thread's time on a CPU so far (`/proc/thread-self/schedstat`): unlike wall time,
+/// not inflated by other work sharing the CPUs.
+fn thread_cpu() -> Duration {
+    fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// Lookups of random cached digests by `threads` threads for `duration`: (total lookups,
-/// wall time).
+/// wall time, CPU time of the looking-up threads).
 fn lookups(
     cache: &dyn Design,
     digests: &[String],
     threads: usize,
     duration: Duration,
-) -> (u64, Duration) {
+) -> (u64, Duration, Duration) {
     let start = Barrier::new(threads + 1);
     let began = thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -284,6 +293,7 @@ fn lookups(
                 scope.spawn(move || {
                     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
                     start.wait();
+                    let cpu = thread_cpu();
                     let until = Instant::now() + duration;
                     let mut done = 0u64;
                     while Instant::now() < until {
@@ -295,26 +305,31 @@ fn lookups(
                         }
                         done += 256;
                     }
-                    done
+                    (done, thread_cpu() - cpu)
                 })
             })
             .collect();
         start.wait();
         let began = Instant::now();
-        let total: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
-        (total, began)
+        let (mut total, mut cpu) = (0, Duration::ZERO);
+        for worker in workers {
+            let (done, used) = worker.join().unwrap_or_default();
+            total += done;
+            cpu += used;
+        }
+        (total, began.elapsed(), cpu)
     });
-    (began.0, began.1.elapsed())
+    began
 }
 
 pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
     println!("machine: {}", machine());
     println!(
-        "lookups of random cached digests for {:?} per cell; ns/lookup = wall time x threads / lookups (the cost of one lookup on one thread); Mlookups/s = all threads together",
+        "lookups of random cached digests for {:?} per cell; ns/lookup = CPU time of the looking-up threads / lookups (not inflated by other work on the CPUs; includes waiting spun on a contended lock); Mlookups/s = all threads together, by wall time",
         args.duration
     );
     println!(
-        "| design | entries | threads | ns/lookup | Mlookups/s | revoke one user (µs) | insert into a full cache (ns) |"
+        "| design | entries | threads | ns/lookup (CPU) | Mlookups/s | revoke one user (µs CPU) | insert into a full cache (ns CPU) |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut summaries = Vec::new();
@@ -329,29 +344,29 @@ pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
             }
             let mut cells = Vec::new();
             for &threads in &args.threads {
-                let (count, took) = lookups(cache.as_ref(), &keys, threads, args.duration);
-                let ns = took.as_nanos() as f64 * threads as f64 / count as f64;
+                let (count, took, cpu) = lookups(cache.as_ref(), &keys, threads, args.duration);
+                let ns = cpu.as_nanos() as f64 / count as f64;
                 let rate = count as f64 / took.as_secs_f64() / 1e6;
                 cells.push((threads, ns, rate));
             }
             // Revoke users spread over the population (each has PER_USER entries).
             let revocations = args.revocations.min(entries / PER_USER);
-            let began = Instant::now();
+            let began = thread_cpu();
             let mut synchronous = true;
             for r in 0..revocations {
                 let victim = &people[(r * entries / revocations) / PER_USER * PER_USER];
                 synchronous &= cache.invalidate(&Revocation::User(victim.user.id.clone()));
             }
-            let revoke_us = began.elapsed().as_secs_f64() * 1e6 / revocations.max(1) as f64;
+            let revoke_us = (thread_cpu() - began).as_secs_f64() * 1e6 / revocations.max(1) as f64;
             // Refill to the capacity, then insert new digests: each evicts one.
             for (digest, principal) in keys.iter().zip(&people) {
                 cache.insert(digest, principal);
             }
-            let began = Instant::now();
+            let began = thread_cpu();
             for (i, digest) in extra.iter().enumerate() {
                 cache.insert(digest, &people[i % people.len()]);
             }
-            let insert_ns = began.elapsed().as_nanos() as f64 / extra.len().max(1) as f64;
+            let insert_ns = (thread_cpu() - began).as_nanos() as f64 / extra.len().max(1) as f64;
             for (threads, ns, rate) in cells {
                 let insert = if cache.bounded() {
                     format!("{insert_ns:.0}")
