@@ -286,7 +286,7 @@ fn lookups(
     duration: Duration,
 ) -> (u64, Duration, Duration) {
     let start = Barrier::new(threads + 1);
-    let began = thread::scope(|scope| {
+    thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let start = &start;
@@ -318,8 +318,7 @@ fn lookups(
             cpu += used;
         }
         (total, began.elapsed(), cpu)
-    });
-    began
+    })
 }
 
 pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
