@@ -133,6 +133,7 @@ type Series = HashMap<Transport, HashMap<String, HashMap<String, Arc<Histogram>>
 pub struct Gauges {
     pub cache_hits: u64,
     pub cache_misses: u64,
+    pub cache_evictions: u64,
     pub cache_entries: usize,
     pub cache_trusted: bool,
     pub pool_connections: u32,
@@ -494,6 +495,11 @@ impl Metrics {
                 "token_service_cache_misses_total",
                 "Token checks that read the database.",
                 gauges.cache_misses,
+            ),
+            (
+                "token_service_cache_evictions_total",
+                "Cached token checks dropped to make room (the cache is full).",
+                gauges.cache_evictions,
             ),
         ];
         for (name, help, value) in counters {

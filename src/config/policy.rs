@@ -127,7 +127,7 @@ mod tests {
             CacheSettings {
                 enable: true,
                 capacity: 100_000,
-                ttl_ms: 30_000
+                ttl_ms: 300_000
             }
         );
         assert_eq!(policy.revocation_poll_interval_ms, 50);

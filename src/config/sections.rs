@@ -78,7 +78,7 @@ impl Default for CacheConfig {
         Self {
             enable: true,
             capacity: 100_000,
-            ttl_ms: 30_000,
+            ttl_ms: 300_000,
         }
     }
 }

@@ -7,33 +7,130 @@
 //! expires after `ttl_ms` regardless. While the feed cannot read the log the cache is not
 //! trusted: lookups miss and go to the database until it has caught up.
 //!
-//! A lookup takes a read lock for a hash-map probe and a clone; no lock is held across an
-//! await. Entries filled by a read that raced with a revocation are discarded (a generation
-//! counter is bumped by every invalidation).
+//! Layout (README "Performance" has the measurements that chose it):
+//!
+//! - **Shards.** Up to [`MAX_SHARDS`] independent shards, each a `RwLock` over its own map,
+//!   chosen by a byte of the key. The key is the digest's 32 bytes (decoded from its hex on
+//!   the caller's stack, no allocation), an HMAC output under the server key: uniformly
+//!   distributed and not choosable by a client, so the map hashes it by taking 8 of its
+//!   bytes as they are. A lookup takes one shard's read lock for a probe and an `Arc` clone;
+//!   no lock is held across an await.
+//! - **Index.** Each shard also maps the keyed hash of every user id, session id and
+//!   personal access token id to the slots of its entries, so a revocation visits, in each
+//!   shard, only the entries of that user, session or token (it checks each with
+//!   [`Principal::covered_by`], so a hash collision costs a comparison, never a wrong drop).
+//! - **Eviction.** The capacity is the whole cache's (a count of entries shared by the
+//!   shards, touched by inserts and removals only, never by lookups), so an uneven spread of
+//!   keys over shards wastes none of it. An insert into a full cache evicts in its own shard
+//!   by CLOCK (second chance): a hit sets the entry's referenced bit; the hand clears set
+//!   bits and evicts the first entry found unreferenced or expired.
+//! - **Races.** A generation counter is bumped by every invalidation before it visits the
+//!   shards; an insert compares it, under its shard's write lock, with the value taken
+//!   before its database read, and drops the entry if they differ (the read may have seen a
+//!   row that is now revoked).
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
     sync::{
-        Arc, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
+
+use sha2::{Digest, Sha256};
 
 use super::{
     caller::Principal,
     model::{Revocation, UnixMillis},
 };
 
+/// Most shards: enough that 2 to 64 cores rarely meet on one lock.
+pub const MAX_SHARDS: usize = 64;
+/// Fewest entries a shard is made for on average: a small cache has fewer shards, so that
+/// each one holds enough to choose a victim from.
+const MIN_SHARD_ENTRIES: usize = 64;
+
 /// Cache settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     /// Off: every check reads the database.
     pub enable: bool,
-    /// Most entries held; when full, expired entries are dropped, then the oldest half.
+    /// Most entries held; when full, an insert evicts by CLOCK (an expired entry or one not
+    /// hit since the hand last passed).
     pub capacity: usize,
     /// An entry is used for at most this long after it was read from the database.
     pub ttl_ms: i64,
 }
+
+/// The cache key of a digest: its 32 bytes when it is 64 lower-case hex digits (every
+/// stored digest is), else the SHA-256 of the text (so any string is a usable key).
+pub fn digest_key(digest: &str) -> [u8; 32] {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text = digest.as_bytes();
+    let mut key = [0u8; 32];
+    if text.len() == 64 {
+        let decoded = text.chunks_exact(2).zip(key.iter_mut()).all(|(pair, out)| {
+            match (nibble(pair[0]), nibble(pair[1])) {
+                (Some(high), Some(low)) => {
+                    *out = high << 4 | low;
+                    true
+                }
+                _ => false,
+            }
+        });
+        if decoded {
+            return key;
+        }
+    }
+    Sha256::digest(text).into()
+}
+
+/// A key whose hash is 8 of its bytes (see the module doc: digests are uniform already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key([u8; 32]);
+
+impl Key {
+    fn shard(&self, mask: usize) -> usize {
+        usize::from(self.0[8]) & mask
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+/// Passes a `u64` that is already a hash through; other input is folded in (unused).
+#[derive(Debug, Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type PassThroughMap<K, V> = HashMap<K, V, BuildHasherDefault<PassThrough>>;
 
 #[derive(Debug)]
 struct Entry {
@@ -41,17 +138,211 @@ struct Entry {
     cached_at: UnixMillis,
 }
 
+#[derive(Debug)]
+struct Slot {
+    key: Key,
+    /// None: free (listed in `Shard::free`).
+    entry: Option<Entry>,
+    /// Set by a hit, cleared by the passing CLOCK hand.
+    referenced: AtomicBool,
+}
+
+/// The slots one index hash points at: almost always one (a session, a token), more for a
+/// user with several cached credentials.
+#[derive(Debug)]
+enum Postings {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Postings {
+    fn add(&mut self, slot: u32) {
+        match self {
+            Postings::One(first) => *self = Postings::Many(vec![*first, slot]),
+            Postings::Many(slots) => slots.push(slot),
+        }
+    }
+
+    /// Removes one occurrence of `slot`; true when nothing is left.
+    fn remove(&mut self, slot: u32) -> bool {
+        match self {
+            Postings::One(only) => *only == slot,
+            Postings::Many(slots) => {
+                if let Some(at) = slots.iter().position(|&s| s == slot) {
+                    slots.swap_remove(at);
+                }
+                match slots[..] {
+                    [] => true,
+                    [only] => {
+                        *self = Postings::One(only);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn slots(&self) -> &[u32] {
+        match self {
+            Postings::One(only) => std::slice::from_ref(only),
+            Postings::Many(slots) => slots,
+        }
+    }
+}
+
+/// The index hashes of one principal: its user, its session, and its token (the session's
+/// token id too, when it differs).
+#[derive(Debug, Clone, Copy)]
+struct IndexKeys {
+    keys: [u64; 4],
+    len: usize,
+}
+
+impl IndexKeys {
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys[..self.len].iter().copied()
+    }
+}
+
+const TAG_USER: u8 = 0;
+const TAG_SESSION: u8 = 1;
+const TAG_TOKEN: u8 = 2;
+
+/// One shard: a map from key to slot, the slots, and the index.
+#[derive(Debug)]
+struct Shard {
+    map: PassThroughMap<Key, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    hand: usize,
+    index: PassThroughMap<u64, Postings>,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Self {
+            map: PassThroughMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            hand: 0,
+            index: PassThroughMap::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn place(&mut self, key: Key, entry: Entry, index_keys: IndexKeys) {
+        let slot = Slot {
+            key,
+            entry: Some(entry),
+            referenced: AtomicBool::new(false),
+        };
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.slots[at as usize] = slot;
+                at
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("a shard holds under 2^32 entries")
+            }
+        };
+        self.map.insert(key, at);
+        for hash in index_keys.iter() {
+            self.index
+                .entry(hash)
+                .and_modify(|p| p.add(at))
+                .or_insert(Postings::One(at));
+        }
+    }
+
+    /// Frees slot `at`; returns its entry.
+    fn remove(&mut self, at: u32, index_keys: impl Fn(&Principal) -> IndexKeys) -> Option<Entry> {
+        let slot = &mut self.slots[at as usize];
+        let entry = slot.entry.take()?;
+        *slot.referenced.get_mut() = false;
+        self.map.remove(&slot.key);
+        for hash in index_keys(&entry.principal).iter() {
+            if let Some(postings) = self.index.get_mut(&hash)
+                && postings.remove(at)
+            {
+                self.index.remove(&hash);
+            }
+        }
+        self.free.push(at);
+        Some(entry)
+    }
+
+    /// CLOCK: the first slot from the hand that is expired or not referenced since the hand
+    /// last passed; referenced ones get a second chance. Two turns at most.
+    fn victim(&mut self, now: UnixMillis, ttl_ms: i64) -> Option<u32> {
+        let n = self.slots.len();
+        for _ in 0..=2 * n {
+            let at = self.hand;
+            self.hand = (self.hand + 1) % n;
+            let slot = &mut self.slots[at];
+            let Some(entry) = &slot.entry else { continue };
+            let referenced = std::mem::replace(slot.referenced.get_mut(), false);
+            if now - entry.cached_at >= ttl_ms || !referenced {
+                return u32::try_from(at).ok();
+            }
+        }
+        None
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.index.clear();
+        self.hand = 0;
+    }
+}
+
+/// A shard with its counters, alone on its cache lines.
+#[derive(Debug)]
+#[repr(align(128))]
+struct ShardCell {
+    shard: RwLock<Shard>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl ShardCell {
+    fn read(&self) -> RwLockReadGuard<'_, Shard> {
+        self.shard.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Shard> {
+        self.shard.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Alone on its cache lines (a counter written by inserts must not slow the lookups that
+/// read the fields beside it).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
 /// Token digest -> principal, bounded in size and age.
 #[derive(Debug)]
 pub struct PrincipalCache {
     settings: CacheSettings,
-    entries: RwLock<HashMap<String, Entry>>,
+    shards: Box<[ShardCell]>,
+    /// `shards.len() - 1` (a power of two less one).
+    mask: usize,
+    /// Entries held (or reserved by an insert in progress), against `settings.capacity`.
+    len: Padded<AtomicUsize>,
+    /// Keys the hashes of ids in the index.
+    id_hasher: RandomState,
     /// Bumped by every invalidation; an insert prepared before a bump is dropped.
     generation: AtomicU64,
     /// False while revocations from other replicas may have been missed.
     trusted: AtomicBool,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 /// Hit and miss counts, for metrics and tests.
@@ -59,25 +350,86 @@ pub struct PrincipalCache {
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
+    /// Entries dropped to make room (not those revoked or replaced).
+    pub evictions: u64,
     pub entries: usize,
     pub trusted: bool,
 }
 
 impl PrincipalCache {
     pub fn new(settings: CacheSettings) -> Self {
+        let capacity = settings.capacity.max(1);
+        let wanted = (capacity / MIN_SHARD_ENTRIES).clamp(1, MAX_SHARDS);
+        // The largest power of two not above `wanted`.
+        let count = 1usize << wanted.ilog2();
+        let shards = (0..count)
+            .map(|_| ShardCell {
+                shard: RwLock::new(Shard::new()),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+            })
+            .collect();
         Self {
             settings,
-            entries: RwLock::new(HashMap::new()),
+            shards,
+            mask: count - 1,
+            len: Padded(AtomicUsize::new(0)),
+            id_hasher: RandomState::new(),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(true),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// How many shards the entries are spread over.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn cell(&self, key: &Key) -> &ShardCell {
+        &self.shards[key.shard(self.mask)]
+    }
+
+    fn id_hash(&self, tag: u8, id: &str) -> u64 {
+        let mut hasher = self.id_hasher.build_hasher();
+        hasher.write_u8(tag);
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+
+    fn index_keys(&self, principal: &Principal) -> IndexKeys {
+        let mut keys = [
+            self.id_hash(TAG_USER, principal.user.id.as_str()),
+            self.id_hash(TAG_SESSION, principal.session.id.as_str()),
+            0,
+            0,
+        ];
+        let mut len = 2;
+        let token = principal.access_token.as_ref().map(|t| &t.id);
+        let session_token = principal.session.user_access_token_id.as_ref();
+        for id in [token, session_token.filter(|&id| Some(id) != token)]
+            .into_iter()
+            .flatten()
+        {
+            keys[len] = self.id_hash(TAG_TOKEN, id.as_str());
+            len += 1;
+        }
+        IndexKeys { keys, len }
+    }
+
+    /// The index hash that finds what `revocation` covers (None: it covers everything).
+    fn revocation_hash(&self, revocation: &Revocation) -> Option<u64> {
+        match revocation {
+            Revocation::All => None,
+            Revocation::User(id) => Some(self.id_hash(TAG_USER, id.as_str())),
+            Revocation::Session(id) => Some(self.id_hash(TAG_SESSION, id.as_str())),
+            Revocation::AccessToken(id) => Some(self.id_hash(TAG_TOKEN, id.as_str())),
         }
     }
 
     /// The generation to pass to [`PrincipalCache::insert`] for a read starting now.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The cached principal of `digest`, if fresh and the cache is trusted.
@@ -85,17 +437,26 @@ impl PrincipalCache {
         if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
             return None;
         }
+        let key = Key(digest_key(digest));
+        let cell = self.cell(&key);
         let found = {
-            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-            entries
-                .get(digest)
-                .filter(|e| now - e.cached_at < self.settings.ttl_ms)
-                .map(|e| Arc::clone(&e.principal))
+            let shard = cell.read();
+            shard.map.get(&key).and_then(|&at| {
+                let slot = &shard.slots[at as usize];
+                let entry = slot
+                    .entry
+                    .as_ref()
+                    .filter(|e| now - e.cached_at < self.settings.ttl_ms)?;
+                if !slot.referenced.load(Ordering::Relaxed) {
+                    slot.referenced.store(true, Ordering::Relaxed);
+                }
+                Some(Arc::clone(&entry.principal))
+            })
         };
         let counter = if found.is_some() {
-            &self.hits
+            &cell.hits
         } else {
-            &self.misses
+            &cell.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -115,47 +476,83 @@ impl PrincipalCache {
         if !self.settings.enable {
             return;
         }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation
-            || !self.trusted.load(Ordering::Acquire)
+        let key = Key(digest_key(digest));
+        let index_keys = self.index_keys(principal);
+        let cell = self.cell(&key);
+        let mut shard = cell.write();
+        // Trust first: `set_trusted(true)` bumps the generation before it publishes trust,
+        // so an insert that sees trust also sees that bump.
+        if !self.trusted.load(Ordering::SeqCst)
+            || self.generation.load(Ordering::SeqCst) != generation
         {
             return;
         }
-        if entries.len() >= self.settings.capacity && !entries.contains_key(digest) {
-            let ttl = self.settings.ttl_ms;
-            entries.retain(|_, e| now - e.cached_at < ttl);
-            if entries.len() >= self.settings.capacity {
-                let mut ages: Vec<UnixMillis> = entries.values().map(|e| e.cached_at).collect();
-                ages.sort_unstable();
-                let median = ages[ages.len() / 2];
-                entries.retain(|_, e| e.cached_at > median);
-            }
+        if let Some(&at) = shard.map.get(&key) {
+            // A newer read of the same credential: it takes the old one's place in the count.
+            shard.remove(at, |p| self.index_keys(p));
+        } else if self.len.0.fetch_add(1, Ordering::AcqRel) >= self.settings.capacity {
+            // Full: this insert's reservation is paid for by a victim from its own shard.
+            let Some(victim) = shard.victim(now, self.settings.ttl_ms) else {
+                self.len.0.fetch_sub(1, Ordering::AcqRel);
+                return;
+            };
+            shard.remove(victim, |p| self.index_keys(p));
+            self.len.0.fetch_sub(1, Ordering::AcqRel);
+            cell.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        entries.insert(
-            digest.to_owned(),
-            Entry {
-                principal: Arc::clone(principal),
-                cached_at: now,
-            },
-        );
+        let entry = Entry {
+            principal: Arc::clone(principal),
+            cached_at: now,
+        };
+        shard.place(key, entry, index_keys);
     }
 
     /// Replaces the cached principal after its session's activity was recorded (keeping
-    /// when it was read from the database).
+    /// when it was read from the database and its place in the index: the session, user
+    /// and token are the same).
     pub fn touch(&self, digest: &str, principal: &Arc<Principal>) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = entries.get_mut(digest) {
+        let key = Key(digest_key(digest));
+        let mut shard = self.cell(&key).write();
+        if let Some(&at) = shard.map.get(&key)
+            && let Some(entry) = &mut shard.slots[at as usize].entry
+            && entry.principal.session.id == principal.session.id
+        {
             entry.principal = Arc::clone(principal);
         }
     }
 
-    /// Drops every entry a revocation affects.
+    /// Drops every entry a revocation affects: in each shard, only the entries the index
+    /// lists under the revoked user, session or token.
     pub fn invalidate(&self, revocation: &Revocation) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        match revocation {
-            Revocation::All => entries.clear(),
-            _ => entries.retain(|_, e| !e.principal.covered_by(revocation)),
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let Some(hash) = self.revocation_hash(revocation) else {
+            for cell in &self.shards {
+                let mut shard = cell.write();
+                self.len.0.fetch_sub(shard.len(), Ordering::AcqRel);
+                shard.clear();
+            }
+            return;
+        };
+        for cell in &self.shards {
+            // Most shards hold nothing of one user: a read lock tells, without stopping
+            // their lookups. An insert this skips saw the bump above, so it is dropped.
+            if !cell.read().index.contains_key(&hash) {
+                continue;
+            }
+            let mut shard = cell.write();
+            let candidates: Vec<u32> = match shard.index.get(&hash) {
+                Some(postings) => postings.slots().to_vec(),
+                None => continue,
+            };
+            for at in candidates {
+                let covered = shard.slots[at as usize]
+                    .entry
+                    .as_ref()
+                    .is_some_and(|e| e.principal.covered_by(revocation));
+                if covered && shard.remove(at, |p| self.index_keys(p)).is_some() {
+                    self.len.0.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
         }
     }
 
@@ -171,11 +568,10 @@ impl PrincipalCache {
     /// event the feed had not yet placed, so its insert is refused.
     pub fn set_trusted(&self, trusted: bool) {
         if trusted {
-            let _entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            self.trusted.store(true, Ordering::Release);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.trusted.store(true, Ordering::SeqCst);
         } else {
-            self.trusted.store(false, Ordering::Release);
+            self.trusted.store(false, Ordering::SeqCst);
             self.clear();
         }
     }
@@ -187,18 +583,70 @@ impl PrincipalCache {
 
     /// Counters and size.
     pub fn stats(&self) -> CacheStats {
+        let sum = |counter: fn(&ShardCell) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|c| counter(c).load(Ordering::Relaxed))
+                .sum()
+        };
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            entries: self.entries.read().map(|e| e.len()).unwrap_or(0),
+            hits: sum(|c| &c.hits),
+            misses: sum(|c| &c.misses),
+            evictions: sum(|c| &c.evictions),
+            entries: self.shards.iter().map(|c| c.read().len()).sum(),
             trusted: self.trusted.load(Ordering::Acquire),
         }
     }
 }
 
 #[cfg(test)]
+impl PrincipalCache {
+    /// Panics unless every shard's map, slots, free list and index agree and the cache is
+    /// within its capacity. With no insert or removal in progress, also that the shared
+    /// count is exact.
+    fn check_invariants(&self, quiet: bool) {
+        let mut total = 0;
+        for cell in &self.shards {
+            let shard = cell.read();
+            total += shard.len();
+            let occupied = shard.slots.iter().filter(|s| s.entry.is_some()).count();
+            assert_eq!(occupied, shard.len(), "map and slots disagree");
+            assert_eq!(occupied + shard.free.len(), shard.slots.len(), "free list");
+            for (key, &at) in &shard.map {
+                assert_eq!(&shard.slots[at as usize].key, key, "a map entry's slot");
+            }
+            let mut postings = 0;
+            for (at, slot) in shard.slots.iter().enumerate() {
+                let Some(entry) = &slot.entry else { continue };
+                for hash in self.index_keys(&entry.principal).iter() {
+                    postings += 1;
+                    let listed = shard.index.get(&hash).map_or(&[][..], Postings::slots);
+                    assert!(
+                        listed.contains(&(at as u32)),
+                        "an entry missing from the index"
+                    );
+                }
+            }
+            let indexed: usize = shard.index.values().map(|p| p.slots().len()).sum();
+            assert_eq!(indexed, postings, "stale index postings");
+        }
+        assert!(
+            total <= self.settings.capacity,
+            "{total} entries over the capacity"
+        );
+        if quiet {
+            assert_eq!(self.len.0.load(Ordering::SeqCst), total, "the shared count");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::{
+        collections::BTreeMap,
+        sync::{Barrier, atomic::AtomicUsize},
+        thread,
+    };
 
     use super::*;
     use crate::domain::{
@@ -344,5 +792,265 @@ mod tests {
             c.get("d19", 19).is_some(),
             "the newest entry survives eviction"
         );
+    }
+
+    #[test]
+    fn stored_digests_are_their_bytes_and_other_text_is_hashed() {
+        let hex = "00ff10".to_owned() + &"ab".repeat(29);
+        let key = digest_key(&hex);
+        assert_eq!(&key[..3], &[0x00, 0xff, 0x10]);
+        assert_eq!(key[3], 0xab);
+        let upper = hex.to_uppercase();
+        assert_ne!(
+            digest_key(&upper),
+            key,
+            "only the stored (lower-case) form decodes"
+        );
+        assert_eq!(digest_key("d1"), digest_key("d1"));
+        assert_ne!(digest_key("d1"), digest_key("d2"));
+    }
+
+    #[test]
+    fn small_caches_have_fewer_shards() {
+        for capacity in [1, 4, 63, 64, 1_000, 100_000, 1_000_003] {
+            let c = cache(capacity);
+            assert!(c.shard_count().is_power_of_two());
+            assert!(c.shard_count() <= MAX_SHARDS);
+            assert!(c.shard_count() == 1 || capacity / c.shard_count() >= MIN_SHARD_ENTRIES);
+        }
+        assert_eq!(cache(4).shard_count(), 1);
+        assert_eq!(cache(100_000).shard_count(), MAX_SHARDS);
+    }
+
+    #[test]
+    fn a_revocation_visits_only_what_the_index_lists() {
+        // Many shards, one user's credentials spread over them among many others'.
+        let c = cache(10_000);
+        assert!(c.shard_count() > 1);
+        let g = c.generation();
+        for i in 0..2_000 {
+            let user = format!("u{}", i % 100);
+            let token = (i % 3 == 0).then(|| format!("t{i}"));
+            c.insert(
+                &format!("d{i}"),
+                &principal(&user, &format!("s{i}"), token.as_deref()),
+                g,
+                0,
+            );
+        }
+        c.check_invariants(true);
+        c.invalidate(&Revocation::User(UserId::from_trusted("u7".into())));
+        c.invalidate(&Revocation::Session(SessionId::from_trusted("s8".into())));
+        c.invalidate(&Revocation::AccessToken(TokenId::from_trusted("t9".into())));
+        c.check_invariants(true);
+        for i in 0..2_000 {
+            let gone = i % 100 == 7 || i == 8 || i == 9;
+            assert_eq!(c.get(&format!("d{i}"), 1).is_none(), gone, "entry {i}");
+        }
+        assert_eq!(c.stats().entries, 2_000 - 20 - 2);
+        c.invalidate(&Revocation::User(UserId::from_trusted("nobody".into())));
+        assert_eq!(c.stats().entries, 1_978);
+    }
+
+    #[test]
+    fn a_session_minted_for_a_token_goes_with_the_token() {
+        // A principal whose session names a token but which carries none itself (and one
+        // whose two token ids differ): both ids find it.
+        let c = cache(10);
+        let mut p = (*principal("u1", "s1", None)).clone();
+        p.session.user_access_token_id = Some(TokenId::from_trusted("t1".into()));
+        c.insert("a", &Arc::new(p), c.generation(), 0);
+        let mut q = (*principal("u2", "s2", Some("t2"))).clone();
+        q.session.user_access_token_id = Some(TokenId::from_trusted("t3".into()));
+        c.insert("b", &Arc::new(q), c.generation(), 0);
+        c.check_invariants(true);
+        c.invalidate(&Revocation::AccessToken(TokenId::from_trusted("t1".into())));
+        assert!(c.get("a", 1).is_none());
+        c.invalidate(&Revocation::AccessToken(TokenId::from_trusted("t3".into())));
+        assert!(c.get("b", 1).is_none());
+        c.check_invariants(true);
+    }
+
+    #[test]
+    fn eviction_gives_a_hit_entry_a_second_chance() {
+        let c = cache(4);
+        for key in ["a", "b", "c", "d"] {
+            c.insert(key, &principal("u1", key, None), c.generation(), 0);
+        }
+        assert!(c.get("a", 1).is_some());
+        assert!(c.get("c", 1).is_some());
+        c.insert("e", &principal("u1", "e", None), c.generation(), 2);
+        assert!(c.get("b", 3).is_none(), "the oldest entry never hit goes");
+        c.insert("f", &principal("u1", "f", None), c.generation(), 3);
+        assert!(c.get("d", 4).is_none(), "then the next one never hit");
+        for key in ["a", "c", "e", "f"] {
+            assert!(c.get(key, 4).is_some(), "{key} stays");
+        }
+        assert_eq!(c.stats().evictions, 2);
+        c.check_invariants(true);
+    }
+
+    #[test]
+    fn eviction_takes_an_expired_entry_even_if_it_was_hit() {
+        let c = cache(4);
+        c.insert("b", &principal("u1", "b", None), c.generation(), 900);
+        c.insert("c", &principal("u1", "c", None), c.generation(), 900);
+        c.insert("a", &principal("u1", "a", None), c.generation(), 0);
+        c.insert("d", &principal("u1", "d", None), c.generation(), 900);
+        for key in ["a", "b", "c", "d"] {
+            assert!(c.get(key, 950).is_some());
+        }
+        c.insert("e", &principal("u1", "e", None), c.generation(), 1_000);
+        assert!(c.get("a", 0).is_none(), "the expired entry went");
+        for key in ["b", "c", "d", "e"] {
+            assert!(c.get(key, 1_001).is_some(), "{key} stays");
+        }
+    }
+
+    #[test]
+    fn every_entry_of_the_capacity_is_usable_whatever_the_spread_over_shards() {
+        let c = cache(1_000);
+        assert!(c.shard_count() > 1);
+        for i in 0..1_000 {
+            c.insert(
+                &format!("d{i}"),
+                &principal("u1", &format!("s{i}"), None),
+                c.generation(),
+                0,
+            );
+        }
+        let stats = c.stats();
+        assert_eq!((stats.entries, stats.evictions), (1_000, 0));
+        assert!((0..1_000).all(|i| c.get(&format!("d{i}"), 1).is_some()));
+        c.check_invariants(true);
+    }
+
+    #[test]
+    fn the_capacity_holds_across_shards_under_churn() {
+        let c = cache(1_000);
+        assert!(c.shard_count() > 1);
+        for i in 0..10_000 {
+            c.insert(
+                &format!("d{i}"),
+                &principal(&format!("u{}", i % 37), &format!("s{i}"), None),
+                c.generation(),
+                i,
+            );
+        }
+        let stats = c.stats();
+        assert!(stats.entries <= 1_000, "{} entries", stats.entries);
+        assert_eq!(stats.entries as u64 + stats.evictions, 10_000);
+        c.check_invariants(true);
+        c.invalidate(&Revocation::User(UserId::from_trusted("u5".into())));
+        c.check_invariants(true);
+    }
+
+    #[test]
+    fn a_replaced_entry_is_indexed_once() {
+        let c = cache(10);
+        c.insert("a", &principal("u1", "s1", Some("t1")), c.generation(), 0);
+        c.insert("a", &principal("u1", "s1", Some("t1")), c.generation(), 5);
+        assert_eq!(c.stats().entries, 1);
+        c.check_invariants(true);
+        assert!(c.get("a", 1_004).is_some(), "the newer read counts");
+        c.touch("a", &principal("u1", "s1", Some("t1")));
+        c.check_invariants(true);
+    }
+
+    /// Workers read a shared "database" of revoked users and cache what they read while a
+    /// revoker revokes users (flag in the database, then invalidate). Once a revocation has
+    /// returned, no lookup may find that user, whatever the interleaving; the cache's
+    /// structure stays consistent and within its capacity.
+    #[test]
+    fn concurrent_inserts_lookups_and_revocations_keep_the_invariants() {
+        const USERS: usize = 64;
+        const PER_USER: usize = 16;
+        const WORKERS: usize = 4;
+        const OPS: usize = 20_000;
+        let c = cache(512);
+        assert!(c.shard_count() > 1);
+        let revoked: Vec<AtomicBool> = (0..USERS).map(|_| AtomicBool::new(false)).collect();
+        let done: Vec<AtomicBool> = (0..USERS).map(|_| AtomicBool::new(false)).collect();
+        let principals: Vec<Arc<Principal>> = (0..USERS * PER_USER)
+            .map(|i| {
+                let (u, t) = (i / PER_USER, i % PER_USER);
+                principal(
+                    &format!("u{u}"),
+                    &format!("s{u}-{t}"),
+                    Some(&format!("t{u}-{t}")),
+                )
+            })
+            .collect();
+        let stale_hits = AtomicUsize::new(0);
+        let start = Barrier::new(WORKERS + 1);
+        thread::scope(|scope| {
+            for worker in 0..WORKERS {
+                let (c, revoked, done, principals, stale_hits, start) =
+                    (&c, &revoked, &done, &principals, &stale_hits, &start);
+                scope.spawn(move || {
+                    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ worker as u64;
+                    start.wait();
+                    for op in 0..OPS {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let i = (state % (USERS * PER_USER) as u64) as usize;
+                        let user = i / PER_USER;
+                        let digest = format!("d{i}");
+                        let finished = done[user].load(Ordering::SeqCst);
+                        match c.get(&digest, op as i64) {
+                            Some(found) => {
+                                assert_eq!(
+                                    found.session.id.as_str(),
+                                    principals[i].session.id.as_str()
+                                );
+                                if finished {
+                                    stale_hits.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            None => {
+                                // The miss path: take the generation, read the database.
+                                let generation = c.generation();
+                                if revoked[user].load(Ordering::SeqCst) {
+                                    continue;
+                                }
+                                thread::yield_now();
+                                c.insert(&digest, &principals[i], generation, op as i64);
+                            }
+                        }
+                    }
+                });
+            }
+            let (c, revoked, done, start) = (&c, &revoked, &done, &start);
+            scope.spawn(move || {
+                start.wait();
+                for user in (0..USERS).step_by(3) {
+                    revoked[user].store(true, Ordering::SeqCst);
+                    c.invalidate(&Revocation::User(UserId::from_trusted(format!("u{user}"))));
+                    done[user].store(true, Ordering::SeqCst);
+                    c.check_invariants(false);
+                    thread::yield_now();
+                }
+            });
+        });
+        assert_eq!(
+            stale_hits.load(Ordering::SeqCst),
+            0,
+            "a revoked user was found"
+        );
+        c.check_invariants(true);
+        for (i, p) in principals.iter().enumerate() {
+            let user = i / PER_USER;
+            if done[user].load(Ordering::SeqCst) {
+                assert!(
+                    c.get(&format!("d{i}"), 0).is_none(),
+                    "{:?} cached",
+                    p.user.id
+                );
+            }
+        }
+        let stats = c.stats();
+        assert!(stats.entries <= 512);
+        assert!(stats.hits > 0 && stats.evictions > 0, "{stats:?}");
     }
 }

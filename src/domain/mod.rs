@@ -227,6 +227,7 @@ impl Context {
         crate::metrics::Gauges {
             cache_hits: cache.hits,
             cache_misses: cache.misses,
+            cache_evictions: cache.evictions,
             cache_entries: cache.entries,
             cache_trusted: cache.trusted,
             pool_connections: pool.connections,

@@ -131,6 +131,10 @@ async fn metrics_count_each_route_and_status_on_both_transports() {
     // Five checks of alice's token: the first read the database, the rest hit the cache.
     assert!(sample(&text, "token_service_cache_hits_total").unwrap() >= 4.0);
     assert!(sample(&text, "token_service_cache_misses_total").unwrap() >= 1.0);
+    assert_eq!(
+        sample(&text, "token_service_cache_evictions_total"),
+        Some(0.0)
+    );
     assert_eq!(sample(&text, "token_service_cache_trusted"), Some(1.0));
     assert_eq!(
         sample(&text, "token_service_db_pool_max_connections"),

@@ -238,3 +238,35 @@ async fn a_cached_check_ages_out_when_the_clock_passes_the_cache_ttl() {
     assert_eq!(check().await, (1, 0), "and cached again");
     srv.stop().await;
 }
+
+/// A full cache makes room by evicting (counted), never by growing past `cache.capacity`:
+/// with room for one credential, two users alternating miss every time.
+#[tokio::test]
+async fn a_full_cache_evicts_and_stays_within_its_capacity() {
+    let srv = TestServer::start_with(|c| c.cache.capacity = 1).await;
+    let alice = srv.basic_user("alice").await;
+    let bob = srv.basic_user("bob").await;
+    let (as_alice, as_bob) = (srv.as_(&alice), srv.as_(&bob));
+    as_alice.get_me().await.unwrap();
+    as_bob.get_me().await.unwrap();
+    let before = srv.cache_stats();
+    as_alice.get_me().await.unwrap();
+    as_bob.get_me().await.unwrap();
+    as_alice.get_me().await.unwrap();
+    let after = srv.cache_stats();
+    assert_eq!(after.hits - before.hits, 0, "{before:?} -> {after:?}");
+    assert_eq!(after.misses - before.misses, 3, "{before:?} -> {after:?}");
+    assert_eq!(
+        after.evictions - before.evictions,
+        3,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.entries, 1);
+    as_alice.get_me().await.unwrap();
+    assert_eq!(
+        srv.cache_stats().hits - after.hits,
+        1,
+        "the last one read is kept"
+    );
+    srv.stop().await;
+}

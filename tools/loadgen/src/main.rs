@@ -7,6 +7,7 @@
 
 mod baseline;
 mod bench;
+mod cache_bench;
 mod cpu;
 mod db_baseline;
 mod drivers;
@@ -47,6 +48,69 @@ enum Command {
     /// Measure webhook delivery lag: from RevokeUserAccessToken's return (the record is
     /// committed) to a receiver in this process getting the signed message; p50, p99, max.
     WebhookLag(WebhookLagArgs),
+    /// Time token-cache lookups in this process (no server) at several sizes and thread
+    /// counts, for the service's sharded cache and the designs it was chosen over; also a
+    /// revocation of one user and an insert into a full cache.
+    CacheBench(CacheBenchArgs),
+    /// Fill a token cache in this process and print the resident memory per cached
+    /// credential (the principal and the cache's own structures).
+    CacheMemory(CacheMemoryArgs),
+}
+
+/// A token-cache design compared by `cache-bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CacheDesign {
+    /// The service's `PrincipalCache`: sharded RwLock maps, id index, CLOCK eviction.
+    Sharded,
+    /// The previous design: one RwLock over a HashMap<String, _>.
+    SingleLock,
+    /// papaya's lock-free HashMap (no eviction).
+    Papaya,
+    /// moka's sync Cache (TinyLFU, time-to-live).
+    Moka,
+}
+
+impl CacheDesign {
+    fn name(self) -> &'static str {
+        match self {
+            CacheDesign::Sharded => "sharded",
+            CacheDesign::SingleLock => "single-lock",
+            CacheDesign::Papaya => "papaya",
+            CacheDesign::Moka => "moka",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct CacheBenchArgs {
+    /// Designs to compare (comma-separated or repeated).
+    #[arg(long = "design", value_enum, value_delimiter = ',', default_values_t = [CacheDesign::Sharded, CacheDesign::SingleLock, CacheDesign::Papaya, CacheDesign::Moka])]
+    designs: Vec<CacheDesign>,
+    /// Cached credentials (each size is also the cache's capacity).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000, 1_000_000])]
+    entries: Vec<usize>,
+    /// Threads looking up at once.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 8])]
+    threads: Vec<usize>,
+    /// Measured time of each (design, size, threads) cell.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Users revoked one by one (the time per revocation is reported).
+    #[arg(long, default_value_t = 100)]
+    revocations: usize,
+    /// New digests inserted into the full cache (each evicts one).
+    #[arg(long, default_value_t = 100_000)]
+    full_inserts: usize,
+}
+
+#[derive(Debug, Args)]
+struct CacheMemoryArgs {
+    /// Cached credentials.
+    #[arg(long, default_value_t = 100_000)]
+    entries: usize,
+    /// Design to fill.
+    #[arg(long, value_enum, default_value_t = CacheDesign::Sharded)]
+    design: CacheDesign,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +337,8 @@ fn main() -> ExitCode {
         Command::IdleRss(args) => footprint::idle_rss(&args),
         Command::Startup(args) => footprint::startup(&args),
         Command::WebhookLag(args) => webhook_lag::run(args),
+        Command::CacheBench(args) => cache_bench::bench(&args),
+        Command::CacheMemory(args) => cache_bench::memory(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

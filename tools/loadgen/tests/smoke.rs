@@ -199,3 +199,45 @@ fn loadgen_webhook_lag_prints_percentiles_of_delivered_messages() {
     }
     assert!(number(&fields, "p99_ms") >= number(&fields, "p50_ms"));
 }
+
+#[test]
+fn loadgen_cache_bench_times_every_design_and_cache_memory_measures_an_entry() {
+    let stdout = run(&[
+        "cache-bench",
+        "--entries",
+        "2000",
+        "--threads",
+        "1,2",
+        "--duration",
+        "50ms",
+        "--revocations",
+        "10",
+        "--full-inserts",
+        "1000",
+    ]);
+    for design in ["sharded", "single-lock", "papaya", "moka"] {
+        for threads in ["1", "2"] {
+            let prefix = format!(
+                "summary scenario=cache-bench design={design} entries=2000 threads={threads} "
+            );
+            let fields = summary(&stdout, &prefix);
+            let ns = number(&fields, "ns_per_lookup");
+            assert!(ns > 0.0 && ns.is_finite(), "{fields:?}");
+            assert!(number(&fields, "insert_full_ns") > 0.0, "{fields:?}");
+        }
+    }
+    let fields = summary(
+        &stdout,
+        "summary scenario=cache-bench design=sharded entries=2000 threads=1 ",
+    );
+    assert!(number(&fields, "revoke_us") > 0.0, "{fields:?}");
+
+    let stdout = run(&["cache-memory", "--entries", "20000"]);
+    let fields = summary(
+        &stdout,
+        "summary scenario=cache-memory design=sharded entries=20000 ",
+    );
+    // A principal is a user, a session and a token: hundreds of bytes, not tens or megabytes.
+    let total = number(&fields, "total_bytes");
+    assert!((100.0..100_000.0).contains(&total), "{fields:?}");
+}
