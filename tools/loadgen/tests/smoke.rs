@@ -99,10 +99,12 @@ fn number(fields: &[(&str, &str)], key: &str) -> f64 {
 
 #[test]
 fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
+    // Long enough that a write (create-token) finishes inside the window on a loaded machine:
+    // with 200 ms, a run in which no request both started and finished in it was seen.
     let stdout = run(&[
         "bench",
         "--duration",
-        "200ms",
+        "500ms",
         "--warmup",
         "100ms",
         "--rounds",
