@@ -47,25 +47,42 @@ fn columns<E: EntityTrait>(alias: &str, prefix: &str, present: bool) -> String {
         .join(", ")
 }
 
-/// The statement for `backend`: one parameter (the digest) that PostgreSQL numbers once and
-/// the others bind twice.
-fn by_digest_sql(backend: DbBackend) -> String {
-    let (first, second) = match backend {
-        DbBackend::Postgres => ("$1", "$1"),
-        _ => ("?", "?"),
-    };
+/// The positional parameter of `backend` (PostgreSQL numbers it; the others bind it again for
+/// each use).
+fn parameter(backend: DbBackend) -> &'static str {
+    if backend == DbBackend::Postgres {
+        "$1"
+    } else {
+        "?"
+    }
+}
+
+/// The session branch: sessions matching `condition` with their user and token.
+fn session_select(condition: &str) -> String {
     format!(
         "SELECT '{BY_SESSION}' AS kind, {s}, {u}, {t} \
          FROM sessions s \
          LEFT JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_access_tokens t ON t.id = s.user_access_token_id \
-         WHERE s.token_hash = {first} \
+         WHERE {condition}",
+        s = columns::<sessions::Entity>("s", SESSION, true),
+        u = columns::<users::Entity>("u", USER, true),
+        t = columns::<tokens::Entity>("t", TOKEN, true),
+    )
+}
+
+/// The statement for `backend`: the session branch by digest, and the access token branch
+/// (a token and its owner) by the same digest.
+fn by_digest_sql(backend: DbBackend) -> String {
+    let param = parameter(backend);
+    format!(
+        "{sessions} \
          UNION ALL \
          SELECT '{BY_ACCESS_TOKEN}' AS kind, {no_s}, {u}, {t} \
          FROM user_access_tokens t \
          JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = {second}",
-        s = columns::<sessions::Entity>("s", SESSION, true),
+         WHERE t.token_hash = {param}",
+        sessions = session_select(&format!("s.token_hash = {param}")),
         u = columns::<users::Entity>("u", USER, true),
         t = columns::<tokens::Entity>("t", TOKEN, true),
         no_s = columns::<sessions::Entity>("s", SESSION, false),
@@ -87,23 +104,7 @@ pub fn credential_by_digest_sql(backend: DbBackend) -> &'static str {
 fn by_session_id_sql(backend: DbBackend) -> &'static str {
     static POSTGRES: OnceLock<String> = OnceLock::new();
     static OTHERS: OnceLock<String> = OnceLock::new();
-    let build = || {
-        let param = if backend == DbBackend::Postgres {
-            "$1"
-        } else {
-            "?"
-        };
-        format!(
-            "SELECT '{BY_SESSION}' AS kind, {s}, {u}, {t} \
-             FROM sessions s \
-             LEFT JOIN users u ON u.id = s.user_id \
-             LEFT JOIN user_access_tokens t ON t.id = s.user_access_token_id \
-             WHERE s.id = {param}",
-            s = columns::<sessions::Entity>("s", SESSION, true),
-            u = columns::<users::Entity>("u", USER, true),
-            t = columns::<tokens::Entity>("t", TOKEN, true),
-        )
-    };
+    let build = || session_select(&format!("s.id = {}", parameter(backend)));
     match backend {
         DbBackend::Postgres => POSTGRES.get_or_init(build),
         _ => OTHERS.get_or_init(build),
