@@ -94,9 +94,19 @@ pub fn check_rust_log() -> Result<(), String> {
     }
 }
 
-/// Installs the global subscriber: the log layer, and the OTLP layer when configured.
-/// Calling it twice is harmless (the second call installs nothing and exports nothing).
+/// Installs the global subscriber: the log layer (to stderr), and the OTLP layer when
+/// configured. Calling it twice is harmless (the second call installs nothing and exports
+/// nothing).
 pub fn init(config: &LogConfig) -> TelemetryGuard {
+    init_with_writer(config, std::io::stderr, std::io::stderr().is_terminal())
+}
+
+/// [`init`] with the log lines written to `writer` instead of stderr (the load generator
+/// keeps its in-process target's logs out of its report this way); `ansi` colours them.
+pub fn init_with_writer<W>(config: &LogConfig, writer: W, ansi: bool) -> TelemetryGuard
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| !f.is_empty())
@@ -111,15 +121,12 @@ pub fn init(config: &LogConfig) -> TelemetryGuard {
         EnvFilter::new("info")
     });
     let logs = match config.format {
-        LogFormat::Text => fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
     }
     .with_filter(filter);

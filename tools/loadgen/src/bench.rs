@@ -8,9 +8,10 @@
 
 use std::{
     net::SocketAddr,
+    path::Path,
     sync::{
         Arc,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -20,7 +21,7 @@ use tokio::runtime::{Builder, Handle};
 use crate::{
     BenchArgs, Scenario, baseline,
     cpu::{CLIENT_THREAD_PREFIX, CpuProbe},
-    db_baseline::{DbClient, DriverKind},
+    db_baseline::{DbClient, DriverKind, IdSource},
     drivers::{Driver, RestCall},
     http1::Http1Conn,
     stats::{RunResult, median},
@@ -58,16 +59,41 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("client runtime: {e}"))?;
-    // The in-process server logs (to stderr) and traces as `token-service serve` does with
-    // the default configuration; the guard lives until the end of the run.
-    let _telemetry = args
-        .grpc_target
-        .is_none()
-        .then(|| token_service::telemetry::init(&token_service::config::LogConfig::default()));
+    // The in-process server logs and traces as `token-service serve` does with the default
+    // configuration, into a file unless told otherwise (the report stays readable); the
+    // guard lives until the end of the run.
+    let _telemetry = match args.grpc_target {
+        Some(_) => None,
+        None => Some(server_log(args.server_log.as_deref())?),
+    };
     let outcome = client_rt.block_on(bench(&args, server_rt.handle().clone(), server_threads));
     server_rt.shutdown_timeout(Duration::from_secs(1));
     client_rt.shutdown_timeout(Duration::from_secs(1));
     outcome
+}
+
+/// Installs the in-process target's log: to stderr for `-`, else appended to `path` (by
+/// default a file in the temporary directory), whose name the report starts with.
+fn server_log(path: Option<&Path>) -> Result<token_service::telemetry::TelemetryGuard, String> {
+    let config = token_service::config::LogConfig::default();
+    if path == Some(Path::new("-")) {
+        return Ok(token_service::telemetry::init(&config));
+    }
+    let path = path.map_or_else(
+        || std::env::temp_dir().join(format!("loadgen-server-{}.log", std::process::id())),
+        Path::to_path_buf,
+    );
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("--server-log {}: {e}", path.display()))?;
+    println!("in-process target's log: {}", path.display());
+    Ok(token_service::telemetry::init_with_writer(
+        &config,
+        std::sync::Mutex::new(file),
+        false,
+    ))
 }
 
 /// One side of a pair.
@@ -133,18 +159,20 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
             println!(
                 "target: token-service in this process, SQLite in a temporary directory, default configuration"
             );
+            let on_database = |c: &mut token_service::config::Config| {
+                if let Some(url) = &args.database_url {
+                    c.database_url = Some(token_service::config::DatabaseUrl::new(url.clone()));
+                }
+            };
             let cached = if needs_cached {
-                Some(Target::start_in_process(&server_rt, true, args.tokens).await?)
+                Some(Target::start_in_process(&server_rt, args.tokens, on_database).await?)
             } else {
                 None
             };
             let uncached = if needs_uncached {
-                let database_url = args.database_url.clone();
-                let started = Target::start_in_process_with(&server_rt, args.tokens, move |c| {
+                let started = Target::start_in_process(&server_rt, args.tokens, |c| {
                     c.cache.enable = false;
-                    if let Some(url) = database_url {
-                        c.database_url = Some(token_service::config::DatabaseUrl::new(url));
-                    }
+                    on_database(c);
                 })
                 .await;
                 match started {
@@ -164,7 +192,8 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
         Some(grpc) => {
             println!("target: token-service at {grpc} (external)");
             let admin = args.admin_token.clone().unwrap_or_default();
-            let cached = Target::external(grpc, args.http_target, admin, args.tokens).await?;
+            let mut cached = Target::external(grpc, args.http_target, admin, args.tokens).await?;
+            cached.database_url = args.database_url.clone();
             let uncached = args.uncached_grpc_target.map(|a| {
                 let mut sibling = cached.sibling(a);
                 sibling.database_url = args.database_url.clone();
@@ -217,7 +246,12 @@ async fn run_scenarios(
     (echo, axum): (SocketAddr, SocketAddr),
     target_probe: CpuProbe,
 ) -> Result<Vec<PairSummary>, String> {
+    let writes = match cached {
+        Some(tgt) if scenarios.iter().any(|s| s.writes()) => Writes::prepare(tgt).await?,
+        _ => None,
+    };
     let mut summaries = Vec::new();
+    let outcome: Result<(), String> = async {
     for &scenario in scenarios {
         let chosen = if scenario.uncached() {
             uncached
@@ -263,6 +297,21 @@ async fn run_scenarios(
                 "grpc-echo",
                 ext_authz_drivers(echo, tgt, args).await?,
             ),
+            Scenario::WriteCreate | Scenario::WriteRevoke => {
+                let Some(w) = &writes else {
+                    println!(
+                        "\n== {}: skipped (the write baseline needs the target's database: pass --database-url)",
+                        scenario.name()
+                    );
+                    continue;
+                };
+                let target_drivers = if scenario == Scenario::WriteCreate {
+                    grpc_drivers(tgt.grpc, tgt, args, true).await?
+                } else {
+                    revoke_drivers(tgt, args, w).await?
+                };
+                (target_drivers, "sqlx-insert", w.insert_drivers(args))
+            }
             Scenario::DbSqlx | Scenario::DbTokioPostgres => {
                 let kind = if scenario == Scenario::DbSqlx {
                     DriverKind::Sqlx
@@ -306,9 +355,90 @@ async fn run_scenarios(
         .await?;
         summaries.push(summary);
     }
+    Ok(())
+    }
+    .await;
+    if let Some(w) = &writes {
+        w.db.drop_table(&w.table).await;
+    }
+    outcome?;
     compare_gateway_with_introspection(&summaries);
     compare_database_path(&summaries);
     Ok(summaries)
+}
+
+/// What the write scenarios share: sqlx on the target's database, the scratch table of the
+/// one-row insert baseline, and the ids of the rows the load generator writes itself.
+struct Writes {
+    db: DbClient,
+    table: Arc<str>,
+    ids: Arc<IdSource>,
+    next_row: Arc<AtomicU64>,
+}
+
+impl Writes {
+    /// Connects to `tgt`'s database and creates the baseline's table; `None` when the
+    /// database is not known (an external target without --database-url).
+    async fn prepare(tgt: &Target) -> Result<Option<Self>, String> {
+        let Some(url) = tgt.database_url.as_deref() else {
+            return Ok(None);
+        };
+        let Some(db) = DbClient::connect(DriverKind::Sqlx, url).await? else {
+            return Ok(None);
+        };
+        let ids = IdSource::new(tgt.admin_user_id().await?);
+        let table: Arc<str> = format!("loadgen_insert_{}", ids.tag()).into();
+        db.create_write_table(&table).await?;
+        Ok(Some(Self {
+            db,
+            table,
+            ids: Arc::new(ids),
+            next_row: Arc::new(AtomicU64::new(0)),
+        }))
+    }
+
+    /// The baseline's workers: one row inserted in a transaction per request.
+    fn insert_drivers(&self, args: &BenchArgs) -> Vec<Driver> {
+        (0..args.concurrency)
+            .map(|_| Driver::DbInsert {
+                db: self.db.clone(),
+                table: self.table.clone(),
+                ids: self.ids.clone(),
+                next: self.next_row.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Tokens a write-revoke run may revoke per second of load at most: every run inserts
+/// enough for this rate (a run that revokes them all reports errors, never a wrong rate).
+const REVOKES_PER_SECOND_ROOM: f64 = 5_000.0;
+
+/// RevokeUserAccessToken workers sharing tokens bulk-inserted (not through the API) for the
+/// admin, enough for every round, each revoked once.
+async fn revoke_drivers(tgt: &Target, args: &BenchArgs, w: &Writes) -> Result<Vec<Driver>, String> {
+    let seconds = (args.warmup + args.duration).as_secs_f64() * args.rounds as f64;
+    let n = (seconds * REVOKES_PER_SECOND_ROOM).ceil().max(1_000.0) as u64;
+    let started = Instant::now();
+    // Row numbers from the top of the range: the insert baseline counts up from 0.
+    let filler = IdSource::new(w.ids.user_id.clone());
+    let ids: Arc<[String]> = w.db.insert_filler_tokens(&filler, n).await?.into();
+    println!(
+        "write-revoke: {n} tokens bulk-inserted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let clients = target::connect(tgt.grpc, args.connections).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    Ok((0..args.concurrency)
+        .map(|w| {
+            Driver::revoke_token(
+                clients[w % clients.len()].clone(),
+                &tgt.admin_token,
+                ids.clone(),
+                next.clone(),
+            )
+        })
+        .collect())
 }
 
 /// The database baseline's workers: the driver connected to the uncached target's database,
@@ -566,6 +696,13 @@ async fn run_pair(
             println!(
                 "target: credentials checked per second (2 per request) >= 0.5 x {}'s point selects{at}",
                 b.name
+            );
+        }
+        Scenario::WriteCreate | Scenario::WriteRevoke => {
+            println!(
+                "target: req/s >= 0.5 x {}: {}{at}",
+                b.name,
+                verdict(rps_ratio >= 0.5)
             );
         }
         Scenario::IntrospectUncached | Scenario::CreateToken => {}

@@ -2,7 +2,13 @@
 //! fails when the answer is not the one the scenario expects (so an unauthenticated or
 //! inactive answer is an error, not a fast success).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use token_service::pb::{
     self,
@@ -18,7 +24,10 @@ use tonic::{
     transport::Channel,
 };
 
-use crate::{db_baseline::DbClient, http1::Http1Conn};
+use crate::{
+    db_baseline::{DbClient, IdSource},
+    http1::Http1Conn,
+};
 
 /// A worker's request maker.
 #[derive(Debug)]
@@ -45,6 +54,20 @@ pub(crate) enum Driver {
         db: DbClient,
         worker: usize,
         digests: Arc<[String]>,
+    },
+    /// RevokeUserAccessToken of the next of `ids` (each revoked once), as the admin.
+    RevokeToken {
+        client: TokenServiceClient<Channel>,
+        auth: MetadataValue<Ascii>,
+        ids: Arc<[String]>,
+        next: Arc<AtomicU64>,
+    },
+    /// One row inserted into `table` in a transaction of its own, issued directly with sqlx.
+    DbInsert {
+        db: DbClient,
+        table: Arc<str>,
+        ids: Arc<IdSource>,
+        next: Arc<AtomicU64>,
     },
     /// An HTTP/1.1 request: one of the prepared requests (one per token) of `rest`.
     Rest {
@@ -124,6 +147,20 @@ impl Driver {
         Driver::CreateToken {
             client,
             auth: bearer(admin_token),
+        }
+    }
+
+    pub(crate) fn revoke_token(
+        client: TokenServiceClient<Channel>,
+        admin_token: &str,
+        ids: Arc<[String]>,
+        next: Arc<AtomicU64>,
+    ) -> Self {
+        Driver::RevokeToken {
+            client,
+            auth: bearer(admin_token),
+            ids,
+            next,
         }
     }
 
@@ -222,6 +259,38 @@ impl Driver {
                 } else {
                     Ok(())
                 }
+            }
+            Driver::RevokeToken {
+                client,
+                auth,
+                ids,
+                next,
+            } => {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = usize::try_from(n).ok().and_then(|n| ids.get(n)) else {
+                    return Err(format!(
+                        "all {} tokens inserted for write-revoke are revoked: run shorter",
+                        ids.len()
+                    ));
+                };
+                let mut request = Request::new(pb::RevokeUserAccessTokenRequest {
+                    token_id: id.clone(),
+                });
+                request.metadata_mut().insert("authorization", auth.clone());
+                client
+                    .revoke_user_access_token(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("RevokeUserAccessToken: {:?} {}", s.code(), s.message()))
+            }
+            Driver::DbInsert {
+                db,
+                table,
+                ids,
+                next,
+            } => {
+                db.insert_row(table, next.fetch_add(1, Ordering::Relaxed), ids)
+                    .await
             }
             Driver::ExtAuthz {
                 client,

@@ -170,10 +170,16 @@ enum Scenario {
     /// As db-sqlx, the point select issued with tokio-postgres (PostgreSQL only: pass
     /// --database-url postgres://...).
     DbTokioPostgres,
+    /// CreateUserAccessToken (the admin's own, cache on) against one row inserted in a
+    /// transaction of its own with sqlx on the same database.
+    WriteCreate,
+    /// RevokeUserAccessToken of tokens bulk-inserted before the run (one per request) against
+    /// the same one-row insert.
+    WriteRevoke,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 9] = [
+    const ALL: [Scenario; 11] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
@@ -183,6 +189,8 @@ impl Scenario {
         Scenario::ExtAuthz,
         Scenario::DbSqlx,
         Scenario::DbTokioPostgres,
+        Scenario::WriteCreate,
+        Scenario::WriteRevoke,
     ];
 
     fn name(self) -> &'static str {
@@ -196,7 +204,14 @@ impl Scenario {
             Scenario::ExtAuthz => "ext-authz",
             Scenario::DbSqlx => "db-sqlx",
             Scenario::DbTokioPostgres => "db-tokio-postgres",
+            Scenario::WriteCreate => "write-create",
+            Scenario::WriteRevoke => "write-revoke",
         }
+    }
+
+    /// Whether the scenario writes (against the one-row insert baseline).
+    fn writes(self) -> bool {
+        matches!(self, Scenario::WriteCreate | Scenario::WriteRevoke)
     }
 
     /// Whether the scenario drives the server with the cache off.
@@ -256,13 +271,18 @@ struct BenchArgs {
     /// Process id of the running target, to report its CPU time per request.
     #[arg(long, value_name = "PID", requires = "grpc_target")]
     target_pid: Option<u32>,
-    /// Database of the server with the cache off (introspect-uncached, db-sqlx,
-    /// db-tokio-postgres), which the database baselines query too. Default: SQLite in a
-    /// temporary directory. In process, e.g. postgres://postgres@127.0.0.1:5432/loadgen (the
-    /// database must exist; the run adds its users to it); with --uncached-grpc-target, the
-    /// database that server uses.
+    /// Database of the in-process servers (with the cache on and off), which the database
+    /// baselines (db-sqlx, db-tokio-postgres, write-create, write-revoke) use too. Default:
+    /// SQLite in a temporary directory each. In process, e.g.
+    /// postgres://postgres@127.0.0.1:5432/loadgen (the database must exist; the run adds its
+    /// users and tokens to it); with --grpc-target, the database those servers use.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Where the in-process target writes its log lines (INFO and up, as `token-service
+    /// serve` does): `-` for stderr, interleaved with the report. Default: a file in the
+    /// temporary directory, named at the start of the report.
+    #[arg(long, value_name = "PATH")]
+    server_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -38,20 +38,10 @@ struct InProcess {
 }
 
 impl Target {
-    /// Starts token-service in this process (its tasks on `server_rt`) on a fresh SQLite
-    /// database in a temporary directory, with the default configuration except for the
-    /// addresses and, when `cache` is false, `cache.enable = false`.
+    /// Starts token-service in this process (its tasks on `server_rt`) with the default
+    /// configuration adjusted by `tweak`: a fresh SQLite database in a temporary directory
+    /// unless `tweak` names another database, addresses chosen by the system.
     pub(crate) async fn start_in_process(
-        server_rt: &tokio::runtime::Handle,
-        cache: bool,
-        tokens: usize,
-    ) -> Result<Self, String> {
-        Self::start_in_process_with(server_rt, tokens, move |config| config.cache.enable = cache)
-            .await
-    }
-
-    /// [`Target::start_in_process`] with the configuration adjusted by `tweak`.
-    pub(crate) async fn start_in_process_with(
         server_rt: &tokio::runtime::Handle,
         tokens: usize,
         tweak: impl FnOnce(&mut Config),
@@ -151,6 +141,22 @@ impl Target {
             database_url: None,
             in_process: None,
         }
+    }
+
+    /// The admin's user id.
+    pub(crate) async fn admin_user_id(&self) -> Result<String, String> {
+        let mut client = connect(self.grpc, 1).await?.remove(0);
+        let me = client
+            .get_user(authed(
+                pb::GetUserRequest {
+                    user_id: "me".to_owned(),
+                },
+                &self.admin_token,
+            ))
+            .await
+            .map_err(|s| format!("GetUser me: {s:?}"))?
+            .into_inner();
+        Ok(me.user.ok_or("GetUser returned no user")?.id)
     }
 
     /// Token-cache hits and misses so far (in-process only).

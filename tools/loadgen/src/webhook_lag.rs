@@ -76,7 +76,7 @@ async fn measure(args: &WebhookLagArgs, server_rt: tokio::runtime::Handle) -> Re
     let target = match (args.grpc_target, &args.admin_token) {
         (Some(grpc), Some(token)) => Target::external(grpc, None, token.clone(), 1).await?,
         _ => {
-            Target::start_in_process_with(&server_rt, 1, move |config: &mut Config| {
+            Target::start_in_process(&server_rt, 1, move |config: &mut Config| {
                 config.webhooks.allow_private_addresses = true;
                 if let Some(url) = database_url {
                     config.database_url = Some(token_service::config::DatabaseUrl::new(url));

@@ -64,18 +64,23 @@ fn server_bin() -> &'static str {
 }
 
 fn run(args: &[&str]) -> String {
+    run_with_stderr(args).0
+}
+
+/// Runs loadgen with `args`, asserts it succeeded, and returns its stdout and stderr.
+fn run_with_stderr(args: &[&str]) -> (String, String) {
     let out: Output = Command::new(LOADGEN)
         .args(args)
         .env_remove("RUST_LOG")
         .output()
         .expect("run loadgen");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "loadgen {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "loadgen {args:?} failed:\n{stdout}\n{stderr}"
     );
-    stdout
+    (stdout, stderr)
 }
 
 /// The `key=value` fields of the `summary` line that starts with `prefix`.
@@ -101,7 +106,7 @@ fn number(fields: &[(&str, &str)], key: &str) -> f64 {
 fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
     // Long enough that a write (create-token) finishes inside the window on a loaded machine:
     // with 200 ms, a run in which no request both started and finished in it was seen.
-    let stdout = run(&[
+    let (stdout, stderr) = run_with_stderr(&[
         "bench",
         "--duration",
         "500ms",
@@ -125,6 +130,8 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         ("gateway-introspect", "axum-json"),
         ("ext-authz", "grpc-echo"),
         ("db-sqlx", "sqlx-select"),
+        ("write-create", "sqlx-insert"),
+        ("write-revoke", "sqlx-insert"),
     ] {
         let fields = summary(&stdout, &format!("summary scenario={scenario} "));
         assert!(fields.contains(&("baseline", baseline)), "{fields:?}");
@@ -139,6 +146,32 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         assert!(stdout.contains(&format!("| {scenario} | ")), "{stdout}");
     }
     assert!(stdout.contains("p99.9 ms"), "{stdout}");
+    // The in-process target's log lines go to a file the report names, not into the report.
+    let log_line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("in-process target's log: "))
+        .unwrap_or_else(|| panic!("the report names the target's log file: {stdout}"));
+    let log = std::fs::read_to_string(log_line).expect("the target's log file exists");
+    assert!(
+        log.contains("token_service"),
+        "the target logged its start-up into {log_line}: {log}"
+    );
+    let _ = std::fs::remove_file(log_line);
+    assert!(
+        !stderr.contains(" INFO ") && !stdout.contains(" INFO "),
+        "no INFO log line in the report:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("write-revoke: ") && stdout.contains(" tokens bulk-inserted in "),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("target: req/s >= 0.5 x sqlx-insert: ")
+            .count(),
+        2,
+        "write-create and write-revoke state their goal: {stdout}"
+    );
     assert!(
         stdout.contains(
             "db-sqlx: credentials checked per second / driver point selects per second = "
