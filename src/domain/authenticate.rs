@@ -49,10 +49,10 @@ impl Context {
             return Err(refused("malformed token"));
         }
         let now = self.now();
-        let digest = self.hasher().digest(token);
+        let mac = self.hasher().mac(token);
         // A cached check that the clock has since expired falls through: the database decides
         // (and may know of an extension made by another replica).
-        if let Some(principal) = self.cache().get(digest.as_str(), now)
+        if let Some(principal) = self.cache().get(&mac, now)
             && self.still_usable(&principal, now)
         {
             self.note_access_token_use(&principal, now);
@@ -63,13 +63,13 @@ impl Context {
             let mut updated = (*principal).clone();
             self.record_activity(&mut updated.session, now);
             let updated = Arc::new(updated);
-            self.cache().touch(digest.as_str(), &updated);
+            self.cache().touch(&mac, &updated);
             return Ok(updated);
         }
+        let digest = TokenDigest::from_mac(&mac);
         let generation = self.cache().generation();
         let principal = Arc::new(self.authenticate_from_store(token, &digest, now).await?);
-        self.cache()
-            .insert(digest.as_str(), &principal, generation, now);
+        self.cache().insert(&mac, &principal, generation, now);
         self.note_access_token_use(&principal, now);
         Ok(principal)
     }

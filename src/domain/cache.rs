@@ -63,6 +63,32 @@ pub struct CacheSettings {
     pub ttl_ms: i64,
 }
 
+/// What an entry is looked up by: a digest's stored text ([`digest_key`] of it), or the
+/// digest's bytes as computed ([`super::secret::TokenHasher::mac`]; the hot path, which then
+/// never writes the digest as text).
+pub trait DigestKey {
+    /// The 32-byte key.
+    fn key(&self) -> [u8; 32];
+}
+
+impl DigestKey for str {
+    fn key(&self) -> [u8; 32] {
+        digest_key(self)
+    }
+}
+
+impl DigestKey for String {
+    fn key(&self) -> [u8; 32] {
+        digest_key(self)
+    }
+}
+
+impl DigestKey for [u8; 32] {
+    fn key(&self) -> [u8; 32] {
+        *self
+    }
+}
+
 /// The cache key of a digest: its 32 bytes when it is 64 lower-case hex digits (every
 /// stored digest is), else the SHA-256 of the text (so any string is a usable key).
 pub fn digest_key(digest: &str) -> [u8; 32] {
@@ -433,11 +459,15 @@ impl PrincipalCache {
     }
 
     /// The cached principal of `digest`, if fresh and the cache is trusted.
-    pub fn get(&self, digest: &str, now: UnixMillis) -> Option<Arc<Principal>> {
+    pub fn get(
+        &self,
+        digest: &(impl DigestKey + ?Sized),
+        now: UnixMillis,
+    ) -> Option<Arc<Principal>> {
         if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
             return None;
         }
-        let key = Key(digest_key(digest));
+        let key = Key(digest.key());
         let cell = self.cell(&key);
         let found = {
             let shard = cell.read();
@@ -468,7 +498,7 @@ impl PrincipalCache {
     /// apply, so an entry filled now could outlive a revocation it never hears of).
     pub fn insert(
         &self,
-        digest: &str,
+        digest: &(impl DigestKey + ?Sized),
         principal: &Arc<Principal>,
         generation: u64,
         now: UnixMillis,
@@ -476,7 +506,7 @@ impl PrincipalCache {
         if !self.settings.enable {
             return;
         }
-        let key = Key(digest_key(digest));
+        let key = Key(digest.key());
         let index_keys = self.index_keys(principal);
         let cell = self.cell(&key);
         let mut shard = cell.write();
@@ -510,8 +540,8 @@ impl PrincipalCache {
     /// Replaces the cached principal after its session's activity was recorded (keeping
     /// when it was read from the database and its place in the index: the session, user
     /// and token are the same).
-    pub fn touch(&self, digest: &str, principal: &Arc<Principal>) {
-        let key = Key(digest_key(digest));
+    pub fn touch(&self, digest: &(impl DigestKey + ?Sized), principal: &Arc<Principal>) {
+        let key = Key(digest.key());
         let mut shard = self.cell(&key).write();
         if let Some(&at) = shard.map.get(&key)
             && let Some(entry) = &mut shard.slots[at as usize].entry

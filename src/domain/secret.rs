@@ -75,6 +75,11 @@ impl TokenDigest {
         Self(value)
     }
 
+    /// The stored form of a digest computed as bytes ([`TokenHasher::mac`]).
+    pub fn from_mac(mac: &[u8; 32]) -> Self {
+        Self(to_hex(mac))
+    }
+
     /// Constant-time equality (a lookup by digest is followed by this check, so timing never
     /// depends on how much of a guess matched).
     pub fn matches(&self, other: &TokenDigest) -> bool {
@@ -161,19 +166,25 @@ impl TokenHasher {
 
     /// The digest of `token`.
     pub fn digest(&self, token: &PlainToken) -> TokenDigest {
-        TokenDigest(self.mac_hex(token.0.as_bytes()))
+        TokenDigest::from_mac(&self.mac(token))
+    }
+
+    /// The digest of `token` as bytes, before it is written as text: the token cache's key
+    /// (a cache hit never needs the text).
+    pub fn mac(&self, token: &PlainToken) -> [u8; 32] {
+        self.mac_of(token.0.as_bytes())
     }
 
     /// A public fingerprint of the key, stored in the database so a server started with a
     /// different key refuses to run instead of silently rejecting every token.
     pub fn key_check(&self) -> String {
-        self.mac_hex(KEY_CHECK_MESSAGE)
+        to_hex(&self.mac_of(KEY_CHECK_MESSAGE))
     }
 
-    fn mac_hex(&self, message: &[u8]) -> String {
+    fn mac_of(&self, message: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(message);
-        to_hex(&mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 }
 

@@ -1,8 +1,8 @@
 //! Last use of personal access tokens, GitLab-style: when each token last authenticated,
 //! the user agent of that use, and the 5 most recent distinct client addresses.
 //!
-//! The token check never writes. It notes the use in a [`UsageCollector`] (a mutex held for
-//! one hash probe; nothing allocated when the token already has an entry and the address and
+//! The token check never writes. It notes the use in a [`UsageCollector`] (one of its
+//! sharded mutexes held for one hash probe; nothing allocated when the token already has an entry and the address and
 //! user agent are the ones noted before), and a background task ([`run_last_use_flush`])
 //! swaps the collected uses out every `last_use.flush_interval` and writes them in batches:
 //! at most one write per token per interval per replica, whatever the request rate. A crash
@@ -13,6 +13,7 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     net::IpAddr,
     sync::{Mutex, MutexGuard},
     time::Duration,
@@ -116,19 +117,35 @@ pub struct TokenUse {
     pub addresses: Vec<(String, UnixMillis)>,
 }
 
-/// Collects token uses in memory between flushes.
-#[derive(Debug, Default)]
+/// Collects token uses in memory between flushes: [`USAGE_SHARDS`] maps, each behind its own
+/// mutex, a token's uses always in the same one (chosen by a hash of its id), so checks of
+/// different tokens on different cores rarely meet on a lock.
+#[derive(Debug)]
 pub struct UsageCollector {
-    pending: Mutex<HashMap<TokenId, PendingUse>>,
+    shards: Box<[Mutex<HashMap<TokenId, PendingUse>>]>,
+    shard_of: RandomState,
+}
+
+/// How many maps the collector spreads tokens over (a power of two).
+pub const USAGE_SHARDS: usize = 16;
+
+impl Default for UsageCollector {
+    fn default() -> Self {
+        Self {
+            shards: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
+            shard_of: RandomState::new(),
+        }
+    }
 }
 
 impl UsageCollector {
-    fn lock(&self) -> MutexGuard<'_, HashMap<TokenId, PendingUse>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, token: &TokenId) -> MutexGuard<'_, HashMap<TokenId, PendingUse>> {
+        let shard = self.shard_of.hash_one(token.as_str()) as usize & (USAGE_SHARDS - 1);
+        lock(&self.shards[shard])
     }
 
     /// Notes a use of `token` at `at`, from `ip` with `user_agent`. The hot path: one hash
-    /// probe under the lock, no await.
+    /// probe under its shard's lock, no await.
     pub fn note(
         &self,
         token: &TokenId,
@@ -138,7 +155,7 @@ impl UsageCollector {
     ) {
         let user_agent = cut(user_agent.unwrap_or(""), MAX_LAST_USER_AGENT_BYTES);
         let ip = ip.map(|ip| ip.to_canonical());
-        let mut pending = self.lock();
+        let mut pending = self.lock(token);
         match pending.get_mut(token) {
             Some(entry) => entry.add(at, ip, user_agent),
             None => {
@@ -149,13 +166,17 @@ impl UsageCollector {
 
     /// Takes every use noted so far, leaving the collector empty.
     pub fn take(&self) -> HashMap<TokenId, PendingUse> {
-        std::mem::take(&mut *self.lock())
+        let mut all = HashMap::new();
+        for shard in &self.shards {
+            all.extend(std::mem::take(&mut *lock(shard)));
+        }
+        all
     }
 
     /// Puts back uses a flush could not write, merged with any noted since.
     pub fn put_back(&self, uses: impl IntoIterator<Item = (TokenId, PendingUse)>) {
-        let mut pending = self.lock();
         for (token, used) in uses {
+            let mut pending = self.lock(&token);
             match pending.get_mut(&token) {
                 Some(entry) => entry.merge(used),
                 None => {
@@ -167,8 +188,14 @@ impl UsageCollector {
 
     /// How many tokens have uses waiting for the next flush.
     pub fn pending_tokens(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
     }
+}
+
+/// A shard's map, even if a thread panicked holding it (the map stays consistent: every
+/// change under the lock is a single insert or update).
+fn lock<T>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
+    shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What one flush wrote.
