@@ -3,6 +3,7 @@
 //! overrides applied to the built-in role table).
 
 use crate::domain::ext_authz::{ExtAuthzPolicy, normalize_subject};
+use crate::domain::guess_throttle::GuessThrottlePolicy;
 use crate::domain::leaks::LeakReportPolicy;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::rotation::RotationPolicy;
@@ -75,6 +76,14 @@ impl TryFrom<&Config> for Policy {
                 },
             },
             max_watch_streams: config.connections.max_watch_streams,
+            guess_throttle: GuessThrottlePolicy {
+                enable: config.guess_throttle.enable,
+                limit: RateLimit {
+                    per_minute: config.guess_throttle.failures_per_minute,
+                    burst: config.guess_throttle.burst,
+                },
+                cool_down_ms: millis(config.guess_throttle.cool_down),
+            },
             ext_authz: ExtAuthzPolicy {
                 allowed_client_subjects: config
                     .ext_authz
@@ -140,6 +149,7 @@ mod tests {
             }
         );
         assert_eq!(policy.jobs, JobsPolicy::default());
+        assert_eq!(policy.guess_throttle, GuessThrottlePolicy::default());
     }
 
     #[test]

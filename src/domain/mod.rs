@@ -16,6 +16,7 @@ pub mod ext_authz;
 #[cfg(test)]
 pub(crate) mod fuzz_tests;
 pub mod gateway;
+pub mod guess_throttle;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;
@@ -97,6 +98,8 @@ pub struct Policy {
     pub ext_authz: ext_authz::ExtAuthzPolicy,
     /// `WatchRevocations` and `WatchEvents` streams this replica serves at once, at most.
     pub max_watch_streams: usize,
+    /// Failed credential checks per client address (`[guess_throttle]`).
+    pub guess_throttle: guess_throttle::GuessThrottlePolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -132,6 +135,8 @@ struct ContextInner {
     leak_report_limiter: rate_limit::RateLimiter,
     /// One permit per open `WatchRevocations` / `WatchEvents` stream.
     watch_streams: Arc<tokio::sync::Semaphore>,
+    /// Failed credential checks per client address.
+    guess_throttle: guess_throttle::GuessThrottle,
 }
 
 impl Context {
@@ -146,6 +151,7 @@ impl Context {
     ) -> Self {
         let leak_report_limiter = rate_limit::RateLimiter::new(policy.leak_reports.limit);
         let watch_streams = Arc::new(tokio::sync::Semaphore::new(policy.max_watch_streams));
+        let guess_throttle = guess_throttle::GuessThrottle::new(policy.guess_throttle);
         Self {
             inner: Arc::new(ContextInner {
                 store: store.with_audit_key(audit_key.clone()),
@@ -163,6 +169,7 @@ impl Context {
                 usage: token_usage::UsageCollector::default(),
                 leak_report_limiter,
                 watch_streams,
+                guess_throttle,
             }),
         }
     }
@@ -208,6 +215,11 @@ impl Context {
     /// The rate limit of leaked-token reports.
     pub(crate) fn leak_report_limiter(&self) -> &rate_limit::RateLimiter {
         &self.inner.leak_report_limiter
+    }
+
+    /// Failed credential checks per client address.
+    pub(crate) fn guess_throttle(&self) -> &guess_throttle::GuessThrottle {
+        &self.inner.guess_throttle
     }
 
     /// Token uses waiting for the next last-use flush.
