@@ -171,6 +171,8 @@ pub struct Metrics {
     failed_credential_checks: AtomicU64,
     guess_throttled: AtomicU64,
     guess_throttle_blocks: AtomicU64,
+    /// Token checks answered from a cache entry kept through a database outage.
+    stale_answers: AtomicU64,
     /// Presented tokens refused on their shape alone, by [`REFUSED_SHAPES`].
     refused_token_shapes: [AtomicU64; REFUSED_SHAPES.len()],
     /// ext_authz Checks by [`EXT_AUTHZ_OUTCOMES`].
@@ -282,6 +284,7 @@ impl Default for Metrics {
             failed_credential_checks: AtomicU64::new(0),
             guess_throttled: AtomicU64::new(0),
             guess_throttle_blocks: AtomicU64::new(0),
+            stale_answers: AtomicU64::new(0),
             leak_reports: std::array::from_fn(|_| AtomicU64::new(0)),
             leaked_credentials_revoked: AtomicU64::new(0),
             ext_authz_checks: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -402,6 +405,11 @@ impl Metrics {
     /// Counts an address the guess throttle started refusing.
     pub fn record_guess_throttle_block(&self) {
         self.guess_throttle_blocks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a token check answered stale during a database outage (fail static).
+    pub fn record_stale_answer(&self) {
+        self.stale_answers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a leaked-token report by its outcome (one of [`LEAK_REPORT_OUTCOMES`]).
@@ -681,6 +689,13 @@ impl Metrics {
             self.failed_credential_checks.load(Ordering::Relaxed),
             self.guess_throttled.load(Ordering::Relaxed),
             self.guess_throttle_blocks.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP token_service_stale_answers_total Token checks answered from a credential cached before a database outage (cache.stale_if_unavailable).\n\
+             # TYPE token_service_stale_answers_total counter\n\
+             token_service_stale_answers_total {}",
+            self.stale_answers.load(Ordering::Relaxed)
         );
         out.push_str(
             "# HELP token_service_leak_reports_total Leaked-token reports (ReportLeakedTokens) this replica answered, by outcome.\n\

@@ -389,6 +389,7 @@ impl Config {
         self.token_format.format()?;
         self.leak_reports.validate()?;
         self.guess_throttle.validate()?;
+        self.cache.validate()?;
         Ok(())
     }
 

@@ -38,6 +38,7 @@ impl TryFrom<&Config> for Policy {
                 capacity: config.cache.capacity,
                 ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
             },
+            stale_if_unavailable_ms: millis(config.cache.stale_if_unavailable),
             revocation_poll_interval_ms: config.revocation_poll_interval_ms,
             log_retention_ms: i64::try_from(config.audit.retention.0)
                 .unwrap_or(i64::MAX / 1000)
@@ -139,6 +140,7 @@ mod tests {
                 ttl_ms: 300_000
             }
         );
+        assert_eq!(policy.stale_if_unavailable_ms, 0);
         assert_eq!(policy.revocation_poll_interval_ms, 50);
         assert_eq!(policy.webhooks, WebhookPolicy::default());
         assert_eq!(

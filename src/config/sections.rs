@@ -71,6 +71,9 @@ pub struct CacheConfig {
     /// Longest time a cached check is reused, in milliseconds: the bound on staleness if a
     /// revocation were ever missed.
     pub ttl_ms: u64,
+    /// Fail static: how long, from the start of a database outage, credentials cached before
+    /// it keep authenticating (0: fail closed). At most 1d.
+    pub stale_if_unavailable: Span,
 }
 
 impl Default for CacheConfig {
@@ -79,7 +82,18 @@ impl Default for CacheConfig {
             enable: true,
             capacity: 100_000,
             ttl_ms: 300_000,
+            stale_if_unavailable: Span(0),
         }
+    }
+}
+
+impl CacheConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stale_if_unavailable.millis() > 86_400_000 {
+            return Err("cache.stale_if_unavailable: must be 0 (fail closed) to 1d".into());
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod ext_authz;
+pub mod fail_static;
 #[cfg(test)]
 pub(crate) mod fuzz_tests;
 pub mod gateway;
@@ -79,6 +80,8 @@ pub struct Policy {
     pub show_email_address: bool,
     /// The hot-path token cache.
     pub cache: cache::CacheSettings,
+    /// `cache.stale_if_unavailable` in milliseconds (0: fail closed); see [`fail_static`].
+    pub stale_if_unavailable_ms: i64,
     /// How often the revocation log is read (the feed and WatchRevocations streams).
     pub revocation_poll_interval_ms: u64,
     /// How long lifecycle records are kept, in milliseconds (at least a day: replicas and
@@ -157,7 +160,8 @@ impl Context {
                 store: store.with_audit_key(audit_key.clone()),
                 audit_key,
                 log_advanced: tokio::sync::watch::Sender::new(0),
-                cache: cache::PrincipalCache::new(policy.cache),
+                cache: cache::PrincipalCache::new(policy.cache)
+                    .keeping_stale_for(policy.stale_if_unavailable_ms),
                 feed: tokio::sync::broadcast::Sender::new(revocations::FEED_CAPACITY),
                 metrics: crate::metrics::Metrics::new(),
                 policy,

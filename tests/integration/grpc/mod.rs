@@ -11,6 +11,7 @@ mod events;
 mod exhaustion;
 mod expiry_jobs;
 mod ext_authz;
+mod fail_static;
 mod faults;
 mod health_reflection;
 mod introspection;
