@@ -13,6 +13,7 @@ mod expiry_jobs;
 mod ext_authz;
 mod fail_static;
 mod faults;
+mod guess_throttle;
 mod health_reflection;
 mod introspection;
 mod last_use;
