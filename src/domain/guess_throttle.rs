@@ -6,8 +6,9 @@
 //! credential, valid or not, before any cache or database work.
 //!
 //! The address is the request's client address as the request layer decided it (the peer,
-//! or behind a trusted proxy the address its headers name; see [`crate::client_ip`]). The
-//! local operator (no address) is never throttled.
+//! or behind a trusted proxy the address its headers name; see [`crate::client_ip`]), an
+//! IPv6 address counted with its whole /64. The local operator (no address) is never
+//! throttled.
 //!
 //! Successful checks are never counted and never slowed: while no address is refused (the
 //! normal state) a check reads one atomic; only a failure takes the limiter's lock.
@@ -129,9 +130,18 @@ impl GuessThrottle {
     }
 }
 
-/// The current request's client address (none for the local operator or outside a request).
+/// What the current request's failures count against: its client address, an IPv6 one cut
+/// to its /64 (the block one subscriber gets, so rotating addresses within it gains nothing);
+/// none for the local operator or outside a request.
 fn client_address() -> Option<IpAddr> {
-    RequestOrigin::with_current(|o| o.and_then(|o| o.ip))
+    RequestOrigin::with_current(|o| o.and_then(|o| o.ip)).map(throttle_key)
+}
+
+fn throttle_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
 }
 
 impl Context {
@@ -197,6 +207,15 @@ mod tests {
         }
         t.check(b, 4_000).unwrap();
         t.check(a, 10_000).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_key_for_its_whole_64() {
+        let key = |s: &str| throttle_key(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
     }
 
     #[test]
