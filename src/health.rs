@@ -12,6 +12,13 @@
 //!   out of file descriptors say; see [`crate::listener`]);
 //! - `shutdown`: no graceful shutdown has begun.
 //!
+//! Degraded (fail static, `cache.stale_if_unavailable`): while the database is unreachable
+//! and credentials cached before the outage still authenticate (within the window), the
+//! failing `database`, `migrations` and `revocation_feed` checks do not make the replica
+//! unready: it answers what it can (`/readyz` 200 with `"status": "degraded"`, gRPC health
+//! SERVING) so load balancers keep sending it the token checks it can answer. Once the window
+//! has passed it is not ready, as without the setting.
+//!
 //! The server's health watcher runs the database checks every `health_check_interval_ms`
 //! (and reads the feed's state more often while it is behind) and publishes the result here,
 //! after telling gRPC health. Probes read the published state: they never reach the database
@@ -50,7 +57,13 @@ pub struct Readiness {
     pub revocation_feed: CheckState,
     pub listeners: CheckState,
     pub shutdown: CheckState,
+    /// Fail static: why the replica is degraded (serving cached credentials through a
+    /// database outage), until when; `None` when it is not.
+    pub degraded: Option<String>,
 }
+
+/// The checks a degraded replica may fail and still be ready.
+const DEGRADABLE: [&str; 3] = ["database", "migrations", "revocation_feed"];
 
 impl Readiness {
     /// Every check with its name.
@@ -64,16 +77,19 @@ impl Readiness {
         ]
     }
 
-    /// Whether every check passes.
+    /// Whether every check passes (or, degraded, every check an outage does not fail).
     pub fn is_ready(&self) -> bool {
-        self.checks().iter().all(|(_, state)| state.is_ok())
+        self.first_failure().is_none()
     }
 
-    /// The first failing check: its name and reason.
+    /// The first failing check that makes the replica unready: its name and reason.
     pub fn first_failure(&self) -> Option<(&'static str, &str)> {
         self.checks()
             .into_iter()
             .find_map(|(name, state)| match state {
+                CheckState::Failing(_) if self.degraded.is_some() && DEGRADABLE.contains(&name) => {
+                    None
+                }
                 CheckState::Ok => None,
                 CheckState::Failing(reason) => Some((name, reason.as_str())),
             })
@@ -119,6 +135,7 @@ impl Health {
                     revocation_feed: CheckState::Failing(FEED_BEHIND.to_owned()),
                     listeners: CheckState::Ok,
                     shutdown: CheckState::Ok,
+                    degraded: None,
                 }),
                 shutting_down: AtomicBool::new(false),
                 timeout,
@@ -160,6 +177,7 @@ impl Health {
             revocation_feed: self.feed_state(),
             listeners: self.listeners_state(),
             shutdown: self.shutdown_state(),
+            degraded: self.degraded_state(),
         }
     }
 
@@ -169,7 +187,20 @@ impl Health {
         readiness.revocation_feed = self.feed_state();
         readiness.listeners = self.listeners_state();
         readiness.shutdown = self.shutdown_state();
+        readiness.degraded = self.degraded_state();
         readiness
+    }
+
+    /// Fail static: degraded while the database is unreachable and credentials cached
+    /// before the outage are still served.
+    fn degraded_state(&self) -> Option<String> {
+        let ctx = &self.inner.ctx;
+        let until = ctx.cache().stale_until(ctx.now())?;
+        Some(format!(
+            "the database is unreachable: credentials cached before the outage keep \
+             authenticating until {} (cache.stale_if_unavailable); every write fails",
+            crate::domain::lifecycle::rfc3339(until)
+        ))
     }
 
     fn listeners_state(&self) -> CheckState {
@@ -278,8 +309,22 @@ mod tests {
             revocation_feed: CheckState::Failing("f".into()),
             listeners: CheckState::Ok,
             shutdown: CheckState::Ok,
+            degraded: None,
         };
         assert!(!readiness.is_ready());
+        let degraded = Readiness {
+            degraded: Some("d".into()),
+            ..readiness.clone()
+        };
+        assert!(
+            degraded.is_ready(),
+            "an outage's checks do not count while degraded"
+        );
+        let shutting_down = Readiness {
+            shutdown: CheckState::Failing("s".into()),
+            ..degraded
+        };
+        assert_eq!(shutting_down.first_failure(), Some(("shutdown", "s")));
         assert_eq!(readiness.first_failure(), Some(("migrations", "m")));
         let ready = Readiness {
             migrations: CheckState::Ok,

@@ -166,6 +166,13 @@ pub struct Metrics {
     leak_reports: [AtomicU64; LEAK_REPORT_OUTCOMES.len()],
     /// Credentials revoked because a report named them.
     leaked_credentials_revoked: AtomicU64,
+    /// Failed checks of a caller's own credential; requests refused by the guess throttle;
+    /// addresses it started refusing.
+    failed_credential_checks: AtomicU64,
+    guess_throttled: AtomicU64,
+    guess_throttle_blocks: AtomicU64,
+    /// Token checks answered from a cache entry kept through a database outage.
+    stale_answers: AtomicU64,
     /// Presented tokens refused on their shape alone, by [`REFUSED_SHAPES`].
     refused_token_shapes: [AtomicU64; REFUSED_SHAPES.len()],
     /// ext_authz Checks by [`EXT_AUTHZ_OUTCOMES`].
@@ -274,6 +281,10 @@ impl Default for Metrics {
             last_use_batches: AtomicU64::new(0),
             last_use_failures: AtomicU64::new(0),
             refused_token_shapes: std::array::from_fn(|_| AtomicU64::new(0)),
+            failed_credential_checks: AtomicU64::new(0),
+            guess_throttled: AtomicU64::new(0),
+            guess_throttle_blocks: AtomicU64::new(0),
+            stale_answers: AtomicU64::new(0),
             leak_reports: std::array::from_fn(|_| AtomicU64::new(0)),
             leaked_credentials_revoked: AtomicU64::new(0),
             ext_authz_checks: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -378,6 +389,27 @@ impl Metrics {
         if let Some(i) = REFUSED_SHAPES.iter().position(|s| *s == shape) {
             self.refused_token_shapes[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a failed check of a caller's own credential (see `domain::guess_throttle`).
+    pub fn record_failed_credential_check(&self) {
+        self.failed_credential_checks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request the guess throttle refused (its address is in its cool-down).
+    pub fn record_guess_throttled(&self) {
+        self.guess_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an address the guess throttle started refusing.
+    pub fn record_guess_throttle_block(&self) {
+        self.guess_throttle_blocks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a token check answered stale during a database outage (fail static).
+    pub fn record_stale_answer(&self) {
+        self.stale_answers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a leaked-token report by its outcome (one of [`LEAK_REPORT_OUTCOMES`]).
@@ -643,6 +675,28 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP token_service_failed_credential_checks_total Presented credentials of callers (not tokens checked on behalf of others) that did not authenticate.\n\
+             # TYPE token_service_failed_credential_checks_total counter\n\
+             token_service_failed_credential_checks_total {}\n\
+             # HELP token_service_guess_throttled_total Requests refused (429 / RESOURCE_EXHAUSTED) because their client address made too many failed credential checks.\n\
+             # TYPE token_service_guess_throttled_total counter\n\
+             token_service_guess_throttled_total {}\n\
+             # HELP token_service_guess_throttle_blocks_total Times a client address exceeded the failed-check limit and began its cool-down.\n\
+             # TYPE token_service_guess_throttle_blocks_total counter\n\
+             token_service_guess_throttle_blocks_total {}",
+            self.failed_credential_checks.load(Ordering::Relaxed),
+            self.guess_throttled.load(Ordering::Relaxed),
+            self.guess_throttle_blocks.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP token_service_stale_answers_total Token checks answered from a credential cached before a database outage (cache.stale_if_unavailable).\n\
+             # TYPE token_service_stale_answers_total counter\n\
+             token_service_stale_answers_total {}",
+            self.stale_answers.load(Ordering::Relaxed)
+        );
         out.push_str(
             "# HELP token_service_leak_reports_total Leaked-token reports (ReportLeakedTokens) this replica answered, by outcome.\n\
              # TYPE token_service_leak_reports_total counter\n",

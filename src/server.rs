@@ -771,6 +771,11 @@ async fn watch_readiness(
                 _ => {}
             }
         }
+        match (&last.degraded, &next.degraded) {
+            (None, Some(reason)) => warn!(%reason, "degraded: serving cached credentials"),
+            (Some(_), None) => info!("no longer degraded"),
+            _ => {}
+        }
         let ready = next.is_ready();
         if ready != serving {
             serving = ready;

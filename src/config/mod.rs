@@ -29,7 +29,9 @@ use crate::domain::secret::ServerKey;
 pub use env::ENV_PREFIX;
 pub use location::{DatabaseLocation, KeyLocation, Origin, Origins, absolute, sqlite_target};
 pub use secret::{DatabaseUrl, Secret, Span, Ttl, parse_span};
-pub use sections::{AccessTokensConfig, LeakReportsConfig, TokenFormatConfig, TokenStyle};
+pub use sections::{
+    AccessTokensConfig, GuessThrottleConfig, LeakReportsConfig, TokenFormatConfig, TokenStyle,
+};
 pub use sections::{
     AuditConfig, CacheConfig, CommandTokensConfig, ConnectionsConfig, ExtAuthzConfig, JobsConfig,
     LastUseConfig, LogConfig, LogFormat, PoolConfig, TlsConfig, WebhooksConfig, WebrtcConfig,
@@ -147,6 +149,8 @@ pub struct Config {
     pub token_format: TokenFormatConfig,
     /// Leaked-token reports.
     pub leak_reports: LeakReportsConfig,
+    /// Failed credential checks per client address.
+    pub guess_throttle: GuessThrottleConfig,
     /// Envoy external authorization: which client certificates may ask.
     pub ext_authz: ExtAuthzConfig,
     /// Which source set the settings that locate the state (for messages); not a setting.
@@ -199,6 +203,7 @@ impl Default for Config {
             last_use: LastUseConfig::default(),
             token_format: TokenFormatConfig::default(),
             leak_reports: LeakReportsConfig::default(),
+            guess_throttle: GuessThrottleConfig::default(),
             ext_authz: ExtAuthzConfig::default(),
             origins: Origins::default(),
         }
@@ -383,6 +388,8 @@ impl Config {
         self.jobs.validate()?;
         self.token_format.format()?;
         self.leak_reports.validate()?;
+        self.guess_throttle.validate()?;
+        self.cache.validate()?;
         Ok(())
     }
 

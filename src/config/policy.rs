@@ -3,6 +3,7 @@
 //! overrides applied to the built-in role table).
 
 use crate::domain::ext_authz::{ExtAuthzPolicy, normalize_subject};
+use crate::domain::guess_throttle::GuessThrottlePolicy;
 use crate::domain::leaks::LeakReportPolicy;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::rotation::RotationPolicy;
@@ -37,6 +38,7 @@ impl TryFrom<&Config> for Policy {
                 capacity: config.cache.capacity,
                 ttl_ms: i64::try_from(config.cache.ttl_ms).unwrap_or(i64::MAX),
             },
+            stale_if_unavailable_ms: millis(config.cache.stale_if_unavailable),
             revocation_poll_interval_ms: config.revocation_poll_interval_ms,
             log_retention_ms: i64::try_from(config.audit.retention.0)
                 .unwrap_or(i64::MAX / 1000)
@@ -75,6 +77,14 @@ impl TryFrom<&Config> for Policy {
                 },
             },
             max_watch_streams: config.connections.max_watch_streams,
+            guess_throttle: GuessThrottlePolicy {
+                enable: config.guess_throttle.enable,
+                limit: RateLimit {
+                    per_minute: config.guess_throttle.failures_per_minute,
+                    burst: config.guess_throttle.burst,
+                },
+                cool_down_ms: millis(config.guess_throttle.cool_down),
+            },
             ext_authz: ExtAuthzPolicy {
                 allowed_client_subjects: config
                     .ext_authz
@@ -130,6 +140,7 @@ mod tests {
                 ttl_ms: 300_000
             }
         );
+        assert_eq!(policy.stale_if_unavailable_ms, 0);
         assert_eq!(policy.revocation_poll_interval_ms, 50);
         assert_eq!(policy.webhooks, WebhookPolicy::default());
         assert_eq!(
@@ -140,6 +151,7 @@ mod tests {
             }
         );
         assert_eq!(policy.jobs, JobsPolicy::default());
+        assert_eq!(policy.guess_throttle, GuessThrottlePolicy::default());
     }
 
     #[test]

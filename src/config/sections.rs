@@ -1,6 +1,6 @@
 //! The sections of the configuration file (`[tls]`, `[cache]`, `[command_tokens]`,
 //! `[webrtc]`, `[webhooks]`, `[jobs]`, `[log]`, `[pool]`, `[access_tokens]`, `[last_use]`,
-//! `[token_format]`, `[leak_reports]`,
+//! `[token_format]`, `[leak_reports]`, `[guess_throttle]`,
 //! `[ext_authz]`) and
 //! their defaults.
 
@@ -71,6 +71,9 @@ pub struct CacheConfig {
     /// Longest time a cached check is reused, in milliseconds: the bound on staleness if a
     /// revocation were ever missed.
     pub ttl_ms: u64,
+    /// Fail static: how long, from the start of a database outage, credentials cached before
+    /// it keep authenticating (0: fail closed). At most 1d.
+    pub stale_if_unavailable: Span,
 }
 
 impl Default for CacheConfig {
@@ -79,7 +82,18 @@ impl Default for CacheConfig {
             enable: true,
             capacity: 100_000,
             ttl_ms: 300_000,
+            stale_if_unavailable: Span(0),
         }
+    }
+}
+
+impl CacheConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stale_if_unavailable.millis() > 86_400_000 {
+            return Err("cache.stale_if_unavailable: must be 0 (fail closed) to 1d".into());
+        }
+        Ok(())
     }
 }
 
@@ -566,6 +580,49 @@ impl ConnectionsConfig {
         }
         if self.http2_max_concurrent_streams == 0 {
             return Err("connections.http2_max_concurrent_streams: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The throttle of failed credential checks per client address (see
+/// `domain::guess_throttle`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuessThrottleConfig {
+    /// Refuse addresses past the limit (off: failures are still counted in metrics).
+    pub enable: bool,
+    /// Failed checks an address may make at once before the rate applies.
+    pub burst: u32,
+    /// Failed checks per minute per address, sustained.
+    pub failures_per_minute: u32,
+    /// How long an address past the limit is refused: seconds, or a number with ms, s, m, h
+    /// or d.
+    pub cool_down: Span,
+}
+
+impl Default for GuessThrottleConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            burst: 100,
+            failures_per_minute: 60,
+            cool_down: Span(60_000),
+        }
+    }
+}
+
+impl GuessThrottleConfig {
+    /// Checks the values deserialization cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.burst == 0 || self.burst > 1_000_000 {
+            return Err("guess_throttle.burst: must be 1 to 1000000".into());
+        }
+        if self.failures_per_minute == 0 || self.failures_per_minute > 1_000_000 {
+            return Err("guess_throttle.failures_per_minute: must be 1 to 1000000".into());
+        }
+        if self.cool_down.millis() == 0 || self.cool_down.millis() > 86_400_000 {
+            return Err("guess_throttle.cool_down: must be 1ms to 1d".into());
         }
         Ok(())
     }

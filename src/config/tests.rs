@@ -286,3 +286,50 @@ fn trusted_proxies_and_the_last_use_flush_interval_load_and_are_checked() {
         assert!(err.contains(named), "{content}: {err}");
     }
 }
+
+#[test]
+fn the_guess_throttle_and_fail_static_are_set_from_file_and_env_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[guess_throttle]\nburst = 7\ncool_down = \"5m\"\n[cache]\nstale_if_unavailable = \"1m\"\n",
+    )
+    .unwrap();
+    let (c, _) = Config::load_from(
+        Some(&file),
+        &Overrides::default(),
+        env(&[("TOKEN_SERVICE_GUESS_THROTTLE__FAILURES_PER_MINUTE", "3")]),
+    )
+    .unwrap();
+    assert_eq!(c.guess_throttle.burst, 7);
+    assert_eq!(c.guess_throttle.failures_per_minute, 3);
+    assert_eq!(c.guess_throttle.cool_down.millis(), 300_000);
+    assert_eq!(c.cache.stale_if_unavailable.millis(), 60_000);
+    for (name, value, key) in [
+        (
+            "TOKEN_SERVICE_GUESS_THROTTLE__BURST",
+            "0",
+            "guess_throttle.burst",
+        ),
+        (
+            "TOKEN_SERVICE_GUESS_THROTTLE__FAILURES_PER_MINUTE",
+            "0",
+            "guess_throttle.failures_per_minute",
+        ),
+        (
+            "TOKEN_SERVICE_GUESS_THROTTLE__COOL_DOWN",
+            "0",
+            "guess_throttle.cool_down",
+        ),
+        (
+            "TOKEN_SERVICE_CACHE__STALE_IF_UNAVAILABLE",
+            "2d",
+            "cache.stale_if_unavailable",
+        ),
+    ] {
+        let err =
+            Config::load_from(None, &Overrides::default(), env(&[(name, value)])).unwrap_err();
+        assert!(err.contains(key), "{name}={value}: {err}");
+    }
+}

@@ -66,9 +66,15 @@ impl Context {
             self.cache().touch(&mac, &updated);
             return Ok(updated);
         }
+        if let Some(principal) = self.stale_during_outage(&mac, now) {
+            return Ok(principal);
+        }
         let digest = TokenDigest::from_mac(&mac);
         let generation = self.cache().generation();
-        let principal = Arc::new(self.authenticate_from_store(token, &digest, now).await?);
+        let principal = match self.authenticate_from_store(token, &digest, now).await {
+            Ok(principal) => Arc::new(principal),
+            Err(err) => return self.stale_if_unavailable(&mac, now, err),
+        };
         self.cache().insert(&mac, &principal, generation, now);
         self.note_access_token_use(&principal, now);
         Ok(principal)
@@ -83,7 +89,7 @@ impl Context {
     }
 
     /// Whether a cached principal still passes the checks that depend on the clock.
-    fn still_usable(&self, principal: &Principal, now: UnixMillis) -> bool {
+    pub(super) fn still_usable(&self, principal: &Principal, now: UnixMillis) -> bool {
         !principal.session.is_expired(now)
             && principal.user.is_active()
             && principal.access_token.as_ref().is_none_or(|t| {

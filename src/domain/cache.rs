@@ -7,6 +7,12 @@
 //! expires after `ttl_ms` regardless. While the feed cannot read the log the cache is not
 //! trusted: lookups miss and go to the database until it has caught up.
 //!
+//! Fail static (`cache.stale_if_unavailable`, off by default): while the database cannot be
+//! reached, the entries cached before the outage are kept (not trusted, so a lookup still
+//! misses) and [`PrincipalCache::get_stale`] hands them out for at most that long from the
+//! outage's start, if they were fresh when it began. When the feed catches up they are
+//! dropped, as without the setting.
+//!
 //! Layout (README "Performance" has the measurements that chose it):
 //!
 //! - **Shards.** Up to [`MAX_SHARDS`] independent shards, each a `RwLock` over its own map,
@@ -34,7 +40,7 @@ use std::{
     hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
     sync::{
         Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -369,6 +375,11 @@ pub struct PrincipalCache {
     generation: AtomicU64,
     /// False while revocations from other replicas may have been missed.
     trusted: AtomicBool,
+    /// `cache.stale_if_unavailable` in milliseconds; 0: nothing is served stale.
+    stale_window_ms: i64,
+    /// When this replica found the database unreachable (its clock, Unix ms); 0: it has not
+    /// (or it is reachable again).
+    outage_since: AtomicI64,
 }
 
 /// Hit and miss counts, for metrics and tests.
@@ -404,7 +415,59 @@ impl PrincipalCache {
             id_hasher: RandomState::new(),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(true),
+            stale_window_ms: 0,
+            outage_since: AtomicI64::new(0),
         }
+    }
+
+    /// The same cache, serving entries cached before a database outage for at most
+    /// `window_ms` of it (`cache.stale_if_unavailable`; 0: never).
+    pub fn keeping_stale_for(mut self, window_ms: i64) -> Self {
+        self.stale_window_ms = window_ms.max(0);
+        self
+    }
+
+    /// Notes that the database could not be reached at `now` (the start of the outage, if
+    /// none is known).
+    pub fn outage_began(&self, now: UnixMillis) {
+        let _ =
+            self.outage_since
+                .compare_exchange(0, now.max(1), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Notes that the database answered: no outage.
+    pub fn outage_ended(&self) {
+        if self.outage_since.load(Ordering::Acquire) != 0 {
+            self.outage_since.store(0, Ordering::Release);
+        }
+    }
+
+    /// Until when entries cached before the current outage may be served (`None`: no
+    /// outage known, fail static off, or its window has passed).
+    pub fn stale_until(&self, now: UnixMillis) -> Option<UnixMillis> {
+        let since = self.outage_since.load(Ordering::Acquire);
+        let until = since.saturating_add(self.stale_window_ms);
+        (self.settings.enable && self.stale_window_ms > 0 && since != 0 && now < until)
+            .then_some(until)
+    }
+
+    /// The principal `digest` was cached as before the current database outage, if fail
+    /// static allows it now: within `stale_if_unavailable` of the outage's start, and the
+    /// entry was fresh (within its TTL) when the outage began. Whether it is still usable
+    /// (expiry, owner active) is the caller's to check. Counts no hit or miss.
+    pub fn get_stale(
+        &self,
+        digest: &(impl DigestKey + ?Sized),
+        now: UnixMillis,
+    ) -> Option<Arc<Principal>> {
+        self.stale_until(now)?;
+        let since = self.outage_since.load(Ordering::Acquire);
+        let key = Key(digest.key());
+        let shard = self.cell(&key).read();
+        let &at = shard.map.get(&key)?;
+        let entry = shard.slots[at as usize].entry.as_ref()?;
+        (entry.cached_at.saturating_add(self.settings.ttl_ms) > since)
+            .then(|| Arc::clone(&entry.principal))
     }
 
     /// How many shards the entries are spread over.
@@ -596,13 +659,23 @@ impl PrincipalCache {
     /// Either way the generation moves on: losing trust drops everything (it may be stale),
     /// and a read that began before trust was regained may have seen a row revoked by an
     /// event the feed had not yet placed, so its insert is refused.
+    ///
+    /// With fail static on, losing trust keeps the entries (for [`PrincipalCache::get_stale`]
+    /// only: lookups miss) and regaining it drops them.
     pub fn set_trusted(&self, trusted: bool) {
         if trusted {
+            if self.stale_window_ms > 0 {
+                self.clear();
+            }
             self.generation.fetch_add(1, Ordering::SeqCst);
             self.trusted.store(true, Ordering::SeqCst);
         } else {
             self.trusted.store(false, Ordering::SeqCst);
-            self.clear();
+            if self.stale_window_ms > 0 {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.clear();
+            }
         }
     }
 
@@ -803,6 +876,46 @@ mod tests {
         assert!(c.get("a", 1).is_none());
         c.set_trusted(true);
         assert!(c.get("a", 1).is_none(), "entries from before are gone");
+    }
+
+    #[test]
+    fn fail_static_serves_entries_fresh_at_the_outage_start_for_the_window_only() {
+        let c = cache(10).keeping_stale_for(5_000);
+        c.insert("a", &principal("u1", "s1", None), c.generation(), 0);
+        c.insert("old", &principal("u2", "s2", None), c.generation(), -2_000);
+        assert!(c.get_stale("a", 100).is_none(), "no outage known");
+        c.outage_began(500);
+        c.set_trusted(false);
+        c.outage_began(900);
+        assert!(c.get("a", 600).is_none(), "lookups miss while untrusted");
+        assert!(c.get_stale("a", 600).is_some());
+        assert!(
+            c.get_stale("a", 5_499).is_some(),
+            "past its TTL, within the window"
+        );
+        assert!(
+            c.get_stale("a", 5_500).is_none(),
+            "the window counts from the start"
+        );
+        assert!(
+            c.get_stale("old", 600).is_none(),
+            "already stale when it began"
+        );
+        assert!(c.get_stale("never", 600).is_none());
+        c.invalidate(&Revocation::Session(SessionId::from_trusted("s1".into())));
+        assert!(
+            c.get_stale("a", 600).is_none(),
+            "a revocation here still drops it"
+        );
+        c.insert("b", &principal("u3", "s3", None), c.generation(), 600);
+        assert!(
+            c.get_stale("b", 700).is_none(),
+            "nothing is cached during the outage"
+        );
+        c.outage_ended();
+        c.set_trusted(true);
+        assert_eq!(c.stats().entries, 0, "regaining trust drops what was kept");
+        assert_eq!(cache(10).stale_until(1), None);
     }
 
     #[test]

@@ -156,7 +156,7 @@ async fn authorize_gateway(ctx: &Context, gateway: Gateway<'_>) -> Result<()> {
             reason: Reason::SessionExpired,
         });
     };
-    let principal = ctx.authenticate(&token).await?;
+    let principal = ctx.authenticate_caller(&token).await?;
     ctx.require_permission(&Caller::User(principal), Permission::IntrospectToken)
 }
 

@@ -108,7 +108,7 @@ pub async fn check_presented(
     presentation: Presentation<'_>,
     required: &RequiredRoles,
 ) -> Result<Verdict> {
-    let principal = match ctx.authenticate(token).await {
+    let principal = match ctx.authenticate_caller(token).await {
         Ok(principal) => principal,
         Err(Error::Unauthenticated { .. }) => return Ok(Verdict::Inactive),
         Err(other) => return Err(other),
@@ -158,7 +158,7 @@ pub async fn authenticate_introspection_client(
         } => (client_secret, Some(client_id.as_str())),
         ClientCredential::Bearer(token) => (token, None),
     };
-    let principal = ctx.authenticate(secret).await?;
+    let principal = ctx.authenticate_caller(secret).await?;
     if let Some(client_id) = client_id {
         let user = &principal.user;
         let names_the_owner =

@@ -13,9 +13,11 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod ext_authz;
+pub mod fail_static;
 #[cfg(test)]
 pub(crate) mod fuzz_tests;
 pub mod gateway;
+pub mod guess_throttle;
 pub mod ids;
 pub mod introspection;
 pub mod jobs;
@@ -78,6 +80,8 @@ pub struct Policy {
     pub show_email_address: bool,
     /// The hot-path token cache.
     pub cache: cache::CacheSettings,
+    /// `cache.stale_if_unavailable` in milliseconds (0: fail closed); see [`fail_static`].
+    pub stale_if_unavailable_ms: i64,
     /// How often the revocation log is read (the feed and WatchRevocations streams).
     pub revocation_poll_interval_ms: u64,
     /// How long lifecycle records are kept, in milliseconds (at least a day: replicas and
@@ -97,6 +101,8 @@ pub struct Policy {
     pub ext_authz: ext_authz::ExtAuthzPolicy,
     /// `WatchRevocations` and `WatchEvents` streams this replica serves at once, at most.
     pub max_watch_streams: usize,
+    /// Failed credential checks per client address (`[guess_throttle]`).
+    pub guess_throttle: guess_throttle::GuessThrottlePolicy,
 }
 
 /// Everything a domain operation needs; cheap to clone.
@@ -132,6 +138,8 @@ struct ContextInner {
     leak_report_limiter: rate_limit::RateLimiter,
     /// One permit per open `WatchRevocations` / `WatchEvents` stream.
     watch_streams: Arc<tokio::sync::Semaphore>,
+    /// Failed credential checks per client address.
+    guess_throttle: guess_throttle::GuessThrottle,
 }
 
 impl Context {
@@ -146,12 +154,14 @@ impl Context {
     ) -> Self {
         let leak_report_limiter = rate_limit::RateLimiter::new(policy.leak_reports.limit);
         let watch_streams = Arc::new(tokio::sync::Semaphore::new(policy.max_watch_streams));
+        let guess_throttle = guess_throttle::GuessThrottle::new(policy.guess_throttle);
         Self {
             inner: Arc::new(ContextInner {
                 store: store.with_audit_key(audit_key.clone()),
                 audit_key,
                 log_advanced: tokio::sync::watch::Sender::new(0),
-                cache: cache::PrincipalCache::new(policy.cache),
+                cache: cache::PrincipalCache::new(policy.cache)
+                    .keeping_stale_for(policy.stale_if_unavailable_ms),
                 feed: tokio::sync::broadcast::Sender::new(revocations::FEED_CAPACITY),
                 metrics: crate::metrics::Metrics::new(),
                 policy,
@@ -163,6 +173,7 @@ impl Context {
                 usage: token_usage::UsageCollector::default(),
                 leak_report_limiter,
                 watch_streams,
+                guess_throttle,
             }),
         }
     }
@@ -208,6 +219,11 @@ impl Context {
     /// The rate limit of leaked-token reports.
     pub(crate) fn leak_report_limiter(&self) -> &rate_limit::RateLimiter {
         &self.inner.leak_report_limiter
+    }
+
+    /// Failed credential checks per client address.
+    pub(crate) fn guess_throttle(&self) -> &guess_throttle::GuessThrottle {
+        &self.inner.guess_throttle
     }
 
     /// Token uses waiting for the next last-use flush.

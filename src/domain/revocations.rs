@@ -145,12 +145,16 @@ pub async fn run_revocation_feed(
         };
         match caught_up {
             Ok(()) => {
+                cache.outage_ended();
                 if !cache.is_trusted() {
                     info!("revocation feed caught up; cache trusted");
                     cache.set_trusted(true);
                 }
             }
             Err(e) => {
+                if matches!(e, Error::Unavailable(_)) {
+                    cache.outage_began(ctx.now());
+                }
                 if cache.is_trusted() {
                     warn!(error = %e, "cannot read the revocation log; cache bypassed until it catches up");
                     cache.set_trusted(false);

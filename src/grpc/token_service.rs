@@ -70,7 +70,7 @@ impl TokenServiceApi {
             .ok_or(Error::Unauthenticated {
                 reason: Reason::SessionExpired,
             })?;
-        let principal = self.ctx.authenticate(&token).await?;
+        let principal = self.ctx.authenticate_caller(&token).await?;
         crate::telemetry::record_caller(&principal);
         Ok(Caller::User(principal))
     }

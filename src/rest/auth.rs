@@ -92,7 +92,7 @@ async fn authenticate(
     else {
         return Ok(None);
     };
-    let principal = match ctx.authenticate(&token).await {
+    let principal = match ctx.authenticate_caller(&token).await {
         Ok(principal) => principal,
         Err(Error::Unauthenticated { .. }) if unknown == Unknown::Anonymous => return Ok(None),
         Err(err @ Error::Unauthenticated { .. }) => {

@@ -255,6 +255,18 @@ fn client_refused(scheme: ClientScheme, permission: bool) -> (GatewayOutcome, Re
 
 /// The answer for an error that decided nothing (the database unavailable, a bug).
 fn introspection_failed(err: Error) -> (GatewayOutcome, Response) {
+    if let Error::RateLimited { retry_after_ms } = err {
+        // The caller's address made too many failed credential checks (guess_throttle).
+        let mut response = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many failed credential checks from this address; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after(retry_after_ms));
+        return (GatewayOutcome::Error, response);
+    }
     let (status, error) = match &err {
         Error::Unavailable(cause) => {
             tracing::warn!(cause = %cause, "database unavailable");
@@ -270,6 +282,11 @@ fn introspection_failed(err: Error) -> (GatewayOutcome, Response) {
         GatewayOutcome::Error,
         oauth_error(status, error, "the token could not be checked; retry later"),
     )
+}
+
+/// A `Retry-After` value: whole seconds, at least 1.
+fn retry_after(retry_after_ms: u64) -> HeaderValue {
+    HeaderValue::from(retry_after_ms.div_ceil(1000).max(1))
 }
 
 /// `POST /oauth2/introspect` (RFC 7662).
@@ -461,6 +478,11 @@ fn form_decode(value: &str) -> Option<String> {
 fn verify_refusal(err: &ApiError, request_id: Option<&RequestId>) -> Response {
     let body = err.to_json(request_id.map_or("", RequestId::as_str), false);
     let mut response = json_response(err.status, body);
+    if let Some(secs) = err.retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     if err.status == StatusCode::UNAUTHORIZED
         && let Ok(value) = HeaderValue::from_str(&format!(r#"Bearer realm="{REALM}""#))
     {

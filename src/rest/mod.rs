@@ -257,10 +257,16 @@ async fn readyz(State(health): State<Health>) -> Response {
         })
         .collect();
     let (status, body) = match readiness.first_failure() {
-        None => (
-            http::StatusCode::OK,
-            serde_json::json!({ "status": "ready", "checks": checks }),
-        ),
+        None => match &readiness.degraded {
+            None => (
+                http::StatusCode::OK,
+                serde_json::json!({ "status": "ready", "checks": checks }),
+            ),
+            Some(reason) => (
+                http::StatusCode::OK,
+                serde_json::json!({ "status": "degraded", "reason": reason, "checks": checks }),
+            ),
+        },
         Some((failed, reason)) => (
             http::StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({

@@ -341,6 +341,17 @@ fn responses(doc: &OperationDoc) -> Value {
         "401": error("Missing, unknown, expired or revoked token (api.context.session_expired.app_error)."),
         "403": error("The caller lacks a permission; the message names it."),
         "404": error("Not found (or hidden, as Mattermost does), or an unknown route."),
+        "429": {
+            "description": "Too many requests from the caller's address \
+                (token_service.rate_limited): failed credential checks past \
+                `[guess_throttle]`, which then refuses every credential it presents for the \
+                cool-down (and, for leaked-token reports, reports past `[leak_reports]`).",
+            "headers": {"Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer", "minimum": 1},
+            }},
+            "content": {"application/json": {"schema": schema_ref("AppError")}},
+        },
         "503": error("The database is unreachable."),
         "default": error("Any other failure, as a Mattermost AppError."),
     });

@@ -505,3 +505,46 @@ async fn an_unreachable_database_fails_the_check_unavailable_instead_of_denying(
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn forwarded_dead_tokens_never_throttle_the_gateway_but_its_own_failures_do() {
+    let srv = TestServer::start_with(|c| {
+        c.guess_throttle.burst = 2;
+        c.guess_throttle.failures_per_minute = 1;
+    })
+    .await;
+    let envoy = gateway(&srv).await;
+    // The end users' dead tokens are the gateway's everyday traffic: not counted against it.
+    for i in 0..10 {
+        let forwarded = Forwarded::get("/api").bearer(&format!("abcdefghijklmnopqrstuvwx{i:02}"));
+        let answer = check_on(srv.channel().await, Some(&envoy.token), &forwarded)
+            .await
+            .unwrap();
+        denied_response(&answer);
+    }
+    assert_eq!(
+        srv.counter("token_service_guess_throttle_blocks_total")
+            .await,
+        0
+    );
+    // The gateway's own credential failing is guessing: refused once past the limit, even
+    // with its valid token.
+    let alice = srv.token_user("alice").await;
+    let forwarded = Forwarded::get("/api").bearer(&alice.token);
+    for _ in 0..3 {
+        let status = check_on(
+            srv.channel().await,
+            Some("abcdefghijklmnopqrstuvwxyz"),
+            &forwarded,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    let status = check_on(srv.channel().await, Some(&envoy.token), &forwarded)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_id(&status), "token_service.rate_limited");
+    srv.stop().await;
+}

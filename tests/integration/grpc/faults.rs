@@ -10,7 +10,7 @@ use tonic_health::pb::{
 
 use crate::common::{proxy::server_behind_a_proxy, *};
 
-async fn health_status(channel: tonic::transport::Channel) -> i32 {
+pub(super) async fn health_status(channel: tonic::transport::Channel) -> i32 {
     HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: "token_service.v1.TokenService".into(),
@@ -81,6 +81,8 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
         not_serving,
         "health must report NOT_SERVING while the database is away"
     );
+    // Fail static is off by default: nothing was answered stale.
+    assert_eq!(srv.counter("token_service_stale_answers_total").await, 0);
 
     proxy.restore();
     let mut recovered = false;

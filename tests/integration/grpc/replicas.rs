@@ -123,8 +123,11 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
 #[tokio::test]
 #[ignore = "benchmark; run explicitly"]
 async fn revocation_lag_benchmark() {
-    let srv = TestServer::start().await;
-    let replica = ReplicaProcess::start(&srv);
+    // Every round ends in refused checks from one address: the guess throttle would refuse
+    // it after a few dozen rounds (this measures the lag, not the throttle).
+    let srv = TestServer::start_with(|c| c.guess_throttle.enable = false).await;
+    let replica =
+        ReplicaProcess::start_with_env(&srv, &[("TOKEN_SERVICE_GUESS_THROTTLE__ENABLE", "false")]);
     let alice = srv.token_user("alice").await;
     let a = srv.client().await;
     let b = replica.client().await;

@@ -7,6 +7,7 @@ mod drift;
 mod errors;
 mod gateway;
 mod gateway_nginx;
+mod guess_throttle;
 mod input;
 mod last_use;
 mod leaks;
