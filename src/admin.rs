@@ -157,6 +157,7 @@ pub async fn admin_output(config: &Config, action: &AdminAction) -> Result<Outpu
                     user_id: owner.id.to_string(),
                     description: description.clone(),
                     expires_at,
+                    restrictions: Default::default(),
                 },
             )
             .await

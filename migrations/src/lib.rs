@@ -15,6 +15,7 @@ mod m20261203_000007_index_lifecycle_log_for_audit;
 mod m20261203_000008_create_access_token_superseded_secrets;
 mod m20261203_000009_create_scheduled_jobs;
 mod m20261203_000010_record_access_token_last_use;
+mod m20261204_000011_bind_access_tokens_to_addresses;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_create_access_token_superseded_secrets::Migration),
             Box::new(m20261203_000009_create_scheduled_jobs::Migration),
             Box::new(m20261203_000010_record_access_token_last_use::Migration),
+            Box::new(m20261204_000011_bind_access_tokens_to_addresses::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ use super::model::{AccessTokenChange, TokenWrite};
 use super::token_format::SecretKind;
 use super::{
     Context,
+    bound_tokens::BoundCidrs,
     caller::Caller,
     error::{Error, Reason, Result},
     ids::TokenId,
@@ -66,6 +67,8 @@ pub struct NewUserAccessToken {
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
+    /// What narrows the token beyond Mattermost (none by default).
+    pub restrictions: TokenRestrictions,
 }
 
 /// The token fields of a create request (the body of Mattermost's request).
@@ -74,6 +77,16 @@ pub struct NewTokenFields {
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
+    /// What narrows the token beyond Mattermost (none by default).
+    pub restrictions: TokenRestrictions,
+}
+
+/// token-service's restrictions of a new token, as requested (validated at creation). Empty
+/// lists: a token as in Mattermost.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRestrictions {
+    /// The client address blocks the token may be used from (`bound_cidrs`).
+    pub bound_cidrs: Vec<String>,
 }
 
 /// A newly created token and its secret, which is not stored and never shown again.
@@ -93,6 +106,7 @@ pub async fn create_user_access_token(
         user_id,
         description,
         expires_at,
+        restrictions,
     } = request;
     token_creation(ctx, caller, &user_id)
         .await?
@@ -102,6 +116,7 @@ pub async fn create_user_access_token(
             NewTokenFields {
                 description,
                 expires_at,
+                restrictions,
             },
         )
         .await
@@ -158,6 +173,7 @@ impl TokenCreation {
         }
         // The token model's own check, after the description's as in Mattermost.
         require_expiry_after_epoch(request.expires_at)?;
+        let bound_cidrs = BoundCidrs::parse_request(&request.restrictions.bound_cidrs)?;
 
         let secret = ctx.mint_secret(SecretKind::PersonalAccessToken);
         let token = UserAccessToken {
@@ -168,12 +184,17 @@ impl TokenCreation {
             expires_at: request.expires_at.unwrap_or(0),
             create_at: now,
             last_use: LastUse::default(),
+            bound_cidrs,
         };
+        let mut detail = json!({"description": token.description, "expires_at": token.expires_at});
+        if token.bound_cidrs.is_bound() {
+            detail["bound_cidrs"] = json!(token.bound_cidrs.texts());
+        }
         let record = NewRecord::by(caller, Action::AccessTokenCreated)
             .user(&token.user_id)
             .token(&token.id)
             .credential(ctx.audit_key(), &secret)
-            .detail(json!({"description": token.description, "expires_at": token.expires_at}));
+            .detail(detail);
         ctx.store()
             .insert_access_token(&token, &ctx.hasher().digest(&secret), &record)
             .await?;

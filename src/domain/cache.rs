@@ -691,6 +691,7 @@ mod tests {
                 expires_at: 0,
                 create_at: 1,
                 last_use: Default::default(),
+                bound_cidrs: Default::default(),
             }),
         })
     }

@@ -6,7 +6,8 @@ use prost_types::Timestamp;
 
 use crate::domain::{
     access_tokens::{
-        CreatedUserAccessToken, NewUserAccessToken, TokenFilter, TokenRef, TokenState,
+        CreatedUserAccessToken, NewUserAccessToken, TokenFilter, TokenRef, TokenRestrictions,
+        TokenState,
     },
     audit::{AuditRequest, ChainReport, VerifyRequest},
     commands::{CreatedCommand, NewCommand},
@@ -84,6 +85,9 @@ impl TryFrom<pb::CreateUserAccessTokenRequest> for NewUserAccessToken {
             user_id: r.user_id,
             description: r.description,
             expires_at,
+            restrictions: TokenRestrictions {
+                bound_cidrs: r.bound_cidrs,
+            },
         })
     }
 }
@@ -245,6 +249,7 @@ impl From<UserAccessToken> for pb::UserAccessToken {
                     last_seen_at: timestamp(a.last_seen_at),
                 })
                 .collect(),
+            bound_cidrs: t.bound_cidrs.texts(),
         }
     }
 }

@@ -501,6 +501,13 @@ fn schemas() -> Value {
         "description": string(),
         "is_active": json!({"type": "boolean", "description": "False while disabled."}),
         "expires_at": millis("Unix milliseconds; 0 = never."),
+        "bound_cidrs": {
+            "type": "array",
+            "description": "token-service addition: the client address blocks the token may \
+                be used from, canonical (10.0.0.0/8, ::1/128). Absent when the token is \
+                unbound (usable from anywhere, as in Mattermost).",
+            "items": {"type": "string"},
+        },
     });
     let mut created_fields = token_fields.clone();
     created_fields["token"] = json!({
@@ -538,18 +545,27 @@ fn schemas() -> Value {
         "StatusOK": object(json!({"status": {"type": "string", "enum": ["OK"]}}), &[]),
         "UserAccessToken": object(
             token_fields,
-            &["last_used_at", "last_user_agent", "recent_addresses"],
+            &["last_used_at", "last_user_agent", "recent_addresses", "bound_cidrs"],
         ),
         "NonCompliantCount": object(json!({
             "count": {"type": "integer", "format": "int64", "minimum": 0, "description": "Tokens breaking the maximum-lifetime policy (count), or revoked (revoke)."},
         }), &["count"]),
-        "CreatedUserAccessToken": object(created_fields, &[]),
+        "CreatedUserAccessToken": object(created_fields, &["bound_cidrs"]),
         "NewUserAccessToken": body_requiring(json!({
             "description": text(1, 255, "Required, at most 255 bytes."),
             "expires_at": {
                 "type": "integer", "format": "int64", "minimum": 0,
                 "description": "Unix milliseconds in the future; absent or 0 = never (subject \
                     to maximum_personal_access_token_lifetime_days).",
+            },
+            "bound_cidrs": {
+                "type": "array", "maxItems": 16,
+                "description": "token-service's own (Vault's token_bound_cidrs): the client \
+                    address blocks the token may be used from, each an IPv4 or IPv6 CIDR \
+                    block (10.0.0.0/8, ::1/128) or single address with no bits set beyond the \
+                    prefix. From any other address the token answers 401 like any bad token. \
+                    Absent, null or empty: usable from anywhere.",
+                "items": {"type": "string", "maxLength": 64},
             },
         }), &["description"]),
         "SearchTerm": body_requiring(json!({

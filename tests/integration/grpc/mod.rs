@@ -4,6 +4,7 @@
 
 mod access_tokens;
 mod audit;
+pub(crate) mod bound_tokens;
 mod caller_kinds;
 mod commands;
 mod concurrency;

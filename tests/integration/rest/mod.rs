@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod bound_tokens;
 mod drift;
 mod errors;
 mod gateway;
@@ -100,6 +101,19 @@ impl Http {
         Self {
             base,
             client: crate::common::http_client(),
+        }
+    }
+
+    /// A client of the shim at `base` whose sockets are bound to `local` (a loopback alias
+    /// such as 127.0.0.2, to be another client address).
+    pub fn from_address(base: String, local: &str) -> Self {
+        crate::common::install_crypto_provider();
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .local_address(local.parse::<std::net::IpAddr>().unwrap())
+                .build()
+                .unwrap(),
         }
     }
 

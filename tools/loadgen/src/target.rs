@@ -187,6 +187,7 @@ impl Target {
                         user_id: user.id,
                         description: "loadgen".to_owned(),
                         expires_at: None,
+                        ..Default::default()
                     },
                     &self.admin_token,
                 ))
