@@ -69,6 +69,11 @@ impl IpBlock {
         }
     }
 
+    /// Whether every address of `self` lies in `outer`.
+    pub fn within(&self, outer: &IpBlock) -> bool {
+        self.prefix >= outer.prefix && outer.contains(self.addr)
+    }
+
     /// The block's network address: its address with the bits beyond the prefix cleared.
     fn network(&self) -> IpAddr {
         match self.addr {
@@ -167,6 +172,16 @@ impl BoundCidrs {
         } else {
             Self(Some(blocks.into_boxed_slice()))
         })
+    }
+
+    /// Whether a token bound so is usable from no address a token bound to `outer` is not:
+    /// `outer` is unbound, or these are bound and each block lies in one of `outer`'s.
+    pub fn within(&self, outer: &BoundCidrs) -> bool {
+        match (&outer.0, &self.0) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(outer), Some(inner)) => inner.iter().all(|b| outer.iter().any(|o| b.within(o))),
+        }
     }
 
     /// The stored form: the blocks in canonical text, space-separated ("" when unbound).

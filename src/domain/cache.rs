@@ -692,6 +692,7 @@ mod tests {
                 create_at: 1,
                 last_use: Default::default(),
                 bound_cidrs: Default::default(),
+                scopes: Default::default(),
             }),
         })
     }

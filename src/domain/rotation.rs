@@ -98,6 +98,7 @@ pub async fn rotate_user_access_token(
     let owner = ctx.require_user(&token.user_id).await?;
     ctx.require_user_or_bot_access(caller, &owner.id).await?;
     ctx.require_permission_over(caller, &owner)?;
+    super::access_tokens::require_no_wider_than_caller(caller, &token)?;
     if !token.is_active {
         return Err(disabled_token());
     }

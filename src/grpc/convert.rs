@@ -87,6 +87,7 @@ impl TryFrom<pb::CreateUserAccessTokenRequest> for NewUserAccessToken {
             expires_at,
             restrictions: TokenRestrictions {
                 bound_cidrs: r.bound_cidrs,
+                scopes: r.scopes,
             },
         })
     }
@@ -250,6 +251,7 @@ impl From<UserAccessToken> for pb::UserAccessToken {
                 })
                 .collect(),
             bound_cidrs: t.bound_cidrs.texts(),
+            scopes: t.scopes.ids(),
         }
     }
 }
@@ -606,6 +608,7 @@ pub(crate) fn introspection(found: Introspection) -> pb::IntrospectTokenResponse
         expires_at: timestamp(c.expires_at()),
         username: c.username().to_owned(),
         is_bot: c.is_bot(),
+        scopes: c.scopes().ids(),
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct NewUserAccessTokenJson {
     expires_at: i64,
     /// token-service's own: the client address blocks the token may be used from.
     bound_cidrs: Vec<String>,
+    /// token-service's own: the scopes that narrow what the token may do.
+    scopes: Vec<String>,
 }
 
 impl From<NewUserAccessTokenJson> for NewTokenFields {
@@ -52,6 +54,7 @@ impl From<NewUserAccessTokenJson> for NewTokenFields {
             expires_at: (b.expires_at != 0).then_some(b.expires_at),
             restrictions: TokenRestrictions {
                 bound_cidrs: b.bound_cidrs,
+                scopes: b.scopes,
             },
         }
     }
@@ -341,6 +344,9 @@ pub(crate) struct UserAccessTokenJson {
     /// unbound (so Mattermost clients see Mattermost's body).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) bound_cidrs: Vec<String>,
+    /// Our addition: the token's scopes; absent when unscoped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scopes: Vec<String>,
 }
 
 /// One of a token's recent client addresses (our addition).
@@ -363,6 +369,7 @@ impl From<UserAccessToken> for UserAccessTokenJson {
             last_user_agent: None,
             recent_addresses: None,
             bound_cidrs: t.bound_cidrs.texts(),
+            scopes: t.scopes.ids(),
         }
     }
 }
@@ -628,6 +635,9 @@ pub(crate) struct IntrospectionJson {
     pub(crate) is_bot: bool,
     /// Milliseconds; 0 = never.
     pub(crate) expires_at: i64,
+    /// A scoped personal access token's scopes; absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scopes: Vec<String>,
 }
 
 impl From<Introspection> for IntrospectionJson {
@@ -645,6 +655,7 @@ impl From<Introspection> for IntrospectionJson {
             username: c.username().to_owned(),
             is_bot: c.is_bot(),
             expires_at: c.expires_at(),
+            scopes: c.scopes().ids(),
         }
     }
 }

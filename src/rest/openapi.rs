@@ -14,6 +14,7 @@ use axum::{
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+use crate::domain::permissions::Scope;
 use crate::pb::FILE_DESCRIPTOR_SET;
 
 /// Where the document is served.
@@ -494,6 +495,17 @@ fn body(properties: Value) -> Value {
     json!({"type": "object", "properties": properties})
 }
 
+/// A list of token scopes (the domain's vocabulary), described.
+fn scopes_schema(description: &str) -> Value {
+    let ids: Vec<&str> = Scope::ALL.iter().map(|s| s.id()).collect();
+    json!({
+        "type": "array",
+        "uniqueItems": true,
+        "description": description,
+        "items": {"type": "string", "enum": ids},
+    })
+}
+
 fn schemas() -> Value {
     let token_fields = json!({
         "id": id("Token id (not the secret)."),
@@ -508,6 +520,11 @@ fn schemas() -> Value {
                 unbound (usable from anywhere, as in Mattermost).",
             "items": {"type": "string"},
         },
+        "scopes": scopes_schema(
+            "token-service addition: the scopes that narrow what the token may do (read, \
+             tokens, introspect, commands). Absent when the token is unscoped (it may do all \
+             its owner may, as in Mattermost).",
+        ),
     });
     let mut created_fields = token_fields.clone();
     created_fields["token"] = json!({
@@ -545,12 +562,12 @@ fn schemas() -> Value {
         "StatusOK": object(json!({"status": {"type": "string", "enum": ["OK"]}}), &[]),
         "UserAccessToken": object(
             token_fields,
-            &["last_used_at", "last_user_agent", "recent_addresses", "bound_cidrs"],
+            &["last_used_at", "last_user_agent", "recent_addresses", "bound_cidrs", "scopes"],
         ),
         "NonCompliantCount": object(json!({
             "count": {"type": "integer", "format": "int64", "minimum": 0, "description": "Tokens breaking the maximum-lifetime policy (count), or revoked (revoke)."},
         }), &["count"]),
-        "CreatedUserAccessToken": object(created_fields, &["bound_cidrs"]),
+        "CreatedUserAccessToken": object(created_fields, &["bound_cidrs", "scopes"]),
         "NewUserAccessToken": body_requiring(json!({
             "description": text(1, 255, "Required, at most 255 bytes."),
             "expires_at": {
@@ -567,6 +584,14 @@ fn schemas() -> Value {
                     Absent, null or empty: usable from anywhere.",
                 "items": {"type": "string", "maxLength": 64},
             },
+            "scopes": scopes_schema(
+                "token-service's own: scopes that narrow what the token may do; it may then \
+                 use a permission only if its owner holds it and one of its scopes lists it: \
+                 read (read-only operations), tokens (the token and session operations), \
+                 introspect (only token checks), commands (slash commands). A token created \
+                 by a scoped token gets the creator's scopes when none are given and may not \
+                 have wider ones. Absent, null or empty: unscoped, as in Mattermost.",
+            ),
         }), &["description"]),
         "SearchTerm": body_requiring(json!({
             "term": {
@@ -762,7 +787,11 @@ fn schemas() -> Value {
             "username": string(),
             "is_bot": boolean(),
             "expires_at": millis("Unix milliseconds; 0 = never."),
-        }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot"]),
+            "scopes": scopes_schema(
+                "A scoped personal access token's scopes; absent for a session or an \
+                 unscoped token.",
+            ),
+        }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot", "scopes"]),
     });
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), webhook_schemas()) {
         all.extend(more);

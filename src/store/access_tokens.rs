@@ -17,6 +17,7 @@ use crate::domain::{
     lifecycle::NewRecord,
     model::{AccessTokenChange, LastUse, TokenWrite, UnixMillis, UserAccessToken},
     paging::PageRequest,
+    permissions::Scopes,
     secret::TokenDigest,
 };
 
@@ -35,6 +36,7 @@ impl From<tokens::Model> for UserAccessToken {
                 recent_addresses: Vec::new(),
             },
             bound_cidrs: BoundCidrs::from_stored(&m.bound_cidrs),
+            scopes: Scopes::from_stored(&m.scopes),
         }
     }
 }
@@ -101,6 +103,7 @@ impl Store {
             last_used_at: Set(token.last_use.last_used_at),
             last_user_agent: Set(token.last_use.user_agent.clone()),
             bound_cidrs: Set(token.bound_cidrs.to_stored()),
+            scopes: Set(token.scopes.to_stored()),
         };
         let txn = self.begin_with_write().await?;
         tokens::Entity::insert(row)

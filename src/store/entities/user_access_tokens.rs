@@ -21,6 +21,8 @@ pub(crate) struct Model {
     /// The client address blocks the token may be used from, canonical and space-separated;
     /// "" = unbound.
     pub(crate) bound_cidrs: String,
+    /// The token's scopes, space-separated; "" = unscoped.
+    pub(crate) scopes: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

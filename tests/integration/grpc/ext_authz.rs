@@ -570,3 +570,31 @@ async fn a_bound_token_is_checked_against_the_downstream_address_envoy_reports()
     ok_response(&answer);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_gateway_token_needs_a_scope_that_allows_introspection() {
+    let srv = TestServer::start().await;
+    let envoy = srv
+        .user(
+            "envoy",
+            &[
+                "system_user",
+                "system_user_access_token",
+                "system_token_introspector",
+            ],
+        )
+        .await;
+    let tina = srv.token_user("tina").await;
+    let introspect = crate::grpc::caller_kinds::scoped_pat(&srv, &envoy, &["introspect"]).await;
+    let read = crate::grpc::caller_kinds::scoped_pat(&srv, &envoy, &["read"]).await;
+    let forwarded = Forwarded::get("/").bearer(&tina.token);
+    let answer = check_on(srv.channel().await, Some(&introspect), &forwarded)
+        .await
+        .unwrap();
+    assert_eq!(identity(ok_response(&answer))["x-auth-user-id"], tina.id);
+    let refused = check_on(srv.channel().await, Some(&read), &forwarded)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    srv.stop().await;
+}

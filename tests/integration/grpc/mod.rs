@@ -5,7 +5,7 @@
 mod access_tokens;
 mod audit;
 pub(crate) mod bound_tokens;
-mod caller_kinds;
+pub(crate) mod caller_kinds;
 mod commands;
 mod concurrency;
 mod events;
@@ -23,6 +23,7 @@ mod replicas;
 mod revocation_log;
 mod revocation_stream;
 mod rotation;
+mod scoped_tokens;
 mod sessions;
 mod shutdown;
 mod token_format;

@@ -16,6 +16,7 @@ mod openapi;
 mod probes;
 mod rotate;
 mod routes;
+mod scoped_tokens;
 mod token_expiration;
 mod webhooks;
 

@@ -252,6 +252,7 @@ fn principal(user: &UserId) -> Arc<Principal> {
             create_at: 1,
             last_use: Default::default(),
             bound_cidrs: Default::default(),
+            scopes: Default::default(),
         }),
     })
 }
