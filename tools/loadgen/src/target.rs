@@ -91,6 +91,8 @@ impl Target {
                 user: admin_name,
                 description: "loadgen".to_owned(),
                 expires_in_days: None,
+                bound_cidrs: Vec::new(),
+                scopes: Vec::new(),
             },
         )
         .await
