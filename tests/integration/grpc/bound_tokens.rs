@@ -62,9 +62,13 @@ pub(crate) async fn bound_token(
     (token.id.clone(), created.token, token)
 }
 
-/// The `access_token.address_refused` records of `token_id`, waiting (real time) until there
-/// is at least one: they are written off the request path.
-pub(crate) async fn address_refusals(srv: &TestServer, token_id: &str) -> Vec<LifecycleRecord> {
+/// The `access_token.address_refused` records of `token_id`, waiting (real time) until one
+/// names `ip`: they are written off the request path.
+pub(crate) async fn address_refusals(
+    srv: &TestServer,
+    token_id: &str,
+    ip: &str,
+) -> Vec<LifecycleRecord> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found: Vec<LifecycleRecord> = srv
@@ -79,7 +83,7 @@ pub(crate) async fn address_refusals(srv: &TestServer, token_id: &str) -> Vec<Li
                     && r.record.subjects.token_id == token_id
             })
             .collect();
-        if !found.is_empty() || Instant::now() > deadline {
+        if found.iter().any(|r| r.record.origin.ip == ip) || Instant::now() > deadline {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -134,7 +138,7 @@ async fn a_token_bound_to_127_0_0_1_works_from_there_and_is_refused_from_127_0_0
         .await
         .expect("sessions are unbound");
 
-    let records = address_refusals(&srv, &id).await;
+    let records = address_refusals(&srv, &id, "127.0.0.2").await;
     assert!(!records.is_empty(), "the refusal is recorded");
     let record = &records[0].record;
     assert_eq!(record.origin.ip, "127.0.0.2");
@@ -158,7 +162,7 @@ async fn a_token_bound_to_ipv6_loopback_works_over_ipv6_only() {
     let v4 = client_from(&srv, "127.0.0.1", None).await;
     v6.as_(&secret).get_me().await.expect("works over ::1");
     assert_unauthenticated(v4.as_(&secret).get_me().await);
-    let records = address_refusals(&srv, &id).await;
+    let records = address_refusals(&srv, &id, "127.0.0.1").await;
     assert_eq!(records[0].record.origin.ip, "127.0.0.1", "{records:?}");
 
     // A token bound to both families works over both.

@@ -553,7 +553,7 @@ async fn a_bound_token_is_checked_against_the_downstream_address_envoy_reports()
             .unwrap();
         assert_unauthenticated(&answer);
     }
-    let records = crate::grpc::bound_tokens::address_refusals(&srv, &id).await;
+    let records = crate::grpc::bound_tokens::address_refusals(&srv, &id, "198.51.100.1").await;
     assert!(
         records.iter().any(|r| r.record.origin.ip == "198.51.100.1"),
         "{records:?}"
