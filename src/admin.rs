@@ -8,7 +8,7 @@ use crate::{
     cli::{AdminAction, MigrateAction},
     config::{Config, DatabaseLocation, KeyLocation},
     domain::{
-        access_tokens::{self, NewUserAccessToken},
+        access_tokens::{self, NewUserAccessToken, TokenRestrictions},
         caller::Caller,
         commands,
         error::Reason,
@@ -145,6 +145,8 @@ pub async fn admin_output(config: &Config, action: &AdminAction) -> Result<Outpu
             user,
             description,
             expires_in_days,
+            bound_cidrs,
+            scopes,
         } => {
             let owner = find_user_by_id_or_username(&ctx, user)
                 .await
@@ -157,6 +159,10 @@ pub async fn admin_output(config: &Config, action: &AdminAction) -> Result<Outpu
                     user_id: owner.id.to_string(),
                     description: description.clone(),
                     expires_at,
+                    restrictions: TokenRestrictions {
+                        bound_cidrs: bound_cidrs.clone(),
+                        scopes: scopes.clone(),
+                    },
                 },
             )
             .await
@@ -179,16 +185,35 @@ pub async fn admin_output(config: &Config, action: &AdminAction) -> Result<Outpu
                     };
                     format!("--expires-in-days: {rule}{setting} [{}]", reason.id())
                 }
+                crate::domain::error::Error::InvalidArgument {
+                    field: field @ ("bound_cidrs" | "scopes"),
+                    rule,
+                    reason,
+                } => {
+                    let flag = if *field == "scopes" {
+                        "--scope"
+                    } else {
+                        "--bound-cidr"
+                    };
+                    format!("{flag}: {rule} [{}]", reason.id())
+                }
                 _ => describe(&e),
             })?;
-            json!({
+            let mut token = json!({
                 "id": created.token.id.as_str(),
                 "token": created.secret.expose(),
                 "user_id": created.token.user_id.as_str(),
                 "description": created.token.description,
                 "is_active": created.token.is_active,
                 "expires_at": created.token.expires_at,
-            })
+            });
+            if created.token.bound_cidrs.is_bound() {
+                token["bound_cidrs"] = json!(created.token.bound_cidrs.texts());
+            }
+            if created.token.scopes.is_scoped() {
+                token["scopes"] = json!(created.token.scopes.ids());
+            }
+            token
         }
         _ => unreachable!("operator calls are handled above"),
     };

@@ -128,6 +128,14 @@ pub enum AdminAction {
         /// is configured).
         #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<u32>,
+        /// Bind the token to a client address block (IPv4 or IPv6 CIDR, or an address);
+        /// repeat for several. From any other address it does not authenticate.
+        #[arg(long = "bound-cidr", value_name = "CIDR")]
+        bound_cidrs: Vec<String>,
+        /// Narrow the token to a scope (read, tokens, introspect, commands); repeat for
+        /// several. Default: unscoped (all the user may do).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
     },
     /// List personal access tokens (all, or one user's). Prints a JSON array.
     ListTokens {

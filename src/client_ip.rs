@@ -12,6 +12,8 @@
 
 use std::net::IpAddr;
 
+pub use crate::domain::bound_tokens::IpBlock;
+
 /// How the request layer decides a client's address: `trusted_proxies` when any are
 /// configured, else Mattermost's `trusted_proxy_ip_header`, else the peer.
 #[derive(Debug, Clone, Default)]
@@ -32,51 +34,6 @@ impl ClientIpSettings {
                     .map_err(|e| format!("trusted_proxies: {e}"))?,
             ),
         })
-    }
-}
-
-/// An address block: an address and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpBlock {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpBlock {
-    /// `10.0.0.0/8`, `2001:db8::/32`, or a single address (`10.0.0.1`, `::1`).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("{text:?} is not an IP address or CIDR block (e.g. 10.0.0.0/8)");
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-        };
-        Ok(Self { addr, prefix })
-    }
-
-    /// Whether `ip` lies in the block (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
     }
 }
 

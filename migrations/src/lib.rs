@@ -15,6 +15,8 @@ mod m20261203_000007_index_lifecycle_log_for_audit;
 mod m20261203_000008_create_access_token_superseded_secrets;
 mod m20261203_000009_create_scheduled_jobs;
 mod m20261203_000010_record_access_token_last_use;
+mod m20261204_000011_bind_access_tokens_to_addresses;
+mod m20261204_000012_scope_access_tokens;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_create_access_token_superseded_secrets::Migration),
             Box::new(m20261203_000009_create_scheduled_jobs::Migration),
             Box::new(m20261203_000010_record_access_token_last_use::Migration),
+            Box::new(m20261204_000011_bind_access_tokens_to_addresses::Migration),
+            Box::new(m20261204_000012_scope_access_tokens::Migration),
         ]
     }
 }

@@ -11,13 +11,14 @@ use super::model::{AccessTokenChange, TokenWrite};
 use super::token_format::SecretKind;
 use super::{
     Context,
+    bound_tokens::BoundCidrs,
     caller::Caller,
     error::{Error, Reason, Result},
     ids::TokenId,
     lifecycle::{Action, NewRecord},
     model::{LastUse, Revocation, UnixMillis, User, UserAccessToken},
     paging::PageRequest,
-    permissions::Permission,
+    permissions::{Permission, Scopes, caller_scopes},
     secret::PlainToken,
     text::require_no_nul,
 };
@@ -66,6 +67,8 @@ pub struct NewUserAccessToken {
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
+    /// What narrows the token beyond Mattermost (none by default).
+    pub restrictions: TokenRestrictions,
 }
 
 /// The token fields of a create request (the body of Mattermost's request).
@@ -74,6 +77,18 @@ pub struct NewTokenFields {
     pub description: String,
     /// Unix milliseconds; `None` means never.
     pub expires_at: Option<UnixMillis>,
+    /// What narrows the token beyond Mattermost (none by default).
+    pub restrictions: TokenRestrictions,
+}
+
+/// token-service's restrictions of a new token, as requested (validated at creation). Empty
+/// lists: a token as in Mattermost.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRestrictions {
+    /// The client address blocks the token may be used from (`bound_cidrs`).
+    pub bound_cidrs: Vec<String>,
+    /// The scopes that narrow what it may do (`scopes`).
+    pub scopes: Vec<String>,
 }
 
 /// A newly created token and its secret, which is not stored and never shown again.
@@ -93,6 +108,7 @@ pub async fn create_user_access_token(
         user_id,
         description,
         expires_at,
+        restrictions,
     } = request;
     token_creation(ctx, caller, &user_id)
         .await?
@@ -102,6 +118,7 @@ pub async fn create_user_access_token(
             NewTokenFields {
                 description,
                 expires_at,
+                restrictions,
             },
         )
         .await
@@ -158,6 +175,7 @@ impl TokenCreation {
         }
         // The token model's own check, after the description's as in Mattermost.
         require_expiry_after_epoch(request.expires_at)?;
+        let (bound_cidrs, scopes) = narrowed_like_caller(caller, &request.restrictions)?;
 
         let secret = ctx.mint_secret(SecretKind::PersonalAccessToken);
         let token = UserAccessToken {
@@ -168,18 +186,96 @@ impl TokenCreation {
             expires_at: request.expires_at.unwrap_or(0),
             create_at: now,
             last_use: LastUse::default(),
+            bound_cidrs,
+            scopes,
         };
+        let mut detail = json!({"description": token.description, "expires_at": token.expires_at});
+        if token.bound_cidrs.is_bound() {
+            detail["bound_cidrs"] = json!(token.bound_cidrs.texts());
+        }
+        if token.scopes.is_scoped() {
+            detail["scopes"] = json!(token.scopes.ids());
+        }
         let record = NewRecord::by(caller, Action::AccessTokenCreated)
             .user(&token.user_id)
             .token(&token.id)
             .credential(ctx.audit_key(), &secret)
-            .detail(json!({"description": token.description, "expires_at": token.expires_at}));
+            .detail(detail);
         ctx.store()
             .insert_access_token(&token, &ctx.hasher().digest(&secret), &record)
             .await?;
         info!(target: "audit", action = "create_user_access_token", token_id = %token.id,
         user_id = %token.user_id, caller = %caller, "personal access token created");
         Ok(CreatedUserAccessToken { token, secret })
+    }
+}
+
+/// The restrictions of a new token, validated, never wider than the caller's own: a caller
+/// authenticated with a scoped or bound token may only create tokens within its scopes and
+/// address blocks (a request without them inherits the caller's), so a narrowed token cannot
+/// mint itself a wider one. `InvalidArgument` naming the field otherwise.
+fn narrowed_like_caller(
+    caller: &Caller,
+    requested: &TokenRestrictions,
+) -> Result<(BoundCidrs, Scopes)> {
+    let mut bound = BoundCidrs::parse_request(&requested.bound_cidrs)?;
+    let mut scopes = Scopes::parse_request(&requested.scopes)?;
+    let (caller_bound, caller_scopes) = caller_restrictions(caller);
+    if !scopes.is_scoped() {
+        scopes = caller_scopes;
+    }
+    if !scopes.within(caller_scopes) {
+        return Err(Error::invalid(
+            "scopes",
+            Reason::InvalidBodyParam,
+            format!(
+                "a token with scopes [{}] may only create tokens within them",
+                caller_scopes.to_stored()
+            ),
+        ));
+    }
+    if !bound.is_bound() {
+        bound = caller_bound.clone();
+    }
+    if !bound.within(&caller_bound) {
+        return Err(Error::invalid(
+            "bound_cidrs",
+            Reason::InvalidBodyParam,
+            format!(
+                "a token bound to [{}] may only create tokens bound within those blocks",
+                caller_bound.to_stored()
+            ),
+        ));
+    }
+    Ok((bound, scopes))
+}
+
+/// The scopes and address blocks of the caller's own credential (none for the operator, a
+/// session or an unrestricted token).
+fn caller_restrictions(caller: &Caller) -> (BoundCidrs, Scopes) {
+    match caller {
+        Caller::User(p) => (
+            p.access_token
+                .as_ref()
+                .map(|t| t.bound_cidrs.clone())
+                .unwrap_or_default(),
+            caller_scopes(caller),
+        ),
+        Caller::Local => (BoundCidrs::unbound(), Scopes::unscoped()),
+    }
+}
+
+/// A caller authenticated with a scoped or bound token may only rotate (and so learn the
+/// secret of) a token no wider than its own: otherwise `PermissionDenied`
+/// (`create_user_access_token`).
+pub(super) fn require_no_wider_than_caller(caller: &Caller, token: &UserAccessToken) -> Result<()> {
+    let (bound, scopes) = caller_restrictions(caller);
+    if token.scopes.within(scopes) && token.bound_cidrs.within(&bound) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied {
+            permission: Permission::CreateUserAccessToken,
+        })
     }
 }
 

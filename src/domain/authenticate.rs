@@ -37,7 +37,9 @@ pub(super) fn refused(why: &'static str) -> Error {
 impl Context {
     /// Authenticates a presented token: a session token, or a personal access token (whose
     /// session is minted on first use and only read afterwards). Every refusal is
-    /// `Unauthenticated` with the same reason; the cause is logged at debug level only.
+    /// `Unauthenticated` with the same reason; the cause is logged at debug level only. A
+    /// token bound to address blocks is checked against the current request's client address
+    /// (see `bound_tokens`), on a cache hit too.
     pub async fn authenticate(&self, token: &PlainToken) -> Result<Arc<Principal>> {
         let refused_shape = match token.shape() {
             Shape::Mattermost | Shape::Checksummed(_) => None,
@@ -55,6 +57,7 @@ impl Context {
         if let Some(principal) = self.cache().get(&mac, now)
             && self.still_usable(&principal, now)
         {
+            self.require_bound_address(principal.access_token.as_ref(), token, now)?;
             self.note_access_token_use(&principal, now);
             if self.activity_due(&principal.session, now).is_none() {
                 return Ok(principal);
@@ -67,15 +70,21 @@ impl Context {
             return Ok(updated);
         }
         if let Some(principal) = self.stale_during_outage(&mac, now) {
+            self.require_bound_address(principal.access_token.as_ref(), token, now)?;
             return Ok(principal);
         }
         let digest = TokenDigest::from_mac(&mac);
         let generation = self.cache().generation();
         let principal = match self.authenticate_from_store(token, &digest, now).await {
             Ok(principal) => Arc::new(principal),
-            Err(err) => return self.stale_if_unavailable(&mac, now, err),
+            Err(err) => {
+                let stale = self.stale_if_unavailable(&mac, now, err)?;
+                self.require_bound_address(stale.access_token.as_ref(), token, now)?;
+                return Ok(stale);
+            }
         };
         self.cache().insert(&mac, &principal, generation, now);
+        self.require_bound_address(principal.access_token.as_ref(), token, now)?;
         self.note_access_token_use(&principal, now);
         Ok(principal)
     }
@@ -155,6 +164,8 @@ impl Context {
             if !user.is_active() {
                 return Err(refused("user deactivated"));
             }
+            // A use from outside a bound token's blocks mints nothing.
+            self.require_bound_address(Some(&token), presented, now)?;
             let mut session = access_token_session(&user, &token, now);
             let mut detail = json!({"minted_for_access_token": true});
             if let Some(grace_until) = grace_until {

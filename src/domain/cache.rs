@@ -794,6 +794,8 @@ mod tests {
                 expires_at: 0,
                 create_at: 1,
                 last_use: Default::default(),
+                bound_cidrs: Default::default(),
+                scopes: Default::default(),
             }),
         })
     }

@@ -9,7 +9,7 @@
 //! `ext_authz.allowed_client_subjects` (a service identity holding the introspection
 //! permission), or a caller token holding `introspect_token`.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use super::{
     Context,
@@ -17,6 +17,7 @@ use super::{
     credentials::{PresentedRequest, check_presentation, presented_token},
     error::{Error, Reason, Result},
     introspection::ActiveCredential,
+    lifecycle::RequestOrigin,
     permissions::Permission,
     secret::PlainToken,
 };
@@ -108,14 +109,28 @@ impl Outcome {
 /// credential is. `required_roles` (space- or comma-separated) are roles the credential's user
 /// must all hold; missing one is [`Denial::Forbidden`]. An error (the database unavailable)
 /// means the question could not be decided. Counts the outcome.
+///
+/// `downstream` is the forwarded request's client address as the gateway reports it: the
+/// forwarded credential is used from there, so a bound token is checked against it (and its
+/// last use recorded with it); without one, a bound token is refused. The gateway's own
+/// credential is checked against the gateway's address.
 pub async fn check(
     ctx: &Context,
     gateway: Gateway<'_>,
     request: &PresentedRequest<'_>,
     required_roles: Option<&str>,
+    downstream: Option<IpAddr>,
 ) -> Result<Decision> {
     let answer = match authorize_gateway(ctx, gateway).await {
-        Ok(()) => decide(ctx, request, required_roles).await,
+        Ok(()) => {
+            let origin = RequestOrigin::with_current(|o| o.cloned()).unwrap_or_default();
+            RequestOrigin {
+                ip: downstream,
+                ..origin
+            }
+            .scope(decide(ctx, request, required_roles))
+            .await
+        }
         Err(err) => {
             let outcome = match err {
                 Error::Unauthenticated { .. } | Error::PermissionDenied { .. } => {

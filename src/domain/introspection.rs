@@ -9,7 +9,7 @@ use super::{
     error::{Error, Reason, Result},
     ids::{SessionId, TokenId, UserId},
     model::UnixMillis,
-    permissions::Permission,
+    permissions::{Permission, Scopes},
     secret::PlainToken,
 };
 
@@ -72,6 +72,14 @@ impl ActiveCredential {
     /// The owner's system roles.
     pub fn roles(&self) -> &[String] {
         &self.0.user.roles
+    }
+
+    /// A personal access token's scopes (unscoped for a session or an unscoped token).
+    pub fn scopes(&self) -> Scopes {
+        self.0
+            .access_token
+            .as_ref()
+            .map_or(Scopes::unscoped(), |t| t.scopes)
     }
 
     /// Whether the owner is a bot.

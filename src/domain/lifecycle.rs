@@ -76,6 +76,10 @@ actions! {
     /// A secret that a rotation replaced was presented after its grace period: someone holds
     /// a copy of a credential that was meant to be dead.
     AccessTokenReuseDetected => "access_token.reuse_detected",
+    /// A personal access token bound to address blocks (`bound_cidrs`) was presented from
+    /// an address outside them and refused; the record's `ip` (and `detail.address`) names
+    /// the address.
+    AccessTokenAddressRefused => "access_token.address_refused",
     /// An expired personal access token was deleted by the cleanup job.
     AccessTokenExpired => "access_token.expired",
     /// A personal access token's owner is warned that it expires within 7, 3 or 1 days.

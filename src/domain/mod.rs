@@ -5,6 +5,7 @@
 pub mod access_tokens;
 pub mod audit;
 pub mod authenticate;
+pub mod bound_tokens;
 pub mod cache;
 pub mod caller;
 pub mod clock;
@@ -132,6 +133,8 @@ struct ContextInner {
     webhook_sender: std::sync::OnceLock<Arc<dyn webhooks::WebhookSender>>,
     /// When each rotated-away secret's reuse was last recorded here.
     reuse_throttle: rotation::ReuseThrottle,
+    /// When each bound token's use from each refused address was last recorded here.
+    bound_address_throttle: rotation::RecordThrottle<(ids::TokenId, Option<std::net::IpAddr>)>,
     /// Personal access token uses noted by the token check, until the next last-use flush.
     usage: token_usage::UsageCollector,
     /// Leaked-token reports per client address.
@@ -170,6 +173,7 @@ impl Context {
                 clock,
                 webhook_sender: std::sync::OnceLock::new(),
                 reuse_throttle: rotation::ReuseThrottle::default(),
+                bound_address_throttle: rotation::RecordThrottle::default(),
                 usage: token_usage::UsageCollector::default(),
                 leak_report_limiter,
                 watch_streams,
@@ -290,6 +294,12 @@ impl Context {
 
     pub(crate) fn reuse_throttle(&self) -> &rotation::ReuseThrottle {
         &self.inner.reuse_throttle
+    }
+
+    pub(crate) fn bound_address_throttle(
+        &self,
+    ) -> &rotation::RecordThrottle<(ids::TokenId, Option<std::net::IpAddr>)> {
+        &self.inner.bound_address_throttle
     }
 
     /// The audit key (credential HMACs in lifecycle records).

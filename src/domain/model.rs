@@ -56,6 +56,10 @@ pub struct UserAccessToken {
     pub create_at: UnixMillis,
     /// When and from where it was last used, as flushed to the database so far.
     pub last_use: LastUse,
+    /// The client address blocks it may be used from (unbound: anywhere).
+    pub bound_cidrs: super::bound_tokens::BoundCidrs,
+    /// What it may do, within its owner's permissions (unscoped: all of them).
+    pub scopes: super::permissions::Scopes,
 }
 
 /// A personal access token's last use, GitLab-style, as the last-use flush recorded it

@@ -76,6 +76,153 @@ impl fmt::Display for Permission {
     }
 }
 
+/// Declares [`Scope`] from one line per scope: the variant, its id, the permissions it lets
+/// a scoped token use, and its documentation.
+macro_rules! scopes {
+    ($($variant:ident, $id:literal, [$($perm:ident),*], $doc:literal;)*) => {
+        /// A scope a personal access token may be narrowed to (token-service's own).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Scope {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Scope {
+            /// Every scope, in the order of the table.
+            pub const ALL: [Scope; [$(stringify!($variant)),*].len()] = [$(Scope::$variant),*];
+
+            /// The scope's id (`read`, `tokens`, ..).
+            pub fn id(self) -> &'static str {
+                match self {
+                    $(Scope::$variant => $id,)*
+                }
+            }
+
+            /// The permissions a token with this scope may use (if its owner holds them).
+            pub fn permissions(self) -> &'static [Permission] {
+                match self {
+                    $(Scope::$variant => &[$(Permission::$perm),*],)*
+                }
+            }
+        }
+    };
+}
+
+// Scope, id, the permissions it lets a token use, documentation.
+scopes! {
+    Read, "read", [ReadUserAccessToken, ViewMembers, ReadAudit],
+        "Read-only operations: list and read tokens, sessions and users, read the audit trail.";
+    Tokens, "tokens", [CreateUserAccessToken, ReadUserAccessToken, RevokeUserAccessToken, EditOtherUsers, ManageBots, ManageOthersBots],
+        "The token and session operations: create, list, rotate, disable, enable and revoke tokens, list and revoke sessions (another user's as far as the owner may).";
+    Introspect, "introspect", [IntrospectToken],
+        "Only token checks: IntrospectToken, the gateway endpoints' caller, VerifyCommandToken, WatchRevocations and WatchEvents.";
+    Commands, "commands", [ManageOwnSlashCommands, ManageOthersSlashCommands],
+        "Slash commands: CreateCommand and RegenCommandToken.";
+}
+
+/// Most scopes one token may carry (every scope once).
+pub const MAX_SCOPES: usize = Scope::ALL.len();
+
+/// The scopes of a personal access token, as a set of bits: allocation-free and `Copy`.
+/// Unscoped (0) is Mattermost's behaviour: the token may do all its owner may. A scoped token
+/// may use a permission only if its owner holds it *and* one of its scopes lists it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Set on every scoped token, so a token whose stored scopes cannot be read (written by a
+    /// newer version) stays scoped, to nothing: fail closed.
+    const SCOPED: u8 = 0x80;
+
+    /// Unscoped: everything the owner may do.
+    pub fn unscoped() -> Self {
+        Self(0)
+    }
+
+    fn bit(scope: Scope) -> u8 {
+        1 << (scope as u8)
+    }
+
+    /// Whether the token is narrowed by scopes at all.
+    pub fn is_scoped(self) -> bool {
+        self.0 & Self::SCOPED != 0
+    }
+
+    /// Whether `scope` is one of the token's scopes.
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & Self::bit(scope) != 0
+    }
+
+    /// Whether the scopes let the token use `permission` (always, when unscoped).
+    pub fn allow(self, permission: Permission) -> bool {
+        !self.is_scoped()
+            || Scope::ALL
+                .iter()
+                .any(|s| self.contains(*s) && s.permissions().contains(&permission))
+    }
+
+    /// The scopes, in the table's order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// The scope ids, in the table's order.
+    pub fn ids(self) -> Vec<String> {
+        self.iter().map(|s| s.id().to_owned()).collect()
+    }
+
+    /// The `scopes` of a create request: known scope ids (duplicates count once). Empty:
+    /// unscoped. Refused with `InvalidArgument` naming `scopes`.
+    pub fn parse_request<S: AsRef<str>>(list: &[S]) -> Result<Self> {
+        let mut bits = 0u8;
+        for id in list {
+            let id = id.as_ref();
+            let scope = Scope::ALL
+                .into_iter()
+                .find(|s| s.id() == id)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "scopes",
+                        super::error::Reason::InvalidBodyParam,
+                        format!(
+                            "unknown scope {:?}; known: {}",
+                            super::lifecycle::cut(id, 64),
+                            Scope::ALL.map(Scope::id).join(", ")
+                        ),
+                    )
+                })?;
+            bits |= Self::bit(scope);
+        }
+        Ok(if bits == 0 {
+            Self(0)
+        } else {
+            Self(bits | Self::SCOPED)
+        })
+    }
+
+    /// Whether a token with these scopes can do no more than one with `outer`: `outer` is
+    /// unscoped, or these are scoped and each is one of `outer`'s.
+    pub fn within(self, outer: Scopes) -> bool {
+        !outer.is_scoped() || (self.is_scoped() && self.0 & !outer.0 == 0)
+    }
+
+    /// The stored form: the ids space-separated ("" when unscoped).
+    pub fn to_stored(self) -> String {
+        self.ids().join(" ")
+    }
+
+    /// Reads the stored form; an unknown id grants nothing but keeps the token scoped.
+    pub fn from_stored(stored: &str) -> Self {
+        let mut bits = 0u8;
+        for id in stored.split_whitespace() {
+            bits |= Self::SCOPED;
+            if let Some(scope) = Scope::ALL.into_iter().find(|s| s.id() == id) {
+                bits |= Self::bit(scope);
+            }
+        }
+        Self(bits)
+    }
+}
+
 /// The system admin role: holds every permission.
 pub const SYSTEM_ADMIN: &str = "system_admin";
 /// The ordinary user role.
@@ -188,14 +335,31 @@ impl RoleTable {
 /// The decisions. A `Caller::Local` (the operator's CLI) may do everything.
 impl Context {
     /// Whether the caller holds `permission` through its system roles.
+    /// A scoped personal access token holds only what its scopes also allow.
     fn has_permission(&self, caller: &Caller, permission: Permission) -> bool {
         match caller {
             Caller::Local => true,
-            Caller::User(p) => self
-                .policy()
-                .roles
-                .grants(p.user.roles.iter().map(String::as_str), permission),
+            Caller::User(p) => {
+                scopes_of(p).allow(permission)
+                    && self
+                        .policy()
+                        .roles
+                        .grants(p.user.roles.iter().map(String::as_str), permission)
+            }
         }
+    }
+
+    /// A scoped token acting on its own user where Mattermost asks no permission (its own
+    /// sessions): reading needs `read` or `tokens`, changing needs `tokens`. A denial is
+    /// reported as `edit_other_users`, as every denial of acting on a user.
+    fn scope_allows_self(caller: &Caller, access: SelfAccess) -> bool {
+        let Caller::User(p) = caller else {
+            return true;
+        };
+        let scopes = scopes_of(p);
+        !scopes.is_scoped()
+            || scopes.contains(Scope::Tokens)
+            || (access == SelfAccess::Read && scopes.contains(Scope::Read))
     }
 
     /// Mattermost's `SessionHasPermissionTo`: the caller's system roles grant `permission`.
@@ -233,8 +397,13 @@ impl Context {
     /// Mattermost's `SessionHasPermissionToUser`: self, or `manage_system`, or
     /// `edit_other_users` on an existing target that is not a system admin. A denial is
     /// reported as `edit_other_users`.
-    pub async fn require_user_access(&self, caller: &Caller, target: &UserId) -> Result<()> {
-        if self.can_act_on_user(caller, target).await? {
+    pub async fn require_user_access(
+        &self,
+        caller: &Caller,
+        target: &UserId,
+        access: SelfAccess,
+    ) -> Result<()> {
+        if self.can_act_on_user(caller, target, access).await? {
             Ok(())
         } else {
             Err(denied_as_edit_other_users())
@@ -261,7 +430,10 @@ impl Context {
                         self.has_permission(caller, Permission::ManageOthersBots)
                     }
                 }
-                _ => self.can_act_on_user(caller, target).await?,
+                _ => {
+                    self.can_act_on_user(caller, target, SelfAccess::Write)
+                        .await?
+                }
             }
         };
         if allowed {
@@ -288,9 +460,11 @@ impl Context {
                 .find_team_member(team_id, &p.user.id)
                 .await?
                 .is_some_and(|member| {
-                    self.policy()
-                        .roles
-                        .grants(member.roles.iter().map(String::as_str), permission)
+                    scopes_of(p).allow(permission)
+                        && self
+                            .policy()
+                            .roles
+                            .grants(member.roles.iter().map(String::as_str), permission)
                 });
         if granted {
             Ok(())
@@ -323,7 +497,10 @@ impl Context {
             .list_team_members_for_user(&p.user.id)
             .await?
             .into_iter()
-            .filter(|m| roles.grants(m.roles.iter().map(String::as_str), Permission::ViewMembers))
+            .filter(|m| {
+                scopes_of(p).allow(Permission::ViewMembers)
+                    && roles.grants(m.roles.iter().map(String::as_str), Permission::ViewMembers)
+            })
             .map(|m| m.team_id)
             .collect();
         if !mine.is_empty()
@@ -341,11 +518,19 @@ impl Context {
         })
     }
 
-    async fn can_act_on_user(&self, caller: &Caller, target: &UserId) -> Result<bool> {
+    async fn can_act_on_user(
+        &self,
+        caller: &Caller,
+        target: &UserId,
+        access: SelfAccess,
+    ) -> Result<bool> {
         let Caller::User(p) = caller else {
             return Ok(true);
         };
-        if &p.user.id == target || self.has_permission(caller, Permission::ManageSystem) {
+        if &p.user.id == target {
+            return Ok(Self::scope_allows_self(caller, access));
+        }
+        if self.has_permission(caller, Permission::ManageSystem) {
             return Ok(true);
         }
         if !self.has_permission(caller, Permission::EditOtherUsers) {
@@ -357,6 +542,29 @@ impl Context {
             .await?
             .is_some_and(|user| !user.is_system_admin()))
     }
+}
+
+/// Whether a user acts on itself to read or to change (for the scopes of a scoped token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfAccess {
+    Read,
+    Write,
+}
+
+/// The scopes of the calling credential: unscoped for the operator, a session or an
+/// unscoped token.
+pub fn caller_scopes(caller: &Caller) -> Scopes {
+    match caller {
+        Caller::Local => Scopes::unscoped(),
+        Caller::User(p) => scopes_of(p),
+    }
+}
+
+/// The scopes of the credential `p` authenticated with (unscoped for a session).
+fn scopes_of(p: &super::caller::Principal) -> Scopes {
+    p.access_token
+        .as_ref()
+        .map_or(Scopes::unscoped(), |t| t.scopes)
 }
 
 fn denied_as_edit_other_users() -> Error {
@@ -424,6 +632,36 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("system_admin".to_owned(), vec![]);
         assert!(RoleTable::with_overrides(&o).is_err());
+    }
+
+    #[test]
+    fn scopes_narrow_and_fail_closed() {
+        let read = Scopes::parse_request(&["read"]).unwrap();
+        assert!(read.is_scoped());
+        assert!(read.allow(Permission::ReadUserAccessToken));
+        assert!(!read.allow(Permission::RevokeUserAccessToken));
+        assert!(Scopes::unscoped().allow(Permission::ManageSystem));
+        for scope in Scope::ALL {
+            assert!(
+                !Scopes::parse_request(&[scope.id()])
+                    .unwrap()
+                    .allow(Permission::ManageSystem)
+            );
+        }
+        let both = Scopes::parse_request(&["tokens", "read", "read"]).unwrap();
+        assert_eq!(both.to_stored(), "read tokens");
+        assert_eq!(Scopes::from_stored(&both.to_stored()), both);
+        assert!(read.within(both) && !both.within(read));
+        assert!(!Scopes::unscoped().within(read) && read.within(Scopes::unscoped()));
+        assert!(!Scopes::parse_request::<&str>(&[]).unwrap().is_scoped());
+        let e = Scopes::parse_request(&["write"]).unwrap_err().to_string();
+        assert!(e.starts_with("scopes: unknown scope"), "{e}");
+        let unknown = Scopes::from_stored("fly");
+        assert!(
+            unknown.is_scoped(),
+            "an unreadable stored scope stays scoped"
+        );
+        assert!(Permission::ALL.iter().all(|p| !unknown.allow(*p)));
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub async fn rotate_user_access_token(
     let owner = ctx.require_user(&token.user_id).await?;
     ctx.require_user_or_bot_access(caller, &owner.id).await?;
     ctx.require_permission_over(caller, &owner)?;
+    super::access_tokens::require_no_wider_than_caller(caller, &token)?;
     if !token.is_active {
         return Err(disabled_token());
     }
@@ -201,18 +202,31 @@ pub const REUSE_RECORD_INTERVAL_MS: i64 = 60_000;
 const REUSE_THROTTLE_CAPACITY: usize = 4096;
 
 /// When each superseded secret's reuse was last recorded on this replica (in memory).
-#[derive(Debug, Default)]
-pub struct ReuseThrottle {
-    recorded: Mutex<HashMap<TokenDigest, UnixMillis>>,
+pub type ReuseThrottle = RecordThrottle<TokenDigest>;
+
+/// When a record about each key (a superseded secret, a token used from outside its bound
+/// addresses) was last written on this replica, in memory: at most one per key per
+/// [`REUSE_RECORD_INTERVAL_MS`], so replaying a refused credential cannot flood the log.
+#[derive(Debug)]
+pub struct RecordThrottle<K> {
+    recorded: Mutex<HashMap<K, UnixMillis>>,
 }
 
-impl ReuseThrottle {
-    /// Whether a reuse of `digest` at `now` is recorded (and, if so, remembers it). The lock
+impl<K> Default for RecordThrottle<K> {
+    fn default() -> Self {
+        Self {
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RecordThrottle<K> {
+    /// Whether a record about `key` at `now` is written (and, if so, remembers it). The lock
     /// is held for a map probe only, never across an await.
-    pub fn admits(&self, digest: &TokenDigest, now: UnixMillis) -> bool {
+    pub fn admits(&self, key: &K, now: UnixMillis) -> bool {
         let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         if recorded
-            .get(digest)
+            .get(key)
             .is_some_and(|at| now - *at < REUSE_RECORD_INTERVAL_MS)
         {
             return false;
@@ -226,7 +240,7 @@ impl ReuseThrottle {
                 recorded.retain(|_, at| *at > median);
             }
         }
-        recorded.insert(digest.clone(), now);
+        recorded.insert(key.clone(), now);
         true
     }
 }

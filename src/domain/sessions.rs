@@ -16,7 +16,7 @@ use super::{
     ids::SessionId,
     lifecycle::{Action, NewRecord},
     model::{Revocation, Session, TeamMember, UnixMillis, session_props},
-    permissions::{Permission, require_session_owner},
+    permissions::{Permission, SelfAccess, require_session_owner},
     secret::{PlainToken, TokenDigest},
     text::require_no_nul,
 };
@@ -201,7 +201,8 @@ fn validate_props(props: &BTreeMap<String, String>) -> Result<()> {
 /// or `edit_other_users` on a non-admin (no bot branch).
 pub async fn get_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<Vec<Session>> {
     let user_id = caller.resolve_user_id(user_id)?;
-    ctx.require_user_access(caller, &user_id).await?;
+    ctx.require_user_access(caller, &user_id, SelfAccess::Read)
+        .await?;
     ctx.store().list_sessions_for_user(&user_id).await
 }
 
@@ -213,7 +214,8 @@ pub async fn get_sessions_with_team_members(
     user_id: &str,
 ) -> Result<(Vec<Session>, Vec<TeamMember>)> {
     let user_id = caller.resolve_user_id(user_id)?;
-    ctx.require_user_access(caller, &user_id).await?;
+    ctx.require_user_access(caller, &user_id, SelfAccess::Read)
+        .await?;
     let sessions = ctx.store().list_sessions_for_user(&user_id).await?;
     let members = ctx.store().list_team_members_for_user(&user_id).await?;
     Ok((sessions, members))
@@ -227,7 +229,8 @@ pub async fn revoke_session(
     session_id: &str,
 ) -> Result<()> {
     let user_id = caller.resolve_user_id(user_id)?;
-    ctx.require_user_access(caller, &user_id).await?;
+    ctx.require_user_access(caller, &user_id, SelfAccess::Write)
+        .await?;
     if session_id.is_empty() {
         return Err(Error::invalid(
             "session_id",
@@ -296,7 +299,8 @@ pub async fn logout(ctx: &Context, caller: &Caller) -> Result<()> {
 /// Revokes every session of one user. Personal access tokens stay valid.
 pub async fn revoke_all_sessions(ctx: &Context, caller: &Caller, user_id: &str) -> Result<()> {
     let user_id = caller.resolve_user_id(user_id)?;
-    ctx.require_user_access(caller, &user_id).await?;
+    ctx.require_user_access(caller, &user_id, SelfAccess::Write)
+        .await?;
     let revocation = Revocation::User(user_id.clone());
     let record = NewRecord::by(caller, Action::UserSessionsRevoked)
         .user(&user_id)

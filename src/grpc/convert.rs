@@ -6,7 +6,8 @@ use prost_types::Timestamp;
 
 use crate::domain::{
     access_tokens::{
-        CreatedUserAccessToken, NewUserAccessToken, TokenFilter, TokenRef, TokenState,
+        CreatedUserAccessToken, NewUserAccessToken, TokenFilter, TokenRef, TokenRestrictions,
+        TokenState,
     },
     audit::{AuditRequest, ChainReport, VerifyRequest},
     commands::{CreatedCommand, NewCommand},
@@ -84,6 +85,10 @@ impl TryFrom<pb::CreateUserAccessTokenRequest> for NewUserAccessToken {
             user_id: r.user_id,
             description: r.description,
             expires_at,
+            restrictions: TokenRestrictions {
+                bound_cidrs: r.bound_cidrs,
+                scopes: r.scopes,
+            },
         })
     }
 }
@@ -245,6 +250,8 @@ impl From<UserAccessToken> for pb::UserAccessToken {
                     last_seen_at: timestamp(a.last_seen_at),
                 })
                 .collect(),
+            bound_cidrs: t.bound_cidrs.texts(),
+            scopes: t.scopes.ids(),
         }
     }
 }
@@ -601,6 +608,7 @@ pub(crate) fn introspection(found: Introspection) -> pb::IntrospectTokenResponse
         expires_at: timestamp(c.expires_at()),
         username: c.username().to_owned(),
         is_bot: c.is_bot(),
+        scopes: c.scopes().ids(),
     }
 }
 

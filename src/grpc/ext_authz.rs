@@ -23,7 +23,7 @@ use crate::domain::{
 use crate::pb::envoy_ext_authz::{
     envoy::{
         config::core::v3::{
-            HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
+            HeaderValue, HeaderValueOption, address, header_value_option::HeaderAppendAction,
         },
         service::auth::v3::{
             AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
@@ -124,11 +124,30 @@ impl Authorization for ExtAuthzApi {
             requested_with: headers.first("x-requested-with"),
         };
         let required_roles = required_roles(&attributes);
-        let decision = ext_authz::check(&self.ctx, gateway, &presented, required_roles).await?;
+        let downstream = downstream_address(&attributes);
+        let decision =
+            ext_authz::check(&self.ctx, gateway, &presented, required_roles, downstream).await?;
         Ok(Response::new(match decision {
             Decision::Allow(credential) => allowed(identity_headers(&credential)),
             Decision::Deny(denial) => denied(denial, &http.id),
         }))
+    }
+}
+
+/// The downstream client's address as Envoy reports it (`source.address.socket_address`:
+/// the connection's peer, or what Envoy's own `use_remote_address` / `xff_num_trusted_hops`
+/// settings derived); `None` when absent or not an IP address.
+fn downstream_address(attributes: &AttributeContext) -> Option<std::net::IpAddr> {
+    match attributes
+        .source
+        .as_ref()?
+        .address
+        .as_ref()?
+        .address
+        .as_ref()?
+    {
+        address::Address::SocketAddress(socket) => socket.address.parse().ok(),
+        _ => None,
     }
 }
 

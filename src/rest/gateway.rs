@@ -182,11 +182,25 @@ impl<'a> From<&'a ActiveCredential> for ActiveTokenJson<'a> {
             token_type: c.kind().id(),
             exp: (expires_at > 0).then(|| expires_at.div_euclid(1000)),
             iat: c.issued_at().div_euclid(1000),
-            scope: c.roles().join(" "),
+            scope: rfc7662_scope(c),
             token_id: c.token_id().map(|id| id.as_str()),
             session_id: c.session_id().as_str(),
         }
     }
+}
+
+/// RFC 7662's `scope`: the owner's roles, space-separated, then, for a scoped token, each
+/// of its scopes as `scope:<id>` (role names cannot contain ':', so the two never mix).
+fn rfc7662_scope(c: &ActiveCredential) -> String {
+    let mut scope = c.roles().join(" ");
+    for s in c.scopes().iter() {
+        if !scope.is_empty() {
+            scope.push(' ');
+        }
+        scope.push_str("scope:");
+        scope.push_str(s.id());
+    }
+    scope
 }
 
 /// Exactly what an inactive token gets: nothing that says why.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    access_tokens::NewTokenFields,
+    access_tokens::{NewTokenFields, TokenRestrictions},
     audit::{ChainReport, record_json},
     commands::NewCommand,
     introspection::{CredentialKind, Introspection},
@@ -41,6 +41,10 @@ pub(crate) struct NewUserAccessTokenJson {
     is_active: bool,
     /// Milliseconds; 0 = never.
     expires_at: i64,
+    /// token-service's own: the client address blocks the token may be used from.
+    bound_cidrs: Vec<String>,
+    /// token-service's own: the scopes that narrow what the token may do.
+    scopes: Vec<String>,
 }
 
 impl From<NewUserAccessTokenJson> for NewTokenFields {
@@ -48,6 +52,10 @@ impl From<NewUserAccessTokenJson> for NewTokenFields {
         Self {
             description: b.description,
             expires_at: (b.expires_at != 0).then_some(b.expires_at),
+            restrictions: TokenRestrictions {
+                bound_cidrs: b.bound_cidrs,
+                scopes: b.scopes,
+            },
         }
     }
 }
@@ -332,6 +340,13 @@ pub(crate) struct UserAccessTokenJson {
     /// Our addition, only with `?include=last_use`: newest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) recent_addresses: Option<Vec<TokenAddressJson>>,
+    /// Our addition: the client address blocks the token may be used from; absent when
+    /// unbound (so Mattermost clients see Mattermost's body).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bound_cidrs: Vec<String>,
+    /// Our addition: the token's scopes; absent when unscoped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scopes: Vec<String>,
 }
 
 /// One of a token's recent client addresses (our addition).
@@ -353,6 +368,8 @@ impl From<UserAccessToken> for UserAccessTokenJson {
             last_used_at: None,
             last_user_agent: None,
             recent_addresses: None,
+            bound_cidrs: t.bound_cidrs.texts(),
+            scopes: t.scopes.ids(),
         }
     }
 }
@@ -618,6 +635,9 @@ pub(crate) struct IntrospectionJson {
     pub(crate) is_bot: bool,
     /// Milliseconds; 0 = never.
     pub(crate) expires_at: i64,
+    /// A scoped personal access token's scopes; absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scopes: Vec<String>,
 }
 
 impl From<Introspection> for IntrospectionJson {
@@ -635,6 +655,7 @@ impl From<Introspection> for IntrospectionJson {
             username: c.username().to_owned(),
             is_bot: c.is_bot(),
             expires_at: c.expires_at(),
+            scopes: c.scopes().ids(),
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::{
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+use crate::domain::permissions::Scope;
 use crate::pb::FILE_DESCRIPTOR_SET;
 
 /// Where the document is served.
@@ -505,6 +506,17 @@ fn body(properties: Value) -> Value {
     json!({"type": "object", "properties": properties})
 }
 
+/// A list of token scopes (the domain's vocabulary), described.
+fn scopes_schema(description: &str) -> Value {
+    let ids: Vec<&str> = Scope::ALL.iter().map(|s| s.id()).collect();
+    json!({
+        "type": "array",
+        "uniqueItems": true,
+        "description": description,
+        "items": {"type": "string", "enum": ids},
+    })
+}
+
 fn schemas() -> Value {
     let token_fields = json!({
         "id": id("Token id (not the secret)."),
@@ -512,6 +524,18 @@ fn schemas() -> Value {
         "description": string(),
         "is_active": json!({"type": "boolean", "description": "False while disabled."}),
         "expires_at": millis("Unix milliseconds; 0 = never."),
+        "bound_cidrs": {
+            "type": "array",
+            "description": "token-service addition: the client address blocks the token may \
+                be used from, canonical (10.0.0.0/8, ::1/128). Absent when the token is \
+                unbound (usable from anywhere, as in Mattermost).",
+            "items": {"type": "string"},
+        },
+        "scopes": scopes_schema(
+            "token-service addition: the scopes that narrow what the token may do (read, \
+             tokens, introspect, commands). Absent when the token is unscoped (it may do all \
+             its owner may, as in Mattermost).",
+        ),
     });
     let mut created_fields = token_fields.clone();
     created_fields["token"] = json!({
@@ -549,12 +573,12 @@ fn schemas() -> Value {
         "StatusOK": object(json!({"status": {"type": "string", "enum": ["OK"]}}), &[]),
         "UserAccessToken": object(
             token_fields,
-            &["last_used_at", "last_user_agent", "recent_addresses"],
+            &["last_used_at", "last_user_agent", "recent_addresses", "bound_cidrs", "scopes"],
         ),
         "NonCompliantCount": object(json!({
             "count": {"type": "integer", "format": "int64", "minimum": 0, "description": "Tokens breaking the maximum-lifetime policy (count), or revoked (revoke)."},
         }), &["count"]),
-        "CreatedUserAccessToken": object(created_fields, &[]),
+        "CreatedUserAccessToken": object(created_fields, &["bound_cidrs", "scopes"]),
         "NewUserAccessToken": body_requiring(json!({
             "description": text(1, 255, "Required, at most 255 bytes."),
             "expires_at": {
@@ -562,6 +586,23 @@ fn schemas() -> Value {
                 "description": "Unix milliseconds in the future; absent or 0 = never (subject \
                     to maximum_personal_access_token_lifetime_days).",
             },
+            "bound_cidrs": {
+                "type": "array", "maxItems": 16,
+                "description": "token-service's own (Vault's token_bound_cidrs): the client \
+                    address blocks the token may be used from, each an IPv4 or IPv6 CIDR \
+                    block (10.0.0.0/8, ::1/128) or single address with no bits set beyond the \
+                    prefix. From any other address the token answers 401 like any bad token. \
+                    Absent, null or empty: usable from anywhere.",
+                "items": {"type": "string", "maxLength": 64},
+            },
+            "scopes": scopes_schema(
+                "token-service's own: scopes that narrow what the token may do; it may then \
+                 use a permission only if its owner holds it and one of its scopes lists it: \
+                 read (read-only operations), tokens (the token and session operations), \
+                 introspect (only token checks), commands (slash commands). A token created \
+                 by a scoped token gets the creator's scopes when none are given and may not \
+                 have wider ones. Absent, null or empty: unscoped, as in Mattermost.",
+            ),
         }), &["description"]),
         "SearchTerm": body_requiring(json!({
             "term": {
@@ -757,7 +798,11 @@ fn schemas() -> Value {
             "username": string(),
             "is_bot": boolean(),
             "expires_at": millis("Unix milliseconds; 0 = never."),
-        }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot"]),
+            "scopes": scopes_schema(
+                "A scoped personal access token's scopes; absent for a session or an \
+                 unscoped token.",
+            ),
+        }), &["user_id", "token_id", "session_id", "kind", "roles", "username", "is_bot", "scopes"]),
     });
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), webhook_schemas()) {
         all.extend(more);

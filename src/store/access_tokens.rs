@@ -12,10 +12,12 @@ use super::entities::{sessions, user_access_tokens as tokens, users};
 use crate::domain::error::Result;
 use crate::domain::{
     access_tokens::{TokenFilter, TokenState},
+    bound_tokens::BoundCidrs,
     ids::{TokenId, UserId},
     lifecycle::NewRecord,
     model::{AccessTokenChange, LastUse, TokenWrite, UnixMillis, UserAccessToken},
     paging::PageRequest,
+    permissions::Scopes,
     secret::TokenDigest,
 };
 
@@ -33,6 +35,8 @@ impl From<tokens::Model> for UserAccessToken {
                 user_agent: m.last_user_agent,
                 recent_addresses: Vec::new(),
             },
+            bound_cidrs: BoundCidrs::from_stored(&m.bound_cidrs),
+            scopes: Scopes::from_stored(&m.scopes),
         }
     }
 }
@@ -98,6 +102,8 @@ impl Store {
             last_notified_at: Set(None),
             last_used_at: Set(token.last_use.last_used_at),
             last_user_agent: Set(token.last_use.user_agent.clone()),
+            bound_cidrs: Set(token.bound_cidrs.to_stored()),
+            scopes: Set(token.scopes.to_stored()),
         };
         let txn = self.begin_with_write().await?;
         tokens::Entity::insert(row)

@@ -62,6 +62,16 @@ impl ChainLink {
 }
 
 impl Store {
+    /// Appends `records` that describe no change of their own (an observation, such as a
+    /// refused use), made at `now`, in a transaction of their own.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn append_records(&self, records: &[NewRecord], now: UnixMillis) -> Result<()> {
+        let txn = self.begin_write().await?;
+        self.append_to_log(&txn, records, now).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Appends `records`, made at `now`, to the log inside `txn` (the transaction of the
     /// change they describe); returns their ids.
     pub(super) async fn append_to_log(

@@ -18,6 +18,11 @@ pub(crate) struct Model {
     pub(crate) last_used_at: i64,
     /// The user agent of the last use, at most 255 bytes.
     pub(crate) last_user_agent: String,
+    /// The client address blocks the token may be used from, canonical and space-separated;
+    /// "" = unbound.
+    pub(crate) bound_cidrs: String,
+    /// The token's scopes, space-separated; "" = unscoped.
+    pub(crate) scopes: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

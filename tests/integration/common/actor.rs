@@ -282,7 +282,20 @@ impl ActorClient {
             user_id: user_id.to_owned(),
             description: description.to_owned(),
             expires_at,
+            ..Default::default()
         });
+        self.client()
+            .create_user_access_token(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// CreateUserAccessToken with a request the test builds (bound_cidrs, scopes, ..).
+    pub async fn create_token_with(
+        &self,
+        message: pb::CreateUserAccessTokenRequest,
+    ) -> Reply<pb::CreateUserAccessTokenResponse> {
+        let request = self.request(message);
         self.client()
             .create_user_access_token(request)
             .await

@@ -104,6 +104,7 @@ impl TestServer {
                 user_id: owner.id.clone(),
                 description: "made earlier".into(),
                 expires_at: None,
+                restrictions: Default::default(),
             },
         )
         .await

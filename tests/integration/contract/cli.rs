@@ -229,6 +229,30 @@ async fn bootstrap_serve_call_and_stop_like_the_readme() {
     assert_eq!(secret.len(), 26);
     let by_id = cli.json(&["admin", "create-token", "--user", &admin_id]);
     assert_eq!(by_id["user_id"], admin_id.as_str());
+    assert!(by_id.get("scopes").is_none() && by_id.get("bound_cidrs").is_none());
+    let narrowed = cli.json(&[
+        "admin",
+        "create-token",
+        "--user",
+        "admin",
+        "--scope",
+        "introspect",
+        "--scope",
+        "read",
+        "--bound-cidr",
+        "10.0.0.0/8",
+    ]);
+    assert_eq!(
+        narrowed["scopes"],
+        serde_json::json!(["read", "introspect"])
+    );
+    assert_eq!(narrowed["bound_cidrs"], serde_json::json!(["10.0.0.0/8"]));
+    let refused = cli.run(&["admin", "create-token", "--user", "admin", "--scope", "fly"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--scope: unknown scope"),
+        "{refused:?}"
+    );
 
     let status = cli.json(&["migrate", "status"]);
     assert!(

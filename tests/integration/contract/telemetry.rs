@@ -133,6 +133,7 @@ async fn spans_reach_the_collector_named_with_the_caller_and_never_a_secret() {
                 user_id: "me".into(),
                 description: "traced".into(),
                 expires_at: None,
+                ..Default::default()
             },
             &secret,
         ))
@@ -272,6 +273,7 @@ async fn json_logs_name_the_request_on_every_line_of_it() {
                 user_id: "me".into(),
                 description: "logged".into(),
                 expires_at: None,
+                ..Default::default()
             },
             &secret,
         ))

@@ -518,3 +518,43 @@ async fn rotating_the_command_key_keeps_old_tokens_valid_and_encrypts_new_ones_w
     rotated.store().clone().close().await;
     srv.stop().await;
 }
+
+/// A personal access token of `owner`'s with `scopes`, made by the operator.
+async fn operator_scoped_pat(srv: &TestServer, owner: &Actor, scopes: &[&str]) -> String {
+    use token_service::domain::access_tokens::{self, NewUserAccessToken, TokenRestrictions};
+    access_tokens::create_user_access_token(
+        &srv.ctx,
+        &Caller::Local,
+        NewUserAccessToken {
+            user_id: owner.id.clone(),
+            description: "scoped".into(),
+            expires_at: None,
+            restrictions: TokenRestrictions {
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                ..Default::default()
+            },
+        },
+    )
+    .await
+    .unwrap()
+    .secret
+    .expose()
+    .to_owned()
+}
+
+#[tokio::test]
+async fn a_team_roles_slash_command_permission_reaches_a_token_only_through_the_commands_scope() {
+    let srv = TestServer::start().await;
+    let t = team(&srv).await;
+    let commands = operator_scoped_pat(&srv, &t.team_admin, &["commands"]).await;
+    let read = operator_scoped_pat(&srv, &t.team_admin, &["read"]).await;
+    srv.as_(&commands)
+        .create_command(command(&t.id, "deploy"))
+        .await
+        .expect("the team role's permission, within the commands scope");
+    assert_denied(
+        srv.as_(&read).create_command(command(&t.id, "build")).await,
+        "manage_own_slash_commands",
+    );
+    srv.stop().await;
+}

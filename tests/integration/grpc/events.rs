@@ -720,6 +720,7 @@ async fn a_subscriber_that_does_not_read_holds_up_no_one() {
                 user_id: alice.id.clone(),
                 description: "bulk".into(),
                 expires_at: None,
+                restrictions: Default::default(),
             },
         )
         .await

@@ -50,6 +50,7 @@ async fn pat(srv: &TestServer, owner: &Actor, expires_at: Option<i64>) -> (Strin
             user_id: owner.id.clone(),
             description: format!("token of {}", owner.username),
             expires_at,
+            restrictions: Default::default(),
         },
     )
     .await
@@ -83,6 +84,7 @@ async fn lasting_admin(srv: &TestServer) -> String {
             user_id: admin.id.to_string(),
             description: "admin".into(),
             expires_at: None,
+            restrictions: Default::default(),
         },
     )
     .await

@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 
 use token_service::pb::envoy_ext_authz::envoy::{
-    config::core::v3::header_value_option::HeaderAppendAction,
+    config::core::v3::{
+        Address, SocketAddress, address, header_value_option::HeaderAppendAction, socket_address,
+    },
     service::auth::v3::{
         AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
-        attribute_context::{HttpRequest, Request as AttributeRequest},
+        attribute_context::{HttpRequest, Peer, Request as AttributeRequest},
         authorization_client::AuthorizationClient,
         check_response::HttpResponse,
     },
@@ -25,6 +27,8 @@ struct Forwarded {
     path: String,
     headers: Vec<(&'static str, String)>,
     required_role: Option<&'static str>,
+    /// The downstream client's address (`source.address`), if Envoy reports one.
+    source: Option<&'static str>,
 }
 
 impl Forwarded {
@@ -34,7 +38,13 @@ impl Forwarded {
             path: path.to_owned(),
             headers: Vec::new(),
             required_role: None,
+            source: None,
         }
+    }
+
+    fn source_address(mut self, ip: &'static str) -> Self {
+        self.source = Some(ip);
+        self
     }
 
     fn method(mut self, method: &'static str) -> Self {
@@ -81,6 +91,16 @@ impl Forwarded {
                     }),
                 }),
                 context_extensions,
+                source: self.source.map(|ip| Peer {
+                    address: Some(Address {
+                        address: Some(address::Address::SocketAddress(SocketAddress {
+                            address: ip.to_owned(),
+                            port_specifier: Some(socket_address::PortSpecifier::PortValue(50_123)),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
         }
@@ -546,5 +566,78 @@ async fn forwarded_dead_tokens_never_throttle_the_gateway_but_its_own_failures_d
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(error_id(&status), "token_service.rate_limited");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_bound_token_is_checked_against_the_downstream_address_envoy_reports() {
+    let srv = TestServer::start().await;
+    let envoy = gateway(&srv).await;
+    let tina = srv.token_user("tina").await;
+    let (id, secret, _) =
+        crate::grpc::bound_tokens::bound_token(&srv, &tina, &["192.0.2.0/24", "2001:db8::/32"])
+            .await;
+    // The gateway itself calls from 127.0.0.1, outside the blocks: what counts is the end
+    // user's address in the CheckRequest.
+    for inside in ["192.0.2.10", "2001:db8::7"] {
+        let forwarded = Forwarded::get("/api/orders")
+            .bearer(&secret)
+            .source_address(inside);
+        let answer = check_on(srv.channel().await, Some(&envoy.token), &forwarded)
+            .await
+            .unwrap();
+        assert_eq!(identity(ok_response(&answer))["x-auth-token-id"], id);
+    }
+    for outside in [Some("198.51.100.1"), Some("2001:db9::1"), None] {
+        let mut forwarded = Forwarded::get("/api/orders").bearer(&secret);
+        forwarded.source = outside;
+        let answer = check_on(srv.channel().await, Some(&envoy.token), &forwarded)
+            .await
+            .unwrap();
+        assert_unauthenticated(&answer);
+    }
+    let records = crate::grpc::bound_tokens::address_refusals(&srv, &id, "198.51.100.1").await;
+    assert!(
+        records.iter().any(|r| r.record.origin.ip == "198.51.100.1"),
+        "{records:?}"
+    );
+    // An unbound token needs no source address.
+    let (_, plain) = srv.as_(&tina).new_token("me").await;
+    let answer = check_on(
+        srv.channel().await,
+        Some(&envoy.token),
+        &Forwarded::get("/").bearer(&plain),
+    )
+    .await
+    .unwrap();
+    ok_response(&answer);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_gateway_token_needs_a_scope_that_allows_introspection() {
+    let srv = TestServer::start().await;
+    let envoy = srv
+        .user(
+            "envoy",
+            &[
+                "system_user",
+                "system_user_access_token",
+                "system_token_introspector",
+            ],
+        )
+        .await;
+    let tina = srv.token_user("tina").await;
+    let introspect = crate::grpc::caller_kinds::scoped_pat(&srv, &envoy, &["introspect"]).await;
+    let read = crate::grpc::caller_kinds::scoped_pat(&srv, &envoy, &["read"]).await;
+    let forwarded = Forwarded::get("/").bearer(&tina.token);
+    let answer = check_on(srv.channel().await, Some(&introspect), &forwarded)
+        .await
+        .unwrap();
+    assert_eq!(identity(ok_response(&answer))["x-auth-user-id"], tina.id);
+    let refused = check_on(srv.channel().await, Some(&read), &forwarded)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     srv.stop().await;
 }

@@ -31,6 +31,7 @@ async fn a_grpc_change_records_its_actor_subjects_address_user_agent_and_request
             user_id: "me".into(),
             description: "ci".into(),
             expires_at: None,
+            ..Default::default()
         },
         &alice.token,
     );

@@ -4,7 +4,8 @@
 
 mod access_tokens;
 mod audit;
-mod caller_kinds;
+pub(crate) mod bound_tokens;
+pub(crate) mod caller_kinds;
 mod commands;
 mod concurrency;
 mod events;
@@ -24,6 +25,7 @@ mod replicas;
 mod revocation_log;
 mod revocation_stream;
 mod rotation;
+mod scoped_tokens;
 mod sessions;
 mod shutdown;
 mod token_format;

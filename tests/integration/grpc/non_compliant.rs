@@ -31,6 +31,7 @@ pub(crate) async fn pat(
             user_id: owner.id.clone(),
             description: "made before the policy".into(),
             expires_at,
+            restrictions: Default::default(),
         },
     )
     .await

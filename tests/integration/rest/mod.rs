@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod bound_tokens;
 mod drift;
 mod errors;
 mod gateway;
@@ -16,6 +17,7 @@ mod openapi;
 mod probes;
 mod rotate;
 mod routes;
+mod scoped_tokens;
 mod token_expiration;
 mod webhooks;
 
@@ -101,6 +103,19 @@ impl Http {
         Self {
             base,
             client: crate::common::http_client(),
+        }
+    }
+
+    /// A client of the shim at `base` whose sockets are bound to `local` (a loopback alias
+    /// such as 127.0.0.2, to be another client address).
+    pub fn from_address(base: String, local: &str) -> Self {
+        crate::common::install_crypto_provider();
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .local_address(local.parse::<std::net::IpAddr>().unwrap())
+                .build()
+                .unwrap(),
         }
     }
 

@@ -193,6 +193,7 @@ impl Echo {
                 expires_at: None,
                 username: "lg-user-42".to_owned(),
                 is_bot: false,
+                scopes: Vec::new(),
             },
         }
     }

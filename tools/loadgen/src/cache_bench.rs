@@ -251,6 +251,8 @@ fn principal(user: &UserId) -> Arc<Principal> {
             expires_at: 0,
             create_at: 1,
             last_use: Default::default(),
+            bound_cidrs: Default::default(),
+            scopes: Default::default(),
         }),
     })
 }

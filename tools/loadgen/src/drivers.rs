@@ -246,6 +246,7 @@ impl Driver {
                     user_id: "me".to_owned(),
                     description: "loadgen write path".to_owned(),
                     expires_at: None,
+                    ..Default::default()
                 });
                 request.metadata_mut().insert("authorization", auth.clone());
                 let created = client

@@ -87,6 +87,8 @@ impl Target {
                 user: admin_name,
                 description: "loadgen".to_owned(),
                 expires_in_days: None,
+                bound_cidrs: Vec::new(),
+                scopes: Vec::new(),
             },
         )
         .await
@@ -199,6 +201,7 @@ impl Target {
                         user_id: user.id,
                         description: "loadgen".to_owned(),
                         expires_at: None,
+                        ..Default::default()
                     },
                     &self.admin_token,
                 ))

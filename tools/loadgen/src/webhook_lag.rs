@@ -133,6 +133,7 @@ async fn drive(
                     user_id: me.id.clone(),
                     description: format!("webhook-lag {i}"),
                     expires_at: None,
+                    ..Default::default()
                 },
                 admin,
             ))

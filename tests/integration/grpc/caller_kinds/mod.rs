@@ -22,6 +22,7 @@ mod commands;
 mod non_compliant;
 mod sessions;
 mod tokens;
+pub(crate) use tokens::scoped_pat;
 mod users;
 mod webhooks;
 
