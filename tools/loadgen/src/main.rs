@@ -96,6 +96,11 @@ struct ScaleArgs {
     /// in the temporary directory, named at the start of the report.
     #[arg(long, value_name = "PATH")]
     server_log: Option<PathBuf>,
+    /// The servers' key file (64 hex digits, e.g. `openssl rand -hex 32`). A database keeps
+    /// the fingerprint of the key it was set up with, so a run on a database an earlier run
+    /// set up needs that run's key. Default: a key generated for this run.
+    #[arg(long, value_name = "PATH")]
+    server_key_file: Option<PathBuf>,
 }
 
 /// A token-cache design compared by `cache-bench`.
