@@ -229,6 +229,21 @@ impl DbClient {
         Ok(created)
     }
 
+    /// Refreshes the planner's statistics of `user_access_tokens` (after a bulk load, as an
+    /// operator or autovacuum would; without them PostgreSQL may sort the whole table for a
+    /// page instead of walking the primary key).
+    pub(crate) async fn analyze_tokens(&self) -> Result<(), String> {
+        let sql = match self {
+            DbClient::MySql(_) => "ANALYZE TABLE user_access_tokens",
+            _ => "ANALYZE user_access_tokens",
+        };
+        let err = |e: sqlx::Error| format!("analyze the tokens table: {e}");
+        with_sqlx_pool!(self, pool => {
+            sqlx::query(sql).execute(pool).await.map_err(err)?;
+        }, _ => return Err("the tokens table is analysed with sqlx".into()));
+        Ok(())
+    }
+
     /// Rows in `user_access_tokens` (every user's tokens, any state).
     pub(crate) async fn count_tokens(&self) -> Result<u64, String> {
         const SQL: &str = "SELECT COUNT(*) FROM user_access_tokens";

@@ -228,8 +228,9 @@ async fn measure(
                 .insert_filler_range(&filled.ids, filled.next_row..filled.next_row + add)
                 .await?;
             filled.next_row += add;
+            filled.db.analyze_tokens().await?;
             println!(
-                "table topped up from {have} to {} rows ({add} inserted in {:.1} s)",
+                "table topped up from {have} to {} rows ({add} inserted and the table analysed in {:.1} s)",
                 have + add,
                 started.elapsed().as_secs_f64()
             );
