@@ -74,7 +74,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
 
 /// Installs the in-process target's log: to stderr for `-`, else appended to `path` (by
 /// default a file in the temporary directory), whose name the report starts with.
-fn server_log(path: Option<&Path>) -> Result<token_service::telemetry::TelemetryGuard, String> {
+pub(crate) fn server_log(
+    path: Option<&Path>,
+) -> Result<token_service::telemetry::TelemetryGuard, String> {
     let config = token_service::config::LogConfig::default();
     if path == Some(Path::new("-")) {
         return Ok(token_service::telemetry::init(&config));
@@ -97,11 +99,11 @@ fn server_log(path: Option<&Path>) -> Result<token_service::telemetry::Telemetry
 }
 
 /// One side of a pair.
-struct Side<'a> {
-    name: &'static str,
-    drivers: Vec<Driver>,
-    probe: CpuProbe,
-    target: Option<&'a Target>,
+pub(crate) struct Side<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) drivers: Vec<Driver>,
+    pub(crate) probe: CpuProbe,
+    pub(crate) target: Option<&'a Target>,
 }
 
 /// The medians of one scenario, for the closing table.
@@ -539,7 +541,7 @@ ext-authz req/s ratio {gateway:.3} vs introspect-cached {introspect:.3} \
 }
 
 /// gRPC workers spread over `connections` HTTP/2 connections to `addr`.
-async fn grpc_drivers(
+pub(crate) async fn grpc_drivers(
     addr: SocketAddr,
     tgt: &Target,
     args: &BenchArgs,
@@ -773,7 +775,7 @@ fn print_run(round: usize, name: &str, r: &RunResult) {
 }
 
 /// One measured run of a side: warm-up, then the window.
-async fn run_side(side: &mut Side<'_>, args: &BenchArgs) -> Result<RunResult, String> {
+pub(crate) async fn run_side(side: &mut Side<'_>, args: &BenchArgs) -> Result<RunResult, String> {
     let drivers = std::mem::take(&mut side.drivers);
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let workers: Vec<_> = drivers

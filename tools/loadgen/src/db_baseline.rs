@@ -188,10 +188,21 @@ impl DbClient {
         ids: &IdSource,
         n: u64,
     ) -> Result<Vec<String>, String> {
+        self.insert_filler_range(ids, 0..n).await
+    }
+
+    /// As [`DbClient::insert_filler_tokens`], rows number `rows` of `ids` (a later call with
+    /// the next range adds more without repeating an id).
+    pub(crate) async fn insert_filler_range(
+        &self,
+        ids: &IdSource,
+        rows: std::ops::Range<u64>,
+    ) -> Result<Vec<String>, String> {
         const BATCH: u64 = 500;
         let err = |e: sqlx::Error| format!("insert the filler tokens: {e}");
-        let mut created = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-        let mut next = 0;
+        let n = rows.end;
+        let mut created = Vec::with_capacity(usize::try_from(rows.end - rows.start).unwrap_or(0));
+        let mut next = rows.start;
         while next < n {
             let rows: Vec<Filler> = (next..n.min(next + BATCH)).map(|i| ids.filler(i)).collect();
             next += BATCH;
@@ -216,6 +227,31 @@ impl DbClient {
             created.extend(rows.into_iter().map(|f| f.id));
         }
         Ok(created)
+    }
+
+    /// Refreshes the planner's statistics of `user_access_tokens` (after a bulk load, as an
+    /// operator or autovacuum would; without them PostgreSQL may sort the whole table for a
+    /// page instead of walking the primary key).
+    pub(crate) async fn analyze_tokens(&self) -> Result<(), String> {
+        let sql = match self {
+            DbClient::MySql(_) => "ANALYZE TABLE user_access_tokens",
+            _ => "ANALYZE user_access_tokens",
+        };
+        let err = |e: sqlx::Error| format!("analyze the tokens table: {e}");
+        with_sqlx_pool!(self, pool => {
+            sqlx::query(sql).execute(pool).await.map_err(err)?;
+        }, _ => return Err("the tokens table is analysed with sqlx".into()));
+        Ok(())
+    }
+
+    /// Rows in `user_access_tokens` (every user's tokens, any state).
+    pub(crate) async fn count_tokens(&self) -> Result<u64, String> {
+        const SQL: &str = "SELECT COUNT(*) FROM user_access_tokens";
+        let err = |e: sqlx::Error| format!("count the tokens: {e}");
+        let n: i64 = with_sqlx_pool!(self, pool => {
+            sqlx::query_scalar(SQL).fetch_one(pool).await.map_err(err)?
+        }, _ => return Err("the tokens are counted with sqlx".into()));
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Reads the session stored under `digest` (worker `worker`'s connection for

@@ -13,6 +13,7 @@ mod db_baseline;
 mod drivers;
 mod footprint;
 mod http1;
+mod scale;
 mod stats;
 mod target;
 mod webhook_lag;
@@ -55,6 +56,52 @@ enum Command {
     /// Fill a token cache in this process and print the resident memory per cached
     /// credential (the principal and the cache's own structures).
     CacheMemory(CacheMemoryArgs),
+    /// Top the tokens table up to each size (bulk inserts, not the API) and measure, per
+    /// size: IntrospectToken cached and uncached, GetUserAccessTokens' first and last page,
+    /// SearchUserAccessTokens, the revocation lag with a full cache, and the cache's memory
+    /// per credential at that many entries.
+    Scale(ScaleArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScaleArgs {
+    /// Rows in the tokens table to measure at, growing (the table is topped up with filler
+    /// tokens that no secret opens; rows already there count).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000, 1_000_000])]
+    sizes: Vec<u64>,
+    /// Measured time of each IntrospectToken run.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured load before each IntrospectToken run.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Requests in flight during the IntrospectToken runs.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Distinct tokens the IntrospectToken runs rotate through.
+    #[arg(long, default_value_t = 100)]
+    tokens: usize,
+    /// Calls of each listing and search measurement (one at a time; the last page of 10^6
+    /// tokens takes seconds per call on PostgreSQL).
+    #[arg(long, default_value_t = 20)]
+    calls: usize,
+    /// Cached tokens revoked per size (the revocation lag's sample).
+    #[arg(long, default_value_t = 20)]
+    revocations: usize,
+    /// Database of the in-process servers, e.g. postgres://postgres@127.0.0.1:5432/loadgen
+    /// (the database must exist; the filler rows stay in it). Default: SQLite in a temporary
+    /// directory per server, each filled.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Where the in-process servers write their log lines: `-` for stderr. Default: a file
+    /// in the temporary directory, named at the start of the report.
+    #[arg(long, value_name = "PATH")]
+    server_log: Option<PathBuf>,
+    /// The servers' key file (64 hex digits, e.g. `openssl rand -hex 32`). A database keeps
+    /// the fingerprint of the key it was set up with, so a run on a database an earlier run
+    /// set up needs that run's key. Default: a key generated for this run.
+    #[arg(long, value_name = "PATH")]
+    server_key_file: Option<PathBuf>,
 }
 
 /// A token-cache design compared by `cache-bench`.
@@ -359,6 +406,7 @@ fn main() -> ExitCode {
         Command::WebhookLag(args) => webhook_lag::run(args),
         Command::CacheBench(args) => cache_bench::bench(&args),
         Command::CacheMemory(args) => cache_bench::memory(&args),
+        Command::Scale(args) => scale::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

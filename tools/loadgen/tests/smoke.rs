@@ -276,3 +276,52 @@ fn loadgen_cache_bench_times_every_design_and_cache_memory_measures_an_entry() {
     let total = number(&fields, "total_bytes");
     assert!((100.0..100_000.0).contains(&total), "{fields:?}");
 }
+
+#[test]
+fn loadgen_scale_prints_every_figure_for_every_size() {
+    let stdout = run(&[
+        "scale",
+        "--sizes",
+        "1000,3000",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "100ms",
+        "--tokens",
+        "3",
+        "--concurrency",
+        "4",
+        "--calls",
+        "5",
+        "--revocations",
+        "3",
+    ]);
+    for size in ["1000", "3000"] {
+        let fields = summary(&stdout, &format!("summary scenario=scale tokens={size} "));
+        assert_eq!(number(&fields, "errors"), 0.0, "{stdout}");
+        for key in [
+            "cached_rps",
+            "cached_p99_ms",
+            "uncached_rps",
+            "uncached_p99_ms",
+            "list_first_p50_ms",
+            "list_first_p99_ms",
+            "list_last_p50_ms",
+            "list_last_p99_ms",
+            "search_first_p99_ms",
+            "search_last_p99_ms",
+            "revoke_call_p50_ms",
+            "revocation_lag_p50_ms",
+            "revocation_lag_p99_ms",
+            "cache_bytes",
+        ] {
+            assert!(number(&fields, key) > 0.0, "{key} in {fields:?}");
+        }
+        assert!(stdout.contains(&format!("\n| {size} | ")), "{stdout}");
+    }
+    // The table was topped up, not refilled: the second size adds only the difference.
+    assert!(
+        stdout.contains("rows (") && stdout.contains("to 3000 rows"),
+        "{stdout}"
+    );
+}
