@@ -98,8 +98,8 @@ struct ScaleArgs {
     #[arg(long, value_name = "PATH")]
     server_log: Option<PathBuf>,
     /// The servers' key file (64 hex digits, e.g. `openssl rand -hex 32`). A database keeps
-    /// the fingerprint of the key it was set up with, so a run on a database an earlier run
-    /// set up needs that run's key. Default: a key generated for this run.
+    /// the fingerprint of the key it was set up with. Default: the load generator's fixed
+    /// benchmark key, the same in every run (so a database an earlier run set up works).
     #[arg(long, value_name = "PATH")]
     server_key_file: Option<PathBuf>,
 }

@@ -17,10 +17,7 @@
 //!   server can cache are those presented with a secret; filler rows have none, so the
 //!   server's own cache cannot be filled with them).
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use token_service::pb::{self, token_service_client::TokenServiceClient};
 use tokio::runtime::{Builder, Handle};
@@ -118,27 +115,25 @@ async fn scale(args: &ScaleArgs, server_rt: Handle) -> Result<(), String> {
         args.revocations
     );
     let checked = args.tokens + args.revocations * args.sizes.len();
-    let on_database = |c: &mut token_service::config::Config, key: Option<&PathBuf>| {
+    let on_database = |c: &mut token_service::config::Config| {
         if let Some(url) = &args.database_url {
             c.database_url = Some(token_service::config::DatabaseUrl::new(url.clone()));
         }
-        c.server_key_file = key.or(args.server_key_file.as_ref()).cloned();
+        if let Some(key) = &args.server_key_file {
+            c.server_key = None;
+            c.server_key_file = Some(key.clone());
+        }
     };
     // The cache holds exactly the credentials the run checks (the admin's and the scenario's):
     // full once they are all checked, so the revocations run against a full cache.
     let mut cached = Target::start_in_process(&server_rt, checked, |c| {
         c.cache.capacity = checked + 1;
-        on_database(c, None);
+        on_database(c);
     })
     .await?;
-    // On one database both servers need the same key: the first one's, unless given.
-    let shared_key = args
-        .database_url
-        .as_ref()
-        .and_then(|_| cached.generated_key_file());
     let uncached = match Target::start_in_process(&server_rt, args.tokens, |c| {
         c.cache.enable = false;
-        on_database(c, shared_key.as_ref());
+        on_database(c);
     })
     .await
     {

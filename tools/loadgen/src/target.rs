@@ -167,18 +167,6 @@ impl Target {
         Ok(me.user.ok_or("GetUser returned no user")?.id)
     }
 
-    /// The server key file an in-process server generated in its data directory (when none
-    /// was configured), for a second server on the same database.
-    pub(crate) fn generated_key_file(&self) -> Option<PathBuf> {
-        let path = self
-            .in_process
-            .as_ref()?
-            .dir
-            .join("data")
-            .join("server.key");
-        path.exists().then_some(path)
-    }
-
     /// Token-cache hits and misses so far (in-process only).
     pub(crate) fn cache_counts(&self) -> Option<(u64, u64)> {
         let stats = self.in_process.as_ref()?.running.cache_stats();
