@@ -159,7 +159,12 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
     let (cached, uncached, target_probe) = match args.grpc_target {
         None => {
             println!(
-                "target: token-service in this process, SQLite in a temporary directory, default configuration"
+                "target: token-service in this process, default configuration, on {}",
+                if args.database_url.is_some() {
+                    "--database-url"
+                } else {
+                    "SQLite in a temporary directory"
+                }
             );
             let on_database = |c: &mut token_service::config::Config| {
                 if let Some(url) = &args.database_url {
