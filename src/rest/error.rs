@@ -284,7 +284,7 @@ impl From<Error> for ApiError {
             }
             Error::RateLimited { retry_after_ms } => {
                 let mut api = ApiError::new(reason, err.to_string(), "");
-                api.retry_after_secs = Some(retry_after_ms.div_ceil(1000).max(1));
+                api.retry_after_secs = Some(retry_after_secs(*retry_after_ms));
                 api
             }
             Error::Unavailable(cause) => {
@@ -308,6 +308,11 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(self);
         response
     }
+}
+
+/// `Retry-After`'s value for a wait of `retry_after_ms`: whole seconds, rounded up, at least 1.
+pub(crate) fn retry_after_secs(retry_after_ms: u64) -> u64 {
+    retry_after_ms.div_ceil(1000).max(1)
 }
 
 #[cfg(test)]

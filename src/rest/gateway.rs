@@ -23,7 +23,10 @@ use axum::{
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::{auth::presented_credential, error::ApiError};
+use super::{
+    auth::presented_credential,
+    error::{ApiError, retry_after_secs},
+};
 use crate::domain::{
     Context,
     caller::Caller,
@@ -276,9 +279,10 @@ fn introspection_failed(err: Error) -> (GatewayOutcome, Response) {
             "temporarily_unavailable",
             "too many failed credential checks from this address; retry later",
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, retry_after(retry_after_ms));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(retry_after_ms)),
+        );
         return (GatewayOutcome::Error, response);
     }
     let (status, error) = match &err {
@@ -296,11 +300,6 @@ fn introspection_failed(err: Error) -> (GatewayOutcome, Response) {
         GatewayOutcome::Error,
         oauth_error(status, error, "the token could not be checked; retry later"),
     )
-}
-
-/// A `Retry-After` value: whole seconds, at least 1.
-fn retry_after(retry_after_ms: u64) -> HeaderValue {
-    HeaderValue::from(retry_after_ms.div_ceil(1000).max(1))
 }
 
 /// `POST /oauth2/introspect` (RFC 7662).
