@@ -69,19 +69,14 @@ impl Context {
             self.cache().touch(&mac, &updated);
             return Ok(updated);
         }
-        if let Some(principal) = self.stale_during_outage(&mac, now) {
-            self.require_bound_address(principal.access_token.as_ref(), token, now)?;
+        if let Some(principal) = self.stale_during_outage(&mac, token, now)? {
             return Ok(principal);
         }
         let digest = TokenDigest::from_mac(&mac);
         let generation = self.cache().generation();
         let principal = match self.authenticate_from_store(token, &digest, now).await {
             Ok(principal) => Arc::new(principal),
-            Err(err) => {
-                let stale = self.stale_if_unavailable(&mac, now, err)?;
-                self.require_bound_address(stale.access_token.as_ref(), token, now)?;
-                return Ok(stale);
-            }
+            Err(err) => return self.stale_if_unavailable(&mac, token, now, err),
         };
         self.cache().insert(&mac, &principal, generation, now);
         self.require_bound_address(principal.access_token.as_ref(), token, now)?;

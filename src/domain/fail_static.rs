@@ -19,21 +19,23 @@ use super::{
     caller::Principal,
     error::{Error, Result},
     model::UnixMillis,
+    secret::PlainToken,
 };
 
 impl Context {
     /// A stale answer while the feed has found the database unreachable (the cache is not
     /// trusted, the outage is within its window): answered without trying the database,
-    /// which would only fail after its timeout.
+    /// which would only fail after its timeout. `Ok(None)` when there is none.
     pub(super) fn stale_during_outage(
         &self,
         digest: &[u8; 32],
+        presented: &PlainToken,
         now: UnixMillis,
-    ) -> Option<Arc<Principal>> {
+    ) -> Result<Option<Arc<Principal>>> {
         if self.cache().is_trusted() {
-            return None;
+            return Ok(None);
         }
-        self.stale_answer(digest, now)
+        self.stale_answer(digest, presented, now)
     }
 
     /// What a token check whose database read failed with `err` answers: a stale answer
@@ -41,6 +43,7 @@ impl Context {
     pub(super) fn stale_if_unavailable(
         &self,
         digest: &[u8; 32],
+        presented: &PlainToken,
         now: UnixMillis,
         err: Error,
     ) -> Result<Arc<Principal>> {
@@ -48,18 +51,28 @@ impl Context {
             return Err(err);
         }
         self.cache().outage_began(now);
-        self.stale_answer(digest, now).ok_or(err)
+        self.stale_answer(digest, presented, now)?.ok_or(err)
     }
 
-    fn stale_answer(&self, digest: &[u8; 32], now: UnixMillis) -> Option<Arc<Principal>> {
-        let principal = self.cache().get_stale(digest, now)?;
+    /// The cached principal of `digest` if fail static may answer with it now, checked as a
+    /// cache hit is (clock, owner, bound address) before its use is noted.
+    fn stale_answer(
+        &self,
+        digest: &[u8; 32],
+        presented: &PlainToken,
+        now: UnixMillis,
+    ) -> Result<Option<Arc<Principal>>> {
+        let Some(principal) = self.cache().get_stale(digest, now) else {
+            return Ok(None);
+        };
         if !self.still_usable(&principal, now) {
-            return None;
+            return Ok(None);
         }
+        self.require_bound_address(principal.access_token.as_ref(), presented, now)?;
         self.metrics().record_stale_answer();
         if let Some(token) = &principal.access_token {
             self.note_token_use(&token.id, now);
         }
-        Some(principal)
+        Ok(Some(principal))
     }
 }
