@@ -74,7 +74,12 @@ impl Context {
         }
         let digest = TokenDigest::from_mac(&mac);
         let generation = self.cache().generation();
-        let principal = match self.authenticate_from_store(token, &digest, now).await {
+        // Boxed: the miss path's state (the store's query futures) is tens of times larger
+        // than the hit path's, and an unboxed await would make every caller's future that
+        // large, copied on each move (measured: most of the RFC 7662 handler's instructions
+        // were memcpy of futures). One allocation per miss, none per hit.
+        let from_store = Box::pin(self.authenticate_from_store(token, &digest, now));
+        let principal = match from_store.await {
             Ok(principal) => Arc::new(principal),
             Err(err) => return self.stale_if_unavailable(&mac, token, now, err),
         };
@@ -124,7 +129,7 @@ impl Context {
                 // the grace (expired): using it after is reuse, not an expired session.
                 if row.session.is_expired(now)
                     && row.session.user_access_token_id.is_some()
-                    && found.access_token.is_none()
+                    && !found.digest_names_a_token
                     && let Some(superseded) = self.find_superseded(digest).await?
                     && !superseded.in_grace(now)
                 {

@@ -378,8 +378,11 @@ pub struct StoredCredential {
     /// (a personal access token before its first use, or an unknown digest).
     pub session: Option<StoredSession>,
     /// The personal access token whose current secret has this digest, with its owner and
-    /// the stored digest; `None` if no token has it.
+    /// the stored digest; `None` if no token has it, and also when a session was found (the
+    /// check then needs only `digest_names_a_token`, so the row is not decoded).
     pub access_token: Option<(UserAccessToken, User, TokenDigest)>,
+    /// Whether a personal access token's current secret has this digest.
+    pub digest_names_a_token: bool,
 }
 
 /// A session with what its check needs.

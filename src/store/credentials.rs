@@ -162,17 +162,26 @@ impl Store {
         let statement =
             Statement::from_sql_and_values(backend, credential_by_digest_sql(backend), values);
         let mut found = StoredCredential::default();
+        let mut token_row = None;
         for row in self.db.query_all_raw(statement).await? {
             let kind: String = row.try_get("", "kind")?;
             match kind.as_str() {
                 BY_SESSION => found.session = Some(session_row(&row)?),
-                BY_ACCESS_TOKEN => found.access_token = Some(access_token_row(&row)?),
+                BY_ACCESS_TOKEN => token_row = Some(row),
                 other => {
                     return Err(Error::internal(format!(
                         "credential query returned kind {other:?}"
                     )));
                 }
             }
+        }
+        // With a session the check needs only whether a token has this digest: the token
+        // row (a second user and token) is decoded for a first use only.
+        found.digest_names_a_token = token_row.is_some();
+        if found.session.is_none()
+            && let Some(row) = token_row
+        {
+            found.access_token = Some(access_token_row(&row)?);
         }
         Ok(found)
     }
