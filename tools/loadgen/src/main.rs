@@ -12,6 +12,7 @@ mod cpu;
 mod db_baseline;
 mod drivers;
 mod footprint;
+mod h2load;
 mod http1;
 mod scale;
 mod stats;
@@ -61,6 +62,52 @@ enum Command {
     /// SearchUserAccessTokens, the revocation lag with a full cache, and the cache's memory
     /// per credential at that many entries.
     Scale(ScaleArgs),
+    /// The cached scenarios (IntrospectToken, REST GetMe) driven by nghttp2's `h2load`
+    /// against the in-process target and the same baselines as `bench`, interleaved.
+    H2load(H2loadArgs),
+}
+
+#[derive(Debug, Args)]
+struct H2loadArgs {
+    /// Scenario to run (repeat for several). Default: both.
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    scenarios: Vec<H2loadScenario>,
+    /// Requests in flight at any moment (gRPC: connections x streams; REST: connections).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections of the gRPC scenario (each carries concurrency / connections
+    /// streams).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// h2load's worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Measured time of each run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// h2load's warm-up before each run.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Target/baseline pairs per scenario.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Worker threads of the runtime serving the baselines and the target (default: CPUs).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// The h2load binary.
+    #[arg(long, default_value = "h2load")]
+    h2load: PathBuf,
+    /// Where the in-process target writes its log (`-`: stderr). Default: a temporary file.
+    #[arg(long, value_name = "PATH")]
+    server_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum H2loadScenario {
+    /// IntrospectToken (cache hit) against grpc-echo.
+    IntrospectCached,
+    /// GET /api/v4/users/me against axum-json.
+    RestGetMe,
 }
 
 #[derive(Debug, Args)]
@@ -407,6 +454,7 @@ fn main() -> ExitCode {
         Command::CacheBench(args) => cache_bench::bench(&args),
         Command::CacheMemory(args) => cache_bench::memory(&args),
         Command::Scale(args) => scale::run(args),
+        Command::H2load(args) => h2load::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
