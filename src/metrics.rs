@@ -842,6 +842,7 @@ pub struct ListenerStats {
     accept_errors: [[AtomicU64; AcceptErrorKind::ALL.len()]; Listener::ALL.len()],
     open: [AtomicU64; Listener::ALL.len()],
     limit_reached: [AtomicU64; Listener::ALL.len()],
+    idle_closed: AtomicU64,
     failures: Mutex<[Option<Failure>; Listener::ALL.len()]>,
 }
 
@@ -858,6 +859,7 @@ impl Default for ListenerStats {
             accept_errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             open: std::array::from_fn(|_| AtomicU64::new(0)),
             limit_reached: std::array::from_fn(|_| AtomicU64::new(0)),
+            idle_closed: AtomicU64::new(0),
             failures: Mutex::new(std::array::from_fn(|_| None)),
         }
     }
@@ -900,6 +902,11 @@ impl ListenerStats {
     /// Counts a pause of `listener` at its connection limit.
     pub fn record_limit_reached(&self, listener: Listener) {
         self.limit_reached[listener as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a gRPC connection closed after `connections.grpc_idle_timeout` without a call.
+    pub fn record_idle_closed(&self) {
+        self.idle_closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Why accepting is failing, for readiness: `None` when no listener failed to accept in
@@ -964,6 +971,13 @@ impl ListenerStats {
                 self.limit_reached[listener as usize].load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP token_service_idle_connections_closed_total gRPC connections closed (GOAWAY) after connections.grpc_idle_timeout without a call in flight.\n\
+             # TYPE token_service_idle_connections_closed_total counter\n\
+             token_service_idle_connections_closed_total{{listener=\"grpc\"}} {}",
+            self.idle_closed.load(Ordering::Relaxed)
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 //! spinning (and readiness and /metrics say so); connections that send nothing, or their
 //! request head byte by byte, are cut; a listener holds at most `max_per_listener`
 //! connections; a body that does not arrive is the client's fault (408), not the
-//! database's; an oversized gRPC message is RESOURCE_EXHAUSTED.
+//! database's; an oversized gRPC message is RESOURCE_EXHAUSTED; a gRPC connection without
+//! a call in flight for `grpc_idle_timeout` is closed (a stream in flight keeps it open).
 
 use std::{
     io::{Read as _, Write as _},
@@ -530,5 +531,112 @@ async fn a_request_message_that_does_not_arrive_is_deadline_exceeded_not_unavail
         tonic::Status::from_header_map(response.headers()).expect("a trailers-only status");
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(!status.message().contains("database"), "{status:?}");
+    srv.stop().await;
+}
+
+/// A server whose gRPC connections are closed after 300 ms without a call (pinging them
+/// every second).
+async fn server_closing_idle_connections() -> TestServer {
+    TestServer::start_with(|c| {
+        c.connections.grpc_idle_timeout = Span(300);
+        c.connections.http2_keepalive_interval = Span(1_000);
+    })
+    .await
+}
+
+/// A channel of its own that pings the server every 100 ms, calls or not: pings are no
+/// calls, so they must not keep the connection open.
+async fn pinging_client(srv: &TestServer) -> Client {
+    let channel = tonic::transport::Channel::from_shared(srv.endpoint())
+        .unwrap()
+        .http2_keep_alive_interval(Duration::from_millis(100))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .expect("connect");
+    token_service::pb::token_service_client::TokenServiceClient::new(channel)
+}
+
+/// Open gRPC connections, as `/metrics` reports them.
+async fn open_grpc_connections(srv: &TestServer) -> f64 {
+    scrape_metric(
+        srv.config.http_addr,
+        "token_service_open_connections{listener=\"grpc\"}",
+    )
+    .await
+    .expect("the open connections series")
+}
+
+/// Waits until the server holds no gRPC connection; returns how long that took.
+async fn until_no_grpc_connection(srv: &TestServer, limit: Duration, what: &str) -> Duration {
+    let started = Instant::now();
+    while open_grpc_connections(srv).await != 0.0 {
+        assert!(
+            started.elapsed() < limit,
+            "{what}: still open after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn an_idle_grpc_connection_is_closed_and_its_channel_reconnects() {
+    let srv = server_closing_idle_connections().await;
+    let alice = srv.basic_user("alice").await;
+    let client = pinging_client(&srv).await;
+    client.as_(&alice).get_me().await.expect("GetMe");
+    assert!(open_grpc_connections(&srv).await >= 1.0);
+    // Pinged every 100 ms, and closed all the same, once 300 ms pass without a call.
+    let idle_for = until_no_grpc_connection(&srv, Duration::from_secs(5), "idle connection").await;
+    assert!(
+        idle_for >= Duration::from_millis(250),
+        "closed {idle_for:?} after the last call, before grpc_idle_timeout"
+    );
+    let closed = srv
+        .counter("token_service_idle_connections_closed_total{listener=\"grpc\"}")
+        .await;
+    assert!(closed >= 1, "the idle close was not counted");
+    // The same channel connects again and serves.
+    let me = client
+        .as_(&alice)
+        .get_me()
+        .await
+        .expect("GetMe after the close");
+    assert_eq!(me.user.unwrap().id, alice.id);
+    assert!(open_grpc_connections(&srv).await >= 1.0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_watch_stream_keeps_its_connection_open_past_the_idle_timeout() {
+    let srv = server_closing_idle_connections().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let client = pinging_client(&srv).await;
+    let mut stream = client
+        .as_(&admin)
+        .watch_revocations(None)
+        .await
+        .expect("WatchRevocations");
+    // Four idle timeouts with no other call on the stream's connection.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(open_grpc_connections(&srv).await >= 1.0);
+    let (token_id, _) = srv.as_(&alice).new_token("me").await;
+    srv.as_(&alice).revoke_token(&token_id).await.unwrap();
+    let event = next_revocation(&mut stream)
+        .await
+        .expect("the stream is still open and carries the revocation");
+    assert_eq!(event.subject_id, token_id);
+    // A call on the same connection, beside the stream.
+    client
+        .as_(&alice)
+        .get_me()
+        .await
+        .expect("GetMe beside the stream");
+    // Once the stream ends, its connection is idle and closed.
+    drop(stream);
+    until_no_grpc_connection(&srv, Duration::from_secs(5), "connection after its stream").await;
     srv.stop().await;
 }
