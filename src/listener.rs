@@ -5,9 +5,11 @@
 //! descriptors, `EMFILE`/`ENFILE`; out of memory, `ENOMEM`/`ENOBUFS`), the loop sleeps before
 //! the next try, from 5 ms doubling to 1 s, instead of retrying at once (tonic's own loop
 //! retries at once and holds a core at 100 % for as long as the descriptors stay used). Each
-//! burst of failures is logged once when it begins and once when accepting works again;
-//! every failure is counted in `token_service_accept_errors_total{listener,kind}`, and
-//! readiness fails (the `listeners` check) while failures keep coming.
+//! burst of failures (failures less than [`FAILING_WINDOW`], 3 s, apart, successful accepts
+//! in between or not: a listener at its descriptor limit alternates) is logged once when it
+//! begins and once at the first accept after 3 s without a failure; every failure is
+//! counted in `token_service_accept_errors_total{listener,kind}`, and readiness fails (the
+//! `listeners` check) while failures keep coming.
 //!
 //! At the connection limit the listener stops accepting until a connection closes; new
 //! clients wait in the kernel's backlog meanwhile (as Go's `netutil.LimitListener` does).
@@ -47,7 +49,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-pub use crate::metrics::{AcceptErrorKind, Listener, ListenerStats};
+pub use crate::metrics::{AcceptErrorKind, FAILING_WINDOW, Listener, ListenerStats};
 
 /// First pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
@@ -65,6 +67,7 @@ pub struct Backoff {
 #[derive(Debug)]
 struct Burst {
     started: Instant,
+    last_failure: Instant,
     failures: u64,
 }
 
@@ -88,9 +91,14 @@ impl Backoff {
             debug!(listener = self.listener.label(), error = %e, "a connection went away before it was accepted");
             return;
         }
+        let now = Instant::now();
         match &mut self.burst {
-            Some(burst) => burst.failures += 1,
-            None => {
+            Some(burst) if now - burst.last_failure < FAILING_WINDOW => {
+                burst.failures += 1;
+                burst.last_failure = now;
+            }
+            // None, or a burst that ended without an accept since (nobody connected).
+            _ => {
                 warn!(
                     listener = self.listener.label(),
                     error = %e,
@@ -100,7 +108,8 @@ impl Backoff {
                      token_service_accept_errors_total, not logged"
                 );
                 self.burst = Some(Burst {
-                    started: Instant::now(),
+                    started: now,
+                    last_failure: now,
                     failures: 1,
                 });
             }
@@ -109,14 +118,19 @@ impl Backoff {
         self.next = (self.next * 2).min(MAX_BACKOFF);
     }
 
-    /// After an accept: ends a burst (logged).
+    /// After an accept: ends a burst (logged) once accepting has gone [`FAILING_WINDOW`]
+    /// without a failure; an accept between failures closer together does not.
     pub fn succeeded(&mut self) {
         self.next = FIRST_BACKOFF;
-        if let Some(burst) = self.burst.take() {
+        if let Some(burst) = self
+            .burst
+            .take_if(|burst| burst.last_failure.elapsed() >= FAILING_WINDOW)
+        {
             info!(
                 listener = self.listener.label(),
                 failures = burst.failures,
-                after_ms = u64::try_from(burst.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                lasted_ms = u64::try_from((burst.last_failure - burst.started).as_millis())
+                    .unwrap_or(u64::MAX),
                 "accepting connections again"
             );
         }

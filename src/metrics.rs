@@ -833,7 +833,9 @@ impl AcceptErrorKind {
 
 /// How long after its last failed accept a listener still counts as failing (readiness):
 /// longer than [`MAX_BACKOFF`], so a burst in progress is never reported over between tries.
-const FAILING_WINDOW: Duration = Duration::from_secs(3);
+/// Also how long accepting must go without a failure for the listener's log to call a burst
+/// over.
+pub const FAILING_WINDOW: Duration = Duration::from_secs(3);
 
 /// The listeners' figures, shared by the accept loops (writers) and `/metrics` and readiness
 /// (readers).
