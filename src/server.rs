@@ -340,7 +340,8 @@ pub async fn start_with(
         .http2_keepalive_interval((keepalive > 0).then(|| Duration::from_millis(keepalive)))
         .http2_keepalive_timeout(Some(Duration::from_millis(
             connections.http2_keepalive_timeout.millis(),
-        )));
+        )))
+        .http2_max_header_list_size(grpc::HTTP2_MAX_HEADER_LIST_BYTES);
     if let Some(tls) = &tls {
         grpc_server = grpc_server
             .tls_config(tls.grpc())
@@ -513,6 +514,7 @@ pub async fn start_with(
                     .clone()
                     .layer(in_flight)
                     .layer(request_layer.clone())
+                    .layer(grpc::MetadataLimitLayer)
                     .layer(tower::util::option_layer(
                         request_timeout.map(grpc::DeadlineLayer::new),
                     ))

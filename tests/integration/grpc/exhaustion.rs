@@ -419,20 +419,17 @@ async fn a_request_body_that_does_not_arrive_is_a_408_not_a_database_outage() {
     srv.stop().await;
 }
 
-/// GetUser for `user_id` presenting `token`, with `padding` bytes of extra metadata.
+/// GetUser for `user_id` presenting `token`.
 fn get_user_request(
     token: &str,
     user_id: &str,
-    padding: usize,
 ) -> tonic::Request<token_service::pb::GetUserRequest> {
     let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
         user_id: user_id.to_owned(),
     });
-    let metadata = request.metadata_mut();
-    metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    if padding > 0 {
-        metadata.insert("x-padding", "x".repeat(padding).parse().unwrap());
-    }
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
 
@@ -477,7 +474,7 @@ async fn assert_connection_serves(
         "the connection was dropped: {still_open:?}"
     );
     let me = client
-        .get_user(get_user_request(&alice.token, "me", 0))
+        .get_user(get_user_request(&alice.token, "me"))
         .await
         .expect("GetUser me");
     assert_eq!(me.into_inner().user.unwrap().id, alice.id);
@@ -489,7 +486,7 @@ async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_stil
     let alice = srv.basic_user("alice").await;
     let (mut client, mut watch) = client_and_watch(&srv).await;
     let err = client
-        .get_user(get_user_request(&alice.token, &"x".repeat(2 << 20), 0))
+        .get_user(get_user_request(&alice.token, &"x".repeat(2 << 20)))
         .await
         .expect_err("a 2 MiB message is over the 1 MiB limit");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
@@ -497,19 +494,64 @@ async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_stil
     srv.stop().await;
 }
 
+/// GetUser for `me` presenting `token`, with `count` extra metadata entries of `size` bytes.
+fn request_with_metadata(
+    token: &str,
+    count: usize,
+    size: usize,
+) -> tonic::Request<token_service::pb::GetUserRequest> {
+    let mut request = get_user_request(token, "me");
+    let value: tonic::metadata::MetadataValue<_> = "x".repeat(size).parse().unwrap();
+    for i in 0..count {
+        let name = format!("x-padding-{i}");
+        let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).unwrap();
+        request.metadata_mut().insert(key, value.clone());
+    }
+    request
+}
+
 #[tokio::test]
 async fn oversized_metadata_is_refused_per_call_and_the_connection_still_serves() {
     let srv = TestServer::start().await;
     let alice = srv.basic_user("alice").await;
     let (mut client, mut watch) = client_and_watch(&srv).await;
-    // Over hyper's 16 KiB header list limit (under four times it, where h2 closes the
-    // connection as an abuse).
+    // Over the 16 KiB limit, in one value or in many: RESOURCE_EXHAUSTED, naming the limit.
+    for (count, size) in [(1, 20 << 10), (1, 400 << 10), (200, 2 << 10)] {
+        let err = client
+            .get_user(request_with_metadata(&alice.token, count, size))
+            .await
+            .expect_err("over the metadata limit");
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message().contains("metadata is too large") && err.message().contains("16384"),
+            "{err:?}"
+        );
+        assert_connection_serves(&mut watch, &mut client, &alice).await;
+    }
+    // Over the HTTP/2 header list limit (1 MiB): HTTP/2 refuses the call itself (431, which
+    // gRPC clients report as UNKNOWN); the connection still serves.
+    for (count, size) in [(1, 1200 << 10), (1000, 1 << 10), (1, 1450 << 10)] {
+        let err = client
+            .get_user(request_with_metadata(&alice.token, count, size))
+            .await
+            .expect_err("over the header list limit");
+        assert!(err.message().contains("431"), "{count} x {size}: {err:?}");
+        assert_connection_serves(&mut watch, &mut client, &alice).await;
+    }
+    // The bound: a header block over 82 frames of 16 KiB (1,312 KiB on the wire; 1,500 KiB
+    // of 'x' is 1,313 KiB Huffman-coded) makes h2 close the connection (GOAWAY
+    // ENHANCE_YOUR_CALM), which no setting moves further without accepting more (README
+    // "Connection limits").
     let err = client
-        .get_user(get_user_request(&alice.token, "me", 20 * 1024))
+        .get_user(request_with_metadata(&alice.token, 1, 1500 << 10))
         .await
-        .expect_err("20 KiB of metadata is over the 16 KiB limit");
-    assert!(err.message().contains("431"), "{err:?}");
-    assert_connection_serves(&mut watch, &mut client, &alice).await;
+        .expect_err("1500 KiB of metadata");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    let dropped = tokio::time::timeout(Duration::from_secs(2), watch.message()).await;
+    assert!(
+        matches!(dropped, Ok(Err(_) | Ok(None))),
+        "the connection survived 1500 KiB of metadata: {dropped:?}"
+    );
     srv.stop().await;
 }
 
