@@ -729,3 +729,45 @@ pub async fn serve_http(
     graceful.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_millis(60);
+
+    #[tokio::test]
+    async fn a_connection_is_idle_after_its_last_call_ends_and_never_during_one() {
+        let activity = Arc::new(Activity::default());
+        // Idle from the start.
+        let started = Instant::now();
+        assert_eq!(activity.idle_or_closed(Some(IDLE)).await, Ended::Idle);
+        assert!(started.elapsed() >= IDLE);
+        // A call in flight for three idle periods: idle only once it has ended, and then
+        // for the whole period.
+        let call = CallGuard::new(&activity);
+        let ends = tokio::spawn(async move {
+            tokio::time::sleep(IDLE * 3).await;
+            drop(call);
+            Instant::now()
+        });
+        assert_eq!(activity.idle_or_closed(Some(IDLE)).await, Ended::Idle);
+        let returned = Instant::now();
+        let call_ended = ends.await.unwrap();
+        assert!(
+            returned >= call_ended + IDLE,
+            "idle {:?} after the call ended",
+            returned - call_ended
+        );
+        // Without a timeout only the close ends the wait.
+        let closing = {
+            let activity = activity.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(IDLE * 2).await;
+                activity.closed();
+            })
+        };
+        assert_eq!(activity.idle_or_closed(None).await, Ended::Closed);
+        closing.await.unwrap();
+    }
+}

@@ -356,3 +356,21 @@ pub(crate) fn message_too_large_is_resource_exhausted(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_measured_as_http2_measures_a_header_list() {
+        let request = http::Request::post("/token_service.v1.TokenService/GetMe")
+            .header("authorization", "Bearer abc")
+            .header("x-a", "")
+            .body(())
+            .unwrap();
+        // The path counts as one entry; each header: name + value + 32.
+        let path = "/token_service.v1.TokenService/GetMe".len() + 32;
+        let headers = ("authorization".len() + "Bearer abc".len() + 32) + ("x-a".len() + 32);
+        assert_eq!(metadata_size(&request), path + headers);
+    }
+}
