@@ -5,9 +5,11 @@
 //! descriptors, `EMFILE`/`ENFILE`; out of memory, `ENOMEM`/`ENOBUFS`), the loop sleeps before
 //! the next try, from 5 ms doubling to 1 s, instead of retrying at once (tonic's own loop
 //! retries at once and holds a core at 100 % for as long as the descriptors stay used). Each
-//! burst of failures is logged once when it begins and once when accepting works again;
-//! every failure is counted in `token_service_accept_errors_total{listener,kind}`, and
-//! readiness fails (the `listeners` check) while failures keep coming.
+//! burst of failures (failures less than [`FAILING_WINDOW`], 3 s, apart, successful accepts
+//! in between or not: a listener at its descriptor limit alternates) is logged once when it
+//! begins and once at the first accept after 3 s without a failure; every failure is
+//! counted in `token_service_accept_errors_total{listener,kind}`, and readiness fails (the
+//! `listeners` check) while failures keep coming.
 //!
 //! At the connection limit the listener stops accepting until a connection closes; new
 //! clients wait in the kernel's backlog meanwhile (as Go's `netutil.LimitListener` does).
@@ -15,6 +17,15 @@
 //! On the gRPC port a new connection must send its first bytes (the 24-byte HTTP/2 preface
 //! in plaintext; the TLS ClientHello with TLS, after which tonic's TLS handshake timeout
 //! applies) within `connections.grpc_preface_timeout`, or it is closed.
+//!
+//! A gRPC connection with no call in flight for `connections.grpc_idle_timeout` is closed
+//! gracefully: HTTP/2 GOAWAY, then the connection ends once the client has seen it (a call
+//! that crossed the GOAWAY is still answered). Calls are counted per connection by
+//! [`InFlightLayer`]; a stream (`WatchRevocations`, a health watch) is in flight until it
+//! ends, so it is never cut. Keep-alive pings are no calls: a client that only answers pings
+//! is idle. tonic has no such setting (its `max_connection_age` closes busy connections too),
+//! so [`serve_grpc`] runs tonic's server once per connection, whose shutdown signal is
+//! then the connection's own: the server's shutdown, or this idle deadline.
 
 use std::{
     fmt,
@@ -22,7 +33,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
@@ -30,12 +44,12 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore},
     time::Sleep,
 };
 use tracing::{debug, info, warn};
 
-pub use crate::metrics::{AcceptErrorKind, Listener, ListenerStats};
+pub use crate::metrics::{AcceptErrorKind, FAILING_WINDOW, Listener, ListenerStats};
 
 /// First pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
@@ -53,6 +67,7 @@ pub struct Backoff {
 #[derive(Debug)]
 struct Burst {
     started: Instant,
+    last_failure: Instant,
     failures: u64,
 }
 
@@ -76,9 +91,14 @@ impl Backoff {
             debug!(listener = self.listener.label(), error = %e, "a connection went away before it was accepted");
             return;
         }
+        let now = Instant::now();
         match &mut self.burst {
-            Some(burst) => burst.failures += 1,
-            None => {
+            Some(burst) if now - burst.last_failure < FAILING_WINDOW => {
+                burst.failures += 1;
+                burst.last_failure = now;
+            }
+            // None, or a burst that ended without an accept since (nobody connected).
+            _ => {
                 warn!(
                     listener = self.listener.label(),
                     error = %e,
@@ -88,7 +108,8 @@ impl Backoff {
                      token_service_accept_errors_total, not logged"
                 );
                 self.burst = Some(Burst {
-                    started: Instant::now(),
+                    started: now,
+                    last_failure: now,
                     failures: 1,
                 });
             }
@@ -97,14 +118,19 @@ impl Backoff {
         self.next = (self.next * 2).min(MAX_BACKOFF);
     }
 
-    /// After an accept: ends a burst (logged).
+    /// After an accept: ends a burst (logged) once accepting has gone [`FAILING_WINDOW`]
+    /// without a failure; an accept between failures closer together does not.
     pub fn succeeded(&mut self) {
         self.next = FIRST_BACKOFF;
-        if let Some(burst) = self.burst.take() {
+        if let Some(burst) = self
+            .burst
+            .take_if(|burst| burst.last_failure.elapsed() >= FAILING_WINDOW)
+        {
             info!(
                 listener = self.listener.label(),
                 failures = burst.failures,
-                after_ms = u64::try_from(burst.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                lasted_ms = u64::try_from((burst.last_failure - burst.started).as_millis())
+                    .unwrap_or(u64::MAX),
                 "accepting connections again"
             );
         }
@@ -190,41 +216,6 @@ impl Acceptor {
             }
         }
     }
-
-    /// The connections as a stream, for tonic (which then never sees an accept error).
-    pub fn into_incoming(self) -> Incoming {
-        Incoming {
-            next: Box::pin(self.accept_owned()),
-        }
-    }
-
-    async fn accept_owned(mut self) -> (Self, Connection) {
-        let (connection, _) = self.accept().await;
-        (self, connection)
-    }
-}
-
-type NextConnection = Pin<Box<dyn Future<Output = (Acceptor, Connection)> + Send>>;
-
-/// An [`Acceptor`]'s connections as a stream (never ends, never yields an error).
-pub struct Incoming {
-    next: NextConnection,
-}
-
-impl fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming").finish_non_exhaustive()
-    }
-}
-
-impl tokio_stream::Stream for Incoming {
-    type Item = io::Result<Connection>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let (acceptor, connection) = ready!(self.next.as_mut().poll(cx));
-        self.next = Box::pin(acceptor.accept_owned());
-        Poll::Ready(Some(Ok(connection)))
-    }
 }
 
 /// Counts a connection open while it lives.
@@ -252,6 +243,7 @@ impl Drop for OpenGuard {
 pub struct Connection {
     tcp: TcpStream,
     first_bytes: Option<FirstBytes>,
+    activity: Arc<Activity>,
     _permit: OwnedSemaphorePermit,
     _open: OpenGuard,
 }
@@ -283,9 +275,16 @@ impl Connection {
                 deadline: Box::pin(tokio::time::sleep(timeout)),
                 missing: FIRST_BYTES,
             }),
+            activity: Arc::default(),
             _permit: permit,
             _open: open,
         }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.activity.closed();
     }
 }
 
@@ -361,6 +360,256 @@ impl tonic::transport::server::Connected for Connection {
     fn connect_info(&self) -> Self::ConnectInfo {
         self.tcp.connect_info()
     }
+}
+
+/// What a gRPC connection is doing: its calls in flight, and whether it has closed.
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    closed: AtomicBool,
+    changed: Notify,
+}
+
+/// How a connection's wait in [`Activity::idle_or_closed`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// No call in flight for the idle timeout.
+    Idle,
+    /// The connection closed by itself.
+    Closed,
+}
+
+impl Activity {
+    fn call_started(&self) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.changed.notify_one();
+        }
+    }
+
+    fn call_ended(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.changed.notify_one();
+        }
+    }
+
+    fn closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// Waits until the connection has closed, or (with `idle_timeout`) has had no call in
+    /// flight for that long; the idle time starts again whenever a call starts.
+    async fn idle_or_closed(&self, idle_timeout: Option<Duration>) -> Ended {
+        loop {
+            // Registered before the state is read: a change in between is not missed.
+            let changed = self.changed.notified();
+            if self.closed.load(Ordering::Acquire) {
+                return Ended::Closed;
+            }
+            match idle_timeout {
+                Some(timeout) if self.in_flight.load(Ordering::Acquire) == 0 => {
+                    tokio::select! {
+                        () = tokio::time::sleep(timeout) => {
+                            if self.in_flight.load(Ordering::Acquire) == 0
+                                && !self.closed.load(Ordering::Acquire)
+                            {
+                                return Ended::Idle;
+                            }
+                        }
+                        () = changed => {}
+                    }
+                }
+                _ => changed.await,
+            }
+        }
+    }
+}
+
+/// Counts a gRPC connection's calls in flight, from the call until its answer's body ends
+/// (for a stream: until the stream ends). The innermost layer of each connection's server.
+#[derive(Debug, Clone)]
+pub struct InFlightLayer {
+    activity: Arc<Activity>,
+}
+
+impl<S> tower::Layer<S> for InFlightLayer {
+    type Service = InFlight<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlight {
+            inner,
+            activity: self.activity.clone(),
+        }
+    }
+}
+
+/// See [`InFlightLayer`].
+#[derive(Debug, Clone)]
+pub struct InFlight<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+/// A call in flight while it lives.
+#[derive(Debug)]
+struct CallGuard(Arc<Activity>);
+
+impl CallGuard {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.call_started();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.call_ended();
+    }
+}
+
+impl<S, Req, B> tower::Service<Req> for InFlight<S>
+where
+    S: tower::Service<Req, Response = http::Response<B>>,
+    S::Future: Unpin,
+{
+    type Response = http::Response<CountedBody<B>>;
+    type Error = S::Error;
+    type Future = InFlightFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let guard = CallGuard::new(&self.activity);
+        InFlightFuture {
+            inner: self.inner.call(request),
+            guard: Some(guard),
+        }
+    }
+}
+
+/// See [`InFlightLayer`]: the call's future, then its answer's body, holds the call.
+#[derive(Debug)]
+pub struct InFlightFuture<F> {
+    inner: F,
+    guard: Option<CallGuard>,
+}
+
+impl<F, B, E> Future for InFlightFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>> + Unpin,
+{
+    type Output = Result<http::Response<CountedBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = ready!(Pin::new(&mut self.inner).poll(cx));
+        let guard = self.guard.take();
+        Poll::Ready(answer.map(|response| {
+            response.map(|inner| CountedBody {
+                inner,
+                _guard: guard,
+            })
+        }))
+    }
+}
+
+/// An answer's body that holds its call in flight until it is dropped.
+#[derive(Debug)]
+pub struct CountedBody<B> {
+    inner: B,
+    _guard: Option<CallGuard>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One accepted connection as the stream of connections tonic's server takes: the
+/// connection, then nothing (a stream that ended would shut that server down at once).
+pub type OneConnection = tokio_stream::adapters::Chain<
+    tokio_stream::Once<io::Result<Connection>>,
+    tokio_stream::Pending<io::Result<Connection>>,
+>;
+
+/// The future that ends a connection's server: the server's shutdown, the idle timeout, or
+/// the connection closing by itself.
+pub type ConnectionStop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves gRPC on `acceptor` until `shutdown` resolves, then stops accepting, closes every
+/// connection gracefully and waits for their calls to finish (the caller bounds that wait
+/// with the grace period).
+///
+/// Each connection gets a server of its own from `serve_connection` (given the connection,
+/// the [`InFlightLayer`] to add innermost, and the signal that ends it): tonic closes a
+/// connection gracefully (HTTP/2 GOAWAY) only when its server's signal fires, so one server
+/// per connection gives each connection its own signal. With `idle_timeout`, that signal
+/// also fires once the connection has had no call in flight for that long (counted in
+/// `token_service_idle_connections_closed_total`).
+pub async fn serve_grpc<S, F>(
+    mut acceptor: Acceptor,
+    idle_timeout: Option<Duration>,
+    serve_connection: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Fn(OneConnection, InFlightLayer, ConnectionStop) -> F,
+    F: Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+{
+    use tokio_stream::StreamExt as _;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (connection, peer) = tokio::select! {
+            accepted = acceptor.accept() => accepted,
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let activity = connection.activity.clone();
+        let layer = InFlightLayer {
+            activity: activity.clone(),
+        };
+        let stats = acceptor.stats.clone();
+        let mut server_stop = stop_rx.clone();
+        let stop: ConnectionStop = Box::pin(async move {
+            tokio::select! {
+                _ = server_stop.wait_for(|stop| *stop) => {}
+                ended = activity.idle_or_closed(idle_timeout) => {
+                    if ended == Ended::Idle {
+                        stats.record_idle_closed();
+                        debug!(%peer, "closing an idle gRPC connection (GOAWAY)");
+                    }
+                }
+            }
+        });
+        let incoming = tokio_stream::once(Ok(connection)).chain(tokio_stream::pending());
+        let served = serve_connection(incoming, layer, stop);
+        connections.spawn(async move {
+            if let Err(e) = served.await {
+                debug!(%peer, error = %e, "gRPC connection ended with an error");
+            }
+        });
+    }
+    drop(acceptor);
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
 }
 
 /// The local operator socket's connections as a stream, with the same pause after a failed
@@ -479,4 +728,46 @@ pub async fn serve_http(
     drop(acceptor);
     graceful.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_millis(60);
+
+    #[tokio::test]
+    async fn a_connection_is_idle_after_its_last_call_ends_and_never_during_one() {
+        let activity = Arc::new(Activity::default());
+        // Idle from the start.
+        let started = Instant::now();
+        assert_eq!(activity.idle_or_closed(Some(IDLE)).await, Ended::Idle);
+        assert!(started.elapsed() >= IDLE);
+        // A call in flight for three idle periods: idle only once it has ended, and then
+        // for the whole period.
+        let call = CallGuard::new(&activity);
+        let ends = tokio::spawn(async move {
+            tokio::time::sleep(IDLE * 3).await;
+            drop(call);
+            Instant::now()
+        });
+        assert_eq!(activity.idle_or_closed(Some(IDLE)).await, Ended::Idle);
+        let returned = Instant::now();
+        let call_ended = ends.await.unwrap();
+        assert!(
+            returned >= call_ended + IDLE,
+            "idle {:?} after the call ended",
+            returned - call_ended
+        );
+        // Without a timeout only the close ends the wait.
+        let closing = {
+            let activity = activity.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(IDLE * 2).await;
+                activity.closed();
+            })
+        };
+        assert_eq!(activity.idle_or_closed(None).await, Ended::Closed);
+        closing.await.unwrap();
+    }
 }

@@ -833,7 +833,9 @@ impl AcceptErrorKind {
 
 /// How long after its last failed accept a listener still counts as failing (readiness):
 /// longer than [`MAX_BACKOFF`], so a burst in progress is never reported over between tries.
-const FAILING_WINDOW: Duration = Duration::from_secs(3);
+/// Also how long accepting must go without a failure for the listener's log to call a burst
+/// over.
+pub const FAILING_WINDOW: Duration = Duration::from_secs(3);
 
 /// The listeners' figures, shared by the accept loops (writers) and `/metrics` and readiness
 /// (readers).
@@ -842,6 +844,7 @@ pub struct ListenerStats {
     accept_errors: [[AtomicU64; AcceptErrorKind::ALL.len()]; Listener::ALL.len()],
     open: [AtomicU64; Listener::ALL.len()],
     limit_reached: [AtomicU64; Listener::ALL.len()],
+    idle_closed: AtomicU64,
     failures: Mutex<[Option<Failure>; Listener::ALL.len()]>,
 }
 
@@ -858,6 +861,7 @@ impl Default for ListenerStats {
             accept_errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             open: std::array::from_fn(|_| AtomicU64::new(0)),
             limit_reached: std::array::from_fn(|_| AtomicU64::new(0)),
+            idle_closed: AtomicU64::new(0),
             failures: Mutex::new(std::array::from_fn(|_| None)),
         }
     }
@@ -900,6 +904,11 @@ impl ListenerStats {
     /// Counts a pause of `listener` at its connection limit.
     pub fn record_limit_reached(&self, listener: Listener) {
         self.limit_reached[listener as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a gRPC connection closed after `connections.grpc_idle_timeout` without a call.
+    pub fn record_idle_closed(&self) {
+        self.idle_closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Why accepting is failing, for readiness: `None` when no listener failed to accept in
@@ -964,6 +973,13 @@ impl ListenerStats {
                 self.limit_reached[listener as usize].load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP token_service_idle_connections_closed_total gRPC connections closed (GOAWAY) after connections.grpc_idle_timeout without a call in flight.\n\
+             # TYPE token_service_idle_connections_closed_total counter\n\
+             token_service_idle_connections_closed_total{{listener=\"grpc\"}} {}",
+            self.idle_closed.load(Ordering::Relaxed)
+        );
     }
 }
 

@@ -340,7 +340,8 @@ pub async fn start_with(
         .http2_keepalive_interval((keepalive > 0).then(|| Duration::from_millis(keepalive)))
         .http2_keepalive_timeout(Some(Duration::from_millis(
             connections.http2_keepalive_timeout.millis(),
-        )));
+        )))
+        .http2_max_header_list_size(grpc::HTTP2_MAX_HEADER_LIST_BYTES);
     if let Some(tls) = &tls {
         grpc_server = grpc_server
             .tls_config(tls.grpc())
@@ -474,6 +475,9 @@ pub async fn start_with(
         ),
     };
     let http_tls = tls.as_ref().map(tls::ServerTls::http);
+    let grpc_idle_timeout = Some(config.connections.grpc_idle_timeout.millis())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis);
     let management = management_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let local = local_socket_path
         .as_ref()
@@ -498,19 +502,30 @@ pub async fn start_with(
             grpc::end_health_watches(&mut reporter).await;
             info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         };
-        let grpc = grpc_server
-            .layer(
-                RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
-                    .client_ip(&client_ip),
-            )
-            .layer(tower::util::option_layer(
-                request_timeout.map(grpc::DeadlineLayer::new),
-            ))
-            .layer(tower::util::MapResponseLayer::new(
-                grpc::message_too_large_is_resource_exhausted,
-            ))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(grpc_acceptor.into_incoming(), shutdown_signal);
+        let request_layer = RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
+            .client_ip(&client_ip);
+        // One tonic server per connection (see listener::serve_grpc), so that each
+        // connection has its own idle timeout; the call counter is the outermost layer.
+        let grpc = crate::listener::serve_grpc(
+            grpc_acceptor,
+            grpc_idle_timeout,
+            move |connection, in_flight, stop| {
+                grpc_server
+                    .clone()
+                    .layer(in_flight)
+                    .layer(request_layer.clone())
+                    .layer(grpc::MetadataLimitLayer)
+                    .layer(tower::util::option_layer(
+                        request_timeout.map(grpc::DeadlineLayer::new),
+                    ))
+                    .layer(tower::util::MapResponseLayer::new(
+                        grpc::message_too_large_is_resource_exhausted,
+                    ))
+                    .add_routes(routes.clone())
+                    .serve_with_incoming_shutdown(connection, stop)
+            },
+            shutdown_signal,
+        );
         let mut http_stop = shutdown_rx.clone();
         let http_shutdown = async move {
             let _ = http_stop.wait_for(|stop| *stop).await;
@@ -560,11 +575,10 @@ pub async fn start_with(
             served
         };
         let server = async {
-            let (grpc, http, management, local) = tokio::join!(grpc, http, management, local);
+            let ((), http, management, local) = tokio::join!(grpc, http, management, local);
             local.map_err(|e| -> ServerError {
                 format!("local socket server failed: {e}").into()
             })?;
-            grpc.map_err(|e| -> ServerError { format!("gRPC server failed: {e}").into() })?;
             http.map_err(|e| -> ServerError { format!("HTTP server failed: {e}").into() })?;
             management
                 .map_err(|e| -> ServerError { format!("management server failed: {e}").into() })?;

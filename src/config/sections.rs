@@ -528,6 +528,10 @@ pub struct ConnectionsConfig {
     pub http2_keepalive_interval: Span,
     /// gRPC: how long the server waits for a ping's answer.
     pub http2_keepalive_timeout: Span,
+    /// gRPC: a connection with no call in flight for this long is closed gracefully
+    /// (HTTP/2 GOAWAY; the client reconnects when it next calls). Open streams
+    /// (`WatchRevocations`, health watches) are calls in flight: never cut. 0: never.
+    pub grpc_idle_timeout: Span,
     /// gRPC: concurrent calls (HTTP/2 streams) per connection.
     pub http2_max_concurrent_streams: u32,
     /// `WatchRevocations` and `WatchEvents` streams this replica serves at once; more are
@@ -543,6 +547,7 @@ impl Default for ConnectionsConfig {
             grpc_preface_timeout: Span(10_000),
             http2_keepalive_interval: Span(60_000),
             http2_keepalive_timeout: Span(20_000),
+            grpc_idle_timeout: Span(300_000),
             http2_max_concurrent_streams: 1000,
             max_watch_streams: 10_000,
         }
@@ -573,6 +578,12 @@ impl ConnectionsConfig {
         if !(100..=600_000).contains(&self.http2_keepalive_timeout.0) {
             return Err(
                 "connections.http2_keepalive_timeout: must be between 100ms and 10m".into(),
+            );
+        }
+        if self.grpc_idle_timeout.0 != 0 && !(100..=604_800_000).contains(&self.grpc_idle_timeout.0)
+        {
+            return Err(
+                "connections.grpc_idle_timeout: must be 0 (off) or between 100ms and 7d".into(),
             );
         }
         if !(1..=1_000_000).contains(&self.max_watch_streams) {

@@ -333,3 +333,31 @@ fn the_guess_throttle_and_fail_static_are_set_from_file_and_env_and_checked() {
         assert!(err.contains(key), "{name}={value}: {err}");
     }
 }
+
+#[test]
+fn the_grpc_idle_timeout_defaults_to_5m_may_be_off_and_is_checked() {
+    let (c, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert_eq!(c.connections.grpc_idle_timeout.millis(), 300_000);
+    for (value, millis) in [("0", 0), ("250ms", 250), ("1h", 3_600_000)] {
+        let (c, _) = Config::load_from(
+            None,
+            &Overrides::default(),
+            env(&[("TOKEN_SERVICE_CONNECTIONS__GRPC_IDLE_TIMEOUT", value)]),
+        )
+        .unwrap();
+        assert_eq!(c.connections.grpc_idle_timeout.millis(), millis, "{value}");
+    }
+    for value in ["50ms", "8d"] {
+        let err = Config::load_from(
+            None,
+            &Overrides::default(),
+            env(&[("TOKEN_SERVICE_CONNECTIONS__GRPC_IDLE_TIMEOUT", value)]),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("connections.grpc_idle_timeout")
+                && err.contains("0 (off) or between 100ms and 7d"),
+            "{value}: {err}"
+        );
+    }
+}

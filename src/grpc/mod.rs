@@ -212,6 +212,113 @@ where
     }
 }
 
+/// Largest request metadata a call may carry (bytes, counted as HTTP/2 counts a header
+/// list: each header's name and value plus 32, and the path). A call over it answers
+/// RESOURCE_EXHAUSTED (the official gRPC implementations' code for metadata over a limit)
+/// and its connection keeps serving.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// The HTTP/2 header list size the gRPC listener accepts (`SETTINGS_MAX_HEADER_LIST_SIZE`),
+/// far above [`MAX_METADATA_BYTES`] on purpose. h2 refuses a header block over it per call
+/// (HTTP 431 and REFUSED_STREAM) only while the block stays under two bounds, past which it
+/// closes the whole connection (GOAWAY `ENHANCE_YOUR_CALM`, failing every other call on
+/// it): four times this decoded, and `max(n + n / 4, 5)` CONTINUATION frames not counting
+/// the last, where n is this divided by the frame size (16 KiB, hyper's default). With
+/// hyper's 16 KiB that was 112 KiB on the wire (64 KiB decoded); with 1 MiB it is 82 frames,
+/// 1,312 KiB on the wire (4 MiB decoded).
+pub const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 1024 * 1024;
+
+/// Refuses a call whose metadata is over [`MAX_METADATA_BYTES`] with RESOURCE_EXHAUSTED,
+/// before any other work.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MetadataLimitLayer;
+
+impl<S> tower::Layer<S> for MetadataLimitLayer {
+    type Service = MetadataLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetadataLimit { inner }
+    }
+}
+
+/// See [`MetadataLimitLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct MetadataLimit<S> {
+    inner: S,
+}
+
+/// The size of a request's metadata as HTTP/2 counts a header list (RFC 9113 6.5.2).
+fn metadata_size<B>(request: &http::Request<B>) -> usize {
+    const PER_FIELD: usize = 32;
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + PER_FIELD)
+        .sum();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    headers + path + PER_FIELD
+}
+
+impl<S, B> tower::Service<http::Request<B>> for MetadataLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Unpin,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = MetadataLimitFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let size = metadata_size(&request);
+        if size > MAX_METADATA_BYTES {
+            return MetadataLimitFuture::Refused(Some(
+                tonic::Status::resource_exhausted(format!(
+                    "the request metadata is too large ({size} bytes; the limit is \
+                     {MAX_METADATA_BYTES}, counted as HTTP/2 counts a header list)"
+                ))
+                .into_http(),
+            ));
+        }
+        MetadataLimitFuture::Inner(self.inner.call(request))
+    }
+}
+
+/// See [`MetadataLimitLayer`].
+#[derive(Debug)]
+pub(crate) enum MetadataLimitFuture<F> {
+    Inner(F),
+    Refused(Option<http::Response<tonic::body::Body>>),
+}
+
+impl<F, E> std::future::Future for MetadataLimitFuture<F>
+where
+    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut *self {
+            Self::Inner(inner) => std::pin::Pin::new(inner).poll(cx),
+            Self::Refused(answer) => {
+                std::task::Poll::Ready(Ok(answer.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
 /// The start of tonic's message for a request message over the decoding limit.
 const MESSAGE_TOO_LARGE: &str = "Error, decoded message length too large";
 
@@ -248,4 +355,22 @@ pub(crate) fn message_too_large_is_resource_exhausted(
         response.extensions_mut().insert(status);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_measured_as_http2_measures_a_header_list() {
+        let request = http::Request::post("/token_service.v1.TokenService/GetMe")
+            .header("authorization", "Bearer abc")
+            .header("x-a", "")
+            .body(())
+            .unwrap();
+        // The path counts as one entry; each header: name + value + 32.
+        let path = "/token_service.v1.TokenService/GetMe".len() + 32;
+        let headers = ("authorization".len() + "Bearer abc".len() + 32) + ("x-a".len() + 32);
+        assert_eq!(metadata_size(&request), path + headers);
+    }
 }

@@ -17,6 +17,8 @@ pub struct ReplicaProcess {
     child: std::process::Child,
     pub grpc_addr: String,
     pub http_addr: String,
+    /// Every line the process wrote to stderr (its log) so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: TempDir,
 }
 
@@ -81,6 +83,8 @@ impl ReplicaProcess {
         let mut child = command.spawn().expect("spawn token-service serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -88,17 +92,14 @@ impl ReplicaProcess {
                     use std::io::Write as _;
                     let _ = writeln!(log, "{line}");
                 }
+                lines.lock().unwrap().push(line.clone());
                 if tx.send(line).is_err() {
                     // Keep draining so the child never blocks on a full pipe.
                     continue;
                 }
             }
         });
-        let field = |line: &str, name: &str| {
-            line.split(&format!("{name}="))
-                .nth(1)
-                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        };
+        let field = |line: &str, name: &str| log_field(line, name).map(str::to_owned);
         let (grpc_addr, http_addr) = loop {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
                 // Never leave the child behind.
@@ -115,7 +116,37 @@ impl ReplicaProcess {
             child,
             grpc_addr,
             http_addr,
+            log,
             _dir: dir,
+        }
+    }
+
+    /// The lines of the process's log (stderr, text format) so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The log lines so far that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `count` log lines contain `needle`; panics after `limit`.
+    pub async fn wait_for_log_lines(&self, needle: &str, count: usize, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.log_lines_with(needle).len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {count} log lines with {needle:?} after {limit:?}: {:?}",
+                self.log_lines_with(needle)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -168,6 +199,12 @@ impl Drop for ReplicaProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the field `name` in a text-format log line (`name=value`, `name="value"`).
+pub fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let value = line.split(&format!(" {name}=")).nth(1)?;
+    Some(value.split_whitespace().next()?.trim_matches('"'))
 }
 
 /// The next item of a revocation stream (an event, or the status that ended the stream),

@@ -2,7 +2,8 @@
 //! spinning (and readiness and /metrics say so); connections that send nothing, or their
 //! request head byte by byte, are cut; a listener holds at most `max_per_listener`
 //! connections; a body that does not arrive is the client's fault (408), not the
-//! database's; an oversized gRPC message is RESOURCE_EXHAUSTED.
+//! database's; an oversized gRPC message is RESOURCE_EXHAUSTED; a gRPC connection without
+//! a call in flight for `grpc_idle_timeout` is closed (a stream in flight keeps it open).
 
 use std::{
     io::{Read as _, Write as _},
@@ -216,6 +217,79 @@ async fn out_of_file_descriptors_the_server_backs_off_reports_it_and_recovers() 
 }
 
 #[tokio::test]
+async fn each_burst_of_failed_accepts_is_logged_once_when_it_begins_and_once_when_it_ends() {
+    const BEGINS: &str = "cannot accept connections; pausing between tries";
+    const ENDS: &str = "accepting connections again";
+    let srv = TestServer::start().await;
+    let replica = ReplicaProcess::start_limited(
+        &srv,
+        &[
+            ("TOKEN_SERVICE_CONNECTIONS__GRPC_PREFACE_TIMEOUT", "60s"),
+            ("TOKEN_SERVICE_POOL__MAX_CONNECTIONS", "2"),
+        ],
+        Some(128),
+    );
+    let open = "token_service_open_connections{listener=\"grpc\"}";
+    let mut logged_failures = 0;
+    for burst in 1..=2 {
+        // Past the descriptor limit: every accept fails with EMFILE, retried with pauses
+        // (5 ms doubling: about eight failures in the 1.5 s below).
+        let held = idle_connections(&replica.grpc_addr, 200);
+        replica
+            .wait_for_log_lines(BEGINS, burst, Duration::from_secs(10))
+            .await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // The held connections close; those waiting in the backlog are accepted and close
+        // too (accepting fails again now and then meanwhile: the same burst).
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while replica.metric(open).await != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the held connections never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let begun = replica.log_lines_with(BEGINS);
+        assert_eq!(
+            begun.len(),
+            burst,
+            "burst {burst}: one line per burst, not per failure: {begun:#?}"
+        );
+        let line = begun.last().unwrap();
+        assert!(
+            line.contains("WARN") && line.contains("grpc") && line.contains("Too many open files"),
+            "{line}"
+        );
+        assert_eq!(replica.log_lines_with(ENDS).len(), burst - 1);
+        // The first accept after 3 s without a failure ends the burst: one line, with the
+        // count of failures it was logged instead of.
+        tokio::time::sleep(Duration::from_millis(3_200)).await;
+        assert!(grpc_serves(&replica.grpc_addr).await);
+        replica
+            .wait_for_log_lines(ENDS, burst, Duration::from_secs(5))
+            .await;
+        let ended = replica.log_lines_with(ENDS);
+        assert_eq!(ended.len(), burst, "{ended:#?}");
+        let failures: u64 = log_field(ended.last().unwrap(), "failures")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no failure count: {}", ended.last().unwrap()));
+        assert!(
+            failures >= 3,
+            "burst {burst}: {failures} failed accepts (a burst of several was expected)"
+        );
+        logged_failures += failures;
+    }
+    // Each failure was counted, though only the bursts were logged.
+    let counted = replica
+        .metric("token_service_accept_errors_total{listener=\"grpc\",kind=\"fd_limit\"}")
+        .await;
+    assert_eq!(counted, logged_failures);
+    assert_eq!(replica.log_lines_with(BEGINS).len(), 2);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn silent_and_trickling_connections_are_cut() {
     let srv = TestServer::start_with(|c| {
         c.connections.grpc_preface_timeout = Span(300);
@@ -345,20 +419,17 @@ async fn a_request_body_that_does_not_arrive_is_a_408_not_a_database_outage() {
     srv.stop().await;
 }
 
-/// GetUser for `user_id` presenting `token`, with `padding` bytes of extra metadata.
+/// GetUser for `user_id` presenting `token`.
 fn get_user_request(
     token: &str,
     user_id: &str,
-    padding: usize,
 ) -> tonic::Request<token_service::pb::GetUserRequest> {
     let mut request = tonic::Request::new(token_service::pb::GetUserRequest {
         user_id: user_id.to_owned(),
     });
-    let metadata = request.metadata_mut();
-    metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    if padding > 0 {
-        metadata.insert("x-padding", "x".repeat(padding).parse().unwrap());
-    }
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
 
@@ -403,7 +474,7 @@ async fn assert_connection_serves(
         "the connection was dropped: {still_open:?}"
     );
     let me = client
-        .get_user(get_user_request(&alice.token, "me", 0))
+        .get_user(get_user_request(&alice.token, "me"))
         .await
         .expect("GetUser me");
     assert_eq!(me.into_inner().user.unwrap().id, alice.id);
@@ -415,7 +486,7 @@ async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_stil
     let alice = srv.basic_user("alice").await;
     let (mut client, mut watch) = client_and_watch(&srv).await;
     let err = client
-        .get_user(get_user_request(&alice.token, &"x".repeat(2 << 20), 0))
+        .get_user(get_user_request(&alice.token, &"x".repeat(2 << 20)))
         .await
         .expect_err("a 2 MiB message is over the 1 MiB limit");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
@@ -423,19 +494,64 @@ async fn an_oversized_grpc_message_is_resource_exhausted_and_the_connection_stil
     srv.stop().await;
 }
 
+/// GetUser for `me` presenting `token`, with `count` extra metadata entries of `size` bytes.
+fn request_with_metadata(
+    token: &str,
+    count: usize,
+    size: usize,
+) -> tonic::Request<token_service::pb::GetUserRequest> {
+    let mut request = get_user_request(token, "me");
+    let value: tonic::metadata::MetadataValue<_> = "x".repeat(size).parse().unwrap();
+    for i in 0..count {
+        let name = format!("x-padding-{i}");
+        let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).unwrap();
+        request.metadata_mut().insert(key, value.clone());
+    }
+    request
+}
+
 #[tokio::test]
 async fn oversized_metadata_is_refused_per_call_and_the_connection_still_serves() {
     let srv = TestServer::start().await;
     let alice = srv.basic_user("alice").await;
     let (mut client, mut watch) = client_and_watch(&srv).await;
-    // Over hyper's 16 KiB header list limit (under four times it, where h2 closes the
-    // connection as an abuse).
+    // Over the 16 KiB limit, in one value or in many: RESOURCE_EXHAUSTED, naming the limit.
+    for (count, size) in [(1, 20 << 10), (1, 400 << 10), (200, 2 << 10)] {
+        let err = client
+            .get_user(request_with_metadata(&alice.token, count, size))
+            .await
+            .expect_err("over the metadata limit");
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message().contains("metadata is too large") && err.message().contains("16384"),
+            "{err:?}"
+        );
+        assert_connection_serves(&mut watch, &mut client, &alice).await;
+    }
+    // Over the HTTP/2 header list limit (1 MiB): HTTP/2 refuses the call itself (431, which
+    // gRPC clients report as UNKNOWN); the connection still serves.
+    for (count, size) in [(1, 1200 << 10), (1000, 1 << 10), (1, 1450 << 10)] {
+        let err = client
+            .get_user(request_with_metadata(&alice.token, count, size))
+            .await
+            .expect_err("over the header list limit");
+        assert!(err.message().contains("431"), "{count} x {size}: {err:?}");
+        assert_connection_serves(&mut watch, &mut client, &alice).await;
+    }
+    // The bound: a header block over 82 frames of 16 KiB (1,312 KiB on the wire; 1,500 KiB
+    // of 'x' is 1,313 KiB Huffman-coded) makes h2 close the connection (GOAWAY
+    // ENHANCE_YOUR_CALM), which no setting moves further without accepting more (README
+    // "Connection limits").
     let err = client
-        .get_user(get_user_request(&alice.token, "me", 20 * 1024))
+        .get_user(request_with_metadata(&alice.token, 1, 1500 << 10))
         .await
-        .expect_err("20 KiB of metadata is over the 16 KiB limit");
-    assert!(err.message().contains("431"), "{err:?}");
-    assert_connection_serves(&mut watch, &mut client, &alice).await;
+        .expect_err("1500 KiB of metadata");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    let dropped = tokio::time::timeout(Duration::from_secs(2), watch.message()).await;
+    assert!(
+        matches!(dropped, Ok(Err(_) | Ok(None))),
+        "the connection survived 1500 KiB of metadata: {dropped:?}"
+    );
     srv.stop().await;
 }
 
@@ -530,5 +646,111 @@ async fn a_request_message_that_does_not_arrive_is_deadline_exceeded_not_unavail
         tonic::Status::from_header_map(response.headers()).expect("a trailers-only status");
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(!status.message().contains("database"), "{status:?}");
+    srv.stop().await;
+}
+
+/// A server whose gRPC connections are closed after 300 ms without a call (pinging them
+/// every second).
+async fn server_closing_idle_connections() -> TestServer {
+    TestServer::start_with(|c| {
+        c.connections.grpc_idle_timeout = Span(300);
+        c.connections.http2_keepalive_interval = Span(1_000);
+    })
+    .await
+}
+
+/// A channel of its own that pings the server every 100 ms, calls or not: pings are no
+/// calls, so they must not keep the connection open.
+async fn pinging_client(srv: &TestServer) -> Client {
+    let channel = tonic::transport::Channel::from_shared(srv.endpoint())
+        .unwrap()
+        .http2_keep_alive_interval(Duration::from_millis(100))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .expect("connect");
+    token_service::pb::token_service_client::TokenServiceClient::new(channel)
+}
+
+/// Open gRPC connections, as `/metrics` reports them.
+async fn open_grpc_connections(srv: &TestServer) -> f64 {
+    scrape_metric(
+        srv.config.http_addr,
+        "token_service_open_connections{listener=\"grpc\"}",
+    )
+    .await
+    .expect("the open connections series")
+}
+
+/// Waits until the server holds no gRPC connection.
+async fn until_no_grpc_connection(srv: &TestServer, limit: Duration, what: &str) {
+    let started = Instant::now();
+    while open_grpc_connections(srv).await != 0.0 {
+        assert!(
+            started.elapsed() < limit,
+            "{what}: still open after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_grpc_connection_is_closed_and_its_channel_reconnects() {
+    let srv = server_closing_idle_connections().await;
+    let alice = srv.basic_user("alice").await;
+    let client = pinging_client(&srv).await;
+    client.as_(&alice).get_me().await.expect("GetMe");
+    let called = Instant::now();
+    // Pinged every 100 ms, and closed all the same, once 300 ms pass without a call.
+    until_no_grpc_connection(&srv, Duration::from_secs(5), "idle connection").await;
+    let idle_for = called.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(250),
+        "closed {idle_for:?} after the last call, before grpc_idle_timeout"
+    );
+    let closed = srv
+        .counter("token_service_idle_connections_closed_total{listener=\"grpc\"}")
+        .await;
+    assert!(closed >= 1, "the idle close was not counted");
+    // The same channel connects again (no connection was left) and serves.
+    let me = client
+        .as_(&alice)
+        .get_me()
+        .await
+        .expect("GetMe after the close");
+    assert_eq!(me.user.unwrap().id, alice.id);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_watch_stream_keeps_its_connection_open_past_the_idle_timeout() {
+    let srv = server_closing_idle_connections().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let client = pinging_client(&srv).await;
+    let mut stream = client
+        .as_(&admin)
+        .watch_revocations(None)
+        .await
+        .expect("WatchRevocations");
+    // Four idle timeouts with no other call on the stream's connection.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(open_grpc_connections(&srv).await >= 1.0);
+    let (token_id, _) = srv.as_(&alice).new_token("me").await;
+    srv.as_(&alice).revoke_token(&token_id).await.unwrap();
+    let event = next_revocation(&mut stream)
+        .await
+        .expect("the stream is still open and carries the revocation");
+    assert_eq!(event.subject_id, token_id);
+    // A call on the same connection, beside the stream.
+    client
+        .as_(&alice)
+        .get_me()
+        .await
+        .expect("GetMe beside the stream");
+    // Once the stream ends, its connection is idle and closed.
+    drop(stream);
+    until_no_grpc_connection(&srv, Duration::from_secs(5), "connection after its stream").await;
     srv.stop().await;
 }

@@ -52,3 +52,57 @@ async fn failed_grpc_credentials_exhaust_the_address_until_the_cool_down_passes(
     srv.as_(&alice).me().await.unwrap();
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn each_burst_of_refusals_is_logged_once_with_the_address_and_no_secret() {
+    const LINE: &str = "too many failed credential checks from this address";
+    let srv = TestServer::start().await;
+    let alice = srv.token_user("alice").await;
+    // A process of its own, so that its log (stderr) is this test's alone.
+    let replica = ReplicaProcess::start_with_env(
+        &srv,
+        &[
+            ("TOKEN_SERVICE_GUESS_THROTTLE__BURST", "3"),
+            ("TOKEN_SERVICE_GUESS_THROTTLE__FAILURES_PER_MINUTE", "1"),
+            ("TOKEN_SERVICE_GUESS_THROTTLE__COOL_DOWN", "500ms"),
+        ],
+    );
+    let client = replica.client().await;
+    client.as_(&alice).me().await.expect("alice's token works");
+    // Guesses shaped like real tokens (26 characters).
+    let guesses: Vec<String> = (0..40).map(|i| format!("{}{i:04}", &DEAD[..22])).collect();
+    for (burst, guesses) in guesses.chunks(20).enumerate() {
+        let mut refused = 0;
+        for guess in guesses {
+            match client.as_(guess.as_str()).me().await {
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => refused += 1,
+                Err(status) if status.code() == tonic::Code::Unauthenticated => {}
+                other => panic!("a guess answered {other:?}"),
+            }
+        }
+        assert!(refused >= 15, "burst {burst}: only {refused} of 20 refused");
+        replica
+            .wait_for_log_lines(LINE, burst + 1, Duration::from_secs(5))
+            .await;
+        // Nothing more is logged for the rest of the burst.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let lines = replica.log_lines_with(LINE);
+        assert_eq!(lines.len(), burst + 1, "one line per burst: {lines:#?}");
+        let line = lines.last().unwrap();
+        assert!(
+            line.contains("WARN") && line.contains("client_ip=127.0.0.1"),
+            "the line names the address: {line}"
+        );
+        // The next burst begins once the cool-down has passed.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // No presented credential, guessed or valid, appears anywhere in the log.
+    let log = replica.log_lines();
+    for secret in guesses.iter().chain([&alice.token]) {
+        assert!(
+            !log.iter().any(|line| line.contains(secret.as_str())),
+            "the log holds a presented credential"
+        );
+    }
+    srv.stop().await;
+}
