@@ -10,6 +10,7 @@ mod gateway;
 mod gateway_nginx;
 mod guess_throttle;
 mod input;
+mod keyset_paging;
 mod last_use;
 mod leaks;
 mod non_compliant;
