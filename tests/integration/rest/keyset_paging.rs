@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{Http, HttpResponse};
+use super::{Http, HttpResponse, ids};
 use crate::common::*;
 
 const HEADER: &str = "x-next-page-token";
@@ -18,14 +18,6 @@ fn next_token(response: &HttpResponse) -> String {
         .to_str()
         .unwrap()
         .to_owned()
-}
-
-fn ids(body: &Value) -> Vec<String> {
-    body.as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]

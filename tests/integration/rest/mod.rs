@@ -27,6 +27,15 @@ use serde_json::Value;
 
 use crate::common::TestServer;
 
+/// The `id` of each object of a JSON array (a token list's body).
+pub fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct HttpResponse {
