@@ -268,6 +268,40 @@ mod tests {
     }
 
     #[test]
+    fn list_paging_is_by_number_unless_a_page_token_is_given_and_never_both() {
+        assert_eq!(
+            ListPaging::new(Some(2), Some(10), "").unwrap(),
+            ListPaging::Offset(PageRequest::new(Some(2), Some(10)).unwrap())
+        );
+        assert_eq!(
+            ListPaging::new(None, Some(500), "abc").unwrap(),
+            ListPaging::Keyset {
+                page_token: "abc".into(),
+                limit: MAX_PER_PAGE
+            }
+        );
+        let both = ListPaging::new(Some(0), None, "abc").unwrap_err();
+        assert!(both.to_string().starts_with("page_token:"), "{both}");
+        let zero = ListPaging::new(None, Some(0), "abc").unwrap_err();
+        assert!(zero.to_string().starts_with("per_page:"), "{zero}");
+        // REST: Mattermost's lenient page numbers without page_token; with it (even empty),
+        // keyset paging with the lenient per_page.
+        assert_eq!(
+            ListPaging::from_query(Some("x"), Some("-1"), None).unwrap(),
+            ListPaging::Offset(PageRequest::from_query(None, None))
+        );
+        assert_eq!(
+            ListPaging::from_query(None, Some("x"), Some("")).unwrap(),
+            ListPaging::Keyset {
+                page_token: String::new(),
+                limit: DEFAULT_PER_PAGE
+            }
+        );
+        assert!(ListPaging::from_query(Some("0"), None, Some("")).is_err());
+        assert!(ListPaging::from_query(None, Some("0"), Some("")).is_err());
+    }
+
+    #[test]
     fn a_page_beyond_what_the_database_can_skip_is_empty_and_never_overflows() {
         let far = PageRequest::from_query(Some(&i64::MAX.to_string()), Some("200"));
         assert!(far.is_empty());
