@@ -14,10 +14,10 @@ use super::{
     bound_tokens::BoundCidrs,
     caller::Caller,
     error::{Error, Reason, Result},
-    ids::TokenId,
+    ids::{TokenId, UserId},
     lifecycle::{Action, NewRecord},
     model::{LastUse, Revocation, UnixMillis, User, UserAccessToken},
-    paging::PageRequest,
+    paging::{self, ListPaging},
     permissions::{Permission, Scopes, caller_scopes},
     secret::PlainToken,
     text::require_no_nul,
@@ -361,6 +361,15 @@ impl TokenState {
             )),
         }
     }
+
+    /// The state's name, as [`TokenState::parse`] reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Disabled => "disabled",
+            TokenState::Expired => "expired",
+        }
+    }
 }
 
 /// Filters of the token lists (GitLab's): each one set narrows the list; none set lists
@@ -399,24 +408,40 @@ impl TokenFilter {
     }
 }
 
+/// One page of a token list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenPage {
+    /// The tokens, ordered by id, with their last use.
+    pub tokens: Vec<UserAccessToken>,
+    /// Pass it as `page_token` for the next page; "" when no token follows (yet).
+    pub next_page_token: String,
+}
+
+/// Which rows of a filtered token list, ordered by id, the store reads: those after `after`
+/// (keyset), skipping `offset` of them (Mattermost's page number), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenWindow {
+    pub after: Option<TokenId>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// Page tokens of the token lists, apart from other listings' (see [`paging`]).
+const PAGE_TOKEN_DOMAIN: &[u8] = b"token list page token\0";
+
 /// Lists one user's tokens that pass `filter`, with their last use.
 pub async fn get_user_access_tokens_for_user(
     ctx: &Context,
     caller: &Caller,
     user_id: &str,
     filter: &TokenFilter,
-    page: PageRequest,
-) -> Result<Vec<UserAccessToken>> {
+    paging: &ListPaging,
+) -> Result<TokenPage> {
     let user_id = caller.resolve_user_id(user_id)?;
     filter.validate()?;
     ctx.require_permission(caller, Permission::ReadUserAccessToken)?;
     ctx.require_user_or_bot_access(caller, &user_id).await?;
-    let mut list = ctx
-        .store()
-        .list_access_tokens_for_user(&user_id, filter, ctx.now(), page)
-        .await?;
-    ctx.store().fill_recent_addresses(&mut list).await?;
-    Ok(list)
+    list_page(ctx, Some(&user_id), filter, paging).await
 }
 
 /// Lists every token that passes `filter`, with its last use.
@@ -424,16 +449,91 @@ pub async fn get_user_access_tokens(
     ctx: &Context,
     caller: &Caller,
     filter: &TokenFilter,
-    page: PageRequest,
-) -> Result<Vec<UserAccessToken>> {
+    paging: &ListPaging,
+) -> Result<TokenPage> {
     filter.validate()?;
     ctx.require_permission(caller, Permission::ManageSystem)?;
-    let mut list = ctx
-        .store()
-        .list_access_tokens(filter, ctx.now(), page)
-        .await?;
-    ctx.store().fill_recent_addresses(&mut list).await?;
-    Ok(list)
+    list_page(ctx, None, filter, paging).await
+}
+
+/// One page of `owner`'s tokens (every token for `None`) that pass `filter`. One more row
+/// than the page holds is read, to know whether another page follows; the next page token
+/// names the page's last token, so it continues a walk by page number too.
+async fn list_page(
+    ctx: &Context,
+    owner: Option<&UserId>,
+    filter: &TokenFilter,
+    paging: &ListPaging,
+) -> Result<TokenPage> {
+    let fingerprint = list_fingerprint(owner, filter);
+    let window = match paging {
+        ListPaging::Offset(page) if page.is_empty() => return Ok(TokenPage::default()),
+        ListPaging::Offset(page) => TokenWindow {
+            after: None,
+            offset: page.offset(),
+            limit: page.limit() + 1,
+        },
+        ListPaging::Keyset { page_token, limit } => TokenWindow {
+            after: open_list_page_token(ctx, page_token, &fingerprint)?,
+            offset: 0,
+            limit: limit + 1,
+        },
+    };
+    let now = ctx.now();
+    let mut tokens = match owner {
+        Some(user_id) => {
+            ctx.store()
+                .list_access_tokens_for_user(user_id, filter, now, &window)
+                .await?
+        }
+        None => ctx.store().list_access_tokens(filter, now, &window).await?,
+    };
+    let more = tokens.len() as u64 > paging.limit();
+    tokens.truncate(usize::try_from(paging.limit()).unwrap_or(usize::MAX));
+    let next_page_token = match tokens.last() {
+        Some(last) if more => paging::seal_page_token(
+            ctx.audit_key(),
+            PAGE_TOKEN_DOMAIN,
+            &fingerprint,
+            last.id.as_str(),
+        ),
+        _ => String::new(),
+    };
+    ctx.store().fill_recent_addresses(&mut tokens).await?;
+    Ok(TokenPage {
+        tokens,
+        next_page_token,
+    })
+}
+
+/// The list and its filters in a fixed text form: a page token is only good for the list
+/// that issued it.
+fn list_fingerprint(owner: Option<&UserId>, filter: &TokenFilter) -> String {
+    json!([
+        owner.map_or("", UserId::as_str),
+        filter.last_used_before,
+        filter.last_used_after,
+        filter.expires_before,
+        filter.state.map_or("", TokenState::as_str),
+    ])
+    .to_string()
+}
+
+/// The token a page token continues after ("": from the start); `InvalidArgument` naming
+/// `page_token` when it is malformed, altered, or issued for another list or other filters.
+fn open_list_page_token(
+    ctx: &Context,
+    page_token: &str,
+    fingerprint: &str,
+) -> Result<Option<TokenId>> {
+    if page_token.is_empty() {
+        return Ok(None);
+    }
+    let opened = paging::open_page_token(page_token)?;
+    let after = TokenId::parse(opened.position(), "page_token", Reason::InvalidUrlParam)
+        .map_err(|_| paging::malformed_page_token())?;
+    opened.verify(ctx.audit_key(), PAGE_TOKEN_DOMAIN, fingerprint)?;
+    Ok(Some(after))
 }
 
 /// Finds tokens whose id, user id or owner's username equals the term:

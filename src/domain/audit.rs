@@ -11,9 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq as _;
 
 use super::{
     Context,
@@ -22,6 +20,7 @@ use super::{
     ids::{CommandId, SessionId, TokenId, UserId},
     lifecycle::{Action, AuditKey, StoredRecord},
     model::UnixMillis,
+    paging,
     permissions::Permission,
     text::require_no_nul,
 };
@@ -40,8 +39,6 @@ pub const MAX_VERIFY_RECORDS: u64 = 1_000_000;
 const VERIFY_BATCH: u64 = 1_000;
 /// Longest accepted credential value for ComputeAuditHash, in bytes.
 pub const MAX_CREDENTIAL_BYTES: usize = 1024;
-/// Longest accepted page token, in bytes (the server's are about 60).
-const MAX_PAGE_TOKEN_BYTES: usize = 256;
 /// The actor kinds a record can name ([`super::lifecycle::Actor::kind`]).
 pub const ACTOR_TYPES: [&str; 4] = ["user", "operator", "service", "unknown"];
 
@@ -364,50 +361,30 @@ impl AuditQuery {
     }
 }
 
+/// Page tokens of the audit trail, apart from other listings' (see [`paging`]).
+const PAGE_TOKEN_DOMAIN: &[u8] = b"audit page token\0";
+
 /// The page token for the page after record `last_id` of `query`: the order and the
-/// position, authenticated (with the filters) under the audit key, base64url.
+/// position, authenticated (with the filters) under the audit key.
 fn page_token(key: &AuditKey, query: &AuditQuery, last_id: i64) -> String {
     let position = format!("{}{last_id}", query.order.letter());
-    let mac = page_token_mac(key, query, &position);
-    URL_SAFE_NO_PAD.encode(format!("{position}.{mac}"))
-}
-
-fn page_token_mac(key: &AuditKey, query: &AuditQuery, position: &str) -> String {
-    let message = format!("{}\0{position}", query.fingerprint());
-    let mut mac = key.mac_hex(b"audit page token\0", message.as_bytes());
-    // 128 bits are plenty to refuse an altered token, and keep it short.
-    mac.truncate(32);
-    mac
+    paging::seal_page_token(key, PAGE_TOKEN_DOMAIN, &query.fingerprint(), &position)
 }
 
 /// The record id a page token continues after; INVALID_ARGUMENT naming `page_token` when it
 /// is malformed, altered, or issued for another order or other filters.
 fn open_page_token(key: &AuditKey, token: &str, query: &AuditQuery) -> Result<i64> {
-    let malformed = || {
-        invalid(
-            "page_token",
-            "is malformed: pass the previous page's next_page_token unchanged",
-        )
-    };
-    if token.len() > MAX_PAGE_TOKEN_BYTES {
-        return Err(malformed());
-    }
-    let text = URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(malformed)?;
-    let (position, mac) = text.split_once('.').ok_or_else(malformed)?;
-    let (order, id) = match position.split_at_checked(1) {
+    let opened = paging::open_page_token(token)?;
+    let (order, id) = match opened.position().split_at_checked(1) {
         Some(("n", id)) => (Order::NewestFirst, id),
         Some(("o", id)) => (Order::OldestFirst, id),
-        _ => return Err(malformed()),
+        _ => return Err(paging::malformed_page_token()),
     };
     let id: i64 = id
         .parse()
         .ok()
         .filter(|n: &i64| *n >= 0 && n.to_string() == id)
-        .ok_or_else(malformed)?;
+        .ok_or_else(paging::malformed_page_token)?;
     if order != query.order {
         let issued = match order {
             Order::NewestFirst => "false",
@@ -418,14 +395,7 @@ fn open_page_token(key: &AuditKey, token: &str, query: &AuditQuery) -> Result<i6
             format!("was issued with oldest_first = {issued}: keep the order of the first page"),
         ));
     }
-    let expected = page_token_mac(key, query, position);
-    if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
-        return Err(invalid(
-            "page_token",
-            "does not belong to this query: it was altered, or the filters changed since the \
-             first page (repeat them unchanged)",
-        ));
-    }
+    opened.verify(key, PAGE_TOKEN_DOMAIN, &query.fingerprint())?;
     Ok(id)
 }
 
@@ -696,6 +666,7 @@ async fn walk_chain(
 mod tests {
     use super::*;
     use crate::domain::secret::ServerKey;
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
     fn key() -> AuditKey {
         AuditKey::new(&ServerKey::from_hex(&"ab".repeat(32)).unwrap(), None)

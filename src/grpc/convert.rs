@@ -18,7 +18,7 @@ use crate::domain::{
         Command, Revocation, RevocationEvent, Session, TeamMember, UnixMillis, User,
         UserAccessToken,
     },
-    paging::PageRequest,
+    paging::ListPaging,
     rotation::RotateUserAccessToken,
     sessions::{CreatedSession, NewSession},
     token_format::Shape,
@@ -67,9 +67,14 @@ pub(crate) fn duration_millis(d: &prost_types::Duration, field: &'static str) ->
         .ok_or_else(|| Error::invalid(field, Reason::InvalidBodyParam, "is out of range"))
 }
 
-/// A page request from `page` and `per_page` (absent: the defaults; negative: refused).
-pub(crate) fn page(page: Option<i32>, per_page: Option<i32>) -> Result<PageRequest> {
-    PageRequest::new(page.map(i64::from), per_page.map(i64::from))
+/// A list's paging from `page`, `per_page` (absent: the defaults; negative: refused) and
+/// `page_token` (see [`ListPaging::new`]).
+pub(crate) fn list_paging(
+    page: Option<i32>,
+    per_page: Option<i32>,
+    page_token: &str,
+) -> Result<ListPaging> {
+    ListPaging::new(page.map(i64::from), per_page.map(i64::from), page_token)
 }
 
 impl TryFrom<pb::CreateUserAccessTokenRequest> for NewUserAccessToken {
@@ -709,6 +714,7 @@ mod tests {
                 ..
             }
         ));
-        assert!(page(Some(-1), None).is_err());
+        assert!(list_paging(Some(-1), None, "").is_err());
+        assert!(list_paging(Some(0), None, "x").is_err());
     }
 }

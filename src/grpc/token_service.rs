@@ -110,19 +110,20 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::GetUserAccessTokensForUserResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let page = convert::page(r.page, r.per_page)?;
+        let paging = convert::list_paging(r.page, r.per_page, &r.page_token)?;
         let filter = convert::token_filter(
             r.last_used_before.as_ref(),
             r.last_used_after.as_ref(),
             r.expires_before.as_ref(),
             r.state,
         )?;
-        let list = access_tokens::get_user_access_tokens_for_user(
-            &self.ctx, &caller, &r.user_id, &filter, page,
+        let page = access_tokens::get_user_access_tokens_for_user(
+            &self.ctx, &caller, &r.user_id, &filter, &paging,
         )
         .await?;
         ok(pb::GetUserAccessTokensForUserResponse {
-            user_access_tokens: convert::tokens(list),
+            user_access_tokens: convert::tokens(page.tokens),
+            next_page_token: page.next_page_token,
         })
     }
 
@@ -132,16 +133,18 @@ impl TokenService for TokenServiceApi {
     ) -> RpcResult<pb::GetUserAccessTokensResponse> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let page = convert::page(r.page, r.per_page)?;
+        let paging = convert::list_paging(r.page, r.per_page, &r.page_token)?;
         let filter = convert::token_filter(
             r.last_used_before.as_ref(),
             r.last_used_after.as_ref(),
             r.expires_before.as_ref(),
             r.state,
         )?;
-        let list = access_tokens::get_user_access_tokens(&self.ctx, &caller, &filter, page).await?;
+        let page =
+            access_tokens::get_user_access_tokens(&self.ctx, &caller, &filter, &paging).await?;
         ok(pb::GetUserAccessTokensResponse {
-            user_access_tokens: convert::tokens(list),
+            user_access_tokens: convert::tokens(page.tokens),
+            next_page_token: page.next_page_token,
         })
     }
 

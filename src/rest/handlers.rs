@@ -7,7 +7,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request, State},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
@@ -36,7 +36,7 @@ use crate::domain::{
     lifecycle::LifecycleRecord,
     model::roles_from_str,
     non_compliant,
-    paging::PageRequest,
+    paging::ListPaging,
     revocations,
     rotation::{self, RotateUserAccessToken},
     sessions::{self, NewSession},
@@ -153,6 +153,10 @@ fn status_ok() -> ApiResult {
     ok_json(STATUS_OK)
 }
 
+/// The response header of a token list carrying the next page token, when the request
+/// asked for keyset paging (`page_token`): the JSON body stays Mattermost's.
+pub(crate) const NEXT_PAGE_TOKEN: &str = "x-next-page-token";
+
 /// `?page=&per_page=` with Mattermost's lenient parsing: Go's `Query().Get` reads the first
 /// value of a repeated parameter, and anything unparsable falls back to the default.
 #[derive(Debug, Default)]
@@ -173,20 +177,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
     }
 }
 
-impl Paging {
-    fn request(&self) -> PageRequest {
-        PageRequest::from_query(self.page.as_deref(), self.per_page.as_deref())
-    }
-}
-
 /// Our own query parameters of the token lists and reads (not Mattermost's): `include=last_use`
 /// adds the last-use keys to each token object (without it the body is Mattermost's, byte
 /// for byte), and on the lists the filters `last_used_before`, `last_used_after`,
-/// `expires_before` (Unix ms) and `state` (`active`, `disabled`, `expired`). Parsed after
+/// `expires_before` (Unix ms) and `state` (`active`, `disabled`, `expired`), and
+/// `page_token` (keyset paging; the next one comes back in [`NEXT_PAGE_TOKEN`]). Parsed after
 /// authentication: a bad value is a 400 naming the parameter.
 #[derive(Debug, Default)]
 pub(crate) struct TokenQuery {
     include: Option<String>,
+    page_token: Option<String>,
     last_used_before: Option<String>,
     last_used_after: Option<String>,
     expires_before: Option<String>,
@@ -201,6 +201,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenQuery {
         let get = |name| go_compat::query_get(query, name);
         Ok(TokenQuery {
             include: get("include"),
+            page_token: get("page_token"),
             last_used_before: get("last_used_before"),
             last_used_after: get("last_used_after"),
             expires_before: get("expires_before"),
@@ -222,6 +223,33 @@ impl TokenQuery {
             )
             .into()),
         }
+    }
+
+    /// The list's paging: Mattermost's `page`/`per_page`, or keyset paging when the client
+    /// sent `page_token` (empty: the first page).
+    fn paging(&self, paging: &Paging) -> Result<ListPaging, ApiError> {
+        Ok(ListPaging::from_query(
+            paging.page.as_deref(),
+            paging.per_page.as_deref(),
+            self.page_token.as_deref(),
+        )?)
+    }
+
+    /// A token list's answer: Mattermost's body, byte for byte; the next page token in
+    /// [`NEXT_PAGE_TOKEN`] (empty on the last page) only if the client sent `page_token`.
+    fn list(&self, include: bool, page: access_tokens::TokenPage) -> ApiResult {
+        let body = page
+            .tokens
+            .into_iter()
+            .map(|t| TokenQuery::json(include, t))
+            .collect::<Vec<_>>();
+        let mut response = Json(body).into_response();
+        if self.page_token.is_some() {
+            let value =
+                HeaderValue::from_str(&page.next_page_token).expect("page tokens are base64url");
+            response.headers_mut().insert(NEXT_PAGE_TOKEN, value);
+        }
+        Ok(response)
     }
 
     /// The list filters.
@@ -289,19 +317,12 @@ pub(crate) async fn get_user_access_tokens_for_user(
 ) -> ApiResult {
     let include = query.last_use()?;
     let filter = query.filter()?;
-    let list = access_tokens::get_user_access_tokens_for_user(
-        &state.ctx,
-        &caller,
-        &user_id,
-        &filter,
-        paging.request(),
+    let paging = query.paging(&paging)?;
+    let page = access_tokens::get_user_access_tokens_for_user(
+        &state.ctx, &caller, &user_id, &filter, &paging,
     )
     .await?;
-    ok_json(
-        list.into_iter()
-            .map(|t| TokenQuery::json(include, t))
-            .collect::<Vec<_>>(),
-    )
+    query.list(include, page)
 }
 
 pub(crate) async fn get_user_access_tokens(
@@ -312,14 +333,9 @@ pub(crate) async fn get_user_access_tokens(
 ) -> ApiResult {
     let include = query.last_use()?;
     let filter = query.filter()?;
-    let list =
-        access_tokens::get_user_access_tokens(&state.ctx, &caller, &filter, paging.request())
-            .await?;
-    ok_json(
-        list.into_iter()
-            .map(|t| TokenQuery::json(include, t))
-            .collect::<Vec<_>>(),
-    )
+    let paging = query.paging(&paging)?;
+    let page = access_tokens::get_user_access_tokens(&state.ctx, &caller, &filter, &paging).await?;
+    query.list(include, page)
 }
 
 pub(crate) async fn count_non_compliant_user_access_tokens(

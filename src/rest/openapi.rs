@@ -32,6 +32,8 @@ pub(crate) struct OperationDoc {
     pub(crate) reply: Reply,
     /// Takes Mattermost's `page` / `per_page` query parameters.
     pub(crate) paged: bool,
+    /// Answers the next page token in `X-Next-Page-Token` when asked (`page_token`).
+    pub(crate) keyset: bool,
     /// Other integer query parameters: (name, description).
     pub(crate) query: &'static [(&'static str, &'static str)],
     /// Query parameters other than the integer positions above: (name, what they hold,
@@ -72,6 +74,7 @@ impl OperationDoc {
             body,
             reply,
             paged: false,
+            keyset: false,
             query: &[],
             text_query: &[],
             anonymous: false,
@@ -101,6 +104,11 @@ impl OperationDoc {
 
     pub(crate) const fn paged(mut self) -> Self {
         self.paged = true;
+        self
+    }
+
+    pub(crate) const fn keyset(mut self) -> Self {
+        self.keyset = true;
         self
     }
 }
@@ -362,6 +370,14 @@ fn responses(doc: &OperationDoc) -> Value {
             "The body had not fully arrived within request_timeout_ms \
              (token_service.request.body_timeout); the connection is closed.",
         );
+    }
+    if doc.keyset {
+        out[doc.status.to_string()]["headers"] = json!({"X-Next-Page-Token": {
+            "description": "token-service addition, only when the request had `page_token`: \
+                the next page's `page_token`; empty on the last page. The body is \
+                Mattermost's either way.",
+            "schema": {"type": "string"},
+        }});
     }
     out
 }

@@ -256,6 +256,15 @@ const TOKEN_LIST_QUERY: &[(&str, QueryValue, &str)] = &[
         "token-service addition: only tokens in this state: active (enabled, not expired), \
          disabled, or expired (0 < expires_at <= now).",
     ),
+    (
+        "page_token",
+        QueryValue::Text,
+        "token-service addition: keyset paging. Present (empty for the first page): the page \
+         after this position, `per_page` tokens (at least 1), and the next page's token in \
+         the `X-Next-Page-Token` header (empty on the last page). Pass it unchanged, with the \
+         same filters; not together with `page` (400). Its cost does not grow with the depth, \
+         unlike `page`'s.",
+    ),
 ];
 
 /// Every RPC the shim serves, by name: its handler and its OpenAPI description. The order
@@ -274,6 +283,7 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             h::get_user_access_tokens_for_user,
             doc(200, None, List("UserAccessToken"))
                 .paged()
+                .keyset()
                 .with_text_query(TOKEN_LIST_QUERY),
         ),
         serve(
@@ -281,6 +291,7 @@ pub(crate) fn route_table() -> Vec<RpcHandler> {
             h::get_user_access_tokens,
             doc(200, None, List("UserAccessToken"))
                 .paged()
+                .keyset()
                 .with_text_query(TOKEN_LIST_QUERY),
         ),
         serve(

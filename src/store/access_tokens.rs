@@ -11,12 +11,11 @@ use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
 use crate::domain::error::Result;
 use crate::domain::{
-    access_tokens::{TokenFilter, TokenState},
+    access_tokens::{TokenFilter, TokenState, TokenWindow},
     bound_tokens::BoundCidrs,
     ids::{TokenId, UserId},
     lifecycle::NewRecord,
     model::{AccessTokenChange, LastUse, TokenWrite, UnixMillis, UserAccessToken},
-    paging::PageRequest,
     permissions::Scopes,
     secret::TokenDigest,
 };
@@ -140,52 +139,79 @@ impl Store {
             }))
     }
 
-    /// One page of a user's tokens that pass `filter` (at time `now`), ordered by id.
+    /// A window of a user's tokens that pass `filter` (at time `now`), ordered by id.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn list_access_tokens_for_user(
         &self,
         user_id: &UserId,
         filter: &TokenFilter,
         now: UnixMillis,
-        page: PageRequest,
+        window: &TokenWindow,
     ) -> Result<Vec<UserAccessToken>> {
         self.list_access_tokens_where(
             filter_condition(filter, now).add(tokens::Column::UserId.eq(user_id.as_str())),
-            page,
+            window,
         )
         .await
     }
 
-    /// One page of all tokens that pass `filter` (at time `now`), ordered by id.
+    /// A window of all tokens that pass `filter` (at time `now`), ordered by id.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn list_access_tokens(
         &self,
         filter: &TokenFilter,
         now: UnixMillis,
-        page: PageRequest,
+        window: &TokenWindow,
     ) -> Result<Vec<UserAccessToken>> {
-        self.list_access_tokens_where(filter_condition(filter, now), page)
+        self.list_access_tokens_where(filter_condition(filter, now), window)
             .await
     }
 
+    /// The window's rows. After a position (keyset), the index seeks to it: the cost does
+    /// not depend on the depth. Skipping rows (Mattermost's page number), the page's ids
+    /// are read first, from the primary key's index alone when no filter needs the row, and
+    /// then only the page's rows: the skipped rows cost index entries, not table rows
+    /// (still O(offset): a keyset walk avoids that).
     async fn list_access_tokens_where(
         &self,
-        condition: Condition,
-        page: PageRequest,
+        mut condition: Condition,
+        window: &TokenWindow,
     ) -> Result<Vec<UserAccessToken>> {
-        if page.is_empty() {
+        if window.limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(tokens::Entity::find()
-            .filter(condition)
-            .order_by_asc(tokens::Column::Id)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(UserAccessToken::from)
-            .collect())
+        if let Some(after) = &window.after {
+            condition = condition.add(tokens::Column::Id.gt(after.as_str()));
+        }
+        let rows = if window.offset == 0 {
+            tokens::Entity::find()
+                .filter(condition)
+                .order_by_asc(tokens::Column::Id)
+                .limit(window.limit)
+                .all(&self.db)
+                .await?
+        } else {
+            let ids: Vec<String> = tokens::Entity::find()
+                .select_only()
+                .column(tokens::Column::Id)
+                .filter(condition)
+                .order_by_asc(tokens::Column::Id)
+                .offset(window.offset)
+                .limit(window.limit)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            // A token deleted between the two reads is simply missing from the page.
+            tokens::Entity::find()
+                .filter(tokens::Column::Id.is_in(ids))
+                .order_by_asc(tokens::Column::Id)
+                .all(&self.db)
+                .await?
+        };
+        Ok(rows.into_iter().map(UserAccessToken::from).collect())
     }
 
     /// Every token whose id, user id or owner's username equals `term`, ordered by id. The

@@ -328,14 +328,22 @@ impl ActorClient {
         page: Option<i32>,
         per_page: Option<i32>,
     ) -> Reply<pb::GetUserAccessTokensForUserResponse> {
-        let request = self.request(pb::GetUserAccessTokensForUserRequest {
+        self.list_tokens_with(pb::GetUserAccessTokensForUserRequest {
             user_id: user_id.to_owned(),
             page,
             per_page,
             ..Default::default()
-        });
+        })
+        .await
+    }
+
+    /// GetUserAccessTokensForUser with any request (filters, `page_token`).
+    pub async fn list_tokens_with(
+        &self,
+        request: pb::GetUserAccessTokensForUserRequest,
+    ) -> Reply<pb::GetUserAccessTokensForUserResponse> {
         self.client()
-            .get_user_access_tokens_for_user(request)
+            .get_user_access_tokens_for_user(self.request(request))
             .await
             .map(Response::into_inner)
     }
@@ -346,13 +354,21 @@ impl ActorClient {
         page: Option<i32>,
         per_page: Option<i32>,
     ) -> Reply<pb::GetUserAccessTokensResponse> {
-        let request = self.request(pb::GetUserAccessTokensRequest {
+        self.list_all_tokens_with(pb::GetUserAccessTokensRequest {
             page,
             per_page,
             ..Default::default()
-        });
+        })
+        .await
+    }
+
+    /// GetUserAccessTokens with any request (filters, `page_token`).
+    pub async fn list_all_tokens_with(
+        &self,
+        request: pb::GetUserAccessTokensRequest,
+    ) -> Reply<pb::GetUserAccessTokensResponse> {
         self.client()
-            .get_user_access_tokens(request)
+            .get_user_access_tokens(self.request(request))
             .await
             .map(Response::into_inner)
     }

@@ -17,6 +17,7 @@ mod faults;
 mod guess_throttle;
 mod health_reflection;
 mod introspection;
+mod keyset_paging;
 mod last_use;
 mod leaks;
 mod lifecycle_log;

@@ -5,16 +5,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::Http;
+use super::{Http, ids};
 use crate::common::*;
-
-fn ids(list: &Value) -> Vec<String> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn a_page_beyond_what_the_database_can_skip_is_empty_instead_of_a_crash() {

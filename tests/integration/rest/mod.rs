@@ -10,6 +10,7 @@ mod gateway;
 mod gateway_nginx;
 mod guess_throttle;
 mod input;
+mod keyset_paging;
 mod last_use;
 mod leaks;
 mod non_compliant;
@@ -25,6 +26,15 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 
 use crate::common::TestServer;
+
+/// The `id` of each object of a JSON array (a token list's body).
+pub fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
 
 /// A response, read whole.
 #[derive(Debug)]

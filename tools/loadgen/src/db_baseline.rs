@@ -231,11 +231,14 @@ impl DbClient {
 
     /// Refreshes the planner's statistics of `user_access_tokens` (after a bulk load, as an
     /// operator or autovacuum would; without them PostgreSQL may sort the whole table for a
-    /// page instead of walking the primary key).
+    /// page instead of walking the primary key). On PostgreSQL also vacuums it, as
+    /// autovacuum does after many inserts: the visibility map lets an index-only scan (the
+    /// ids of a page by number) skip the table's rows.
     pub(crate) async fn analyze_tokens(&self) -> Result<(), String> {
         let sql = match self {
             DbClient::MySql(_) => "ANALYZE TABLE user_access_tokens",
-            _ => "ANALYZE user_access_tokens",
+            DbClient::Sqlite(_) => "ANALYZE user_access_tokens",
+            _ => "VACUUM ANALYZE user_access_tokens",
         };
         let err = |e: sqlx::Error| format!("analyze the tokens table: {e}");
         with_sqlx_pool!(self, pool => {

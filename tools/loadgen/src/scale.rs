@@ -6,8 +6,10 @@
 //! - IntrospectToken answered from the cache and with the cache off (req/s, p50, p99; the
 //!   closed-loop runs of `bench`);
 //! - GetUserAccessTokens (every token, ordered by id, `page`/`per_page`) for the first and
-//!   the last page, and SearchUserAccessTokens for the first and the last token id, one call
-//!   at a time (p50, p99);
+//!   the last page, the last page again by keyset (`page_token`: the next page token of the
+//!   page before it, fetched once, untimed; it must end on the same token), and
+//!   SearchUserAccessTokens for the first and the last token id, one call at a time (p50,
+//!   p99);
 //! - the revocation lag on the replica that revokes, with its cache full: the cache's
 //!   capacity is the number of credentials the run checks, and all are cached; a cached
 //!   token is revoked and checked every millisecond from the revoke's return until a check
@@ -94,6 +96,7 @@ struct Row {
     uncached: RunResult,
     list_first: RunResult,
     list_last: RunResult,
+    keyset_last: RunResult,
     search_first: RunResult,
     search_last: RunResult,
     revoke_call: RunResult,
@@ -235,16 +238,46 @@ async fn measure(
         let uncached_run = closed_loop(&bench, "introspect-uncached", uncached).await?;
 
         let last_page = (total.div_ceil(PER_PAGE as u64)).saturating_sub(1);
-        let (list_first, first_id) = list(&mut client, cached, 0, args.calls).await?;
+        let last_page = i32::try_from(last_page)
+            .map_err(|_| format!("page {last_page} does not fit gRPC's int32"))?;
+        let (list_first, first_id, _) =
+            list(&mut client, cached, by_number(0), Edge::First, args.calls).await?;
         report("list first page", &list_first);
-        let (list_last, last_id) = list(
+        let (list_last, last_id, _) = list(
             &mut client,
             cached,
-            i64::try_from(last_page).unwrap_or(i64::MAX),
+            by_number(last_page),
+            Edge::Last,
             args.calls,
         )
         .await?;
         report(&format!("list last page ({last_page})"), &list_last);
+        // The cursor of the last page: the page before it's next page token.
+        let cursor = if last_page == 0 {
+            String::new()
+        } else {
+            list(&mut client, cached, by_number(last_page - 1), Edge::Last, 1)
+                .await?
+                .2
+        };
+        let (keyset_last, keyset_last_id, _) = list(
+            &mut client,
+            cached,
+            pb::GetUserAccessTokensRequest {
+                per_page: Some(PER_PAGE as i32),
+                page_token: cursor,
+                ..Default::default()
+            },
+            Edge::Last,
+            args.calls,
+        )
+        .await?;
+        if keyset_last_id != last_id {
+            return Err(format!(
+                "the keyset walk's last page ends on {keyset_last_id}, page {last_page} on {last_id}"
+            ));
+        }
+        report("list last page by keyset", &keyset_last);
         let search_first = search(&mut client, cached, &first_id, args.calls).await?;
         report("search first id", &search_first);
         let search_last = search(&mut client, cached, &last_id, args.calls).await?;
@@ -263,6 +296,7 @@ async fn measure(
             uncached: uncached_run,
             list_first,
             list_last,
+            keyset_last,
             search_first,
             search_last,
             revoke_call,
@@ -347,46 +381,58 @@ where
     Ok(RunResult::new(latencies, 0, None, started.elapsed()))
 }
 
-/// GetUserAccessTokens of page `page`, `calls` times, one at a time; the timings and the
-/// id of the page's first token (page 0) or last token (any other page).
+/// Which token of a page [`list`] answers.
+#[derive(Clone, Copy)]
+enum Edge {
+    First,
+    Last,
+}
+
+/// Page `page` of every token, [`PER_PAGE`] per page.
+fn by_number(page: i32) -> pb::GetUserAccessTokensRequest {
+    pb::GetUserAccessTokensRequest {
+        page: Some(page),
+        per_page: Some(PER_PAGE as i32),
+        ..Default::default()
+    }
+}
+
+/// GetUserAccessTokens with `request`, `calls` times, one at a time; the timings, the id of
+/// the page's first or last token (`edge`) and the next page token.
 async fn list(
     client: &mut TokenServiceClient<Channel>,
     tgt: &Target,
-    page: i64,
+    request: pb::GetUserAccessTokensRequest,
+    edge: Edge,
     calls: usize,
-) -> Result<(RunResult, String), String> {
-    let page32 =
-        i32::try_from(page).map_err(|_| format!("page {page} does not fit gRPC's int32"))?;
+) -> Result<(RunResult, String, String), String> {
     let mut id = String::new();
+    let mut next = String::new();
     let mut latencies = Vec::with_capacity(calls);
     let started = Instant::now();
     for _ in 0..calls {
         let t0 = Instant::now();
-        let tokens = client
-            .get_user_access_tokens(authed(
-                pb::GetUserAccessTokensRequest {
-                    page: Some(page32),
-                    per_page: Some(PER_PAGE as i32),
-                    ..Default::default()
-                },
-                &tgt.admin_token,
-            ))
+        let page = client
+            .get_user_access_tokens(authed(request.clone(), &tgt.admin_token))
             .await
             .map_err(|s| format!("GetUserAccessTokens: {:?} {}", s.code(), s.message()))?
-            .into_inner()
-            .user_access_tokens;
+            .into_inner();
         latencies.push(nanos(t0.elapsed()));
-        let edge = if page == 0 {
-            tokens.first()
-        } else {
-            tokens.last()
+        let token = match edge {
+            Edge::First => page.user_access_tokens.first(),
+            Edge::Last => page.user_access_tokens.last(),
         };
-        id = edge
-            .ok_or(format!("GetUserAccessTokens page {page} is empty"))?
+        id = token
+            .ok_or(format!("GetUserAccessTokens {request:?}: an empty page"))?
             .id
             .clone();
+        next = page.next_page_token;
     }
-    Ok((RunResult::new(latencies, 0, None, started.elapsed()), id))
+    Ok((
+        RunResult::new(latencies, 0, None, started.elapsed()),
+        id,
+        next,
+    ))
 }
 
 /// SearchUserAccessTokens for the token id `term`, `calls` times; one match each.
@@ -511,12 +557,12 @@ fn report(name: &str, r: &RunResult) {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n| tokens | cached req/s | cached p99 ms | uncached req/s | uncached p99 ms | list page 0 p50/p99 ms | list last page p50/p99 ms | search first id p50/p99 ms | search last id p50/p99 ms | revoke call p50 ms | revocation lag p50/p99 ms | cache B/credential |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "\n| tokens | cached req/s | cached p99 ms | uncached req/s | uncached p99 ms | list page 0 p50/p99 ms | list last page p50/p99 ms | keyset last page p50/p99 ms | search first id p50/p99 ms | search last id p50/p99 ms | revoke call p50 ms | revocation lag p50/p99 ms | cache B/credential |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let pair = |r: &RunResult| format!("{:.3} / {:.3}", r.p50(), r.p99());
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} | {} | {} | {:.3} | {} | {:.0} |",
+            "| {} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} | {} | {} | {} | {:.3} | {} | {:.0} |",
             r.size,
             r.cached.rps(),
             r.cached.p99(),
@@ -524,6 +570,7 @@ fn print_table(rows: &[Row]) {
             r.uncached.p99(),
             pair(&r.list_first),
             pair(&r.list_last),
+            pair(&r.keyset_last),
             pair(&r.search_first),
             pair(&r.search_last),
             r.revoke_call.p50(),
@@ -536,7 +583,7 @@ fn print_table(rows: &[Row]) {
         println!(
             "summary scenario=scale tokens={} cached_rps={:.1} cached_p99_ms={:.3} uncached_rps={:.1} uncached_p99_ms={:.3} \
              list_first_p50_ms={:.3} list_first_p99_ms={:.3} list_last_p50_ms={:.3} list_last_p99_ms={:.3} \
-             search_first_p99_ms={:.3} search_last_p99_ms={:.3} revoke_call_p50_ms={:.3} \
+             keyset_last_p50_ms={:.3} keyset_last_p99_ms={:.3} search_first_p99_ms={:.3} search_last_p99_ms={:.3} revoke_call_p50_ms={:.3} \
              revocation_lag_p50_ms={:.3} revocation_lag_p99_ms={:.3} cache_bytes={:.1} errors={}",
             r.size,
             r.cached.rps(),
@@ -547,6 +594,8 @@ fn print_table(rows: &[Row]) {
             r.list_first.p99(),
             r.list_last.p50(),
             r.list_last.p99(),
+            r.keyset_last.p50(),
+            r.keyset_last.p99(),
             r.search_first.p99(),
             r.search_last.p99(),
             r.revoke_call.p50(),
