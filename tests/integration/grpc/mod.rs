@@ -20,6 +20,7 @@ mod introspection;
 mod last_use;
 mod leaks;
 mod lifecycle_log;
+mod log_sealing;
 pub(crate) mod non_compliant;
 mod replicas;
 mod revocation_log;
