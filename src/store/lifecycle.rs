@@ -1,13 +1,54 @@
-//! The lifecycle log (see `domain::lifecycle`): appends inside the transaction of each change,
-//! and the reads of the revocation feed, WatchEvents, webhooks and the audit listing.
+//! The lifecycle log (see `domain::lifecycle`): appends with each change, the sealer that
+//! moves queued records into the log (group commit), and the reads of the revocation feed,
+//! WatchEvents, webhooks and the audit listing.
 //!
-//! An append first locks the log's control row in `service_meta` (`SELECT ... FOR UPDATE`;
-//! on SQLite the write transaction already excludes every other writer). Its value is the
-//! newest record's id and hash, so ids are handed out in commit order (a reader that has seen
-//! record N has seen every record below N, and resuming "after N" is exact) and each new
-//! record's hash chains over the previous one's. On PostgreSQL the append also queues a
-//! `NOTIFY` (payload `r` when a record revokes something, `e` otherwise), delivered when the
-//! transaction commits.
+//! The log's control row in `service_meta` (`lifecycle_log`: "<newest id> <newest hash>") is
+//! locked (`SELECT ... FOR UPDATE`) by whatever writes log rows, until it commits. So ids are
+//! handed out in commit order (a reader that has seen record N has seen every record below N,
+//! and resuming "after N" is exact) and each new record's hash chains over the previous one's.
+//! On PostgreSQL the writer also queues one `NOTIFY` (payload `r` when a record revokes
+//! something, `e` otherwise), delivered when it commits.
+//!
+//! **Group commit (PostgreSQL, MariaDB).** Holding that lock inside every change, across its
+//! commit, made every write on every replica wait for the one before (lock, insert, update,
+//! NOTIFY, commit and its fsync, one after another). So a change inserts its records into
+//! `lifecycle_pending` in its own transaction, without the lock: the change and its records
+//! still commit together or not at all. A **seal** ([`Store::seal_pending`]) then, in one
+//! transaction, locks the control row, reads every waiting row (`ORDER BY seq`, `FOR UPDATE`
+//! so it reads the latest rows; on MariaDB at READ COMMITTED, so its reads take no gap locks
+//! that would stop writers inserting), gives them the next ids and chained hashes in that
+//! order, inserts them into the log in one statement, deletes them from the queue, moves the
+//! control row and queues one `NOTIFY` for the batch. Ids follow the seals' commit order, so
+//! "resume after N" stays exact, and sealed rows are exactly the rows an inline append wrote:
+//! the chain check, pruning and every reader are unchanged.
+//!
+//! After its commit the writer waits ([`Store::commit_logged`]) for a seal run that *started
+//! after* the commit: runs are counted (`started`, `completed`); the writer's ticket is
+//! `started + 1`, it starts that run if none is going (in a task of its own, so a cancelled
+//! request cannot cut it short) and waits until `completed` reaches its ticket. Writers that
+//! commit while a run goes all ride the next one, so one seal covers many writes, and the
+//! writer's record is in the log when its call returns (read-your-writes). The wait is bounded
+//! ([`SEAL_WAIT`]); a seal that fails is logged and the call still succeeds (the change is
+//! committed: a retry would repeat it). Whatever waits is sealed by the next run: the server's
+//! sealer task ([`Store::run_log_sealer`]) seals at start, every second while anything waits
+//! (rows of a replica that stopped between a commit and its seal are sealed by any replica),
+//! and once more at shutdown.
+//!
+//! Another replica's sealer may seal our rows first. That is correct: a run reads the queue
+//! only after it holds the control row's lock, and our run started after our commit, so by
+//! the time it reads, our rows are either still queued (and it seals them) or were sealed by
+//! a run that committed before it got the lock; either way they are in the log when our wait
+//! ends. Two sealers never seal the same row: the second reads the queue after the first's
+//! commit deleted it. Changes that touch the same row (a token revoked twice, disabled then
+//! enabled) queue their records after the row lock that orders them, so `seq`, and thus the
+//! ids, keep their order.
+//!
+//! **SQLite** appends inline, as before: it has one writer at a time anyway (a write
+//! transaction excludes every other), so queuing would only add a second transaction per
+//! write. A change that needs its record's id (a webhook's delivery starts after its
+//! `webhook.created`) also appends inline on every backend ([`Store::append_to_log_inline`]):
+//! it takes the same lock, so ids still follow commit order. A replica of the previous version
+//! during a rolling deploy appends inline too, under the same lock.
 
 use std::time::Duration;
 
@@ -235,7 +276,7 @@ impl Store {
     }
 
     /// One seal: moves every committed row of `lifecycle_pending` into the log, in `seq`
-    /// order, [`SEAL_BATCH`] rows per transaction. Returns how many.
+    /// order, `SEAL_BATCH` rows per transaction. Returns how many.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn seal_pending(&self) -> Result<u64> {
         let mut total = 0;
@@ -290,10 +331,10 @@ impl Store {
     }
 
     /// The sealer of this server (PostgreSQL, MariaDB; returns at once on SQLite): seals
-    /// at start, then every [`SEAL_INTERVAL`] when records wait (a change whose writer
+    /// at start, then every `SEAL_INTERVAL` when records wait (a change whose writer
     /// could not wait for its seal, or a replica that stopped between a commit and its
     /// seal: any replica seals them), and once more at `shutdown`. Writers start the runs
-    /// they wait for themselves ([`Store::commit_logged`]).
+    /// they wait for themselves (`Store::commit_logged`).
     pub async fn run_log_sealer(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         if !self.seals_log() {
             return;
