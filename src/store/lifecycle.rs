@@ -114,9 +114,7 @@ impl Store {
             return Ok(());
         }
         if self.seals_log() {
-            pending::Entity::insert_many(records.iter().map(|r| pending_model(&stored(r, now))))
-                .exec_without_returning(&self.db)
-                .await?;
+            queue(&self.db, records, now).await?;
             self.await_seal().await;
             return Ok(());
         }
@@ -148,9 +146,7 @@ impl Store {
             self.append_to_log_inline(txn, records, now).await?;
             return Ok(Appended::default());
         }
-        pending::Entity::insert_many(records.iter().map(|r| pending_model(&stored(r, now))))
-            .exec_without_returning(txn)
-            .await?;
+        queue(txn, records, now).await?;
         Ok(Appended { pending: true })
     }
 
@@ -640,85 +636,93 @@ fn stored(record: &NewRecord, now: UnixMillis) -> StoredRecord {
     .stored()
 }
 
-fn log_model(r: StoredRecord) -> log::ActiveModel {
-    let s = r.subjects;
-    log::ActiveModel {
-        id: Set(r.id),
-        create_at: Set(r.create_at),
-        action: Set(r.action),
-        actor_type: Set(r.actor_type),
-        actor_id: Set(r.actor_id),
-        user_id: Set(s.user_id),
-        token_id: Set(s.token_id),
-        session_id: Set(s.session_id),
-        command_id: Set(s.command_id),
-        team_id: Set(s.team_id),
-        webhook_id: Set(s.webhook_id),
-        ip: Set(r.origin.ip),
-        user_agent: Set(r.origin.user_agent),
-        request_id: Set(r.origin.request_id),
-        detail: Set(r.detail),
-        credential_hmac: Set(r.credential_hmac),
-        revoking: Set(i16::from(!r.revokes.is_empty())),
-        revokes: Set(r.revokes),
-        revokes_id: Set(r.revokes_id),
-        hash: Set(r.hash),
-    }
+/// A row of the log or of the queue (the same columns) to insert: `$r`'s fields, and `$extra`.
+macro_rules! active_row {
+    ($model:path, $r:ident { $($extra:tt)* }) => {{
+        let s = $r.subjects;
+        $model {
+            create_at: Set($r.create_at),
+            action: Set($r.action),
+            actor_type: Set($r.actor_type),
+            actor_id: Set($r.actor_id),
+            user_id: Set(s.user_id),
+            token_id: Set(s.token_id),
+            session_id: Set(s.session_id),
+            command_id: Set(s.command_id),
+            team_id: Set(s.team_id),
+            webhook_id: Set(s.webhook_id),
+            ip: Set($r.origin.ip),
+            user_agent: Set($r.origin.user_agent),
+            request_id: Set($r.origin.request_id),
+            detail: Set($r.detail),
+            credential_hmac: Set($r.credential_hmac),
+            revoking: Set(i16::from(!$r.revokes.is_empty())),
+            revokes: Set($r.revokes),
+            revokes_id: Set($r.revokes_id),
+            $($extra)*
+        }
+    }};
 }
 
-fn pending_model(r: &StoredRecord) -> pending::ActiveModel {
-    let s = &r.subjects;
-    pending::ActiveModel {
-        seq: NotSet,
-        create_at: Set(r.create_at),
-        action: Set(r.action.clone()),
-        actor_type: Set(r.actor_type.clone()),
-        actor_id: Set(r.actor_id.clone()),
-        user_id: Set(s.user_id.clone()),
-        token_id: Set(s.token_id.clone()),
-        session_id: Set(s.session_id.clone()),
-        command_id: Set(s.command_id.clone()),
-        team_id: Set(s.team_id.clone()),
-        webhook_id: Set(s.webhook_id.clone()),
-        ip: Set(r.origin.ip.clone()),
-        user_agent: Set(r.origin.user_agent.clone()),
-        request_id: Set(r.origin.request_id.clone()),
-        detail: Set(r.detail.clone()),
-        credential_hmac: Set(r.credential_hmac.clone()),
-        revokes: Set(r.revokes.clone()),
-        revokes_id: Set(r.revokes_id.clone()),
-        revoking: Set(i16::from(!r.revokes.is_empty())),
-    }
+/// A row of the log or of the queue as stored, field for field, with `$extra` (id, hash).
+macro_rules! stored_row {
+    ($m:ident { $($extra:tt)* }) => {
+        StoredRecord {
+            create_at: $m.create_at,
+            action: $m.action,
+            actor_type: $m.actor_type,
+            actor_id: $m.actor_id,
+            subjects: Subjects {
+                user_id: $m.user_id,
+                token_id: $m.token_id,
+                session_id: $m.session_id,
+                command_id: $m.command_id,
+                team_id: $m.team_id,
+                webhook_id: $m.webhook_id,
+            },
+            origin: Origin {
+                ip: $m.ip,
+                user_agent: $m.user_agent,
+                request_id: $m.request_id,
+            },
+            detail: $m.detail,
+            credential_hmac: $m.credential_hmac,
+            revokes: $m.revokes,
+            revokes_id: $m.revokes_id,
+            $($extra)*
+        }
+    };
+}
+
+fn log_model(r: StoredRecord) -> log::ActiveModel {
+    active_row!(
+        log::ActiveModel,
+        r {
+            id: Set(r.id),
+            hash: Set(r.hash)
+        }
+    )
+}
+
+fn pending_model(r: StoredRecord) -> pending::ActiveModel {
+    active_row!(pending::ActiveModel, r { seq: NotSet })
 }
 
 /// A waiting row as stored, without its id and hash (a pending row is copied field for
 /// field, so a record written by a newer version is sealed unchanged).
 fn stored_of_pending(m: pending::Model) -> StoredRecord {
-    StoredRecord {
+    stored_row!(m {
         id: 0,
-        create_at: m.create_at,
-        action: m.action,
-        actor_type: m.actor_type,
-        actor_id: m.actor_id,
-        subjects: Subjects {
-            user_id: m.user_id,
-            token_id: m.token_id,
-            session_id: m.session_id,
-            command_id: m.command_id,
-            team_id: m.team_id,
-            webhook_id: m.webhook_id,
-        },
-        origin: Origin {
-            ip: m.ip,
-            user_agent: m.user_agent,
-            request_id: m.request_id,
-        },
-        detail: m.detail,
-        credential_hmac: m.credential_hmac,
-        revokes: m.revokes,
-        revokes_id: m.revokes_id,
-        hash: String::new(),
-    }
+        hash: String::new()
+    })
+}
+
+/// Queues `records`, made at `now`, for the next seal (one multi-row insert on `db`).
+async fn queue(db: &impl ConnectionTrait, records: &[NewRecord], now: UnixMillis) -> Result<()> {
+    pending::Entity::insert_many(records.iter().map(|r| pending_model(stored(r, now))))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 /// Locks the log's control row until `txn` ends; its value, the newest record.
@@ -772,31 +776,10 @@ impl Default for Sealer {
 
 /// A stored row, field for field.
 fn stored_of(m: log::Model) -> StoredRecord {
-    StoredRecord {
+    stored_row!(m {
         id: m.id,
-        create_at: m.create_at,
-        action: m.action,
-        actor_type: m.actor_type,
-        actor_id: m.actor_id,
-        subjects: Subjects {
-            user_id: m.user_id,
-            token_id: m.token_id,
-            session_id: m.session_id,
-            command_id: m.command_id,
-            team_id: m.team_id,
-            webhook_id: m.webhook_id,
-        },
-        origin: Origin {
-            ip: m.ip,
-            user_agent: m.user_agent,
-            request_id: m.request_id,
-        },
-        detail: m.detail,
-        credential_hmac: m.credential_hmac,
-        revokes: m.revokes,
-        revokes_id: m.revokes_id,
-        hash: m.hash,
-    }
+        hash: m.hash
+    })
 }
 
 /// A stored row as a record; `None` for an action this version does not know (written by a
