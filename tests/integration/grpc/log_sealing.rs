@@ -132,7 +132,7 @@ async fn concurrent_writes_keep_one_dense_chain_and_each_call_finds_its_record_i
     let alice = srv.token_user("alice").await;
     let before = assert_one_dense_chain(&srv, &admin).await;
     let client = srv.client().await;
-    let ids = create_concurrently(&srv, &[client.clone()], &alice, 200, 32).await;
+    let ids = create_concurrently(&srv, std::slice::from_ref(&client), &alice, 200, 32).await;
     assert_eq!(ids.len(), 200);
     // Revokes too, concurrently: each takes its token away and records it.
     let mut handles = Vec::new();
