@@ -32,7 +32,7 @@
 //! committed: a retry would repeat it). Whatever waits is sealed by the next run: the server's
 //! sealer task ([`Store::run_log_sealer`]) seals at start, every second while anything waits
 //! (rows of a replica that stopped between a commit and its seal are sealed by any replica),
-//! and once more at shutdown.
+//! and once more at shutdown if anything waits.
 //!
 //! Another replica's sealer may seal our rows first. That is correct: a run reads the queue
 //! only after it holds the control row's lock, and our run started after our commit, so by
@@ -329,8 +329,8 @@ impl Store {
     /// The sealer of this server (PostgreSQL, MariaDB; returns at once on SQLite): seals
     /// at start, then every `SEAL_INTERVAL` when records wait (a change whose writer
     /// could not wait for its seal, or a replica that stopped between a commit and its
-    /// seal: any replica seals them), and once more at `shutdown`. Writers start the runs
-    /// they wait for themselves (`Store::commit_logged`).
+    /// seal: any replica seals them), and once more at `shutdown` if records wait. Writers
+    /// start the runs they wait for themselves (`Store::commit_logged`).
     pub async fn run_log_sealer(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         if !self.seals_log() {
             return;
@@ -346,7 +346,10 @@ impl Store {
                 () = tokio::time::sleep(SEAL_INTERVAL) => {}
             }
         }
-        self.await_seal().await;
+        // What a writer gave up waiting for, if anything (writers wait for their own seals).
+        if self.log_pending().await.unwrap_or(false) {
+            self.await_seal().await;
+        }
     }
 
     /// On PostgreSQL, a listener on its own connection (not one of the pool's) that wakes
