@@ -457,6 +457,10 @@ pub async fn start_with(
         Duration::from_millis(config.last_use.flush_interval.millis()),
         shutdown_rx.clone(),
     ));
+    // The lifecycle log's sealer (PostgreSQL, MariaDB): seals records left waiting (by a
+    // writer that could not wait, or a replica that stopped before its seal), and once
+    // more at shutdown. Writers start the seals they wait for themselves.
+    let sealer_task = tokio::spawn(ctx.store().clone().run_log_sealer(shutdown_rx.clone()));
     // A started server is a ready one when it can be: the feed catches up within
     // milliseconds, so wait for that (bounded: a database that is down at start leaves it
     // NOT_SERVING, and readiness reports why) before saying that it listens.
@@ -612,6 +616,8 @@ pub async fn start_with(
         if let Err(e) = ctx.flush_last_use().await {
             warn!(error = %e, "could not flush token last use at shutdown; it is lost");
         }
+        // The last seal, once every change is committed.
+        let _ = sealer_task.await;
         if let Some(path) = &task_socket_path {
             remove_local_socket(path);
         }

@@ -17,6 +17,7 @@ mod m20261203_000009_create_scheduled_jobs;
 mod m20261203_000010_record_access_token_last_use;
 mod m20261204_000011_bind_access_tokens_to_addresses;
 mod m20261204_000012_scope_access_tokens;
+mod m20261204_000013_create_lifecycle_pending;
 
 /// Runs token-service's migrations.
 #[derive(Debug)]
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_record_access_token_last_use::Migration),
             Box::new(m20261204_000011_bind_access_tokens_to_addresses::Migration),
             Box::new(m20261204_000012_scope_access_tokens::Migration),
+            Box::new(m20261204_000013_create_lifecycle_pending::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ use sea_orm::{
 
 use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
+use super::lifecycle::Appended;
 use crate::domain::error::Result;
 use crate::domain::{
     access_tokens::{TokenFilter, TokenState, TokenWindow},
@@ -108,9 +109,10 @@ impl Store {
         tokens::Entity::insert(row)
             .exec_without_returning(&txn)
             .await?;
-        self.append_to_log(&txn, std::slice::from_ref(record), token.create_at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), token.create_at)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(())
     }
 
@@ -278,11 +280,13 @@ impl Store {
             .exec(&txn)
             .await?;
         let existed = deleted.rows_affected > 0;
+        let mut appended = Appended::default();
         if existed {
-            self.append_to_log(&txn, std::slice::from_ref(record), change.at)
+            appended = self
+                .append_to_log(&txn, std::slice::from_ref(record), change.at)
                 .await?;
         }
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(existed)
     }
 
@@ -308,6 +312,7 @@ impl Store {
             .one(&txn)
             .await?
             .is_some();
+        let mut appended = Appended::default();
         if exists {
             if change.delete_minted_sessions {
                 sessions::Entity::delete_many()
@@ -315,10 +320,11 @@ impl Store {
                     .exec(&txn)
                     .await?;
             }
-            self.append_to_log(&txn, std::slice::from_ref(record), change.at)
+            appended = self
+                .append_to_log(&txn, std::slice::from_ref(record), change.at)
                 .await?;
         }
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(exists)
     }
 }

@@ -7,6 +7,7 @@ use sea_orm::{
 };
 
 use super::entities::{commands, team_members};
+use super::lifecycle::Appended;
 use super::{Store, join_roles, split_roles};
 use crate::domain::{
     error::Result,
@@ -82,9 +83,10 @@ impl Store {
         commands::Entity::insert(row)
             .exec_without_returning(&txn)
             .await?;
-        self.append_to_log(&txn, std::slice::from_ref(record), command.create_at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), command.create_at)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(())
     }
 
@@ -127,6 +129,7 @@ impl Store {
             .one(&txn)
             .await?
             .is_some();
+        let mut appended = Appended::default();
         if live {
             commands::Entity::update_many()
                 .col_expr(
@@ -137,10 +140,11 @@ impl Store {
                 .filter(commands::Column::Id.eq(id.as_str()))
                 .exec(&txn)
                 .await?;
-            self.append_to_log(&txn, std::slice::from_ref(record), now)
+            appended = self
+                .append_to_log(&txn, std::slice::from_ref(record), now)
                 .await?;
         }
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(live)
     }
 
@@ -224,9 +228,10 @@ impl Store {
             .one(&txn)
             .await?
             .map(TeamMember::from);
-        self.append_to_log(&txn, std::slice::from_ref(record), now)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), now)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         member
             .map(|m| (m, true))
             .ok_or_else(|| crate::domain::error::Error::internal("team member vanished"))

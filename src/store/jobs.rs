@@ -18,6 +18,7 @@ use sea_orm::{
 
 use super::Store;
 use super::entities::{scheduled_jobs as jobs, sessions, user_access_tokens as tokens, users};
+use super::lifecycle::Appended;
 use crate::domain::{
     error::Result,
     ids::TokenId,
@@ -198,9 +199,10 @@ impl Store {
             .into_iter()
             .map(UserAccessToken::from)
             .collect();
-        self.delete_locked_tokens(&txn, &expired, now, record)
+        let appended = self
+            .delete_locked_tokens(&txn, &expired, now, record)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(Some(expired))
     }
 
@@ -212,9 +214,9 @@ impl Store {
         locked: &[UserAccessToken],
         now: UnixMillis,
         record: impl Fn(&UserAccessToken) -> NewRecord,
-    ) -> Result<()> {
+    ) -> Result<Appended> {
         if locked.is_empty() {
-            return Ok(());
+            return Ok(Appended::default());
         }
         let ids: Vec<String> = locked.iter().map(|t| t.id.to_string()).collect();
         sessions::Entity::delete_many()
@@ -226,8 +228,7 @@ impl Store {
             .exec(txn)
             .await?;
         let records: Vec<NewRecord> = locked.iter().map(record).collect();
-        self.append_to_log(txn, &records, now).await?;
-        Ok(())
+        self.append_to_log(txn, &records, now).await
     }
 
     /// Active tokens that an expiry notice is due for at `now`: `now < expires_at`, and for
@@ -331,8 +332,8 @@ impl Store {
                 noticed.push(notice.token_id.clone());
             }
         }
-        self.append_to_log(&txn, &records, now).await?;
-        txn.commit().await?;
+        let appended = self.append_to_log(&txn, &records, now).await?;
+        self.commit_logged(txn, appended).await?;
         Ok(Some(noticed))
     }
 
@@ -408,9 +409,10 @@ impl Store {
             .into_iter()
             .map(UserAccessToken::from)
             .collect();
-        self.delete_locked_tokens(&txn, &locked, now, record)
+        let appended = self
+            .delete_locked_tokens(&txn, &locked, now, record)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok((picked, locked))
     }
 }

@@ -1,24 +1,67 @@
-//! The lifecycle log (see `domain::lifecycle`): appends inside the transaction of each change,
-//! and the reads of the revocation feed, WatchEvents, webhooks and the audit listing.
+//! The lifecycle log (see `domain::lifecycle`): appends with each change, the sealer that
+//! moves queued records into the log (group commit), and the reads of the revocation feed,
+//! WatchEvents, webhooks and the audit listing.
 //!
-//! An append first locks the log's control row in `service_meta` (`SELECT ... FOR UPDATE`;
-//! on SQLite the write transaction already excludes every other writer). Its value is the
-//! newest record's id and hash, so ids are handed out in commit order (a reader that has seen
-//! record N has seen every record below N, and resuming "after N" is exact) and each new
-//! record's hash chains over the previous one's. On PostgreSQL the append also queues a
-//! `NOTIFY` (payload `r` when a record revokes something, `e` otherwise), delivered when the
-//! transaction commits.
+//! The log's control row in `service_meta` (`lifecycle_log`: "<newest id> <newest hash>") is
+//! locked (`SELECT ... FOR UPDATE`) by whatever writes log rows, until it commits. So ids are
+//! handed out in commit order (a reader that has seen record N has seen every record below N,
+//! and resuming "after N" is exact) and each new record's hash chains over the previous one's.
+//! On PostgreSQL the writer also queues one `NOTIFY` (payload `r` when a record revokes
+//! something, `e` otherwise), delivered when it commits.
+//!
+//! **Group commit (PostgreSQL, MariaDB).** Holding that lock inside every change, across its
+//! commit, made every write on every replica wait for the one before (lock, insert, update,
+//! NOTIFY, commit and its fsync, one after another). So a change inserts its records into
+//! `lifecycle_pending` in its own transaction, without the lock: the change and its records
+//! still commit together or not at all. A **seal** ([`Store::seal_pending`]) then, in one
+//! transaction, locks the control row, reads every waiting row (`ORDER BY seq`, `FOR UPDATE`
+//! so it reads the latest rows; on MariaDB at READ COMMITTED, so its reads take no gap locks
+//! that would stop writers inserting), gives them the next ids and chained hashes in that
+//! order, inserts them into the log in one statement, deletes them from the queue, moves the
+//! control row and queues one `NOTIFY` for the batch. Ids follow the seals' commit order, so
+//! "resume after N" stays exact, and sealed rows are exactly the rows an inline append wrote:
+//! the chain check, pruning and every reader are unchanged.
+//!
+//! After its commit the writer waits ([`Store::commit_logged`]) for a seal run that *started
+//! after* the commit: runs are counted (`started`, `completed`); the writer's ticket is
+//! `started + 1`, it starts that run if none is going (in a task of its own, so a cancelled
+//! request cannot cut it short) and waits until `completed` reaches its ticket. Writers that
+//! commit while a run goes all ride the next one, so one seal covers many writes, and the
+//! writer's record is in the log when its call returns (read-your-writes). The wait is bounded
+//! ([`SEAL_WAIT`]); a seal that fails is logged and the call still succeeds (the change is
+//! committed: a retry would repeat it). Whatever waits is sealed by the next run: the server's
+//! sealer task ([`Store::run_log_sealer`]) seals at start, every second while anything waits
+//! (rows of a replica that stopped between a commit and its seal are sealed by any replica),
+//! and once more at shutdown if anything waits.
+//!
+//! Another replica's sealer may seal our rows first. That is correct: a run reads the queue
+//! only after it holds the control row's lock, and our run started after our commit, so by
+//! the time it reads, our rows are either still queued (and it seals them) or were sealed by
+//! a run that committed before it got the lock; either way they are in the log when our wait
+//! ends. Two sealers never seal the same row: the second reads the queue after the first's
+//! commit deleted it. Changes that touch the same row (a token revoked twice, disabled then
+//! enabled) queue their records after the row lock that orders them, so `seq`, and thus the
+//! ids, keep their order.
+//!
+//! **SQLite** appends inline, as before: it has one writer at a time anyway (a write
+//! transaction excludes every other), so queuing would only add a second transaction per
+//! write. A change that needs its record's id (a webhook's delivery starts after its
+//! `webhook.created`) also appends inline on every backend ([`Store::append_to_log_inline`]):
+//! it takes the same lock, so ids still follow commit order. A replica of the previous version
+//! during a rolling deploy appends inline too, under the same lock.
 
 use std::time::Duration;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, sea_query::Expr, sqlx::postgres::PgListener,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, IsolationLevel,
+    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait, sea_query::Expr,
+    sqlx::postgres::PgListener,
 };
+use tracing::warn;
 
 use super::{
     Store,
-    entities::{lifecycle_log as log, service_meta},
+    entities::{lifecycle_log as log, lifecycle_pending as pending, service_meta},
 };
 use crate::domain::{
     audit::{AuditQuery, Order},
@@ -63,18 +106,70 @@ impl ChainLink {
 
 impl Store {
     /// Appends `records` that describe no change of their own (an observation, such as a
-    /// refused use), made at `now`, in a transaction of their own.
+    /// refused use), made at `now`. On PostgreSQL and MariaDB one statement (no transaction
+    /// of its own) queues them for the next seal, which this call waits for.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn append_records(&self, records: &[NewRecord], now: UnixMillis) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.seals_log() {
+            queue(&self.db, records, now).await?;
+            self.await_seal().await;
+            return Ok(());
+        }
         let txn = self.begin_write().await?;
-        self.append_to_log(&txn, records, now).await?;
+        let appended = self.append_to_log(&txn, records, now).await?;
+        self.commit_logged(txn, appended).await
+    }
+
+    /// Whether changes queue their records for the sealer (PostgreSQL, MariaDB) instead of
+    /// appending them to the log inline (SQLite, whose one writer at a time gains nothing).
+    fn seals_log(&self) -> bool {
+        self.db.get_database_backend() != DbBackend::Sqlite
+    }
+
+    /// Appends `records`, made at `now`, inside `txn` (the transaction of the change they
+    /// describe): on PostgreSQL and MariaDB into `lifecycle_pending` (no lock), on SQLite
+    /// straight into the log. Commit `txn` with [`Store::commit_logged`], which waits until
+    /// the records are in the log.
+    pub(super) async fn append_to_log(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[NewRecord],
+        now: UnixMillis,
+    ) -> Result<Appended> {
+        if records.is_empty() {
+            return Ok(Appended::default());
+        }
+        if !self.seals_log() {
+            self.append_to_log_inline(txn, records, now).await?;
+            return Ok(Appended::default());
+        }
+        queue(txn, records, now).await?;
+        Ok(Appended { pending: true })
+    }
+
+    /// Commits `txn`; when its change queued records, waits (bounded) for a seal that
+    /// started after the commit, so the records are in the log when the call returns. A
+    /// seal that fails or is late is logged, not returned: the change is committed (a retry
+    /// would repeat it) and the next seal takes its records.
+    pub(super) async fn commit_logged(
+        &self,
+        txn: DatabaseTransaction,
+        appended: Appended,
+    ) -> Result<()> {
         txn.commit().await?;
+        if appended.pending {
+            self.await_seal().await;
+        }
         Ok(())
     }
 
-    /// Appends `records`, made at `now`, to the log inside `txn` (the transaction of the
-    /// change they describe); returns their ids.
-    pub(super) async fn append_to_log(
+    /// Appends `records`, made at `now`, to the log itself inside `txn`, under the log's
+    /// lock (held until `txn` ends); returns their ids. Every change on SQLite; elsewhere
+    /// only a change that needs its record's id (a webhook starts after its own creation).
+    pub(super) async fn append_to_log_inline(
         &self,
         txn: &DatabaseTransaction,
         records: &[NewRecord],
@@ -83,49 +178,178 @@ impl Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let head = lock_head(txn).await?;
+        let rows = records.iter().map(|r| stored(r, now)).collect();
+        self.write_chained(txn, head, rows).await
+    }
+
+    /// Gives `rows` the ids after `head` and hashes chained from it, in order, inserts them
+    /// into the log, moves the control row to the last and (PostgreSQL) queues one `NOTIFY`
+    /// for them. `txn` holds the control row's lock.
+    async fn write_chained(
+        &self,
+        txn: &DatabaseTransaction,
+        mut head: ChainLink,
+        mut rows: Vec<StoredRecord>,
+    ) -> Result<Vec<i64>> {
         let key = self.audit_key()?;
-        let head = service_meta::Entity::find_by_id(HEAD_ROW.to_owned())
-            .lock_exclusive()
-            .one(txn)
-            .await?
-            .ok_or_else(|| Error::internal("the lifecycle log's control row is missing"))?;
-        let mut head = ChainLink::parse(&head.value, HEAD_ROW)?;
-        let mut rows = Vec::with_capacity(records.len());
-        let mut ids = Vec::with_capacity(records.len());
-        for record in records {
-            let mut stored = LifecycleRecord {
-                id: head.id + 1,
-                create_at: now,
-                record: record.clone(),
-                hash: String::new(),
-            };
-            stored.hash = stored.chained_hash(key, &head.hash);
+        for row in &mut rows {
+            row.id = head.id + 1;
+            row.hash = row.chained_hash(key, &head.hash);
             head = ChainLink {
-                id: stored.id,
-                hash: stored.hash.clone(),
+                id: row.id,
+                hash: row.hash.clone(),
             };
-            ids.push(stored.id);
-            rows.push(active_model(&stored));
         }
-        log::Entity::insert_many(rows)
+        let ids = rows.iter().map(|r| r.id).collect();
+        let revoking = rows.iter().any(|r| !r.revokes.is_empty());
+        log::Entity::insert_many(rows.into_iter().map(log_model))
             .exec_without_returning(txn)
             .await?;
-        service_meta::Entity::update_many()
-            .col_expr(service_meta::Column::Value, Expr::value(head.stored()))
-            .filter(service_meta::Column::Name.eq(HEAD_ROW))
-            .exec(txn)
-            .await?;
+        set_control(txn, HEAD_ROW, &head.stored()).await?;
         if txn.get_database_backend() == DbBackend::Postgres {
-            let payload = if records.iter().any(|r| r.revocation.is_some()) {
-                "r"
-            } else {
-                "e"
-            };
+            let payload = if revoking { "r" } else { "e" };
             // Queued now, delivered to every listening replica when the transaction commits.
             txn.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}, '{payload}'"))
                 .await?;
         }
         Ok(ids)
+    }
+
+    /// Waits (at most [`SEAL_WAIT`]) until a seal run that started after this call has
+    /// finished: the writer's ticket is the next run; if no run is going, one starts now
+    /// (a task of its own, so a cancelled request cannot cut it short); writers that come
+    /// while a run goes all ride the next one.
+    async fn await_seal(&self) {
+        let (ticket, start) = {
+            let mut runs = self.sealer.runs.lock().unwrap_or_else(|e| e.into_inner());
+            let ticket = runs.started + 1;
+            runs.wanted = runs.wanted.max(ticket);
+            let start = !runs.running;
+            if start {
+                runs.running = true;
+                runs.started = ticket;
+            }
+            (ticket, start)
+        };
+        let mut done = self.sealer.completed.subscribe();
+        if start {
+            tokio::spawn(self.clone().run_seals());
+        }
+        if tokio::time::timeout(SEAL_WAIT, done.wait_for(|run| *run >= ticket))
+            .await
+            .is_err()
+        {
+            warn!(
+                wait_ms = SEAL_WAIT.as_millis() as u64,
+                "a change is committed but its lifecycle records are not in the log yet; \
+                 the next seal takes them"
+            );
+        }
+    }
+
+    /// Seal runs, one after another, while writers wait for a later one.
+    async fn run_seals(self) {
+        loop {
+            let run = self
+                .sealer
+                .runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .started;
+            if let Err(e) = self.seal_pending().await {
+                warn!(error = %e, "could not seal the waiting lifecycle records; will retry");
+            }
+            self.sealer.completed.send_replace(run);
+            let mut runs = self.sealer.runs.lock().unwrap_or_else(|e| e.into_inner());
+            if runs.wanted > run {
+                runs.started = run + 1;
+            } else {
+                runs.running = false;
+                return;
+            }
+        }
+    }
+
+    /// One seal: moves every committed row of `lifecycle_pending` into the log, in `seq`
+    /// order, `SEAL_BATCH` rows per transaction. Returns how many.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn seal_pending(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let txn = if self.db.get_database_backend() == DbBackend::MySql {
+                // No gap locks: writers keep inserting while the seal reads.
+                self.db
+                    .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                    .await?
+            } else {
+                self.begin_write().await?
+            };
+            let head = lock_head(&txn).await?;
+            // Locking reads see the latest committed rows (MariaDB's REPEATABLE READ would
+            // otherwise read its snapshot).
+            let waiting = pending::Entity::find()
+                .order_by_asc(pending::Column::Seq)
+                .limit(SEAL_BATCH)
+                .lock_exclusive()
+                .all(&txn)
+                .await?;
+            if waiting.is_empty() {
+                txn.rollback().await?;
+                return Ok(total);
+            }
+            let count = waiting.len() as u64;
+            let seqs: Vec<i64> = waiting.iter().map(|p| p.seq).collect();
+            let rows = waiting.into_iter().map(stored_of_pending).collect();
+            self.write_chained(&txn, head, rows).await?;
+            pending::Entity::delete_many()
+                .filter(pending::Column::Seq.is_in(seqs))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            total += count;
+            if count < SEAL_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Whether records wait in `lifecycle_pending`.
+    async fn log_pending(&self) -> Result<bool> {
+        Ok(pending::Entity::find()
+            .select_only()
+            .column(pending::Column::Seq)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// The sealer of this server (PostgreSQL, MariaDB; returns at once on SQLite): seals
+    /// at start, then every `SEAL_INTERVAL` when records wait (a change whose writer
+    /// could not wait for its seal, or a replica that stopped between a commit and its
+    /// seal: any replica seals them), and once more at `shutdown` if records wait. Writers
+    /// start the runs they wait for themselves (`Store::commit_logged`).
+    pub async fn run_log_sealer(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if !self.seals_log() {
+            return;
+        }
+        loop {
+            match self.log_pending().await {
+                Ok(true) => self.await_seal().await,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "could not look for waiting lifecycle records"),
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = tokio::time::sleep(SEAL_INTERVAL) => {}
+            }
+        }
+        // What a writer gave up waiting for, if anything (writers wait for their own seals).
+        if self.log_pending().await.unwrap_or(false) {
+            self.await_seal().await;
+        }
     }
 
     /// On PostgreSQL, a listener on its own connection (not one of the pool's) that wakes
@@ -404,61 +628,161 @@ async fn set_control(txn: &DatabaseTransaction, row: &str, value: &str) -> Resul
     Ok(())
 }
 
-fn active_model(record: &LifecycleRecord) -> log::ActiveModel {
-    let revoking = i16::from(record.record.revocation.is_some());
-    let r = record.stored();
-    let s = r.subjects;
-    log::ActiveModel {
-        id: Set(r.id),
-        create_at: Set(r.create_at),
-        action: Set(r.action),
-        actor_type: Set(r.actor_type),
-        actor_id: Set(r.actor_id),
-        user_id: Set(s.user_id),
-        token_id: Set(s.token_id),
-        session_id: Set(s.session_id),
-        command_id: Set(s.command_id),
-        team_id: Set(s.team_id),
-        webhook_id: Set(s.webhook_id),
-        ip: Set(r.origin.ip),
-        user_agent: Set(r.origin.user_agent),
-        request_id: Set(r.origin.request_id),
-        detail: Set(r.detail),
-        credential_hmac: Set(r.credential_hmac),
-        revokes: Set(r.revokes),
-        revokes_id: Set(r.revokes_id),
-        revoking: Set(revoking),
-        hash: Set(r.hash),
+/// `record`, made at `now`, as stored (without its id and hash, which the seal gives).
+fn stored(record: &NewRecord, now: UnixMillis) -> StoredRecord {
+    LifecycleRecord {
+        id: 0,
+        create_at: now,
+        record: record.clone(),
+        hash: String::new(),
+    }
+    .stored()
+}
+
+/// A row of the log or of the queue (the same columns) to insert: `$r`'s fields, and `$extra`.
+macro_rules! active_row {
+    ($model:path, $r:ident { $($extra:tt)* }) => {{
+        let s = $r.subjects;
+        $model {
+            create_at: Set($r.create_at),
+            action: Set($r.action),
+            actor_type: Set($r.actor_type),
+            actor_id: Set($r.actor_id),
+            user_id: Set(s.user_id),
+            token_id: Set(s.token_id),
+            session_id: Set(s.session_id),
+            command_id: Set(s.command_id),
+            team_id: Set(s.team_id),
+            webhook_id: Set(s.webhook_id),
+            ip: Set($r.origin.ip),
+            user_agent: Set($r.origin.user_agent),
+            request_id: Set($r.origin.request_id),
+            detail: Set($r.detail),
+            credential_hmac: Set($r.credential_hmac),
+            revoking: Set(i16::from(!$r.revokes.is_empty())),
+            revokes: Set($r.revokes),
+            revokes_id: Set($r.revokes_id),
+            $($extra)*
+        }
+    }};
+}
+
+/// A row of the log or of the queue as stored, field for field, with `$extra` (id, hash).
+macro_rules! stored_row {
+    ($m:ident { $($extra:tt)* }) => {
+        StoredRecord {
+            create_at: $m.create_at,
+            action: $m.action,
+            actor_type: $m.actor_type,
+            actor_id: $m.actor_id,
+            subjects: Subjects {
+                user_id: $m.user_id,
+                token_id: $m.token_id,
+                session_id: $m.session_id,
+                command_id: $m.command_id,
+                team_id: $m.team_id,
+                webhook_id: $m.webhook_id,
+            },
+            origin: Origin {
+                ip: $m.ip,
+                user_agent: $m.user_agent,
+                request_id: $m.request_id,
+            },
+            detail: $m.detail,
+            credential_hmac: $m.credential_hmac,
+            revokes: $m.revokes,
+            revokes_id: $m.revokes_id,
+            $($extra)*
+        }
+    };
+}
+
+fn log_model(r: StoredRecord) -> log::ActiveModel {
+    active_row!(
+        log::ActiveModel,
+        r {
+            id: Set(r.id),
+            hash: Set(r.hash)
+        }
+    )
+}
+
+fn pending_model(r: StoredRecord) -> pending::ActiveModel {
+    active_row!(pending::ActiveModel, r { seq: NotSet })
+}
+
+/// A waiting row as stored, without its id and hash (a pending row is copied field for
+/// field, so a record written by a newer version is sealed unchanged).
+fn stored_of_pending(m: pending::Model) -> StoredRecord {
+    stored_row!(m {
+        id: 0,
+        hash: String::new()
+    })
+}
+
+/// Queues `records`, made at `now`, for the next seal (one multi-row insert on `db`).
+async fn queue(db: &impl ConnectionTrait, records: &[NewRecord], now: UnixMillis) -> Result<()> {
+    pending::Entity::insert_many(records.iter().map(|r| pending_model(stored(r, now))))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Locks the log's control row until `txn` ends; its value, the newest record.
+async fn lock_head(txn: &DatabaseTransaction) -> Result<ChainLink> {
+    let head = service_meta::Entity::find_by_id(HEAD_ROW.to_owned())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::internal("the lifecycle log's control row is missing"))?;
+    ChainLink::parse(&head.value, HEAD_ROW)
+}
+
+/// What an append leaves for after its transaction commits.
+#[must_use = "commit the transaction with Store::commit_logged"]
+#[derive(Debug, Default)]
+pub(super) struct Appended {
+    /// Records wait in `lifecycle_pending` for a seal.
+    pending: bool,
+}
+
+/// How long a writer waits for the seal of its records before answering anyway.
+const SEAL_WAIT: Duration = Duration::from_secs(5);
+/// How often the sealer looks for records nobody waits for.
+const SEAL_INTERVAL: Duration = Duration::from_secs(1);
+/// Rows per seal transaction (one multi-row insert: PostgreSQL allows 65,535 parameters).
+const SEAL_BATCH: u64 = 1000;
+
+/// The seal runs of one store (shared by its clones): `started` and `completed` count them;
+/// `wanted` is the highest run a writer waits for.
+#[derive(Debug)]
+pub(super) struct Sealer {
+    runs: std::sync::Mutex<SealRuns>,
+    completed: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct SealRuns {
+    started: u64,
+    wanted: u64,
+    running: bool,
+}
+
+impl Default for Sealer {
+    fn default() -> Self {
+        Self {
+            runs: std::sync::Mutex::default(),
+            completed: tokio::sync::watch::Sender::new(0),
+        }
     }
 }
 
 /// A stored row, field for field.
 fn stored_of(m: log::Model) -> StoredRecord {
-    StoredRecord {
+    stored_row!(m {
         id: m.id,
-        create_at: m.create_at,
-        action: m.action,
-        actor_type: m.actor_type,
-        actor_id: m.actor_id,
-        subjects: Subjects {
-            user_id: m.user_id,
-            token_id: m.token_id,
-            session_id: m.session_id,
-            command_id: m.command_id,
-            team_id: m.team_id,
-            webhook_id: m.webhook_id,
-        },
-        origin: Origin {
-            ip: m.ip,
-            user_agent: m.user_agent,
-            request_id: m.request_id,
-        },
-        detail: m.detail,
-        credential_hmac: m.credential_hmac,
-        revokes: m.revokes,
-        revokes_id: m.revokes_id,
-        hash: m.hash,
-    }
+        hash: m.hash
+    })
 }
 
 /// A stored row as a record; `None` for an action this version does not know (written by a

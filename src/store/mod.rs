@@ -63,6 +63,8 @@ pub struct Store {
     db: DatabaseConnection,
     /// Chains the lifecycle log's hashes; set by the domain context (appends need it).
     audit_key: Option<std::sync::Arc<crate::domain::lifecycle::AuditKey>>,
+    /// The lifecycle log's seal runs (group commit; see `lifecycle`).
+    sealer: std::sync::Arc<lifecycle::Sealer>,
 }
 
 impl Store {
@@ -92,6 +94,7 @@ impl Store {
         Ok(Self {
             db,
             audit_key: None,
+            sealer: std::sync::Arc::default(),
         })
     }
 

@@ -113,9 +113,10 @@ impl Store {
             .filter(minted)
             .exec(&txn)
             .await?;
-        self.append_to_log(&txn, std::slice::from_ref(record), at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), at)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(RotationOutcome::Rotated)
     }
 
@@ -157,8 +158,8 @@ impl Store {
         if let Some(revoke) = revoke.filter(|_| revoked) {
             records.push(revoke.clone());
         }
-        self.append_to_log(&txn, &records, at).await?;
-        txn.commit().await?;
+        let appended = self.append_to_log(&txn, &records, at).await?;
+        self.commit_logged(txn, appended).await?;
         Ok(revoked)
     }
 }

@@ -117,9 +117,10 @@ impl Store {
                 } else {
                     vec![created.clone()]
                 };
-                self.append_to_log(&txn, &records, session.create_at)
+                let appended = self
+                    .append_to_log(&txn, &records, session.create_at)
                     .await?;
-                txn.commit().await?;
+                self.commit_logged(txn, appended).await?;
                 Ok((SessionInsert::Inserted, trimmed))
             }
             Err(e) => {
@@ -261,9 +262,10 @@ impl Store {
     ) -> Result<u64> {
         let txn = self.begin_write().await?;
         let deleted = delete.exec(&txn).await?.rows_affected;
-        self.append_to_log(&txn, std::slice::from_ref(record), now)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), now)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(deleted)
     }
 

@@ -171,10 +171,8 @@ impl Store {
                     .await?;
             }
         }
-        if !records.is_empty() {
-            self.append_to_log(&txn, &records, now).await?;
-        }
-        txn.commit().await?;
+        let appended = self.append_to_log(&txn, &records, now).await?;
+        self.commit_logged(txn, appended).await?;
         Ok(())
     }
 

@@ -58,9 +58,10 @@ impl Store {
                     e.into()
                 }
             })?;
-        self.append_to_log(&txn, std::slice::from_ref(record), user.create_at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), user.create_at)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(())
     }
 
@@ -115,9 +116,10 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        self.append_to_log(&txn, std::slice::from_ref(record), change.update_at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), change.update_at)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(user)
     }
 
@@ -155,9 +157,10 @@ impl Store {
             .one(&txn)
             .await?
             .map(User::from);
-        self.append_to_log(&txn, std::slice::from_ref(record), change.update_at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), change.update_at)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(user)
     }
 }

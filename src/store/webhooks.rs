@@ -12,6 +12,7 @@ use sea_orm::{
 
 use super::Store;
 use super::entities::webhook_endpoints as endpoints;
+use super::lifecycle::Appended;
 use crate::domain::{
     error::{Error, Result},
     ids::{UserId, WebhookId},
@@ -69,8 +70,9 @@ impl Store {
         record: &NewRecord,
     ) -> Result<Webhook> {
         let txn = self.begin_write().await?;
+        // Inline (under the log's lock): delivery starts after this record's id.
         let ids = self
-            .append_to_log(&txn, std::slice::from_ref(record), webhook.create_at)
+            .append_to_log_inline(&txn, std::slice::from_ref(record), webhook.create_at)
             .await?;
         let start_after = ids.last().copied().unwrap_or(0);
         let row = endpoints::ActiveModel {
@@ -181,13 +183,14 @@ impl Store {
         if done.rows_affected == 0 {
             return Ok(None);
         }
-        self.append_to_log(&txn, std::slice::from_ref(record), write.update_at)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), write.update_at)
             .await?;
         let row = endpoints::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
             .ok_or_else(|| Error::internal("webhook vanished"))?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(Some(StoredWebhook::from(row).webhook))
     }
 
@@ -207,9 +210,10 @@ impl Store {
         if done.rows_affected == 0 {
             return Ok(false);
         }
-        self.append_to_log(&txn, std::slice::from_ref(record), now)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), now)
             .await?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(true)
     }
 
@@ -260,13 +264,14 @@ impl Store {
                 "the webhook secret was rotated concurrently; retry".into(),
             ));
         }
-        self.append_to_log(&txn, std::slice::from_ref(record), now)
+        let appended = self
+            .append_to_log(&txn, std::slice::from_ref(record), now)
             .await?;
         let row = endpoints::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
             .ok_or_else(|| Error::internal("webhook vanished"))?;
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(Some(StoredWebhook::from(row).webhook))
     }
 
@@ -454,11 +459,13 @@ impl Store {
         if done.rows_affected == 0 {
             return Ok(false);
         }
+        let mut appended = Appended::default();
         if let Some(record) = &failure.disabled_record {
-            self.append_to_log(&txn, std::slice::from_ref(record), failure.attempted_at)
+            appended = self
+                .append_to_log(&txn, std::slice::from_ref(record), failure.attempted_at)
                 .await?;
         }
-        txn.commit().await?;
+        self.commit_logged(txn, appended).await?;
         Ok(true)
     }
 }

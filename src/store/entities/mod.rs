@@ -4,6 +4,7 @@ pub(crate) mod access_token_addresses;
 pub(crate) mod access_token_superseded_secrets;
 pub(crate) mod commands;
 pub(crate) mod lifecycle_log;
+pub(crate) mod lifecycle_pending;
 pub(crate) mod scheduled_jobs;
 pub(crate) mod service_meta;
 pub(crate) mod sessions;

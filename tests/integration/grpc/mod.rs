@@ -21,6 +21,7 @@ mod keyset_paging;
 mod last_use;
 mod leaks;
 mod lifecycle_log;
+mod log_sealing;
 pub(crate) mod non_compliant;
 mod replicas;
 mod revocation_log;

@@ -588,6 +588,13 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_re_enabling_re
         delivery.delivered_through
     );
     assert_eq!(receiver.received().len(), attempts);
+    // Counted when the worker's write returns, which (PostgreSQL, MariaDB) is after the
+    // seal of its record: a moment after the disabled endpoint is visible.
+    let deadline = std::time::Instant::now() + WAIT;
+    while metric(&srv, "token_service_webhooks_disabled_total").await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "never counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         metric(&srv, "token_service_webhooks_disabled_total").await,
         1.0
