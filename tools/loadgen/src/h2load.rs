@@ -44,7 +44,7 @@ pub(crate) fn run(args: H2loadArgs) -> Result<(), String> {
     if args.concurrency == 0 || args.connections == 0 || args.rounds == 0 {
         return Err("--concurrency, --connections and --rounds must be at least 1".into());
     }
-    if args.concurrency % args.connections != 0 {
+    if !args.concurrency.is_multiple_of(args.connections) {
         return Err(
             "--concurrency must be a multiple of --connections (streams per connection)".into(),
         );
