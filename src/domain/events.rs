@@ -246,8 +246,11 @@ impl Subscription {
                 Ok(())
             }
             Err(e) => {
-                // The check saw the log as it stands now: deliver what was committed up to
-                // then (the change that cut the subscriber off among it), then end.
+                // Deliver what was committed up to the check (the change that cut the
+                // subscriber off among it), then end. A change's records reach the log in a
+                // seal after its commit, so the check may have seen the change before the
+                // log has its record: wait for the records of every committed change first.
+                self.ctx.store().await_committed_records().await;
                 for record in self.logged_after_last_sent().await? {
                     self.send(record).await?;
                 }

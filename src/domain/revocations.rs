@@ -351,8 +351,10 @@ impl Subscription {
             match checked {
                 Ok(caller) => self.caller = caller,
                 Err(e) => {
-                    // The check saw the log as it stands now: deliver what was committed up
-                    // to then (the change that cut the subscriber off among it), then end.
+                    // Deliver what was committed up to the check (the change that cut the
+                    // subscriber off among it; its records may still wait for their seal),
+                    // then end.
+                    self.ctx.store().await_committed_records().await;
                     self.send_committed().await?;
                     return Err(Stop::Failed(e));
                 }

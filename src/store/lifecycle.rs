@@ -150,6 +150,16 @@ impl Store {
         Ok(Appended { pending: true })
     }
 
+    /// Waits (bounded, as a writer does) until every change committed before this call has
+    /// its records in the log; at once where changes append to the log themselves (SQLite).
+    /// For a reader that saw a change's effect in the tables (a subscriber re-checking its
+    /// credential) and then reads the log: the change's own records are then among it.
+    pub async fn await_committed_records(&self) {
+        if self.seals_log() {
+            self.await_seal().await;
+        }
+    }
+
     /// Commits `txn`; when its change queued records, waits (bounded) for a seal that
     /// started after the commit, so the records are in the log when the call returns. A
     /// seal that fails or is late is logged, not returned: the change is committed (a retry
