@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::runtime::{Builder, Handle};
+use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::{
     BenchArgs, Scenario, baseline,
@@ -44,21 +44,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
     if args.duration.is_zero() {
         return Err("--duration must be more than 0".into());
     }
-    let server_threads = args
-        .server_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let server_rt = Builder::new_multi_thread()
-        .worker_threads(server_threads.max(1))
-        .thread_name("srv-worker")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("server runtime: {e}"))?;
-    let client_rt = Builder::new_multi_thread()
-        .worker_threads(args.client_threads.max(1))
-        .thread_name(format!("{CLIENT_THREAD_PREFIX}-client"))
-        .enable_all()
-        .build()
-        .map_err(|e| format!("client runtime: {e}"))?;
+    let (server_rt, client_rt, server_threads) =
+        runtimes(args.server_threads, args.client_threads)?;
     // The in-process server logs and traces as `token-service serve` does with the default
     // configuration, into a file unless told otherwise (the report stays readable); the
     // guard lives until the end of the run.
@@ -70,6 +57,30 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
     server_rt.shutdown_timeout(Duration::from_secs(1));
     client_rt.shutdown_timeout(Duration::from_secs(1));
     outcome
+}
+
+/// The servers' runtime (`server_threads`, default: the number of CPUs) and the load
+/// generator's (`client_threads`, its threads named so the CPU probe leaves them out), with
+/// the servers' thread count.
+pub(crate) fn runtimes(
+    server_threads: Option<usize>,
+    client_threads: usize,
+) -> Result<(Runtime, Runtime, usize), String> {
+    let server_threads = server_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let server_rt = Builder::new_multi_thread()
+        .worker_threads(server_threads.max(1))
+        .thread_name("srv-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("server runtime: {e}"))?;
+    let client_rt = Builder::new_multi_thread()
+        .worker_threads(client_threads.max(1))
+        .thread_name(format!("{CLIENT_THREAD_PREFIX}-client"))
+        .enable_all()
+        .build()
+        .map_err(|e| format!("client runtime: {e}"))?;
+    Ok((server_rt, client_rt, server_threads))
 }
 
 /// Installs the in-process target's log: to stderr for `-`, else appended to `path` (by

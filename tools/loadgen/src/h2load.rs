@@ -26,11 +26,11 @@ use std::{
 
 use prost::Message;
 use token_service::pb;
-use tokio::runtime::{Builder, Handle};
+use tokio::runtime::Handle;
 
 use crate::{
     H2loadArgs, H2loadScenario, baseline,
-    cpu::{CLIENT_THREAD_PREFIX, CpuProbe},
+    cpu::CpuProbe,
     stats::median,
     target::{self, Target},
 };
@@ -58,21 +58,7 @@ pub(crate) fn run(args: H2loadArgs) -> Result<(), String> {
                 args.h2load.display()
             )
         })?;
-    let server_threads = args
-        .server_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let server_rt = Builder::new_multi_thread()
-        .worker_threads(server_threads.max(1))
-        .thread_name("srv-worker")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("server runtime: {e}"))?;
-    let client_rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(format!("{CLIENT_THREAD_PREFIX}-client"))
-        .enable_all()
-        .build()
-        .map_err(|e| format!("client runtime: {e}"))?;
+    let (server_rt, client_rt, server_threads) = crate::bench::runtimes(args.server_threads, 1)?;
     let _telemetry = crate::bench::server_log(args.server_log.as_deref())?;
     println!("machine: {}", crate::footprint::machine());
     println!(
