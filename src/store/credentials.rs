@@ -9,9 +9,7 @@
 
 use std::sync::OnceLock;
 
-use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Iterable, QueryResult, Statement,
-};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, TryGetable};
 
 use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
@@ -22,25 +20,70 @@ use crate::domain::{
     secret::TokenDigest,
 };
 
-/// Column-name prefixes of the joined row.
-const SESSION: &str = "s_";
-const USER: &str = "u_";
-const TOKEN: &str = "t_";
+/// The columns of each table in the joined row, in the entities' field order (the order the
+/// decoders below read them in; a unit test ties each list to its entity).
+const SESSION_COLUMNS: [&str; 13] = [
+    "id",
+    "token_hash",
+    "user_id",
+    "user_access_token_id",
+    "create_at",
+    "expires_at",
+    "last_activity_at",
+    "length_ms",
+    "device_id",
+    "roles",
+    "is_oauth",
+    "expired_notify",
+    "props",
+];
+const USER_COLUMNS: [&str; 9] = [
+    "id",
+    "username",
+    "email",
+    "roles",
+    "is_bot",
+    "bot_owner_id",
+    "create_at",
+    "update_at",
+    "delete_at",
+];
+const TOKEN_COLUMNS: [&str; 12] = [
+    "id",
+    "token_hash",
+    "user_id",
+    "description",
+    "is_active",
+    "expires_at",
+    "create_at",
+    "last_notified_at",
+    "last_used_at",
+    "last_user_agent",
+    "bound_cidrs",
+    "scopes",
+];
+
+/// Where each table's columns start in the row: `kind` first, then the session's, the
+/// user's and the token's columns. Rows are read by position: no column name is formatted
+/// or looked up per value.
+const SESSION_AT: usize = 1;
+const USER_AT: usize = SESSION_AT + SESSION_COLUMNS.len();
+const TOKEN_AT: usize = USER_AT + USER_COLUMNS.len();
 
 /// Which branch of the union a row comes from (`kind` column).
 const BY_SESSION: &str = "s";
 const BY_ACCESS_TOKEN: &str = "t";
 
-/// The column list `alias.col AS <prefix>col, ...` of entity `E` (or NULLs, when `present`
-/// is false: the other branch of the union).
-fn columns<E: EntityTrait>(alias: &str, prefix: &str, present: bool) -> String {
-    E::Column::iter()
-        .map(|column| {
-            let name = sea_orm::IdenStatic::as_str(&column);
+/// The column list `alias.col, ...` (or NULLs, when `present` is false: the other branch of
+/// the union).
+fn columns(alias: &str, names: &[&str], present: bool) -> String {
+    names
+        .iter()
+        .map(|name| {
             if present {
-                format!("{alias}.{name} AS {prefix}{name}")
+                format!("{alias}.{name}")
             } else {
-                format!("NULL AS {prefix}{name}")
+                "NULL".to_owned()
             }
         })
         .collect::<Vec<_>>()
@@ -65,9 +108,9 @@ fn session_select(condition: &str) -> String {
          LEFT JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_access_tokens t ON t.id = s.user_access_token_id \
          WHERE {condition}",
-        s = columns::<sessions::Entity>("s", SESSION, true),
-        u = columns::<users::Entity>("u", USER, true),
-        t = columns::<tokens::Entity>("t", TOKEN, true),
+        s = columns("s", &SESSION_COLUMNS, true),
+        u = columns("u", &USER_COLUMNS, true),
+        t = columns("t", &TOKEN_COLUMNS, true),
     )
 }
 
@@ -83,9 +126,9 @@ fn by_digest_sql(backend: DbBackend) -> String {
          JOIN users u ON u.id = t.user_id \
          WHERE t.token_hash = {param}",
         sessions = session_select(&format!("s.token_hash = {param}")),
-        u = columns::<users::Entity>("u", USER, true),
-        t = columns::<tokens::Entity>("t", TOKEN, true),
-        no_s = columns::<sessions::Entity>("s", SESSION, false),
+        u = columns("u", &USER_COLUMNS, true),
+        t = columns("t", &TOKEN_COLUMNS, true),
+        no_s = columns("s", &SESSION_COLUMNS, false),
     )
 }
 
@@ -111,38 +154,110 @@ fn by_session_id_sql(backend: DbBackend) -> &'static str {
     }
 }
 
-/// Whether the row's columns under `prefix` are present (the id is not NULL).
-fn has(row: &QueryResult, prefix: &str) -> Result<bool> {
-    Ok(row.try_get::<Option<String>>(prefix, "id")?.is_some())
+/// Reads a row's columns in order from a position.
+struct Columns<'r> {
+    row: &'r QueryResult,
+    next: usize,
+}
+
+impl<'r> Columns<'r> {
+    fn at(row: &'r QueryResult, next: usize) -> Self {
+        Columns { row, next }
+    }
+
+    fn read<T: TryGetable>(&mut self) -> Result<T> {
+        let value = self.row.try_get_by_index(self.next)?;
+        self.next += 1;
+        Ok(value)
+    }
+
+    /// Whether the table whose columns start here is present (its id is not NULL).
+    fn present(&self) -> Result<bool> {
+        Ok(self
+            .row
+            .try_get_by_index::<Option<String>>(self.next)?
+            .is_some())
+    }
+}
+
+fn session_model(row: &QueryResult) -> Result<sessions::Model> {
+    let mut c = Columns::at(row, SESSION_AT);
+    Ok(sessions::Model {
+        id: c.read()?,
+        token_hash: c.read()?,
+        user_id: c.read()?,
+        user_access_token_id: c.read()?,
+        create_at: c.read()?,
+        expires_at: c.read()?,
+        last_activity_at: c.read()?,
+        length_ms: c.read()?,
+        device_id: c.read()?,
+        roles: c.read()?,
+        is_oauth: c.read()?,
+        expired_notify: c.read()?,
+        props: c.read()?,
+    })
+}
+
+/// The user of the row, if its branch has one.
+fn user_model(row: &QueryResult) -> Result<Option<users::Model>> {
+    let mut c = Columns::at(row, USER_AT);
+    if !c.present()? {
+        return Ok(None);
+    }
+    Ok(Some(users::Model {
+        id: c.read()?,
+        username: c.read()?,
+        email: c.read()?,
+        roles: c.read()?,
+        is_bot: c.read()?,
+        bot_owner_id: c.read()?,
+        create_at: c.read()?,
+        update_at: c.read()?,
+        delete_at: c.read()?,
+    }))
+}
+
+/// The personal access token of the row, if its branch has one.
+fn token_model(row: &QueryResult) -> Result<Option<tokens::Model>> {
+    let mut c = Columns::at(row, TOKEN_AT);
+    if !c.present()? {
+        return Ok(None);
+    }
+    Ok(Some(tokens::Model {
+        id: c.read()?,
+        token_hash: c.read()?,
+        user_id: c.read()?,
+        description: c.read()?,
+        is_active: c.read()?,
+        expires_at: c.read()?,
+        create_at: c.read()?,
+        last_notified_at: c.read()?,
+        last_used_at: c.read()?,
+        last_user_agent: c.read()?,
+        bound_cidrs: c.read()?,
+        scopes: c.read()?,
+    }))
 }
 
 fn session_row(row: &QueryResult) -> Result<StoredSession> {
-    let model = sessions::Model::from_query_result(row, SESSION)?;
+    let model = session_model(row)?;
     let stored_digest = TokenDigest::from_stored(model.token_hash.clone());
-    let user = if has(row, USER)? {
-        Some(User::from(users::Model::from_query_result(row, USER)?))
-    } else {
-        None
-    };
-    let access_token = if has(row, TOKEN)? {
-        Some(UserAccessToken::from(tokens::Model::from_query_result(
-            row, TOKEN,
-        )?))
-    } else {
-        None
-    };
     Ok(StoredSession {
         session: Session::try_from(model)?,
         stored_digest,
-        user,
-        access_token,
+        user: user_model(row)?.map(User::from),
+        access_token: token_model(row)?.map(UserAccessToken::from),
     })
 }
 
 fn access_token_row(row: &QueryResult) -> Result<(UserAccessToken, User, TokenDigest)> {
-    let token = tokens::Model::from_query_result(row, TOKEN)?;
+    let (Some(token), Some(user)) = (token_model(row)?, user_model(row)?) else {
+        return Err(Error::internal(
+            "credential query returned a token row without its token or owner",
+        ));
+    };
     let stored = TokenDigest::from_stored(token.token_hash.clone());
-    let user = users::Model::from_query_result(row, USER)?;
     Ok((UserAccessToken::from(token), User::from(user), stored))
 }
 
@@ -164,7 +279,7 @@ impl Store {
         let mut found = StoredCredential::default();
         let mut token_row = None;
         for row in self.db.query_all_raw(statement).await? {
-            let kind: String = row.try_get("", "kind")?;
+            let kind: String = row.try_get_by_index(0)?;
             match kind.as_str() {
                 BY_SESSION => found.session = Some(session_row(&row)?),
                 BY_ACCESS_TOKEN => token_row = Some(row),
@@ -199,5 +314,27 @@ impl Store {
             Some(row) => Ok(Some(session_row(&row)?)),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{EntityTrait, Iterable};
+
+    use super::*;
+
+    fn names<E: EntityTrait>() -> Vec<&'static str> {
+        E::Column::iter()
+            .map(|column| sea_orm::IdenStatic::as_str(&column))
+            .collect()
+    }
+
+    /// The decoders read columns by position: each list (and so the statement and the
+    /// decoder written in the same order) must be its entity's columns, in field order.
+    #[test]
+    fn the_column_lists_are_the_entities_columns_in_order() {
+        assert_eq!(names::<sessions::Entity>(), SESSION_COLUMNS);
+        assert_eq!(names::<users::Entity>(), USER_COLUMNS);
+        assert_eq!(names::<tokens::Entity>(), TOKEN_COLUMNS);
     }
 }
