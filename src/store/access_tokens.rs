@@ -3,8 +3,9 @@
 //! lifecycle record.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, Query},
 };
 
 use super::Store;
@@ -83,7 +84,7 @@ fn filter_condition(filter: &TokenFilter, now: UnixMillis) -> Condition {
 
 impl Store {
     /// Stores a new token under the digest of its secret, with its lifecycle record, in one
-    /// transaction.
+    /// transaction (on PostgreSQL one statement).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn insert_access_token(
         &self,
@@ -105,6 +106,13 @@ impl Store {
             bound_cidrs: Set(token.bound_cidrs.to_stored()),
             scopes: Set(token.scopes.to_stored()),
         };
+        if self.queues_in_one_statement() {
+            let mut insert = tokens::Entity::insert(row).into_query();
+            insert.returning_col(tokens::Column::Id);
+            self.change_and_queue(insert, record, token.create_at)
+                .await?;
+            return Ok(());
+        }
         let txn = self.begin_with_write().await?;
         tokens::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -268,6 +276,17 @@ impl Store {
         change: &AccessTokenChange,
         record: &NewRecord,
     ) -> Result<bool> {
+        if change.delete_minted_sessions && self.queues_in_one_statement() {
+            // The sessions minted from the token go with it (their foreign key cascades),
+            // in the same statement: a session minted concurrently either committed first
+            // (and is deleted) or fails its foreign key check.
+            let delete = Query::delete()
+                .from_table(tokens::Entity)
+                .and_where(tokens::Column::Id.eq(id.as_str()))
+                .returning_col(tokens::Column::Id)
+                .to_owned();
+            return self.change_and_queue(delete, record, change.at).await;
+        }
         let txn = self.begin_write().await?;
         lock_access_token_row(&txn, id).await?;
         if change.delete_minted_sessions {

@@ -53,8 +53,9 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, IsolationLevel,
-    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    IsolationLevel, Iterable, NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::{Alias, CommonTableExpression, Expr, Query, SubQueryStatement, WithClause},
     sqlx::postgres::PgListener,
 };
 use tracing::warn;
@@ -158,6 +159,57 @@ impl Store {
         if self.seals_log() {
             self.await_seal().await;
         }
+    }
+
+    /// Whether a change of one statement can queue its records in that same statement
+    /// ([`Store::change_and_queue`]): PostgreSQL, whose data-modifying `WITH` makes both one
+    /// atomic statement.
+    pub(super) fn queues_in_one_statement(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
+    }
+
+    /// Runs `change` (one data-modifying statement with a `RETURNING` clause) and, if it
+    /// returned a row, queues `record`, made at `now`, for the sealer, as one statement:
+    /// `WITH change AS (<change>) INSERT INTO lifecycle_pending (...) SELECT <values> FROM
+    /// change`. A single statement is atomic on its own, so the change costs one round trip
+    /// instead of four or more (BEGIN, change, queue, COMMIT). Then, if it queued the
+    /// record, waits for the seal as [`Store::commit_logged`] does. Returns whether the
+    /// change returned a row. Only where [`Store::queues_in_one_statement`].
+    pub(super) async fn change_and_queue(
+        &self,
+        change: impl Into<SubQueryStatement>,
+        record: &NewRecord,
+        now: UnixMillis,
+    ) -> Result<bool> {
+        debug_assert!(self.queues_in_one_statement());
+        let model = pending_model(stored(record, now));
+        let (columns, values): (Vec<pending::Column>, Vec<Expr>) = pending::Column::iter()
+            .filter_map(|column| {
+                let value = model.get(column).into_value()?;
+                Some((column, Expr::val(value)))
+            })
+            .unzip();
+        let change_table = Alias::new("change");
+        let select = Query::select()
+            .exprs(values)
+            .from(change_table.clone())
+            .to_owned();
+        let cte = CommonTableExpression::new()
+            .query(change)
+            .table_name(change_table)
+            .to_owned();
+        let statement = Query::insert()
+            .into_table(pending::Entity)
+            .columns(columns)
+            .select_from(select)
+            .map_err(|e| Error::internal(format!("queue statement: {e}")))?
+            .to_owned()
+            .with(WithClause::new().cte(cte).to_owned());
+        let changed = self.db.execute(&statement).await?.rows_affected() > 0;
+        if changed {
+            self.await_seal().await;
+        }
+        Ok(changed)
     }
 
     /// Commits `txn`; when its change queued records, waits (bounded) for a seal that
