@@ -54,8 +54,12 @@ use std::time::Duration;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    IsolationLevel, Iterable, NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-    sea_query::{Alias, CommonTableExpression, Expr, Query, SubQueryStatement, WithClause},
+    FromQueryResult, IsolationLevel, Iterable, NotSet, QueryFilter, QueryOrder, QuerySelect, Set,
+    Statement, TransactionTrait,
+    sea_query::{
+        Alias, CommonTableExpression, Expr, LockType, Order as SqlOrder, Query, SubQueryStatement,
+        WithClause,
+    },
     sqlx::postgres::PgListener,
 };
 use tracing::warn;
@@ -270,12 +274,24 @@ impl Store {
                 .exec_without_returning(txn)
                 .await?;
         }
-        set_control(txn, HEAD_ROW, &head.stored()).await?;
         if txn.get_database_backend() == DbBackend::Postgres {
             let payload = if revoking { "r" } else { "e" };
-            // Queued now, delivered to every listening replica when the transaction commits.
-            txn.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}, '{payload}'"))
-                .await?;
+            // The control row's update queues the notification too (one round trip): it
+            // is delivered to every listening replica when the transaction commits.
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE service_meta SET value = $1 WHERE name = $2 \
+                 RETURNING (SELECT 1 FROM pg_notify($3, $4))",
+                [
+                    head.stored().into(),
+                    HEAD_ROW.into(),
+                    NOTIFY_CHANNEL.into(),
+                    payload.into(),
+                ],
+            ))
+            .await?;
+        } else {
+            set_control(txn, HEAD_ROW, &head.stored()).await?;
         }
         Ok(ids)
     }
@@ -341,23 +357,29 @@ impl Store {
     pub async fn seal_pending(&self) -> Result<u64> {
         let mut total = 0;
         loop {
-            let txn = if self.db.get_database_backend() == DbBackend::MySql {
+            let txn = match &self.seal_db {
                 // No gap locks: writers keep inserting while the seal reads.
-                self.db
-                    .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-                    .await?
-            } else {
-                self.begin_write().await?
+                Some(db) if db.get_database_backend() == DbBackend::MySql => {
+                    db.begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                        .await?
+                }
+                Some(db) => db.begin().await?,
+                None => self.begin_write().await?,
             };
             let head = lock_head(&txn).await?;
-            // Locking reads see the latest committed rows (MariaDB's REPEATABLE READ would
-            // otherwise read its snapshot).
-            let waiting = pending::Entity::find()
-                .order_by_asc(pending::Column::Seq)
-                .limit(SEAL_BATCH)
-                .lock_exclusive()
-                .all(&txn)
-                .await?;
+            let taken = txn.get_database_backend() == DbBackend::Postgres;
+            let waiting = if taken {
+                take_pending(&txn).await?
+            } else {
+                // Locking reads see the latest committed rows (MariaDB's REPEATABLE READ
+                // would otherwise read its snapshot).
+                pending::Entity::find()
+                    .order_by_asc(pending::Column::Seq)
+                    .limit(SEAL_BATCH)
+                    .lock_exclusive()
+                    .all(&txn)
+                    .await?
+            };
             if waiting.is_empty() {
                 txn.rollback().await?;
                 return Ok(total);
@@ -366,11 +388,13 @@ impl Store {
             let seqs: Vec<i64> = waiting.iter().map(|p| p.seq).collect();
             let rows = waiting.into_iter().map(stored_of_pending).collect();
             self.write_chained(&txn, head, rows).await?;
-            for run in power_of_two_runs(seqs) {
-                pending::Entity::delete_many()
-                    .filter(pending::Column::Seq.is_in(run))
-                    .exec(&txn)
-                    .await?;
+            if !taken {
+                for run in power_of_two_runs(seqs) {
+                    pending::Entity::delete_many()
+                        .filter(pending::Column::Seq.is_in(run))
+                        .exec(&txn)
+                        .await?;
+                }
             }
             txn.commit().await?;
             total += count;
@@ -792,6 +816,30 @@ async fn queue(db: &impl ConnectionTrait, records: &[NewRecord], now: UnixMillis
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// PostgreSQL: takes the oldest waiting records (at most [`SEAL_BATCH`], locked) out of the
+/// queue in one statement (`DELETE ... WHERE seq IN (SELECT ... FOR UPDATE) RETURNING`), in
+/// `seq` order. The transaction's commit makes the move into the log and the deletion one.
+/// (MariaDB cannot limit a subquery of the table it deletes from: it reads, then deletes.)
+async fn take_pending(txn: &DatabaseTransaction) -> Result<Vec<pending::Model>> {
+    let oldest = Query::select()
+        .column(pending::Column::Seq)
+        .from(pending::Entity)
+        .order_by(pending::Column::Seq, SqlOrder::Asc)
+        .limit(SEAL_BATCH)
+        .lock(LockType::Update)
+        .to_owned();
+    let take = Query::delete()
+        .from_table(pending::Entity)
+        .and_where(pending::Column::Seq.in_subquery(oldest))
+        .returning_all()
+        .to_owned();
+    let mut taken = pending::Model::find_by_statement(txn.get_database_backend().build(&take))
+        .all(txn)
+        .await?;
+    taken.sort_unstable_by_key(|p| p.seq);
+    Ok(taken)
 }
 
 /// Splits `items` into runs whose lengths are powers of two, largest first, in order (13

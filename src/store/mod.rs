@@ -65,6 +65,10 @@ pub struct Store {
     audit_key: Option<std::sync::Arc<crate::domain::lifecycle::AuditKey>>,
     /// The lifecycle log's seal runs (group commit; see `lifecycle`).
     sealer: std::sync::Arc<lifecycle::Sealer>,
+    /// The seal's own connection (a pool of one, opened when first needed) on PostgreSQL
+    /// and MariaDB: every write waits for a seal, so a seal must not queue for a pooled
+    /// connection behind the writers that wait for it.
+    seal_db: Option<DatabaseConnection>,
 }
 
 impl Store {
@@ -81,20 +85,24 @@ impl Store {
             .connect_timeout(pool.connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
             .sqlx_logging(false);
-        let db =
-            Database::connect(options).await.map_err(|e| {
-                match connect::sqlite_open_failure(&e).filter(|_| url.starts_with("sqlite:")) {
-                    Some(text) => Error::Unavailable(text.into()),
-                    None => Error::from(e),
-                }
-            })?;
-        if db.get_database_backend() == DbBackend::Sqlite {
+        let db = Database::connect(options.clone()).await.map_err(|e| {
+            match connect::sqlite_open_failure(&e).filter(|_| url.starts_with("sqlite:")) {
+                Some(text) => Error::Unavailable(text.into()),
+                None => Error::from(e),
+            }
+        })?;
+        let seal_db = if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-        }
+            None
+        } else {
+            options.max_connections(1).min_connections(0);
+            Some(Database::connect(options).await?)
+        };
         Ok(Self {
             db,
             audit_key: None,
             sealer: std::sync::Arc::default(),
+            seal_db,
         })
     }
 
