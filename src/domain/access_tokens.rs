@@ -133,7 +133,13 @@ pub async fn token_creation(
     user_id: &str,
 ) -> Result<TokenCreation> {
     let user_id = caller.resolve_user_id(user_id)?;
-    let owner = ctx.require_user(&user_id).await?;
+    let owner = match caller {
+        // A user creating their own token: the record their credential was just checked
+        // against (kept as fresh as the credential itself by the cache's invalidation)
+        // is the owner; no second read.
+        Caller::User(principal) if principal.user.id == user_id => principal.user.clone(),
+        _ => ctx.require_user(&user_id).await?,
+    };
     Ok(TokenCreation { owner })
 }
 
