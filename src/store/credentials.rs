@@ -2,14 +2,13 @@
 //! session's user and personal access token, or, before a PAT's first use, the token and its
 //! owner) in one indexed query, one round trip.
 //!
-//! The statement is plain SQL built once per backend from the entities' columns and sent as
-//! a raw statement, so the query builder's cost is paid once per process and the driver's
-//! statement cache prepares it once per connection. Its two branches are each served by a
+//! The statement is plain SQL built once per backend from the entities' column lists and sent
+//! with the driver (sqlx) directly, not through SeaORM's connection, so the query builder's
+//! cost is paid once per process, the driver's statement cache prepares it once per
+//! connection, and the row is read by column position. Its two branches are each served by a
 //! unique index on `token_hash` (checked on PostgreSQL by `contract::query_plans`).
 
-use std::sync::OnceLock;
-
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
