@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
     sqlx::{
-        self, ColumnIndex, Database, Decode, Row, Type, mysql::MySqlRow, postgres::PgRow,
-        sqlite::SqliteRow,
+        self, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
+        mysql::MySqlRow, postgres::PgRow, sqlite::SqliteRow,
     },
 };
 
@@ -362,36 +362,17 @@ impl Store {
         let backend = self.db.get_database_backend();
         let sql = credential_by_digest_sql(backend);
         let digest = digest.as_str();
+        // PostgreSQL numbers the digest's parameter; the others bind it for each branch.
         match backend {
-            DbBackend::Postgres => {
-                let pool = self.db.get_postgres_connection_pool();
-                let rows = sqlx::query(sql)
-                    .bind(digest)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(driver_error)?;
-                credential_of(&rows)
-            }
-            DbBackend::MySql => {
-                let pool = self.db.get_mysql_connection_pool();
-                let rows = sqlx::query(sql)
-                    .bind(digest)
-                    .bind(digest)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(driver_error)?;
-                credential_of(&rows)
-            }
-            DbBackend::Sqlite => {
-                let pool = self.db.get_sqlite_connection_pool();
-                let rows = sqlx::query(sql)
-                    .bind(digest)
-                    .bind(digest)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(driver_error)?;
-                credential_of(&rows)
-            }
+            DbBackend::Postgres => credential_of(
+                &fetch_rows(self.db.get_postgres_connection_pool(), sql, &[digest]).await?,
+            ),
+            DbBackend::MySql => credential_of(
+                &fetch_rows(self.db.get_mysql_connection_pool(), sql, &[digest, digest]).await?,
+            ),
+            DbBackend::Sqlite => credential_of(
+                &fetch_rows(self.db.get_sqlite_connection_pool(), sql, &[digest, digest]).await?,
+            ),
             other => Err(unsupported(other)),
         }
     }
@@ -401,34 +382,39 @@ impl Store {
     pub async fn find_session_with_owner(&self, id: &SessionId) -> Result<Option<StoredSession>> {
         let backend = self.db.get_database_backend();
         let sql = by_session_id_sql(backend);
+        let id = [id.as_str()];
+        // By primary key: at most one row.
         match backend {
             DbBackend::Postgres => {
-                let row = sqlx::query(sql)
-                    .bind(id.as_str())
-                    .fetch_optional(self.db.get_postgres_connection_pool())
-                    .await
-                    .map_err(driver_error)?;
-                row.as_ref().map(CredentialRow::session_row).transpose()
+                let rows = fetch_rows(self.db.get_postgres_connection_pool(), sql, &id).await?;
+                rows.first().map(CredentialRow::session_row).transpose()
             }
             DbBackend::MySql => {
-                let row = sqlx::query(sql)
-                    .bind(id.as_str())
-                    .fetch_optional(self.db.get_mysql_connection_pool())
-                    .await
-                    .map_err(driver_error)?;
-                row.as_ref().map(CredentialRow::session_row).transpose()
+                let rows = fetch_rows(self.db.get_mysql_connection_pool(), sql, &id).await?;
+                rows.first().map(CredentialRow::session_row).transpose()
             }
             DbBackend::Sqlite => {
-                let row = sqlx::query(sql)
-                    .bind(id.as_str())
-                    .fetch_optional(self.db.get_sqlite_connection_pool())
-                    .await
-                    .map_err(driver_error)?;
-                row.as_ref().map(CredentialRow::session_row).transpose()
+                let rows = fetch_rows(self.db.get_sqlite_connection_pool(), sql, &id).await?;
+                rows.first().map(CredentialRow::session_row).transpose()
             }
             other => Err(unsupported(other)),
         }
     }
+}
+
+/// The rows `sql` returns with `values` bound in order, read from `pool` with the driver.
+async fn fetch_rows<DB>(pool: &Pool<DB>, sql: &'static str, values: &[&str]) -> Result<Vec<DB::Row>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let mut query = sqlx::query::<DB>(sql);
+    for value in values {
+        query = query.bind(*value);
+    }
+    query.fetch_all(pool).await.map_err(driver_error)
 }
 
 #[cfg(test)]
