@@ -139,6 +139,7 @@ pub struct Gauges {
     pub pool_connections: u32,
     pub pool_idle: usize,
     pub pool_max: u32,
+    pub check_connections: usize,
     pub watch_streams: usize,
 }
 
@@ -565,6 +566,11 @@ impl Metrics {
                 "token_service_db_pool_max_connections",
                 "Size limit of the request pool.",
                 u64::from(gauges.pool_max),
+            ),
+            (
+                "token_service_db_check_connections",
+                "Open connections the token check reads through (at most pool.check_connections).",
+                gauges.check_connections as u64,
             ),
             (
                 "token_service_watch_streams",

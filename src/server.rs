@@ -160,6 +160,7 @@ async fn connect_store_with(
         min_connections,
         connect_timeout: Duration::from_secs(config.pool.connect_timeout_secs),
         acquire_timeout: Duration::from_secs(config.pool.acquire_timeout_secs),
+        check_connections: config.pool.check_connections,
     };
     Store::connect(url.expose(), &pool).await.map_err(|e| {
         match &location {

@@ -197,6 +197,9 @@ pub struct PoolConfig {
     pub min_connections: u32,
     pub connect_timeout_secs: u64,
     pub acquire_timeout_secs: u64,
+    /// Connections held for the token check's reads, outside the pool (opened when first
+    /// needed; see `store::held_connections`).
+    pub check_connections: u32,
 }
 
 impl Default for PoolConfig {
@@ -206,6 +209,7 @@ impl Default for PoolConfig {
             min_connections: 1,
             connect_timeout_secs: 5,
             acquire_timeout_secs: 5,
+            check_connections: 8,
         }
     }
 }

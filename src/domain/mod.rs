@@ -253,6 +253,7 @@ impl Context {
             pool_connections: pool.connections,
             pool_idle: pool.idle,
             pool_max: pool.max,
+            check_connections: pool.check_connections,
             watch_streams: self.watch_streams(),
         }
     }

@@ -3,9 +3,10 @@
 //! owner) in one indexed query, one round trip.
 //!
 //! The statement is plain SQL built once per backend from the entities' column lists and sent
-//! with the driver (sqlx) directly, not through SeaORM's connection, so the query builder's
-//! cost is paid once per process, the driver's statement cache prepares it once per
-//! connection, and the row is read by column position. Its two branches are each served by a
+//! with the driver (sqlx) directly on the check's own connections (`held_connections`: no
+//! pool pings), not through SeaORM's connection, so the query builder's cost is paid once per
+//! process, the driver's statement cache prepares it once per connection, and the row is read
+//! by column position. Its two branches are each served by a
 //! unique index on `token_hash` (checked on PostgreSQL by `contract::query_plans`).
 
 use std::sync::{Arc, OnceLock};
@@ -13,13 +14,14 @@ use std::sync::{Arc, OnceLock};
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
     sqlx::{
-        self, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
+        self, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type,
         mysql::MySqlRow, postgres::PgRow, sqlite::SqliteRow,
     },
 };
 
 use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
+use super::held_connections::{CheckConnections, HeldConnections};
 use crate::domain::{
     error::{Error, Result},
     ids::SessionId,
@@ -351,70 +353,70 @@ impl Store {
     /// What `digest` names (a session with its user and token, and a personal access token
     /// with its owner), in one round trip.
     ///
-    /// The token check's miss: sent with the driver (sqlx) directly, not through SeaORM's
-    /// connection, whose futures (16-18 KB each, moved at every level) made a third of a
-    /// miss's instructions `memcpy` in a callgrind profile.
+    /// The token check's miss: sent with the driver (sqlx) directly on one of the check's
+    /// connections, not through SeaORM's connection, whose futures (16-18 KB each, moved at
+    /// every level) made a third of a miss's instructions `memcpy` in a callgrind profile,
+    /// nor through sqlx's pool, whose pings around each use cost more than the statement.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_credential_by_digest(
         &self,
         digest: &TokenDigest,
     ) -> Result<StoredCredential> {
-        let backend = self.db.get_database_backend();
-        let sql = credential_by_digest_sql(backend);
+        let sql = credential_by_digest_sql(self.db.get_database_backend());
         let digest = digest.as_str();
         // PostgreSQL numbers the digest's parameter; the others bind it for each branch.
-        match backend {
-            DbBackend::Postgres => credential_of(
-                &fetch_rows(self.db.get_postgres_connection_pool(), sql, &[digest]).await?,
-            ),
-            DbBackend::MySql => credential_of(
-                &fetch_rows(self.db.get_mysql_connection_pool(), sql, &[digest, digest]).await?,
-            ),
-            DbBackend::Sqlite => credential_of(
-                &fetch_rows(self.db.get_sqlite_connection_pool(), sql, &[digest, digest]).await?,
-            ),
-            other => Err(unsupported(other)),
+        match &*self.check {
+            CheckConnections::Postgres(held) => {
+                credential_of(&fetched(held, sql, &[digest]).await?)
+            }
+            CheckConnections::MySql(held) => {
+                credential_of(&fetched(held, sql, &[digest, digest]).await?)
+            }
+            CheckConnections::Sqlite(held) => {
+                credential_of(&fetched(held, sql, &[digest, digest]).await?)
+            }
+            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
         }
     }
 
     /// A session by id with its user and token, in one round trip.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_session_with_owner(&self, id: &SessionId) -> Result<Option<StoredSession>> {
-        let backend = self.db.get_database_backend();
-        let sql = by_session_id_sql(backend);
+        let sql = by_session_id_sql(self.db.get_database_backend());
         let id = [id.as_str()];
         // By primary key: at most one row.
-        match backend {
-            DbBackend::Postgres => {
-                let rows = fetch_rows(self.db.get_postgres_connection_pool(), sql, &id).await?;
+        match &*self.check {
+            CheckConnections::Postgres(held) => {
+                let rows = fetched(held, sql, &id).await?;
                 rows.first().map(CredentialRow::session_row).transpose()
             }
-            DbBackend::MySql => {
-                let rows = fetch_rows(self.db.get_mysql_connection_pool(), sql, &id).await?;
+            CheckConnections::MySql(held) => {
+                let rows = fetched(held, sql, &id).await?;
                 rows.first().map(CredentialRow::session_row).transpose()
             }
-            DbBackend::Sqlite => {
-                let rows = fetch_rows(self.db.get_sqlite_connection_pool(), sql, &id).await?;
+            CheckConnections::Sqlite(held) => {
+                let rows = fetched(held, sql, &id).await?;
                 rows.first().map(CredentialRow::session_row).transpose()
             }
-            other => Err(unsupported(other)),
+            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
         }
     }
 }
 
-/// The rows `sql` returns with `values` bound in order, read from `pool` with the driver.
-async fn fetch_rows<DB>(pool: &Pool<DB>, sql: &'static str, values: &[&str]) -> Result<Vec<DB::Row>>
+/// The rows `sql` returns with `values` bound in order, read on one of the check's
+/// connections.
+async fn fetched<DB>(
+    held: &HeldConnections<DB>,
+    sql: &'static str,
+    values: &[&str],
+) -> Result<Vec<DB::Row>>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     DB::Arguments: IntoArguments<DB>,
 {
-    let mut query = sqlx::query::<DB>(sql);
-    for value in values {
-        query = query.bind(*value);
-    }
-    query.fetch_all(pool).await.map_err(driver_error)
+    held.fetch_rows(sql, values).await.map_err(driver_error)
 }
 
 #[cfg(test)]

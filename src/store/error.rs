@@ -46,6 +46,21 @@ fn is_connection_error(e: &DbErr) -> bool {
     }
 }
 
+/// Whether `e` means the connection itself is gone (not an answer to the statement): it
+/// broke, or the server ended it (PostgreSQL's connection exceptions, class 08, and
+/// administrator or crash shutdowns, 57P01 and 57P02; MySQL/MariaDB's shutdown, 1053). The
+/// statement may be sent again on a fresh connection.
+pub(crate) fn means_connection_lost(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match e {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "1053")
+        }),
+        _ => false,
+    }
+}
+
 /// Server error codes that mean "the database cannot serve now; retry": PostgreSQL's
 /// connection exceptions (class 08), shutdowns and start-up (57P01-57P03), too many
 /// connections (53300), serialization failures and deadlocks (40001, 40P01); MySQL/MariaDB's
@@ -71,7 +86,21 @@ fn is_unavailable_code(code: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_unavailable_code;
+    use super::{is_unavailable_code, means_connection_lost};
+    use sea_orm::sqlx::Error as Sqlx;
+
+    #[test]
+    fn a_broken_connection_is_lost_an_answer_or_a_timeout_is_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(means_connection_lost(&Sqlx::Io(io)));
+        assert!(means_connection_lost(&Sqlx::Protocol(
+            "unexpected message".into()
+        )));
+        assert!(means_connection_lost(&Sqlx::WorkerCrashed));
+        assert!(!means_connection_lost(&Sqlx::RowNotFound));
+        assert!(!means_connection_lost(&Sqlx::PoolTimedOut));
+        assert!(!means_connection_lost(&Sqlx::ColumnNotFound("kind".into())));
+    }
 
     #[test]
     fn shutdowns_and_connection_limits_are_unavailable_other_codes_are_not() {

@@ -7,6 +7,7 @@ mod connect;
 mod credentials;
 mod entities;
 mod error;
+pub mod held_connections;
 mod jobs;
 mod leaks;
 mod lifecycle;
@@ -37,6 +38,8 @@ pub struct PoolOptions {
     pub min_connections: u32,
     pub connect_timeout: Duration,
     pub acquire_timeout: Duration,
+    /// Connections held for the token check's reads (see [`held_connections`]).
+    pub check_connections: u32,
 }
 
 /// How many connections a pool holds.
@@ -48,6 +51,8 @@ pub struct PoolStats {
     pub idle: usize,
     /// The pool's limit.
     pub max: u32,
+    /// Open connections of the token check's own set (outside the pool).
+    pub check_connections: usize,
 }
 
 /// The state of one migration, for `token-service migrate status`.
@@ -69,6 +74,8 @@ pub struct Store {
     /// and MariaDB: every write waits for a seal, so a seal must not queue for a pooled
     /// connection behind the writers that wait for it.
     seal_db: Option<DatabaseConnection>,
+    /// The token check's connections, outside the pool (see [`held_connections`]).
+    check: std::sync::Arc<held_connections::CheckConnections>,
 }
 
 impl Store {
@@ -98,11 +105,13 @@ impl Store {
             options.max_connections(1).min_connections(0);
             Some(Database::connect(options).await?)
         };
+        let check = std::sync::Arc::new(held_connections::CheckConnections::beside(&db, pool));
         Ok(Self {
             db,
             audit_key: None,
             sealer: std::sync::Arc::default(),
             seal_db,
+            check,
         })
     }
 
@@ -189,19 +198,24 @@ impl Store {
         Ok(())
     }
 
-    /// The request pool's usage.
+    /// The request pool's usage, and the token check's open connections.
     pub fn pool_stats(&self) -> PoolStats {
-        fn of<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolStats {
+        fn of<DB: sea_orm::sqlx::Database>(
+            pool: &sea_orm::sqlx::Pool<DB>,
+            check_connections: usize,
+        ) -> PoolStats {
             PoolStats {
                 connections: pool.size(),
                 idle: pool.num_idle(),
                 max: pool.options().get_max_connections(),
+                check_connections,
             }
         }
+        let check = self.check.open();
         match self.db.get_database_backend() {
-            DbBackend::Sqlite => of(self.db.get_sqlite_connection_pool()),
-            DbBackend::Postgres => of(self.db.get_postgres_connection_pool()),
-            _ => of(self.db.get_mysql_connection_pool()),
+            DbBackend::Sqlite => of(self.db.get_sqlite_connection_pool(), check),
+            DbBackend::Postgres => of(self.db.get_postgres_connection_pool(), check),
+            _ => of(self.db.get_mysql_connection_pool(), check),
         }
     }
 

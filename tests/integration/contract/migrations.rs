@@ -13,6 +13,7 @@ async fn migrations_go_up_down_and_up_again() {
         min_connections: 0,
         connect_timeout: std::time::Duration::from_secs(5),
         acquire_timeout: std::time::Duration::from_secs(5),
+        check_connections: 1,
     };
     let store = Store::connect(&db.url(), &pool).await.unwrap();
     let status = store.migration_status().await.unwrap();

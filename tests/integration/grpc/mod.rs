@@ -6,6 +6,7 @@ mod access_tokens;
 mod audit;
 pub(crate) mod bound_tokens;
 pub(crate) mod caller_kinds;
+mod check_connections;
 mod commands;
 mod concurrency;
 mod events;

@@ -21,7 +21,7 @@ use tokio::runtime::{Builder, Handle, Runtime};
 use crate::{
     BenchArgs, Scenario, baseline,
     cpu::{CLIENT_THREAD_PREFIX, CpuProbe},
-    db_baseline::{DbClient, DriverKind, IdSource},
+    db_baseline::{DbClient, DriverKind, HeldConnections, IdSource},
     drivers::{Driver, RestCall},
     http1::Http1Conn,
     stats::{RunResult, median},
@@ -330,11 +330,11 @@ async fn run_scenarios(
                 };
                 (target_drivers, "sqlx-insert", w.insert_drivers(args))
             }
-            Scenario::DbSqlx | Scenario::DbTokioPostgres => {
-                let kind = if scenario == Scenario::DbSqlx {
-                    DriverKind::Sqlx
-                } else {
-                    DriverKind::TokioPostgres
+            Scenario::DbSqlx | Scenario::DbSqlxHeld | Scenario::DbTokioPostgres => {
+                let kind = match scenario {
+                    Scenario::DbSqlx => DriverKind::Sqlx,
+                    Scenario::DbSqlxHeld => DriverKind::SqlxHeld,
+                    _ => DriverKind::TokioPostgres,
                 };
                 let Some(base) = db_drivers(tgt, args, kind).await? else {
                     println!(
@@ -345,10 +345,10 @@ async fn run_scenarios(
                 };
                 (
                     grpc_drivers(tgt.grpc, tgt, args, false).await?,
-                    if kind == DriverKind::Sqlx {
-                        "sqlx-select"
-                    } else {
-                        "tokio-postgres-select"
+                    match kind {
+                        DriverKind::Sqlx => "sqlx-select",
+                        DriverKind::SqlxHeld => "sqlx-held-select",
+                        DriverKind::TokioPostgres => "tokio-postgres-select",
                     },
                     base,
                 )
@@ -481,6 +481,18 @@ async fn db_drivers(
     if digests.is_empty() {
         return Err("no session was minted for the scenario's tokens".into());
     }
+    if kind == DriverKind::SqlxHeld {
+        let conns = Arc::new(HeldConnections::connect(url).await?);
+        return Ok(Some(
+            (0..args.concurrency)
+                .map(|worker| Driver::DbSelectHeld {
+                    conns: conns.clone(),
+                    worker,
+                    digests: digests.clone(),
+                })
+                .collect(),
+        ));
+    }
     Ok(Some(
         (0..args.concurrency)
             .map(|worker| Driver::DbSelect {
@@ -497,7 +509,11 @@ async fn db_drivers(
 /// token-service CPU per uncached check at most 3x a cached one.
 fn compare_database_path(summaries: &[PairSummary]) {
     let find = |name: &str| summaries.iter().find(|s| s.scenario == name);
-    for scenario in [Scenario::DbSqlx, Scenario::DbTokioPostgres] {
+    for scenario in [
+        Scenario::DbSqlx,
+        Scenario::DbSqlxHeld,
+        Scenario::DbTokioPostgres,
+    ] {
         if let Some(s) = find(scenario.name()) {
             let per_credential = 2.0 * median(&s.rps_ratios);
             println!(
@@ -520,6 +536,7 @@ fn compare_database_path(summaries: &[PairSummary]) {
     let uncached = [
         Scenario::IntrospectUncached,
         Scenario::DbSqlx,
+        Scenario::DbSqlxHeld,
         Scenario::DbTokioPostgres,
     ]
     .into_iter()
@@ -710,7 +727,7 @@ async fn run_pair(
                  what IntrospectToken reaches){at}"
             );
         }
-        Scenario::DbSqlx | Scenario::DbTokioPostgres => {
+        Scenario::DbSqlx | Scenario::DbSqlxHeld | Scenario::DbTokioPostgres => {
             println!(
                 "target: credentials checked per second (2 per request) >= 0.5 x {}'s point selects{at}",
                 b.name

@@ -23,6 +23,10 @@ use sqlx::{
 /// Connections each baseline opens: the service's default `pool.max_connections`.
 pub(crate) const POOL_SIZE: u32 = 16;
 
+/// Connections the held-connection baseline opens: the service's default
+/// `pool.check_connections` (the connections its token check reads through).
+pub(crate) const HELD_SIZE: u32 = 8;
+
 const SELECT_PG: &str = "SELECT * FROM sessions WHERE token_hash = $1";
 const SELECT_OTHERS: &str = "SELECT * FROM sessions WHERE token_hash = ?";
 
@@ -54,7 +58,71 @@ pub(crate) enum DbClient {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DriverKind {
     Sqlx,
+    /// sqlx connections held outside its pool (see [`HeldConnections`]).
+    SqlxHeld,
     TokioPostgres,
+}
+
+/// [`HELD_SIZE`] sqlx connections held outside sqlx's pool, worker `w` using connection
+/// `w % HELD_SIZE`: sqlx's pool pings a connection when it hands it out and again when it
+/// takes it back (a round trip each), which this baseline does without, as the service's
+/// token check does.
+#[derive(Debug)]
+pub(crate) enum HeldConnections {
+    Postgres(Box<[tokio::sync::Mutex<sqlx::PgConnection>]>),
+    Sqlite(Box<[tokio::sync::Mutex<sqlx::SqliteConnection>]>),
+    MySql(Box<[tokio::sync::Mutex<sqlx::MySqlConnection>]>),
+}
+
+impl HeldConnections {
+    /// Opens [`HELD_SIZE`] connections of the driver for `url`.
+    pub(crate) async fn connect(url: &str) -> Result<Self, String> {
+        async fn open<C: sqlx::Connection>(
+            url: &str,
+        ) -> Result<Box<[tokio::sync::Mutex<C>]>, String> {
+            let mut held = Vec::new();
+            for _ in 0..HELD_SIZE {
+                let conn = C::connect(url)
+                    .await
+                    .map_err(|e| format!("connect the baseline to the database: {e}"))?;
+                held.push(tokio::sync::Mutex::new(conn));
+            }
+            Ok(held.into())
+        }
+        Ok(
+            if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+                HeldConnections::Postgres(open(url).await?)
+            } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+                HeldConnections::MySql(open(url).await?)
+            } else {
+                HeldConnections::Sqlite(open(url).await?)
+            },
+        )
+    }
+
+    /// As [`DbClient::select_session`], on worker `worker`'s connection.
+    pub(crate) async fn select_session(&self, worker: usize, digest: &str) -> Result<(), String> {
+        macro_rules! select {
+            ($conns:expr, $sql:expr) => {{
+                let mut conn = $conns[worker % $conns.len()].lock().await;
+                sqlx::query($sql)
+                    .bind(digest)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map(|row| row.map(|r| r.len()))
+                    .map_err(|e| e.to_string())?
+            }};
+        }
+        let found = match self {
+            HeldConnections::Postgres(conns) => select!(conns, SELECT_PG),
+            HeldConnections::Sqlite(conns) => select!(conns, SELECT_OTHERS),
+            HeldConnections::MySql(conns) => select!(conns, SELECT_OTHERS),
+        };
+        match found {
+            Some(columns) if columns > 0 => Ok(()),
+            _ => Err("no session under one of the digests".to_owned()),
+        }
+    }
 }
 
 impl DbClient {
@@ -64,14 +132,16 @@ impl DbClient {
         let is_postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
         let err = |e: sqlx::Error| format!("connect the baseline to the database: {e}");
         Ok(Some(match kind {
-            DriverKind::Sqlx if is_postgres => DbClient::Postgres(
+            DriverKind::Sqlx | DriverKind::SqlxHeld if is_postgres => DbClient::Postgres(
                 PgPoolOptions::new()
                     .max_connections(POOL_SIZE)
                     .connect(url)
                     .await
                     .map_err(err)?,
             ),
-            DriverKind::Sqlx if url.starts_with("mysql:") || url.starts_with("mariadb:") => {
+            DriverKind::Sqlx | DriverKind::SqlxHeld
+                if url.starts_with("mysql:") || url.starts_with("mariadb:") =>
+            {
                 DbClient::MySql(
                     MySqlPoolOptions::new()
                         .max_connections(POOL_SIZE)
@@ -80,7 +150,7 @@ impl DbClient {
                         .map_err(err)?,
                 )
             }
-            DriverKind::Sqlx => DbClient::Sqlite(
+            DriverKind::Sqlx | DriverKind::SqlxHeld => DbClient::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(POOL_SIZE)
                     .connect(url)

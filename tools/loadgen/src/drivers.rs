@@ -25,7 +25,7 @@ use tonic::{
 };
 
 use crate::{
-    db_baseline::{DbClient, IdSource},
+    db_baseline::{DbClient, HeldConnections, IdSource},
     http1::Http1Conn,
 };
 
@@ -52,6 +52,12 @@ pub(crate) enum Driver {
     /// The point select of a session by one of `digests`, issued directly with a driver.
     DbSelect {
         db: DbClient,
+        worker: usize,
+        digests: Arc<[String]>,
+    },
+    /// As `DbSelect`, on sqlx connections held outside its pool.
+    DbSelectHeld {
+        conns: Arc<HeldConnections>,
         worker: usize,
         digests: Arc<[String]>,
     },
@@ -315,6 +321,15 @@ impl Driver {
                 digests,
             } => {
                 db.select_session(*worker, &digests[i % digests.len()])
+                    .await
+            }
+            Driver::DbSelectHeld {
+                conns,
+                worker,
+                digests,
+            } => {
+                conns
+                    .select_session(*worker, &digests[i % digests.len()])
                     .await
             }
             Driver::Rest {

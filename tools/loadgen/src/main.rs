@@ -261,6 +261,10 @@ enum Scenario {
     /// of a session by digest issued directly with sqlx (the service's driver) on the same
     /// database, at the same concurrency. IntrospectToken checks two credentials.
     DbSqlx,
+    /// As db-sqlx, on sqlx connections held outside its pool: sqlx's pool pings a connection
+    /// when it hands it out and when it takes it back, which this baseline (and the service's
+    /// token check) does without.
+    DbSqlxHeld,
     /// As db-sqlx, the point select issued with tokio-postgres (PostgreSQL only: pass
     /// --database-url postgres://...).
     DbTokioPostgres,
@@ -273,7 +277,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 12] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
@@ -282,6 +286,7 @@ impl Scenario {
         Scenario::GatewayIntrospect,
         Scenario::ExtAuthz,
         Scenario::DbSqlx,
+        Scenario::DbSqlxHeld,
         Scenario::DbTokioPostgres,
         Scenario::WriteCreate,
         Scenario::WriteRevoke,
@@ -297,6 +302,7 @@ impl Scenario {
             Scenario::GatewayIntrospect => "gateway-introspect",
             Scenario::ExtAuthz => "ext-authz",
             Scenario::DbSqlx => "db-sqlx",
+            Scenario::DbSqlxHeld => "db-sqlx-held",
             Scenario::DbTokioPostgres => "db-tokio-postgres",
             Scenario::WriteCreate => "write-create",
             Scenario::WriteRevoke => "write-revoke",
@@ -312,7 +318,10 @@ impl Scenario {
     fn uncached(self) -> bool {
         matches!(
             self,
-            Scenario::IntrospectUncached | Scenario::DbSqlx | Scenario::DbTokioPostgres
+            Scenario::IntrospectUncached
+                | Scenario::DbSqlx
+                | Scenario::DbSqlxHeld
+                | Scenario::DbTokioPostgres
         )
     }
 }

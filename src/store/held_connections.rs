@@ -1,0 +1,244 @@
+//! The connections the token check reads through, held outside sqlx's pool.
+//!
+//! sqlx's pool pings a connection when it hands it out and, always, again when it takes it
+//! back: two round trips around the check's one statement, each waking the database and the
+//! driver. The check's reads go instead through a small fixed set of connections (`pool.
+//! check_connections`), each opened on first use and kept:
+//!
+//! - a connection is pinged only when it may be unfit: after a statement that did not finish
+//!   (the check was cancelled mid-read, so a reply may be left unread: the ping drains it, as
+//!   sqlx's pool does on every release) or after [`PING_AFTER_IDLE`] unused;
+//! - a statement that fails because the connection was lost (the database restarted, a proxy
+//!   cut it) is sent once more on a fresh connection, so a restart costs no failed check;
+//! - waiting for a free connection is first come, first served, bounded by the pool's
+//!   acquire timeout, and answered like the pool's own timeout.
+//!
+//! A check holds its connection (and only that) across the statement's await: the
+//! connection is the resource. Nothing else is locked.
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use sea_orm::sqlx::{
+    self, ConnectOptions as _, Connection as _, Database, Encode, Executor, IntoArguments, Pool,
+    Type,
+};
+use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
+
+use super::error::means_connection_lost;
+
+/// A connection unused for this long is pinged before its next statement (a firewall or
+/// proxy may have dropped it silently; the ping finds out before a check waits on it).
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
+/// The check's connections to one database.
+pub struct HeldConnections<DB: Database> {
+    slots: Box<[Mutex<Slot<DB>>]>,
+    /// One permit per slot: waiting checks queue here, in order.
+    free: Semaphore,
+    /// Where the next check starts looking for a free slot (spreads use over the slots).
+    next: AtomicUsize,
+    /// The request pool: its connect options (URL, TLS, statement cache) open the slots.
+    pool: Pool<DB>,
+    connect_timeout: Duration,
+    acquire_timeout: Duration,
+}
+
+struct Slot<DB: Database> {
+    conn: Option<DB::Connection>,
+    /// False from a statement's start until its end: a statement cancelled in between may
+    /// leave a reply unread.
+    settled: bool,
+    last_used: Instant,
+}
+
+impl<DB: Database> std::fmt::Debug for HeldConnections<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldConnections")
+            .field("slots", &self.slots.len())
+            .field("open", &self.open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> HeldConnections<DB> {
+    /// How many of the connections are open now (those busy count as open).
+    pub fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.try_lock().map_or(true, |s| s.conn.is_some()))
+            .count()
+    }
+}
+
+impl<DB: Database> HeldConnections<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    /// `size` (at least one) connections opened like `pool`'s when first needed.
+    pub fn new(
+        pool: Pool<DB>,
+        size: usize,
+        connect_timeout: Duration,
+        acquire_timeout: Duration,
+    ) -> Self {
+        let size = size.max(1);
+        Self {
+            slots: (0..size)
+                .map(|_| {
+                    Mutex::new(Slot {
+                        conn: None,
+                        settled: true,
+                        last_used: Instant::now(),
+                    })
+                })
+                .collect(),
+            free: Semaphore::new(size),
+            next: AtomicUsize::new(0),
+            pool,
+            connect_timeout,
+            acquire_timeout,
+        }
+    }
+
+    /// The rows `sql` returns with `values` bound in order.
+    pub async fn fetch_rows(
+        &self,
+        sql: &'static str,
+        values: &[&str],
+    ) -> Result<Vec<DB::Row>, sqlx::Error> {
+        let (mut slot, _permit) = self.acquire().await?;
+        let mut retried = false;
+        loop {
+            self.make_ready(&mut slot).await?;
+            slot.settled = false;
+            let Some(conn) = slot.conn.as_mut() else {
+                return Err(sqlx::Error::PoolClosed);
+            };
+            let mut query = sqlx::query::<DB>(sql);
+            for value in values {
+                query = query.bind(*value);
+            }
+            match query.fetch_all(&mut *conn).await {
+                Ok(rows) => {
+                    slot.settled = true;
+                    slot.last_used = Instant::now();
+                    return Ok(rows);
+                }
+                Err(e) if means_connection_lost(&e) => {
+                    slot.conn = None;
+                    if retried {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+                Err(e) => {
+                    // The database answered (a constraint, a type): the connection is sound.
+                    slot.settled = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A free slot, first come first served, within the acquire timeout.
+    async fn acquire(
+        &self,
+    ) -> Result<(MutexGuard<'_, Slot<DB>>, SemaphorePermit<'_>), sqlx::Error> {
+        let permit = match self.free.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(self.acquire_timeout, self.free.acquire())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?
+                .map_err(|_| sqlx::Error::PoolClosed)?,
+        };
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        // Holding a permit, at least one slot is free: each holder locks at most one.
+        for i in 0..n {
+            if let Ok(slot) = self.slots[(start + i) % n].try_lock() {
+                return Ok((slot, permit));
+            }
+        }
+        // Unreachable while the invariant holds; waiting keeps it correct if it does not.
+        Ok((self.slots[start].lock().await, permit))
+    }
+
+    /// Opens the slot's connection if it has none, and pings it if it may be unfit
+    /// (replacing it when the ping fails).
+    async fn make_ready(&self, slot: &mut Slot<DB>) -> Result<(), sqlx::Error> {
+        if let Some(conn) = slot.conn.as_mut() {
+            if slot.settled && slot.last_used.elapsed() < PING_AFTER_IDLE {
+                return Ok(());
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, conn.ping()).await {
+                slot.settled = true;
+                slot.last_used = Instant::now();
+                return Ok(());
+            }
+            slot.conn = None;
+        }
+        let options = self.pool.connect_options();
+        let conn = tokio::time::timeout(self.connect_timeout, options.connect())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        slot.conn = Some(conn);
+        slot.settled = true;
+        slot.last_used = Instant::now();
+        Ok(())
+    }
+}
+
+/// The check's connections, for the store's backend.
+#[derive(Debug)]
+pub enum CheckConnections {
+    Postgres(HeldConnections<sqlx::Postgres>),
+    MySql(HeldConnections<sqlx::MySql>),
+    Sqlite(HeldConnections<sqlx::Sqlite>),
+    /// A backend the check has no statement for (the lookups say so).
+    Unsupported,
+}
+
+impl CheckConnections {
+    /// How many of the connections are open now.
+    pub fn open(&self) -> usize {
+        match self {
+            CheckConnections::Postgres(held) => held.open(),
+            CheckConnections::MySql(held) => held.open(),
+            CheckConnections::Sqlite(held) => held.open(),
+            CheckConnections::Unsupported => 0,
+        }
+    }
+
+    /// `options.check_connections` connections opened like `db`'s pool's, when first needed.
+    pub fn beside(db: &sea_orm::DatabaseConnection, options: &super::PoolOptions) -> Self {
+        use sea_orm::DbBackend;
+        let size = usize::try_from(options.check_connections).unwrap_or(usize::MAX);
+        let (connect, acquire) = (options.connect_timeout, options.acquire_timeout);
+        match db.get_database_backend() {
+            DbBackend::Postgres => CheckConnections::Postgres(HeldConnections::new(
+                db.get_postgres_connection_pool().clone(),
+                size,
+                connect,
+                acquire,
+            )),
+            DbBackend::MySql => CheckConnections::MySql(HeldConnections::new(
+                db.get_mysql_connection_pool().clone(),
+                size,
+                connect,
+                acquire,
+            )),
+            DbBackend::Sqlite => CheckConnections::Sqlite(HeldConnections::new(
+                db.get_sqlite_connection_pool().clone(),
+                size,
+                connect,
+                acquire,
+            )),
+            _ => CheckConnections::Unsupported,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The token check's own connections (`pool.check_connections`, outside the request pool):
+//! many concurrent misses share a few connections and each gets its own answer; a check
+//! cancelled mid-read leaves nothing for the next one to read; a connection the database
+//! ended is replaced without failing the check that finds it gone.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+
+use crate::common::*;
+
+/// A server whose every token check reads the database, through `connections` connections.
+async fn uncached(connections: u32) -> TestServer {
+    TestServer::start_with(|c| {
+        c.cache.enable = false;
+        c.pool.check_connections = connections;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn many_concurrent_misses_share_two_connections_and_each_is_answered_for_its_own_token() {
+    let srv = uncached(2).await;
+    let mut users = Vec::new();
+    for i in 0..8 {
+        users.push(srv.token_user(&format!("user{i}")).await);
+    }
+    let client = srv.client().await;
+    let mut checks = tokio::task::JoinSet::new();
+    for i in 0..96 {
+        let user = &users[i % users.len()];
+        let (as_user, expected) = (client.as_(user), user.id.clone());
+        checks.spawn(async move { (expected, as_user.me().await) });
+    }
+    while let Some(done) = checks.join_next().await {
+        let (expected, me) = done.unwrap();
+        let me = me.expect("every check is answered");
+        assert_eq!(
+            me.id, expected,
+            "a check was answered with another token's user"
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_cancelled_mid_read_leaves_no_reply_for_the_next_check_on_its_connection() {
+    // One connection: every check after a cancelled one reads on the very same connection.
+    let srv = uncached(1).await;
+    let alice = srv.token_user("alice").await;
+    let bob = srv.token_user("bob").await;
+    let mut client = srv.client().await;
+    let mut cancelled = 0;
+    for i in 0..60u64 {
+        // Deadlines from 50 µs up: some end before the read, some during it, some after.
+        let mut request = authed(token_service::pb::GetMeRequest {}, &alice.token);
+        request.set_timeout(Duration::from_micros(50 + 40 * i));
+        if client.get_me(request).await.is_err() {
+            cancelled += 1;
+        }
+        let me = client
+            .get_me(authed(token_service::pb::GetMeRequest {}, &bob.token))
+            .await
+            .expect("the check after a cancelled one is answered")
+            .into_inner()
+            .user
+            .expect("user");
+        assert_eq!(
+            me.id, bob.id,
+            "round {i}: read a reply meant for another check"
+        );
+    }
+    assert!(
+        cancelled > 0,
+        "no check was cancelled: the test tested nothing"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a database server (TEST_DATABASE_URL, PostgreSQL or MariaDB); .ci/run runs it"]
+async fn a_connection_the_database_ended_is_replaced_without_failing_the_check() {
+    let srv = uncached(1).await;
+    let alice = srv.token_user("alice").await;
+    let as_alice = srv.client().await.as_(&alice);
+    assert_eq!(as_alice.me().await.unwrap().id, alice.id);
+
+    // The database ends every connection to the service's database but this one (as a
+    // restart or a failover would), without the service hearing of it.
+    let url = srv.config.database_url.as_ref().unwrap().expose();
+    let db = Database::connect(url)
+        .await
+        .expect("connect to the test database");
+    let backend = db.get_database_backend();
+    let (list, end): (&str, fn(i64) -> String) = match backend {
+        DbBackend::Postgres => (
+            "SELECT pid::BIGINT AS id FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            |id| format!("SELECT pg_terminate_backend({id})"),
+        ),
+        _ => (
+            "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist \
+             WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+            |id| format!("KILL CONNECTION {id}"),
+        ),
+    };
+    let ids: Vec<i64> = db
+        .query_all_raw(Statement::from_string(backend, list))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<i64>("", "id").unwrap())
+        .collect();
+    assert!(!ids.is_empty(), "the service holds connections to end");
+    for id in ids {
+        // A connection may be gone already (one of the service's own reconnecting).
+        let _ = db.execute_unprepared(&end(id)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The first check after it finds its connection gone and reads on a fresh one.
+    assert_eq!(
+        as_alice
+            .me()
+            .await
+            .expect("answered on a fresh connection")
+            .id,
+        alice.id
+    );
+    srv.stop().await;
+}
