@@ -735,9 +735,13 @@ async fn authorize_token_change(
     let TokenRef::Id(token_id) = token else {
         return Err(token_not_found());
     };
-    let token = find_token(ctx, &token_id).await?;
-    ctx.require_user_or_bot_access(caller, &token.user_id)
-        .await?;
+    // The token and its owner in one read.
+    let (token, owner) = ctx
+        .store()
+        .find_access_token_with_owner(&token_id)
+        .await?
+        .ok_or_else(token_not_found)?;
+    ctx.require_user_or_bot_access_to(caller, &owner)?;
     Ok(token)
 }
 

@@ -419,22 +419,35 @@ impl Context {
         let Caller::User(p) = caller else {
             return Ok(());
         };
-        let allowed = if &p.user.id == target {
+        if &p.user.id == target {
+            return Ok(());
+        }
+        match self.store().find_user(target).await? {
+            Some(user) => self.require_user_or_bot_access_to(caller, &user),
+            // No such user: only a system manager passes (as `can_act_on_user` decides).
+            None if self.has_permission(caller, Permission::ManageSystem) => Ok(()),
+            None => Err(denied_as_edit_other_users()),
+        }
+    }
+
+    /// As [`Context::require_user_or_bot_access`], the target already read.
+    pub fn require_user_or_bot_access_to(&self, caller: &Caller, target: &User) -> Result<()> {
+        let Caller::User(p) = caller else {
+            return Ok(());
+        };
+        let allowed = if p.user.id == target.id {
             true
-        } else {
-            match self.store().find_user(target).await? {
-                Some(bot) if bot.is_bot => {
-                    if bot.bot_owner_id.as_ref() == Some(&p.user.id) {
-                        self.has_permission(caller, Permission::ManageBots)
-                    } else {
-                        self.has_permission(caller, Permission::ManageOthersBots)
-                    }
-                }
-                _ => {
-                    self.can_act_on_user(caller, target, SelfAccess::Write)
-                        .await?
-                }
+        } else if target.is_bot {
+            if target.bot_owner_id.as_ref() == Some(&p.user.id) {
+                self.has_permission(caller, Permission::ManageBots)
+            } else {
+                self.has_permission(caller, Permission::ManageOthersBots)
             }
+        } else {
+            // `can_act_on_user` for another user, read already.
+            self.has_permission(caller, Permission::ManageSystem)
+                || (self.has_permission(caller, Permission::EditOtherUsers)
+                    && !target.is_system_admin())
         };
         if allowed {
             Ok(())

@@ -24,7 +24,7 @@ use super::entities::{sessions, user_access_tokens as tokens, users};
 use super::held_connections::{CheckConnections, HeldConnections};
 use crate::domain::{
     error::{Error, Result},
-    ids::SessionId,
+    ids::{SessionId, TokenId},
     model::{Session, StoredCredential, StoredSession, User, UserAccessToken},
     secret::TokenDigest,
 };
@@ -123,21 +123,27 @@ fn session_select(condition: &str) -> String {
     )
 }
 
+/// The access token branch: tokens matching `condition` with their owner.
+fn token_select(condition: &str) -> String {
+    format!(
+        "SELECT '{BY_ACCESS_TOKEN}' AS kind, {no_s}, {u}, {t} \
+         FROM user_access_tokens t \
+         JOIN users u ON u.id = t.user_id \
+         WHERE {condition}",
+        u = columns("u", &USER_COLUMNS, true),
+        t = columns("t", &TOKEN_COLUMNS, true),
+        no_s = columns("s", &SESSION_COLUMNS, false),
+    )
+}
+
 /// The statement for `backend`: the session branch by digest, and the access token branch
 /// (a token and its owner) by the same digest.
 fn by_digest_sql(backend: DbBackend) -> String {
     let param = parameter(backend);
     format!(
-        "{sessions} \
-         UNION ALL \
-         SELECT '{BY_ACCESS_TOKEN}' AS kind, {no_s}, {u}, {t} \
-         FROM user_access_tokens t \
-         JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = {param}",
+        "{sessions} UNION ALL {tokens}",
         sessions = session_select(&format!("s.token_hash = {param}")),
-        u = columns("u", &USER_COLUMNS, true),
-        t = columns("t", &TOKEN_COLUMNS, true),
-        no_s = columns("s", &SESSION_COLUMNS, false),
+        tokens = token_select(&format!("t.token_hash = {param}")),
     )
 }
 
@@ -157,6 +163,18 @@ fn by_session_id_sql(backend: DbBackend) -> &'static str {
     static POSTGRES: OnceLock<String> = OnceLock::new();
     static OTHERS: OnceLock<String> = OnceLock::new();
     let build = || session_select(&format!("s.id = {}", parameter(backend)));
+    match backend {
+        DbBackend::Postgres => POSTGRES.get_or_init(build),
+        _ => OTHERS.get_or_init(build),
+    }
+}
+
+/// The statement that reads one personal access token by id with its owner (a change's
+/// authorization): the access token branch of [`credential_by_digest_sql`] by primary key.
+pub fn access_token_with_owner_sql(backend: DbBackend) -> &'static str {
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    static OTHERS: OnceLock<String> = OnceLock::new();
+    let build = || token_select(&format!("t.id = {}", parameter(backend)));
     match backend {
         DbBackend::Postgres => POSTGRES.get_or_init(build),
         _ => OTHERS.get_or_init(build),
@@ -397,6 +415,45 @@ impl Store {
             CheckConnections::Sqlite(held) => {
                 let rows = fetched(held, sql, &id).await?;
                 rows.first().map(CredentialRow::session_row).transpose()
+            }
+            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
+        }
+    }
+}
+
+impl Store {
+    /// A personal access token by id with its owner, in one round trip on the check's
+    /// connections (what revoking, disabling or enabling it must know first).
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
+    pub async fn find_access_token_with_owner(
+        &self,
+        id: &TokenId,
+    ) -> Result<Option<(UserAccessToken, User)>> {
+        let sql = access_token_with_owner_sql(self.db.get_database_backend());
+        let id = [id.as_str()];
+        let owned = |(token, user, _): (UserAccessToken, User, TokenDigest)| (token, user);
+        // By primary key: at most one row.
+        match &*self.check {
+            CheckConnections::Postgres(held) => {
+                let rows = fetched(held, sql, &id).await?;
+                rows.first()
+                    .map(CredentialRow::access_token_row)
+                    .transpose()
+                    .map(|r| r.map(owned))
+            }
+            CheckConnections::MySql(held) => {
+                let rows = fetched(held, sql, &id).await?;
+                rows.first()
+                    .map(CredentialRow::access_token_row)
+                    .transpose()
+                    .map(|r| r.map(owned))
+            }
+            CheckConnections::Sqlite(held) => {
+                let rows = fetched(held, sql, &id).await?;
+                rows.first()
+                    .map(CredentialRow::access_token_row)
+                    .transpose()
+                    .map(|r| r.map(owned))
             }
             CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
         }

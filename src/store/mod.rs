@@ -28,7 +28,7 @@ use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
 pub use connect::check_database_url;
-pub use credentials::credential_by_digest_sql;
+pub use credentials::{access_token_with_owner_sql, credential_by_digest_sql};
 pub use lifecycle::{ChainLink, LogWakeups};
 
 /// Pool settings.

@@ -231,15 +231,25 @@ async fn every_lookup_is_served_by_an_index_on_postgres() {
     let credential_check =
         token_service::store::credential_by_digest_sql(sea_orm::DbBackend::Postgres)
             .replace("$1", "'x'");
+    let token_with_owner =
+        token_service::store::access_token_with_owner_sql(sea_orm::DbBackend::Postgres)
+            .replace("$1", "'x'");
     let all = QUERIES
         .iter()
         .map(|(what, sql)| (*what, *sql, true))
         .chain(WINDOWS.iter().map(|(what, sql)| (*what, *sql, false)))
-        .chain([(
-            "the token check: session, user and token by digest, in one statement",
-            credential_check.as_str(),
-            true,
-        )]);
+        .chain([
+            (
+                "the token check: session, user and token by digest, in one statement",
+                credential_check.as_str(),
+                true,
+            ),
+            (
+                "a token change's authorization: the token and its owner by the token's id",
+                token_with_owner.as_str(),
+                true,
+            ),
+        ]);
     for (what, sql, strict) in all {
         let plan = explain(&db, sql).await;
         // An index must find the rows, not just be walked while a filter throws rows away.

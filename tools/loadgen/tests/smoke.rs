@@ -179,6 +179,12 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         "the database path is compared per credential: {stdout}"
     );
     assert!(
+        stdout.contains(
+            "db-sqlx-held: credentials checked per second / driver point selects per second = "
+        ),
+        "and against sqlx on held connections, as the check reads: {stdout}"
+    );
+    assert!(
         stdout.contains("== db-tokio-postgres: skipped (PostgreSQL only"),
         "tokio-postgres needs PostgreSQL; the default database is SQLite: {stdout}"
     );
