@@ -147,38 +147,39 @@ fn by_digest_sql(backend: DbBackend) -> String {
     )
 }
 
+/// A statement's text for `backend` from `cells` (PostgreSQL's, then the others': they differ
+/// only in the parameter's spelling), built by `build` the first time.
+fn built_once(
+    backend: DbBackend,
+    cells: &'static [OnceLock<String>; 2],
+    build: impl FnOnce(&str) -> String,
+) -> &'static str {
+    let cell = &cells[usize::from(backend != DbBackend::Postgres)];
+    cell.get_or_init(|| build(parameter(backend)))
+}
+
 /// The statement text for `backend`, built once.
 pub fn credential_by_digest_sql(backend: DbBackend) -> &'static str {
-    static POSTGRES: OnceLock<String> = OnceLock::new();
-    static OTHERS: OnceLock<String> = OnceLock::new();
-    match backend {
-        DbBackend::Postgres => POSTGRES.get_or_init(|| by_digest_sql(backend)),
-        _ => OTHERS.get_or_init(|| by_digest_sql(backend)),
-    }
+    static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    built_once(backend, &CELLS, |_| by_digest_sql(backend))
 }
 
 /// The statement that reads one session by id with its user and token (a stream
 /// subscriber's recheck): the session branch of [`credential_by_digest_sql`] by primary key.
 fn by_session_id_sql(backend: DbBackend) -> &'static str {
-    static POSTGRES: OnceLock<String> = OnceLock::new();
-    static OTHERS: OnceLock<String> = OnceLock::new();
-    let build = || session_select(&format!("s.id = {}", parameter(backend)));
-    match backend {
-        DbBackend::Postgres => POSTGRES.get_or_init(build),
-        _ => OTHERS.get_or_init(build),
-    }
+    static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    built_once(backend, &CELLS, |param| {
+        session_select(&format!("s.id = {param}"))
+    })
 }
 
 /// The statement that reads one personal access token by id with its owner (a change's
 /// authorization): the access token branch of [`credential_by_digest_sql`] by primary key.
 pub fn access_token_with_owner_sql(backend: DbBackend) -> &'static str {
-    static POSTGRES: OnceLock<String> = OnceLock::new();
-    static OTHERS: OnceLock<String> = OnceLock::new();
-    let build = || token_select(&format!("t.id = {}", parameter(backend)));
-    match backend {
-        DbBackend::Postgres => POSTGRES.get_or_init(build),
-        _ => OTHERS.get_or_init(build),
-    }
+    static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    built_once(backend, &CELLS, |param| {
+        token_select(&format!("t.id = {param}"))
+    })
 }
 
 /// Reads a row's columns in order from a position, by index (no column name is formatted
@@ -367,6 +368,28 @@ where
     Ok(found)
 }
 
+/// `$rows` bound to the rows `$sql` returns with `$values`, read on one of `$store`'s check
+/// connections, then `$body`: the arms differ only in the backend's row type.
+macro_rules! with_rows {
+    ($store:expr, $sql:expr, $values:expr, $rows:ident => $body:expr) => {
+        match &*$store.check {
+            CheckConnections::Postgres(held) => {
+                let $rows = fetched(held, $sql, $values).await?;
+                $body
+            }
+            CheckConnections::MySql(held) => {
+                let $rows = fetched(held, $sql, $values).await?;
+                $body
+            }
+            CheckConnections::Sqlite(held) => {
+                let $rows = fetched(held, $sql, $values).await?;
+                $body
+            }
+            CheckConnections::Unsupported => Err(unsupported($store.db.get_database_backend())),
+        }
+    };
+}
+
 impl Store {
     /// What `digest` names (a session with its user and token, and a personal access token
     /// with its owner), in one round trip.
@@ -380,48 +403,28 @@ impl Store {
         &self,
         digest: &TokenDigest,
     ) -> Result<StoredCredential> {
-        let sql = credential_by_digest_sql(self.db.get_database_backend());
+        let backend = self.db.get_database_backend();
+        let sql = credential_by_digest_sql(backend);
         let digest = digest.as_str();
         // PostgreSQL numbers the digest's parameter; the others bind it for each branch.
-        match &*self.check {
-            CheckConnections::Postgres(held) => {
-                credential_of(&fetched(held, sql, &[digest]).await?)
-            }
-            CheckConnections::MySql(held) => {
-                credential_of(&fetched(held, sql, &[digest, digest]).await?)
-            }
-            CheckConnections::Sqlite(held) => {
-                credential_of(&fetched(held, sql, &[digest, digest]).await?)
-            }
-            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
-        }
+        let values: &[&str] = if backend == DbBackend::Postgres {
+            &[digest]
+        } else {
+            &[digest, digest]
+        };
+        with_rows!(self, sql, values, rows => credential_of(&rows))
     }
 
     /// A session by id with its user and token, in one round trip.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn find_session_with_owner(&self, id: &SessionId) -> Result<Option<StoredSession>> {
         let sql = by_session_id_sql(self.db.get_database_backend());
-        let id = [id.as_str()];
         // By primary key: at most one row.
-        match &*self.check {
-            CheckConnections::Postgres(held) => {
-                let rows = fetched(held, sql, &id).await?;
-                rows.first().map(CredentialRow::session_row).transpose()
-            }
-            CheckConnections::MySql(held) => {
-                let rows = fetched(held, sql, &id).await?;
-                rows.first().map(CredentialRow::session_row).transpose()
-            }
-            CheckConnections::Sqlite(held) => {
-                let rows = fetched(held, sql, &id).await?;
-                rows.first().map(CredentialRow::session_row).transpose()
-            }
-            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
-        }
+        with_rows!(self, sql, &[id.as_str()], rows => {
+            rows.first().map(CredentialRow::session_row).transpose()
+        })
     }
-}
 
-impl Store {
     /// A personal access token by id with its owner, in one round trip on the check's
     /// connections (what revoking, disabling or enabling it must know first).
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
@@ -430,33 +433,11 @@ impl Store {
         id: &TokenId,
     ) -> Result<Option<(UserAccessToken, User)>> {
         let sql = access_token_with_owner_sql(self.db.get_database_backend());
-        let id = [id.as_str()];
-        let owned = |(token, user, _): (UserAccessToken, User, TokenDigest)| (token, user);
         // By primary key: at most one row.
-        match &*self.check {
-            CheckConnections::Postgres(held) => {
-                let rows = fetched(held, sql, &id).await?;
-                rows.first()
-                    .map(CredentialRow::access_token_row)
-                    .transpose()
-                    .map(|r| r.map(owned))
-            }
-            CheckConnections::MySql(held) => {
-                let rows = fetched(held, sql, &id).await?;
-                rows.first()
-                    .map(CredentialRow::access_token_row)
-                    .transpose()
-                    .map(|r| r.map(owned))
-            }
-            CheckConnections::Sqlite(held) => {
-                let rows = fetched(held, sql, &id).await?;
-                rows.first()
-                    .map(CredentialRow::access_token_row)
-                    .transpose()
-                    .map(|r| r.map(owned))
-            }
-            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
-        }
+        let found = with_rows!(self, sql, &[id.as_str()], rows => {
+            rows.first().map(CredentialRow::access_token_row).transpose()
+        })?;
+        Ok(found.map(|(token, owner, _)| (token, owner)))
     }
 }
 
