@@ -361,3 +361,16 @@ fn the_grpc_idle_timeout_defaults_to_5m_may_be_off_and_is_checked() {
         );
     }
 }
+
+#[test]
+fn the_check_connections_are_read_from_env_and_must_be_at_least_one() {
+    let e = env(&[("TOKEN_SERVICE_POOL__CHECK_CONNECTIONS", "3")]);
+    let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
+    assert_eq!(c.pool.check_connections, 3);
+    let (default, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert_eq!(default.pool.check_connections, 8);
+    let mut none = default.clone();
+    none.pool.check_connections = 0;
+    let err = none.validate().unwrap_err();
+    assert!(err.contains("pool.check_connections"), "{err}");
+}
