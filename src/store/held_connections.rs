@@ -16,10 +16,7 @@
 //! A check holds its connection (and only that) across the statement's await: the
 //! connection is the resource. Nothing else is locked.
 
-use std::{
-    sync::atomic::{AtomicUsize, Ordering},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::{
     self, ConnectOptions as _, Connection as _, Database, Encode, Executor, IntoArguments, Pool,
@@ -38,8 +35,6 @@ pub struct HeldConnections<DB: Database> {
     slots: Box<[Mutex<Slot<DB>>]>,
     /// One permit per slot: waiting checks queue here, in order.
     free: Semaphore,
-    /// Where the next check starts looking for a free slot (spreads use over the slots).
-    next: AtomicUsize,
     /// The request pool: its connect options (URL, TLS, statement cache) open the slots.
     pool: Pool<DB>,
     connect_timeout: Duration,
@@ -64,6 +59,20 @@ impl<DB: Database> std::fmt::Debug for HeldConnections<DB> {
 }
 
 impl<DB: Database> HeldConnections<DB> {
+    /// Closes the open connections (telling the database, so it logs no lost client),
+    /// waiting at most `patience` for a check still reading; reopened if used again.
+    pub async fn close(&self, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        for slot in self.slots.iter() {
+            let Ok(mut slot) = tokio::time::timeout_at(deadline, slot.lock()).await else {
+                return;
+            };
+            if let Some(conn) = slot.conn.take() {
+                let _ = tokio::time::timeout_at(deadline, conn.close()).await;
+            }
+        }
+    }
+
     /// How many of the connections are open now (those busy count as open).
     pub fn open(&self) -> usize {
         self.slots
@@ -98,7 +107,6 @@ where
                 })
                 .collect(),
             free: Semaphore::new(size),
-            next: AtomicUsize::new(0),
             pool,
             connect_timeout,
             acquire_timeout,
@@ -156,16 +164,18 @@ where
                 .map_err(|_| sqlx::Error::PoolTimedOut)?
                 .map_err(|_| sqlx::Error::PoolClosed)?,
         };
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        // Holding a permit, at least one slot is free: each holder locks at most one.
-        for i in 0..n {
-            if let Ok(slot) = self.slots[(start + i) % n].try_lock() {
-                return Ok((slot, permit));
+        // The first free slot: checks one at a time keep using the first connection, and a
+        // further one is opened only when that many checks read at once. Holding a permit,
+        // at least one slot is free (each holder locks at most one).
+        loop {
+            for slot in self.slots.iter() {
+                if let Ok(slot) = slot.try_lock() {
+                    return Ok((slot, permit));
+                }
             }
+            // None free only while a metrics scrape counts the slots (for an instant).
+            tokio::task::yield_now().await;
         }
-        // Unreachable while the invariant holds; waiting keeps it correct if it does not.
-        Ok((self.slots[start].lock().await, permit))
     }
 
     /// Opens the slot's connection if it has none, and pings it if it may be unfit
@@ -204,6 +214,16 @@ pub enum CheckConnections {
 }
 
 impl CheckConnections {
+    /// Closes the open connections (see [`HeldConnections::close`]).
+    pub async fn close(&self, patience: Duration) {
+        match self {
+            CheckConnections::Postgres(held) => held.close(patience).await,
+            CheckConnections::MySql(held) => held.close(patience).await,
+            CheckConnections::Sqlite(held) => held.close(patience).await,
+            CheckConnections::Unsupported => {}
+        }
+    }
+
     /// How many of the connections are open now.
     pub fn open(&self) -> usize {
         match self {

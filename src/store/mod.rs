@@ -219,8 +219,12 @@ impl Store {
         }
     }
 
-    /// Closes the pool.
+    /// Closes the pool and the token check's connections.
     pub async fn close(self) {
+        self.check.close(Duration::from_secs(1)).await;
+        if let Some(seal_db) = self.seal_db {
+            let _ = seal_db.close().await;
+        }
         let _ = self.db.close().await;
     }
 

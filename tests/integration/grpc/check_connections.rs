@@ -1,5 +1,6 @@
 //! The token check's own connections (`pool.check_connections`, outside the request pool):
-//! many concurrent misses share a few connections and each gets its own answer; a check
+//! one is enough for checks one at a time; many concurrent misses share a few connections
+//! and each gets its own answer; a check
 //! cancelled mid-read leaves nothing for the next one to read; a connection the database
 //! ended is replaced without failing the check that finds it gone.
 
@@ -40,6 +41,31 @@ async fn many_concurrent_misses_share_two_connections_and_each_is_answered_for_i
             "a check was answered with another token's user"
         );
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn checks_one_at_a_time_read_through_one_connection_and_more_open_only_for_concurrency() {
+    let srv = uncached(4).await;
+    let alice = srv.token_user("alice").await;
+    let as_alice = srv.client().await.as_(&alice);
+    for _ in 0..5 {
+        assert_eq!(as_alice.me().await.unwrap().id, alice.id);
+    }
+    assert_eq!(srv.counter("token_service_db_check_connections").await, 1);
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let as_alice = as_alice.clone();
+        checks.spawn(async move { as_alice.me().await });
+    }
+    while let Some(done) = checks.join_next().await {
+        done.unwrap().expect("answered");
+    }
+    let open = srv.counter("token_service_db_check_connections").await;
+    assert!(
+        (1..=4).contains(&open),
+        "at most pool.check_connections: {open}"
+    );
     srv.stop().await;
 }
 
