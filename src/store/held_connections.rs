@@ -3,7 +3,9 @@
 //! sqlx's pool pings a connection when it hands it out and, always, again when it takes it
 //! back: two round trips around the check's one statement, each waking the database and the
 //! driver. The check's reads go instead through a small fixed set of connections (`pool.
-//! check_connections`), each opened on first use and kept:
+//! check_connections`), each opened when first needed and kept until shutdown closes it
+//! ([`HeldConnections::close`]); a check takes the first free one, so checks one at a time
+//! keep to one connection:
 //!
 //! - a connection is pinged only when it may be unfit: after a statement that did not finish
 //!   (the check was cancelled mid-read, so a reply may be left unread: the ping drains it, as
