@@ -284,7 +284,7 @@ impl Store {
                 .from_table(tokens::Entity)
                 .and_where(tokens::Column::Id.eq(id.as_str()))
                 .returning_col(tokens::Column::Id)
-                .to_owned();
+                .take();
             return self.change_and_queue(delete, record, change.at).await;
         }
         let txn = self.begin_write().await?;

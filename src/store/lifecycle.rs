@@ -193,22 +193,23 @@ impl Store {
                 Some((column, Expr::val(value)))
             })
             .unzip();
+        // Built in place (`take`, not `to_owned`: a builder's `to_owned` clones the tree).
         let change_table = Alias::new("change");
         let select = Query::select()
             .exprs(values)
             .from(change_table.clone())
-            .to_owned();
-        let cte = CommonTableExpression::new()
-            .query(change)
-            .table_name(change_table)
-            .to_owned();
+            .take();
+        let mut cte = CommonTableExpression::new();
+        cte.query(change).table_name(change_table);
+        let mut with = WithClause::new();
+        with.cte(cte);
         let statement = Query::insert()
             .into_table(pending::Entity)
             .columns(columns)
             .select_from(select)
             .map_err(|e| Error::internal(format!("queue statement: {e}")))?
-            .to_owned()
-            .with(WithClause::new().cte(cte).to_owned());
+            .take()
+            .with(with);
         let changed = self.db.execute(&statement).await?.rows_affected() > 0;
         if changed {
             self.await_seal().await;
