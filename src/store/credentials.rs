@@ -14,14 +14,14 @@ use std::sync::{Arc, OnceLock};
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
     sqlx::{
-        self, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type,
-        mysql::MySqlRow, postgres::PgRow, sqlite::SqliteRow,
+        self, ColumnIndex, Database, Decode, Row, Type, mysql::MySqlRow, postgres::PgRow,
+        sqlite::SqliteRow,
     },
 };
 
 use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
-use super::held_connections::{CheckConnections, HeldConnections};
+use super::held_connections::CheckConnections;
 use crate::domain::{
     error::{Error, Result},
     ids::{SessionId, TokenId},
@@ -136,10 +136,9 @@ fn token_select(condition: &str) -> String {
     )
 }
 
-/// The statement for `backend`: the session branch by digest, and the access token branch
+/// The statement with parameter `param`: the session branch by digest, and the access token branch
 /// (a token and its owner) by the same digest.
-fn by_digest_sql(backend: DbBackend) -> String {
-    let param = parameter(backend);
+fn by_digest_sql(param: &str) -> String {
     format!(
         "{sessions} UNION ALL {tokens}",
         sessions = session_select(&format!("s.token_hash = {param}")),
@@ -161,7 +160,7 @@ fn built_once(
 /// The statement text for `backend`, built once.
 pub fn credential_by_digest_sql(backend: DbBackend) -> &'static str {
     static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-    built_once(backend, &CELLS, |_| by_digest_sql(backend))
+    built_once(backend, &CELLS, by_digest_sql)
 }
 
 /// The statement that reads one session by id with its user and token (a stream
@@ -374,15 +373,15 @@ macro_rules! with_rows {
     ($store:expr, $sql:expr, $values:expr, $rows:ident => $body:expr) => {
         match &*$store.check {
             CheckConnections::Postgres(held) => {
-                let $rows = fetched(held, $sql, $values).await?;
+                let $rows = held.fetch_rows($sql, $values).await.map_err(driver_error)?;
                 $body
             }
             CheckConnections::MySql(held) => {
-                let $rows = fetched(held, $sql, $values).await?;
+                let $rows = held.fetch_rows($sql, $values).await.map_err(driver_error)?;
                 $body
             }
             CheckConnections::Sqlite(held) => {
-                let $rows = fetched(held, $sql, $values).await?;
+                let $rows = held.fetch_rows($sql, $values).await.map_err(driver_error)?;
                 $body
             }
             CheckConnections::Unsupported => Err(unsupported($store.db.get_database_backend())),
@@ -439,22 +438,6 @@ impl Store {
         })?;
         Ok(found.map(|(token, owner, _)| (token, owner)))
     }
-}
-
-/// The rows `sql` returns with `values` bound in order, read on one of the check's
-/// connections.
-async fn fetched<DB>(
-    held: &HeldConnections<DB>,
-    sql: &'static str,
-    values: &[&str],
-) -> Result<Vec<DB::Row>>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
-    DB::Arguments: IntoArguments<DB>,
-{
-    held.fetch_rows(sql, values).await.map_err(driver_error)
 }
 
 #[cfg(test)]

@@ -124,16 +124,12 @@ where
         let (mut slot, _permit) = self.acquire().await?;
         let mut retried = false;
         loop {
-            self.make_ready(&mut slot).await?;
-            slot.settled = false;
-            let Some(conn) = slot.conn.as_mut() else {
-                return Err(sqlx::Error::PoolClosed);
-            };
+            let conn = self.checkout(&mut slot).await?;
             let mut query = sqlx::query::<DB>(sql);
             for value in values {
                 query = query.bind(*value);
             }
-            match query.fetch_all(&mut *conn).await {
+            match query.fetch_all(conn).await {
                 Ok(rows) => {
                     slot.settled = true;
                     slot.last_used = Instant::now();
@@ -180,28 +176,28 @@ where
         }
     }
 
-    /// Opens the slot's connection if it has none, and pings it if it may be unfit
-    /// (replacing it when the ping fails).
-    async fn make_ready(&self, slot: &mut Slot<DB>) -> Result<(), sqlx::Error> {
-        if let Some(conn) = slot.conn.as_mut() {
-            if slot.settled && slot.last_used.elapsed() < PING_AFTER_IDLE {
-                return Ok(());
-            }
-            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, conn.ping()).await {
-                slot.settled = true;
-                slot.last_used = Instant::now();
-                return Ok(());
-            }
-            slot.conn = None;
-        }
-        let options = self.pool.connect_options();
-        let conn = tokio::time::timeout(self.connect_timeout, options.connect())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        slot.conn = Some(conn);
-        slot.settled = true;
-        slot.last_used = Instant::now();
-        Ok(())
+    /// The slot's connection, marked unsettled until its statement ends: opened if the slot
+    /// has none, pinged first if it may be unfit (and replaced when the ping fails).
+    async fn checkout<'s>(
+        &self,
+        slot: &'s mut Slot<DB>,
+    ) -> Result<&'s mut DB::Connection, sqlx::Error> {
+        let fit = match slot.conn.as_mut() {
+            None => false,
+            Some(_) if slot.settled && slot.last_used.elapsed() < PING_AFTER_IDLE => true,
+            Some(conn) => matches!(
+                tokio::time::timeout(self.connect_timeout, conn.ping()).await,
+                Ok(Ok(()))
+            ),
+        };
+        let conn = match slot.conn.take() {
+            Some(conn) if fit => conn,
+            _ => tokio::time::timeout(self.connect_timeout, self.pool.connect_options().connect())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??,
+        };
+        slot.settled = false;
+        Ok(slot.conn.insert(conn))
     }
 }
 

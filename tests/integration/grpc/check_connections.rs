@@ -19,6 +19,23 @@ async fn uncached(connections: u32) -> TestServer {
     .await
 }
 
+/// Runs `checks` (a caller and the user it must be answered with) all at once; each must be
+/// answered, for its own token.
+async fn all_at_once(checks: impl IntoIterator<Item = (ActorClient, String)>) {
+    let mut running = tokio::task::JoinSet::new();
+    for (as_user, expected) in checks {
+        running.spawn(async move { (expected, as_user.me().await) });
+    }
+    while let Some(done) = running.join_next().await {
+        let (expected, me) = done.unwrap();
+        let me = me.expect("every check is answered");
+        assert_eq!(
+            me.id, expected,
+            "a check was answered with another token's user"
+        );
+    }
+}
+
 #[tokio::test]
 async fn many_concurrent_misses_share_two_connections_and_each_is_answered_for_its_own_token() {
     let srv = uncached(2).await;
@@ -27,20 +44,11 @@ async fn many_concurrent_misses_share_two_connections_and_each_is_answered_for_i
         users.push(srv.token_user(&format!("user{i}")).await);
     }
     let client = srv.client().await;
-    let mut checks = tokio::task::JoinSet::new();
-    for i in 0..96 {
+    all_at_once((0..96).map(|i| {
         let user = &users[i % users.len()];
-        let (as_user, expected) = (client.as_(user), user.id.clone());
-        checks.spawn(async move { (expected, as_user.me().await) });
-    }
-    while let Some(done) = checks.join_next().await {
-        let (expected, me) = done.unwrap();
-        let me = me.expect("every check is answered");
-        assert_eq!(
-            me.id, expected,
-            "a check was answered with another token's user"
-        );
-    }
+        (client.as_(user), user.id.clone())
+    }))
+    .await;
     srv.stop().await;
 }
 
@@ -53,14 +61,7 @@ async fn checks_one_at_a_time_read_through_one_connection_and_more_open_only_for
         assert_eq!(as_alice.me().await.unwrap().id, alice.id);
     }
     assert_eq!(srv.counter("token_service_db_check_connections").await, 1);
-    let mut checks = tokio::task::JoinSet::new();
-    for _ in 0..32 {
-        let as_alice = as_alice.clone();
-        checks.spawn(async move { as_alice.me().await });
-    }
-    while let Some(done) = checks.join_next().await {
-        done.unwrap().expect("answered");
-    }
+    all_at_once((0..32).map(|_| (as_alice.clone(), alice.id.clone()))).await;
     let open = srv.counter("token_service_db_check_connections").await;
     assert!(
         (1..=4).contains(&open),

@@ -118,10 +118,15 @@ impl HeldConnections {
             HeldConnections::Sqlite(conns) => select!(conns, SELECT_OTHERS),
             HeldConnections::MySql(conns) => select!(conns, SELECT_OTHERS),
         };
-        match found {
-            Some(columns) if columns > 0 => Ok(()),
-            _ => Err("no session under one of the digests".to_owned()),
-        }
+        session_found(found)
+    }
+}
+
+/// A point select's outcome (the columns of the row it found): an error if no session was.
+fn session_found(columns: Option<usize>) -> Result<(), String> {
+    match columns {
+        Some(columns) if columns > 0 => Ok(()),
+        _ => Err("no session under one of the digests".to_owned()),
     }
 }
 
@@ -348,10 +353,7 @@ impl DbClient {
                 .map(|row| row.map(|r| r.len()))
                 .map_err(|e| e.to_string())?
         });
-        match found {
-            Some(columns) if columns > 0 => Ok(()),
-            _ => Err("no session under one of the digests".to_owned()),
-        }
+        session_found(found)
     }
 }
 
