@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// Serialize: PostgreSQL appends rows as one JSON parameter (`store::lifecycle`).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "lifecycle_log")]
 pub(crate) struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
