@@ -31,6 +31,12 @@ pub use connect::check_database_url;
 pub use credentials::{access_token_with_owner_sql, credential_by_digest_sql};
 pub use lifecycle::{ChainLink, LogWakeups};
 
+/// A pooled connection unused this long is pinged before it is handed out (sqlx pings on
+/// every acquire by default: a round trip before each write, a third of a one-statement
+/// write's). A connection the database ended is then found before a statement is sent on
+/// it, unless the database restarted within this time of the connection's last use.
+pub const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -91,6 +97,7 @@ impl Store {
             .min_connections(pool.min_connections)
             .connect_timeout(pool.connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
+            .test_before_acquire_if_idle_for(POOL_PING_AFTER_IDLE)
             .sqlx_logging(false);
         let db = Database::connect(options.clone()).await.map_err(|e| {
             match connect::sqlite_open_failure(&e).filter(|_| url.starts_with("sqlite:")) {

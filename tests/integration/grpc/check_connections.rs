@@ -2,7 +2,8 @@
 //! one is enough for checks one at a time; many concurrent misses share a few connections
 //! and each gets its own answer; a check
 //! cancelled mid-read leaves nothing for the next one to read; a connection the database
-//! ended is replaced without failing the check that finds it gone.
+//! ended is replaced without failing the check that finds it gone, nor a later write (the
+//! request pool pings a connection unused for a second before handing it out).
 
 use std::time::Duration;
 
@@ -106,9 +107,10 @@ async fn a_check_cancelled_mid_read_leaves_no_reply_for_the_next_check_on_its_co
 
 #[tokio::test]
 #[ignore = "needs a database server (TEST_DATABASE_URL, PostgreSQL or MariaDB); .ci/run runs it"]
-async fn a_connection_the_database_ended_is_replaced_without_failing_the_check() {
+async fn a_connection_the_database_ended_is_replaced_without_failing_the_check_or_a_write() {
     let srv = uncached(1).await;
     let alice = srv.token_user("alice").await;
+    let admin = srv.admin("root").await;
     let as_alice = srv.client().await.as_(&alice);
     assert_eq!(as_alice.me().await.unwrap().id, alice.id);
 
@@ -154,5 +156,14 @@ async fn a_connection_the_database_ended_is_replaced_without_failing_the_check()
             .id,
         alice.id
     );
+
+    // A write: the pooled connections have been unused longer than the pool's ping-after-
+    // idle (`store::POOL_PING_AFTER_IDLE`, 1 s), so the pool pings the one it hands out,
+    // finds it gone, and hands out a fresh one.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    srv.as_(&admin)
+        .create_token(&alice.id, "after the restart")
+        .await
+        .expect("written on a fresh connection");
     srv.stop().await;
 }
