@@ -331,10 +331,10 @@ async fn run_scenarios(
                 (target_drivers, "sqlx-insert", w.insert_drivers(args))
             }
             Scenario::DbSqlx | Scenario::DbSqlxHeld | Scenario::DbTokioPostgres => {
-                let kind = match scenario {
-                    Scenario::DbSqlx => DriverKind::Sqlx,
-                    Scenario::DbSqlxHeld => DriverKind::SqlxHeld,
-                    _ => DriverKind::TokioPostgres,
+                let (kind, baseline) = match scenario {
+                    Scenario::DbSqlx => (DriverKind::Sqlx, "sqlx-select"),
+                    Scenario::DbSqlxHeld => (DriverKind::SqlxHeld, "sqlx-held-select"),
+                    _ => (DriverKind::TokioPostgres, "tokio-postgres-select"),
                 };
                 let Some(base) = db_drivers(tgt, args, kind).await? else {
                     println!(
@@ -345,11 +345,7 @@ async fn run_scenarios(
                 };
                 (
                     grpc_drivers(tgt.grpc, tgt, args, false).await?,
-                    match kind {
-                        DriverKind::Sqlx => "sqlx-select",
-                        DriverKind::SqlxHeld => "sqlx-held-select",
-                        DriverKind::TokioPostgres => "tokio-postgres-select",
-                    },
+                    baseline,
                     base,
                 )
             }
@@ -401,7 +397,7 @@ impl Writes {
         let Some(url) = tgt.database_url.as_deref() else {
             return Ok(None);
         };
-        let Some(db) = DbClient::connect(DriverKind::Sqlx, url).await? else {
+        let Some(db) = DbClient::connect(DriverKind::SqlxAsService, url).await? else {
             return Ok(None);
         };
         let ids = IdSource::new(tgt.admin_user_id().await?);

@@ -58,6 +58,10 @@ pub(crate) enum DbClient {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DriverKind {
     Sqlx,
+    /// sqlx's pool set up as the service's request pool: it pings a connection only when
+    /// it has been unused for `token_service::store::POOL_PING_AFTER_IDLE` (sqlx's default
+    /// pings on every acquire). The write baseline's pool.
+    SqlxAsService,
     /// sqlx connections held outside its pool (see [`HeldConnections`]).
     SqlxHeld,
     TokioPostgres,
@@ -130,6 +134,28 @@ fn session_found(columns: Option<usize>) -> Result<(), String> {
     }
 }
 
+/// A baseline pool of [`POOL_SIZE`] connections; for [`DriverKind::SqlxAsService`], pinging
+/// only connections unused for the service's threshold.
+fn pool_options<DB: sqlx::Database>(
+    kind: DriverKind,
+    options: sqlx::pool::PoolOptions<DB>,
+) -> sqlx::pool::PoolOptions<DB> {
+    let options = options.max_connections(POOL_SIZE);
+    if kind != DriverKind::SqlxAsService {
+        return options;
+    }
+    options
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= token_service::store::POOL_PING_AFTER_IDLE {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl DbClient {
     /// Connects `kind` to `url` with [`POOL_SIZE`] connections. `None` for tokio-postgres on
     /// a database that is not PostgreSQL.
@@ -137,32 +163,33 @@ impl DbClient {
         let is_postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
         let err = |e: sqlx::Error| format!("connect the baseline to the database: {e}");
         Ok(Some(match kind {
-            DriverKind::Sqlx | DriverKind::SqlxHeld if is_postgres => DbClient::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(POOL_SIZE)
-                    .connect(url)
-                    .await
-                    .map_err(err)?,
-            ),
-            DriverKind::Sqlx | DriverKind::SqlxHeld
-                if url.starts_with("mysql:") || url.starts_with("mariadb:") =>
-            {
-                DbClient::MySql(
-                    MySqlPoolOptions::new()
-                        .max_connections(POOL_SIZE)
+            DriverKind::TokioPostgres if !is_postgres => return Ok(None),
+            DriverKind::Sqlx | DriverKind::SqlxHeld | DriverKind::SqlxAsService if is_postgres => {
+                DbClient::Postgres(
+                    pool_options(kind, PgPoolOptions::new())
                         .connect(url)
                         .await
                         .map_err(err)?,
                 )
             }
-            DriverKind::Sqlx | DriverKind::SqlxHeld => DbClient::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(POOL_SIZE)
-                    .connect(url)
-                    .await
-                    .map_err(err)?,
-            ),
-            DriverKind::TokioPostgres if !is_postgres => return Ok(None),
+            DriverKind::Sqlx | DriverKind::SqlxHeld | DriverKind::SqlxAsService
+                if url.starts_with("mysql:") || url.starts_with("mariadb:") =>
+            {
+                DbClient::MySql(
+                    pool_options(kind, MySqlPoolOptions::new())
+                        .connect(url)
+                        .await
+                        .map_err(err)?,
+                )
+            }
+            DriverKind::Sqlx | DriverKind::SqlxHeld | DriverKind::SqlxAsService => {
+                DbClient::Sqlite(
+                    pool_options(kind, SqlitePoolOptions::new())
+                        .connect(url)
+                        .await
+                        .map_err(err)?,
+                )
+            }
             DriverKind::TokioPostgres => {
                 let mut clients = Vec::new();
                 for _ in 0..POOL_SIZE {

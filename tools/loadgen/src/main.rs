@@ -269,7 +269,8 @@ enum Scenario {
     /// --database-url postgres://...).
     DbTokioPostgres,
     /// CreateUserAccessToken (the admin's own, cache on) against one row inserted in a
-    /// transaction of its own with sqlx on the same database.
+    /// transaction of its own with sqlx on the same database (its pool set up as the
+    /// service's: a connection is pinged only after a second unused).
     WriteCreate,
     /// RevokeUserAccessToken of tokens bulk-inserted before the run (one per request) against
     /// the same one-row insert.
