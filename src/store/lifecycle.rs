@@ -33,8 +33,8 @@
 //! has not begun reading, else `started + 1`; it starts that run if none is going (in a task
 //! of its own, so a cancelled request cannot cut it short) and waits until `completed`
 //! reaches its ticket. Writers that commit while a run reads or writes all ride the next
-//! one, so one seal covers many writes, and the
-//! writer's record is in the log when its call returns (read-your-writes). The wait is bounded
+//! one, so one seal covers many writes, and the writer's record is in the log when its call
+//! returns (read-your-writes). The wait is bounded
 //! ([`SEAL_WAIT`]); a seal that fails is logged and the call still succeeds (the change is
 //! committed: a retry would repeat it). Whatever waits is sealed by the next run: the server's
 //! sealer task ([`Store::run_log_sealer`]) seals at start, every second while anything waits
