@@ -9,18 +9,19 @@
 //! by column position. Its two branches are each served by a
 //! unique index on `token_hash` (checked on PostgreSQL by `contract::query_plans`).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use sea_orm::{
-    DbBackend, DbErr, RuntimeErr,
+    DbBackend,
     sqlx::{
-        self, ColumnIndex, Database, Decode, Row, Type, mysql::MySqlRow, postgres::PgRow,
+        ColumnIndex, Database, Decode, Row, Type, mysql::MySqlRow, postgres::PgRow,
         sqlite::SqliteRow,
     },
 };
 
 use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
+use super::error::driver_error;
 use super::held_connections::CheckConnections;
 use crate::domain::{
     error::{Error, Result},
@@ -217,12 +218,6 @@ where
             .map_err(driver_error)?
             .is_some())
     }
-}
-
-/// A driver error as the store's other errors are (through SeaORM's error type, whose
-/// classification, such as "the database is unavailable", applies).
-fn driver_error(e: sqlx::Error) -> Error {
-    Error::from(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
 }
 
 fn unsupported(backend: DbBackend) -> Error {

@@ -46,6 +46,12 @@ fn is_connection_error(e: &DbErr) -> bool {
     }
 }
 
+/// A driver error as the store's other errors are (through SeaORM's error type, whose
+/// classification, such as "the database is unavailable", applies).
+pub(crate) fn driver_error(e: sea_orm::sqlx::Error) -> Error {
+    Error::from(DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+}
+
 /// Whether `e` means the connection itself is gone (not an answer to the statement): it
 /// broke, or the server ended it (PostgreSQL's connection exceptions, class 08, and
 /// administrator or crash shutdowns, 57P01 and 57P02; MySQL/MariaDB's shutdown, 1053). The

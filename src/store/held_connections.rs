@@ -17,6 +17,10 @@
 //!
 //! A check holds its connection (and only that) across the statement's await: the
 //! connection is the resource. Nothing else is locked.
+//!
+//! The PostgreSQL seal of the lifecycle log holds a set of one for its transactions
+//! ([`HeldConnections::hold`]): a hold dropped before it settled closes its connection, so
+//! a transaction cut short never serves the next seal.
 
 use std::time::{Duration, Instant};
 
@@ -151,6 +155,20 @@ where
         }
     }
 
+    /// One connection of the set for a sequence of statements (a transaction), opened or
+    /// pinged first as [`HeldConnections::fetch_rows`] would. Call [`Held::settle`] when the
+    /// sequence ended cleanly; a `Held` dropped unsettled (a statement failed mid-way, or the
+    /// future was dropped) closes its connection, so a transaction left open with its locks
+    /// dies with it instead of serving the next user.
+    pub async fn hold(&self) -> Result<Held<'_, DB>, sqlx::Error> {
+        let (mut slot, permit) = self.acquire().await?;
+        self.checkout(&mut slot).await?;
+        Ok(Held {
+            slot,
+            _permit: permit,
+        })
+    }
+
     /// A free slot, first come first served, within the acquire timeout.
     async fn acquire(
         &self,
@@ -198,6 +216,48 @@ where
         };
         slot.settled = false;
         Ok(slot.conn.insert(conn))
+    }
+}
+
+/// A connection of a [`HeldConnections`] set, held by one user for several statements.
+pub struct Held<'a, DB: Database> {
+    slot: MutexGuard<'a, Slot<DB>>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl<DB: Database> Held<'_, DB> {
+    /// The connection.
+    pub fn connection(&mut self) -> &mut DB::Connection {
+        self.slot
+            .conn
+            .as_mut()
+            .expect("a held slot has its connection until dropped")
+    }
+
+    /// The statements ended cleanly (committed or rolled back): the connection may serve
+    /// the next user without a ping.
+    pub fn settle(mut self) {
+        self.slot.settled = true;
+        self.slot.last_used = Instant::now();
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for Held<'_, DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("settled", &self.slot.settled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> Drop for Held<'_, DB> {
+    fn drop(&mut self) {
+        if !self.slot.settled {
+            // Dropping the connection closes its socket; the database rolls back whatever
+            // it had open.
+            self.slot.conn = None;
+            self.slot.settled = true;
+        }
     }
 }
 

@@ -18,12 +18,13 @@
 //! so it reads the latest rows; on MariaDB at READ COMMITTED, so its reads take no gap locks
 //! that would stop writers inserting), gives them the next ids and chained hashes in that
 //! order, inserts them into the log, deletes them from the queue, moves the control row and
-//! queues one `NOTIFY` for the batch. On PostgreSQL that is five round trips for a batch of
-//! up to about 20 rows (begin; lock; take the queue, `DELETE ... RETURNING`; insert the rows,
-//! sent as one JSON parameter, with the control row's update and the `NOTIFY` in the same
-//! statement; commit), one more per 12 KiB of rows beyond: under load a round trip waits
-//! behind the requests on the runtime's queue, so a seal's length is mostly its round trips,
-//! and a writer waits for one to two seals. Ids follow the seals' commit order, so
+//! queues one `NOTIFY` for the batch. On PostgreSQL the seal runs on a connection of its own
+//! held outside sqlx's pool (no ping when it is taken or given back), with the driver
+//! directly: three round trips for a batch of up to about 20 rows (`BEGIN`, the lock and the
+//! take, `DELETE ... RETURNING` as one JSON array, in one message of three statements; the
+//! rows inserted, sent as one JSON parameter, with the control row's update and the `NOTIFY`
+//! in the same statement; `COMMIT`), one more per 12 KiB of rows beyond. A writer waits for
+//! one to two seals. Ids follow the seals' commit order, so
 //! "resume after N" stays exact, and sealed rows are exactly the rows an inline append wrote:
 //! the chain check, pruning and every reader are unchanged.
 //!
@@ -67,13 +68,15 @@ use sea_orm::{
         Alias, CommonTableExpression, Expr, LockType, Order as SqlOrder, Query, SubQueryStatement,
         WithClause,
     },
-    sqlx::postgres::PgListener,
+    sqlx::{self, Column as _, Row as _, postgres::PgListener},
 };
 use tracing::warn;
 
 use super::{
     Store,
     entities::{lifecycle_log as log, lifecycle_pending as pending, service_meta},
+    error::{driver_error, means_connection_lost},
+    held_connections::HeldConnections,
 };
 use crate::domain::{
     audit::{AuditQuery, Order},
@@ -263,22 +266,13 @@ impl Store {
     async fn write_chained(
         &self,
         txn: &DatabaseTransaction,
-        mut head: ChainLink,
+        head: ChainLink,
         mut rows: Vec<StoredRecord>,
     ) -> Result<Vec<i64>> {
-        let key = self.audit_key()?;
-        for row in &mut rows {
-            row.id = head.id + 1;
-            row.hash = row.chained_hash(key, &head.hash);
-            head = ChainLink {
-                id: row.id,
-                hash: row.hash.clone(),
-            };
-        }
+        let head = self.chain(head, &mut rows)?;
         let ids = rows.iter().map(|r| r.id).collect();
-        let revoking = rows.iter().any(|r| !r.revokes.is_empty());
         if txn.get_database_backend() == DbBackend::Postgres {
-            let payload = if revoking { "r" } else { "e" };
+            let payload = notify_payload(&rows);
             // The rows travel as JSON parameters of at most APPEND_JSON_BYTES each; the last
             // statement also moves the control row and queues the notification (delivered
             // to every listening replica when the transaction commits). A batch that fits
@@ -314,6 +308,21 @@ impl Store {
             set_control(txn, HEAD_ROW, &head.stored()).await?;
         }
         Ok(ids)
+    }
+
+    /// Gives `rows` the ids after `head` and hashes chained from it, in order; returns the
+    /// new head (the last row's link).
+    fn chain(&self, mut head: ChainLink, rows: &mut [StoredRecord]) -> Result<ChainLink> {
+        let key = self.audit_key()?;
+        for row in rows {
+            row.id = head.id + 1;
+            row.hash = row.chained_hash(key, &head.hash);
+            head = ChainLink {
+                id: row.id,
+                hash: row.hash.clone(),
+            };
+        }
+        Ok(head)
     }
 
     /// Waits (at most [`SEAL_WAIT`]) until a seal run that read the queue after this call
@@ -373,14 +382,22 @@ impl Store {
     async fn seal_pending(&self, run: u64) -> Result<u64> {
         let mut total = 0;
         loop {
-            let txn = match &self.seal_db {
+            let txn = match &self.seal {
+                SealConnection::Held(held) => {
+                    let count = self.seal_batch_postgres(held, run).await?;
+                    total += count;
+                    if count < SEAL_BATCH {
+                        return Ok(total);
+                    }
+                    continue;
+                }
                 // No gap locks: writers keep inserting while the seal reads.
-                Some(db) if db.get_database_backend() == DbBackend::MySql => {
+                SealConnection::Pool(db) if db.get_database_backend() == DbBackend::MySql => {
                     db.begin_with_config(Some(IsolationLevel::ReadCommitted), None)
                         .await?
                 }
-                Some(db) => db.begin().await?,
-                None => self.begin_write().await?,
+                SealConnection::Pool(db) => db.begin().await?,
+                SealConnection::Inline => self.begin_write().await?,
             };
             let head = lock_head(&txn).await?;
             // From here on a writer that commits rides the next run: the read below may
@@ -421,6 +438,100 @@ impl Store {
                 return Ok(total);
             }
         }
+    }
+
+    /// One seal transaction on PostgreSQL, on the seal's own connection (held outside
+    /// sqlx's pool, so no ping when it is taken or given back) with the driver directly:
+    /// three round trips for up to about 20 rows. `BEGIN`, the control row's lock and the
+    /// take travel as one message of three statements (each statement still reads the
+    /// latest committed rows, as separate ones would); then the append with the control
+    /// row's update and the `NOTIFY`; then `COMMIT`. A connection lost on the way is
+    /// replaced and the batch sent once more: either nothing of it committed, or its rows
+    /// are no longer queued. Returns how many rows it sealed.
+    async fn seal_batch_postgres(
+        &self,
+        seal: &HeldConnections<sqlx::Postgres>,
+        run: u64,
+    ) -> Result<u64> {
+        let mut retried = false;
+        loop {
+            let mut held = seal.hold().await.map_err(driver_error)?;
+            // The take's snapshot comes after this: writers that commit from now on ride
+            // the next run.
+            self.sealer.reading(run);
+            match self.seal_batch_on(held.connection()).await {
+                Ok(count) => {
+                    held.settle();
+                    return Ok(count);
+                }
+                // `held` drops unsettled: its connection closes, a fresh one is opened.
+                Err(SealFailure::Driver(e)) if means_connection_lost(&e) && !retried => {
+                    retried = true;
+                }
+                Err(failure) => {
+                    // The database answered (or the rows could not be chained): end the
+                    // transaction, and keep the connection if that works.
+                    if sqlx::raw_sql("ROLLBACK")
+                        .execute(held.connection())
+                        .await
+                        .is_ok()
+                    {
+                        held.settle();
+                    }
+                    return Err(failure.into());
+                }
+            }
+        }
+    }
+
+    /// The statements of [`Store::seal_batch_postgres`] on `conn`.
+    async fn seal_batch_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+    ) -> std::result::Result<u64, SealFailure> {
+        let answers = sqlx::raw_sql(postgres_take_sql())
+            .fetch_all(&mut *conn)
+            .await?;
+        let answer = |name: &str| -> std::result::Result<Option<String>, SealFailure> {
+            let row = answers.iter().find(|row| {
+                row.columns()
+                    .first()
+                    .is_some_and(|column| column.name() == name)
+            });
+            Ok(row.map(|row| row.try_get::<String, _>(0)).transpose()?)
+        };
+        let head = answer("head")?
+            .ok_or_else(|| Error::internal("the lifecycle log's control row is missing"))?;
+        let head = ChainLink::parse(&head, HEAD_ROW)?;
+        let taken = answer("taken")?.unwrap_or_default();
+        let waiting: Vec<pending::Model> = serde_json::from_str(&taken)
+            .map_err(|e| Error::internal(format!("the taken lifecycle rows as JSON: {e}")))?;
+        if waiting.is_empty() {
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            return Ok(0);
+        }
+        let count = waiting.len() as u64;
+        let mut rows: Vec<StoredRecord> = waiting.into_iter().map(stored_of_pending).collect();
+        let head = self.chain(head, &mut rows)?;
+        let payload = notify_payload(&rows);
+        let mut chunks = json_chunks(rows)?;
+        let last = chunks.pop().unwrap_or_else(|| "[]".to_owned());
+        for chunk in chunks {
+            sqlx::query(postgres_append_sql(false))
+                .bind(chunk)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query(postgres_append_sql(true))
+            .bind(last)
+            .bind(head.stored())
+            .bind(HEAD_ROW)
+            .bind(NOTIFY_CHANNEL)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        Ok(count)
     }
 
     /// Whether records wait in `lifecycle_pending`.
@@ -888,6 +999,117 @@ fn postgres_append_sql(move_head: bool) -> &'static str {
             insert
         }
     })
+}
+
+/// PostgreSQL: the seal's first message, three statements: `BEGIN`; the control row,
+/// locked (a row named `head`); the oldest waiting records (at most [`SEAL_BATCH`], locked)
+/// deleted from the queue and returned as one JSON array in `seq` order (a row named
+/// `taken`). Sent as a simple query (no parameters), so all three cost one round trip.
+fn postgres_take_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        // Constants of this module, spliced as literals (no quote in them).
+        debug_assert!(
+            HEAD_ROW
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+        );
+        format!(
+            "BEGIN; \
+             SELECT value AS head FROM service_meta WHERE name = '{HEAD_ROW}' FOR UPDATE; \
+             WITH taken AS (DELETE FROM lifecycle_pending WHERE seq IN \
+             (SELECT seq FROM lifecycle_pending ORDER BY seq LIMIT {SEAL_BATCH} FOR UPDATE) \
+             RETURNING *) \
+             SELECT coalesce(json_agg(t ORDER BY t.seq), '[]')::text AS taken FROM taken t"
+        )
+    })
+}
+
+/// The `NOTIFY` payload of appended `rows`: `r` if one of them revokes something, else `e`.
+fn notify_payload(rows: &[StoredRecord]) -> &'static str {
+    if rows.iter().any(|r| !r.revokes.is_empty()) {
+        "r"
+    } else {
+        "e"
+    }
+}
+
+/// What a PostgreSQL seal failed on: the driver (whose errors say whether the connection
+/// is lost) or anything else.
+enum SealFailure {
+    Driver(sqlx::Error),
+    Other(Error),
+}
+
+impl From<sqlx::Error> for SealFailure {
+    fn from(e: sqlx::Error) -> Self {
+        SealFailure::Driver(e)
+    }
+}
+
+impl From<Error> for SealFailure {
+    fn from(e: Error) -> Self {
+        SealFailure::Other(e)
+    }
+}
+
+impl From<SealFailure> for Error {
+    fn from(failure: SealFailure) -> Self {
+        match failure {
+            SealFailure::Driver(e) => driver_error(e),
+            SealFailure::Other(e) => e,
+        }
+    }
+}
+
+/// The connection the seal runs on.
+#[derive(Debug, Clone)]
+pub(super) enum SealConnection {
+    /// SQLite: changes append to the log inline; a seal (if ever run) uses a write
+    /// transaction of the request pool.
+    Inline,
+    /// MariaDB: a pool of one connection of its own, through SeaORM.
+    Pool(sea_orm::DatabaseConnection),
+    /// PostgreSQL: one connection of its own held outside sqlx's pool, used with the
+    /// driver directly ([`Store::seal_batch_postgres`]).
+    Held(std::sync::Arc<HeldConnections<sqlx::Postgres>>),
+}
+
+impl SealConnection {
+    /// The seal's connection for `db` (opened when first needed): every write waits for a
+    /// seal, so a seal must not queue for a pooled connection behind the writers that
+    /// wait for it.
+    pub(super) async fn beside(
+        db: &sea_orm::DatabaseConnection,
+        options: sea_orm::ConnectOptions,
+        pool: &super::PoolOptions,
+    ) -> Result<Self> {
+        Ok(match db.get_database_backend() {
+            DbBackend::Postgres => SealConnection::Held(std::sync::Arc::new(HeldConnections::new(
+                db.get_postgres_connection_pool().clone(),
+                1,
+                pool.connect_timeout,
+                pool.acquire_timeout,
+            ))),
+            DbBackend::MySql => {
+                let mut options = options;
+                options.max_connections(1).min_connections(0);
+                SealConnection::Pool(sea_orm::Database::connect(options).await?)
+            }
+            _ => SealConnection::Inline,
+        })
+    }
+
+    /// Closes the seal's connection (waiting at most a second for a seal in progress).
+    pub(super) async fn close(&self) {
+        match self {
+            SealConnection::Inline => {}
+            SealConnection::Pool(db) => {
+                let _ = db.clone().close().await;
+            }
+            SealConnection::Held(held) => held.close(Duration::from_secs(1)).await,
+        }
+    }
 }
 
 /// The most JSON one append statement carries. sqlx does not set `TCP_NODELAY`, and over

@@ -76,10 +76,9 @@ pub struct Store {
     audit_key: Option<std::sync::Arc<crate::domain::lifecycle::AuditKey>>,
     /// The lifecycle log's seal runs (group commit; see `lifecycle`).
     sealer: std::sync::Arc<lifecycle::Sealer>,
-    /// The seal's own connection (a pool of one, opened when first needed) on PostgreSQL
-    /// and MariaDB: every write waits for a seal, so a seal must not queue for a pooled
-    /// connection behind the writers that wait for it.
-    seal_db: Option<DatabaseConnection>,
+    /// The seal's own connection on PostgreSQL and MariaDB (see
+    /// [`lifecycle::SealConnection`]).
+    seal: lifecycle::SealConnection,
     /// The token check's connections, outside the pool (see [`held_connections`]).
     check: std::sync::Arc<held_connections::CheckConnections>,
 }
@@ -105,19 +104,16 @@ impl Store {
                 None => Error::from(e),
             }
         })?;
-        let seal_db = if db.get_database_backend() == DbBackend::Sqlite {
+        if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-            None
-        } else {
-            options.max_connections(1).min_connections(0);
-            Some(Database::connect(options).await?)
-        };
+        }
+        let seal = lifecycle::SealConnection::beside(&db, options, pool).await?;
         let check = std::sync::Arc::new(held_connections::CheckConnections::beside(&db, pool));
         Ok(Self {
             db,
             audit_key: None,
             sealer: std::sync::Arc::default(),
-            seal_db,
+            seal,
             check,
         })
     }
@@ -229,9 +225,7 @@ impl Store {
     /// Closes the pool and the token check's connections.
     pub async fn close(self) {
         self.check.close(Duration::from_secs(1)).await;
-        if let Some(seal_db) = self.seal_db {
-            let _ = seal_db.close().await;
-        }
+        self.seal.close().await;
         let _ = self.db.close().await;
     }
 

@@ -1,6 +1,8 @@
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// Deserialize: the PostgreSQL seal reads the rows it takes as one JSON array
+/// (`store::lifecycle`).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
 #[sea_orm(table_name = "lifecycle_pending")]
 pub(crate) struct Model {
     #[sea_orm(primary_key)]

@@ -107,12 +107,17 @@ async fn a_check_cancelled_mid_read_leaves_no_reply_for_the_next_check_on_its_co
 
 #[tokio::test]
 #[ignore = "needs a database server (TEST_DATABASE_URL, PostgreSQL or MariaDB); .ci/run runs it"]
-async fn a_connection_the_database_ended_is_replaced_without_failing_the_check_or_a_write() {
+async fn a_lost_connection_is_replaced_without_failing_the_check_a_write_or_its_seal() {
     let srv = uncached(1).await;
     let alice = srv.token_user("alice").await;
     let admin = srv.admin("root").await;
     let as_alice = srv.client().await.as_(&alice);
     assert_eq!(as_alice.me().await.unwrap().id, alice.id);
+    // A write first, so the seal's own connection is open too.
+    srv.as_(&admin)
+        .create_token(&alice.id, "before the restart")
+        .await
+        .unwrap();
 
     // The database ends every connection to the service's database but this one (as a
     // restart or a failover would), without the service hearing of it.
@@ -160,10 +165,27 @@ async fn a_connection_the_database_ended_is_replaced_without_failing_the_check_o
     // A write: the pooled connections have been unused longer than the pool's ping-after-
     // idle (`store::POOL_PING_AFTER_IDLE`, 1 s), so the pool pings the one it hands out,
     // finds it gone, and hands out a fresh one.
+    // The write's lifecycle record is sealed on a fresh connection too (the seal's own
+    // connection, idle for less than its ping interval, fails its first statement and the
+    // seal is sent again): it is in the log when the call returns, nothing waits.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     srv.as_(&admin)
         .create_token(&alice.id, "after the restart")
         .await
         .expect("written on a fresh connection");
+    let waiting = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS waiting FROM lifecycle_pending",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "waiting")
+        .unwrap();
+    assert_eq!(
+        waiting, 0,
+        "the write's record was sealed before its call returned"
+    );
     srv.stop().await;
 }
