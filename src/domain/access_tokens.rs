@@ -693,56 +693,66 @@ impl TokenChange {
     }
 }
 
-/// Revokes, disables or enables a token (see the three functions above).
+/// Revokes, disables or enables a token (see the three functions above): the route's
+/// permission, an existing token, and the right to act on its owner.
 pub async fn change_user_access_token(
     ctx: &Context,
     caller: &Caller,
     token: TokenRef,
     change: TokenChange,
 ) -> Result<()> {
-    let token = authorize_token_change(ctx, caller, token, change.permission()).await?;
-    let store_change = change.store_change(&token.id, ctx.now());
-    let mut record = NewRecord::by(caller, change.action())
-        .user(&token.user_id)
-        .token(&token.id);
-    if let Some(revocation) = &store_change.revocation {
-        record = record.revokes(revocation.clone());
-    }
-    if !ctx
-        .store()
-        .change_access_token(&token.id, &store_change, &record)
-        .await?
-    {
-        return Err(token_not_found());
-    }
-    if let Some(revocation) = &store_change.revocation {
-        ctx.revoked_here(revocation);
-    }
-    info!(target: "audit", action = change.audit_action(), token_id = %token.id,
-        user_id = %token.user_id, caller = %caller, "personal access token changed");
-    Ok(())
-}
-
-/// The shared checks of revoke, disable and enable: the route's permission, an existing
-/// token, and the right to act on its owner.
-async fn authorize_token_change(
-    ctx: &Context,
-    caller: &Caller,
-    token: TokenRef,
-    permission: Permission,
-) -> Result<UserAccessToken> {
-    ctx.require_permission(caller, permission)?;
+    ctx.require_permission(caller, change.permission())?;
     let TokenRef::Id(token_id) = token else {
         return Err(token_not_found());
     };
-    // The token and its owner in one read.
+    // A user changing one of its own tokens, the common case, needs nothing read first:
+    // acting on oneself needs only the route's permission, and the store changes the token
+    // only if it is the caller's. Otherwise (another user's token, or none) the token and
+    // its owner are read and checked, in Mattermost's order.
+    if let Caller::User(principal) = caller
+        && apply_token_change(ctx, caller, &token_id, &principal.user.id, change).await?
+    {
+        return Ok(());
+    }
     let (token, owner) = ctx
         .store()
         .find_access_token_with_owner(&token_id)
         .await?
         .ok_or_else(token_not_found)?;
     ctx.require_user_or_bot_access_to(caller, &owner)?;
-    Ok(token)
+    if !apply_token_change(ctx, caller, &token.id, &token.user_id, change).await? {
+        return Err(token_not_found());
+    }
+    Ok(())
+}
+
+/// Applies `change` to token `id` if it exists and belongs to `owner`, with its lifecycle
+/// record; returns whether it did.
+async fn apply_token_change(
+    ctx: &Context,
+    caller: &Caller,
+    id: &TokenId,
+    owner: &UserId,
+    change: TokenChange,
+) -> Result<bool> {
+    let store_change = change.store_change(id, ctx.now());
+    let mut record = NewRecord::by(caller, change.action()).user(owner).token(id);
+    if let Some(revocation) = &store_change.revocation {
+        record = record.revokes(revocation.clone());
+    }
+    if !ctx
+        .store()
+        .change_access_token(id, owner, &store_change, &record)
+        .await?
+    {
+        return Ok(false);
+    }
+    if let Some(revocation) = &store_change.revocation {
+        ctx.revoked_here(revocation);
+    }
+    info!(target: "audit", action = change.audit_action(), token_id = %id,
+        user_id = %owner, caller = %caller, "personal access token changed");
+    Ok(true)
 }
 
 pub(super) async fn find_token(ctx: &Context, id: &TokenId) -> Result<UserAccessToken> {

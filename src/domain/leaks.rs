@@ -166,7 +166,7 @@ pub async fn report_leaked_tokens(
         };
         if ctx
             .store()
-            .change_access_token(&token.id, &change, &record)
+            .change_access_token(&token.id, &token.user_id, &change, &record)
             .await?
         {
             ctx.revoked_here(&revocation);

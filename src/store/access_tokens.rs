@@ -250,29 +250,33 @@ impl Store {
             .collect())
     }
 
-    /// Applies a token change and appends its lifecycle record in one transaction; returns
-    /// whether the token existed (nothing is written if not).
+    /// Applies a token change and appends its lifecycle record in one transaction, if token
+    /// `id` exists and belongs to `owner`; returns whether it did (nothing is written if
+    /// not). The owner condition lets a caller change its own token without reading it
+    /// first.
     #[tracing::instrument(level = "debug", skip_all, fields(db.system = self.backend_name()))]
     pub async fn change_access_token(
         &self,
         id: &TokenId,
+        owner: &UserId,
         change: &AccessTokenChange,
         record: &NewRecord,
     ) -> Result<bool> {
         match change.token {
-            TokenWrite::Delete => self.delete_access_token(id, change, record).await,
+            TokenWrite::Delete => self.delete_access_token(id, owner, change, record).await,
             TokenWrite::SetActive(active) => {
-                self.set_access_token_active(id, active, change, record)
+                self.set_access_token_active(id, owner, active, change, record)
                     .await
             }
         }
     }
 
-    /// Deletes a token, first (if `change` says so) the sessions minted from it, and appends
-    /// the record, in one transaction.
+    /// Deletes a token of `owner`, first (if `change` says so) the sessions minted from it,
+    /// and appends the record, in one transaction.
     async fn delete_access_token(
         &self,
         id: &TokenId,
+        owner: &UserId,
         change: &AccessTokenChange,
         record: &NewRecord,
     ) -> Result<bool> {
@@ -283,6 +287,7 @@ impl Store {
             let delete = Query::delete()
                 .from_table(tokens::Entity)
                 .and_where(tokens::Column::Id.eq(id.as_str()))
+                .and_where(tokens::Column::UserId.eq(owner.as_str()))
                 .returning_col(tokens::Column::Id)
                 .take();
             return self.change_and_queue(delete, record, change.at).await;
@@ -290,12 +295,16 @@ impl Store {
         let txn = self.begin_write().await?;
         lock_access_token_row(&txn, id).await?;
         if change.delete_minted_sessions {
+            // A minted session is its token owner's: another user's token keeps its sessions.
             sessions::Entity::delete_many()
                 .filter(sessions::Column::UserAccessTokenId.eq(id.as_str()))
+                .filter(sessions::Column::UserId.eq(owner.as_str()))
                 .exec(&txn)
                 .await?;
         }
-        let deleted = tokens::Entity::delete_by_id(id.to_string())
+        let deleted = tokens::Entity::delete_many()
+            .filter(tokens::Column::Id.eq(id.as_str()))
+            .filter(tokens::Column::UserId.eq(owner.as_str()))
             .exec(&txn)
             .await?;
         let existed = deleted.rows_affected > 0;
@@ -309,11 +318,13 @@ impl Store {
         Ok(existed)
     }
 
-    /// Sets a token's active flag and, if the token exists, deletes the sessions minted from
-    /// it (if `change` says so) and appends the record, in one transaction.
+    /// Sets the active flag of a token of `owner` and, if that token exists, deletes the
+    /// sessions minted from it (if `change` says so) and appends the record, in one
+    /// transaction.
     async fn set_access_token_active(
         &self,
         id: &TokenId,
+        owner: &UserId,
         active: bool,
         change: &AccessTokenChange,
         record: &NewRecord,
@@ -324,10 +335,12 @@ impl Store {
         tokens::Entity::update_many()
             .col_expr(tokens::Column::IsActive, Expr::value(active))
             .filter(tokens::Column::Id.eq(id.as_str()))
+            .filter(tokens::Column::UserId.eq(owner.as_str()))
             .exec(&txn)
             .await?;
         // MariaDB counts changed rows, not matched ones, so existence is read explicitly.
         let exists = tokens::Entity::find_by_id(id.to_string())
+            .filter(tokens::Column::UserId.eq(owner.as_str()))
             .one(&txn)
             .await?
             .is_some();

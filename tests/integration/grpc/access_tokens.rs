@@ -745,6 +745,10 @@ async fn changes_check_ids_permissions_and_owners() {
     let (bobs, bobs_secret) = srv.as_(&bob).new_token("me").await;
     let (admins, _) = srv.as_(&admin).new_token("me").await;
     let (as_alice, as_plain) = (srv.as_(&alice), srv.as_(&plain));
+    // Bob's token in use: a session is minted from it.
+    srv.as_(&bobs_secret).me().await.unwrap();
+    let bobs_sessions = own_session_ids(&srv, &bob).await;
+    assert_eq!(bobs_sessions.len(), 2, "login plus the minted session");
 
     for what in [
         TokenChange::Revoke,
@@ -787,8 +791,18 @@ async fn changes_check_ids_permissions_and_owners() {
         as_plain.enable_token(&bobs).await,
         "create_user_access_token",
     );
-    // Nothing above touched Bob's token.
+    // Nothing above touched Bob's token or the session minted from it.
+    assert_eq!(own_session_ids(&srv, &bob).await, bobs_sessions);
     assert_eq!(srv.as_(&bobs_secret).me().await.unwrap().id, bob.id);
+    assert!(
+        srv.as_(&bob)
+            .get_token(&bobs)
+            .await
+            .unwrap()
+            .user_access_token
+            .unwrap()
+            .is_active
+    );
 
     // A manager acts on other users' tokens, an admin on anyone's.
     srv.as_(&manager).disable_token(&bobs).await.unwrap();
