@@ -315,7 +315,7 @@ async fn run_scenarios(
                 "grpc-echo",
                 ext_authz_drivers(echo, tgt, args).await?,
             ),
-            Scenario::WriteCreate | Scenario::WriteRevoke => {
+            Scenario::WriteCreate | Scenario::WriteCreateUsers | Scenario::WriteRevoke => {
                 let Some(w) = &writes else {
                     println!(
                         "\n== {}: skipped (the write baseline needs the target's database: pass --database-url)",
@@ -323,10 +323,10 @@ async fn run_scenarios(
                     );
                     continue;
                 };
-                let target_drivers = if scenario == Scenario::WriteCreate {
-                    grpc_drivers(tgt.grpc, tgt, args, true).await?
-                } else {
-                    revoke_drivers(tgt, args, w).await?
+                let target_drivers = match scenario {
+                    Scenario::WriteCreate => grpc_drivers(tgt.grpc, tgt, args, true).await?,
+                    Scenario::WriteCreateUsers => create_as_users_drivers(tgt, args).await?,
+                    _ => revoke_drivers(tgt, args, w).await?,
                 };
                 (target_drivers, "sqlx-insert", w.insert_drivers(args))
             }
@@ -590,6 +590,23 @@ pub(crate) async fn grpc_drivers(
         .collect())
 }
 
+/// CreateUserAccessToken workers spread over `connections` HTTP/2 connections, worker `w`
+/// calling as the user of token `w mod tokens` and creating a token of its own.
+async fn create_as_users_drivers(tgt: &Target, args: &BenchArgs) -> Result<Vec<Driver>, String> {
+    if tgt.tokens.is_empty() {
+        return Err("write-create-users needs the users' tokens (--tokens at least 1)".into());
+    }
+    let clients = target::connect(tgt.grpc, args.connections).await?;
+    Ok((0..args.concurrency)
+        .map(|w| {
+            Driver::create_token(
+                clients[w % clients.len()].clone(),
+                &tgt.tokens[w % tgt.tokens.len()],
+            )
+        })
+        .collect())
+}
+
 /// ext_authz Check workers spread over `connections` HTTP/2 connections to `addr`, the
 /// admin calling as the gateway.
 async fn ext_authz_drivers(
@@ -729,7 +746,7 @@ async fn run_pair(
                 b.name
             );
         }
-        Scenario::WriteCreate | Scenario::WriteRevoke => {
+        Scenario::WriteCreate | Scenario::WriteCreateUsers | Scenario::WriteRevoke => {
             println!(
                 "target: req/s >= 0.5 x {}: {}{at}",
                 b.name,

@@ -272,13 +272,17 @@ enum Scenario {
     /// transaction of its own with sqlx on the same database (its pool set up as the
     /// service's: a connection is pinged only after a second unused).
     WriteCreate,
+    /// As write-create, each worker one of the 100 users (worker `w` as user `w mod 100`)
+    /// creating a token of its own: many owners, as in a deployment, where write-create's
+    /// one owner makes every create lock the same user row (the token's foreign key).
+    WriteCreateUsers,
     /// RevokeUserAccessToken of tokens bulk-inserted before the run (one per request) against
     /// the same one-row insert.
     WriteRevoke,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 12] = [
+    const ALL: [Scenario; 13] = [
         Scenario::IntrospectCached,
         Scenario::IntrospectUncached,
         Scenario::RestGetMe,
@@ -290,6 +294,7 @@ impl Scenario {
         Scenario::DbSqlxHeld,
         Scenario::DbTokioPostgres,
         Scenario::WriteCreate,
+        Scenario::WriteCreateUsers,
         Scenario::WriteRevoke,
     ];
 
@@ -306,13 +311,17 @@ impl Scenario {
             Scenario::DbSqlxHeld => "db-sqlx-held",
             Scenario::DbTokioPostgres => "db-tokio-postgres",
             Scenario::WriteCreate => "write-create",
+            Scenario::WriteCreateUsers => "write-create-users",
             Scenario::WriteRevoke => "write-revoke",
         }
     }
 
     /// Whether the scenario writes (against the one-row insert baseline).
     fn writes(self) -> bool {
-        matches!(self, Scenario::WriteCreate | Scenario::WriteRevoke)
+        matches!(
+            self,
+            Scenario::WriteCreate | Scenario::WriteCreateUsers | Scenario::WriteRevoke
+        )
     }
 
     /// Whether the scenario drives the server with the cache off.

@@ -131,6 +131,7 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         ("ext-authz", "grpc-echo"),
         ("db-sqlx", "sqlx-select"),
         ("write-create", "sqlx-insert"),
+        ("write-create-users", "sqlx-insert"),
         ("write-revoke", "sqlx-insert"),
     ] {
         let fields = summary(&stdout, &format!("summary scenario={scenario} "));
@@ -169,8 +170,8 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
         stdout
             .matches("target: req/s >= 0.5 x sqlx-insert: ")
             .count(),
-        2,
-        "write-create and write-revoke state their goal: {stdout}"
+        3,
+        "write-create, write-create-users and write-revoke state their goal: {stdout}"
     );
     assert!(
         stdout.contains(
