@@ -272,14 +272,8 @@ impl Store {
         let head = self.chain(head, &mut rows)?;
         let ids = rows.iter().map(|r| r.id).collect();
         if txn.get_database_backend() == DbBackend::Postgres {
-            let payload = notify_payload(&rows);
-            // The rows travel as JSON parameters of at most APPEND_JSON_BYTES each; the last
-            // statement also moves the control row and queues the notification (delivered
-            // to every listening replica when the transaction commits). A batch that fits
-            // one parameter is one round trip.
-            let mut chunks = json_chunks(rows)?;
-            let last = chunks.pop().unwrap_or_else(|| "[]".to_owned());
-            for chunk in chunks {
+            let append = PostgresAppend::new(&head, rows)?;
+            for chunk in append.earlier {
                 txn.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     postgres_append_sql(false),
@@ -287,14 +281,15 @@ impl Store {
                 ))
                 .await?;
             }
+            let [last, head, row, channel, payload] = append.last;
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 postgres_append_sql(true),
                 [
                     last.into(),
-                    head.stored().into(),
-                    HEAD_ROW.into(),
-                    NOTIFY_CHANNEL.into(),
+                    head.into(),
+                    row.into(),
+                    channel.into(),
                     payload.into(),
                 ],
             ))
@@ -362,7 +357,8 @@ impl Store {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .started;
-            if let Err(e) = self.seal_pending(run).await {
+            let seal = self.clone();
+            if let Err(e) = unwound_as_error(async move { seal.seal_pending(run).await }).await {
                 warn!(error = %e, "could not seal the waiting lifecycle records; will retry");
             }
             self.sealer.completed.send_replace(run);
@@ -513,20 +509,19 @@ impl Store {
         let count = waiting.len() as u64;
         let mut rows: Vec<StoredRecord> = waiting.into_iter().map(stored_of_pending).collect();
         let head = self.chain(head, &mut rows)?;
-        let payload = notify_payload(&rows);
-        let mut chunks = json_chunks(rows)?;
-        let last = chunks.pop().unwrap_or_else(|| "[]".to_owned());
-        for chunk in chunks {
+        let append = PostgresAppend::new(&head, rows)?;
+        for chunk in append.earlier {
             sqlx::query(postgres_append_sql(false))
                 .bind(chunk)
                 .execute(&mut *conn)
                 .await?;
         }
+        let [last, head, row, channel, payload] = append.last;
         sqlx::query(postgres_append_sql(true))
             .bind(last)
-            .bind(head.stored())
-            .bind(HEAD_ROW)
-            .bind(NOTIFY_CHANNEL)
+            .bind(head)
+            .bind(row)
+            .bind(channel)
             .bind(payload)
             .execute(&mut *conn)
             .await?;
@@ -1119,16 +1114,17 @@ impl SealConnection {
 const APPEND_JSON_BYTES: usize = 12 * 1024;
 
 /// `rows` as JSON arrays of log rows, in order, each at most [`APPEND_JSON_BYTES`] long
-/// unless a single row is longer.
-fn json_chunks(rows: Vec<StoredRecord>) -> Result<Vec<String>> {
-    let mut chunks = Vec::new();
+/// unless a single row is longer: all but the last, and the last (`[]` if there are no
+/// rows).
+fn json_chunks(rows: Vec<StoredRecord>) -> Result<(Vec<String>, String)> {
+    let mut earlier = Vec::new();
     let mut chunk = String::from("[");
     for row in rows {
         let row = serde_json::to_string(&log_model(row).try_into_model()?)
             .map_err(|e| Error::internal(format!("a lifecycle row as JSON: {e}")))?;
         if chunk.len() > 1 && chunk.len() + row.len() + 2 > APPEND_JSON_BYTES {
             chunk.push(']');
-            chunks.push(std::mem::replace(&mut chunk, String::from("[")));
+            earlier.push(std::mem::replace(&mut chunk, String::from("[")));
         }
         if chunk.len() > 1 {
             chunk.push(',');
@@ -1136,8 +1132,35 @@ fn json_chunks(rows: Vec<StoredRecord>) -> Result<Vec<String>> {
         chunk.push_str(&row);
     }
     chunk.push(']');
-    chunks.push(chunk);
-    Ok(chunks)
+    Ok((earlier, chunk))
+}
+
+/// PostgreSQL: the parameters of the statements that append chained rows, whichever
+/// executor sends them (a request's SeaORM transaction, or the seal's own connection).
+struct PostgresAppend {
+    /// One chunk each for `postgres_append_sql(false)`, in order.
+    earlier: Vec<String>,
+    /// The parameters of `postgres_append_sql(true)`: the last chunk, the new head's stored
+    /// value, the control row's name, the notification's channel and payload.
+    last: [String; 5],
+}
+
+impl PostgresAppend {
+    /// The append of `rows`, chained and ending at `head`.
+    fn new(head: &ChainLink, rows: Vec<StoredRecord>) -> Result<Self> {
+        let payload = notify_payload(&rows);
+        let (earlier, last) = json_chunks(rows)?;
+        Ok(Self {
+            earlier,
+            last: [
+                last,
+                head.stored(),
+                HEAD_ROW.to_owned(),
+                NOTIFY_CHANNEL.to_owned(),
+                payload.to_owned(),
+            ],
+        })
+    }
 }
 
 /// Splits `items` into runs whose lengths are powers of two, largest first, in order (13
@@ -1171,6 +1194,21 @@ async fn lock_head(txn: &DatabaseTransaction) -> Result<ChainLink> {
 pub(super) struct Appended {
     /// Records wait in `lifecycle_pending` for a seal.
     pending: bool,
+}
+
+/// Runs `work` as a task of its own and returns its result, or an internal error if it
+/// panicked: a seal run that panics must still end (else `running` stays set, no run starts
+/// again and every later writer waits [`SEAL_WAIT`]). Its transaction ends with it (a held
+/// connection dropped mid-use is closed).
+async fn unwound_as_error<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(Error::internal(format!(
+            "the seal run ended abnormally: {e}"
+        ))),
+    }
 }
 
 /// How long a writer waits for the seal of its records before answering anyway.
@@ -1288,7 +1326,8 @@ mod tests {
         };
         let mut rows: Vec<StoredRecord> = (1..=100).map(|id| row(id, 300)).collect();
         rows.insert(50, row(1000, APPEND_JSON_BYTES));
-        let chunks = json_chunks(rows).unwrap();
+        let (mut chunks, last) = json_chunks(rows).unwrap();
+        chunks.push(last);
         assert!(chunks.len() > 3, "{} chunks", chunks.len());
         let mut ids = Vec::new();
         for chunk in &chunks {
@@ -1315,7 +1354,24 @@ mod tests {
         let mut expected: Vec<i64> = (1..=100).collect();
         expected.insert(50, 1000);
         assert_eq!(ids, expected, "every row once, in order");
-        assert_eq!(json_chunks(Vec::new()).unwrap(), ["[]"]);
+        assert_eq!(
+            json_chunks(Vec::new()).unwrap(),
+            (Vec::new(), "[]".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_seal_run_that_panics_ends_with_an_error() {
+        let panicked = super::unwound_as_error(async {
+            if std::hint::black_box(true) {
+                panic!("a bug in a seal");
+            }
+            Ok(1)
+        })
+        .await;
+        let message = format!("{:?}", panicked.unwrap_err());
+        assert!(message.contains("ended abnormally"), "{message}");
+        assert_eq!(super::unwound_as_error(async { Ok(2) }).await.unwrap(), 2);
     }
 
     #[test]
