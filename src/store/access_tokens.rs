@@ -5,13 +5,15 @@
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    TryIntoModel,
     sea_query::{Expr, Query},
 };
 
 use super::Store;
 use super::entities::{sessions, user_access_tokens as tokens, users};
-use super::lifecycle::Appended;
-use crate::domain::error::Result;
+use super::lifecycle::{Appended, pending_json};
+use super::token_inserts::{Inserted, TokenInsert};
+use crate::domain::error::{Error, Result};
 use crate::domain::{
     access_tokens::{TokenFilter, TokenState, TokenWindow},
     bound_tokens::BoundCidrs,
@@ -107,6 +109,17 @@ impl Store {
             scopes: Set(token.scopes.to_stored()),
         };
         if self.queues_in_one_statement() {
+            // Concurrent creations share a statement (`token_inserts`); one the database
+            // refused with others is written on its own.
+            let batched = TokenInsert {
+                token: serde_json::to_string(&row.clone().try_into_model()?)
+                    .map_err(|e| Error::internal(format!("a token row as JSON: {e}")))?,
+                record: pending_json(record, token.create_at)?,
+            };
+            if let Inserted::Done = self.token_inserts.insert(&self.db, batched).await? {
+                self.await_committed_records().await;
+                return Ok(());
+            }
             let mut insert = tokens::Entity::insert(row).into_query();
             insert.returning_col(tokens::Column::Id);
             self.change_and_queue(insert, record, token.create_at)

@@ -926,6 +926,15 @@ fn pending_model(r: StoredRecord) -> pending::ActiveModel {
     active_row!(pending::ActiveModel, r { seq: NotSet })
 }
 
+/// `record`, made at `now`, as a queued row in JSON keyed by column name (`seq` 0: the
+/// queue's identity numbers it).
+pub(super) fn pending_json(record: &NewRecord, now: UnixMillis) -> Result<String> {
+    let r = stored(record, now);
+    let row = active_row!(pending::ActiveModel, r { seq: Set(0) }).try_into_model()?;
+    serde_json::to_string(&row)
+        .map_err(|e| Error::internal(format!("a lifecycle record as JSON: {e}")))
+}
+
 /// A waiting row as stored, without its id and hash (a pending row is copied field for
 /// field, so a record written by a newer version is sealed unchanged).
 fn stored_of_pending(m: pending::Model) -> StoredRecord {

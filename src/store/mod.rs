@@ -13,6 +13,7 @@ mod leaks;
 mod lifecycle;
 mod rotation;
 mod sessions;
+mod token_inserts;
 mod token_usage;
 mod users;
 mod webhooks;
@@ -81,6 +82,8 @@ pub struct Store {
     seal: lifecycle::SealConnection,
     /// The token check's connections, outside the pool (see [`held_connections`]).
     check: std::sync::Arc<held_connections::CheckConnections>,
+    /// Token creations waiting to share a statement (PostgreSQL; see [`token_inserts`]).
+    token_inserts: std::sync::Arc<token_inserts::TokenInserts>,
 }
 
 impl Store {
@@ -115,6 +118,7 @@ impl Store {
             sealer: std::sync::Arc::default(),
             seal,
             check,
+            token_inserts: std::sync::Arc::default(),
         })
     }
 

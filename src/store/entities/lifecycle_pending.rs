@@ -1,8 +1,9 @@
 use sea_orm::entity::prelude::*;
 
 /// Deserialize: the PostgreSQL seal reads the rows it takes as one JSON array
-/// (`store::lifecycle`).
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+/// (`store::lifecycle`); Serialize: batched token creations send theirs as one
+/// (`store::token_inserts`).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize, serde::Serialize)]
 #[sea_orm(table_name = "lifecycle_pending")]
 pub(crate) struct Model {
     #[sea_orm(primary_key)]

@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// Serialize: batched creations send their rows as one JSON array (`store::token_inserts`).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "user_access_tokens")]
 pub(crate) struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

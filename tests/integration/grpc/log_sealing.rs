@@ -212,3 +212,83 @@ async fn two_servers_writing_at_once_keep_one_chain() {
     replica.shutdown().await.unwrap();
     srv.stop().await;
 }
+
+/// A trigger that makes the database refuse any token described "refused" (as a constraint
+/// the domain cannot see would), for the backend of `db`.
+async fn refuse_tokens_described_refused(db: &DatabaseConnection, backend: &str) {
+    let statements: &[&str] = match backend {
+        "postgres" => &[
+            "CREATE FUNCTION refuse_token() RETURNS trigger AS $$ BEGIN \
+             IF NEW.description = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_token BEFORE INSERT ON user_access_tokens \
+             FOR EACH ROW EXECUTE FUNCTION refuse_token()",
+        ],
+        "mysql" => &[
+            "CREATE TRIGGER refuse_token BEFORE INSERT ON user_access_tokens \
+             FOR EACH ROW BEGIN IF NEW.description = 'refused' THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; END IF; END",
+        ],
+        _ => &[
+            "CREATE TRIGGER refuse_token BEFORE INSERT ON user_access_tokens \
+             WHEN NEW.description = 'refused' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ],
+    };
+    for statement in statements {
+        db.execute_unprepared(statement).await.unwrap();
+    }
+}
+
+/// Concurrent creations share statements on PostgreSQL (`store::token_inserts`); one the
+/// database refuses must fail alone, whatever it shared: every other creation is made, with
+/// its record, and nothing of the refused ones is left.
+#[tokio::test]
+async fn a_creation_the_database_refuses_fails_alone_and_the_others_are_made() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let db = raw_db(&srv).await;
+    refuse_tokens_described_refused(&db, srv.backend()).await;
+    let before = assert_one_dense_chain(&srv, &admin).await;
+    let client = srv.client().await;
+    let mut handles = Vec::new();
+    for i in 0..96 {
+        let on = client.as_(&alice);
+        handles.push(tokio::spawn(async move {
+            let description = if i % 4 == 0 { "refused" } else { "kept" };
+            (description, on.create_token("me", description).await)
+        }));
+    }
+    let mut made = Vec::new();
+    for handle in handles {
+        match handle.await.unwrap() {
+            ("kept", Ok(created)) => made.push(created.user_access_token.unwrap().id),
+            ("refused", Err(status)) => {
+                assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+                assert!(
+                    !status.message().contains("refused by the test"),
+                    "the database's text stays in the log: {status:?}"
+                );
+            }
+            (description, outcome) => panic!("{description}: {outcome:?}"),
+        }
+    }
+    assert_eq!(made.len(), 72);
+    let listed = client
+        .as_(&alice)
+        .list_tokens_for_page("me", Some(0), Some(200))
+        .await
+        .unwrap()
+        .user_access_tokens;
+    let mut listed: Vec<String> = listed.into_iter().map(|t| t.id).collect();
+    listed.sort();
+    made.sort();
+    assert_eq!(listed, made, "exactly the kept tokens exist");
+    let after = assert_one_dense_chain(&srv, &admin).await;
+    assert_eq!(
+        after - before,
+        72,
+        "one record per kept token, none for a refused one"
+    );
+    srv.stop().await;
+}
