@@ -10,9 +10,9 @@ use sea_orm::{
 };
 
 use super::Store;
+use super::batched_writes::{Batched, TokenCreation, TokenDeletion};
 use super::entities::{sessions, user_access_tokens as tokens, users};
 use super::lifecycle::{Appended, pending_json};
-use super::token_inserts::{Inserted, TokenInsert};
 use crate::domain::error::{Error, Result};
 use crate::domain::{
     access_tokens::{TokenFilter, TokenState, TokenWindow},
@@ -109,14 +109,14 @@ impl Store {
             scopes: Set(token.scopes.to_stored()),
         };
         if self.queues_in_one_statement() {
-            // Concurrent creations share a statement (`token_inserts`); one the database
+            // Concurrent creations share a statement (`batched_writes`); one the database
             // refused with others is written on its own.
-            let batched = TokenInsert {
+            let batched = TokenCreation {
                 token: serde_json::to_string(&row.clone().try_into_model()?)
                     .map_err(|e| Error::internal(format!("a token row as JSON: {e}")))?,
                 record: pending_json(record, token.create_at)?,
             };
-            if let Inserted::Done = self.token_inserts.insert(&self.db, batched).await? {
+            if let Batched::Written(_) = self.token_creations.write(&self.db, batched).await? {
                 self.await_committed_records().await;
                 return Ok(());
             }
@@ -297,6 +297,19 @@ impl Store {
             // The sessions minted from the token go with it (their foreign key cascades),
             // in the same statement: a session minted concurrently either committed first
             // (and is deleted) or fails its foreign key check.
+            // Concurrent deletions share a statement, as creations do.
+            let batched = TokenDeletion::new(
+                id.as_str(),
+                owner.as_str(),
+                &pending_json(record, change.at)?,
+            );
+            if let Batched::Written(deleted) = self.token_deletions.write(&self.db, batched).await?
+            {
+                if deleted {
+                    self.await_committed_records().await;
+                }
+                return Ok(deleted);
+            }
             let delete = Query::delete()
                 .from_table(tokens::Entity)
                 .and_where(tokens::Column::Id.eq(id.as_str()))

@@ -2,6 +2,7 @@
 //! Nothing outside this module names a SeaORM type.
 
 mod access_tokens;
+mod batched_writes;
 mod commands;
 mod connect;
 mod credentials;
@@ -13,7 +14,6 @@ mod leaks;
 mod lifecycle;
 mod rotation;
 mod sessions;
-mod token_inserts;
 mod token_usage;
 mod users;
 mod webhooks;
@@ -82,8 +82,10 @@ pub struct Store {
     seal: lifecycle::SealConnection,
     /// The token check's connections, outside the pool (see [`held_connections`]).
     check: std::sync::Arc<held_connections::CheckConnections>,
-    /// Token creations waiting to share a statement (PostgreSQL; see [`token_inserts`]).
-    token_inserts: std::sync::Arc<token_inserts::TokenInserts>,
+    /// Token creations and deletions waiting to share a statement (PostgreSQL; see
+    /// [`batched_writes`]).
+    token_creations: std::sync::Arc<batched_writes::Batches<batched_writes::TokenCreations>>,
+    token_deletions: std::sync::Arc<batched_writes::Batches<batched_writes::TokenDeletions>>,
 }
 
 impl Store {
@@ -118,7 +120,8 @@ impl Store {
             sealer: std::sync::Arc::default(),
             seal,
             check,
-            token_inserts: std::sync::Arc::default(),
+            token_creations: std::sync::Arc::default(),
+            token_deletions: std::sync::Arc::default(),
         })
     }
 

@@ -292,3 +292,57 @@ async fn a_creation_the_database_refuses_fails_alone_and_the_others_are_made() {
     );
     srv.stop().await;
 }
+
+/// Revokes that arrive together share statements on PostgreSQL; several of one token by its
+/// owner must still behave as one after the other: one revokes it (one record), the others
+/// find nothing, as a revoke of a token already gone does. Tokens revoked alongside are
+/// revoked once each.
+#[tokio::test]
+async fn revokes_of_one_token_at_once_revoke_it_once() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin("root").await;
+    let alice = srv.token_user("alice").await;
+    let client = srv.client().await;
+    let as_alice = client.as_(&alice);
+    let (target, _) = as_alice.new_token("me").await;
+    let mut others = Vec::new();
+    for _ in 0..24 {
+        others.push(as_alice.new_token("me").await.0);
+    }
+    let before = assert_one_dense_chain(&srv, &admin).await;
+    let mut handles = Vec::new();
+    for i in 0..48 {
+        let on = client.as_(&alice);
+        let id = if i % 2 == 0 {
+            target.clone()
+        } else {
+            others[i / 2].clone()
+        };
+        handles.push(tokio::spawn(async move {
+            (id.clone(), on.revoke_token(&id).await)
+        }));
+    }
+    let mut target_revoked = 0;
+    let mut target_refused = Vec::new();
+    for handle in handles {
+        match handle.await.unwrap() {
+            (id, outcome) if id == target => match outcome {
+                Ok(_) => target_revoked += 1,
+                Err(status) => target_refused.push(status.code()),
+            },
+            (id, outcome) => assert!(outcome.is_ok(), "{id}: {outcome:?}"),
+        }
+    }
+    assert_eq!(target_revoked, 1, "refused: {target_refused:?}");
+    let gone = as_alice.revoke_token(&target).await.unwrap_err().code();
+    assert_eq!(target_refused, vec![gone; 23]);
+    let after = assert_one_dense_chain(&srv, &admin).await;
+    assert_eq!(after - before, 25, "one record per revoked token");
+    let listed = as_alice
+        .list_tokens_for_page("me", Some(0), Some(200))
+        .await
+        .unwrap()
+        .user_access_tokens;
+    assert!(listed.is_empty(), "{listed:?}");
+    srv.stop().await;
+}
