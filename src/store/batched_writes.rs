@@ -140,7 +140,11 @@ impl<W: BatchedWrite> Batches<W> {
                 take_batch(&mut queue.waiting, W::len)
             };
             let (changes, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let written = W::write(&db, &changes).await;
+            let Some(written) = caught(W::write(&db, &changes)).await else {
+                // Its writers learn that their batch ended without an answer.
+                warn!(changes = changes.len(), "a batch of changes panicked");
+                continue;
+            };
             if let Err(e) = &written
                 && refused(e)
                 && changes.len() > 1
@@ -157,6 +161,29 @@ impl<W: BatchedWrite> Batches<W> {
             }
         }
     }
+}
+
+/// `work`'s output, or `None` if it panicked: a batch's runner outlives a bug in one batch
+/// (whose callers then learn that it ended without an answer) instead of leaving its place
+/// among the statements in flight taken for good.
+pub(super) async fn caught<T>(work: impl Future<Output = T> + Send) -> Option<T> {
+    struct CatchUnwind<'a, T>(std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>);
+    impl<T> Future for CatchUnwind<'_, T> {
+        type Output = Option<T>;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            let polled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.as_mut().poll(cx)));
+            match polled {
+                Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Some(output)),
+                Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                Err(_) => std::task::Poll::Ready(None),
+            }
+        }
+    }
+    CatchUnwind(Box::pin(work)).await
 }
 
 /// The oldest waiting changes that fit [`BATCH_JSON_BYTES`] (at least one).
@@ -347,7 +374,21 @@ pub(super) fn deletions_sql() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{BATCH_JSON_BYTES, take_batch};
+    use super::{BATCH_JSON_BYTES, caught, take_batch};
+
+    #[tokio::test]
+    async fn a_batch_that_panics_is_caught_and_others_are_not_touched() {
+        let panicked = caught(async {
+            tokio::task::yield_now().await;
+            if std::hint::black_box(true) {
+                panic!("a bug in a batch");
+            }
+            1
+        })
+        .await;
+        assert_eq!(panicked, None);
+        assert_eq!(caught(async { 2 }).await, Some(2));
+    }
 
     #[test]
     fn a_batch_takes_the_oldest_that_fit_and_at_least_one() {

@@ -8,6 +8,10 @@
 //! process, the driver's statement cache prepares it once per connection, and the row is read
 //! by column position. Its two branches are each served by a
 //! unique index on `token_hash` (checked on PostgreSQL by `contract::query_plans`).
+//!
+//! On PostgreSQL, misses that arrive while others are being read share the next statement
+//! ([`CredentialLookups`]): the same rows for several digests (`= ANY`), each answered with
+//! its own; a miss alone is read with the single statement at once.
 
 use std::sync::OnceLock;
 
@@ -20,9 +24,12 @@ use sea_orm::{
 };
 
 use super::Store;
+use super::batched_writes::caught;
 use super::entities::{sessions, user_access_tokens as tokens, users};
 use super::error::driver_error;
-use super::held_connections::CheckConnections;
+use super::held_connections::{CheckConnections, HeldConnections};
+use tracing::warn;
+
 use crate::domain::{
     error::{Error, Result},
     ids::{SessionId, TokenId},
@@ -158,6 +165,14 @@ fn built_once(
     cell.get_or_init(|| build(parameter(backend)))
 }
 
+/// PostgreSQL: the statement for several digests at once, `$1` their comma-separated list
+/// (digests are hex), each branch served by its unique index (`= ANY`). Its rows are the
+/// single statement's; each names its digest (the session's or the token's `token_hash`).
+pub fn credentials_by_digests_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| by_digest_sql("ANY(string_to_array($1, ','))"))
+}
+
 /// The statement text for `backend`, built once.
 pub fn credential_by_digest_sql(backend: DbBackend) -> &'static str {
     static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
@@ -240,6 +255,16 @@ where
 {
     fn kind(&'r self) -> Result<String> {
         self.try_get(0).map_err(driver_error)
+    }
+
+    /// The digest the row was found by: its session's, or (the token branch) its token's.
+    fn found_by(&'r self) -> Result<String> {
+        let at = if self.kind()? == BY_SESSION {
+            SESSION_AT + 1
+        } else {
+            TOKEN_AT + 1
+        };
+        self.try_get(at).map_err(driver_error)
     }
 
     fn session_model(&'r self) -> Result<sessions::Model> {
@@ -329,7 +354,9 @@ impl<'r> CredentialRow<'r> for MySqlRow {}
 impl<'r> CredentialRow<'r> for SqliteRow {}
 
 /// What `rows` of the digest statement say.
-fn credential_of<'r, R: CredentialRow<'r>>(rows: &'r [R]) -> Result<StoredCredential>
+fn credential_of<'r, R: CredentialRow<'r> + 'r>(
+    rows: impl IntoIterator<Item = &'r R>,
+) -> Result<StoredCredential>
 where
     usize: ColumnIndex<R>,
     String: CredentialColumns<'r, R::Database>,
@@ -397,6 +424,12 @@ impl Store {
         &self,
         digest: &TokenDigest,
     ) -> Result<StoredCredential> {
+        if let CheckConnections::Postgres(_) = &*self.check {
+            return self
+                .credential_lookups
+                .find(&self.check, digest.as_str())
+                .await;
+        }
         let backend = self.db.get_database_backend();
         let sql = credential_by_digest_sql(backend);
         let digest = digest.as_str();
@@ -432,6 +465,136 @@ impl Store {
             rows.first().map(CredentialRow::access_token_row).transpose()
         })?;
         Ok(found.map(|(token, owner, _)| (token, owner)))
+    }
+}
+
+/// Group lookup of credentials on PostgreSQL: checks that miss the cache while others are
+/// being read share the next statement. Up to one statement per check connection runs at
+/// once; each takes every digest waiting when it starts (at most
+/// [`CredentialLookups::MAX_DIGESTS`]), so under load a miss costs a share of one round trip
+/// and of one statement instead of a whole one each, and a lone miss is read at once (in a
+/// task of its own: a check that gives up waiting does not cut short the others' read).
+#[derive(Debug, Default)]
+pub(super) struct CredentialLookups {
+    queue: std::sync::Mutex<LookupQueue>,
+}
+
+#[derive(Debug, Default)]
+struct LookupQueue {
+    waiting: Vec<Lookup>,
+    running: usize,
+}
+
+/// A waiting check: its digest, and where its answer goes.
+type Lookup = (
+    String,
+    tokio::sync::oneshot::Sender<Result<StoredCredential>>,
+);
+
+impl CredentialLookups {
+    /// The most digests one statement looks up.
+    const MAX_DIGESTS: usize = 64;
+
+    /// What `digest` names, read in the next statement on `check`'s connections.
+    async fn find(
+        self: &std::sync::Arc<Self>,
+        check: &std::sync::Arc<CheckConnections>,
+        digest: &str,
+    ) -> Result<StoredCredential> {
+        let CheckConnections::Postgres(held) = &**check else {
+            return Err(unsupported(DbBackend::MySql));
+        };
+        let (answer, found) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.waiting.push((digest.to_owned(), answer));
+            let start = queue.running < held.size();
+            if start {
+                queue.running += 1;
+            }
+            start
+        };
+        if start {
+            tokio::spawn(self.clone().run(check.clone()));
+        }
+        found.await.unwrap_or_else(|_| {
+            Err(Error::internal(
+                "a credential lookup ended without an answer",
+            ))
+        })
+    }
+
+    /// Reads batches while digests wait.
+    async fn run(self: std::sync::Arc<Self>, check: std::sync::Arc<CheckConnections>) {
+        let CheckConnections::Postgres(held) = &*check else {
+            return;
+        };
+        loop {
+            let batch = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if queue.waiting.is_empty() {
+                    queue.running -= 1;
+                    return;
+                }
+                let take = queue.waiting.len().min(Self::MAX_DIGESTS);
+                let rest = queue.waiting.split_off(take);
+                std::mem::replace(&mut queue.waiting, rest)
+            };
+            let size = batch.len();
+            if caught(Self::read(held, batch)).await.is_none() {
+                warn!(checks = size, "a credential lookup panicked");
+            }
+        }
+    }
+
+    /// Reads `batch`'s digests in one statement and answers each.
+    async fn read(held: &HeldConnections<sea_orm::sqlx::Postgres>, batch: Vec<Lookup>) {
+        if let [(digest, _)] = &batch[..] {
+            // One alone: the single statement, as a check without others waiting.
+            let sql = credential_by_digest_sql(DbBackend::Postgres);
+            let found = held.fetch_rows(sql, &[digest.as_str()]).await;
+            let found = found
+                .map_err(driver_error)
+                .and_then(|rows| credential_of(&rows));
+            if let Some((_, answer)) = batch.into_iter().next() {
+                let _ = answer.send(found);
+            }
+            return;
+        }
+        let digests = batch
+            .iter()
+            .map(|(digest, _)| digest.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        match held
+            .fetch_rows(credentials_by_digests_sql(), &[digests.as_str()])
+            .await
+        {
+            Ok(rows) => {
+                let found_by: Vec<Result<String>> =
+                    rows.iter().map(CredentialRow::found_by).collect();
+                for (digest, answer) in batch {
+                    let mine = rows.iter().zip(&found_by).filter_map(|(row, by)| {
+                        by.as_ref().is_ok_and(|by| *by == digest).then_some(row)
+                    });
+                    let found = match found_by.iter().find_map(|by| by.as_ref().err()) {
+                        Some(e) => Err(Error::internal(format!(
+                            "credential rows without their digest: {e:?}"
+                        ))),
+                        None => credential_of(mine),
+                    };
+                    let _ = answer.send(found);
+                }
+            }
+            Err(e) => {
+                let e = std::sync::Arc::new(e);
+                for (_, answer) in batch {
+                    let _ = answer.send(Err(Error::from(sea_orm::DbErr::Query(
+                        sea_orm::RuntimeErr::SqlxError(e.clone()),
+                    ))));
+                }
+            }
+        }
     }
 }
 

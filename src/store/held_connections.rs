@@ -79,6 +79,11 @@ impl<DB: Database> HeldConnections<DB> {
         }
     }
 
+    /// How many connections the set holds at most.
+    pub fn size(&self) -> usize {
+        self.slots.len()
+    }
+
     /// How many of the connections are open now (those busy count as open).
     pub fn open(&self) -> usize {
         self.slots

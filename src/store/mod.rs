@@ -29,7 +29,9 @@ use token_service_migrations::Migrator;
 
 use crate::domain::error::{Error, Result};
 pub use connect::check_database_url;
-pub use credentials::{access_token_with_owner_sql, credential_by_digest_sql};
+pub use credentials::{
+    access_token_with_owner_sql, credential_by_digest_sql, credentials_by_digests_sql,
+};
 pub use lifecycle::{ChainLink, LogWakeups};
 
 /// A pooled connection unused this long is pinged before it is handed out (sqlx pings on
@@ -86,6 +88,9 @@ pub struct Store {
     /// [`batched_writes`]).
     token_creations: std::sync::Arc<batched_writes::Batches<batched_writes::TokenCreations>>,
     token_deletions: std::sync::Arc<batched_writes::Batches<batched_writes::TokenDeletions>>,
+    /// Cache misses waiting to share a statement (PostgreSQL; see
+    /// [`credentials::CredentialLookups`]).
+    credential_lookups: std::sync::Arc<credentials::CredentialLookups>,
 }
 
 impl Store {
@@ -122,6 +127,7 @@ impl Store {
             check,
             token_creations: std::sync::Arc::default(),
             token_deletions: std::sync::Arc::default(),
+            credential_lookups: std::sync::Arc::default(),
         })
     }
 

@@ -234,6 +234,9 @@ async fn every_lookup_is_served_by_an_index_on_postgres() {
     let token_with_owner =
         token_service::store::access_token_with_owner_sql(sea_orm::DbBackend::Postgres)
             .replace("$1", "'x'");
+    // Several checks' misses at once (the digests comma-separated as $1).
+    let credential_checks =
+        token_service::store::credentials_by_digests_sql().replace("$1", "'x,y,z'");
     let all = QUERIES
         .iter()
         .map(|(what, sql)| (*what, *sql, true))
@@ -247,6 +250,11 @@ async fn every_lookup_is_served_by_an_index_on_postgres() {
             (
                 "a token change's authorization: the token and its owner by the token's id",
                 token_with_owner.as_str(),
+                true,
+            ),
+            (
+                "the token checks of several misses at once, by their digests",
+                credential_checks.as_str(),
                 true,
             ),
         ]);
