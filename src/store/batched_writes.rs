@@ -62,33 +62,70 @@ pub(super) enum Batched {
 
 /// The changes of one kind waiting for a statement, and how many statements run.
 pub(super) struct Batches<W: BatchedWrite> {
-    queue: Mutex<Queue<W::Change>>,
+    queue: BatchQueue<(W::Change, oneshot::Sender<Outcome>)>,
+}
+
+impl<W: BatchedWrite> std::fmt::Debug for Batches<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.queue.fmt(f)
+    }
 }
 
 impl<W: BatchedWrite> Default for Batches<W> {
     fn default() -> Self {
         Self {
-            queue: Mutex::new(Queue {
-                waiting: Vec::new(),
-                running: 0,
-            }),
+            queue: BatchQueue::default(),
         }
     }
 }
 
-impl<W: BatchedWrite> std::fmt::Debug for Batches<W> {
+/// What waits for a batch, and how many runners take batches: shared by the batched
+/// writes and the token check's batched reads (`credentials::CredentialLookups`).
+pub(super) struct BatchQueue<T> {
+    state: Mutex<(Vec<T>, usize)>,
+}
+
+impl<T> Default for BatchQueue<T> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new((Vec::new(), 0)),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for BatchQueue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        f.debug_struct("Batches")
-            .field("waiting", &queue.waiting.len())
-            .field("running", &queue.running)
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("BatchQueue")
+            .field("waiting", &state.0.len())
+            .field("running", &state.1)
             .finish()
     }
 }
 
-struct Queue<C> {
-    waiting: Vec<(C, oneshot::Sender<Outcome>)>,
-    running: usize,
+impl<T> BatchQueue<T> {
+    /// Queues `item`; true if the caller must start a runner (fewer than `runners` run,
+    /// and this one is now counted).
+    pub(super) fn push(&self, item: T, runners: usize) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0.push(item);
+        let start = state.1 < runners;
+        if start {
+            state.1 += 1;
+        }
+        start
+    }
+
+    /// A runner's next batch, picked from the waiting items by `take`; `None` when nothing
+    /// waits, and the runner, no longer counted, must end.
+    pub(super) fn next(&self, take: impl FnOnce(&mut Vec<T>) -> Vec<T>) -> Option<Vec<T>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0.is_empty() {
+            state.1 -= 1;
+            return None;
+        }
+        Some(take(&mut state.0))
+    }
 }
 
 /// A batch's answer to each of its writers.
@@ -108,16 +145,7 @@ impl<W: BatchedWrite> Batches<W> {
         change: W::Change,
     ) -> Result<Batched> {
         let (answer, outcome) = oneshot::channel();
-        let start = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.waiting.push((change, answer));
-            let start = queue.running < IN_FLIGHT;
-            if start {
-                queue.running += 1;
-            }
-            start
-        };
-        if start {
+        if self.queue.push((change, answer), IN_FLIGHT) {
             tokio::spawn(self.clone().run(db.clone()));
         }
         match outcome.await {
@@ -130,15 +158,7 @@ impl<W: BatchedWrite> Batches<W> {
 
     /// Writes batches while changes wait.
     async fn run(self: Arc<Self>, db: DatabaseConnection) {
-        loop {
-            let batch = {
-                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                if queue.waiting.is_empty() {
-                    queue.running -= 1;
-                    return;
-                }
-                take_batch(&mut queue.waiting, W::len)
-            };
+        while let Some(batch) = self.queue.next(|waiting| take_batch(waiting, W::len)) {
             let (changes, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let Some(written) = caught(W::write(&db, &changes)).await else {
                 // Its writers learn that their batch ended without an answer.

@@ -24,7 +24,7 @@ use sea_orm::{
 };
 
 use super::Store;
-use super::batched_writes::caught;
+use super::batched_writes::{BatchQueue, caught};
 use super::entities::{sessions, user_access_tokens as tokens, users};
 use super::error::driver_error;
 use super::held_connections::{CheckConnections, HeldConnections};
@@ -476,13 +476,7 @@ impl Store {
 /// task of its own: a check that gives up waiting does not cut short the others' read).
 #[derive(Debug, Default)]
 pub(super) struct CredentialLookups {
-    queue: std::sync::Mutex<LookupQueue>,
-}
-
-#[derive(Debug, Default)]
-struct LookupQueue {
-    waiting: Vec<Lookup>,
-    running: usize,
+    queue: BatchQueue<Lookup>,
 }
 
 /// A waiting check: its digest, and where its answer goes.
@@ -505,16 +499,7 @@ impl CredentialLookups {
             return Err(unsupported(DbBackend::MySql));
         };
         let (answer, found) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.waiting.push((digest.to_owned(), answer));
-            let start = queue.running < held.size();
-            if start {
-                queue.running += 1;
-            }
-            start
-        };
-        if start {
+        if self.queue.push((digest.to_owned(), answer), held.size()) {
             tokio::spawn(self.clone().run(check.clone()));
         }
         found.await.unwrap_or_else(|_| {
@@ -529,17 +514,11 @@ impl CredentialLookups {
         let CheckConnections::Postgres(held) = &*check else {
             return;
         };
-        loop {
-            let batch = {
-                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                if queue.waiting.is_empty() {
-                    queue.running -= 1;
-                    return;
-                }
-                let take = queue.waiting.len().min(Self::MAX_DIGESTS);
-                let rest = queue.waiting.split_off(take);
-                std::mem::replace(&mut queue.waiting, rest)
-            };
+        let oldest = |waiting: &mut Vec<Lookup>| {
+            let rest = waiting.split_off(waiting.len().min(Self::MAX_DIGESTS));
+            std::mem::replace(waiting, rest)
+        };
+        while let Some(batch) = self.queue.next(oldest) {
             let size = batch.len();
             if caught(Self::read(held, batch)).await.is_none() {
                 warn!(checks = size, "a credential lookup panicked");
