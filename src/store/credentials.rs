@@ -496,7 +496,9 @@ impl CredentialLookups {
         digest: &str,
     ) -> Result<StoredCredential> {
         let CheckConnections::Postgres(held) = &**check else {
-            return Err(unsupported(DbBackend::MySql));
+            return Err(Error::internal(
+                "credential lookups are batched on PostgreSQL only",
+            ));
         };
         let (answer, found) = tokio::sync::oneshot::channel();
         if self.queue.push((digest.to_owned(), answer), held.size()) {

@@ -357,8 +357,7 @@ impl Store {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .started;
-            let seal = self.clone();
-            if let Err(e) = unwound_as_error(async move { seal.seal_pending(run).await }).await {
+            if let Err(e) = unwound_as_error(self.seal_pending(run)).await {
                 warn!(error = %e, "could not seal the waiting lifecycle records; will retry");
             }
             self.sealer.completed.send_replace(run);
@@ -1205,19 +1204,20 @@ pub(super) struct Appended {
     pending: bool,
 }
 
-/// Runs `work` as a task of its own and returns its result, or an internal error if it
-/// panicked: a seal run that panics must still end (else `running` stays set, no run starts
-/// again and every later writer waits [`SEAL_WAIT`]). Its transaction ends with it (a held
-/// connection dropped mid-use is closed).
-async fn unwound_as_error<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+/// Runs `work` and returns its result, or an internal error if it panicked: a seal run that
+/// panics must still end (else `running` stays set, no run starts again and every later
+/// writer waits [`SEAL_WAIT`]). Its transaction ends with it (a held connection dropped
+/// mid-use is closed).
+async fn unwound_as_error<T>(
+    work: impl std::future::Future<Output = Result<T>> + Send,
 ) -> Result<T> {
-    match tokio::spawn(work).await {
-        Ok(outcome) => outcome,
-        Err(e) => Err(Error::internal(format!(
-            "the seal run ended abnormally: {e}"
-        ))),
-    }
+    super::batched_writes::caught(work)
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::internal(
+                "the seal run ended abnormally: it panicked",
+            ))
+        })
 }
 
 /// How long a writer waits for the seal of its records before answering anyway.
