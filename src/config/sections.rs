@@ -200,6 +200,10 @@ pub struct PoolConfig {
     /// Connections held for the token check's reads, outside the pool (opened when first
     /// needed; see `store::held_connections`).
     pub check_connections: u32,
+    /// On PostgreSQL, how many shared statements of cache misses run at once, each on one of
+    /// the check connections (at most `check_connections`; see
+    /// `store::credentials::CredentialLookups`).
+    pub check_batches: u32,
 }
 
 impl Default for PoolConfig {
@@ -210,6 +214,7 @@ impl Default for PoolConfig {
             connect_timeout_secs: 5,
             acquire_timeout_secs: 5,
             check_connections: 8,
+            check_batches: 2,
         }
     }
 }

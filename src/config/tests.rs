@@ -374,3 +374,19 @@ fn the_check_connections_are_read_from_env_and_must_be_at_least_one() {
     let err = none.validate().unwrap_err();
     assert!(err.contains("pool.check_connections"), "{err}");
 }
+
+#[test]
+fn the_check_batches_are_read_from_env_and_must_be_at_least_one() {
+    let e = env(&[("TOKEN_SERVICE_POOL__CHECK_BATCHES", "5")]);
+    let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
+    assert_eq!(c.pool.check_batches, 5);
+    let (default, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert_eq!(default.pool.check_batches, 2);
+    let mut none = default.clone();
+    none.pool.check_batches = 0;
+    let err = none.validate().unwrap_err();
+    assert!(
+        err.contains("pool.check_batches: must be at least 1"),
+        "{err}"
+    );
+}

@@ -86,6 +86,8 @@ const TOKEN_COLUMNS: [&str; 12] = [
 const SESSION_AT: usize = 1;
 const USER_AT: usize = SESSION_AT + SESSION_COLUMNS.len();
 const TOKEN_AT: usize = USER_AT + USER_COLUMNS.len();
+/// Where a row of [`credentials_by_digests_sql`] holds the position of its digest.
+const POSITION_AT: usize = TOKEN_AT + TOKEN_COLUMNS.len();
 
 /// Which branch of the union a row comes from (`kind` column).
 const BY_SESSION: &str = "s";
@@ -166,11 +168,23 @@ fn built_once(
 }
 
 /// PostgreSQL: the statement for several digests at once, `$1` their comma-separated list
-/// (digests are hex), each branch served by its unique index (`= ANY`). Its rows are the
-/// single statement's; each names its digest (the session's or the token's `token_hash`).
+/// (digests are hex). Each digest is looked up on its own, as the single statement looks up
+/// one (a nested loop over the list, each branch served by its unique index), and its rows
+/// end with the digest's position in the list (1-based, [`POSITION_AT`]).
+///
+/// Not `token_hash = ANY(list)`: on small tables PostgreSQL's generic plan for that (the
+/// one a prepared statement settles on) scans the tables and evaluates the list per row,
+/// which cost more per digest than a statement each.
 pub fn credentials_by_digests_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| by_digest_sql("ANY(string_to_array($1, ','))"))
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT found.*, d.position \
+             FROM unnest(string_to_array($1, ',')) WITH ORDINALITY AS d(digest, position) \
+             CROSS JOIN LATERAL ({by_digest}) found",
+            by_digest = by_digest_sql("d.digest"),
+        )
+    })
 }
 
 /// The statement text for `backend`, built once.
@@ -247,24 +261,15 @@ impl<'r, DB: Database, T: Decode<'r, DB> + Type<DB>> CredentialColumns<'r, DB> f
 trait CredentialRow<'r>: Row + Sized
 where
     usize: ColumnIndex<Self>,
+    &'r str: CredentialColumns<'r, Self::Database>,
     String: CredentialColumns<'r, Self::Database>,
     Option<String>: CredentialColumns<'r, Self::Database>,
     i64: CredentialColumns<'r, Self::Database>,
     Option<i64>: CredentialColumns<'r, Self::Database>,
     bool: CredentialColumns<'r, Self::Database>,
 {
-    fn kind(&'r self) -> Result<String> {
+    fn kind(&'r self) -> Result<&'r str> {
         self.try_get(0).map_err(driver_error)
-    }
-
-    /// The digest the row was found by: its session's, or (the token branch) its token's.
-    fn found_by(&'r self) -> Result<String> {
-        let at = if self.kind()? == BY_SESSION {
-            SESSION_AT + 1
-        } else {
-            TOKEN_AT + 1
-        };
-        self.try_get(at).map_err(driver_error)
     }
 
     fn session_model(&'r self) -> Result<sessions::Model> {
@@ -359,6 +364,7 @@ fn credential_of<'r, R: CredentialRow<'r> + 'r>(
 ) -> Result<StoredCredential>
 where
     usize: ColumnIndex<R>,
+    &'r str: CredentialColumns<'r, R::Database>,
     String: CredentialColumns<'r, R::Database>,
     Option<String>: CredentialColumns<'r, R::Database>,
     i64: CredentialColumns<'r, R::Database>,
@@ -368,7 +374,7 @@ where
     let mut found = StoredCredential::default();
     let mut token_row = None;
     for row in rows {
-        match row.kind()?.as_str() {
+        match row.kind()? {
             BY_SESSION => found.session = Some(row.session_row()?),
             BY_ACCESS_TOKEN => token_row = Some(row),
             other => {
@@ -469,14 +475,18 @@ impl Store {
 }
 
 /// Group lookup of credentials on PostgreSQL: checks that miss the cache while others are
-/// being read share the next statement. Up to one statement per check connection runs at
-/// once; each takes every digest waiting when it starts (at most
-/// [`CredentialLookups::MAX_DIGESTS`]), so under load a miss costs a share of one round trip
-/// and of one statement instead of a whole one each, and a lone miss is read at once (in a
-/// task of its own: a check that gives up waiting does not cut short the others' read).
-#[derive(Debug, Default)]
+/// being read share the next statement. Up to `batches` statements (`pool.check_batches`,
+/// each on one of the check connections) run at once; each takes every digest waiting when it
+/// starts (at most [`CredentialLookups::MAX_DIGESTS`]), so under load a miss costs a share of
+/// one round trip and of one statement instead of a whole one each, and a lone miss is read
+/// at once (in a task of its own: a check that gives up waiting does not cut short the
+/// others' read). Few statements at once make the batches large: the service's cost of a
+/// statement (its messages, the socket writes, the wake-ups) is mostly per statement, and
+/// the database's per digest.
+#[derive(Debug)]
 pub(super) struct CredentialLookups {
     queue: BatchQueue<Lookup>,
+    batches: usize,
 }
 
 /// A waiting check: its digest, and where its answer goes.
@@ -488,6 +498,14 @@ type Lookup = (
 impl CredentialLookups {
     /// The most digests one statement looks up.
     const MAX_DIGESTS: usize = 64;
+
+    /// Lookups running at most `batches` statements at once (at least one).
+    pub(super) fn new(batches: usize) -> Self {
+        Self {
+            queue: BatchQueue::default(),
+            batches: batches.max(1),
+        }
+    }
 
     /// What `digest` names, read in the next statement on `check`'s connections.
     async fn find(
@@ -501,7 +519,10 @@ impl CredentialLookups {
             ));
         };
         let (answer, found) = tokio::sync::oneshot::channel();
-        if self.queue.push((digest.to_owned(), answer), held.size()) {
+        if self
+            .queue
+            .push((digest.to_owned(), answer), self.batches.min(held.size()))
+        {
             tokio::spawn(self.clone().run(check.clone()));
         }
         found.await.unwrap_or_else(|_| {
@@ -542,27 +563,45 @@ impl CredentialLookups {
             }
             return;
         }
-        let digests = batch
+        // Each digest once: checks of one token that miss together (a hot token's entry
+        // expiring, a restart) share its rows.
+        let mut distinct: Vec<&str> = Vec::with_capacity(batch.len());
+        let slots: Vec<usize> = batch
             .iter()
-            .map(|(digest, _)| digest.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+            .map(|(digest, _)| {
+                distinct
+                    .iter()
+                    .position(|d| *d == digest.as_str())
+                    .unwrap_or_else(|| {
+                        distinct.push(digest.as_str());
+                        distinct.len() - 1
+                    })
+            })
+            .collect();
+        let digests = distinct.join(",");
+        let distinct = distinct.len();
         match held
             .fetch_rows(credentials_by_digests_sql(), &[digests.as_str()])
             .await
         {
             Ok(rows) => {
-                let found_by: Vec<Result<String>> =
-                    rows.iter().map(CredentialRow::found_by).collect();
-                for (digest, answer) in batch {
-                    let mine = rows.iter().zip(&found_by).filter_map(|(row, by)| {
-                        by.as_ref().is_ok_and(|by| *by == digest).then_some(row)
-                    });
-                    let found = match found_by.iter().find_map(|by| by.as_ref().err()) {
+                let mut rows_of = vec![Vec::new(); distinct];
+                let mut misplaced = None;
+                for row in &rows {
+                    match row.try_get::<i64, _>(POSITION_AT) {
+                        Ok(n) if (1..=distinct as i64).contains(&n) => {
+                            rows_of[(n - 1) as usize].push(row);
+                        }
+                        Ok(n) => misplaced = Some(format!("position {n} of {distinct}")),
+                        Err(e) => misplaced = Some(format!("{e:?}")),
+                    }
+                }
+                for ((_, answer), slot) in batch.into_iter().zip(slots) {
+                    let found = match &misplaced {
                         Some(e) => Err(Error::internal(format!(
-                            "credential rows without their digest: {e:?}"
+                            "credential rows without their digest's position: {e}"
                         ))),
-                        None => credential_of(mine),
+                        None => credential_of(rows_of[slot].iter().copied()),
                     };
                     let _ = answer.send(found);
                 }

@@ -41,8 +41,9 @@ pub struct HeldConnections<DB: Database> {
     slots: Box<[Mutex<Slot<DB>>]>,
     /// One permit per slot: waiting checks queue here, in order.
     free: Semaphore,
-    /// The request pool: its connect options (URL, TLS, statement cache) open the slots.
-    pool: Pool<DB>,
+    /// How the slots are opened: the request pool's options (URL, TLS, statement cache),
+    /// adjusted for the set's use ([`HeldConnections::with_options`]).
+    options: std::sync::Arc<<DB::Connection as sqlx::Connection>::Options>,
     connect_timeout: Duration,
     acquire_timeout: Duration,
 }
@@ -118,10 +119,21 @@ where
                 })
                 .collect(),
             free: Semaphore::new(size),
-            pool,
+            options: pool.connect_options(),
             connect_timeout,
             acquire_timeout,
         }
+    }
+
+    /// The set, its connections opened with the options `adjust` makes of the pool's.
+    pub fn with_options(
+        mut self,
+        adjust: impl FnOnce(
+            <DB::Connection as sqlx::Connection>::Options,
+        ) -> <DB::Connection as sqlx::Connection>::Options,
+    ) -> Self {
+        self.options = std::sync::Arc::new(adjust((*self.options).clone()));
+        self
     }
 
     /// The rows `sql` returns with `values` bound in order.
@@ -215,7 +227,7 @@ where
         };
         let conn = match slot.conn.take() {
             Some(conn) if fit => conn,
-            _ => tokio::time::timeout(self.connect_timeout, self.pool.connect_options().connect())
+            _ => tokio::time::timeout(self.connect_timeout, self.options.connect())
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??,
         };
@@ -303,12 +315,21 @@ impl CheckConnections {
         let size = usize::try_from(options.check_connections).unwrap_or(usize::MAX);
         let (connect, acquire) = (options.connect_timeout, options.acquire_timeout);
         match db.get_database_backend() {
-            DbBackend::Postgres => CheckConnections::Postgres(HeldConnections::new(
-                db.get_postgres_connection_pool().clone(),
-                size,
-                connect,
-                acquire,
-            )),
+            // Generic plans: the check's statements look rows up by unique keys, whose
+            // generic plan is the one a custom plan would find; planning again at each run
+            // (PostgreSQL's default keeps custom plans for the batched lookup, whose
+            // generic cost it estimates higher) cost more than running the statement.
+            DbBackend::Postgres => CheckConnections::Postgres(
+                HeldConnections::new(
+                    db.get_postgres_connection_pool().clone(),
+                    size,
+                    connect,
+                    acquire,
+                )
+                .with_options(|options| {
+                    options.options([("plan_cache_mode", "force_generic_plan")])
+                }),
+            ),
             DbBackend::MySql => CheckConnections::MySql(HeldConnections::new(
                 db.get_mysql_connection_pool().clone(),
                 size,

@@ -49,6 +49,9 @@ pub struct PoolOptions {
     pub acquire_timeout: Duration,
     /// Connections held for the token check's reads (see [`held_connections`]).
     pub check_connections: u32,
+    /// Shared statements of cache misses at once on PostgreSQL (see
+    /// [`credentials::CredentialLookups`]).
+    pub check_batches: u32,
 }
 
 /// How many connections a pool holds.
@@ -127,7 +130,9 @@ impl Store {
             check,
             token_creations: std::sync::Arc::default(),
             token_deletions: std::sync::Arc::default(),
-            credential_lookups: std::sync::Arc::default(),
+            credential_lookups: std::sync::Arc::new(credentials::CredentialLookups::new(
+                usize::try_from(pool.check_batches).unwrap_or(usize::MAX),
+            )),
         })
     }
 

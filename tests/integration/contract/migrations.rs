@@ -14,6 +14,7 @@ async fn migrations_go_up_down_and_up_again() {
         connect_timeout: std::time::Duration::from_secs(5),
         acquire_timeout: std::time::Duration::from_secs(5),
         check_connections: 1,
+        check_batches: 1,
     };
     let store = Store::connect(&db.url(), &pool).await.unwrap();
     let status = store.migration_status().await.unwrap();

@@ -1,6 +1,7 @@
 //! The token check's own connections (`pool.check_connections`, outside the request pool):
 //! one is enough for checks one at a time; many concurrent misses share a few connections
-//! and each gets its own answer; a check
+//! and each gets its own answer (a token repeated in one shared read, or naming nothing,
+//! too); a check
 //! cancelled mid-read leaves nothing for the next one to read; a connection the database
 //! ended is replaced without failing the check that finds it gone, nor a later write (the
 //! request pool pings a connection unused for a second before handing it out).
@@ -50,6 +51,49 @@ async fn many_concurrent_misses_share_two_connections_and_each_is_answered_for_i
         (client.as_(user), user.id.clone())
     }))
     .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn misses_read_together_answer_repeated_unknown_and_revoked_tokens_each_for_itself() {
+    // One statement at a time on one connection: the waiting checks pile up and share it,
+    // with the same token several times in a batch and digests that name nothing.
+    let srv = TestServer::start_with(|c| {
+        c.cache.enable = false;
+        c.pool.check_connections = 1;
+        c.pool.check_batches = 1;
+    })
+    .await;
+    let alice = srv.token_user("alice").await;
+    let bob = srv.token_user("bob").await;
+    let gone = srv.token_user("gone").await;
+    let admin = srv.admin("root").await;
+    srv.as_(&admin).revoke_all_sessions(&gone.id).await.unwrap();
+    let client = srv.client().await;
+    // Well formed (26 lowercase letters and digits), never issued.
+    let unknown = ActorClient::new(client.clone(), Some("q7w8e9r0t1y2u3i4o5p6a7s8d9"));
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..150 {
+        let (caller, expected) = match i % 6 {
+            0..=2 => (client.as_(&alice), Some(alice.id.clone())),
+            3 => (client.as_(&bob), Some(bob.id.clone())),
+            4 => (unknown.clone(), None),
+            _ => (client.as_(&gone), None),
+        };
+        running.spawn(async move { (i, expected, caller.me().await) });
+    }
+    while let Some(done) = running.join_next().await {
+        let (i, expected, me) = done.unwrap();
+        match (expected, me) {
+            (Some(id), Ok(me)) => assert_eq!(me.id, id, "check {i}: another token's user"),
+            (None, Err(status)) => assert_eq!(
+                status.code(),
+                tonic::Code::Unauthenticated,
+                "check {i}: {status:?}"
+            ),
+            (expected, got) => panic!("check {i}: expected {expected:?}, got {got:?}"),
+        }
+    }
     srv.stop().await;
 }
 

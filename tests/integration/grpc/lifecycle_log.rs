@@ -152,6 +152,7 @@ async fn revocation_events_of_an_earlier_version_move_into_the_log_with_their_id
         connect_timeout: std::time::Duration::from_secs(5),
         acquire_timeout: std::time::Duration::from_secs(5),
         check_connections: 1,
+        check_batches: 1,
     };
     let store = Store::connect(&url, &pool).await.unwrap();
     store.migrate_up().await.unwrap();

@@ -181,6 +181,12 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
                 if let Some(url) = &args.database_url {
                     c.database_url = Some(token_service::config::DatabaseUrl::new(url.clone()));
                 }
+                if let Some(n) = args.check_connections {
+                    c.pool.check_connections = n;
+                }
+                if let Some(n) = args.check_batches {
+                    c.pool.check_batches = n;
+                }
             };
             let cached = if needs_cached {
                 Some(Target::start_in_process(&server_rt, args.tokens, on_database).await?)

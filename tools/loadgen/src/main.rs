@@ -391,6 +391,15 @@ struct BenchArgs {
     /// users and tokens to it); with --grpc-target, the database those servers use.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// The in-process servers' `pool.check_connections` (the connections their token check
+    /// reads through; on PostgreSQL, how many batched lookups run at once). Default: the
+    /// service's default.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    check_connections: Option<u32>,
+    /// The in-process servers' `pool.check_batches` (on PostgreSQL, how many shared
+    /// statements of cache misses run at once). Default: the service's default.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    check_batches: Option<u32>,
     /// Where the in-process target writes its log lines (INFO and up, as `token-service
     /// serve` does): `-` for stderr, interleaved with the report. Default: a file in the
     /// temporary directory, named at the start of the report.

@@ -85,6 +85,8 @@ fn bench_args(args: &ScaleArgs) -> BenchArgs {
         admin_token: None,
         target_pid: None,
         database_url: args.database_url.clone(),
+        check_connections: None,
+        check_batches: None,
         server_log: args.server_log.clone(),
     }
 }
