@@ -372,7 +372,7 @@ impl SupersededSecret {
 }
 
 /// What one digest names, as stored.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StoredCredential {
     /// The session stored under the digest, with the stored digest; `None` if there is none
     /// (a personal access token before its first use, or an unknown digest).
@@ -386,7 +386,7 @@ pub struct StoredCredential {
 }
 
 /// A session with what its check needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoredSession {
     pub session: Session,
     pub stored_digest: TokenDigest,

@@ -236,16 +236,15 @@ where
         Ok(value)
     }
 
-    /// Whether the table whose columns start here is present (its id is not NULL).
-    fn present(&self) -> Result<bool>
-    where
-        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        Ok(self
+    /// Whether the table whose columns start here is present (its id is not NULL), read
+    /// without decoding the id.
+    fn present(&self) -> Result<bool> {
+        use sea_orm::sqlx::ValueRef as _;
+        Ok(!self
             .row
-            .try_get::<Option<String>, _>(self.next)
+            .try_get_raw(self.next)
             .map_err(driver_error)?
-            .is_some())
+            .is_null())
     }
 }
 
@@ -596,12 +595,28 @@ impl CredentialLookups {
                         Err(e) => misplaced = Some(format!("{e:?}")),
                     }
                 }
+                // Each digest's rows decoded once: its last check takes them, the others
+                // get copies.
+                let mut waiting = vec![0usize; distinct];
+                for slot in &slots {
+                    waiting[*slot] += 1;
+                }
+                let mut decoded: Vec<Option<StoredCredential>> = vec![None; distinct];
                 for ((_, answer), slot) in batch.into_iter().zip(slots) {
-                    let found = match &misplaced {
-                        Some(e) => Err(Error::internal(format!(
+                    waiting[slot] -= 1;
+                    let found = match (&misplaced, decoded[slot].take()) {
+                        (Some(e), _) => Err(Error::internal(format!(
                             "credential rows without their digest's position: {e}"
                         ))),
-                        None => credential_of(rows_of[slot].iter().copied()),
+                        (None, Some(found)) => Ok(found),
+                        (None, None) => credential_of(rows_of[slot].iter().copied()),
+                    };
+                    let found = match found {
+                        Ok(found) if waiting[slot] > 0 => {
+                            decoded[slot] = Some(found.clone());
+                            Ok(found)
+                        }
+                        other => other,
                     };
                     let _ = answer.send(found);
                 }
