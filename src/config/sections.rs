@@ -200,7 +200,7 @@ pub struct PoolConfig {
     /// Connections held for the token check's reads, outside the pool (opened when first
     /// needed; see `store::held_connections`).
     pub check_connections: u32,
-    /// On PostgreSQL, how many shared statements of cache misses run at once, each on one of
+    /// On PostgreSQL and SQLite, how many shared statements of cache misses run at once, each on one of
     /// the check connections (at most `check_connections`; see
     /// `store::credentials::CredentialLookups`).
     pub check_batches: u32,

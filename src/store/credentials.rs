@@ -9,9 +9,10 @@
 //! by column position. Its two branches are each served by a
 //! unique index on `token_hash` (checked on PostgreSQL by `contract::query_plans`).
 //!
-//! On PostgreSQL, misses that arrive while others are being read share the next statement
-//! ([`CredentialLookups`]): the same rows for several digests (`= ANY`), each answered with
-//! its own; a miss alone is read with the single statement at once.
+//! On PostgreSQL and SQLite, misses that arrive while others are being read share the next
+//! statement ([`CredentialLookups`]): the single statement's rows for each of several
+//! digests, each answered with its own; a miss alone is read with the single statement at
+//! once. MariaDB reads each miss alone.
 
 use std::sync::OnceLock;
 
@@ -27,7 +28,7 @@ use super::Store;
 use super::batched_writes::{BatchQueue, caught};
 use super::entities::{sessions, user_access_tokens as tokens, users};
 use super::error::driver_error;
-use super::held_connections::{CheckConnections, HeldConnections};
+use super::held_connections::CheckConnections;
 use tracing::warn;
 
 use crate::domain::{
@@ -119,11 +120,13 @@ fn parameter(backend: DbBackend) -> &'static str {
     }
 }
 
-/// The session branch: sessions matching `condition` with their user and token.
-fn session_select(condition: &str) -> String {
+/// The session branch: sessions matching `condition` with their user and token. `list`, if
+/// not empty, is a table the sessions are read with (listed first) and `extra` columns that
+/// follow the row's.
+fn session_select_with(list: &str, condition: &str, extra: &str) -> String {
     format!(
-        "SELECT '{BY_SESSION}' AS kind, {s}, {u}, {t} \
-         FROM sessions s \
+        "SELECT '{BY_SESSION}' AS kind, {s}, {u}, {t}{extra} \
+         FROM {list}sessions s \
          LEFT JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_access_tokens t ON t.id = s.user_access_token_id \
          WHERE {condition}",
@@ -133,17 +136,26 @@ fn session_select(condition: &str) -> String {
     )
 }
 
-/// The access token branch: tokens matching `condition` with their owner.
-fn token_select(condition: &str) -> String {
+fn session_select(condition: &str) -> String {
+    session_select_with("", condition, "")
+}
+
+/// The access token branch: tokens matching `condition` with their owner (`list` and
+/// `extra` as for [`session_select_with`]).
+fn token_select_with(list: &str, condition: &str, extra: &str) -> String {
     format!(
-        "SELECT '{BY_ACCESS_TOKEN}' AS kind, {no_s}, {u}, {t} \
-         FROM user_access_tokens t \
+        "SELECT '{BY_ACCESS_TOKEN}' AS kind, {no_s}, {u}, {t}{extra} \
+         FROM {list}user_access_tokens t \
          JOIN users u ON u.id = t.user_id \
          WHERE {condition}",
         u = columns("u", &USER_COLUMNS, true),
         t = columns("t", &TOKEN_COLUMNS, true),
         no_s = columns("s", &SESSION_COLUMNS, false),
     )
+}
+
+fn token_select(condition: &str) -> String {
+    token_select_with("", condition, "")
 }
 
 /// The statement with parameter `param`: the session branch by digest, and the access token branch
@@ -167,23 +179,36 @@ fn built_once(
     cell.get_or_init(|| build(parameter(backend)))
 }
 
-/// PostgreSQL: the statement for several digests at once, `$1` their comma-separated list
-/// (digests are hex). Each digest is looked up on its own, as the single statement looks up
-/// one (a nested loop over the list, each branch served by its unique index), and its rows
-/// end with the digest's position in the list (1-based, [`POSITION_AT`]).
+/// The statement for several digests at once, `$1` their list (PostgreSQL: comma-separated,
+/// digests being hex; SQLite: a JSON array). Each digest is looked up on its own, as the
+/// single statement looks up one (a loop over the list, each branch served by its unique
+/// index), and its rows end with the digest's position in the list (1-based,
+/// [`POSITION_AT`]).
 ///
 /// Not `token_hash = ANY(list)`: on small tables PostgreSQL's generic plan for that (the
 /// one a prepared statement settles on) scans the tables and evaluates the list per row,
 /// which cost more per digest than a statement each.
-pub fn credentials_by_digests_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        format!(
-            "SELECT found.*, d.position \
-             FROM unnest(string_to_array($1, ',')) WITH ORDINALITY AS d(digest, position) \
-             CROSS JOIN LATERAL ({by_digest}) found",
-            by_digest = by_digest_sql("d.digest"),
-        )
+pub fn credentials_by_digests_sql(backend: DbBackend) -> &'static str {
+    static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    let cell = &CELLS[usize::from(backend != DbBackend::Postgres)];
+    cell.get_or_init(|| {
+        if backend == DbBackend::Postgres {
+            format!(
+                "SELECT found.*, d.position \
+                 FROM unnest(string_to_array($1, ',')) WITH ORDINALITY AS d(digest, position) \
+                 CROSS JOIN LATERAL ({by_digest}) found",
+                by_digest = by_digest_sql("d.digest"),
+            )
+        } else {
+            // SQLite (no LATERAL): each branch reads the list (`json_each`) first and its
+            // table by each element.
+            let (list, position) = ("json_each(?1) d, ", ", d.key + 1 AS position");
+            format!(
+                "{sessions} UNION ALL {tokens}",
+                sessions = session_select_with(list, "s.token_hash = d.value", position),
+                tokens = token_select_with(list, "t.token_hash = d.value", position),
+            )
+        }
     })
 }
 
@@ -429,7 +454,7 @@ impl Store {
         &self,
         digest: &TokenDigest,
     ) -> Result<StoredCredential> {
-        if let CheckConnections::Postgres(_) = &*self.check {
+        if let CheckConnections::Postgres(_) | CheckConnections::Sqlite(_) = &*self.check {
             return self
                 .credential_lookups
                 .find(&self.check, digest.as_str())
@@ -473,7 +498,7 @@ impl Store {
     }
 }
 
-/// Group lookup of credentials on PostgreSQL: checks that miss the cache while others are
+/// Group lookup of credentials on PostgreSQL and SQLite: checks that miss the cache while others are
 /// being read share the next statement. Up to `batches` statements (`pool.check_batches`,
 /// each on one of the check connections) run at once; each takes every digest waiting when it
 /// starts (at most [`CredentialLookups::MAX_DIGESTS`]), so under load a miss costs a share of
@@ -512,15 +537,15 @@ impl CredentialLookups {
         check: &std::sync::Arc<CheckConnections>,
         digest: &str,
     ) -> Result<StoredCredential> {
-        let CheckConnections::Postgres(held) = &**check else {
-            return Err(Error::internal(
-                "credential lookups are batched on PostgreSQL only",
-            ));
+        let connections = match &**check {
+            CheckConnections::Postgres(held) => held.size(),
+            CheckConnections::Sqlite(held) => held.size(),
+            _ => return Err(not_batched()),
         };
         let (answer, found) = tokio::sync::oneshot::channel();
         if self
             .queue
-            .push((digest.to_owned(), answer), self.batches.min(held.size()))
+            .push((digest.to_owned(), answer), self.batches.min(connections))
         {
             tokio::spawn(self.clone().run(check.clone()));
         }
@@ -533,34 +558,49 @@ impl CredentialLookups {
 
     /// Reads batches while digests wait.
     async fn run(self: std::sync::Arc<Self>, check: std::sync::Arc<CheckConnections>) {
-        let CheckConnections::Postgres(held) = &*check else {
-            return;
-        };
         let oldest = |waiting: &mut Vec<Lookup>| {
             let rest = waiting.split_off(waiting.len().min(Self::MAX_DIGESTS));
             std::mem::replace(waiting, rest)
         };
         while let Some(batch) = self.queue.next(oldest) {
             let size = batch.len();
-            if caught(Self::read(held, batch)).await.is_none() {
+            if caught(Self::read(&check, batch)).await.is_none() {
                 warn!(checks = size, "a credential lookup panicked");
             }
         }
     }
 
     /// Reads `batch`'s digests in one statement and answers each.
-    async fn read(held: &HeldConnections<sea_orm::sqlx::Postgres>, batch: Vec<Lookup>) {
+    async fn read(check: &CheckConnections, batch: Vec<Lookup>) {
+        /// `$held`'s rows for `$sql` with `$values`, answered by `$answer`.
+        macro_rules! answered {
+            ($held:expr, $sql:expr, $values:expr, $rows:ident => $answer:expr) => {
+                match $held.fetch_rows($sql, $values).await {
+                    Ok($rows) => $answer,
+                    Err(e) => failed(e, batch),
+                }
+            };
+        }
         if let [(digest, _)] = &batch[..] {
             // One alone: the single statement, as a check without others waiting.
-            let sql = credential_by_digest_sql(DbBackend::Postgres);
-            let found = held.fetch_rows(sql, &[digest.as_str()]).await;
-            let found = found
-                .map_err(driver_error)
-                .and_then(|rows| credential_of(&rows));
-            if let Some((_, answer)) = batch.into_iter().next() {
-                let _ = answer.send(found);
-            }
-            return;
+            let digest = digest.to_owned();
+            let alone = |found: Result<StoredCredential>, batch: Vec<Lookup>| {
+                if let Some((_, answer)) = batch.into_iter().next() {
+                    let _ = answer.send(found);
+                }
+            };
+            return match check {
+                CheckConnections::Postgres(held) => {
+                    let sql = credential_by_digest_sql(DbBackend::Postgres);
+                    answered!(held, sql, &[digest.as_str()], rows => alone(credential_of(&rows), batch))
+                }
+                CheckConnections::Sqlite(held) => {
+                    let sql = credential_by_digest_sql(DbBackend::Sqlite);
+                    let values = [digest.as_str(), digest.as_str()];
+                    answered!(held, sql, &values, rows => alone(credential_of(&rows), batch))
+                }
+                _ => alone(Err(not_batched()), batch),
+            };
         }
         // Each digest once: checks of one token that miss together (a hot token's entry
         // expiring, a restart) share its rows.
@@ -577,59 +617,97 @@ impl CredentialLookups {
                     })
             })
             .collect();
-        let digests = distinct.join(",");
-        let distinct = distinct.len();
-        match held
-            .fetch_rows(credentials_by_digests_sql(), &[digests.as_str()])
-            .await
-        {
-            Ok(rows) => {
-                let mut rows_of = vec![Vec::new(); distinct];
-                let mut misplaced = None;
-                for row in &rows {
-                    match row.try_get::<i64, _>(POSITION_AT) {
-                        Ok(n) if (1..=distinct as i64).contains(&n) => {
-                            rows_of[(n - 1) as usize].push(row);
-                        }
-                        Ok(n) => misplaced = Some(format!("position {n} of {distinct}")),
-                        Err(e) => misplaced = Some(format!("{e:?}")),
-                    }
-                }
-                // Each digest's rows decoded once: its last check takes them, the others
-                // get copies.
-                let mut waiting = vec![0usize; distinct];
-                for slot in &slots {
-                    waiting[*slot] += 1;
-                }
-                let mut decoded: Vec<Option<StoredCredential>> = vec![None; distinct];
-                for ((_, answer), slot) in batch.into_iter().zip(slots) {
-                    waiting[slot] -= 1;
-                    let found = match (&misplaced, decoded[slot].take()) {
-                        (Some(e), _) => Err(Error::internal(format!(
-                            "credential rows without their digest's position: {e}"
-                        ))),
-                        (None, Some(found)) => Ok(found),
-                        (None, None) => credential_of(rows_of[slot].iter().copied()),
-                    };
-                    let found = match found {
-                        Ok(found) if waiting[slot] > 0 => {
-                            decoded[slot] = Some(found.clone());
-                            Ok(found)
-                        }
-                        other => other,
-                    };
-                    let _ = answer.send(found);
-                }
+        match check {
+            CheckConnections::Postgres(held) => {
+                let sql = credentials_by_digests_sql(DbBackend::Postgres);
+                let list = distinct.join(",");
+                let count = distinct.len();
+                answered!(held, sql, &[list.as_str()], rows => answer_each(&rows, count, batch, slots))
             }
-            Err(e) => {
-                let e = std::sync::Arc::new(e);
-                for (_, answer) in batch {
-                    let _ = answer.send(Err(Error::from(sea_orm::DbErr::Query(
-                        sea_orm::RuntimeErr::SqlxError(e.clone()),
-                    ))));
-                }
+            CheckConnections::Sqlite(held) => {
+                let sql = credentials_by_digests_sql(DbBackend::Sqlite);
+                let list = serde_json::to_string(&distinct).unwrap_or_default();
+                let count = distinct.len();
+                answered!(held, sql, &[list.as_str()], rows => answer_each(&rows, count, batch, slots))
             }
+            _ => failed_with(&not_batched, batch),
         }
+    }
+}
+
+fn not_batched() -> Error {
+    Error::internal("credential lookups are batched on PostgreSQL and SQLite only")
+}
+
+/// Answers each check of `batch` (`slots`: the position of its digest among the `distinct`
+/// ones) from `rows`, the shared statement's, each of which names its digest's position.
+fn answer_each<'r, R: CredentialRow<'r> + 'r>(
+    rows: &'r [R],
+    distinct: usize,
+    batch: Vec<Lookup>,
+    slots: Vec<usize>,
+) where
+    usize: ColumnIndex<R>,
+    &'r str: CredentialColumns<'r, R::Database>,
+    String: CredentialColumns<'r, R::Database>,
+    Option<String>: CredentialColumns<'r, R::Database>,
+    i64: CredentialColumns<'r, R::Database>,
+    Option<i64>: CredentialColumns<'r, R::Database>,
+    bool: CredentialColumns<'r, R::Database>,
+{
+    let mut rows_of = vec![Vec::new(); distinct];
+    let mut misplaced = None;
+    for row in rows {
+        match row.try_get::<i64, _>(POSITION_AT) {
+            Ok(n) if (1..=distinct as i64).contains(&n) => rows_of[(n - 1) as usize].push(row),
+            Ok(n) => misplaced = Some(format!("position {n} of {distinct}")),
+            Err(e) => misplaced = Some(format!("{e:?}")),
+        }
+    }
+    if let Some(e) = misplaced {
+        let e = format!("credential rows without their digest's position: {e}");
+        return failed_with(&|| Error::internal(e.clone()), batch);
+    }
+    // Each digest's rows decoded once: its last check takes them, the others get copies.
+    let mut waiting = vec![0usize; distinct];
+    for slot in &slots {
+        waiting[*slot] += 1;
+    }
+    let mut decoded: Vec<Option<StoredCredential>> = vec![None; distinct];
+    for ((_, answer), slot) in batch.into_iter().zip(slots) {
+        waiting[slot] -= 1;
+        let found = match decoded[slot].take() {
+            Some(found) => Ok(found),
+            None => credential_of(rows_of[slot].iter().copied()),
+        };
+        let found = match found {
+            Ok(found) if waiting[slot] > 0 => {
+                decoded[slot] = Some(found.clone());
+                Ok(found)
+            }
+            other => other,
+        };
+        let _ = answer.send(found);
+    }
+}
+
+/// Answers every check of `batch` with the driver's error `e`.
+fn failed(e: sea_orm::sqlx::Error, batch: Vec<Lookup>) {
+    let e = std::sync::Arc::new(e);
+    failed_with(
+        &|| {
+            Error::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(
+                e.clone(),
+            )))
+        },
+        batch,
+    );
+}
+
+/// Answers every check of `batch` with an error `error` makes.
+fn failed_with(error: &dyn Fn() -> Error, batch: Vec<Lookup>) {
+    for (_, answer) in batch {
+        let _ = answer.send(Err(error()));
     }
 }
 

@@ -271,7 +271,7 @@ async fn every_lookup_is_served_by_an_index_on_postgres() {
         .unwrap();
     db.execute_unprepared(&format!(
         "PREPARE credential_checks(text) AS {}",
-        token_service::store::credentials_by_digests_sql()
+        token_service::store::credentials_by_digests_sql(sea_orm::DbBackend::Postgres)
     ))
     .await
     .unwrap();
@@ -322,4 +322,58 @@ async fn explain(db: &impl ConnectionTrait, sql: &str) -> String {
         .map(|r| r.try_get_by_index::<String>(0).unwrap())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// SQLite's plan of the token checks' shared statement (several misses at once, the digests
+/// a JSON array): the list is read first and each of its digests looked up through the
+/// unique indexes, the users and tokens by primary key; no table is scanned. On a SQLite
+/// database of its own, whichever backend the suite runs on.
+#[tokio::test]
+async fn several_misses_at_once_are_looked_up_through_the_indexes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("plans.db").display()
+    );
+    let pool = token_service::store::PoolOptions {
+        max_connections: 1,
+        min_connections: 0,
+        connect_timeout: std::time::Duration::from_secs(5),
+        acquire_timeout: std::time::Duration::from_secs(5),
+        check_connections: 1,
+        check_batches: 1,
+    };
+    let store = token_service::store::Store::connect(&url, &pool)
+        .await
+        .unwrap();
+    store.migrate_up().await.unwrap();
+    let db = Database::connect(url).await.unwrap();
+    let sql = token_service::store::credentials_by_digests_sql(sea_orm::DbBackend::Sqlite);
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {sql}"),
+            [r#"["x","y"]"#.into()],
+        ))
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(3).unwrap())
+        .collect();
+    let scans: Vec<&String> = plan
+        .iter()
+        .filter(|line| line.starts_with("SCAN") && !line.starts_with("SCAN d VIRTUAL TABLE"))
+        .collect();
+    let searches = plan
+        .iter()
+        .filter(|line| line.starts_with("SEARCH") && line.contains("INDEX"))
+        .count();
+    assert!(
+        scans.is_empty() && searches >= 5,
+        "each digest must be looked up through the indexes:\n{}",
+        plan.join("\n")
+    );
+    db.close().await.unwrap();
+    store.close().await;
 }
