@@ -190,8 +190,7 @@ fn built_once(
 /// which cost more per digest than a statement each.
 pub fn credentials_by_digests_sql(backend: DbBackend) -> &'static str {
     static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-    let cell = &CELLS[usize::from(backend != DbBackend::Postgres)];
-    cell.get_or_init(|| {
+    built_once(backend, &CELLS, |_| {
         if backend == DbBackend::Postgres {
             format!(
                 "SELECT found.*, d.position \
@@ -571,7 +570,7 @@ impl CredentialLookups {
     }
 
     /// Reads `batch`'s digests in one statement and answers each.
-    async fn read(check: &CheckConnections, batch: Vec<Lookup>) {
+    async fn read(check: &CheckConnections, mut batch: Vec<Lookup>) {
         /// `$held`'s rows for `$sql` with `$values`, answered by `$answer`.
         macro_rules! answered {
             ($held:expr, $sql:expr, $values:expr, $rows:ident => $answer:expr) => {
@@ -581,26 +580,29 @@ impl CredentialLookups {
                 }
             };
         }
-        if let [(digest, _)] = &batch[..] {
+        if batch.len() == 1
+            && let Some((digest, answer)) = batch.pop()
+        {
             // One alone: the single statement, as a check without others waiting.
-            let digest = digest.to_owned();
-            let alone = |found: Result<StoredCredential>, batch: Vec<Lookup>| {
-                if let Some((_, answer)) = batch.into_iter().next() {
-                    let _ = answer.send(found);
-                }
+            let digest = digest.as_str();
+            let found = match check {
+                CheckConnections::Postgres(held) => held
+                    .fetch_rows(credential_by_digest_sql(DbBackend::Postgres), &[digest])
+                    .await
+                    .map_err(driver_error)
+                    .and_then(|rows| credential_of(&rows)),
+                CheckConnections::Sqlite(held) => held
+                    .fetch_rows(
+                        credential_by_digest_sql(DbBackend::Sqlite),
+                        &[digest, digest],
+                    )
+                    .await
+                    .map_err(driver_error)
+                    .and_then(|rows| credential_of(&rows)),
+                _ => Err(not_batched()),
             };
-            return match check {
-                CheckConnections::Postgres(held) => {
-                    let sql = credential_by_digest_sql(DbBackend::Postgres);
-                    answered!(held, sql, &[digest.as_str()], rows => alone(credential_of(&rows), batch))
-                }
-                CheckConnections::Sqlite(held) => {
-                    let sql = credential_by_digest_sql(DbBackend::Sqlite);
-                    let values = [digest.as_str(), digest.as_str()];
-                    answered!(held, sql, &values, rows => alone(credential_of(&rows), batch))
-                }
-                _ => alone(Err(not_batched()), batch),
-            };
+            let _ = answer.send(found);
+            return;
         }
         // Each digest once: checks of one token that miss together (a hot token's entry
         // expiring, a restart) share its rows.
