@@ -379,7 +379,7 @@ pub struct StoredCredential {
     pub session: Option<StoredSession>,
     /// The personal access token whose current secret has this digest, with its owner and
     /// the stored digest; `None` if no token has it, and also when a session was found (the
-    /// check then needs only `digest_names_a_token`, so the row is not decoded).
+    /// check then needs only `digest_names_a_token`, so the token is not read).
     pub access_token: Option<(UserAccessToken, User, TokenDigest)>,
     /// Whether a personal access token's current secret has this digest.
     pub digest_names_a_token: bool,

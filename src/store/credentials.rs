@@ -90,8 +90,11 @@ const TOKEN_AT: usize = USER_AT + USER_COLUMNS.len();
 /// Where a row of [`credentials_by_digests_sql`] holds the position of its digest.
 const POSITION_AT: usize = TOKEN_AT + TOKEN_COLUMNS.len();
 
-/// Which branch of the union a row comes from (`kind` column).
+/// Which branch of the union a row comes from (`kind` column): a session (whose digest no
+/// personal access token's current secret has, or, [`BY_SESSION_OF_TOKEN`], one has), or a
+/// token that no session is stored under yet (before its first use).
 const BY_SESSION: &str = "s";
+const BY_SESSION_OF_TOKEN: &str = "st";
 const BY_ACCESS_TOKEN: &str = "t";
 
 /// The column list `alias.col, ...` (or NULLs, when `present` is false: the other branch of
@@ -120,15 +123,20 @@ fn parameter(backend: DbBackend) -> &'static str {
     }
 }
 
-/// The session branch: sessions matching `condition` with their user and token. `list`, if
-/// not empty, is a table the sessions are read with (listed first) and `extra` columns that
-/// follow the row's.
-fn session_select_with(list: &str, condition: &str, extra: &str) -> String {
+/// The session branch: sessions matching `condition` with their user and token, and
+/// whether a token's current secret has the session's digest (the kind; looked up by the
+/// digest, not through the session's own token, whose secret a rotation may have replaced).
+/// `digest` is what the session's digest equals (the parameter, when looking up by digest:
+/// each index is then searched for the parameter itself). `list`, if not empty, is a table
+/// the sessions are read with (listed first) and `extra` columns that follow the row's.
+fn session_select_with(list: &str, condition: &str, digest: &str, extra: &str) -> String {
     format!(
-        "SELECT '{BY_SESSION}' AS kind, {s}, {u}, {t}{extra} \
+        "SELECT CASE WHEN n.id IS NULL THEN '{BY_SESSION}' ELSE '{BY_SESSION_OF_TOKEN}' END \
+         AS kind, {s}, {u}, {t}{extra} \
          FROM {list}sessions s \
          LEFT JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_access_tokens t ON t.id = s.user_access_token_id \
+         LEFT JOIN user_access_tokens n ON n.token_hash = {digest} \
          WHERE {condition}",
         s = columns("s", &SESSION_COLUMNS, true),
         u = columns("u", &USER_COLUMNS, true),
@@ -136,8 +144,8 @@ fn session_select_with(list: &str, condition: &str, extra: &str) -> String {
     )
 }
 
-fn session_select(condition: &str) -> String {
-    session_select_with("", condition, "")
+fn session_select(condition: &str, digest: &str) -> String {
+    session_select_with("", condition, digest, "")
 }
 
 /// The access token branch: tokens matching `condition` with their owner (`list` and
@@ -158,13 +166,30 @@ fn token_select(condition: &str) -> String {
     token_select_with("", condition, "")
 }
 
+/// The access token branch's condition by digest: no session is stored under `digest` (a
+/// session's row says already whether a token has its digest: one row a digest, the token
+/// read only for its first use).
+fn no_session_under(digest: &str) -> String {
+    format!("NOT EXISTS (SELECT 1 FROM sessions n WHERE n.token_hash = {digest})")
+}
+
 /// The statement with parameter `param`: the session branch by digest, and the access token branch
 /// (a token and its owner) by the same digest.
 fn by_digest_sql(param: &str) -> String {
+    // A `?` (MariaDB, SQLite) is bound once per use: there the joins name the row's digest,
+    // so the statement keeps one use of the parameter a branch.
+    let (session_digest, token_digest) = if param == "?" {
+        ("s.token_hash", "t.token_hash")
+    } else {
+        (param, param)
+    };
     format!(
         "{sessions} UNION ALL {tokens}",
-        sessions = session_select(&format!("s.token_hash = {param}")),
-        tokens = token_select(&format!("t.token_hash = {param}")),
+        sessions = session_select(&format!("s.token_hash = {param}"), session_digest),
+        tokens = token_select(&format!(
+            "t.token_hash = {param} AND {}",
+            no_session_under(token_digest)
+        )),
     )
 }
 
@@ -204,8 +229,12 @@ pub fn credentials_by_digests_sql(backend: DbBackend) -> &'static str {
             let (list, position) = ("json_each(?1) d, ", ", d.key + 1 AS position");
             format!(
                 "{sessions} UNION ALL {tokens}",
-                sessions = session_select_with(list, "s.token_hash = d.value", position),
-                tokens = token_select_with(list, "t.token_hash = d.value", position),
+                sessions = session_select_with(list, "s.token_hash = d.value", "d.value", position),
+                tokens = token_select_with(
+                    list,
+                    &format!("t.token_hash = d.value AND {}", no_session_under("d.value")),
+                    position
+                ),
             )
         }
     })
@@ -222,7 +251,7 @@ pub fn credential_by_digest_sql(backend: DbBackend) -> &'static str {
 fn by_session_id_sql(backend: DbBackend) -> &'static str {
     static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
     built_once(backend, &CELLS, |param| {
-        session_select(&format!("s.id = {param}"))
+        session_select(&format!("s.id = {param}"), "s.token_hash")
     })
 }
 
@@ -399,6 +428,10 @@ where
     for row in rows {
         match row.kind()? {
             BY_SESSION => found.session = Some(row.session_row()?),
+            BY_SESSION_OF_TOKEN => {
+                found.session = Some(row.session_row()?);
+                found.digest_names_a_token = true;
+            }
             BY_ACCESS_TOKEN => token_row = Some(row),
             other => {
                 return Err(Error::internal(format!(
@@ -407,9 +440,8 @@ where
             }
         }
     }
-    // With a session the check needs only whether a token has this digest: the token row
-    // (a second user and token) is decoded for a first use only.
-    found.digest_names_a_token = token_row.is_some();
+    // A token row comes only for a digest no session is stored under (a first use).
+    found.digest_names_a_token |= token_row.is_some();
     if found.session.is_none()
         && let Some(row) = token_row
     {
