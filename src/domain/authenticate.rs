@@ -111,6 +111,8 @@ impl Context {
     /// session stored under the digest with its user and token, and the personal access
     /// token whose secret has this digest with its owner. Only a PAT's first use writes (its
     /// session, once); only a digest nothing names reads further (a rotated-away secret).
+    /// Those rarer steps are boxed, so this future (moved into its box on every miss) is the
+    /// size of the common path's, not of the ORM's write futures.
     async fn authenticate_from_store(
         &self,
         presented: &PlainToken,
@@ -130,7 +132,7 @@ impl Context {
                 if row.session.is_expired(now)
                     && row.session.user_access_token_id.is_some()
                     && !found.digest_names_a_token
-                    && let Some(superseded) = self.find_superseded(digest).await?
+                    && let Some(superseded) = Box::pin(self.find_superseded(digest)).await?
                     && !superseded.in_grace(now)
                 {
                     self.reuse_detected(presented, digest, &superseded, now);
@@ -152,9 +154,8 @@ impl Context {
                 }
                 None => {
                     let (token, grace_until) =
-                        self.superseded_in_grace(presented, digest, now).await?;
-                    let user = store
-                        .find_user(&token.user_id)
+                        Box::pin(self.superseded_in_grace(presented, digest, now)).await?;
+                    let user = Box::pin(store.find_user(&token.user_id))
                         .await?
                         .ok_or_else(|| refused("token owner missing"))?;
                     (token, user, Some(grace_until))
@@ -182,7 +183,7 @@ impl Context {
             .token(&token.id)
             .session(&session.id)
             .detail(detail);
-            match store_session_within_cap(self, &session, digest, record).await? {
+            match Box::pin(store_session_within_cap(self, &session, digest, record)).await? {
                 SessionInsert::Inserted => {
                     debug!(user_id = %user.id, token_id = %token.id, session_id = %session.id,
                         "minted session for personal access token");
