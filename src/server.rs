@@ -161,7 +161,9 @@ async fn connect_store_with(
         connect_timeout: Duration::from_secs(config.pool.connect_timeout_secs),
         acquire_timeout: Duration::from_secs(config.pool.acquire_timeout_secs),
         check_connections: config.pool.check_connections,
-        check_batches: config.pool.check_batches,
+        check_batches: config
+            .pool
+            .check_batches_on(!matches!(location, DatabaseLocation::Server(_))),
     };
     Store::connect(url.expose(), &pool).await.map_err(|e| {
         match &location {

@@ -151,7 +151,8 @@ fn known_keys() -> BTreeMap<String, EnvKind> {
             serde_json::Value::Number(_) => EnvKind::Number,
             serde_json::Value::Object(_) => EnvKind::Section,
             serde_json::Value::Array(_) => EnvKind::List,
-            // Optional settings (null by default) are all text: URLs, keys, paths, key ids.
+            // Optional settings (null by default) are text (URLs, keys, paths, key ids) but
+            // for the numbers named after the walk.
             serde_json::Value::String(_) | serde_json::Value::Null => EnvKind::Text,
         }
     }
@@ -180,6 +181,8 @@ fn known_keys() -> BTreeMap<String, EnvKind> {
     for optional in ["database_url", "server_key", "server_key_file"] {
         out.entry(optional.to_owned()).or_insert(EnvKind::Text);
     }
+    // The one optional number (null by default: its default depends on the database).
+    out.insert("pool.check_batches".to_owned(), EnvKind::Number);
     out
 }
 

@@ -357,7 +357,7 @@ impl Config {
         if self.pool.check_connections == 0 {
             return Err("pool.check_connections: must be at least 1".into());
         }
-        if self.pool.check_batches == 0 {
+        if self.pool.check_batches == Some(0) {
             return Err("pool.check_batches: must be at least 1".into());
         }
         if self.pool.min_connections > self.pool.max_connections {

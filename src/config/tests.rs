@@ -379,11 +379,14 @@ fn the_check_connections_are_read_from_env_and_must_be_at_least_one() {
 fn the_check_batches_are_read_from_env_and_must_be_at_least_one() {
     let e = env(&[("TOKEN_SERVICE_POOL__CHECK_BATCHES", "5")]);
     let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
-    assert_eq!(c.pool.check_batches, 5);
+    assert_eq!(c.pool.check_batches, Some(5));
+    assert_eq!(c.pool.check_batches_on(true), 5);
     let (default, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
-    assert_eq!(default.pool.check_batches, 2);
+    assert_eq!(default.pool.check_batches, None);
+    assert_eq!(default.pool.check_batches_on(true), 1, "SQLite");
+    assert_eq!(default.pool.check_batches_on(false), 2, "a database server");
     let mut none = default.clone();
-    none.pool.check_batches = 0;
+    none.pool.check_batches = Some(0);
     let err = none.validate().unwrap_err();
     assert!(
         err.contains("pool.check_batches: must be at least 1"),

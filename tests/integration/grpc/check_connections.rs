@@ -61,7 +61,7 @@ async fn misses_read_together_answer_repeated_unknown_and_revoked_tokens_each_fo
     let srv = TestServer::start_with(|c| {
         c.cache.enable = false;
         c.pool.check_connections = 1;
-        c.pool.check_batches = 1;
+        c.pool.check_batches = Some(1);
     })
     .await;
     let alice = srv.token_user("alice").await;

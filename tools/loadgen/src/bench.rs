@@ -185,7 +185,7 @@ async fn bench(args: &BenchArgs, server_rt: Handle, server_threads: usize) -> Re
                     c.pool.check_connections = n;
                 }
                 if let Some(n) = args.check_batches {
-                    c.pool.check_batches = n;
+                    c.pool.check_batches = Some(n);
                 }
             };
             let cached = if needs_cached {

@@ -396,8 +396,9 @@ struct BenchArgs {
     /// service's default.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     check_connections: Option<u32>,
-    /// The in-process servers' `pool.check_batches` (on PostgreSQL, how many shared
-    /// statements of cache misses run at once). Default: the service's default.
+    /// The in-process servers' `pool.check_batches` (on PostgreSQL and SQLite, how many
+    /// shared statements of cache misses run at once). Default: the service's default (1 on
+    /// SQLite, 2 on PostgreSQL).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     check_batches: Option<u32>,
     /// Where the in-process target writes its log lines (INFO and up, as `token-service
