@@ -485,22 +485,15 @@ impl Store {
         &self,
         digest: &TokenDigest,
     ) -> Result<StoredCredential> {
-        if let CheckConnections::Postgres(_) | CheckConnections::Sqlite(_) = &*self.check {
-            return self
-                .credential_lookups
-                .find(&self.check, digest.as_str())
-                .await;
+        match &*self.check {
+            CheckConnections::Postgres(_) | CheckConnections::Sqlite(_) => {
+                self.credential_lookups
+                    .find(&self.check, digest.as_str())
+                    .await
+            }
+            CheckConnections::MySql(_) => credential_alone(&self.check, digest.as_str()).await,
+            CheckConnections::Unsupported => Err(unsupported(self.db.get_database_backend())),
         }
-        let backend = self.db.get_database_backend();
-        let sql = credential_by_digest_sql(backend);
-        let digest = digest.as_str();
-        // PostgreSQL numbers the digest's parameter; the others bind it for each branch.
-        let values: &[&str] = if backend == DbBackend::Postgres {
-            &[digest]
-        } else {
-            &[digest, digest]
-        };
-        with_rows!(self, sql, values, rows => credential_of(&rows))
     }
 
     /// A session by id with its user and token, in one round trip.
@@ -616,24 +609,7 @@ impl CredentialLookups {
             && let Some((digest, answer)) = batch.pop()
         {
             // One alone: the single statement, as a check without others waiting.
-            let digest = digest.as_str();
-            let found = match check {
-                CheckConnections::Postgres(held) => held
-                    .fetch_rows(credential_by_digest_sql(DbBackend::Postgres), &[digest])
-                    .await
-                    .map_err(driver_error)
-                    .and_then(|rows| credential_of(&rows)),
-                CheckConnections::Sqlite(held) => held
-                    .fetch_rows(
-                        credential_by_digest_sql(DbBackend::Sqlite),
-                        &[digest, digest],
-                    )
-                    .await
-                    .map_err(driver_error)
-                    .and_then(|rows| credential_of(&rows)),
-                _ => Err(not_batched()),
-            };
-            let _ = answer.send(found);
+            let _ = answer.send(credential_alone(check, &digest).await);
             return;
         }
         // Each digest once: checks of one token that miss together (a hot token's entry
@@ -665,6 +641,35 @@ impl CredentialLookups {
                 answered!(held, sql, &[list.as_str()], rows => answer_each(&rows, count, batch, slots))
             }
             _ => failed_with(&not_batched, batch),
+        }
+    }
+}
+
+/// What `digest` names, read with the single statement on one of `check`'s connections
+/// (a miss alone, and every miss on MariaDB).
+async fn credential_alone(check: &CheckConnections, digest: &str) -> Result<StoredCredential> {
+    /// The rows of `$backend`'s statement on `$held`, read.
+    macro_rules! read {
+        ($held:expr, $backend:expr) => {{
+            // PostgreSQL numbers the digest's parameter; the others bind it for each branch.
+            let values: &[&str] = if $backend == DbBackend::Postgres {
+                &[digest]
+            } else {
+                &[digest, digest]
+            };
+            let rows = $held
+                .fetch_rows(credential_by_digest_sql($backend), values)
+                .await
+                .map_err(driver_error)?;
+            credential_of(&rows)
+        }};
+    }
+    match check {
+        CheckConnections::Postgres(held) => read!(held, DbBackend::Postgres),
+        CheckConnections::MySql(held) => read!(held, DbBackend::MySql),
+        CheckConnections::Sqlite(held) => read!(held, DbBackend::Sqlite),
+        CheckConnections::Unsupported => {
+            Err(Error::internal("no credential query for this database"))
         }
     }
 }
