@@ -17,7 +17,7 @@ use std::{
     fmt::Write as _,
     io,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -127,6 +127,47 @@ struct SeriesKey {
 /// Transport -> route -> status -> histogram; nested so a lookup borrows `&str` and
 /// allocates nothing.
 type Series = HashMap<Transport, HashMap<String, HashMap<String, Arc<Histogram>>>>;
+
+/// How many status labels one route can have: the 17 gRPC codes, or the HTTP statuses this
+/// service answers with and "other"; and "ERROR" (no answer at all).
+pub const STATUS_SLOTS: usize = 18;
+
+/// One route's request series of one registry, each status's histogram looked up once and
+/// kept: the request layer records a request with no lock and no hashing. A slot always
+/// stands for the same status label (the request layer numbers them).
+#[derive(Debug)]
+pub struct RouteSeries {
+    transport: Transport,
+    route: Box<str>,
+    by_status: [OnceLock<Arc<Histogram>>; STATUS_SLOTS],
+}
+
+impl RouteSeries {
+    /// The series of `route` served over `transport`.
+    pub fn new(transport: Transport, route: &str) -> Self {
+        Self {
+            transport,
+            route: Box::from(route),
+            by_status: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The route label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Records a request of this route answered with `status`, the label of slot `slot`, in
+    /// `metrics` (the registry these series belong to).
+    pub fn record(&self, metrics: &Metrics, slot: usize, status: &str, elapsed: Duration) {
+        match self.by_status.get(slot) {
+            Some(cell) => cell
+                .get_or_init(|| metrics.request_histogram(self.transport, &self.route, status))
+                .observe(elapsed),
+            None => metrics.record_request(self.transport, &self.route, status, elapsed),
+        }
+    }
+}
 
 /// Figures the registry reads from elsewhere when it is scraped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -309,6 +350,12 @@ impl Metrics {
         status: &str,
         elapsed: Duration,
     ) {
+        self.request_histogram(transport, route, status)
+            .observe(elapsed);
+    }
+
+    /// The histogram of one request series, registered on first use.
+    fn request_histogram(&self, transport: Transport, route: &str, status: &str) -> Arc<Histogram> {
         let found = {
             let series = self.requests.read().unwrap_or_else(|e| e.into_inner());
             series
@@ -317,7 +364,7 @@ impl Metrics {
                 .and_then(|statuses| statuses.get(status))
                 .map(Arc::clone)
         };
-        let histogram = found.unwrap_or_else(|| {
+        found.unwrap_or_else(|| {
             let mut series = self.requests.write().unwrap_or_else(|e| e.into_inner());
             Arc::clone(
                 series
@@ -328,8 +375,7 @@ impl Metrics {
                     .entry(status.to_owned())
                     .or_default(),
             )
-        });
-        histogram.observe(elapsed);
+        })
     }
 
     /// Records how long a revocation took from its commit to this replica's cache.
@@ -1197,6 +1243,25 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_route_series_records_into_the_registrys_series() {
+        let m = Metrics::new();
+        let series = RouteSeries::new(Transport::Grpc, "/a.B/C");
+        series.record(&m, 0, "OK", Duration::from_millis(1));
+        series.record(&m, 0, "OK", Duration::from_millis(1));
+        series.record(&m, 5, "NOT_FOUND", Duration::from_millis(1));
+        // The same series through the registry's own path, and a slot out of range.
+        m.record_request(Transport::Grpc, "/a.B/C", "OK", Duration::from_millis(1));
+        series.record(&m, STATUS_SLOTS, "ERROR", Duration::from_millis(1));
+        let text = m.render(Gauges::default());
+        for (status, count) in [("OK", 3), ("NOT_FOUND", 1), ("ERROR", 1)] {
+            let line = format!(
+                "token_service_requests_total{{transport=\"grpc\",route=\"/a.B/C\",status=\"{status}\"}} {count}\n"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[cfg(target_os = "linux")]

@@ -18,12 +18,12 @@
 
 use std::{
     cell::Cell,
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     future::Future,
     io::IsTerminal,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context as TaskContext, Poll},
@@ -42,7 +42,7 @@ use crate::{
     client_ip::{ClientIpSettings, TrustedProxies},
     config::{LogConfig, LogFormat},
     domain::{caller::Principal, ids::RequestId, lifecycle::RequestOrigin, model::UnixMillis},
-    metrics::{Metrics, Transport},
+    metrics::{Metrics, RouteSeries, STATUS_SLOTS, Transport},
 };
 
 /// The response header (REST) and metadata entry (gRPC) telling a caller authenticated with a
@@ -212,15 +212,22 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// The tower layer that gives every request its span, request id and metrics.
+/// The tower layer that gives every request its span, request id and metrics. Its settings
+/// sit behind one `Arc`: the service stack is cloned for every call.
 #[derive(Debug, Clone)]
 pub struct RequestLayer {
+    settings: Arc<LayerSettings>,
+}
+
+#[derive(Debug, Clone)]
+struct LayerSettings {
     transport: Transport,
     metrics: Arc<Metrics>,
-    /// gRPC only: the method paths served, so the metrics' route label stays bounded.
-    known_paths: Arc<HashSet<Arc<str>>>,
+    /// gRPC only: the series of each method path served, so the metrics' route label stays
+    /// bounded.
+    methods: HashMap<Box<str>, Arc<RouteSeries>>,
     /// Headers a trusted proxy sets to the client's address (`trusted_proxy_ip_header`).
-    trusted_ip_headers: Arc<[http::HeaderName]>,
+    trusted_ip_headers: Vec<http::HeaderName>,
     /// `trusted_proxies`: when set, it decides the client's address instead of
     /// `trusted_ip_headers`.
     trusted_proxies: Arc<TrustedProxies>,
@@ -230,30 +237,41 @@ impl RequestLayer {
     /// For the gRPC server, which serves the methods at `known_paths`
     /// (`/package.Service/Method`).
     pub fn grpc(metrics: Arc<Metrics>, known_paths: HashSet<String>) -> Self {
-        Self {
-            transport: Transport::Grpc,
-            metrics,
-            known_paths: Arc::new(known_paths.into_iter().map(Arc::from).collect()),
-            trusted_ip_headers: Arc::new([]),
-            trusted_proxies: Arc::default(),
-        }
+        let methods = known_paths
+            .into_iter()
+            .map(|path| {
+                let series = Arc::new(RouteSeries::new(Transport::Grpc, &path));
+                (path.into_boxed_str(), series)
+            })
+            .collect();
+        Self::new(Transport::Grpc, metrics, methods)
     }
 
     /// For the HTTP server (applied per route, so the route template is known).
     pub fn http(metrics: Arc<Metrics>) -> Self {
+        Self::new(Transport::Http, metrics, HashMap::new())
+    }
+
+    fn new(
+        transport: Transport,
+        metrics: Arc<Metrics>,
+        methods: HashMap<Box<str>, Arc<RouteSeries>>,
+    ) -> Self {
         Self {
-            transport: Transport::Http,
-            metrics,
-            known_paths: Arc::default(),
-            trusted_ip_headers: Arc::new([]),
-            trusted_proxies: Arc::default(),
+            settings: Arc::new(LayerSettings {
+                transport,
+                metrics,
+                methods,
+                trusted_ip_headers: Vec::new(),
+                trusted_proxies: Arc::default(),
+            }),
         }
     }
 
     /// Reads the client's address from the first of `headers` present (Mattermost's
     /// `TrustedProxyIPHeader`) instead of the peer's; names are checked by the config.
     pub fn trusting(mut self, headers: &[String]) -> Self {
-        self.trusted_ip_headers = headers
+        Arc::make_mut(&mut self.settings).trusted_ip_headers = headers
             .iter()
             .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
             .collect();
@@ -264,9 +282,22 @@ impl RequestLayer {
     /// [`crate::client_ip`]) when any are configured, else as [`RequestLayer::trusting`].
     pub fn client_ip(self, settings: &ClientIpSettings) -> Self {
         let mut layer = self.trusting(&settings.trusted_proxy_ip_header);
-        layer.trusted_proxies = Arc::clone(&settings.trusted_proxies);
+        Arc::make_mut(&mut layer.settings).trusted_proxies = Arc::clone(&settings.trusted_proxies);
         layer
     }
+}
+
+/// The name of the response header (REST) and metadata entry (gRPC) carrying the request id.
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The `x-request-id` value of a response. Marked sensitive so that HPACK sends it as a
+/// literal never indexed: a value seen once would otherwise be added to the connection's
+/// header table on every response, pushing out the entries that repeat (measured on the
+/// cached gRPC path: about a tenth of its throughput). HTTP/1.1 ignores the mark.
+pub fn request_id_header(request_id: &RequestId) -> Option<http::HeaderValue> {
+    let mut value = http::HeaderValue::from_str(request_id.as_str()).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// The client's address. With `trusted_proxies` configured: the peer's, or, when the peer is
@@ -321,7 +352,8 @@ impl<S> tower::Layer<S> for RequestLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestService {
             inner,
-            layer: self.clone(),
+            settings: Arc::clone(&self.settings),
+            route: Arc::default(),
         }
     }
 }
@@ -330,7 +362,10 @@ impl<S> tower::Layer<S> for RequestLayer {
 #[derive(Debug, Clone)]
 pub struct RequestService<S> {
     inner: S,
-    layer: RequestLayer,
+    settings: Arc<LayerSettings>,
+    /// HTTP: the series of the route this service serves (the layer is applied per route),
+    /// set by its first request.
+    route: Arc<OnceLock<Arc<RouteSeries>>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -351,7 +386,7 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let request_id = RequestId::generate();
-        let transport = self.layer.transport;
+        let transport = self.settings.transport;
         let route = self.route(&request);
         let exporting = EXPORTING.load(Ordering::Acquire);
         let span = if exporting {
@@ -369,8 +404,8 @@ where
         let origin = RequestOrigin {
             ip: client_ip(
                 &request,
-                &self.layer.trusted_ip_headers,
-                &self.layer.trusted_proxies,
+                &self.settings.trusted_ip_headers,
+                &self.settings.trusted_proxies,
             ),
             user_agent: request
                 .headers()
@@ -390,7 +425,7 @@ where
                 (result, CALLER_CREDENTIAL_EXPIRY.with(Cell::get))
             }))
         };
-        let metrics = Arc::clone(&self.layer.metrics);
+        let settings = Arc::clone(&self.settings);
         Box::pin(
             async move {
                 let (mut result, credential_expiry) = future.await;
@@ -408,16 +443,26 @@ where
                 // records) from the response metadata; the REST envelope sets the header.
                 if transport == Transport::Grpc
                     && let Ok(response) = &mut result
-                    && let Ok(value) = http::HeaderValue::from_str(request_id.as_str())
+                    && let Some(value) = request_id_header(&request_id)
                 {
-                    response.headers_mut().insert("x-request-id", value);
+                    response.headers_mut().insert(X_REQUEST_ID, value);
                 }
-                let status = match &result {
+                let (slot, status) = match &result {
                     Ok(response) => finish(transport, response, exporting),
                     // The transport could not answer at all (a broken connection).
-                    Err(_) => "ERROR",
+                    Err(_) => (ERROR_SLOT, "ERROR"),
                 };
-                metrics.record_request(transport, &route, status, start.elapsed());
+                let elapsed = start.elapsed();
+                match &route {
+                    Route::Series(series) => {
+                        series.record(&settings.metrics, slot, status, elapsed);
+                    }
+                    Route::Fixed(word) => {
+                        settings
+                            .metrics
+                            .record_request(transport, word, status, elapsed);
+                    }
+                }
                 result
             }
             .instrument(span),
@@ -430,28 +475,37 @@ impl<S> RequestService<S> {
     /// if the router matched one; otherwise a fixed word (arbitrary paths never become
     /// metric series). Shared, not copied: this runs on every request.
     fn route<B>(&self, request: &http::Request<B>) -> Route {
-        match self.layer.transport {
+        match self.settings.transport {
             Transport::Grpc => self
-                .layer
-                .known_paths
+                .settings
+                .methods
                 .get(request.uri().path())
-                .map_or(Route::Fixed("unknown"), |path| {
-                    Route::Method(Arc::clone(path))
+                .map_or(Route::Fixed("unknown"), |series| {
+                    Route::Series(Arc::clone(series))
                 }),
-            Transport::Http => request
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map_or(Route::Fixed("unmatched"), |m| Route::Matched(m.clone())),
+            Transport::Http => {
+                let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() else {
+                    return Route::Fixed("unmatched");
+                };
+                let matched = matched.as_str();
+                let served = self
+                    .route
+                    .get_or_init(|| Arc::new(RouteSeries::new(Transport::Http, matched)));
+                if served.route() == matched {
+                    Route::Series(Arc::clone(served))
+                } else {
+                    // Not expected (the layer is applied per route), and still counted.
+                    Route::Series(Arc::new(RouteSeries::new(Transport::Http, matched)))
+                }
+            }
         }
     }
 }
 
 /// A request's route label.
 enum Route {
-    /// A gRPC method path we serve.
-    Method(Arc<str>),
-    /// The REST route template the router matched.
-    Matched(axum::extract::MatchedPath),
+    /// A gRPC method path we serve, or the REST route template the router matched.
+    Series(Arc<RouteSeries>),
     /// Anything else.
     Fixed(&'static str),
 }
@@ -461,8 +515,7 @@ impl std::ops::Deref for Route {
 
     fn deref(&self) -> &str {
         match self {
-            Route::Method(path) => path,
-            Route::Matched(path) => path.as_str(),
+            Route::Series(series) => series.route(),
             Route::Fixed(word) => word,
         }
     }
@@ -525,9 +578,16 @@ pub(crate) fn record_caller(principal: &Principal) {
     }
 }
 
+/// The status slot (see [`RouteSeries`]) of a request that got no answer at all.
+const ERROR_SLOT: usize = STATUS_SLOTS - 1;
+
 /// Records the response's status on the current span (when traced); returns the metrics'
-/// status label.
-fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -> &'static str {
+/// status label and its slot.
+fn finish<B>(
+    transport: Transport,
+    response: &http::Response<B>,
+    traced: bool,
+) -> (usize, &'static str) {
     let span = if traced {
         Span::current()
     } else {
@@ -555,7 +615,7 @@ fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -
             ) {
                 span.record("otel.status_code", "error");
             }
-            grpc_code_name(code)
+            (code as usize, grpc_code_name(code))
         }
         Transport::Http => {
             let status = response.status();
@@ -563,32 +623,39 @@ fn finish<B>(transport: Transport, response: &http::Response<B>, traced: bool) -
             if status.is_server_error() {
                 span.record("otel.status_code", "error");
             }
-            http_status_label(status)
+            let slot = http_status_slot(status);
+            (slot, HTTP_STATUS_LABELS[slot])
         }
     }
 }
 
-/// An HTTP status as a label; the statuses this service answers with are spelled out, any
-/// other shares one label (a label is never built per request).
-fn http_status_label(status: http::StatusCode) -> &'static str {
+/// The HTTP statuses this service answers with, spelled out as labels, and one label any
+/// other shares (a label is never built per request).
+const HTTP_STATUS_LABELS: [&str; 17] = [
+    "200", "201", "204", "304", "400", "401", "403", "404", "405", "410", "413", "429", "500",
+    "501", "503", "504", "other",
+];
+
+/// The slot of an HTTP status's label in [`HTTP_STATUS_LABELS`].
+fn http_status_slot(status: http::StatusCode) -> usize {
     match status.as_u16() {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        410 => "410",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        501 => "501",
-        503 => "503",
-        504 => "504",
-        _ => "other",
+        200 => 0,
+        201 => 1,
+        204 => 2,
+        304 => 3,
+        400 => 4,
+        401 => 5,
+        403 => 6,
+        404 => 7,
+        405 => 8,
+        410 => 9,
+        413 => 10,
+        429 => 11,
+        500 => 12,
+        501 => 13,
+        503 => 14,
+        504 => 15,
+        _ => 16,
     }
 }
 

@@ -38,6 +38,7 @@ use crate::domain::{
     secret::PlainToken,
 };
 use crate::metrics::{GatewayEndpoint, GatewayOutcome};
+use crate::telemetry::X_REQUEST_ID;
 
 /// RFC 7662 token introspection.
 pub(crate) const INTROSPECT_PATH: &str = "/oauth2/introspect";
@@ -54,7 +55,6 @@ const REALM: &str = "token-service";
 /// The method of the request a proxy's subrequest checks (nginx:
 /// `proxy_set_header X-Original-Method $request_method;`).
 const X_ORIGINAL_METHOD: &str = "x-original-method";
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the gateway handlers need.
 #[derive(Debug, Clone)]
@@ -94,7 +94,10 @@ fn request_id(request: &Request) -> Option<RequestId> {
 
 /// `X-Request-ID` on a gateway answer (the id in the logs and traces of the request).
 fn with_request_id(mut response: Response, request_id: Option<RequestId>) -> Response {
-    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(id.as_str()).ok()) {
+    if let Some(value) = request_id
+        .as_ref()
+        .and_then(crate::telemetry::request_id_header)
+    {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response

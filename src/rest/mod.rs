@@ -42,7 +42,7 @@ use axum::{
 
 use crate::domain::{Context, ids::RequestId};
 use crate::health::Health;
-use crate::telemetry::RequestLayer;
+use crate::telemetry::{RequestLayer, X_REQUEST_ID};
 use error::ApiError;
 pub use gateway::GATEWAY_ROUTES;
 pub use routes::{HttpBinding, http_bindings, served_routes};
@@ -196,7 +196,7 @@ async fn app_error_not_found(uri: OriginalUri) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+    if let Some(value) = crate::telemetry::request_id_header(&request_id) {
         headers.insert(X_REQUEST_ID, value);
     }
     response
@@ -346,8 +346,6 @@ async fn system_ping(State(health): State<Health>, uri: OriginalUri) -> Response
     response
 }
 
-const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-
 async fn serve_metrics(State(ctx): State<Context>) -> Response {
     let text = ctx.metrics().render(ctx.metric_gauges());
     (
@@ -469,7 +467,7 @@ async fn mattermost_envelope(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+    if let Some(value) = crate::telemetry::request_id_header(&request_id) {
         headers.insert(X_REQUEST_ID, value);
     }
     headers.insert(version::X_VERSION_ID, versions.version_id);
