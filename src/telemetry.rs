@@ -11,10 +11,13 @@
 //! installed at all. Spans are batched on a thread of their own and dropped when the
 //! collector cannot keep up, so a collector that is down never blocks a request.
 //!
-//! Every gRPC call and REST request runs in one span ([`RequestLayer`]) carrying a request id
-//! (so every log line of the request names it), the route, the final status and, once
-//! authenticated, the caller's user id; database spans sit beneath it. A W3C `traceparent`
-//! in the gRPC metadata or HTTP headers makes the span a child of the caller's.
+//! Every gRPC call and REST request gets a request id ([`RequestLayer`]), which every log line
+//! of the request names (`request{request_id=…}`, or the `span` object of a JSON line). When
+//! traces are exported the request runs in one span carrying the request id, the route, the
+//! final status and, once authenticated, the caller's user id; database spans sit beneath
+//! it, and a W3C `traceparent` in the gRPC metadata or HTTP headers makes the span a child of
+//! the caller's. Otherwise no span is created per request: the log format reads the request
+//! id from the request's task-local origin when a line is logged.
 
 use std::{
     cell::Cell,
@@ -121,12 +124,17 @@ where
         EnvFilter::new("info")
     });
     let logs = match config.format {
-        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .event_format(TextWithRequest::default())
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_writer(writer)
+            .map_event_format(|json| JsonWithRequest { json })
             .boxed(),
     }
     .with_filter(filter);
@@ -163,6 +171,135 @@ where
     }
     TelemetryGuard {
         provider: provider.filter(|_| installed),
+    }
+}
+
+/// The request a line is logged in, when it has no span of its own: while no traces are
+/// exported the request layer creates no span (a span per request was a twentieth of the
+/// cached path's CPU, for lines most requests never log); the request id is read from the
+/// request's task-local origin when a line is logged, and written as the span was.
+fn request_without_span() -> Option<RequestId> {
+    if EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
+    RequestOrigin::with_current(|origin| origin.and_then(|o| o.request_id))
+}
+
+/// The name a request's lines give it, as its span was named (`request{request_id=…}`).
+const REQUEST_SPAN_NAME: &str = "request";
+
+/// Text lines: tracing's full format, with `request{request_id=…}:` before the line's own
+/// spans when it is logged while serving a request.
+#[derive(Debug)]
+struct TextWithRequest {
+    /// A line logged outside a request.
+    whole: fmt::format::Format,
+    /// What follows the timestamp and the level (spans, target, fields).
+    after_level: fmt::format::Format<fmt::format::Full, ()>,
+}
+
+impl Default for TextWithRequest {
+    fn default() -> Self {
+        Self {
+            whole: fmt::format(),
+            after_level: fmt::format().without_time().with_level(false),
+        }
+    }
+}
+
+impl<S, N> fmt::FormatEvent<S, N> for TextWithRequest
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use fmt::time::FormatTime as _;
+
+        let Some(request_id) = request_without_span() else {
+            return self.whole.format_event(ctx, writer, event);
+        };
+        // The escapes tracing's format uses when writing to a terminal.
+        let ansi = writer.has_ansi_escapes();
+        let (bold, italic, dimmed, reset) = if ansi {
+            ("\x1b[1m", "\x1b[3m", "\x1b[2m", "\x1b[0m")
+        } else {
+            ("", "", "", "")
+        };
+        writer.write_str(dimmed)?;
+        if fmt::time::SystemTime.format_time(&mut writer).is_err() {
+            writer.write_str("<unknown time>")?;
+        }
+        write!(writer, "{reset} ")?;
+        let level = match *event.metadata().level() {
+            tracing::Level::TRACE => ("TRACE", "\x1b[35m"),
+            tracing::Level::DEBUG => ("DEBUG", "\x1b[34m"),
+            tracing::Level::INFO => (" INFO", "\x1b[32m"),
+            tracing::Level::WARN => (" WARN", "\x1b[33m"),
+            tracing::Level::ERROR => ("ERROR", "\x1b[31m"),
+        };
+        if ansi {
+            write!(writer, "{}{}{reset} ", level.1, level.0)?;
+        } else {
+            write!(writer, "{} ", level.0)?;
+        }
+        write!(
+            writer,
+            "{bold}{REQUEST_SPAN_NAME}{reset}{bold}{{{reset}{italic}request_id{reset}{dimmed}={reset}{request_id}{bold}}}{reset}{dimmed}:{reset}"
+        )?;
+        // The line's own spans follow without a space, as a span's children do.
+        let own_spans = ctx
+            .event_scope()
+            .is_some_and(|mut scope| scope.next().is_some());
+        if !own_spans {
+            writer.write_char(' ')?;
+        }
+        self.after_level.format_event(ctx, writer, event)
+    }
+}
+
+/// JSON lines: tracing's JSON format, whose `span` object names the request a line is logged
+/// in when the line has no span of its own (`{"request_id":"…","name":"request"}`).
+#[derive(Debug)]
+struct JsonWithRequest {
+    json: fmt::format::Format<fmt::format::Json>,
+}
+
+impl<S, N> fmt::FormatEvent<S, N> for JsonWithRequest
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let request_id = request_without_span().filter(|_| {
+            // As tracing's JSON format chooses the span it prints.
+            event
+                .parent()
+                .and_then(|id| ctx.span(id))
+                .or_else(|| ctx.lookup_current())
+                .is_none()
+        });
+        let Some(request_id) = request_id else {
+            return self.json.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.json
+            .format_event(ctx, fmt::format::Writer::new(&mut line), event)?;
+        // One object and a newline: the span goes last, where tracing puts it.
+        let object = line.trim_end().strip_suffix('}').ok_or(std::fmt::Error)?;
+        writeln!(
+            writer,
+            "{object},\"span\":{{\"request_id\":\"{request_id}\",\"name\":\"{REQUEST_SPAN_NAME}\"}}}}"
+        )
     }
 }
 
@@ -389,18 +526,18 @@ where
         let transport = self.settings.transport;
         let route = self.route(&request);
         let exporting = EXPORTING.load(Ordering::Acquire);
+        // A span only for export: log lines name the request without one (see
+        // `request_without_span`).
         let span = if exporting {
-            trace_span(transport, &request, &route, &request_id)
-        } else {
-            // Logs only need the request id on each line: keep the span that cheap.
-            tracing::info_span!("request", request_id = %request_id)
-        };
-        if exporting {
+            let span = trace_span(transport, &request, &route, &request_id);
             let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
                 propagator.extract(&HeaderExtractor(request.headers()))
             });
             let _ = span.set_parent(parent);
-        }
+            span
+        } else {
+            Span::none()
+        };
         let origin = RequestOrigin {
             ip: client_ip(
                 &request,
@@ -426,47 +563,49 @@ where
             }))
         };
         let settings = Arc::clone(&self.settings);
-        Box::pin(
-            async move {
-                let (mut result, credential_expiry) = future.await;
-                if credential_expiry > 0
-                    && let Ok(response) = &mut result
-                    && let Ok(value) = http::HeaderValue::from_str(
-                        &crate::domain::lifecycle::rfc3339(credential_expiry),
-                    )
-                {
-                    response
-                        .headers_mut()
-                        .insert(TOKEN_EXPIRATION_HEADER, value);
-                }
-                // gRPC callers learn the request id (the one in logs, traces and lifecycle
-                // records) from the response metadata; the REST envelope sets the header.
-                if transport == Transport::Grpc
-                    && let Ok(response) = &mut result
-                    && let Some(value) = request_id_header(&request_id)
-                {
-                    response.headers_mut().insert(X_REQUEST_ID, value);
-                }
-                let (slot, status) = match &result {
-                    Ok(response) => finish(transport, response, exporting),
-                    // The transport could not answer at all (a broken connection).
-                    Err(_) => (ERROR_SLOT, "ERROR"),
-                };
-                let elapsed = start.elapsed();
-                match &route {
-                    Route::Series(series) => {
-                        series.record(&settings.metrics, slot, status, elapsed);
-                    }
-                    Route::Fixed(word) => {
-                        settings
-                            .metrics
-                            .record_request(transport, word, status, elapsed);
-                    }
-                }
-                result
+        let answer = async move {
+            let (mut result, credential_expiry) = future.await;
+            if credential_expiry > 0
+                && let Ok(response) = &mut result
+                && let Ok(value) = http::HeaderValue::from_str(&crate::domain::lifecycle::rfc3339(
+                    credential_expiry,
+                ))
+            {
+                response
+                    .headers_mut()
+                    .insert(TOKEN_EXPIRATION_HEADER, value);
             }
-            .instrument(span),
-        )
+            // gRPC callers learn the request id (the one in logs, traces and lifecycle
+            // records) from the response metadata; the REST envelope sets the header.
+            if transport == Transport::Grpc
+                && let Ok(response) = &mut result
+                && let Some(value) = request_id_header(&request_id)
+            {
+                response.headers_mut().insert(X_REQUEST_ID, value);
+            }
+            let (slot, status) = match &result {
+                Ok(response) => finish(transport, response, exporting),
+                // The transport could not answer at all (a broken connection).
+                Err(_) => (ERROR_SLOT, "ERROR"),
+            };
+            let elapsed = start.elapsed();
+            match &route {
+                Route::Series(series) => {
+                    series.record(&settings.metrics, slot, status, elapsed);
+                }
+                Route::Fixed(word) => {
+                    settings
+                        .metrics
+                        .record_request(transport, word, status, elapsed);
+                }
+            }
+            result
+        };
+        if exporting {
+            Box::pin(answer.instrument(span))
+        } else {
+            Box::pin(answer)
+        }
     }
 }
 
@@ -679,5 +818,126 @@ fn grpc_code_name(code: tonic::Code) -> &'static str {
         tonic::Code::Unavailable => "UNAVAILABLE",
         tonic::Code::DataLoss => "DATA_LOSS",
         tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn take(&self) -> Vec<String> {
+            let bytes = std::mem::take(&mut *self.0.lock().unwrap());
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// Logs one line outside a request, one inside, and one inside a span of its own within
+    /// the request; returns the three lines.
+    async fn three_lines(json: bool) -> Vec<String> {
+        let lines = Lines::default();
+        let writer = {
+            let lines = lines.clone();
+            move || lines.clone()
+        };
+        let subscriber = tracing_subscriber::registry().with(if json {
+            fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer)
+                .map_event_format(|json| JsonWithRequest { json })
+                .boxed()
+        } else {
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .event_format(TextWithRequest::default())
+                .boxed()
+        });
+        let _default = tracing::subscriber::set_default(subscriber);
+        tracing::info!(target: "audit", action = "outside", "no request");
+        let origin = RequestOrigin {
+            request_id: Some(RequestId::generate()),
+            ..RequestOrigin::default()
+        };
+        origin
+            .scope(async {
+                tracing::warn!(target: "audit", action = "inside", "in a request");
+                let _db = tracing::info_span!("db", db.system = "sqlite").entered();
+                tracing::info!(target: "audit", "in a span of its own");
+            })
+            .await;
+        lines.take()
+    }
+
+    #[tokio::test]
+    async fn text_lines_name_the_request_they_are_logged_in() {
+        let lines = three_lines(false).await;
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[0].ends_with(" INFO audit: no request action=\"outside\""),
+            "{}",
+            lines[0]
+        );
+        let (_, inside) = lines[1].split_once(' ').unwrap();
+        let id = inside
+            .strip_prefix(" WARN request{request_id=")
+            .and_then(|rest| rest.split_once("}: audit: in a request action=\"inside\""))
+            .map(|(id, end)| (id, end.is_empty()));
+        assert!(
+            matches!(id, Some((id, true)) if id.len() == 26),
+            "{}",
+            lines[1]
+        );
+        let id = id.unwrap().0;
+        assert!(
+            lines[2].ends_with(&format!(
+                " INFO request{{request_id={id}}}:db{{db.system=\"sqlite\"}}: audit: in a span of its own"
+            )),
+            "{}",
+            lines[2]
+        );
+    }
+
+    #[tokio::test]
+    async fn json_lines_name_the_request_they_are_logged_in_as_their_span() {
+        let lines: Vec<serde_json::Value> = three_lines(true)
+            .await
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(lines[0].get("span").is_none(), "{}", lines[0]);
+        assert_eq!(lines[0]["fields"]["action"], "outside");
+        let span = &lines[1]["span"];
+        assert_eq!(span["name"], "request", "{}", lines[1]);
+        assert_eq!(span["request_id"].as_str().map(str::len), Some(26));
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[1]["target"], "audit");
+        assert_eq!(lines[1]["fields"]["message"], "in a request");
+        // A line with a span of its own names that span, as tracing's format does.
+        assert_eq!(lines[2]["span"]["name"], "db", "{}", lines[2]);
     }
 }
