@@ -116,17 +116,23 @@ pub(crate) fn router(
         };
         router = router.route(&path, method_router);
     }
-    let metrics = ctx.metrics().clone();
+    let request_layer = RequestLayer::http(ctx.metrics().clone()).client_ip(client_ip);
+    // Both layers in one: axum boxes each route once per `layer` call, and every request
+    // pays for each box (a clone of the service stack).
     let api = router
         .fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(
-            Envelope {
-                timeout,
-                enable_developer,
-                versions: version::VersionHeaders::new(ctx.policy()),
-            },
-            mattermost_envelope,
-        ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(request_layer.clone())
+                .layer(middleware::from_fn_with_state(
+                    Envelope {
+                        timeout,
+                        enable_developer,
+                        versions: version::VersionHeaders::new(ctx.policy()),
+                    },
+                    mattermost_envelope,
+                )),
+        )
         .with_state(state);
     // Probes and Prometheus scrapes are answered outside Mattermost's envelope (their own
     // content types, no auth).
@@ -138,8 +144,8 @@ pub(crate) fn router(
     };
     operational
         .merge(gateway::router(ctx_for_gateway, max_body, timeout))
+        .layer(request_layer)
         .merge(api)
-        .layer(RequestLayer::http(metrics).client_ip(client_ip))
 }
 
 /// A route path with a parameter (`/users/tokens/{token_id}`).
