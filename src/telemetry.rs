@@ -892,6 +892,15 @@ mod tests {
         lines.take()
     }
 
+    #[test]
+    fn the_request_id_header_is_never_indexed() {
+        let id = RequestId::generate();
+        let value = request_id_header(&id).unwrap();
+        assert_eq!(value.to_str().unwrap(), id.as_str());
+        // h2 sends a sensitive value as a literal never indexed (RFC 7541 6.2.3).
+        assert!(value.is_sensitive());
+    }
+
     #[tokio::test]
     async fn text_lines_name_the_request_they_are_logged_in() {
         let lines = three_lines(false).await;
