@@ -34,8 +34,9 @@ pub(crate) struct TrackedBody<B> {
     received: Option<Arc<AtomicBool>>,
 }
 
-/// Whether a [`TrackedBody`] was received in full.
-#[derive(Debug, Clone)]
+/// Whether a [`TrackedBody`] was received in full. The default is a body with nothing left to
+/// receive (a request without one).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct BodyReceived(Option<Arc<AtomicBool>>);
 
 impl BodyReceived {

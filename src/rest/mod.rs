@@ -18,6 +18,7 @@
 //! ([`management_router`]).
 
 mod auth;
+mod envelope;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
@@ -33,9 +34,8 @@ use std::time::Duration;
 
 use axum::{
     Router,
-    extract::{OriginalUri, Request, State},
-    http::{HeaderValue, Method, header},
-    middleware::{self, Next},
+    extract::{OriginalUri, State},
+    http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::{MethodRouter, get},
 };
@@ -124,14 +124,11 @@ pub(crate) fn router(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(request_layer.clone())
-                .layer(middleware::from_fn_with_state(
-                    Envelope {
-                        timeout,
-                        enable_developer,
-                        versions: version::VersionHeaders::new(ctx.policy()),
-                    },
-                    mattermost_envelope,
-                )),
+                .layer(envelope::EnvelopeLayer::new(envelope::Envelope {
+                    timeout,
+                    enable_developer,
+                    versions: version::VersionHeaders::new(ctx.policy()),
+                })),
         )
         .with_state(state);
     // Probes and Prometheus scrapes are answered outside Mattermost's envelope (their own
@@ -369,120 +366,4 @@ async fn route_not_found(uri: OriginalUri) -> Response {
 }
 
 /// What Go's `http.SetCookie` writes for Mattermost's `RemoveSessionCookie` (default subpath).
-/// 408 for a request whose body was still arriving at the deadline; the connection is
-/// closed after it (the rest of the body is not waited for).
-fn body_timeout() -> Response {
-    let err = ApiError::new(
-        crate::domain::error::Reason::BodyTimeout,
-        "The request body was not received in time.",
-        "the client had not sent the whole request body within request_timeout_ms",
-    );
-    err.into_response()
-}
-
 const CLEAR_SESSION_COOKIE: &str = "MMAUTHTOKEN=; Path=/; Max-Age=0; HttpOnly";
-
-/// What the envelope middleware needs from the configuration.
-#[derive(Debug, Clone)]
-struct Envelope {
-    /// A request that takes longer is answered 503.
-    timeout: Option<Duration>,
-    /// Keep `detailed_error` in error bodies.
-    enable_developer: bool,
-    /// `X-Version-Id` (Mattermost's shape) and `X-Token-Service-Version`.
-    versions: version::VersionHeaders,
-}
-
-/// Request id, AppError JSON bodies and Mattermost's headers on every response.
-///
-/// A request that takes longer than `timeout` is answered 408 when the client had not sent
-/// its whole body by then, else 503 (as for an unreachable database, the only other thing
-/// that can stall a request).
-async fn mattermost_envelope(
-    State(Envelope {
-        timeout,
-        enable_developer,
-        versions,
-    }): State<Envelope>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(RequestId::generate);
-    let is_get = request.method() == Method::GET;
-    let mut body_timed_out = false;
-    let mut response = if request.method() == Method::HEAD {
-        // axum answers HEAD on every GET route; Mattermost's router matches only the methods a
-        // route declares (no route declares HEAD), so HEAD falls to its catch-all 404.
-        ApiError::route_not_found(request.uri().path()).into_response()
-    } else {
-        match timeout {
-            None => next.run(request).await,
-            Some(timeout) => {
-                let (parts, body) = request.into_parts();
-                let (body, received) = crate::deadline::TrackedBody::new(body);
-                let request = Request::from_parts(parts, axum::body::Body::new(body));
-                match crate::deadline::within(timeout, next.run(request)).await {
-                    Some(response) => response,
-                    None if !received.is_complete() => {
-                        body_timed_out = true;
-                        body_timeout()
-                    }
-                    None => ApiError::from(crate::domain::error::Error::Unavailable(
-                        "the request did not finish within request_timeout_ms".into(),
-                    ))
-                    .into_response(),
-                }
-            }
-        }
-    };
-    let unexplained_failure = (response.status().is_client_error()
-        || response.status().is_server_error())
-        && response.extensions().get::<ApiError>().is_none()
-        && response.headers().get(header::CONTENT_TYPE)
-            != Some(&HeaderValue::from_static("application/json"));
-    if unexplained_failure {
-        // A rejection from the HTTP stack itself (an undecodable path, say): still answer
-        // with an AppError, never a bare text body.
-        let err = ApiError::from_status(response.status());
-        response.extensions_mut().insert(err);
-    }
-    if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        response = (
-            err.status,
-            err.to_json(request_id.as_str(), enable_developer),
-        )
-            .into_response();
-        if err.clear_session_cookie {
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                HeaderValue::from_static(CLEAR_SESSION_COOKIE),
-            );
-        }
-        if let Some(secs) = err.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-    }
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(value) = crate::telemetry::request_id_header(&request_id) {
-        headers.insert(X_REQUEST_ID, value);
-    }
-    headers.insert(version::X_VERSION_ID, versions.version_id);
-    headers.insert(version::X_TOKEN_SERVICE_VERSION, versions.own);
-    if is_get {
-        headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
-    }
-    if body_timed_out {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}

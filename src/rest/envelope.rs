@@ -1,0 +1,211 @@
+//! Mattermost's envelope around every `/api/v4` response: the request id, AppError JSON
+//! bodies, Mattermost's headers, and the request deadline.
+//!
+//! A hand-written tower layer rather than axum's `from_fn`: that one clones the route and
+//! boxes a `Next` on every request; this one boxes one future.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{HeaderValue, Method, header},
+    response::{IntoResponse, Response},
+};
+use http_body::Body as _;
+
+use super::{CLEAR_SESSION_COOKIE, error::ApiError, version};
+use crate::deadline::{BodyReceived, TrackedBody, within};
+use crate::domain::ids::RequestId;
+use crate::telemetry::X_REQUEST_ID;
+
+/// What the envelope needs from the configuration.
+#[derive(Debug, Clone)]
+pub(super) struct Envelope {
+    /// A request that takes longer is answered 503 (408 while its body is still arriving).
+    pub(super) timeout: Option<Duration>,
+    /// Keep `detailed_error` in error bodies.
+    pub(super) enable_developer: bool,
+    /// `X-Version-Id` (Mattermost's shape) and `X-Token-Service-Version`.
+    pub(super) versions: version::VersionHeaders,
+}
+
+/// Wraps each `/api/v4` route in [`EnvelopeService`].
+#[derive(Debug, Clone)]
+pub(super) struct EnvelopeLayer(Arc<Envelope>);
+
+impl EnvelopeLayer {
+    pub(super) fn new(envelope: Envelope) -> Self {
+        Self(Arc::new(envelope))
+    }
+}
+
+impl<S> tower::Layer<S> for EnvelopeLayer {
+    type Service = EnvelopeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EnvelopeService {
+            inner,
+            envelope: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// Request id, AppError JSON bodies and Mattermost's headers on every response.
+///
+/// A request that takes longer than `timeout` is answered 408 when the client had not sent
+/// its whole body by then, else 503 (as for an unreachable database, the only other thing
+/// that can stall a request).
+#[derive(Debug, Clone)]
+pub(super) struct EnvelopeService<S> {
+    inner: S,
+    envelope: Arc<Envelope>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower::Service<Request> for EnvelopeService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .copied()
+            .unwrap_or_else(RequestId::generate);
+        let is_get = request.method() == Method::GET;
+        let envelope = Arc::clone(&self.envelope);
+        if request.method() == Method::HEAD {
+            // axum answers HEAD on every GET route; Mattermost's router matches only the
+            // methods a route declares (no route declares HEAD), so HEAD falls to its
+            // catch-all 404.
+            let response = ApiError::route_not_found(request.uri().path()).into_response();
+            let sealed = seal(&envelope, response, &request_id, is_get, false);
+            return Box::pin(std::future::ready(Ok(sealed)));
+        }
+        let Some(limit) = envelope.timeout else {
+            let answered = self.inner.call(request);
+            return Box::pin(async move {
+                let Ok(response) = answered.await;
+                Ok(seal(&envelope, response, &request_id, is_get, false))
+            });
+        };
+        // Only a body still to come needs watching (most GETs have none).
+        let (request, received) = if request.body().is_end_stream() {
+            (request, BodyReceived::default())
+        } else {
+            let (parts, body) = request.into_parts();
+            let (body, received) = TrackedBody::new(body);
+            (Request::from_parts(parts, Body::new(body)), received)
+        };
+        let answered = self.inner.call(request);
+        Box::pin(async move {
+            let mut body_timed_out = false;
+            let response = match within(limit, answered).await {
+                Some(Ok(response)) => response,
+                None if !received.is_complete() => {
+                    body_timed_out = true;
+                    body_timeout()
+                }
+                None => ApiError::from(crate::domain::error::Error::Unavailable(
+                    "the request did not finish within request_timeout_ms".into(),
+                ))
+                .into_response(),
+            };
+            Ok(seal(
+                &envelope,
+                response,
+                &request_id,
+                is_get,
+                body_timed_out,
+            ))
+        })
+    }
+}
+
+/// The answer as Mattermost writes it: an AppError body for every failure, and its headers.
+fn seal(
+    envelope: &Envelope,
+    mut response: Response,
+    request_id: &RequestId,
+    is_get: bool,
+    body_timed_out: bool,
+) -> Response {
+    let unexplained_failure = (response.status().is_client_error()
+        || response.status().is_server_error())
+        && response.extensions().get::<ApiError>().is_none()
+        && response.headers().get(header::CONTENT_TYPE)
+            != Some(&HeaderValue::from_static("application/json"));
+    if unexplained_failure {
+        // A rejection from the HTTP stack itself (an undecodable path, say): still answer
+        // with an AppError, never a bare text body.
+        let err = ApiError::from_status(response.status());
+        response.extensions_mut().insert(err);
+    }
+    if let Some(err) = response.extensions_mut().remove::<ApiError>() {
+        response = (
+            err.status,
+            err.to_json(request_id.as_str(), envelope.enable_developer),
+        )
+            .into_response();
+        if err.clear_session_cookie {
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_static(CLEAR_SESSION_COOKIE),
+            );
+        }
+        if let Some(secs) = err.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(value) = crate::telemetry::request_id_header(request_id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    headers.insert(version::X_VERSION_ID, envelope.versions.version_id.clone());
+    headers.insert(
+        version::X_TOKEN_SERVICE_VERSION,
+        envelope.versions.own.clone(),
+    );
+    if is_get {
+        headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    }
+    if body_timed_out {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// 408 for a request whose body was still arriving at the deadline; the connection is
+/// closed after it (the rest of the body is not waited for).
+fn body_timeout() -> Response {
+    let err = ApiError::new(
+        crate::domain::error::Reason::BodyTimeout,
+        "The request body was not received in time.",
+        "the client had not sent the whole request body within request_timeout_ms",
+    );
+    err.into_response()
+}
