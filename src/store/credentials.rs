@@ -90,9 +90,9 @@ const TOKEN_AT: usize = USER_AT + USER_COLUMNS.len();
 /// Where a row of [`credentials_by_digests_sql`] holds the position of its digest.
 const POSITION_AT: usize = TOKEN_AT + TOKEN_COLUMNS.len();
 
-/// Which branch of the union a row comes from (`kind` column): a session (whose digest no
-/// personal access token's current secret has, or, [`BY_SESSION_OF_TOKEN`], one has), or a
-/// token that no session is stored under yet (before its first use).
+/// Which branch of the union a row comes from (`kind` column): a session (whose digest is
+/// not its token's current secret's, or, [`BY_SESSION_OF_TOKEN`], is), or a token that no
+/// session is stored under yet (before its first use).
 const BY_SESSION: &str = "s";
 const BY_SESSION_OF_TOKEN: &str = "st";
 const BY_ACCESS_TOKEN: &str = "t";
@@ -124,19 +124,19 @@ fn parameter(backend: DbBackend) -> &'static str {
 }
 
 /// The session branch: sessions matching `condition` with their user and token, and
-/// whether a token's current secret has the session's digest (the kind; looked up by the
-/// digest, not through the session's own token, whose secret a rotation may have replaced).
-/// `digest` is what the session's digest equals (the parameter, when looking up by digest:
-/// each index is then searched for the parameter itself). `list`, if not empty, is a table
-/// the sessions are read with (listed first) and `extra` columns that follow the row's.
-fn session_select_with(list: &str, condition: &str, digest: &str, extra: &str) -> String {
+/// whether that token's current secret has the session's digest (the kind: a session a
+/// token's first use minted is stored under the token's digest and names that token, while
+/// a login session's digest is no token's; after a rotation the token's new secret differs,
+/// so the session is a plain one and a rotated-away secret is told apart by its digest).
+/// `list`, if not empty, is a table the sessions are read with (listed first) and `extra`
+/// columns that follow the row's.
+fn session_select_with(list: &str, condition: &str, extra: &str) -> String {
     format!(
-        "SELECT CASE WHEN n.id IS NULL THEN '{BY_SESSION}' ELSE '{BY_SESSION_OF_TOKEN}' END \
-         AS kind, {s}, {u}, {t}{extra} \
+        "SELECT CASE WHEN t.token_hash = s.token_hash THEN '{BY_SESSION_OF_TOKEN}' \
+         ELSE '{BY_SESSION}' END AS kind, {s}, {u}, {t}{extra} \
          FROM {list}sessions s \
          LEFT JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_access_tokens t ON t.id = s.user_access_token_id \
-         LEFT JOIN user_access_tokens n ON n.token_hash = {digest} \
          WHERE {condition}",
         s = columns("s", &SESSION_COLUMNS, true),
         u = columns("u", &USER_COLUMNS, true),
@@ -144,8 +144,8 @@ fn session_select_with(list: &str, condition: &str, digest: &str, extra: &str) -
     )
 }
 
-fn session_select(condition: &str, digest: &str) -> String {
-    session_select_with("", condition, digest, "")
+fn session_select(condition: &str) -> String {
+    session_select_with("", condition, "")
 }
 
 /// The access token branch: tokens matching `condition` with their owner (`list` and
@@ -176,16 +176,12 @@ fn no_session_under(digest: &str) -> String {
 /// The statement with parameter `param`: the session branch by digest, and the access token branch
 /// (a token and its owner) by the same digest.
 fn by_digest_sql(param: &str) -> String {
-    // A `?` (MariaDB, SQLite) is bound once per use: there the joins name the row's digest,
-    // so the statement keeps one use of the parameter a branch.
-    let (session_digest, token_digest) = if param == "?" {
-        ("s.token_hash", "t.token_hash")
-    } else {
-        (param, param)
-    };
+    // A `?` (MariaDB, SQLite) is bound once per use: there the subquery names the row's
+    // digest, so the statement keeps one use of the parameter a branch.
+    let token_digest = if param == "?" { "t.token_hash" } else { param };
     format!(
         "{sessions} UNION ALL {tokens}",
-        sessions = session_select(&format!("s.token_hash = {param}"), session_digest),
+        sessions = session_select(&format!("s.token_hash = {param}")),
         tokens = token_select(&format!(
             "t.token_hash = {param} AND {}",
             no_session_under(token_digest)
@@ -229,7 +225,7 @@ pub fn credentials_by_digests_sql(backend: DbBackend) -> &'static str {
             let (list, position) = ("json_each(?1) d, ", ", d.key + 1 AS position");
             format!(
                 "{sessions} UNION ALL {tokens}",
-                sessions = session_select_with(list, "s.token_hash = d.value", "d.value", position),
+                sessions = session_select_with(list, "s.token_hash = d.value", position),
                 tokens = token_select_with(
                     list,
                     &format!("t.token_hash = d.value AND {}", no_session_under("d.value")),
@@ -251,7 +247,7 @@ pub fn credential_by_digest_sql(backend: DbBackend) -> &'static str {
 fn by_session_id_sql(backend: DbBackend) -> &'static str {
     static CELLS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
     built_once(backend, &CELLS, |param| {
-        session_select(&format!("s.id = {param}"), "s.token_hash")
+        session_select(&format!("s.id = {param}"))
     })
 }
 
