@@ -505,7 +505,8 @@ pub struct RequestService<S> {
     route: Arc<OnceLock<Arc<RouteSeries>>>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A boxed, sendable future: what the request layers answer with.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RequestService<S>
 where

@@ -176,9 +176,7 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
+    type Future = crate::telemetry::BoxFuture<Result<Self::Response, Self::Error>>;
 
     fn poll_ready(
         &mut self,

@@ -6,8 +6,6 @@
 
 use std::{
     convert::Infallible,
-    future::Future,
-    pin::Pin,
     sync::Arc,
     task::{Context as TaskContext, Poll},
     time::Duration,
@@ -24,7 +22,7 @@ use http_body::Body as _;
 use super::{CLEAR_SESSION_COOKIE, error::ApiError, version};
 use crate::deadline::{BodyReceived, TrackedBody, within};
 use crate::domain::ids::RequestId;
-use crate::telemetry::X_REQUEST_ID;
+use crate::telemetry::{BoxFuture, X_REQUEST_ID};
 
 /// What the envelope needs from the configuration.
 #[derive(Debug, Clone)]
@@ -69,8 +67,6 @@ pub(super) struct EnvelopeService<S> {
     envelope: Arc<Envelope>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> tower::Service<Request> for EnvelopeService<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
@@ -100,15 +96,8 @@ where
             let sealed = seal(&envelope, response, &request_id, is_get, false);
             return Box::pin(std::future::ready(Ok(sealed)));
         }
-        let Some(limit) = envelope.timeout else {
-            let answered = self.inner.call(request);
-            return Box::pin(async move {
-                let Ok(response) = answered.await;
-                Ok(seal(&envelope, response, &request_id, is_get, false))
-            });
-        };
-        // Only a body still to come needs watching (most GETs have none).
-        let (request, received) = if request.body().is_end_stream() {
+        // Only a body still to come under a deadline needs watching (most GETs have none).
+        let (request, received) = if envelope.timeout.is_none() || request.body().is_end_stream() {
             (request, BodyReceived::default())
         } else {
             let (parts, body) = request.into_parts();
@@ -117,13 +106,14 @@ where
         };
         let answered = self.inner.call(request);
         Box::pin(async move {
-            let mut body_timed_out = false;
-            let response = match within(limit, answered).await {
+            let answer = match envelope.timeout {
+                None => Some(answered.await),
+                Some(limit) => within(limit, answered).await,
+            };
+            let body_timed_out = answer.is_none() && !received.is_complete();
+            let response = match answer {
                 Some(Ok(response)) => response,
-                None if !received.is_complete() => {
-                    body_timed_out = true;
-                    body_timeout()
-                }
+                None if body_timed_out => body_timeout(),
                 None => ApiError::from(crate::domain::error::Error::Unavailable(
                     "the request did not finish within request_timeout_ms".into(),
                 ))
