@@ -95,8 +95,22 @@ struct Side {
     url: String,
     /// h2load's arguments besides the common ones.
     args: Vec<String>,
-    /// Body bytes of a checked answer (every answer of the run must have as many).
-    body_bytes: Option<u64>,
+    /// Which of h2load's byte counts identifies an answer.
+    counted: AnswerBytes,
+    /// Bytes of a checked answer, as `counted` counts them (every answer of the run must have
+    /// about as many).
+    answer_bytes: Option<u64>,
+}
+
+/// Which of h2load's traffic counts tells one answer from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnswerBytes {
+    /// HTTP/2: the DATA frames, exactly the answer's message (headers are HPACK-compressed,
+    /// their size changes as the dynamic table fills).
+    Data,
+    /// HTTP/1.1: everything received. h2load splits one response's bytes between "headers"
+    /// and "data" where its reads happen to end, so only their sum is the answer's size.
+    Total,
 }
 
 async fn h2load(args: &H2loadArgs, server_rt: Handle) -> Result<(), String> {
@@ -159,13 +173,15 @@ async fn run_pairs(
                         name: "introspect-cached",
                         url: format!("http://{}{path}", target.grpc),
                         args: grpc_args(&target.admin_token),
-                        body_bytes: None,
+                        counted: AnswerBytes::Data,
+                        answer_bytes: None,
                     },
                     Side {
                         name: "grpc-echo",
                         url: format!("http://{echo}{path}"),
                         args: grpc_args(&target.admin_token),
-                        body_bytes: None,
+                        counted: AnswerBytes::Data,
+                        answer_bytes: None,
                     },
                     GRPC_GOAL,
                 )
@@ -183,13 +199,15 @@ async fn run_pairs(
                         name: "rest-get-me",
                         url: format!("http://{http}{path}"),
                         args: rest_args.clone(),
-                        body_bytes: None,
+                        counted: AnswerBytes::Total,
+                        answer_bytes: None,
                     },
                     Side {
                         name: "axum-json",
                         url: format!("http://{axum}{path}"),
                         args: rest_args,
-                        body_bytes: None,
+                        counted: AnswerBytes::Total,
+                        answer_bytes: None,
                     },
                     REST_GOAL,
                 )
@@ -312,14 +330,18 @@ fn run_side(args: &H2loadArgs, side: &mut Side, work: &Path) -> Result<H2Run, St
             side.name, summary.succeeded, summary.failed, summary.non_2xx
         ));
     }
-    let per_answer = summary.data_bytes / summary.succeeded;
-    match side.body_bytes {
-        None => side.body_bytes = Some(per_answer),
+    let bytes_counted = match side.counted {
+        AnswerBytes::Data => summary.data_bytes,
+        AnswerBytes::Total => summary.total_bytes,
+    };
+    let per_answer = bytes_counted / summary.succeeded;
+    match side.answer_bytes {
+        None => side.answer_bytes = Some(per_answer),
         // Answers differ by a few bytes (timestamps); a gRPC error has no body at all.
         Some(bytes) if per_answer * 10 < bytes * 9 => {
             return Err(format!(
-                "h2load against {}: {per_answer} body bytes per answer, {bytes} in the first run",
-                side.name
+                "h2load against {}: {per_answer} bytes per answer ({:?}), {bytes} in the first run",
+                side.name, side.counted
             ));
         }
         Some(_) => {}
@@ -395,6 +417,7 @@ struct H2Summary {
     succeeded: u64,
     failed: u64,
     non_2xx: u64,
+    total_bytes: u64,
     data_bytes: u64,
 }
 
@@ -418,18 +441,22 @@ impl H2Summary {
         let requests = line("requests: ")?;
         let codes = line("status codes: ")?;
         let traffic = line("traffic: ")?;
-        let data_bytes = traffic
-            .rsplit_once(" data")
-            .map(|(before, _)| before)
-            .and_then(|before| before.rsplit_once('('))
-            .and_then(|(_, n)| n.strip_suffix(')'))
-            .and_then(|n| n.parse().ok())?;
+        // `... (N) <what>`: the exact count in parentheses before `what`.
+        let traffic_bytes = |what: &str| -> Option<u64> {
+            traffic
+                .split(", ")
+                .find_map(|part| part.split_once(what).map(|(before, _)| before))
+                .and_then(|before| before.trim_end().rsplit_once('('))
+                .and_then(|(_, n)| n.strip_suffix(')'))
+                .and_then(|n| n.parse().ok())
+        };
         Some(Self {
             rps,
             succeeded: counted(requests, " succeeded")?,
             failed: counted(requests, " failed")? + counted(requests, " errored")?,
             non_2xx: counted(codes, " 3xx")? + counted(codes, " 4xx")? + counted(codes, " 5xx")?,
-            data_bytes,
+            total_bytes: traffic_bytes(" total")?,
+            data_bytes: traffic_bytes(" data")?,
         })
     }
 }
@@ -452,6 +479,7 @@ mod tests {
                 succeeded: 206171,
                 failed: 0,
                 non_2xx: 0,
+                total_bytes: 27324510,
                 data_bytes: 22291400,
             })
         );
