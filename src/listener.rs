@@ -35,7 +35,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll, ready},
     time::{Duration, Instant},
@@ -362,13 +362,22 @@ impl tonic::transport::server::Connected for Connection {
     }
 }
 
-/// What a gRPC connection is doing: its calls in flight, and whether it has closed.
+/// What a gRPC connection is doing: its calls in flight, how many have started, and whether
+/// it has closed. A call touches one atomic at its start and one at its end and wakes
+/// nobody: the idle watch looks at the counts on a timer of its own.
 #[derive(Debug, Default)]
 pub struct Activity {
-    in_flight: AtomicUsize,
+    /// Calls in flight in the low 32 bits, calls started (wrapping) in the high 32.
+    calls: AtomicU64,
     closed: AtomicBool,
+    /// Signalled once, when the connection closes.
     changed: Notify,
 }
+
+/// One call in flight, in [`Activity::calls`].
+const IN_FLIGHT_ONE: u64 = 1;
+/// One call started, in [`Activity::calls`].
+const STARTED_ONE: u64 = 1 << 32;
 
 /// How a connection's wait in [`Activity::idle_or_closed`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,17 +388,25 @@ enum Ended {
     Closed,
 }
 
+/// How often, in parts of the idle timeout, the idle watch looks at a connection that had a
+/// call in flight: a connection is closed at most an eighth of the timeout after it has been
+/// idle for the whole timeout, never before.
+const IDLE_LOOKS_PER_TIMEOUT: u32 = 8;
+
 impl Activity {
     fn call_started(&self) {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.changed.notify_one();
-        }
+        self.calls
+            .fetch_add(STARTED_ONE + IN_FLIGHT_ONE, Ordering::AcqRel);
     }
 
     fn call_ended(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.changed.notify_one();
-        }
+        self.calls.fetch_sub(IN_FLIGHT_ONE, Ordering::AcqRel);
+    }
+
+    /// (calls in flight, calls started so far, wrapping).
+    fn counts(&self) -> (u64, u64) {
+        let calls = self.calls.load(Ordering::Acquire);
+        (calls & u64::from(u32::MAX), calls >> 32)
     }
 
     fn closed(&self) {
@@ -399,27 +416,48 @@ impl Activity {
 
     /// Waits until the connection has closed, or (with `idle_timeout`) has had no call in
     /// flight for that long; the idle time starts again whenever a call starts.
+    ///
+    /// Idle from a look that saw no call in flight: if the next look, a timeout later, sees
+    /// that no call started in between, nothing was in flight the whole time. A look that
+    /// sees a call in flight (or one started since) looks again an eighth of the timeout
+    /// later, so a connection is closed between one timeout and one and an eighth after its
+    /// last call ended.
     async fn idle_or_closed(&self, idle_timeout: Option<Duration>) -> Ended {
+        let mut changed = std::pin::pin!(self.changed.notified());
+        // Registered before the state is read: a close in between is not missed.
+        changed.as_mut().enable();
+        if self.closed.load(Ordering::Acquire) {
+            return Ended::Closed;
+        }
+        let Some(timeout) = idle_timeout else {
+            changed.await;
+            return Ended::Closed;
+        };
+        let step = timeout / IDLE_LOOKS_PER_TIMEOUT;
+        // The calls started at the look since which nothing was in flight.
+        let mut idle_since: Option<(tokio::time::Instant, u64)> = None;
         loop {
-            // Registered before the state is read: a change in between is not missed.
-            let changed = self.changed.notified();
-            if self.closed.load(Ordering::Acquire) {
-                return Ended::Closed;
-            }
-            match idle_timeout {
-                Some(timeout) if self.in_flight.load(Ordering::Acquire) == 0 => {
-                    tokio::select! {
-                        () = tokio::time::sleep(timeout) => {
-                            if self.in_flight.load(Ordering::Acquire) == 0
-                                && !self.closed.load(Ordering::Acquire)
-                            {
-                                return Ended::Idle;
-                            }
-                        }
-                        () = changed => {}
-                    }
+            let now = tokio::time::Instant::now();
+            let (in_flight, started) = self.counts();
+            let next = match idle_since {
+                _ if in_flight > 0 => {
+                    idle_since = None;
+                    now + step
                 }
-                _ => changed.await,
+                Some((since, at_look)) if at_look == started => {
+                    if now >= since + timeout {
+                        return Ended::Idle;
+                    }
+                    since + timeout
+                }
+                _ => {
+                    idle_since = Some((now, started));
+                    now + timeout
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = changed.as_mut() => return Ended::Closed,
             }
         }
     }

@@ -98,7 +98,22 @@ impl GuessThrottle {
     /// `Error::RateLimited` (with the rest of the cool-down) if `address` is refused at
     /// `now`. Reads one atomic unless some address is refused.
     pub fn check(&self, address: IpAddr, now: UnixMillis) -> Result<()> {
-        if self.refused_until.load(Ordering::Acquire) <= now {
+        self.check_with_clock(address, || now)
+    }
+
+    /// [`GuessThrottle::check`], reading the clock (`now`) only if an address has ever been
+    /// refused: the token check's common case reads one atomic and no clock.
+    pub fn check_with_clock(
+        &self,
+        address: IpAddr,
+        now: impl FnOnce() -> UnixMillis,
+    ) -> Result<()> {
+        let refused_until = self.refused_until.load(Ordering::Acquire);
+        if refused_until == 0 {
+            return Ok(());
+        }
+        let now = now();
+        if refused_until <= now {
             return Ok(());
         }
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,7 +170,9 @@ impl Context {
     ) -> Result<std::sync::Arc<Principal>> {
         let address = client_address();
         if let Some(address) = address
-            && let Err(refused) = self.guess_throttle().check(address, self.now())
+            && let Err(refused) = self
+                .guess_throttle()
+                .check_with_clock(address, || self.now())
         {
             self.metrics().record_guess_throttled();
             return Err(refused);

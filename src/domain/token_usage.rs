@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
+    hash::BuildHasher,
     net::IpAddr,
     sync::{Mutex, MutexGuard},
     time::Duration,
@@ -122,9 +122,13 @@ pub struct TokenUse {
 /// different tokens on different cores rarely meet on a lock.
 #[derive(Debug)]
 pub struct UsageCollector {
-    shards: Box<[Mutex<HashMap<TokenId, PendingUse>>]>,
-    shard_of: RandomState,
+    shards: Box<[Mutex<UsesByToken>]>,
+    shard_of: foldhash::fast::RandomState,
 }
+
+/// One shard's uses. Keyed by ids of tokens that authenticated (no client chooses them), so
+/// a fast hasher is safe here.
+type UsesByToken = HashMap<TokenId, PendingUse, foldhash::fast::RandomState>;
 
 /// How many maps the collector spreads tokens over (a power of two).
 pub const USAGE_SHARDS: usize = 16;
@@ -133,13 +137,13 @@ impl Default for UsageCollector {
     fn default() -> Self {
         Self {
             shards: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
-            shard_of: RandomState::new(),
+            shard_of: foldhash::fast::RandomState::default(),
         }
     }
 }
 
 impl UsageCollector {
-    fn lock(&self, token: &TokenId) -> MutexGuard<'_, HashMap<TokenId, PendingUse>> {
+    fn lock(&self, token: &TokenId) -> MutexGuard<'_, UsesByToken> {
         let shard = self.shard_of.hash_one(token.as_str()) as usize & (USAGE_SHARDS - 1);
         lock(&self.shards[shard])
     }

@@ -168,6 +168,8 @@ fn seal(
         }
     }
     let headers = response.headers_mut();
+    // Room for what follows at once, not a regrowth of the table halfway.
+    headers.reserve(6);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

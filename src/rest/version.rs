@@ -39,11 +39,26 @@ impl VersionHeaders {
             build_number(env!("CARGO_PKG_VERSION")),
             config_hash(policy)
         );
+        let version_id = HeaderValue::from_static(interned(version_id));
         Self {
-            version_id: HeaderValue::from_str(&version_id).expect("digits, dots and hex"),
+            version_id,
             own: HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
         }
     }
+}
+
+/// `value`, kept for the life of the process, once per distinct value (one per
+/// configuration a process serves with, in practice one): a header value made from a static
+/// string is copied into each response without touching a shared reference count.
+fn interned(value: String) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = seen.iter().find(|known| **known == value) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(value.into_boxed_str());
+    seen.push(kept);
+    kept
 }
 
 /// Mattermost's build number is one word of digits (its CI build); ours is our version as
@@ -82,6 +97,14 @@ fn config_hash(policy: &Policy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_values_are_kept_once() {
+        let a = interned("11.2.0.1000.ab.false".to_owned());
+        let b = interned("11.2.0.1000.ab.false".to_owned());
+        assert!(std::ptr::eq(a, b));
+        assert_ne!(interned("11.2.0.1000.cd.false".to_owned()), a);
+    }
 
     #[test]
     fn build_numbers_are_digits_that_grow_with_the_version() {
