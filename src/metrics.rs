@@ -24,22 +24,47 @@ use std::{
 };
 
 /// Upper bounds of the latency buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 14] = [
+const LATENCY_BUCKETS: [f64; BUCKETS] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
 /// Upper bounds of the webhook delivery lag buckets, in seconds (a lag includes retries).
-const LAG_BUCKETS: [f64; 14] = [
+const LAG_BUCKETS: [f64; BUCKETS] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3_600.0, 86_400.0,
 ];
 
-/// A histogram with fixed buckets; every operation is an atomic addition.
+/// How many buckets a histogram has (both bound sets above).
+const BUCKETS: usize = 14;
+
+/// How many copies of its counters a histogram keeps: threads that record at the same time
+/// mostly write different copies (and cache lines), not one line every core fights over.
+const STRIPES: usize = 8;
+
+/// A histogram with fixed buckets; every operation is an atomic addition, to the recording
+/// thread's stripe.
 #[derive(Debug)]
 pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
+    bounds: &'static [f64; BUCKETS],
+    stripes: Box<[Stripe; STRIPES]>,
+}
+
+/// One copy of a histogram's counters, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe {
+    buckets: [AtomicU64; BUCKETS],
     count: AtomicU64,
     sum_nanos: AtomicU64,
+}
+
+/// The stripe the current thread records to: threads are numbered in the order they first
+/// record, round the stripes.
+fn own_stripe() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static STRIPE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize;
+    }
+    STRIPE.with(|stripe| *stripe)
 }
 
 impl Default for Histogram {
@@ -50,44 +75,53 @@ impl Default for Histogram {
 
 impl Histogram {
     /// A histogram with these bucket upper bounds (seconds, increasing).
-    fn with_bounds(bounds: &'static [f64]) -> Self {
+    fn with_bounds(bounds: &'static [f64; BUCKETS]) -> Self {
         Self {
             bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
+            stripes: Box::default(),
         }
     }
 
     /// Records one observation.
     pub fn observe(&self, value: Duration) {
+        let stripe = &self.stripes[own_stripe()];
         let seconds = value.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            stripe.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        stripe.count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        stripe.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// How many observations were recorded.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.total(|stripe| &stripe.count)
+    }
+
+    /// The sum of one counter over the stripes.
+    fn total(&self, counter: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        self.stripes
+            .iter()
+            .map(|stripe| counter(stripe).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.total(|stripe| &stripe.buckets[i]);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
             );
         }
-        let count = self.count();
+        // Read after the buckets, so it is at least their total (a recording between the
+        // reads must not make +Inf smaller than a finite bucket).
+        let count = self.count().max(cumulative);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self.total(|stripe| &stripe.sum_nanos) as f64 / 1e9;
         let braces = |s: &str| {
             if s.is_empty() {
                 String::new()
@@ -1216,6 +1250,33 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
         assert!(out.contains("x_sum{a=\"b\"} 10.00305\n"), "{out}");
+    }
+
+    #[test]
+    fn a_histogram_sums_what_every_thread_recorded() {
+        let h = Arc::new(Histogram::default());
+        let threads: Vec<_> = (0..(STRIPES + 3))
+            .map(|_| {
+                let h = Arc::clone(&h);
+                std::thread::spawn(move || {
+                    for _ in 0..1_000 {
+                        h.observe(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let recorded = 1_000 * (STRIPES as u64 + 3);
+        assert_eq!(h.count(), recorded);
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(
+            out.contains(&format!("x_bucket{{le=\"0.0025\"}} {recorded}\n")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("x_count {recorded}\n")), "{out}");
     }
 
     #[test]

@@ -127,16 +127,34 @@ pub struct RequestId([u8; 26]);
 impl RequestId {
     /// A fresh id in Mattermost's id shape. Request ids need to be unique, not secret, so
     /// they come from a counter scrambled by a bijection under a random start-up key, not
-    /// from the system's random source (one system call per request otherwise).
+    /// from the system's random source (one system call per request otherwise). Each thread
+    /// takes the counter's numbers a block at a time, so requests on different cores do not
+    /// all write one shared counter.
     pub fn generate() -> Self {
-        use std::sync::{
-            OnceLock,
-            atomic::{AtomicU64, Ordering},
+        use std::{
+            cell::Cell,
+            sync::{
+                OnceLock,
+                atomic::{AtomicU64, Ordering},
+            },
         };
+        const BLOCK: u64 = 1 << 16;
         static KEY: OnceLock<u128> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            /// The thread's next number and the end of its block.
+            static NUMBERS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
         let key = *KEY.get_or_init(|| uuid::Uuid::new_v4().as_u128() | 1);
-        let n = u128::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+        let n = NUMBERS.with(|numbers| {
+            let (mut next, mut end) = numbers.get();
+            if next == end {
+                next = COUNTER.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            numbers.set((next + 1, end));
+            u128::from(next)
+        });
         // Multiplying by an odd number and xoring are both bijections on u128, so distinct
         // counters give distinct ids.
         let mixed = (n ^ key.rotate_left(64)).wrapping_mul(key) ^ key;
@@ -167,6 +185,26 @@ mod tests {
             .collect();
         assert_eq!(ids.len(), 10_000);
         assert!(ids.iter().all(|id| is_valid_id(id)));
+    }
+
+    #[test]
+    fn request_ids_of_different_threads_are_distinct() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..5_000)
+                        .map(|_| RequestId::generate().to_string())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for thread in threads {
+            for id in thread.join().unwrap() {
+                assert!(all.insert(id), "an id was generated twice");
+            }
+        }
+        assert_eq!(all.len(), 20_000);
     }
 
     #[test]
