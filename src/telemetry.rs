@@ -356,16 +356,18 @@ pub struct RequestLayer {
     settings: Arc<LayerSettings>,
 }
 
-/// The gRPC methods' series by path.
-type MethodSeries = HashMap<Box<str>, Arc<RouteSeries>, foldhash::fast::RandomState>;
+/// The gRPC methods' places in [`LayerSettings::method_series`] by path.
+type MethodIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone)]
 struct LayerSettings {
     transport: Transport,
     metrics: Arc<Metrics>,
-    /// gRPC only: the series of each method path served, so the metrics' route label stays
-    /// bounded. Looked up on every call, never added to after startup (a fast hasher).
-    methods: MethodSeries,
+    /// gRPC only: where each method path served has its series, so the metrics' route label
+    /// stays bounded. Looked up on every call, never added to after startup (a fast hasher).
+    methods: MethodIndex,
+    /// gRPC only: the methods' series.
+    method_series: Arc<[RouteSeries]>,
     /// Headers a trusted proxy sets to the client's address (`trusted_proxy_ip_header`).
     trusted_ip_headers: Vec<http::HeaderName>,
     /// `trusted_proxies`: when set, it decides the client's address instead of
@@ -377,27 +379,42 @@ impl RequestLayer {
     /// For the gRPC server, which serves the methods at `known_paths`
     /// (`/package.Service/Method`).
     pub fn grpc(metrics: Arc<Metrics>, known_paths: HashSet<String>) -> Self {
-        let methods = known_paths
-            .into_iter()
-            .map(|path| {
-                let series = Arc::new(RouteSeries::new(Transport::Grpc, &path));
-                (path.into_boxed_str(), series)
-            })
+        let mut paths: Vec<String> = known_paths.into_iter().collect();
+        paths.sort_unstable();
+        let method_series = paths
+            .iter()
+            .map(|path| RouteSeries::new(Transport::Grpc, path))
             .collect();
-        Self::new(Transport::Grpc, metrics, methods)
+        let methods = paths
+            .into_iter()
+            .enumerate()
+            .map(|(at, path)| (path.into_boxed_str(), at))
+            .collect();
+        Self::new(Transport::Grpc, metrics, methods, method_series)
     }
 
     /// For the HTTP server (applied per route, so the route template is known).
     pub fn http(metrics: Arc<Metrics>) -> Self {
-        Self::new(Transport::Http, metrics, MethodSeries::default())
+        Self::new(
+            Transport::Http,
+            metrics,
+            MethodIndex::default(),
+            Arc::new([]),
+        )
     }
 
-    fn new(transport: Transport, metrics: Arc<Metrics>, methods: MethodSeries) -> Self {
+    fn new(
+        transport: Transport,
+        metrics: Arc<Metrics>,
+        methods: MethodIndex,
+        method_series: Arc<[RouteSeries]>,
+    ) -> Self {
         Self {
             settings: Arc::new(LayerSettings {
                 transport,
                 metrics,
                 methods,
+                method_series,
                 trusted_ip_headers: Vec::new(),
                 trusted_proxies: Arc::default(),
             }),
@@ -488,20 +505,30 @@ impl<S> tower::Layer<S> for RequestLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestService {
             inner,
-            settings: Arc::clone(&self.settings),
-            route: Arc::default(),
+            shared: Arc::new(ServiceShared {
+                settings: Arc::clone(&self.settings),
+                route: OnceLock::new(),
+            }),
         }
     }
 }
 
 /// See [`RequestLayer`].
+/// Cloned for every request (tonic and axum clone the service stack per call), so all it
+/// shares is behind one `Arc`: one reference count written per clone, not one per field.
 #[derive(Debug, Clone)]
 pub struct RequestService<S> {
     inner: S,
+    shared: Arc<ServiceShared>,
+}
+
+/// What a [`RequestService`] and its requests' futures share.
+#[derive(Debug)]
+struct ServiceShared {
     settings: Arc<LayerSettings>,
     /// HTTP: the series of the route this service serves (the layer is applied per route),
     /// set by its first request.
-    route: Arc<OnceLock<Arc<RouteSeries>>>,
+    route: OnceLock<RouteSeries>,
 }
 
 /// A boxed, sendable future: what the request layers answer with.
@@ -523,13 +550,15 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let request_id = RequestId::generate();
-        let transport = self.settings.transport;
-        let route = self.route(&request);
+        let shared = Arc::clone(&self.shared);
+        let settings = &shared.settings;
+        let transport = settings.transport;
+        let route = route_of(&shared, &request);
         let exporting = EXPORTING.load(Ordering::Acquire);
         // A span only for export: log lines name the request without one (see
         // `request_without_span`).
         let span = if exporting {
-            let span = trace_span(transport, &request, &route, &request_id);
+            let span = trace_span(transport, &request, route.label(&shared), &request_id);
             let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
                 propagator.extract(&HeaderExtractor(request.headers()))
             });
@@ -541,8 +570,8 @@ where
         let origin = RequestOrigin {
             ip: client_ip(
                 &request,
-                &self.settings.trusted_ip_headers,
-                &self.settings.trusted_proxies,
+                &settings.trusted_ip_headers,
+                &settings.trusted_proxies,
             ),
             user_agent: request
                 .headers()
@@ -562,7 +591,6 @@ where
                 (result, CALLER_CREDENTIAL_EXPIRY.with(Cell::get))
             }))
         };
-        let settings = Arc::clone(&self.settings);
         let answer = async move {
             let (mut result, credential_expiry) = future.await;
             if credential_expiry > 0
@@ -589,15 +617,10 @@ where
                 Err(_) => (ERROR_SLOT, "ERROR"),
             };
             let elapsed = start.elapsed();
-            match &route {
-                Route::Series(series) => {
-                    series.record(&settings.metrics, slot, status, elapsed);
-                }
-                Route::Fixed(word) => {
-                    settings
-                        .metrics
-                        .record_request(transport, word, status, elapsed);
-                }
+            let metrics = &shared.settings.metrics;
+            match route.series(&shared) {
+                Some(series) => series.record(metrics, slot, status, elapsed),
+                None => metrics.record_request(transport, route.label(&shared), status, elapsed),
             }
             result
         };
@@ -609,33 +632,29 @@ where
     }
 }
 
-impl<S> RequestService<S> {
-    /// The route label: the gRPC method path if it is one we serve, the REST route template
-    /// if the router matched one; otherwise a fixed word (arbitrary paths never become
-    /// metric series). Shared, not copied: this runs on every request.
-    fn route<B>(&self, request: &http::Request<B>) -> Route {
-        match self.settings.transport {
-            Transport::Grpc => self
-                .settings
-                .methods
-                .get(request.uri().path())
-                .map_or(Route::Fixed("unknown"), |series| {
-                    Route::Series(Arc::clone(series))
-                }),
-            Transport::Http => {
-                let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() else {
-                    return Route::Fixed("unmatched");
-                };
-                let matched = matched.as_str();
-                let served = self
-                    .route
-                    .get_or_init(|| Arc::new(RouteSeries::new(Transport::Http, matched)));
-                if served.route() == matched {
-                    Route::Series(Arc::clone(served))
-                } else {
-                    // Not expected (the layer is applied per route), and still counted.
-                    Route::Series(Arc::new(RouteSeries::new(Transport::Http, matched)))
-                }
+/// The route label of `request`: the gRPC method path if it is one we serve, the REST route
+/// template if the router matched one; otherwise a fixed word (arbitrary paths never become
+/// metric series). Shared, not copied: this runs on every request.
+fn route_of<B>(shared: &ServiceShared, request: &http::Request<B>) -> Route {
+    let settings = &shared.settings;
+    match settings.transport {
+        Transport::Grpc => settings
+            .methods
+            .get(request.uri().path())
+            .map_or(Route::Fixed("unknown"), |&at| Route::Method(at)),
+        Transport::Http => {
+            let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() else {
+                return Route::Fixed("unmatched");
+            };
+            let matched = matched.as_str();
+            let served = shared
+                .route
+                .get_or_init(|| RouteSeries::new(Transport::Http, matched));
+            if served.route() == matched {
+                Route::Served
+            } else {
+                // Not expected (the layer is applied per route), and still counted.
+                Route::Other(Arc::new(RouteSeries::new(Transport::Http, matched)))
             }
         }
     }
@@ -643,19 +662,33 @@ impl<S> RequestService<S> {
 
 /// A request's route label.
 enum Route {
-    /// A gRPC method path we serve, or the REST route template the router matched.
-    Series(Arc<RouteSeries>),
+    /// A gRPC method we serve: its place in [`LayerSettings::method_series`].
+    Method(usize),
+    /// The REST route template this service serves ([`ServiceShared::route`]).
+    Served,
+    /// Another route template the router matched.
+    Other(Arc<RouteSeries>),
     /// Anything else.
     Fixed(&'static str),
 }
 
-impl std::ops::Deref for Route {
-    type Target = str;
-
-    fn deref(&self) -> &str {
+impl Route {
+    /// The series this route records to, if it has one.
+    fn series<'a>(&'a self, shared: &'a ServiceShared) -> Option<&'a RouteSeries> {
         match self {
-            Route::Series(series) => series.route(),
-            Route::Fixed(word) => word,
+            Route::Method(at) => shared.settings.method_series.get(*at),
+            Route::Served => shared.route.get(),
+            Route::Other(series) => Some(series),
+            Route::Fixed(_) => None,
+        }
+    }
+
+    /// The route label.
+    fn label<'a>(&'a self, shared: &'a ServiceShared) -> &'a str {
+        match (self, self.series(shared)) {
+            (Route::Fixed(word), _) => word,
+            (_, Some(series)) => series.route(),
+            (_, None) => "unknown",
         }
     }
 }
