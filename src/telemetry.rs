@@ -685,10 +685,9 @@ impl Route {
 
     /// The route label.
     fn label<'a>(&'a self, shared: &'a ServiceShared) -> &'a str {
-        match (self, self.series(shared)) {
-            (Route::Fixed(word), _) => word,
-            (_, Some(series)) => series.route(),
-            (_, None) => "unknown",
+        match self {
+            Route::Fixed(word) => word,
+            _ => self.series(shared).map_or("unknown", RouteSeries::route),
         }
     }
 }

@@ -96,18 +96,9 @@ impl GuessThrottle {
     }
 
     /// `Error::RateLimited` (with the rest of the cool-down) if `address` is refused at
-    /// `now`. Reads one atomic unless some address is refused.
-    pub fn check(&self, address: IpAddr, now: UnixMillis) -> Result<()> {
-        self.check_with_clock(address, || now)
-    }
-
-    /// [`GuessThrottle::check`], reading the clock (`now`) only if an address has ever been
-    /// refused: the token check's common case reads one atomic and no clock.
-    pub fn check_with_clock(
-        &self,
-        address: IpAddr,
-        now: impl FnOnce() -> UnixMillis,
-    ) -> Result<()> {
+    /// `now`. Reads one atomic, and the clock (`now`) only if an address has ever been
+    /// refused: the token check's common case reads no clock.
+    pub fn check(&self, address: IpAddr, now: impl FnOnce() -> UnixMillis) -> Result<()> {
         let refused_until = self.refused_until.load(Ordering::Acquire);
         if refused_until == 0 {
             return Ok(());
@@ -170,9 +161,7 @@ impl Context {
     ) -> Result<std::sync::Arc<Principal>> {
         let address = client_address();
         if let Some(address) = address
-            && let Err(refused) = self
-                .guess_throttle()
-                .check_with_clock(address, || self.now())
+            && let Err(refused) = self.guess_throttle().check(address, || self.now())
         {
             self.metrics().record_guess_throttled();
             return Err(refused);
@@ -215,15 +204,15 @@ mod tests {
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
             assert_eq!(t.failed(a, 0), None);
-            t.check(a, 0).unwrap();
+            t.check(a, || 0).unwrap();
         }
         assert_eq!(t.failed(a, 0), Some(10_000));
-        match t.check(a, 4_000) {
+        match t.check(a, || 4_000) {
             Err(Error::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 6_000),
             other => panic!("{other:?}"),
         }
-        t.check(b, 4_000).unwrap();
-        t.check(a, 10_000).unwrap();
+        t.check(b, || 4_000).unwrap();
+        t.check(a, || 10_000).unwrap();
     }
 
     #[test]
@@ -245,6 +234,6 @@ mod tests {
         for _ in 0..1_000 {
             assert_eq!(t.failed(a, 0), None);
         }
-        t.check(a, 0).unwrap();
+        t.check(a, || 0).unwrap();
     }
 }
