@@ -26,6 +26,12 @@
 //! is idle. tonic has no such setting (its `max_connection_age` closes busy connections too),
 //! so [`serve_grpc`] runs tonic's server once per connection, whose shutdown signal is
 //! then the connection's own: the server's shutdown, or this idle deadline.
+//!
+//! On the REST and management ports the same count enforces
+//! `connections.http_header_read_timeout`: a connection with no request in flight for that
+//! long since its accept or its last answer (silent, trickling a request head, or idle
+//! between requests) is closed. hyper's own header read timeout would arm a timer for every
+//! request head.
 
 use std::{
     fmt,
@@ -362,8 +368,8 @@ impl tonic::transport::server::Connected for Connection {
     }
 }
 
-/// What a gRPC connection is doing: its calls in flight, how many have started, and whether
-/// it has closed. A call touches one atomic at its start and one at its end and wakes
+/// What a connection is doing: its calls (gRPC calls, HTTP requests) in flight, how many
+/// have started, and whether it has closed. A call touches one atomic at its start and one at its end and wakes
 /// nobody: the idle watch looks at the counts on a timer of its own.
 #[derive(Debug, Default)]
 pub struct Activity {
@@ -463,8 +469,8 @@ impl Activity {
     }
 }
 
-/// Counts a gRPC connection's calls in flight, from the call until its answer's body ends
-/// (for a stream: until the stream ends). The innermost layer of each connection's server.
+/// Counts a connection's calls in flight, from the call until its answer's body ends (for a
+/// stream: until the stream ends). The innermost layer of each connection's server.
 #[derive(Debug, Clone)]
 pub struct InFlightLayer {
     activity: Arc<Activity>,
@@ -682,8 +688,9 @@ pub fn unix_incoming(
 /// HTTP/1 settings of the REST and management listeners.
 #[derive(Debug, Clone, Copy)]
 pub struct Http1Settings {
-    /// Time a client has to send a request's head, counted from when the server starts
-    /// waiting for it (after accepting, and after each answer on a kept-alive connection).
+    /// Time a client has to send a request's head, counted from the accept (a TLS handshake
+    /// included) and from the end of each answer on a kept-alive connection. The connection
+    /// is closed between one and one and an eighth timeouts after that, never sooner.
     pub header_read_timeout: Duration,
 }
 
@@ -699,69 +706,84 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     use hyper_util::{
-        rt::{TokioIo, TokioTimer},
-        server::graceful::GracefulShutdown,
-        service::TowerToHyperService,
+        rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService,
     };
-    use tower::ServiceExt as _;
+    use tower::{Layer as _, ServiceExt as _};
 
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+    // No timer for hyper: its header read timeout arms a timer for every request head
+    // (an allocation, a clock read and two trips through the timer wheel per request). The
+    // connection's own watch enforces it instead, looking at the count of requests in
+    // flight on a timer of its own.
+    let builder = hyper::server::conn::http1::Builder::new();
+    let header_read_timeout = settings.header_read_timeout;
     tokio::pin!(shutdown);
     loop {
         let (connection, peer) = tokio::select! {
             accepted = acceptor.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let app = app
-            .clone()
-            .map_request(move |mut request: axum::extract::Request<_>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                request
-            });
+        let activity = connection.activity.clone();
+        let app = InFlightLayer {
+            activity: activity.clone(),
+        }
+        .layer(
+            app.clone()
+                .map_request(move |mut request: axum::extract::Request<_>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                }),
+        );
         let service = TowerToHyperService::new(app);
         let watcher = graceful.watcher();
         let builder = builder.clone();
-        match &tls {
-            None => {
-                let served = builder.serve_connection(TokioIo::new(connection), service);
-                tokio::spawn(async move {
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            // The head of the next request is due within the timeout of the connection's
+            // start or of its last answer: a connection without a request in flight for
+            // that long (silent, trickling a head, or idle between requests) is closed.
+            let head_overdue = async {
+                if activity.idle_or_closed(Some(header_read_timeout)).await == Ended::Idle {
+                    debug!(%peer, "no request head in time: closing the HTTP connection");
+                }
+            };
+            let served = async {
+                let Some(acceptor) = tls else {
+                    let served = builder.serve_connection(TokioIo::new(connection), service);
                     if let Err(e) = watcher.watch(served).await {
                         debug!(%peer, error = %e, "HTTP connection ended with an error");
                     }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        crate::tls::HANDSHAKE_TIMEOUT,
-                        acceptor.accept(connection),
-                    );
-                    let stream = match handshake.await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let served = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(served).await {
-                        debug!(%peer, error = %e, "HTTPS connection ended with an error");
+                    return;
+                };
+                let handshake = tokio::time::timeout(
+                    crate::tls::HANDSHAKE_TIMEOUT,
+                    acceptor.accept(connection),
+                );
+                let stream = match handshake.await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
                     }
-                });
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let served = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(served).await {
+                    debug!(%peer, error = %e, "HTTPS connection ended with an error");
+                }
+            };
+            tokio::select! {
+                biased;
+                () = served => {}
+                () = head_overdue => {}
             }
-        }
+        });
     }
     drop(acceptor);
     graceful.shutdown().await;

@@ -3,6 +3,8 @@
 //! each place additionally requires once the token has authenticated (CSRF evidence for
 //! cookie-authenticated writes; only OAuth sessions in the query string).
 
+use std::borrow::Cow;
+
 use super::{
     caller::Principal,
     error::{Error, Reason, Result},
@@ -83,14 +85,16 @@ impl<'a> PresentedRequest<'a> {
     /// picks it: the `MMAUTHTOKEN` cookie, then the `Authorization` header, then the
     /// `access_token` query parameter. The first place that has one wins, even when its value
     /// is empty (then nobody is authenticated).
-    pub fn find_token(&self) -> Option<(String, Location)> {
+    ///
+    /// The header's token is borrowed: [`presented_token`] makes the one copy a check needs.
+    pub fn find_token(&self) -> Option<(Cow<'a, str>, Location)> {
         if let Some(value) = cookie(self.cookie_headers.iter().copied(), "MMAUTHTOKEN") {
-            return Some((value, Location::Cookie));
+            return Some((Cow::Owned(value), Location::Cookie));
         }
         if let Some(token) = self.authorization.and_then(authorization_header_token) {
-            return Some((token.to_owned(), Location::Header));
+            return Some((Cow::Borrowed(token), Location::Header));
         }
-        query_get(self.query, "access_token").map(|t| (t, Location::Query))
+        query_get(self.query, "access_token").map(|t| (Cow::Owned(t), Location::Query))
     }
 
     /// What the place `location` requires of this request once its token authenticated.

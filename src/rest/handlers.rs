@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
     body::Bytes,
     extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request, State},
     http::{HeaderValue, StatusCode, header, request::Parts},
@@ -15,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::{
     RestState,
     auth::{Authenticated, MaybeAuthenticated},
+    envelope::json_answer,
     error::ApiError,
     go_compat,
     json::{
@@ -146,7 +146,7 @@ fn json_line(status: StatusCode, value: &impl serde::Serialize) -> Response {
 }
 
 fn ok_json(value: impl serde::Serialize) -> ApiResult {
-    Ok(Json(value).into_response())
+    json_answer(StatusCode::OK, &value)
 }
 
 fn status_ok() -> ApiResult {
@@ -243,7 +243,7 @@ impl TokenQuery {
             .into_iter()
             .map(|t| TokenQuery::json(include, t))
             .collect::<Vec<_>>();
-        let mut response = Json(body).into_response();
+        let mut response = json_answer(StatusCode::OK, &body)?;
         if self.page_token.is_some() {
             let value =
                 HeaderValue::from_str(&page.next_page_token).expect("page tokens are base64url");
@@ -536,7 +536,7 @@ pub(crate) async fn create_command(
     let command: NewCommandJson = body.decode("command")?;
     let created = commands::create_command(&state.ctx, &caller, command.into()).await?;
     let json = CommandJson::with_token(created.command, created.token.expose().to_owned());
-    Ok((StatusCode::CREATED, Json(json)).into_response())
+    json_answer(StatusCode::CREATED, &json)
 }
 
 pub(crate) async fn verify_command_token(
@@ -560,7 +560,7 @@ pub(crate) async fn add_team_member(
     let member =
         commands::add_team_member(&state.ctx, &caller, &team_id, &body.user_id, &body.roles())
             .await?;
-    Ok((StatusCode::CREATED, Json(TeamMemberJson::from(member))).into_response())
+    json_answer(StatusCode::CREATED, &TeamMemberJson::from(member))
 }
 
 pub(crate) async fn get_webrtc_token(
@@ -676,7 +676,7 @@ pub(crate) async fn logout(
             .await
             .map_err(|err| ApiError::from(err).clearing_session_cookie())?;
     }
-    let mut response = Json(STATUS_OK).into_response();
+    let mut response = json_answer(StatusCode::OK, &STATUS_OK)?;
     for (name, value) in clear {
         response
             .headers_mut()
@@ -712,11 +712,10 @@ pub(crate) async fn report_leaked_tokens(
         },
     )
     .await?;
-    Ok((
+    json_answer(
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "received": receipt.received })),
+        &serde_json::json!({ "received": receipt.received }),
     )
-        .into_response())
 }
 
 pub(crate) async fn create_user(
@@ -726,7 +725,7 @@ pub(crate) async fn create_user(
 ) -> ApiResult {
     let user: NewUserJson = body.decode("user")?;
     let user = users::create_user(&state.ctx, &caller, user.into()).await?;
-    Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
+    json_answer(StatusCode::CREATED, &UserJson::from(&user))
 }
 
 pub(crate) async fn update_user_roles(

@@ -3,7 +3,7 @@
 //! conversions into domain requests) and the responses (with their conversions from domain
 //! records). Secrets appear only where Mattermost returns them.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
@@ -487,7 +487,7 @@ pub(crate) struct UserJson<'a> {
     pub(crate) first_name: &'static str,
     pub(crate) last_name: &'static str,
     pub(crate) position: &'static str,
-    pub(crate) roles: String,
+    pub(crate) roles: SpaceSeparated<'a>,
     pub(crate) locale: &'static str,
     pub(crate) timezone: TimezoneJson,
     pub(crate) props: BTreeMap<String, String>,
@@ -495,6 +495,29 @@ pub(crate) struct UserJson<'a> {
     pub(crate) is_bot: bool,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(crate) bot_owner_id: &'a str,
+}
+
+/// Roles as Mattermost writes them, one string of space-separated names, written straight
+/// into the answer (no joined copy first).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpaceSeparated<'a>(pub(crate) &'a [String]);
+
+impl fmt::Display for SpaceSeparated<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SpaceSeparated<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Mattermost's default timezone of a user (its keys in the order Go writes a map's).
@@ -523,7 +546,7 @@ impl<'a> From<&'a User> for UserJson<'a> {
             first_name: "",
             last_name: "",
             position: "",
-            roles: u.roles.join(" "),
+            roles: SpaceSeparated(&u.roles),
             locale: "en",
             timezone: TimezoneJson {
                 automatic_timezone: "",

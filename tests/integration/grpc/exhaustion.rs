@@ -363,6 +363,105 @@ async fn silent_and_trickling_connections_are_cut() {
     srv.stop().await;
 }
 
+/// Reads one HTTP/1.1 answer with a `Content-Length` body from `stream`.
+fn read_one_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "the answer: {e}; so far {:?}",
+                String::from_utf8_lossy(&answer)
+            )
+        });
+        assert!(n > 0, "closed before answering: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .expect("a content length");
+            if answer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kept_alive_http_connection_waits_the_header_read_timeout_after_each_answer() {
+    const TIMEOUT: Duration = Duration::from_millis(600);
+    let srv = TestServer::start_with(|c| {
+        c.connections.http_header_read_timeout = Span(600);
+        c.request_timeout_ms = 5_000;
+    })
+    .await;
+    let alice = srv.token_user("alice").await;
+    let http = srv.config.http_addr.to_string();
+    let token = alice.token.clone();
+    // Blocking socket calls: off the runtime that serves.
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&http).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let get_me = format!(
+            "GET /api/v4/users/me HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {}\r\n\r\n",
+            token
+        );
+        // Three requests, each sent most of a timeout after the previous answer: the wait
+        // starts again at each answer, so the connection serves all three.
+        for _ in 0..3 {
+            stream.write_all(get_me.as_bytes()).unwrap();
+            let answer = read_one_answer(&mut stream);
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+            std::thread::sleep(TIMEOUT * 3 / 4);
+        }
+        // A request whose body arrives slowly is in flight: the head's timeout does not cut
+        // it (the request's own deadline governs its body).
+        stream
+            .write_all(
+                format!(
+                    "POST /api/v4/users/me/tokens HTTP/1.1\r\nHost: {http}\r\n\
+                     Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+                     Content-Length: 27\r\n\r\n{{\"description\"",
+                    token
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        std::thread::sleep(TIMEOUT * 2);
+        stream.write_all(b":\"slow body\"}").unwrap();
+        let answer = read_one_answer(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        // Then silence: closed a timeout after the answer, not sooner, and at most an eighth
+        // of one later (plus scheduling slack).
+        let answered = Instant::now();
+        stream.set_read_timeout(Some(TIMEOUT * 5)).unwrap();
+        let mut buf = [0u8; 64];
+        let read = stream.read(&mut buf);
+        let waited = answered.elapsed();
+        assert!(
+            matches!(read, Ok(0))
+                || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the idle connection was not closed"
+        );
+        assert!(
+            waited >= TIMEOUT - Duration::from_millis(20),
+            "closed after {waited:?}"
+        );
+        assert!(waited < TIMEOUT * 2, "closed only after {waited:?}");
+    })
+    .await
+    .unwrap();
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn a_listener_holds_at_most_max_per_listener_connections() {
     let srv = TestServer::start_with(|c| c.connections.max_per_listener = 2).await;
