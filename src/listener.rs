@@ -369,8 +369,8 @@ impl tonic::transport::server::Connected for Connection {
 }
 
 /// What a connection is doing: its calls (gRPC calls, HTTP requests) in flight, how many
-/// have started, and whether it has closed. A call touches one atomic at its start and one at its end and wakes
-/// nobody: the idle watch looks at the counts on a timer of its own.
+/// have started, and whether it has closed. A call touches one atomic at its start and one
+/// at its end and wakes nobody: the idle watch looks at the counts on a timer of its own.
 #[derive(Debug, Default)]
 pub struct Activity {
     /// Calls in flight in the low 32 bits, calls started (wrapping) in the high 32.
