@@ -143,10 +143,28 @@ pub(crate) fn json_answer(
     status: StatusCode,
     value: &impl serde::Serialize,
 ) -> Result<Response, ApiError> {
+    json_ending(status, value, b"")
+}
+
+/// [`json_answer`] followed by a newline, as Mattermost's `json.Encoder` writes single
+/// objects.
+pub(crate) fn json_line(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+) -> Result<Response, ApiError> {
+    json_ending(status, value, b"\n")
+}
+
+fn json_ending(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+    end: &[u8],
+) -> Result<Response, ApiError> {
     let mut body = Vec::with_capacity(1024);
     if serde_json::to_writer(&mut body, value).is_err() {
         return Err(ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR));
     }
+    body.extend_from_slice(end);
     // Length equals capacity: the bytes become the body as they are (the allocator
     // shrinks a block in place when the answer fills at least half of it).
     body.shrink_to_fit();

@@ -7,14 +7,14 @@ use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request, State},
     http::{HeaderValue, StatusCode, header, request::Parts},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use serde::de::DeserializeOwned;
 
 use super::{
     RestState,
     auth::{Authenticated, MaybeAuthenticated},
-    envelope::json_answer,
+    envelope::{json_answer, json_line},
     error::ApiError,
     go_compat,
     json::{
@@ -136,13 +136,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PathUsername {
             }
         }
     }
-}
-
-/// JSON followed by a newline, as Mattermost's `json.Encoder` writes single objects.
-fn json_line(status: StatusCode, value: &impl serde::Serialize) -> Response {
-    let mut body = serde_json::to_vec(value).expect("serializable");
-    body.push(b'\n');
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn ok_json(value: impl serde::Serialize) -> ApiResult {
@@ -305,7 +298,7 @@ pub(crate) async fn create_user_access_token(
     let created = creation.create(&state.ctx, &caller, fields.into()).await?;
     let mut json = UserAccessTokenJson::from(created.token);
     json.token = Some(created.secret.expose().to_owned());
-    Ok(json_line(StatusCode::OK, &json))
+    json_line(StatusCode::OK, &json)
 }
 
 pub(crate) async fn get_user_access_tokens_for_user(
@@ -391,7 +384,7 @@ pub(crate) async fn get_user_access_token(
 ) -> ApiResult {
     let include = query.last_use()?;
     let token = access_tokens::get_user_access_token(&state.ctx, &caller, &token_id).await?;
-    Ok(json_line(StatusCode::OK, &TokenQuery::json(include, token)))
+    json_line(StatusCode::OK, &TokenQuery::json(include, token))
 }
 
 pub(crate) async fn revoke_user_access_token(
@@ -435,7 +428,7 @@ pub(crate) async fn rotate_user_access_token(
     let rotated = rotation::rotate_user_access_token(&state.ctx, &caller, request).await?;
     let mut json = UserAccessTokenJson::from(rotated.token);
     json.token = Some(rotated.secret.expose().to_owned());
-    Ok(json_line(StatusCode::OK, &json))
+    json_line(StatusCode::OK, &json)
 }
 
 /// Revoke, disable and enable: `{"token_id": ...}` read as Mattermost's `MapFromJSON` reads
@@ -486,7 +479,7 @@ pub(crate) async fn create_session(
     .await?;
     let mut json = SessionJson::from(created.session);
     json.token = created.token.expose().to_owned();
-    Ok(json_line(StatusCode::CREATED, &json))
+    json_line(StatusCode::CREATED, &json)
 }
 
 pub(crate) async fn revoke_session(
@@ -775,7 +768,7 @@ pub(crate) async fn create_webhook(
     let created = webhooks::create_webhook(&state.ctx, &caller, request.into()).await?;
     let mut json = WebhookJson::from(created.webhook);
     json.secret = Some(created.secret.expose().to_owned());
-    Ok(json_line(StatusCode::CREATED, &json))
+    json_line(StatusCode::CREATED, &json)
 }
 
 pub(crate) async fn list_webhooks(
