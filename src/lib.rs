@@ -17,6 +17,7 @@ pub mod private_files;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod stripes;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook_delivery;

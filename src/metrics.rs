@@ -57,14 +57,9 @@ struct Stripe {
     sum_nanos: AtomicU64,
 }
 
-/// The stripe the current thread records to: threads are numbered in the order they first
-/// record, round the stripes.
+/// The stripe the current thread records to.
 fn own_stripe() -> usize {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static STRIPE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize;
-    }
-    STRIPE.with(|stripe| *stripe)
+    crate::stripes::thread_number() % STRIPES
 }
 
 impl Default for Histogram {

@@ -54,20 +54,22 @@ impl Context {
         let mac = self.hasher().mac(token);
         // A cached check that the clock has since expired falls through: the database decides
         // (and may know of an extension made by another replica).
-        if let Some(principal) = self.cache().get(&mac, now)
-            && self.still_usable(&principal, now)
-        {
-            self.require_bound_address(principal.access_token.as_ref(), token, now)?;
-            self.note_access_token_use(&principal, now);
-            if self.activity_due(&principal.session, now).is_none() {
-                return Ok(principal);
+        if let Some(principal) = self.cache().get(&mac, now) {
+            if self.still_usable(&principal, now) {
+                self.require_bound_address(principal.access_token.as_ref(), token, now)?;
+                self.note_access_token_use(&principal, now);
+                if self.activity_due(&principal.session, now).is_none() {
+                    return Ok(principal);
+                }
+                // Rare (once per activity interval per session): record it, cache the update.
+                let mut updated = (*principal).clone();
+                self.record_activity(&mut updated.session, now);
+                let updated = Arc::new(updated);
+                self.cache().touch(&mac, &updated);
+                return Ok(updated);
             }
-            // Rare (once per activity interval per session): record it, cache the update.
-            let mut updated = (*principal).clone();
-            self.record_activity(&mut updated.session, now);
-            let updated = Arc::new(updated);
-            self.cache().touch(&mac, &updated);
-            return Ok(updated);
+            // This thread's copy must not answer again before the database has.
+            self.cache().forget_copy(&mac);
         }
         if let Some(principal) = self.stale_during_outage(&mac, token, now)? {
             return Ok(principal);

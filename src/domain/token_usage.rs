@@ -1,9 +1,10 @@
 //! Last use of personal access tokens, GitLab-style: when each token last authenticated,
 //! the user agent of that use, and the 5 most recent distinct client addresses.
 //!
-//! The token check never writes. It notes the use in a [`UsageCollector`] (one of its
-//! sharded mutexes held for one hash probe; nothing allocated when the token already has an entry and the address and
-//! user agent are the ones noted before), and a background task ([`run_last_use_flush`])
+//! The token check never writes. It notes the use in a [`UsageCollector`] (the calling
+//! thread's own map, behind a mutex no other request thread takes, held for one hash probe;
+//! nothing allocated when the token already has an entry there and the address and user
+//! agent are the ones noted before), and a background task ([`run_last_use_flush`])
 //! swaps the collected uses out every `last_use.flush_interval` and writes them in batches:
 //! at most one write per token per interval per replica, whatever the request rate. A crash
 //! loses at most one interval of last-use data, never a token; a flush that fails puts its
@@ -12,8 +13,7 @@
 //! Session tokens are not tracked here (sessions have `last_activity_at`).
 
 use std::{
-    collections::HashMap,
-    hash::BuildHasher,
+    collections::{HashMap, hash_map::Entry},
     net::IpAddr,
     sync::{Mutex, MutexGuard},
     time::Duration,
@@ -30,6 +30,7 @@ use super::{
     lifecycle::{Action, Actor, NewRecord, Origin, RequestOrigin, cut},
     model::UnixMillis,
 };
+use crate::stripes::{Padded, thread_number};
 
 /// Most client addresses kept per token.
 pub const MAX_RECENT_ADDRESSES: usize = 5;
@@ -117,39 +118,39 @@ pub struct TokenUse {
     pub addresses: Vec<(String, UnixMillis)>,
 }
 
-/// Collects token uses in memory between flushes: [`USAGE_SHARDS`] maps, each behind its own
-/// mutex, a token's uses always in the same one (chosen by a hash of its id), so checks of
-/// different tokens on different cores rarely meet on a lock.
+/// Collects token uses in memory between flushes: [`USAGE_STRIPES`] maps, each behind its
+/// own mutex, a thread noting into its own one ([`thread_number`]), so checks on different
+/// cores do not meet on a lock even when they check the same token (one token presented by
+/// every request is the common case of a service's token). A token used on several threads
+/// has an entry in each of their maps; [`UsageCollector::take`] merges them.
 #[derive(Debug)]
 pub struct UsageCollector {
-    shards: Box<[Mutex<UsesByToken>]>,
-    shard_of: foldhash::fast::RandomState,
+    stripes: Box<[Padded<Mutex<UsesByToken>>]>,
 }
 
 /// One shard's uses. Keyed by ids of tokens that authenticated (no client chooses them), so
 /// a fast hasher is safe here.
 type UsesByToken = HashMap<TokenId, PendingUse, foldhash::fast::RandomState>;
 
-/// How many maps the collector spreads tokens over (a power of two).
-pub const USAGE_SHARDS: usize = 16;
+/// How many maps the collector spreads threads over (more threads share, round them).
+pub const USAGE_STRIPES: usize = 32;
 
 impl Default for UsageCollector {
     fn default() -> Self {
         Self {
-            shards: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
-            shard_of: foldhash::fast::RandomState::default(),
+            stripes: (0..USAGE_STRIPES).map(|_| Padded::default()).collect(),
         }
     }
 }
 
 impl UsageCollector {
-    fn lock(&self, token: &TokenId) -> MutexGuard<'_, UsesByToken> {
-        let shard = self.shard_of.hash_one(token.as_str()) as usize & (USAGE_SHARDS - 1);
-        lock(&self.shards[shard])
+    /// The calling thread's map.
+    fn own(&self) -> MutexGuard<'_, UsesByToken> {
+        lock(&self.stripes[thread_number() % USAGE_STRIPES].0)
     }
 
     /// Notes a use of `token` at `at`, from `ip` with `user_agent`. The hot path: one hash
-    /// probe under its shard's lock, no await.
+    /// probe under the thread's own lock, no await.
     pub fn note(
         &self,
         token: &TokenId,
@@ -159,7 +160,7 @@ impl UsageCollector {
     ) {
         let user_agent = cut(user_agent.unwrap_or(""), MAX_LAST_USER_AGENT_BYTES);
         let ip = ip.map(|ip| ip.to_canonical());
-        let mut pending = self.lock(token);
+        let mut pending = self.own();
         match pending.get_mut(token) {
             Some(entry) => entry.add(at, ip, user_agent),
             None => {
@@ -168,31 +169,35 @@ impl UsageCollector {
         }
     }
 
-    /// Takes every use noted so far, leaving the collector empty.
+    /// Takes every use noted so far, leaving the collector empty: one entry per token, the
+    /// threads' entries for it merged.
     pub fn take(&self) -> HashMap<TokenId, PendingUse> {
         let mut all = HashMap::new();
-        for shard in &self.shards {
-            all.extend(std::mem::take(&mut *lock(shard)));
+        for stripe in &self.stripes {
+            let taken = std::mem::take(&mut *lock(&stripe.0));
+            merge_into(&mut all, taken);
         }
         all
     }
 
     /// Puts back uses a flush could not write, merged with any noted since.
     pub fn put_back(&self, uses: impl IntoIterator<Item = (TokenId, PendingUse)>) {
-        for (token, used) in uses {
-            let mut pending = self.lock(&token);
-            match pending.get_mut(&token) {
-                Some(entry) => entry.merge(used),
-                None => {
-                    pending.insert(token, used);
-                }
+        merge_into(&mut *self.own(), uses);
+    }
+}
+
+/// Adds `uses` to `into`, merging a token's uses with those it already has there.
+fn merge_into<S: std::hash::BuildHasher>(
+    into: &mut HashMap<TokenId, PendingUse, S>,
+    uses: impl IntoIterator<Item = (TokenId, PendingUse)>,
+) {
+    for (token, used) in uses {
+        match into.entry(token) {
+            Entry::Occupied(mut entry) => entry.get_mut().merge(used),
+            Entry::Vacant(entry) => {
+                entry.insert(used);
             }
         }
-    }
-
-    /// How many tokens have uses waiting for the next flush.
-    pub fn pending_tokens(&self) -> usize {
-        self.shards.iter().map(|shard| lock(shard).len()).sum()
     }
 }
 
@@ -389,6 +394,37 @@ mod tests {
         assert_eq!(used.last_used_at, 10);
         assert_eq!(&*used.user_agent, "a");
         assert_eq!(used.addresses.len(), 2);
+    }
+
+    #[test]
+    fn uses_of_one_token_on_many_threads_are_taken_as_one_entry() {
+        let c = UsageCollector::default();
+        let t = TokenId::generate();
+        let threads = USAGE_STRIPES + 3;
+        std::thread::scope(|s| {
+            for i in 0..threads {
+                let (c, t) = (&c, &t);
+                s.spawn(move || {
+                    let at = i as UnixMillis + 1;
+                    c.note(
+                        t,
+                        at,
+                        ip(&format!("10.0.1.{}", i + 1)),
+                        Some(&format!("agent {at}")),
+                    );
+                });
+            }
+        });
+        let taken = c.take();
+        assert_eq!(taken.len(), 1);
+        let used = &taken[&t];
+        let newest = threads as UnixMillis;
+        assert_eq!(used.last_used_at, newest);
+        assert_eq!(&*used.user_agent, format!("agent {newest}"));
+        let mut kept: Vec<_> = used.addresses.iter().map(|(_, at)| *at).collect();
+        kept.sort();
+        assert_eq!(kept, ((newest - 4)..=newest).collect::<Vec<_>>());
+        assert!(c.take().is_empty());
     }
 
     #[test]

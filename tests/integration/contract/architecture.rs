@@ -278,7 +278,8 @@ fn the_domain_imports_no_transport_or_database_crate() {
 /// `RevocationWakeups`) and their methods, never a type the store defines: the records it
 /// passes and gets back live in the domain. It also names `crate::metrics`, allowed on
 /// purpose: the domain's `Context` owns each server's registry, and that module is plain
-/// counters (checked below).
+/// counters (checked below); and `crate::stripes`, per-thread numbers and striped counters
+/// that name nothing else of the crate (checked below too).
 #[test]
 fn the_domain_names_only_the_store_handles_and_the_metrics_registry() {
     let domain = rust_files(&src().join("domain"));
@@ -295,7 +296,7 @@ fn the_domain_names_only_the_store_handles_and_the_metrics_registry() {
             .any(|p| p.first().is_some_and(|m| m == "metrics"))
     );
     let bad = crate_path_offenders(&domain, |path| match path.first().map(String::as_str) {
-        Some("domain" | "metrics") => true,
+        Some("domain" | "metrics" | "stripes") => true,
         Some("store") => matches!(
             path.get(1).map(String::as_str),
             Some("Store" | "LogWakeups" | "ChainLink")
@@ -304,7 +305,7 @@ fn the_domain_names_only_the_store_handles_and_the_metrics_registry() {
     });
     assert!(
         bad.is_empty(),
-        "the domain names only crate::store::{{Store, LogWakeups, ChainLink}} and crate::metrics:\n{bad:#?}"
+        "the domain names only crate::store::{{Store, LogWakeups, ChainLink}}, crate::metrics and crate::stripes:\n{bad:#?}"
     );
 }
 
@@ -313,11 +314,25 @@ fn the_metrics_registry_names_no_layer() {
     let files = module_files("metrics");
     let mut bad = offenders_in(&files, &["tonic", "prost", "axum", "sea_orm"]);
     bad.extend(crate_path_offenders(&files, |path| {
-        path.first().is_some_and(|top| top == "metrics")
+        path.first()
+            .is_some_and(|top| top == "metrics" || top == "stripes")
     }));
     assert!(
         bad.is_empty(),
         "metrics must stay plain (the domain depends on it):\n{bad:#?}"
+    );
+}
+
+#[test]
+fn the_stripes_name_nothing_of_the_crate() {
+    let files = module_files("stripes");
+    let mut bad = offenders_in(&files, &["tonic", "prost", "axum", "sea_orm", "tokio"]);
+    bad.extend(crate_path_offenders(&files, |path| {
+        path.first().is_some_and(|top| top == "stripes")
+    }));
+    assert!(
+        bad.is_empty(),
+        "stripes must stay a leaf (the domain and metrics depend on it):\n{bad:#?}"
     );
 }
 

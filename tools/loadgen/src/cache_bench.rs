@@ -326,7 +326,9 @@ fn lookups(
 pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
     println!("machine: {}", machine());
     println!(
-        "lookups of random cached digests for {:?} per cell; ns/lookup = CPU time of the looking-up threads / lookups (not inflated by other work on the CPUs; includes waiting spun on a contended lock); Mlookups/s = all threads together, by wall time",
+        "lookups of random cached digests (drawn from {}) for {:?} per cell; ns/lookup = CPU time of the looking-up threads / lookups (not inflated by other work on the CPUs; includes waiting spun on a contended lock); Mlookups/s = all threads together, by wall time",
+        args.lookup_keys
+            .map_or_else(|| "all of them".to_owned(), |n| format!("the first {n}")),
         args.duration
     );
     println!(
@@ -345,7 +347,8 @@ pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
             }
             let mut cells = Vec::new();
             for &threads in &args.threads {
-                let (count, took, cpu) = lookups(cache.as_ref(), &keys, threads, args.duration);
+                let drawn = &keys[..args.lookup_keys.unwrap_or(keys.len()).clamp(1, keys.len())];
+                let (count, took, cpu) = lookups(cache.as_ref(), drawn, threads, args.duration);
                 let ns = cpu.as_nanos() as f64 / count as f64;
                 let rate = count as f64 / took.as_secs_f64() / 1e6;
                 cells.push((threads, ns, rate));
@@ -386,8 +389,9 @@ pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
                     design.name()
                 );
                 summaries.push(format!(
-                    "summary scenario=cache-bench design={} entries={entries} threads={threads} ns_per_lookup={ns:.1} mlookups_per_s={rate:.3} revoke_us={} insert_full_ns={insert_ns:.1}",
+                    "summary scenario=cache-bench design={} entries={entries} lookup_keys={} threads={threads} ns_per_lookup={ns:.1} mlookups_per_s={rate:.3} revoke_us={} insert_full_ns={insert_ns:.1}",
                     design.name(),
+                    args.lookup_keys.unwrap_or(entries).min(entries),
                     if synchronous { format!("{revoke_us:.2}") } else { "nan".to_owned() },
                 ));
             }

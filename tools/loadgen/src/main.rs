@@ -195,6 +195,11 @@ struct CacheBenchArgs {
     /// New digests inserted into the full cache (each evicts one).
     #[arg(long, default_value_t = 100_000)]
     full_inserts: usize,
+    /// How many of the cached digests the lookups draw from, at random (default: all of
+    /// them). 1: every lookup of every thread is of one digest, as when every request
+    /// presents one service's token.
+    #[arg(long)]
+    lookup_keys: Option<usize>,
 }
 
 #[derive(Debug, Args)]
