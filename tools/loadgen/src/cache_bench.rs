@@ -389,10 +389,10 @@ pub(crate) fn bench(args: &CacheBenchArgs) -> Result<(), String> {
                     design.name()
                 );
                 summaries.push(format!(
-                    "summary scenario=cache-bench design={} entries={entries} lookup_keys={} threads={threads} ns_per_lookup={ns:.1} mlookups_per_s={rate:.3} revoke_us={} insert_full_ns={insert_ns:.1}",
+                    "summary scenario=cache-bench design={} entries={entries} threads={threads} ns_per_lookup={ns:.1} mlookups_per_s={rate:.3} revoke_us={} insert_full_ns={insert_ns:.1} lookup_keys={}",
                     design.name(),
-                    args.lookup_keys.unwrap_or(entries).min(entries),
                     if synchronous { format!("{revoke_us:.2}") } else { "nan".to_owned() },
+                    args.lookup_keys.unwrap_or(entries).clamp(1, entries),
                 ));
             }
         }

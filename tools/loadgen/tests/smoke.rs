@@ -273,6 +273,32 @@ fn loadgen_cache_bench_times_every_design_and_cache_memory_measures_an_entry() {
         "summary scenario=cache-bench design=sharded entries=2000 threads=1 ",
     );
     assert!(number(&fields, "revoke_us") > 0.0, "{fields:?}");
+    assert_eq!(number(&fields, "lookup_keys"), 2000.0, "{fields:?}");
+
+    // Every lookup of one digest (the hot token): per-thread copies on the sharded cache.
+    let stdout = run(&[
+        "cache-bench",
+        "--design",
+        "sharded",
+        "--entries",
+        "2000",
+        "--threads",
+        "2",
+        "--duration",
+        "50ms",
+        "--revocations",
+        "10",
+        "--full-inserts",
+        "100",
+        "--lookup-keys",
+        "1",
+    ]);
+    let fields = summary(
+        &stdout,
+        "summary scenario=cache-bench design=sharded entries=2000 threads=2 ",
+    );
+    assert_eq!(number(&fields, "lookup_keys"), 1.0, "{fields:?}");
+    assert!(number(&fields, "ns_per_lookup") > 0.0, "{fields:?}");
 
     let stdout = run(&["cache-memory", "--entries", "20000"]);
     let fields = summary(
