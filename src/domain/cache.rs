@@ -642,7 +642,8 @@ impl PrincipalCache {
 
     /// Replaces the cached principal after its session's activity was recorded (keeping
     /// when it was read from the database and its place in the index: the session, user
-    /// and token are the same).
+    /// and token are the same). The threads' copies go even when the entry has (evicted):
+    /// a copy that still said the activity was due would record it on every check.
     pub fn touch(&self, digest: &(impl DigestKey + ?Sized), principal: &Arc<Principal>) {
         let key = Key(digest.key());
         let mut shard = self.cell(&key).write();
@@ -651,9 +652,9 @@ impl PrincipalCache {
             && entry.principal.session.id == principal.session.id
         {
             entry.principal = Arc::clone(principal);
-            drop(shard);
-            self.retire_copies();
         }
+        drop(shard);
+        self.retire_copies();
     }
 
     /// Drops every entry a revocation affects: in each shard, only the entries the index
@@ -968,6 +969,26 @@ mod tests {
         assert!(
             served <= front::REVISIT_EVERY as usize,
             "served {served} times after its entry went"
+        );
+    }
+
+    #[test]
+    fn touching_an_evicted_entry_still_retires_the_copies() {
+        let c = cache(1);
+        let p = principal("u1", "s1", None);
+        c.insert("d1", &p, c.generation(), 100);
+        copied(&c, "d1", 100);
+        c.insert("d2", &principal("u2", "s2", None), c.generation(), 100);
+        assert!(
+            c.get("d1", 100).is_some(),
+            "the copy outlives its evicted entry"
+        );
+        let mut updated = (*p).clone();
+        updated.session.last_activity_at = 12_345;
+        c.touch("d1", &Arc::new(updated));
+        assert!(
+            c.get("d1", 100).is_none(),
+            "a copy whose activity was recorded must not answer again"
         );
     }
 
