@@ -661,13 +661,21 @@ impl PrincipalCache {
     /// lists under the revoked user, session or token.
     pub fn invalidate(&self, revocation: &Revocation) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.drop_covered(revocation);
+        // Every copy goes, not only the revoked one's: an epoch is all a copy is checked
+        // against (revocations are rare next to lookups; each thread copies its hot
+        // entries again after two shard hits).
+        self.retire_copies();
+    }
+
+    /// The shard half of [`PrincipalCache::invalidate`].
+    fn drop_covered(&self, revocation: &Revocation) {
         let Some(hash) = self.revocation_hash(revocation) else {
             for cell in &self.shards {
                 let mut shard = cell.write();
                 self.len.0.fetch_sub(shard.len(), Ordering::AcqRel);
                 shard.clear();
             }
-            self.retire_copies();
             return;
         };
         for cell in &self.shards {
@@ -691,10 +699,6 @@ impl PrincipalCache {
                 }
             }
         }
-        // Every copy goes, not only the revoked one's: an epoch is all a copy is checked
-        // against (revocations are rare next to lookups; each thread copies its hot
-        // entries again after two shard hits).
-        self.retire_copies();
     }
 
     /// Drops everything (for instance after the revocation feed lost events).
@@ -735,16 +739,14 @@ impl PrincipalCache {
 
     /// Counters and size.
     pub fn stats(&self) -> CacheStats {
-        let sum = |counter: fn(&ShardCell) -> &AtomicU64| {
-            self.shards
-                .iter()
-                .map(|c| counter(c).load(Ordering::Relaxed))
-                .sum()
-        };
         CacheStats {
             hits: self.hits.sum(),
             misses: self.misses.sum(),
-            evictions: sum(|c| &c.evictions),
+            evictions: self
+                .shards
+                .iter()
+                .map(|c| c.evictions.load(Ordering::Relaxed))
+                .sum(),
             entries: self.shards.iter().map(|c| c.read().len()).sum(),
             trusted: self.trusted.load(Ordering::Acquire),
         }

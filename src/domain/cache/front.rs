@@ -38,9 +38,14 @@ pub(super) struct Lookup {
 
 impl Lookup {
     fn set(&self) -> usize {
-        // Bytes 0..8 hash the shard's map and byte 8 picks the shard: use another one.
-        usize::from(self.key[9]) & (SETS - 1)
+        set_of(&self.key)
     }
+}
+
+/// The set a key's copy goes in. Bytes 0..8 hash the shard's map and byte 8 picks the
+/// shard: another byte, so the keys of one shard spread over the sets.
+fn set_of(key: &[u8; 32]) -> usize {
+    usize::from(key[9]) & (SETS - 1)
 }
 
 #[derive(Debug)]
@@ -136,8 +141,7 @@ pub(super) fn found_in_shard(lookup: &Lookup, cached_at: UnixMillis, principal: 
 /// Drops this thread's copy for `key` in cache `cache`, if any.
 pub(super) fn forget(cache: u64, key: &[u8; 32]) {
     FRONT.with_borrow_mut(|front| {
-        let set = usize::from(key[9]) & (SETS - 1);
-        for way in &mut front[set] {
+        for way in &mut front[set_of(key)] {
             if way.cache == cache && way.key == *key {
                 *way = Way::EMPTY;
             }
