@@ -5,7 +5,7 @@
 
 use std::{
     future::Future,
-    pin::{Pin, pin},
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,14 +15,42 @@ use std::{
 };
 
 /// Runs `future` to completion, or gives up (`None`) once it has waited `limit`.
-pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    if let Poll::Ready(output) =
-        std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
-    {
-        return Some(output);
+pub(crate) fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
+    Within {
+        future,
+        timer: None,
+        limit,
     }
-    tokio::time::timeout(limit, future).await.ok()
+}
+
+pin_project_lite::pin_project! {
+    /// See [`within`]: the timer is armed on the first poll that finds `future` pending.
+    #[derive(Debug)]
+    pub(crate) struct Within<F> {
+        #[pin]
+        future: F,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        limit: Duration,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep(*this.limit)));
+        }
+        match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 /// A request body that tells, when a deadline passes, whether the client had sent all of it:

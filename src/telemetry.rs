@@ -447,10 +447,31 @@ pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-requ
 /// literal never indexed: a value seen once would otherwise be added to the connection's
 /// header table on every response, pushing out the entries that repeat (measured on the
 /// cached gRPC path: about a tenth of its throughput). HTTP/1.1 ignores the mark.
+/// The value's bytes are cut from a per-thread block shared by the next hundred or so
+/// answers' ids, so a response's id costs no allocation of its own.
 pub fn request_id_header(request_id: &RequestId) -> Option<http::HeaderValue> {
-    let mut value = http::HeaderValue::from_str(request_id.as_str()).ok()?;
+    let mut value = http::HeaderValue::from_maybe_shared(id_bytes(request_id.as_str())).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+/// Bytes of the per-thread blocks the request id header values are cut from.
+const ID_BLOCK_BYTES: usize = 4096;
+
+/// `text` copied into this thread's current block (a new block when it is full).
+fn id_bytes(text: &str) -> bytes::Bytes {
+    thread_local! {
+        static BLOCK: std::cell::RefCell<bytes::BytesMut> =
+            std::cell::RefCell::new(bytes::BytesMut::new());
+    }
+    BLOCK.with(|block| {
+        let mut block = block.borrow_mut();
+        if block.capacity() - block.len() < text.len() {
+            *block = bytes::BytesMut::with_capacity(ID_BLOCK_BYTES.max(text.len()));
+        }
+        block.extend_from_slice(text.as_bytes());
+        block.split().freeze()
+    })
 }
 
 /// The client's address. With `trusted_proxies` configured: the peer's, or, when the peer is
@@ -534,6 +555,25 @@ struct ServiceShared {
 /// A boxed, sendable future: what the request layers answer with.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// `agent` as a shared string: the thread's last one when it is the same (clients send one
+/// `User-Agent` on every request), so a request's origin costs no allocation for it.
+fn shared_user_agent(agent: &str) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(known) if **known == *agent => Arc::clone(known),
+            _ => {
+                let fresh: Arc<str> = Arc::from(agent);
+                *last = Some(Arc::clone(&fresh));
+                fresh
+            }
+        }
+    })
+}
+
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RequestService<S>
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
@@ -577,10 +617,14 @@ where
                 .headers()
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
-                .map(Box::from),
+                .map(shared_user_agent),
             request_id: Some(request_id),
         };
-        request.extensions_mut().insert(request_id);
+        // The REST envelope and the gateway endpoints read the id from the request; gRPC
+        // handlers only through the origin (an insert would grow the extension map).
+        if transport != Transport::Grpc {
+            request.extensions_mut().insert(request_id);
+        }
         let future = {
             let _entered = span.enter();
             let inner = self.inner.call(request);
@@ -931,6 +975,23 @@ mod tests {
         assert_eq!(value.to_str().unwrap(), id.as_str());
         // h2 sends a sensitive value as a literal never indexed (RFC 7541 6.2.3).
         assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn request_id_values_cut_from_one_block_stay_their_own() {
+        // Enough ids to fill several blocks: each value keeps its own text after the block
+        // it was cut from is full and replaced.
+        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::generate()).collect();
+        let values: Vec<http::HeaderValue> = ids
+            .iter()
+            .map(|id| request_id_header(id).unwrap())
+            .collect();
+        for (id, value) in ids.iter().zip(&values) {
+            assert_eq!(value.to_str().unwrap(), id.as_str());
+        }
+        let long = "x".repeat(ID_BLOCK_BYTES + 10);
+        assert_eq!(id_bytes(&long).len(), long.len(), "longer than a block");
+        assert_eq!(&id_bytes("after")[..], b"after");
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ pub fn presented_token(raw: &str) -> Option<PlainToken> {
         .char_indices()
         .nth(MAX_PRESENTED_TOKEN_CHARS)
         .map_or(raw.len(), |(at, _)| at);
-    (end > 0).then(|| PlainToken::from_presented(raw[..end].to_owned()))
+    (end > 0).then(|| PlainToken::from_presented(&raw[..end]))
 }
 
 /// Where a request presented its token, before it is checked.

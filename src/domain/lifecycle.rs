@@ -202,8 +202,9 @@ tokio::task_local! {
 pub struct RequestOrigin {
     /// The client's address.
     pub ip: Option<std::net::IpAddr>,
-    /// The `User-Agent` header, as sent.
-    pub user_agent: Option<Box<str>>,
+    /// The `User-Agent` header, as sent (shared: a client sends the same one on every
+    /// request, and the transport hands out one copy per thread for it).
+    pub user_agent: Option<std::sync::Arc<str>>,
     /// The request's id.
     pub request_id: Option<RequestId>,
 }

@@ -22,38 +22,75 @@ use super::token_format::{SecretKind, Shape, TokenFormat, shape};
 
 /// A secret token in plaintext. Redacted in `Debug`; no `Display`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PlainToken(String);
+pub struct PlainToken(TokenText);
 
 impl PlainToken {
     /// Mints a new random secret of `kind` in `format`.
     pub fn mint(format: &TokenFormat, kind: SecretKind) -> Self {
         let token = format.mint(kind);
         minted::note(&token);
-        Self(token)
+        Self(TokenText::new(&token))
     }
 
-    /// Wraps a token presented by a client.
-    pub fn from_presented(value: impl Into<String>) -> Self {
-        Self(value.into())
+    /// Wraps a token presented by a client (copied; a token of the usual length without an
+    /// allocation).
+    pub fn from_presented(value: impl AsRef<str>) -> Self {
+        Self(TokenText::new(value.as_ref()))
     }
 
     /// The secret itself, to hand to its owner exactly once.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// Constant-time equality of two tokens (the length is not hidden).
     pub fn matches(&self, other: &PlainToken) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 
     /// What the token looks like, decided offline: a token that is not of a shape this
     /// service mints (or whose checksum is wrong) cannot authenticate, so it is refused
     /// without a cache or database lookup.
     pub fn shape(&self) -> Shape {
-        shape(&self.0)
+        shape(self.expose())
     }
 }
+
+/// Longest token text held without an allocation: every token this service mints (26
+/// characters, or a checksummed token's prefix, kind, 30 random characters and checksum)
+/// fits, so checking a presented token copies it to the stack, not to the heap.
+const INLINE_TOKEN_BYTES: usize = 64;
+
+/// A token's text: inline up to [`INLINE_TOKEN_BYTES`], on the heap beyond.
+#[derive(Clone)]
+enum TokenText {
+    Inline(arrayvec::ArrayString<INLINE_TOKEN_BYTES>),
+    Heap(Box<str>),
+}
+
+impl TokenText {
+    fn new(text: &str) -> Self {
+        arrayvec::ArrayString::from(text).map_or_else(|_| Self::Heap(Box::from(text)), Self::Inline)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Inline(text) => text.as_str(),
+            Self::Heap(text) => text,
+        }
+    }
+}
+
+impl PartialEq for TokenText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TokenText {}
 
 impl fmt::Debug for PlainToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -172,7 +209,7 @@ impl TokenHasher {
     /// The digest of `token` as bytes, before it is written as text: the token cache's key
     /// (a cache hit never needs the text).
     pub fn mac(&self, token: &PlainToken) -> [u8; 32] {
-        self.mac_of(token.0.as_bytes())
+        self.mac_of(token.expose().as_bytes())
     }
 
     /// A public fingerprint of the key, stored in the database so a server started with a
@@ -276,7 +313,7 @@ impl CommandTokenCipher {
             .encrypt(
                 &Nonce::from(nonce),
                 Payload {
-                    msg: token.0.as_bytes(),
+                    msg: token.expose().as_bytes(),
                     aad: record_id.as_bytes(),
                 },
             )
@@ -313,7 +350,7 @@ impl CommandTokenCipher {
             )
             .map_err(|_| format!("command token does not decrypt with key {key_id:?}"))?;
         String::from_utf8(plain)
-            .map(PlainToken)
+            .map(|text| PlainToken(TokenText::new(&text)))
             .map_err(|_| "decrypted command token is not text".into())
     }
 }
@@ -404,6 +441,28 @@ mod tests {
         assert!(ServerKey::from_hex(&"zz".repeat(32)).is_err());
         let generated = ServerKey::generate_hex().unwrap();
         assert!(ServerKey::from_hex(&generated).is_ok());
+    }
+
+    #[test]
+    fn tokens_of_any_length_keep_their_text_and_digest() {
+        let hasher = hasher();
+        for text in ["a", &"b".repeat(64), &"c".repeat(65), &"é".repeat(40)] {
+            let token = PlainToken::from_presented(text);
+            assert_eq!(token.expose(), text);
+            assert_eq!(hasher.mac(&token), hasher.mac_of(text.as_bytes()));
+            assert!(token.matches(&PlainToken::from_presented(text)));
+            assert!(!token.matches(&PlainToken::from_presented(format!("{text}x"))));
+        }
+        let minted = PlainToken::mint(
+            &TokenFormat::Checksummed {
+                prefix: "abcdefghijkl".into(),
+            },
+            SecretKind::PersonalAccessToken,
+        );
+        assert!(
+            matches!(minted.0, TokenText::Inline(_)),
+            "a minted token (the longest prefix) is held inline"
+        );
     }
 
     #[test]

@@ -176,7 +176,7 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = crate::telemetry::BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = DeadlineFuture<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -189,23 +189,46 @@ where
         let (parts, body) = request.into_parts();
         let (body, received) = crate::deadline::TrackedBody::new(body);
         let request = http::Request::from_parts(parts, tonic::body::Body::new(body));
-        let call = self.inner.call(request);
-        let limit = self.limit;
-        Box::pin(async move {
-            match crate::deadline::within(limit, call).await {
-                Some(answer) => answer,
-                // The client had not sent its whole request: its fault, not the database's.
-                None if !received.is_complete() => Ok(tonic::Status::deadline_exceeded(
-                    "the request message did not arrive within request_timeout_ms",
-                )
-                .into_http()),
-                None => Ok(
-                    tonic::Status::from(crate::domain::error::Error::Unavailable(
-                        "the call did not finish within request_timeout_ms".into(),
-                    ))
-                    .into_http(),
-                ),
-            }
+        DeadlineFuture {
+            call: crate::deadline::within(self.limit, self.inner.call(request)),
+            received,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call under [`Deadline`] (not boxed: the request layer's future holds it).
+    pub(crate) struct DeadlineFuture<F> {
+        #[pin]
+        call: crate::deadline::Within<F>,
+        received: crate::deadline::BodyReceived,
+    }
+}
+
+impl<F, E> std::future::Future for DeadlineFuture<F>
+where
+    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        this.call.poll(cx).map(|answer| match answer {
+            Some(answer) => answer,
+            // The client had not sent its whole request: its fault, not the database's.
+            None if !this.received.is_complete() => Ok(tonic::Status::deadline_exceeded(
+                "the request message did not arrive within request_timeout_ms",
+            )
+            .into_http()),
+            None => Ok(
+                tonic::Status::from(crate::domain::error::Error::Unavailable(
+                    "the call did not finish within request_timeout_ms".into(),
+                ))
+                .into_http(),
+            ),
         })
     }
 }
@@ -263,7 +286,6 @@ fn metadata_size<B>(request: &http::Request<B>) -> usize {
 impl<S, B> tower::Service<http::Request<B>> for MetadataLimit<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Unpin,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
@@ -279,38 +301,45 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let size = metadata_size(&request);
         if size > MAX_METADATA_BYTES {
-            return MetadataLimitFuture::Refused(Some(
-                tonic::Status::resource_exhausted(format!(
-                    "the request metadata is too large ({size} bytes; the limit is \
-                     {MAX_METADATA_BYTES}, counted as HTTP/2 counts a header list)"
-                ))
-                .into_http(),
-            ));
+            return MetadataLimitFuture::Refused {
+                answer: Some(
+                    tonic::Status::resource_exhausted(format!(
+                        "the request metadata is too large ({size} bytes; the limit is \
+                         {MAX_METADATA_BYTES}, counted as HTTP/2 counts a header list)"
+                    ))
+                    .into_http(),
+                ),
+            };
         }
-        MetadataLimitFuture::Inner(self.inner.call(request))
+        MetadataLimitFuture::Inner {
+            call: self.inner.call(request),
+        }
     }
 }
 
-/// See [`MetadataLimitLayer`].
-#[derive(Debug)]
-pub(crate) enum MetadataLimitFuture<F> {
-    Inner(F),
-    Refused(Option<http::Response<tonic::body::Body>>),
+pin_project_lite::pin_project! {
+    /// See [`MetadataLimitLayer`].
+    #[project = MetadataLimitProjection]
+    #[derive(Debug)]
+    pub(crate) enum MetadataLimitFuture<F> {
+        Inner { #[pin] call: F },
+        Refused { answer: Option<http::Response<tonic::body::Body>> },
+    }
 }
 
 impl<F, E> std::future::Future for MetadataLimitFuture<F>
 where
-    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>> + Unpin,
+    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>>,
 {
     type Output = F::Output;
 
     fn poll(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        match &mut *self {
-            Self::Inner(inner) => std::pin::Pin::new(inner).poll(cx),
-            Self::Refused(answer) => {
+        match self.project() {
+            MetadataLimitProjection::Inner { call } => call.poll(cx),
+            MetadataLimitProjection::Refused { answer } => {
                 std::task::Poll::Ready(Ok(answer.take().expect("polled after completion")))
             }
         }
