@@ -4,10 +4,7 @@
 //! `PermissionDenied` naming the permission Mattermost reports. The operations call these in
 //! Mattermost's order (the order is observable: 404 before 403 in some handlers).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-};
+use std::{collections::BTreeMap, fmt};
 
 use super::{
     Context,
@@ -235,7 +232,33 @@ pub const SYSTEM_AUDITOR: &str = "system_auditor";
 /// Which permissions each role grants.
 #[derive(Debug, Clone)]
 pub struct RoleTable {
-    roles: BTreeMap<String, BTreeSet<Permission>>,
+    roles: BTreeMap<String, PermissionSet>,
+}
+
+/// A set of permissions, one bit each: a role's grant is tested without a search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PermissionSet(u64);
+
+const _: () = assert!(Permission::ALL.len() <= 64, "a PermissionSet has 64 bits");
+
+impl PermissionSet {
+    fn insert(&mut self, permission: Permission) {
+        self.0 |= 1 << permission as u32;
+    }
+
+    fn contains(self, permission: Permission) -> bool {
+        self.0 & (1 << permission as u32) != 0
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(permissions: I) -> Self {
+        let mut set = Self::default();
+        for permission in permissions {
+            set.insert(permission);
+        }
+        set
+    }
 }
 
 impl Default for RoleTable {
@@ -246,7 +269,7 @@ impl Default for RoleTable {
             SYSTEM_ADMIN.to_owned(),
             Permission::ALL.into_iter().collect(),
         );
-        let none = BTreeSet::new;
+        let none = PermissionSet::default;
         // Mattermost's system_user may see the other users (`view_members`).
         roles.insert(SYSTEM_USER.to_owned(), [ViewMembers].into_iter().collect());
         roles.insert(
@@ -298,7 +321,7 @@ impl RoleTable {
             if role == SYSTEM_ADMIN {
                 return Err("roles.system_admin: system_admin always holds every permission and cannot be changed".into());
             }
-            let mut set = BTreeSet::new();
+            let mut set = PermissionSet::default();
             for p in permissions {
                 let perm = Permission::from_id(p).ok_or_else(|| {
                     format!(
@@ -327,7 +350,7 @@ impl RoleTable {
         roles.into_iter().any(|role| {
             self.roles
                 .get(role)
-                .is_some_and(|set| set.contains(&permission))
+                .is_some_and(|set| set.contains(permission))
         })
     }
 }
@@ -612,6 +635,23 @@ pub fn is_valid_role_name(role: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_permission_set_holds_exactly_what_was_put_in() {
+        for one in Permission::ALL {
+            let set: PermissionSet = [one].into_iter().collect();
+            for other in Permission::ALL {
+                assert_eq!(set.contains(other), other == one, "{one:?} / {other:?}");
+            }
+        }
+        let all: PermissionSet = Permission::ALL.into_iter().collect();
+        assert!(Permission::ALL.into_iter().all(|p| all.contains(p)));
+        assert!(
+            Permission::ALL
+                .into_iter()
+                .all(|p| !PermissionSet::default().contains(p))
+        );
+    }
 
     #[test]
     fn default_table_matches_mattermost() {

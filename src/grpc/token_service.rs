@@ -67,7 +67,7 @@ impl TokenServiceApi {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_authorization_header)
-            .ok_or(Error::Unauthenticated {
+            .ok_or_else(|| Error::Unauthenticated {
                 reason: Reason::SessionExpired,
             })?;
         let principal = self.ctx.authenticate_caller(&token).await?;
