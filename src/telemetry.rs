@@ -357,7 +357,37 @@ pub struct RequestLayer {
 }
 
 /// The gRPC methods' places in [`LayerSettings::method_series`] by path.
-type MethodIndex = HashMap<Box<str>, usize, foldhash::fast::RandomState>;
+type MethodIndex = HashMap<Box<str>, usize, PathTailHashing>;
+
+/// Hashes a method path by its length and last 16 bytes (where `/package.Service/Method`
+/// paths differ): a path's full 40-odd bytes took foldhash's long-input loop on every call.
+/// The table is filled once from the served methods, so no client chooses its keys; a path
+/// that shares a tail with a served one costs a string comparison, nothing more.
+#[derive(Debug, Clone, Default)]
+struct PathTailHashing(foldhash::fast::RandomState);
+
+impl std::hash::BuildHasher for PathTailHashing {
+    type Hasher = PathTailHasher;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        PathTailHasher(self.0.build_hasher())
+    }
+}
+
+/// See [`PathTailHashing`].
+struct PathTailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl std::hash::Hasher for PathTailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(16)..];
+        self.0.write(tail);
+        self.0.write_usize(bytes.len());
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
 
 #[derive(Debug, Clone)]
 struct LayerSettings {
@@ -975,6 +1005,27 @@ mod tests {
         assert_eq!(value.to_str().unwrap(), id.as_str());
         // h2 sends a sensitive value as a literal never indexed (RFC 7541 6.2.3).
         assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn method_paths_are_found_by_their_whole_text() {
+        let paths = [
+            "/a.v1.Service/IntrospectToken",
+            "/b.v1.Service/IntrospectToken",
+            "/grpc.health.v1.Health/Check",
+            "/x",
+        ];
+        let index: MethodIndex = paths
+            .into_iter()
+            .enumerate()
+            .map(|(at, path)| (Box::from(path), at))
+            .collect();
+        for (at, path) in paths.into_iter().enumerate() {
+            assert_eq!(index.get(path), Some(&at), "{path}");
+        }
+        for unknown in ["/c.v1.Service/IntrospectToken", "IntrospectToken", "/y", ""] {
+            assert_eq!(index.get(unknown), None, "{unknown}");
+        }
     }
 
     #[test]
