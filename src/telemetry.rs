@@ -477,6 +477,7 @@ pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-requ
 /// literal never indexed: a value seen once would otherwise be added to the connection's
 /// header table on every response, pushing out the entries that repeat (measured on the
 /// cached gRPC path: about a tenth of its throughput). HTTP/1.1 ignores the mark.
+///
 /// The value's bytes are cut from a per-thread block shared by the next hundred or so
 /// answers' ids, so a response's id costs no allocation of its own.
 pub fn request_id_header(request_id: &RequestId) -> Option<http::HeaderValue> {
@@ -496,7 +497,8 @@ fn id_bytes(text: &str) -> bytes::Bytes {
     }
     BLOCK.with(|block| {
         let mut block = block.borrow_mut();
-        if block.capacity() - block.len() < text.len() {
+        // Empty after every `split`: its capacity is what is left of the block.
+        if block.capacity() < text.len() {
             *block = bytes::BytesMut::with_capacity(ID_BLOCK_BYTES.max(text.len()));
         }
         block.extend_from_slice(text.as_bytes());
