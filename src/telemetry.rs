@@ -1010,6 +1010,16 @@ mod tests {
     }
 
     #[test]
+    fn a_user_agent_is_shared_while_it_repeats_and_never_mixed_up() {
+        let first = shared_user_agent("curl/8");
+        let again = shared_user_agent("curl/8");
+        assert!(Arc::ptr_eq(&first, &again), "the same value is shared");
+        assert_eq!(&*shared_user_agent("grpc-go/1.70"), "grpc-go/1.70");
+        assert_eq!(&*shared_user_agent("curl/8"), "curl/8");
+        assert_eq!(&*shared_user_agent(""), "");
+    }
+
+    #[test]
     fn method_paths_are_found_by_their_whole_text() {
         let paths = [
             "/a.v1.Service/IntrospectToken",
