@@ -527,7 +527,7 @@ pub async fn start_with(
                         request_timeout.map(grpc::DeadlineLayer::new),
                     ))
                     .layer(tower::util::MapResponseLayer::new(
-                        grpc::message_too_large_is_resource_exhausted,
+                        grpc::official_status_codes,
                     ))
                     .add_routes(routes.clone())
                     .serve_with_incoming_shutdown(connection, stop)
@@ -569,7 +569,7 @@ pub async fn start_with(
                     request_timeout.map(grpc::DeadlineLayer::new),
                 ))
                 .layer(tower::util::MapResponseLayer::new(
-                    grpc::message_too_large_is_resource_exhausted,
+                    grpc::official_status_codes,
                 ))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(

@@ -846,7 +846,7 @@ fn finish<B>(
             // grpc-status 0 in the trailers.
             let code = response
                 .headers()
-                .get("grpc-status")
+                .get(tonic::Status::GRPC_STATUS)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .map_or(tonic::Code::Ok, tonic::Code::from_i32);

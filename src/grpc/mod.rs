@@ -349,39 +349,63 @@ where
 /// The start of tonic's message for a request message over the decoding limit.
 const MESSAGE_TOO_LARGE: &str = "Error, decoded message length too large";
 
-/// A request message over the size limit answers RESOURCE_EXHAUSTED, as the official gRPC
-/// implementations answer (tonic says OUT_OF_RANGE). Applied to every answer by
-/// `tower::util::MapResponseLayer`: tonic answers such a call with its status alone (in the
-/// headers, the `Status` in the extensions).
-pub(crate) fn message_too_large_is_resource_exhausted(
+/// Two answers tonic gives with another code than the official gRPC implementations give,
+/// corrected (applied to every answer by `tower::util::MapResponseLayer`; tonic answers
+/// both with its status alone, in the headers, the `Status` in the extensions):
+///
+/// - a request message over the size limit answers RESOURCE_EXHAUSTED (tonic says
+///   OUT_OF_RANGE);
+/// - a call whose request stopped arriving because its connection broke (the client closed
+///   or lost it mid-request) is CANCELLED, as gRPC servers report a call the client
+///   abandoned (tonic says UNKNOWN, "h2 protocol error: error reading a body from
+///   connection", which request metrics and traces count as a server error). Nobody
+///   receives that answer: its connection is gone. It is counted as what it was.
+pub(crate) fn official_status_codes(
     mut response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
-    let too_large = response
-        .extensions()
-        .get::<tonic::Status>()
-        .is_some_and(|status| {
-            status.code() == tonic::Code::OutOfRange
-                && status.message().starts_with(MESSAGE_TOO_LARGE)
-        });
-    if too_large {
-        let status = tonic::Status::resource_exhausted(format!(
+    let Some(status) = response.extensions().get::<tonic::Status>() else {
+        return response;
+    };
+    let corrected = if status.code() == tonic::Code::OutOfRange
+        && status.message().starts_with(MESSAGE_TOO_LARGE)
+    {
+        tonic::Status::resource_exhausted(format!(
             "the request message is too large ({})",
-            response
-                .extensions()
-                .get::<tonic::Status>()
-                .map_or("", |s| s.message())
-                .trim_start_matches("Error, ")
-        ));
-        let answer = status.clone().into_http::<tonic::body::Body>();
-        let headers = response.headers_mut();
-        for name in [tonic::Status::GRPC_STATUS, tonic::Status::GRPC_MESSAGE] {
-            if let Some(value) = answer.headers().get(&name) {
-                headers.insert(name, value.clone());
-            }
+            status.message().trim_start_matches("Error, ")
+        ))
+    } else if status.code() == tonic::Code::Unknown && connection_broke(status) {
+        tonic::Status::cancelled(format!(
+            "the client's connection broke before its request arrived ({})",
+            status.message()
+        ))
+    } else {
+        return response;
+    };
+    let answer = corrected.clone().into_http::<tonic::body::Body>();
+    let headers = response.headers_mut();
+    for name in [tonic::Status::GRPC_STATUS, tonic::Status::GRPC_MESSAGE] {
+        if let Some(value) = answer.headers().get(&name) {
+            headers.insert(name, value.clone());
         }
-        response.extensions_mut().insert(status);
     }
+    response.extensions_mut().insert(corrected);
     response
+}
+
+/// Whether `status` came from an HTTP/2 I/O error: the connection the request was arriving
+/// on closed or failed.
+fn connection_broke(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<h2::Error>()
+            .is_some_and(h2::Error::is_io)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

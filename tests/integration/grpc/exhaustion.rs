@@ -768,6 +768,55 @@ async fn a_request_message_that_does_not_arrive_is_deadline_exceeded_not_unavail
     srv.stop().await;
 }
 
+#[tokio::test]
+async fn a_call_whose_connection_breaks_mid_request_is_counted_cancelled_not_unknown() {
+    let srv = TestServer::start().await;
+    let route = "/token_service.v1.TokenService/GetUser";
+    let series = |status: &str| {
+        format!(
+            "token_service_requests_total{{transport=\"grpc\",route=\"{route}\",status=\"{status}\"}}"
+        )
+    };
+    // A raw HTTP/2 connection: the call's headers and 7 bytes of a frame announcing a
+    // 100-byte message, then the socket closes (what a client that dies or stops its run
+    // mid-call does; dropping a call on a live connection sends RST_STREAM CANCEL instead).
+    let tcp = tokio::net::TcpStream::connect(srv.config.grpc_addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(format!("{}{route}", srv.endpoint()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (_answer, mut body) = client
+        .send_request(request, false)
+        .expect("send the headers");
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 10, 3]), false)
+        .expect("send part of the message");
+    // Let the part arrive and the call start decoding, then close the socket.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    connection.abort();
+    let _ = connection.await;
+    drop((client, body));
+    let started = Instant::now();
+    while scrape_metric(srv.config.http_addr, &series("CANCELLED")).await != Some(1.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no CANCELLED call counted within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        scrape_metric(srv.config.http_addr, &series("UNKNOWN")).await,
+        None,
+        "the broken call is not also an UNKNOWN error"
+    );
+    srv.stop().await;
+}
+
 /// A server whose gRPC connections are closed after 300 ms without a call (pinging them
 /// every second).
 async fn server_closing_idle_connections() -> TestServer {
