@@ -10,17 +10,23 @@
 //! h2load presents one token the whole run (it repeats one request), so every answer is a
 //! cache hit after the first. Target and baseline runs alternate, round after round, as in
 //! `bench`. The rate is h2load's own `req/s`; the latency quantiles come from its per-request
-//! log (`--log-file`), keeping the requests that started after the warm-up; the server's CPU
-//! per request is the in-process server threads' CPU time over the requests h2load logged
-//! (warm-up included, as the CPU time is). h2load reports an HTTP status only, and a gRPC
-//! error travels in a 200's trailers, so before the runs each target answers the same request
-//! once through tonic, and every run checks that all of h2load's requests got a 2xx and the
-//! same number of body bytes as the checked one.
+//! log (`--log-file`). Both cover the requests of the measured phase only: h2load counts
+//! nothing of its warm-up but the bytes (its `traffic:` line adds up every byte received,
+//! warm-up included, so bytes per request move with the warm-up's share of the run and tell
+//! nothing about the answers). The server's CPU per request is the in-process server threads'
+//! CPU time from the end of the warm-up to h2load's exit over the requests h2load logged.
+//!
+//! h2load reports an HTTP status only, and a gRPC error travels in a 200's headers, so each
+//! target first answers the same request once through tonic (an active token), and every run
+//! against it is checked against the target's own request counters (`/metrics`,
+//! `token_service_requests_total` of the scenario's route): each answer it gave during the
+//! run must have been a success, and at least as many as h2load counted.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -31,6 +37,7 @@ use tokio::runtime::Handle;
 use crate::{
     H2loadArgs, H2loadScenario, baseline,
     cpu::CpuProbe,
+    http1::Http1Conn,
     stats::median,
     target::{self, Target},
 };
@@ -84,6 +91,8 @@ pub(crate) fn run(args: H2loadArgs) -> Result<(), String> {
 #[derive(Debug, Clone)]
 struct H2Run {
     rps: f64,
+    /// Requests h2load counted as answered (the measured phase).
+    answered: u64,
     p50_ms: f64,
     p99_ms: f64,
     cpu_us: Option<f64>,
@@ -95,22 +104,9 @@ struct Side {
     url: String,
     /// h2load's arguments besides the common ones.
     args: Vec<String>,
-    /// Which of h2load's byte counts identifies an answer.
-    counted: AnswerBytes,
-    /// Bytes of a checked answer, as `counted` counts them (every answer of the run must have
-    /// about as many).
-    answer_bytes: Option<u64>,
-}
-
-/// Which of h2load's traffic counts tells one answer from another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AnswerBytes {
-    /// HTTP/2: the DATA frames, exactly the answer's message (headers are HPACK-compressed,
-    /// their size changes as the dynamic table fills).
-    Data,
-    /// HTTP/1.1: everything received. h2load splits one response's bytes between "headers"
-    /// and "data" where its reads happen to end, so only their sum is the answer's size.
-    Total,
+    /// The target's: where its `/metrics` are served and the route label its answers are
+    /// counted under (checked after each run). None for a baseline, whose answer is fixed.
+    counted_by: Option<(SocketAddr, &'static str)>,
 }
 
 async fn h2load(args: &H2loadArgs, server_rt: Handle) -> Result<(), String> {
@@ -152,7 +148,7 @@ async fn run_pairs(
     };
     let mut failed = false;
     for scenario in scenarios {
-        let (mut a, mut b, goal) = match scenario {
+        let (a, b, goal) = match scenario {
             H2loadScenario::IntrospectCached => {
                 let path = "/token_service.v1.TokenService/IntrospectToken";
                 let grpc_args = |bearer: &str| {
@@ -173,15 +169,13 @@ async fn run_pairs(
                         name: "introspect-cached",
                         url: format!("http://{}{path}", target.grpc),
                         args: grpc_args(&target.admin_token),
-                        counted: AnswerBytes::Data,
-                        answer_bytes: None,
+                        counted_by: Some((http, path)),
                     },
                     Side {
                         name: "grpc-echo",
                         url: format!("http://{echo}{path}"),
                         args: grpc_args(&target.admin_token),
-                        counted: AnswerBytes::Data,
-                        answer_bytes: None,
+                        counted_by: None,
                     },
                     GRPC_GOAL,
                 )
@@ -199,15 +193,13 @@ async fn run_pairs(
                         name: "rest-get-me",
                         url: format!("http://{http}{path}"),
                         args: rest_args.clone(),
-                        counted: AnswerBytes::Total,
-                        answer_bytes: None,
+                        counted_by: Some((http, path)),
                     },
                     Side {
                         name: "axum-json",
                         url: format!("http://{axum}{path}"),
                         args: rest_args,
-                        counted: AnswerBytes::Total,
-                        answer_bytes: None,
+                        counted_by: None,
                     },
                     REST_GOAL,
                 )
@@ -221,9 +213,9 @@ async fn run_pairs(
         let mut p99_ratios = Vec::new();
         let mut cpu_ratios = Vec::new();
         for round in 1..=args.rounds {
-            let ra = run_side(args, &mut a, &work)?;
+            let ra = run_checked(args, &a, &work).await?;
             print_run(round, a.name, &ra);
-            let rb = run_side(args, &mut b, &work)?;
+            let rb = run_checked(args, &b, &work).await?;
             print_run(round, b.name, &rb);
             rps_ratios.push(ra.rps / rb.rps);
             p99_ratios.push(ra.p99_ms / rb.p99_ms);
@@ -296,20 +288,42 @@ async fn check_introspection(addr: SocketAddr, admin: &str, token: &str) -> Resu
     Ok(())
 }
 
+/// One h2load run against `side`; a target's answers checked against its own counters.
+async fn run_checked(args: &H2loadArgs, side: &Side, work: &Path) -> Result<H2Run, String> {
+    let Some((http, route)) = side.counted_by else {
+        return run_side(args, side, work);
+    };
+    let before = answers_by_status(http, route).await?;
+    let run = run_side(args, side, work)?;
+    let after = answers_by_status(http, route).await?;
+    let in_flight = u64::try_from(args.concurrency).unwrap_or(u64::MAX);
+    check_answers(side.name, &before, &after, run.answered, in_flight)?;
+    Ok(run)
+}
+
 /// One h2load run against `side`.
-fn run_side(args: &H2loadArgs, side: &mut Side, work: &Path) -> Result<H2Run, String> {
+fn run_side(args: &H2loadArgs, side: &Side, work: &Path) -> Result<H2Run, String> {
     let log = work.join(format!("{}.log", side.name));
     let _ = std::fs::remove_file(&log);
-    let cpu_before = CpuProbe::InProcess.read();
     let started_us = unix_micros();
-    let output = Command::new(&args.h2load)
-        .arg(format!("--duration={}", args.duration.as_secs_f64()))
-        .arg(format!("--warm-up-time={}", args.warmup.as_secs_f64()))
+    let child = Command::new(&args.h2load)
+        // h2load reads whole numbers with a unit.
+        .arg(format!("--duration={}ms", args.duration.as_millis()))
+        .arg(format!("--warm-up-time={}ms", args.warmup.as_millis()))
         .arg(format!("--threads={}", args.threads))
         .arg(format!("--log-file={}", log.display()))
         .args(&side.args)
         .arg(&side.url)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", args.h2load.display()))?;
+    // h2load's warm-up starts as it starts (its connections take well under a millisecond
+    // here); the CPU of the measured phase is what the server uses from its end.
+    std::thread::sleep(args.warmup);
+    let cpu_before = CpuProbe::InProcess.read();
+    let output = child
+        .wait_with_output()
         .map_err(|e| format!("{}: {e}", args.h2load.display()))?;
     let cpu_after = CpuProbe::InProcess.read();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -330,24 +344,9 @@ fn run_side(args: &H2loadArgs, side: &mut Side, work: &Path) -> Result<H2Run, St
             side.name, summary.succeeded, summary.failed, summary.non_2xx
         ));
     }
-    let bytes_counted = match side.counted {
-        AnswerBytes::Data => summary.data_bytes,
-        AnswerBytes::Total => summary.total_bytes,
-    };
-    let per_answer = bytes_counted / summary.succeeded;
-    match side.answer_bytes {
-        None => side.answer_bytes = Some(per_answer),
-        // Answers differ by a few bytes (timestamps); a gRPC error has no body at all.
-        Some(bytes) if per_answer * 10 < bytes * 9 => {
-            return Err(format!(
-                "h2load against {}: {per_answer} bytes per answer ({:?}), {bytes} in the first run",
-                side.name, side.counted
-            ));
-        }
-        Some(_) => {}
-    }
     let logged = read_log(&log)?;
     let warm_end = started_us + u64::try_from(args.warmup.as_micros()).unwrap_or(u64::MAX);
+    // h2load logs the measured phase only; the filter keeps that true of any version.
     let mut latencies: Vec<u64> = logged
         .iter()
         .filter(|(start, _)| *start >= warm_end)
@@ -355,17 +354,95 @@ fn run_side(args: &H2loadArgs, side: &mut Side, work: &Path) -> Result<H2Run, St
         .collect();
     latencies.sort_unstable();
     let cpu_us = match (cpu_before, cpu_after) {
-        (Some(b), Some(a)) if !logged.is_empty() => {
-            Some(a.saturating_sub(b).as_secs_f64() * 1e6 / logged.len() as f64)
+        (Some(b), Some(a)) if !latencies.is_empty() => {
+            Some(a.saturating_sub(b).as_secs_f64() * 1e6 / latencies.len() as f64)
         }
         _ => None,
     };
     Ok(H2Run {
         rps: summary.rps,
+        answered: summary.succeeded,
         p50_ms: quantile_ms(&latencies, 0.50),
         p99_ms: quantile_ms(&latencies, 0.99),
         cpu_us,
     })
+}
+
+/// The target's answers on `route` so far, by status label, from its `/metrics`.
+async fn answers_by_status(http: SocketAddr, route: &str) -> Result<BTreeMap<String, u64>, String> {
+    let mut conn = Http1Conn::new(http);
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nUser-Agent: loadgen\r\n\r\n");
+    let response = conn.send(request.as_bytes()).await?;
+    if response.status != 200 {
+        return Err(format!(
+            "GET http://{http}/metrics answered {} (the target's answers are checked there)",
+            response.status
+        ));
+    }
+    let text = std::str::from_utf8(response.body)
+        .map_err(|e| format!("GET http://{http}/metrics: not text: {e}"))?;
+    Ok(parse_answers(text, route))
+}
+
+/// `token_service_requests_total` of `route`, by status label.
+fn parse_answers(metrics: &str, route: &str) -> BTreeMap<String, u64> {
+    let route_label = format!("route=\"{route}\"");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("token_service_requests_total{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.split_once("} ")?;
+            let mut labels = labels.split(',');
+            if !labels.clone().any(|label| label == route_label) {
+                return None;
+            }
+            let status = labels
+                .find_map(|label| label.strip_prefix("status=\""))?
+                .strip_suffix('"')?;
+            Some((status.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The answers a run added to the target's counters: all successes (gRPC `OK`, HTTP 2xx),
+/// and at least the `counted` h2load saw (the server also counts the warm-up's). h2load
+/// stops with up to `in_flight` calls on the wire and closes its connections; the server
+/// counts a gRPC call whose request was cut off that way as CANCELLED, and so many are no
+/// failure.
+fn check_answers(
+    name: &str,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    counted: u64,
+    in_flight: u64,
+) -> Result<(), String> {
+    let mut succeeded = 0;
+    let mut failed = Vec::new();
+    for (status, &total) in after {
+        let added = total.saturating_sub(before.get(status).copied().unwrap_or(0));
+        if added == 0 {
+            continue;
+        }
+        let success = status == "OK" || (status.len() == 3 && status.starts_with('2'));
+        if success {
+            succeeded += added;
+        } else if !(status == "CANCELLED" && added <= in_flight) {
+            failed.push(format!("{added} with status {status}"));
+        }
+    }
+    if !failed.is_empty() {
+        return Err(format!(
+            "{name}: the target's counters show answers that were not successes: {}",
+            failed.join(", ")
+        ));
+    }
+    if succeeded < counted {
+        return Err(format!(
+            "{name}: h2load counted {counted} answers, the target's counters {succeeded} \
+             successful ones"
+        ));
+    }
+    Ok(())
 }
 
 fn print_run(round: usize, name: &str, r: &H2Run) {
@@ -417,15 +494,12 @@ struct H2Summary {
     succeeded: u64,
     failed: u64,
     non_2xx: u64,
-    total_bytes: u64,
-    data_bytes: u64,
 }
 
 impl H2Summary {
     /// Reads `finished in 5.00s, 41000.00 req/s, 5.00MB/s`, `requests: N total, N started,
     /// N done, N succeeded, N failed, N errored, N timeout`, `status codes: N 2xx, N 3xx, N
-    /// 4xx, N 5xx` and `traffic: ... (N) total, ... (N) headers (space savings ...), ... (N)
-    /// data`.
+    /// 4xx, N 5xx`.
     fn parse(out: &str) -> Option<Self> {
         let line = |prefix: &str| out.lines().find_map(|l| l.trim().strip_prefix(prefix));
         let rps = line("finished in ")?
@@ -440,23 +514,11 @@ impl H2Summary {
         };
         let requests = line("requests: ")?;
         let codes = line("status codes: ")?;
-        let traffic = line("traffic: ")?;
-        // `... (N) <what>`: the exact count in parentheses before `what`.
-        let traffic_bytes = |what: &str| -> Option<u64> {
-            traffic
-                .split(", ")
-                .find_map(|part| part.split_once(what).map(|(before, _)| before))
-                .and_then(|before| before.trim_end().rsplit_once('('))
-                .and_then(|(_, n)| n.strip_suffix(')'))
-                .and_then(|n| n.parse().ok())
-        };
         Some(Self {
             rps,
             succeeded: counted(requests, " succeeded")?,
             failed: counted(requests, " failed")? + counted(requests, " errored")?,
             non_2xx: counted(codes, " 3xx")? + counted(codes, " 4xx")? + counted(codes, " 5xx")?,
-            total_bytes: traffic_bytes(" total")?,
-            data_bytes: traffic_bytes(" data")?,
         })
     }
 }
@@ -479,11 +541,62 @@ mod tests {
                 succeeded: 206171,
                 failed: 0,
                 non_2xx: 0,
-                total_bytes: 27324510,
-                data_bytes: 22291400,
             })
         );
         assert_eq!(H2Summary::parse("finished in 5.00s\n"), None);
+    }
+
+    const METRICS: &str = "# TYPE token_service_requests_total counter\n\
+        token_service_requests_total{transport=\"grpc\",route=\"/a.B/C\",status=\"OK\"} 7\n\
+        token_service_requests_total{transport=\"grpc\",route=\"/a.B/C\",status=\"UNAVAILABLE\"} 2\n\
+        token_service_requests_total{transport=\"grpc\",route=\"/a.B/CD\",status=\"OK\"} 5\n\
+        token_service_requests_total{transport=\"http\",route=\"/api/v4/users/me\",status=\"200\"} 3\n\
+        token_service_request_duration_seconds_count{transport=\"grpc\",route=\"/a.B/C\",status=\"OK\"} 7\n";
+
+    fn statuses(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
+    }
+
+    #[test]
+    fn answers_are_read_for_the_route_named_exactly() {
+        assert_eq!(
+            parse_answers(METRICS, "/a.B/C"),
+            statuses(&[("OK", 7), ("UNAVAILABLE", 2)])
+        );
+        assert_eq!(
+            parse_answers(METRICS, "/api/v4/users/me"),
+            statuses(&[("200", 3)])
+        );
+        assert!(parse_answers(METRICS, "/a.B").is_empty());
+    }
+
+    #[test]
+    fn a_run_passes_only_if_every_answer_it_added_succeeded() {
+        let before = statuses(&[("OK", 10), ("UNAVAILABLE", 2)]);
+        // 100 more successes, the earlier failures unchanged: h2load's 95 are covered.
+        let after = statuses(&[("OK", 110), ("UNAVAILABLE", 2)]);
+        assert_eq!(check_answers("t", &before, &after, 95, 8), Ok(()));
+        // One new failure, whatever else happened.
+        let after = statuses(&[("OK", 110), ("UNAVAILABLE", 3)]);
+        let err = check_answers("t", &before, &after, 95, 8).unwrap_err();
+        assert!(err.contains("1 with status UNAVAILABLE"), "{err}");
+        // A status first seen in this run.
+        let after = statuses(&[("OK", 110), ("UNAVAILABLE", 2), ("500", 4)]);
+        let err = check_answers("t", &before, &after, 95, 8).unwrap_err();
+        assert!(err.contains("4 with status 500"), "{err}");
+        // Fewer successes counted by the server than by h2load.
+        let after = statuses(&[("OK", 50), ("UNAVAILABLE", 2)]);
+        let err = check_answers("t", &before, &after, 95, 8).unwrap_err();
+        assert!(err.contains("40 successful"), "{err}");
+        // Calls cut off when h2load stopped: no more than it had in flight.
+        let after = statuses(&[("OK", 110), ("UNAVAILABLE", 2), ("CANCELLED", 8)]);
+        assert_eq!(check_answers("t", &before, &after, 95, 8), Ok(()));
+        let after = statuses(&[("OK", 110), ("UNAVAILABLE", 2), ("CANCELLED", 9)]);
+        let err = check_answers("t", &before, &after, 95, 8).unwrap_err();
+        assert!(err.contains("9 with status CANCELLED"), "{err}");
+        // HTTP successes.
+        let after = statuses(&[("200", 95)]);
+        assert_eq!(check_answers("t", &BTreeMap::new(), &after, 95, 8), Ok(()));
     }
 
     #[test]

@@ -210,6 +210,41 @@ fn loadgen_bench_prints_rates_latencies_and_ratios_for_every_scenario() {
 }
 
 #[test]
+#[ignore = "needs nghttp2's h2load (apt-get install nghttp2-client); .ci/run installs it"]
+fn loadgen_h2load_checks_the_targets_answers_and_prints_both_ratios() {
+    let stdout = run(&[
+        "h2load",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--rounds",
+        "1",
+    ]);
+    for (scenario, baseline) in [
+        ("introspect-cached", "grpc-echo"),
+        ("rest-get-me", "axum-json"),
+    ] {
+        let fields = summary(&stdout, &format!("summary scenario={scenario} "));
+        assert!(
+            fields.contains(&("baseline", baseline)),
+            "{fields:?}\n{stdout}"
+        );
+        for key in ["rps_ratio", "p99_ratio", "cpu_ratio"] {
+            let value = number(&fields, key);
+            assert!(value.is_finite() && value > 0.0, "{key}={value}\n{stdout}");
+        }
+        // Each run's server CPU per request is printed (the measured phase only).
+        let cpu_column = stdout
+            .lines()
+            .find(|l| l.starts_with("1 ") && l.contains(scenario))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(cpu_column.is_some_and(|c| c > 0.0), "{stdout}");
+    }
+}
+
+#[test]
 fn loadgen_measures_the_idle_memory_and_start_up_time_of_the_real_server() {
     let stdout = run(&["idle-rss", "--idle", "100ms", "--server-bin", server_bin()]);
     let fields = summary(&stdout, "summary idle_rss_mib=");
