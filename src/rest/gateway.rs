@@ -363,18 +363,22 @@ async fn answer_introspection(
     if !is_form_urlencoded(&parts.headers) {
         return invalid("the Content-Type must be application/x-www-form-urlencoded");
     }
-    let Ok(body) = axum::body::to_bytes(body, state.max_body).await else {
-        return (
-            GatewayOutcome::Error,
-            oauth_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                &format!(
-                    "the request body is larger than max_request_body_bytes ({})",
-                    state.max_body
+    let body = match axum::body::to_bytes(body, state.max_body).await {
+        Ok(body) => body,
+        Err(e) if super::handlers::over_the_limit(&e) => {
+            return (
+                GatewayOutcome::Error,
+                oauth_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request",
+                    &format!(
+                        "the request body is larger than max_request_body_bytes ({})",
+                        state.max_body
+                    ),
                 ),
-            ),
-        );
+            );
+        }
+        Err(_) => return invalid("the request body could not be read"),
     };
     let mut token: Option<String> = None;
     let mut hints = 0;

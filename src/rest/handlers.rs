@@ -45,7 +45,8 @@ use crate::domain::{
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The request body, read up to the configured limit (413 above it).
+/// The request body, read up to the configured limit (413 above it; 400 when it cannot be
+/// read at all: malformed chunked framing, or a connection that broke mid-body).
 pub(crate) struct Body(Bytes);
 
 impl FromRequest<RestState> for Body {
@@ -55,14 +56,35 @@ impl FromRequest<RestState> for Body {
         axum::body::to_bytes(req.into_body(), state.max_body)
             .await
             .map(Body)
-            .map_err(|_| {
-                ApiError::new(
-                    Reason::BodyTooLarge,
-                    "Request body is too large.",
-                    format!("the limit is {} bytes", state.max_body),
-                )
+            .map_err(|e| {
+                if over_the_limit(&e) {
+                    ApiError::new(
+                        Reason::BodyTooLarge,
+                        "Request body is too large.",
+                        format!("the limit is {} bytes", state.max_body),
+                    )
+                } else {
+                    ApiError::new(
+                        Reason::InvalidBodyParam,
+                        "The request body could not be read.",
+                        format!("body: {e}"),
+                    )
+                }
             })
     }
+}
+
+/// Whether reading a body failed because it was over the size limit (the limit's own error
+/// among the causes), not because its bytes did not arrive or were malformed.
+pub(crate) fn over_the_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl Body {

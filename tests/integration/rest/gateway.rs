@@ -884,19 +884,38 @@ async fn tokens_of_both_formats_pass_every_gate() {
     srv.stop().await;
 }
 
+/// A form `POST /oauth2/introspect` written by hand: the head up to its Content-Type, then
+/// `framing` (the framing header, the blank line and whatever body bytes are sent); the
+/// answer as read until the server closes or 5 s pass.
+async fn raw_introspection(srv: &TestServer, credential: &str, framing: &str) -> String {
+    let http = srv.config.http_addr;
+    send_partial_request(
+        http,
+        format!(
+            "POST /oauth2/introspect HTTP/1.1\r\nHost: {http}\r\nAuthorization: {credential}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{framing}"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_introspection_body_with_malformed_chunked_framing_is_a_400_not_a_413() {
+    let srv = TestServer::start().await;
+    let (_, credential) = introspector(&srv).await;
+    let framing = "Transfer-Encoding: chunked\r\n\r\nzz\r\ntoken=x\r\n0\r\n\r\n";
+    let answer = raw_introspection(&srv, &credential, framing).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("\"invalid_request\""), "{answer}");
+    assert!(answer.contains("could not be read"), "{answer}");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn an_introspection_body_that_does_not_arrive_is_a_408_not_temporarily_unavailable() {
     let srv = TestServer::start_with(|c| c.request_timeout_ms = 500).await;
     let (_, credential) = introspector(&srv).await;
-    let http = srv.config.http_addr;
-    let answer = send_partial_request(
-        http,
-        format!(
-            "POST /oauth2/introspect HTTP/1.1\r\nHost: {http}\r\nAuthorization: {credential}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntok"
-        ),
-    )
-    .await;
+    let answer = raw_introspection(&srv, &credential, "Content-Length: 100\r\n\r\ntok").await;
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(answer.contains("\"invalid_request\""), "{answer}");
     assert!(!answer.contains("temporarily_unavailable"), "{answer}");

@@ -477,3 +477,30 @@ async fn a_search_body_that_does_not_decode_names_user_access_token_search() {
     assert_eq!(found.assert_ok(), &json!([]), "tina has no tokens yet");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_with_malformed_chunked_framing_is_a_400_not_a_413_and_writes_nothing() {
+    let srv = TestServer::start().await;
+    let tina = srv.token_user("tina").await;
+    let addr = srv.config.http_addr;
+    // "zz" is no chunk size: the body cannot be read, whatever its length.
+    let answer = send_partial_request(
+        addr,
+        format!(
+            "POST /api/v4/users/me/tokens HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n",
+            tina.token
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.contains("api.context.invalid_body_param.app_error"),
+        "{answer}"
+    );
+    assert!(!answer.contains("too large"), "{answer}");
+    let http = Http::new(&srv);
+    let tokens = http.get("/api/v4/users/me/tokens", &tina.token).await;
+    assert_eq!(tokens.assert_ok(), &json!([]), "nothing was created");
+    srv.stop().await;
+}
