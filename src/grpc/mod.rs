@@ -395,17 +395,11 @@ pub(crate) fn official_status_codes(
 /// Whether `status` came from an HTTP/2 I/O error: the connection the request was arriving
 /// on closed or failed.
 fn connection_broke(status: &tonic::Status) -> bool {
-    let mut cause = std::error::Error::source(status);
-    while let Some(error) = cause {
-        if error
+    std::iter::successors(std::error::Error::source(status), |cause| cause.source()).any(|cause| {
+        cause
             .downcast_ref::<h2::Error>()
             .is_some_and(h2::Error::is_io)
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    })
 }
 
 #[cfg(test)]

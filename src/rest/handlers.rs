@@ -77,14 +77,9 @@ impl FromRequest<RestState> for Body {
 /// Whether reading a body failed because it was over the size limit (the limit's own error
 /// among the causes), not because its bytes did not arrive or were malformed.
 pub(crate) fn over_the_limit(error: &axum::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = cause {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    let error: &(dyn std::error::Error + 'static) = error;
+    std::iter::successors(Some(error), |cause| cause.source())
+        .any(|cause| cause.is::<http_body_util::LengthLimitError>())
 }
 
 impl Body {
