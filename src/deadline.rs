@@ -14,12 +14,13 @@ use std::{
     time::Duration,
 };
 
-/// Runs `future` to completion, or gives up (`None`) once it has waited `limit`.
-pub(crate) fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
+/// Runs `future` to completion, or gives up (`None`) once it has waited `limit` (never
+/// without one).
+pub(crate) fn within<F: Future>(limit: impl Into<Option<Duration>>, future: F) -> Within<F> {
     Within {
         future,
         timer: None,
-        limit,
+        limit: limit.into(),
     }
 }
 
@@ -31,7 +32,7 @@ pin_project_lite::pin_project! {
         future: F,
         #[pin]
         timer: Option<tokio::time::Sleep>,
-        limit: Duration,
+        limit: Option<Duration>,
     }
 }
 
@@ -44,7 +45,10 @@ impl<F: Future> Future for Within<F> {
             return Poll::Ready(Some(output));
         }
         if this.timer.is_none() {
-            this.timer.set(Some(tokio::time::sleep(*this.limit)));
+            let Some(limit) = *this.limit else {
+                return Poll::Pending;
+            };
+            this.timer.set(Some(tokio::time::sleep(limit)));
         }
         match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(None),
@@ -130,5 +134,11 @@ mod tests {
         })
         .await;
         assert_eq!(slow, Some(3));
+        let unlimited = within(None, async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            4
+        })
+        .await;
+        assert_eq!(unlimited, Some(4));
     }
 }

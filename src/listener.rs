@@ -514,7 +514,6 @@ impl Drop for CallGuard {
 impl<S, Req, B> tower::Service<Req> for InFlight<S>
 where
     S: tower::Service<Req, Response = http::Response<B>>,
-    S::Future: Unpin,
 {
     type Response = http::Response<CountedBody<B>>;
     type Error = S::Error;
@@ -533,22 +532,26 @@ where
     }
 }
 
-/// See [`InFlightLayer`]: the call's future, then its answer's body, holds the call.
-#[derive(Debug)]
-pub struct InFlightFuture<F> {
-    inner: F,
-    guard: Option<CallGuard>,
+pin_project_lite::pin_project! {
+    /// See [`InFlightLayer`]: the call's future, then its answer's body, holds the call.
+    #[derive(Debug)]
+    pub struct InFlightFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<CallGuard>,
+    }
 }
 
 impl<F, B, E> Future for InFlightFuture<F>
 where
-    F: Future<Output = Result<http::Response<B>, E>> + Unpin,
+    F: Future<Output = Result<http::Response<B>, E>>,
 {
     type Output = Result<http::Response<CountedBody<B>>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let answer = ready!(Pin::new(&mut self.inner).poll(cx));
-        let guard = self.guard.take();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = ready!(this.inner.poll(cx));
+        let guard = this.guard.take();
         Poll::Ready(answer.map(|response| {
             response.map(|inner| CountedBody {
                 inner,

@@ -522,13 +522,7 @@ pub async fn start_with(
                     .clone()
                     .layer(in_flight)
                     .layer(request_layer.clone())
-                    .layer(grpc::MetadataLimitLayer)
-                    .layer(tower::util::option_layer(
-                        request_timeout.map(grpc::DeadlineLayer::new),
-                    ))
-                    .layer(tower::util::MapResponseLayer::new(
-                        grpc::official_status_codes,
-                    ))
+                    .layer(grpc::GrpcCallLayer::new(request_timeout))
                     .add_routes(routes.clone())
                     .serve_with_incoming_shutdown(connection, stop)
             },
@@ -565,12 +559,7 @@ pub async fn start_with(
                     local_metrics,
                     grpc::served_method_paths(),
                 ))
-                .layer(tower::util::option_layer(
-                    request_timeout.map(grpc::DeadlineLayer::new),
-                ))
-                .layer(tower::util::MapResponseLayer::new(
-                    grpc::official_status_codes,
-                ))
+                .layer(grpc::GrpcCallLayer::new(request_timeout))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     crate::listener::unix_incoming(listener, local_stats),

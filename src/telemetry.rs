@@ -35,7 +35,7 @@ use std::{
 
 use opentelemetry::{KeyValue, propagation::Extractor, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing::{Instrument, Span, field::Empty};
+use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     EnvFilter, Layer as _, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
@@ -44,19 +44,13 @@ use tracing_subscriber::{
 use crate::{
     client_ip::{ClientIpSettings, TrustedProxies},
     config::{LogConfig, LogFormat},
-    domain::{caller::Principal, ids::RequestId, lifecycle::RequestOrigin, model::UnixMillis},
+    domain::{caller::Principal, ids::RequestId, lifecycle::RequestOrigin},
     metrics::{Metrics, RouteSeries, STATUS_SLOTS, Transport},
 };
 
 /// The response header (REST) and metadata entry (gRPC) telling a caller authenticated with a
 /// personal access token that expires when it does (RFC 3339, UTC, milliseconds).
 pub const TOKEN_EXPIRATION_HEADER: &str = "token-expiration";
-
-tokio::task_local! {
-    /// When the credential the current request's caller authenticated with expires; 0 when
-    /// it does not, when it is not a personal access token, or before anyone authenticated.
-    static CALLER_CREDENTIAL_EXPIRY: Cell<UnixMillis>;
-}
 
 /// Whether spans are exported (set once by [`init`]); propagation is skipped otherwise.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -584,7 +578,7 @@ struct ServiceShared {
     route: OnceLock<RouteSeries>,
 }
 
-/// A boxed, sendable future: what the request layers answer with.
+/// A boxed, sendable future (what the REST envelope answers with).
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// `agent` as a shared string: the thread's last one when it is the same (clients send one
@@ -609,11 +603,10 @@ fn shared_user_agent(agent: &str) -> Arc<str> {
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RequestService<S>
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = RequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -639,6 +632,8 @@ where
         } else {
             Span::none()
         };
+        // What the request changes is recorded with where it came from; the caller's
+        // credential expiry is noted in it while it is served and read back at the end.
         let origin = RequestOrigin {
             ip: client_ip(
                 &request,
@@ -651,59 +646,105 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(shared_user_agent),
             request_id: Some(request_id),
+            credential_expiry: Cell::new(0),
         };
         // The REST envelope and the gateway endpoints read the id from the request; gRPC
         // handlers only through the origin (an insert would grow the extension map).
         if transport != Transport::Grpc {
             request.extensions_mut().insert(request_id);
         }
-        let future = {
+        let call = {
             let _entered = span.enter();
-            let inner = self.inner.call(request);
-            // What the request changes is recorded with where it came from; the caller's
-            // credential expiry is noted while it is served and read back at the end.
-            origin.scope(CALLER_CREDENTIAL_EXPIRY.scope(Cell::new(0), async move {
-                let result = inner.await;
-                (result, CALLER_CREDENTIAL_EXPIRY.with(Cell::get))
-            }))
+            origin.scoped(self.inner.call(request))
         };
-        let answer = async move {
-            let (mut result, credential_expiry) = future.await;
-            if credential_expiry > 0
-                && let Ok(response) = &mut result
-                && let Ok(value) = http::HeaderValue::from_str(&crate::domain::lifecycle::rfc3339(
-                    credential_expiry,
-                ))
-            {
-                response
-                    .headers_mut()
-                    .insert(TOKEN_EXPIRATION_HEADER, value);
-            }
-            // gRPC callers learn the request id (the one in logs, traces and lifecycle
-            // records) from the response metadata; the REST envelope sets the header.
-            if transport == Transport::Grpc
-                && let Ok(response) = &mut result
-                && let Some(value) = request_id_header(&request_id)
-            {
-                response.headers_mut().insert(X_REQUEST_ID, value);
-            }
-            let (slot, status) = match &result {
-                Ok(response) => finish(transport, response, exporting),
-                // The transport could not answer at all (a broken connection).
-                Err(_) => (ERROR_SLOT, "ERROR"),
-            };
-            let elapsed = start.elapsed();
-            let metrics = &shared.settings.metrics;
-            match route.series(&shared) {
-                Some(series) => series.record(metrics, slot, status, elapsed),
-                None => metrics.record_request(transport, route.label(&shared), status, elapsed),
-            }
-            result
+        RequestFuture {
+            call,
+            span,
+            ending: Some(Ending {
+                start,
+                request_id,
+                route,
+                shared,
+                exporting,
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request under [`RequestService`]: the inner service's call in the request's origin
+    /// (and span, when traced), then the answer's headers and metrics. Not boxed: the
+    /// transport's own future holds it.
+    pub struct RequestFuture<F> {
+        #[pin]
+        call: tokio::task::futures::TaskLocalFuture<RequestOrigin, F>,
+        span: Span,
+        ending: Option<Ending>,
+    }
+}
+
+/// What [`RequestFuture`] needs once the call answers.
+struct Ending {
+    start: Instant,
+    request_id: RequestId,
+    route: Route,
+    shared: Arc<ServiceShared>,
+    exporting: bool,
+}
+
+impl<F, B, E> Future for RequestFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        let mut result = std::task::ready!(this.call.as_mut().poll(cx));
+        let credential_expiry = this
+            .call
+            .take_value()
+            .map_or(0, |origin| origin.credential_expiry.get());
+        let ending = this.ending.take().expect("polled after completion");
+        ending.answer(&mut result, credential_expiry);
+        Poll::Ready(result)
+    }
+}
+
+impl Ending {
+    /// Adds the answer's headers (the caller's credential expiry; gRPC: the request id) and
+    /// records the request's metrics.
+    fn answer<B, E>(self, result: &mut Result<http::Response<B>, E>, credential_expiry: i64) {
+        let shared = &self.shared;
+        let transport = shared.settings.transport;
+        if credential_expiry > 0
+            && let Ok(response) = &mut *result
+            && let Ok(value) =
+                http::HeaderValue::from_str(&crate::domain::lifecycle::rfc3339(credential_expiry))
+        {
+            response
+                .headers_mut()
+                .insert(TOKEN_EXPIRATION_HEADER, value);
+        }
+        // gRPC callers learn the request id (the one in logs, traces and lifecycle
+        // records) from the response metadata; the REST envelope sets the header.
+        if transport == Transport::Grpc
+            && let Ok(response) = &mut *result
+            && let Some(value) = request_id_header(&self.request_id)
+        {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
+        let (slot, status) = match &*result {
+            Ok(response) => finish(transport, response, self.exporting),
+            // The transport could not answer at all (a broken connection).
+            Err(_) => (ERROR_SLOT, "ERROR"),
         };
-        if exporting {
-            Box::pin(answer.instrument(span))
-        } else {
-            Box::pin(answer)
+        let elapsed = self.start.elapsed();
+        let metrics = &shared.settings.metrics;
+        match self.route.series(shared) {
+            Some(series) => series.record(metrics, slot, status, elapsed),
+            None => metrics.record_request(transport, self.route.label(shared), status, elapsed),
         }
     }
 }
@@ -820,7 +861,7 @@ pub(crate) fn record_caller(principal: &Principal) {
         // The token's expiry, or the end of a rotated-away secret's grace period if sooner.
         let expires_at = principal.expires_at();
         if expires_at > 0 {
-            let _ = CALLER_CREDENTIAL_EXPIRY.try_with(|expiry| expiry.set(expires_at));
+            RequestOrigin::note_credential_expiry(expires_at);
         }
     }
 }

@@ -207,12 +207,31 @@ pub struct RequestOrigin {
     pub user_agent: Option<std::sync::Arc<str>>,
     /// The request's id.
     pub request_id: Option<RequestId>,
+    /// When the personal access token the request's caller authenticated with expires (or
+    /// the end of a rotated-away secret's grace period, if sooner); 0 when it does not, when
+    /// the caller used another credential, or before anyone authenticated. Noted by the
+    /// transport once it knows the caller ([`RequestOrigin::note_credential_expiry`]), read
+    /// back by the request layer for the response's `token-expiration` header. A copy made
+    /// for a nested scope notes its own.
+    pub credential_expiry: std::cell::Cell<UnixMillis>,
 }
 
 impl RequestOrigin {
     /// Runs `future` with `self` as the current request's origin.
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        ORIGIN.scope(self, future).await
+        self.scoped(future).await
+    }
+
+    /// `future` with `self` as the current request's origin, as a future the request layer
+    /// can hold unboxed; its `take_value` gives the origin back once `future` is done.
+    pub fn scoped<F: Future>(self, future: F) -> tokio::task::futures::TaskLocalFuture<Self, F> {
+        ORIGIN.scope(self, future)
+    }
+
+    /// Notes, for the current request, when its caller's credential expires (see
+    /// [`RequestOrigin::credential_expiry`]); nothing outside a request.
+    pub fn note_credential_expiry(expires_at: UnixMillis) {
+        let _ = ORIGIN.try_with(|origin| origin.credential_expiry.set(expires_at));
     }
 
     /// Calls `f` with the current request's origin (borrowed, nothing copied), or with

@@ -132,105 +132,45 @@ pub(crate) fn served_method_paths() -> std::collections::HashSet<String> {
     paths
 }
 
-/// Answers `UNAVAILABLE` (as for an unreachable database, the only thing that can stall a
-/// call) when a call takes longer than the server's `request_timeout_ms` to answer. Streams
-/// are limited only until they start answering.
+/// What every gRPC call passes through between the request layer (telemetry) and tonic's
+/// routes, in one service with one unboxed future (each layer of its own moved the call's
+/// future once more and added a poll):
+///
+/// - a call whose metadata is over [`MAX_METADATA_BYTES`] answers RESOURCE_EXHAUSTED before
+///   any other work;
+/// - with a `request_timeout_ms`, a call that takes longer to answer gets `UNAVAILABLE` (as
+///   for an unreachable database, the only thing that can stall a call), or
+///   DEADLINE_EXCEEDED when its request message had not arrived in full (the client's
+///   fault); streams are limited only until they start answering;
+/// - tonic's answers are corrected to the official gRPC implementations' codes
+///   ([`official_status_codes`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DeadlineLayer {
-    limit: std::time::Duration,
+pub(crate) struct GrpcCallLayer {
+    request_timeout: Option<std::time::Duration>,
 }
 
-impl DeadlineLayer {
-    pub(crate) fn new(limit: std::time::Duration) -> Self {
-        Self { limit }
+impl GrpcCallLayer {
+    pub(crate) fn new(request_timeout: Option<std::time::Duration>) -> Self {
+        Self { request_timeout }
     }
 }
 
-impl<S> tower::Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
+impl<S> tower::Layer<S> for GrpcCallLayer {
+    type Service = GrpcCall<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
+        GrpcCall {
             inner,
-            limit: self.limit,
+            request_timeout: self.request_timeout,
         }
     }
 }
 
-/// See [`DeadlineLayer`].
+/// See [`GrpcCallLayer`].
 #[derive(Debug, Clone)]
-pub(crate) struct Deadline<S> {
+pub(crate) struct GrpcCall<S> {
     inner: S,
-    limit: std::time::Duration,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        >,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = DeadlineFuture<S::Future>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (parts, body) = request.into_parts();
-        let (body, received) = crate::deadline::TrackedBody::new(body);
-        let request = http::Request::from_parts(parts, tonic::body::Body::new(body));
-        DeadlineFuture {
-            call: crate::deadline::within(self.limit, self.inner.call(request)),
-            received,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A call under [`Deadline`] (not boxed: the request layer's future holds it).
-    pub(crate) struct DeadlineFuture<F> {
-        #[pin]
-        call: crate::deadline::Within<F>,
-        received: crate::deadline::BodyReceived,
-    }
-}
-
-impl<F, E> std::future::Future for DeadlineFuture<F>
-where
-    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.project();
-        this.call.poll(cx).map(|answer| match answer {
-            Some(answer) => answer,
-            // The client had not sent its whole request: its fault, not the database's.
-            None if !this.received.is_complete() => Ok(tonic::Status::deadline_exceeded(
-                "the request message did not arrive within request_timeout_ms",
-            )
-            .into_http()),
-            None => Ok(
-                tonic::Status::from(crate::domain::error::Error::Unavailable(
-                    "the call did not finish within request_timeout_ms".into(),
-                ))
-                .into_http(),
-            ),
-        })
-    }
+    request_timeout: Option<std::time::Duration>,
 }
 
 /// Largest request metadata a call may carry (bytes, counted as HTTP/2 counts a header
@@ -249,25 +189,6 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// 1,312 KiB on the wire (4 MiB decoded).
 pub const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 1024 * 1024;
 
-/// Refuses a call whose metadata is over [`MAX_METADATA_BYTES`] with RESOURCE_EXHAUSTED,
-/// before any other work.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct MetadataLimitLayer;
-
-impl<S> tower::Layer<S> for MetadataLimitLayer {
-    type Service = MetadataLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MetadataLimit { inner }
-    }
-}
-
-/// See [`MetadataLimitLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct MetadataLimit<S> {
-    inner: S,
-}
-
 /// The size of a request's metadata as HTTP/2 counts a header list (RFC 9113 6.5.2).
 fn metadata_size<B>(request: &http::Request<B>) -> usize {
     const PER_FIELD: usize = 32;
@@ -283,13 +204,18 @@ fn metadata_size<B>(request: &http::Request<B>) -> usize {
     headers + path + PER_FIELD
 }
 
-impl<S, B> tower::Service<http::Request<B>> for MetadataLimit<S>
+impl<S, B> tower::Service<http::Request<B>> for GrpcCall<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = MetadataLimitFuture<S::Future>;
+    type Future = GrpcCallFuture<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -301,7 +227,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let size = metadata_size(&request);
         if size > MAX_METADATA_BYTES {
-            return MetadataLimitFuture::Refused {
+            return GrpcCallFuture::Refused {
                 answer: Some(
                     tonic::Status::resource_exhausted(format!(
                         "the request metadata is too large ({size} bytes; the limit is \
@@ -311,23 +237,41 @@ where
                 ),
             };
         }
-        MetadataLimitFuture::Inner {
-            call: self.inner.call(request),
+        let (parts, body) = request.into_parts();
+        // Whether the message arrived in full matters only when a deadline can pass.
+        let (body, received) = match self.request_timeout {
+            Some(_) => {
+                let (body, received) = crate::deadline::TrackedBody::new(body);
+                (tonic::body::Body::new(body), received)
+            }
+            None => (
+                tonic::body::Body::new(body),
+                crate::deadline::BodyReceived::default(),
+            ),
+        };
+        let call = self.inner.call(http::Request::from_parts(parts, body));
+        GrpcCallFuture::Call {
+            call: crate::deadline::within(self.request_timeout, call),
+            received,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// See [`MetadataLimitLayer`].
-    #[project = MetadataLimitProjection]
+    /// A call under [`GrpcCall`].
+    #[project = GrpcCallProjection]
     #[derive(Debug)]
-    pub(crate) enum MetadataLimitFuture<F> {
-        Inner { #[pin] call: F },
+    pub(crate) enum GrpcCallFuture<F> {
+        Call {
+            #[pin]
+            call: crate::deadline::Within<F>,
+            received: crate::deadline::BodyReceived,
+        },
         Refused { answer: Option<http::Response<tonic::body::Body>> },
     }
 }
 
-impl<F, E> std::future::Future for MetadataLimitFuture<F>
+impl<F, E> std::future::Future for GrpcCallFuture<F>
 where
     F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>>,
 {
@@ -337,12 +281,26 @@ where
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        match self.project() {
-            MetadataLimitProjection::Inner { call } => call.poll(cx),
-            MetadataLimitProjection::Refused { answer } => {
-                std::task::Poll::Ready(Ok(answer.take().expect("polled after completion")))
+        let (call, received) = match self.project() {
+            GrpcCallProjection::Call { call, received } => (call, received),
+            GrpcCallProjection::Refused { answer } => {
+                return std::task::Poll::Ready(Ok(answer.take().expect("polled after completion")));
             }
-        }
+        };
+        call.poll(cx).map(|answer| match answer {
+            Some(answer) => answer.map(official_status_codes),
+            // The client had not sent its whole request: its fault, not the database's.
+            None if !received.is_complete() => Ok(tonic::Status::deadline_exceeded(
+                "the request message did not arrive within request_timeout_ms",
+            )
+            .into_http()),
+            None => Ok(
+                tonic::Status::from(crate::domain::error::Error::Unavailable(
+                    "the call did not finish within request_timeout_ms".into(),
+                ))
+                .into_http(),
+            ),
+        })
     }
 }
 
@@ -350,7 +308,7 @@ where
 const MESSAGE_TOO_LARGE: &str = "Error, decoded message length too large";
 
 /// Two answers tonic gives with another code than the official gRPC implementations give,
-/// corrected (applied to every answer by `tower::util::MapResponseLayer`; tonic answers
+/// corrected (applied by [`GrpcCall`] to every answer tonic's routes give; tonic answers
 /// both with its status alone, in the headers, the `Status` in the extensions):
 ///
 /// - a request message over the size limit answers RESOURCE_EXHAUSTED (tonic says
@@ -360,7 +318,7 @@ const MESSAGE_TOO_LARGE: &str = "Error, decoded message length too large";
 ///   abandoned (tonic says UNKNOWN, "h2 protocol error: error reading a body from
 ///   connection", which request metrics and traces count as a server error). Nobody
 ///   receives that answer: its connection is gone. It is counted as what it was.
-pub(crate) fn official_status_codes(
+fn official_status_codes(
     mut response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
     let Some(status) = response.extensions().get::<tonic::Status>() else {
