@@ -51,10 +51,18 @@ impl Context {
             return Err(refused("malformed token"));
         }
         let now = self.now();
-        let mac = self.hasher().mac(token);
+        // This thread's copy is found by the token's quick key; the MAC (the shards' and the
+        // database's key) is computed only when the copy does not answer.
+        let quick = self.hasher().quick_key(token);
+        let mut mac = None;
+        let mut mac_of = || *mac.get_or_insert_with(|| self.hasher().mac(token));
+        let cached = match self.cache().copy(quick, now) {
+            Some(principal) => Some(principal),
+            None => self.cache().get_from_shard(&mac_of(), quick, now),
+        };
         // A cached check that the clock has since expired falls through: the database decides
         // (and may know of an extension made by another replica).
-        if let Some(principal) = self.cache().get(&mac, now) {
+        if let Some(principal) = cached {
             if self.still_usable(&principal, now) {
                 self.require_bound_address(principal.access_token.as_ref(), token, now)?;
                 self.note_access_token_use(&principal, now);
@@ -65,12 +73,13 @@ impl Context {
                 let mut updated = (*principal).clone();
                 self.record_activity(&mut updated.session, now);
                 let updated = Arc::new(updated);
-                self.cache().touch(&mac, &updated);
+                self.cache().touch(&mac_of(), &updated);
                 return Ok(updated);
             }
             // This thread's copy must not answer again before the database has.
-            self.cache().forget_copy(&mac);
+            self.cache().forget_copy(&mac_of());
         }
+        let mac = mac_of();
         if let Some(principal) = self.stale_during_outage(&mac, token, now)? {
             return Ok(principal);
         }

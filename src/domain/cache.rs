@@ -537,6 +537,38 @@ impl PrincipalCache {
         digest: &(impl DigestKey + ?Sized),
         now: UnixMillis,
     ) -> Option<Arc<Principal>> {
+        let key = digest.key();
+        let quick = front::quick_of_digest(&key);
+        self.copy(quick, now)
+            .or_else(|| self.get_from_shard(&key, quick, now))
+    }
+
+    /// This thread's copy of the principal of the credential whose quick key
+    /// (`TokenHasher::quick_key`) is `quick`, if it has one that is fresh and the cache is
+    /// trusted. Nothing another thread writes is touched.
+    pub fn copy(&self, quick: u128, now: UnixMillis) -> Option<Arc<Principal>> {
+        if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
+            return None;
+        }
+        let lookup = front::Lookup {
+            cache: self.id,
+            epoch: self.front_epoch.load(Ordering::Acquire),
+            quick,
+        };
+        let principal = front::get(&lookup, now, self.settings.ttl_ms)?;
+        self.hits.add(1);
+        Some(principal)
+    }
+
+    /// The shard's entry for `key` (the MAC), if fresh and the cache is trusted; found twice
+    /// in a row by one thread, that thread takes a copy, found again by `quick` (see
+    /// [`PrincipalCache::copy`]). Counts the hit or the miss.
+    pub fn get_from_shard(
+        &self,
+        key: &[u8; 32],
+        quick: u128,
+        now: UnixMillis,
+    ) -> Option<Arc<Principal>> {
         if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
             return None;
         }
@@ -545,13 +577,9 @@ impl PrincipalCache {
         let lookup = front::Lookup {
             cache: self.id,
             epoch: self.front_epoch.load(Ordering::Acquire),
-            key: digest.key(),
+            quick,
         };
-        if let Some(principal) = front::get(&lookup, now, self.settings.ttl_ms) {
-            self.hits.add(1);
-            return Some(principal);
-        }
-        let key = Key(lookup.key);
+        let key = Key(*key);
         let found = {
             let shard = self.cell(&key).read();
             shard.map.get(&key).and_then(|&at| {
@@ -569,7 +597,7 @@ impl PrincipalCache {
         match found {
             Some((principal, cached_at)) => {
                 self.hits.add(1);
-                front::found_in_shard(&lookup, cached_at, &principal);
+                front::found_in_shard(&lookup, &key.0, cached_at, &principal);
                 Some(principal)
             }
             None => {
@@ -952,6 +980,46 @@ mod tests {
         copied(&c, "d1", 100);
         c.forget_copy("d1");
         assert!(Arc::ptr_eq(&c.get("d1", 100).unwrap(), &p));
+    }
+
+    #[test]
+    fn a_copy_taken_by_quick_key_answers_only_that_key_and_goes_when_forgotten_by_its_mac() {
+        let c = cache(10);
+        let p = principal("u1", "s1", Some("t1"));
+        let key = "d1".key();
+        let (quick, other_quick) = (7_u128 << 72 | 1, 7_u128 << 72 | 2);
+        c.insert("d1", &p, c.generation(), 100);
+        assert!(
+            c.copy(quick, 100).is_none(),
+            "no copy before the shard is read"
+        );
+        // Found twice in a row in the shard: the second read leaves a copy behind.
+        for _ in 0..2 {
+            assert!(Arc::ptr_eq(
+                &c.get_from_shard(&key, quick, 100).unwrap(),
+                &p
+            ));
+        }
+        let copy = c
+            .copy(quick, 100)
+            .expect("the copy answers by the quick key");
+        assert!(!Arc::ptr_eq(&copy, &p), "this thread's own copy");
+        assert!(
+            c.copy(other_quick, 100).is_none(),
+            "another quick key in the same set finds nothing"
+        );
+        assert!(
+            c.copy(quick, 1_100).is_none(),
+            "the copy expires with its entry"
+        );
+        c.forget_copy(&key);
+        assert!(c.copy(quick, 100).is_none(), "forgotten by the MAC");
+        assert!(Arc::ptr_eq(
+            &c.get_from_shard(&key, quick, 100).unwrap(),
+            &p
+        ));
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses), (4, 0));
     }
 
     #[test]

@@ -28,24 +28,21 @@ const WAYS: usize = 2;
 pub(super) const REVISIT_EVERY: u32 = 1024;
 
 /// Which lookup this is: the cache (process-unique, never 0), its epoch when the lookup
-/// began, and the key.
+/// began, and the credential's quick key (what finds a copy: see
+/// `TokenHasher::quick_key`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lookup {
     pub cache: u64,
     pub epoch: u64,
-    pub key: [u8; 32],
+    pub quick: u128,
 }
 
 impl Lookup {
     fn set(&self) -> usize {
-        set_of(&self.key)
+        // Bits 72..: a quick key made from a digest (`quick_of_digest`) takes its byte 9,
+        // another byte than the ones that place the key in a shard.
+        usize::try_from(self.quick >> 72).unwrap_or(0) & (SETS - 1)
     }
-}
-
-/// The set a key's copy goes in. Bytes 0..8 hash the shard's map and byte 8 picks the
-/// shard: another byte, so the keys of one shard spread over the sets.
-fn set_of(key: &[u8; 32]) -> usize {
-    usize::from(key[9]) & (SETS - 1)
 }
 
 #[derive(Debug)]
@@ -53,6 +50,8 @@ struct Way {
     /// 0: empty.
     cache: u64,
     epoch: u64,
+    quick: u128,
+    /// The shards' key (the MAC), for [`forget`].
     key: [u8; 32],
     cached_at: UnixMillis,
     /// None: seen once in the shard, no copy yet.
@@ -65,6 +64,7 @@ impl Way {
     const EMPTY: Way = Way {
         cache: 0,
         epoch: 0,
+        quick: 0,
         key: [0; 32],
         cached_at: 0,
         principal: None,
@@ -72,7 +72,7 @@ impl Way {
     };
 
     fn holds(&self, lookup: &Lookup) -> bool {
-        self.cache == lookup.cache && self.epoch == lookup.epoch && self.key == lookup.key
+        self.cache == lookup.cache && self.epoch == lookup.epoch && self.quick == lookup.quick
     }
 }
 
@@ -97,10 +97,15 @@ pub(super) fn get(lookup: &Lookup, now: UnixMillis, ttl_ms: i64) -> Option<Arc<P
     })
 }
 
-/// Notes that the shard had `principal`, cached at `cached_at`, for `lookup`: the second
-/// time in a row for the same entry, this thread takes a copy; otherwise the key is
-/// remembered (in place of the way least worth keeping) to be copied if it comes again.
-pub(super) fn found_in_shard(lookup: &Lookup, cached_at: UnixMillis, principal: &Principal) {
+/// Notes that the shard had `principal`, cached at `cached_at`, under `key` for `lookup`:
+/// the second time in a row for the same entry, this thread takes a copy; otherwise the key
+/// is remembered (in place of the way least worth keeping) to be copied if it comes again.
+pub(super) fn found_in_shard(
+    lookup: &Lookup,
+    key: &[u8; 32],
+    cached_at: UnixMillis,
+    principal: &Principal,
+) {
     FRONT.with_borrow_mut(|front| {
         let set = &mut front[lookup.set()];
         if let Some(way) = set
@@ -119,7 +124,11 @@ pub(super) fn found_in_shard(lookup: &Lookup, cached_at: UnixMillis, principal: 
             .min_by_key(|&i| {
                 let way = &set[i];
                 let current = way.cache == lookup.cache && way.epoch == lookup.epoch;
-                match (way.key == lookup.key && current, current, &way.principal) {
+                match (
+                    way.quick == lookup.quick && current,
+                    current,
+                    &way.principal,
+                ) {
                     (true, _, _) => (0, 0),
                     (false, false, _) => (1, 0),
                     (false, true, None) => (2, 0),
@@ -130,7 +139,8 @@ pub(super) fn found_in_shard(lookup: &Lookup, cached_at: UnixMillis, principal: 
         set[at] = Way {
             cache: lookup.cache,
             epoch: lookup.epoch,
-            key: lookup.key,
+            quick: lookup.quick,
+            key: *key,
             cached_at,
             principal: None,
             hits: 0,
@@ -138,13 +148,22 @@ pub(super) fn found_in_shard(lookup: &Lookup, cached_at: UnixMillis, principal: 
     });
 }
 
-/// Drops this thread's copy for `key` in cache `cache`, if any.
+/// Drops this thread's copy for the shards' `key` in cache `cache`, if any (a rare path: it
+/// looks in every set).
 pub(super) fn forget(cache: u64, key: &[u8; 32]) {
     FRONT.with_borrow_mut(|front| {
-        for way in &mut front[set_of(key)] {
+        for way in front.iter_mut().flatten() {
             if way.cache == cache && way.key == *key {
                 *way = Way::EMPTY;
             }
         }
     });
+}
+
+/// The quick key of a lookup by digest alone (no token at hand): the digest's first 16
+/// bytes. It finds only copies taken by lookups by digest.
+pub(super) fn quick_of_digest(key: &[u8; 32]) -> u128 {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&key[..16]);
+    u128::from_le_bytes(bytes)
 }
