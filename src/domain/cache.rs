@@ -547,14 +547,7 @@ impl PrincipalCache {
     /// (`TokenHasher::quick_key`) is `quick`, if it has one that is fresh and the cache is
     /// trusted. Nothing another thread writes is touched.
     pub fn copy(&self, quick: u128, now: UnixMillis) -> Option<Arc<Principal>> {
-        if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
-            return None;
-        }
-        let lookup = front::Lookup {
-            cache: self.id,
-            epoch: self.front_epoch.load(Ordering::Acquire),
-            quick,
-        };
+        let lookup = self.lookup(quick)?;
         let principal = front::get(&lookup, now, self.settings.ttl_ms)?;
         self.hits.add(1);
         Some(principal)
@@ -569,16 +562,9 @@ impl PrincipalCache {
         quick: u128,
         now: UnixMillis,
     ) -> Option<Arc<Principal>> {
-        if !self.settings.enable || !self.trusted.load(Ordering::Acquire) {
-            return None;
-        }
         // The epoch before the shard is read: a copy taken from a read that raced with a
         // change carries the epoch the change then retires.
-        let lookup = front::Lookup {
-            cache: self.id,
-            epoch: self.front_epoch.load(Ordering::Acquire),
-            quick,
-        };
+        let lookup = self.lookup(quick)?;
         let key = Key(*key);
         let found = {
             let shard = self.cell(&key).read();
@@ -605,6 +591,15 @@ impl PrincipalCache {
                 None
             }
         }
+    }
+
+    /// A lookup of `quick` in the current epoch, if the cache is on and trusted.
+    fn lookup(&self, quick: u128) -> Option<front::Lookup> {
+        (self.settings.enable && self.trusted.load(Ordering::Acquire)).then(|| front::Lookup {
+            cache: self.id,
+            epoch: self.front_epoch.load(Ordering::Acquire),
+            quick,
+        })
     }
 
     /// Drops this thread's copy of `digest`'s entry: its principal turned out unusable
