@@ -14,6 +14,8 @@ use std::{
     time::Duration,
 };
 
+use crate::domain::lifecycle::RequestOrigin;
+
 /// Runs `future` to completion, or gives up (`None`) once it has waited `limit` (never
 /// without one).
 pub(crate) fn within<F: Future>(limit: impl Into<Option<Duration>>, future: F) -> Within<F> {
@@ -63,33 +65,73 @@ impl<F: Future> Future for Within<F> {
 #[derive(Debug)]
 pub(crate) struct TrackedBody<B> {
     inner: B,
-    received: Option<Arc<AtomicBool>>,
+    flag: Flag,
+}
+
+/// Where a [`TrackedBody`] notes that it arrived in full.
+#[derive(Debug, Clone, Default)]
+enum Flag {
+    /// Nothing to note: an empty body, or a body already noted.
+    #[default]
+    Nothing,
+    /// A flag shared with the [`BodyReceived`] (REST: the deadline is applied outside the
+    /// request's origin).
+    Shared(Arc<AtomicBool>),
+    /// The request's origin ([`RequestOrigin::note_request_received`]): gRPC, where the
+    /// deadline and the body are both polled inside the request layer's scope. No
+    /// allocation, and nothing asked of the body after each frame.
+    Origin,
 }
 
 /// Whether a [`TrackedBody`] was received in full. The default is a body with nothing left to
 /// receive (a request without one).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct BodyReceived(Option<Arc<AtomicBool>>);
+pub(crate) struct BodyReceived(Flag);
 
 impl BodyReceived {
     /// Whether the client had sent the whole body (an empty body counts as sent).
     pub(crate) fn is_complete(&self) -> bool {
-        self.0
-            .as_ref()
-            .is_none_or(|flag| flag.load(Ordering::Relaxed))
+        match &self.0 {
+            Flag::Nothing => true,
+            Flag::Shared(flag) => flag.load(Ordering::Relaxed),
+            Flag::Origin => RequestOrigin::request_received(),
+        }
     }
 }
 
 impl<B: http_body::Body> TrackedBody<B> {
     /// Wraps `inner`; an empty body (most GETs) needs no shared flag.
     pub(crate) fn new(inner: B) -> (Self, BodyReceived) {
-        let received = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let flag = if inner.is_end_stream() {
+            Flag::Nothing
+        } else {
+            Flag::Shared(Arc::new(AtomicBool::new(false)))
+        };
         (
             Self {
                 inner,
-                received: received.clone(),
+                flag: flag.clone(),
             },
-            BodyReceived(received),
+            BodyReceived(flag),
+        )
+    }
+
+    /// Wraps `inner`, to be read inside the request's origin scope and read to its end (as
+    /// tonic reads a unary or server-streaming call's request, trailers included, before its
+    /// handler runs): its end is noted in the origin, where the answer's `BodyReceived`
+    /// looks, from inside the same scope.
+    pub(crate) fn noted_in_origin(inner: B) -> (Self, BodyReceived) {
+        let flag = if inner.is_end_stream() {
+            Flag::Nothing
+        } else {
+            Flag::Origin
+        };
+        (
+            Self {
+                inner,
+                flag: flag.clone(),
+            },
+            BodyReceived(flag),
         )
     }
 }
@@ -103,9 +145,24 @@ impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let ended = matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream();
-        if ended && let Some(flag) = &self.received {
-            flag.store(true, Ordering::Relaxed);
+        match &self.flag {
+            Flag::Nothing => {}
+            Flag::Shared(flag) => {
+                if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+            Flag::Origin => {
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(frame))) => frame.is_trailers(),
+                    _ => false,
+                };
+                if ended {
+                    RequestOrigin::note_request_received();
+                    self.flag = Flag::Nothing;
+                }
+            }
         }
         polled
     }
@@ -122,6 +179,35 @@ impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_noted_in_the_origin_is_complete_once_read_to_its_end_in_the_scope() {
+        use http_body_util::{BodyExt as _, Empty, Full};
+        RequestOrigin::default()
+            .scope(async {
+                let full = Full::new(bytes::Bytes::from_static(b"abc"));
+                let (mut body, received) = TrackedBody::noted_in_origin(full);
+                assert!(!received.is_complete(), "nothing read yet");
+                assert!(
+                    body.frame()
+                        .await
+                        .is_some_and(|f| f.is_ok_and(|f| f.is_data()))
+                );
+                assert!(!received.is_complete(), "its end not read yet");
+                assert!(body.frame().await.is_none());
+                assert!(received.is_complete());
+            })
+            .await;
+        RequestOrigin::default()
+            .scope(async {
+                let (_, received) = TrackedBody::noted_in_origin(Empty::<bytes::Bytes>::new());
+                assert!(
+                    received.is_complete(),
+                    "an empty body has nothing to wait for"
+                );
+            })
+            .await;
+    }
 
     #[tokio::test]
     async fn a_ready_future_needs_no_timer_and_a_stuck_one_is_cut_off() {

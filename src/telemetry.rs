@@ -647,6 +647,7 @@ where
                 .map(shared_user_agent),
             request_id: Some(request_id),
             credential_expiry: Cell::new(0),
+            request_received: Cell::new(false),
         };
         // The REST envelope and the gateway endpoints read the id from the request; gRPC
         // handlers only through the origin (an insert would grow the extension map).

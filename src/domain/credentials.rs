@@ -44,10 +44,15 @@ pub fn authorization_header_token(value: &str) -> Option<&str> {
 /// A token as presented in a cookie, header or query parameter: truncated to 50 characters
 /// as Mattermost does; `None` when empty.
 pub fn presented_token(raw: &str) -> Option<PlainToken> {
-    let end = raw
-        .char_indices()
-        .nth(MAX_PRESENTED_TOKEN_CHARS)
-        .map_or(raw.len(), |(at, _)| at);
+    // No more bytes than the limit means no more characters (every token this service
+    // mints): nothing to count.
+    let end = if raw.len() <= MAX_PRESENTED_TOKEN_CHARS {
+        raw.len()
+    } else {
+        raw.char_indices()
+            .nth(MAX_PRESENTED_TOKEN_CHARS)
+            .map_or(raw.len(), |(at, _)| at)
+    };
     (end > 0).then(|| PlainToken::from_presented(&raw[..end]))
 }
 
@@ -288,6 +293,17 @@ mod tests {
         assert_eq!(parsed("Beäre x"), None);
         assert_eq!(parsed("Beaäer x"), None);
         assert_eq!(parsed("Bearerä"), None);
+    }
+
+    #[test]
+    fn a_presented_token_is_cut_to_50_characters_not_bytes() {
+        let cut = |raw: &str| presented_token(raw).map(|t| t.expose().to_owned());
+        assert_eq!(cut(""), None);
+        assert_eq!(cut(&"a".repeat(50)), Some("a".repeat(50)));
+        assert_eq!(cut(&"a".repeat(51)), Some("a".repeat(50)));
+        // 30 two-byte characters: 60 bytes, under 50 characters, kept whole.
+        assert_eq!(cut(&"ä".repeat(30)), Some("ä".repeat(30)));
+        assert_eq!(cut(&"ä".repeat(60)), Some("ä".repeat(50)));
     }
 
     #[test]

@@ -214,6 +214,9 @@ pub struct RequestOrigin {
     /// back by the request layer for the response's `token-expiration` header. A copy made
     /// for a nested scope notes its own.
     pub credential_expiry: std::cell::Cell<UnixMillis>,
+    /// Whether the request's body had arrived in full (noted by the gRPC deadline's body
+    /// wrapper, `deadline::TrackedBody::noted_in_origin`; unused elsewhere).
+    pub request_received: std::cell::Cell<bool>,
 }
 
 impl RequestOrigin {
@@ -226,6 +229,20 @@ impl RequestOrigin {
     /// can hold unboxed; its `take_value` gives the origin back once `future` is done.
     pub fn scoped<F: Future>(self, future: F) -> tokio::task::futures::TaskLocalFuture<Self, F> {
         ORIGIN.scope(self, future)
+    }
+
+    /// Notes that the current request's body arrived in full (see
+    /// [`RequestOrigin::request_received`]); nothing outside a request.
+    pub fn note_request_received() {
+        let _ = ORIGIN.try_with(|origin| origin.request_received.set(true));
+    }
+
+    /// Whether the current request's body was noted as arrived in full; true outside a
+    /// request (nothing is known to be missing).
+    pub fn request_received() -> bool {
+        ORIGIN
+            .try_with(|origin| origin.request_received.get())
+            .unwrap_or(true)
     }
 
     /// Notes, for the current request, when its caller's credential expires (see

@@ -100,7 +100,7 @@ impl Authorization for ExtAuthzApi {
         });
         let token = request
             .metadata()
-            .get("authorization")
+            .get(&*super::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_authorization_header);
         let gateway = Gateway {

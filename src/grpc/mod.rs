@@ -132,6 +132,12 @@ pub(crate) fn served_method_paths() -> std::collections::HashSet<String> {
     paths
 }
 
+/// The `authorization` metadata key, made once: looked up by a string, the name is parsed
+/// on every call.
+pub(crate) static AUTHORIZATION: std::sync::LazyLock<
+    tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+> = std::sync::LazyLock::new(|| tonic::metadata::MetadataKey::from_static("authorization"));
+
 /// What every gRPC call passes through between the request layer (telemetry) and tonic's
 /// routes, in one service with one unboxed future (each layer of its own moved the call's
 /// future once more and added a poll):
@@ -238,10 +244,11 @@ where
             };
         }
         let (parts, body) = request.into_parts();
-        // Whether the message arrived in full matters only when a deadline can pass.
+        // Whether the message arrived in full matters only when a deadline can pass. The
+        // body is read, and the deadline polled, inside the request layer's origin scope.
         let (body, received) = match self.request_timeout {
             Some(_) => {
-                let (body, received) = crate::deadline::TrackedBody::new(body);
+                let (body, received) = crate::deadline::TrackedBody::noted_in_origin(body);
                 (tonic::body::Body::new(body), received)
             }
             None => (

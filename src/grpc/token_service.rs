@@ -64,7 +64,7 @@ impl TokenServiceApi {
         }
         let token = request
             .metadata()
-            .get("authorization")
+            .get(&*super::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_authorization_header)
             .ok_or_else(|| Error::Unauthenticated {
