@@ -102,18 +102,7 @@ impl BodyReceived {
 impl<B: http_body::Body> TrackedBody<B> {
     /// Wraps `inner`; an empty body (most GETs) needs no shared flag.
     pub(crate) fn new(inner: B) -> (Self, BodyReceived) {
-        let flag = if inner.is_end_stream() {
-            Flag::Nothing
-        } else {
-            Flag::Shared(Arc::new(AtomicBool::new(false)))
-        };
-        (
-            Self {
-                inner,
-                flag: flag.clone(),
-            },
-            BodyReceived(flag),
-        )
+        Self::noting_in(inner, || Flag::Shared(Arc::new(AtomicBool::new(false))))
     }
 
     /// Wraps `inner`, to be read inside the request's origin scope and read to its end (as
@@ -121,10 +110,15 @@ impl<B: http_body::Body> TrackedBody<B> {
     /// handler runs): its end is noted in the origin, where the answer's `BodyReceived`
     /// looks, from inside the same scope.
     pub(crate) fn noted_in_origin(inner: B) -> (Self, BodyReceived) {
+        Self::noting_in(inner, || Flag::Origin)
+    }
+
+    /// Wraps `inner` to note its end in `flag()`, unless it has nothing to receive.
+    fn noting_in(inner: B, flag: impl FnOnce() -> Flag) -> (Self, BodyReceived) {
         let flag = if inner.is_end_stream() {
             Flag::Nothing
         } else {
-            Flag::Origin
+            flag()
         };
         (
             Self {

@@ -56,10 +56,10 @@ impl Context {
         let quick = self.hasher().quick_key(token);
         let mut mac = None;
         let mut mac_of = || *mac.get_or_insert_with(|| self.hasher().mac(token));
-        let cached = match self.cache().copy(quick, now) {
-            Some(principal) => Some(principal),
-            None => self.cache().get_from_shard(&mac_of(), quick, now),
-        };
+        let cached = self
+            .cache()
+            .copy(quick, now)
+            .or_else(|| self.cache().get_from_shard(&mac_of(), quick, now));
         // A cached check that the clock has since expired falls through: the database decides
         // (and may know of an extension made by another replica).
         if let Some(principal) = cached {
