@@ -708,13 +708,12 @@ pub async fn serve_http(
     settings: Http1Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    use hyper_util::{
-        rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService,
-    };
+    use hyper_util::rt::TokioIo;
     use tower::{Layer as _, ServiceExt as _};
 
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver: `closed` resolves once every connection has ended.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // No timer for hyper: its header read timeout arms a timer for every request head
     // (an allocation, a clock read and two trips through the timer wheel per request). The
     // connection's own watch enforces it instead, looking at the count of requests in
@@ -740,32 +739,37 @@ pub async fn serve_http(
                     request
                 }),
         );
-        let service = TowerToHyperService::new(app);
-        let watcher = graceful.watcher();
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let mut stop = stop_rx.clone();
         let builder = builder.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            // The head of the next request is due within the timeout of the connection's
-            // start or of its last answer: a connection without a request in flight for
-            // that long (silent, trickling a head, or idle between requests) is closed.
-            let head_overdue = async {
+            // What ends a connection early: the server's shutdown (gracefully), or no
+            // request head within the timeout of the connection's start or of its last
+            // answer (a connection silent, trickling a head, or idle between requests for
+            // that long is closed).
+            // Borrowed, not moved in: the receiver must live as long as the connection (the
+            // server's drain waits for every receiver to be dropped), not end with the wait.
+            let mut shutdown = std::pin::pin!(async {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            let mut overdue = std::pin::pin!(async move {
                 if activity.idle_or_closed(Some(header_read_timeout)).await == Ended::Idle {
                     debug!(%peer, "no request head in time: closing the HTTP connection");
                 }
+            });
+            let Some(acceptor) = tls else {
+                let served = builder.serve_connection(TokioIo::new(connection), service);
+                if let Err(e) = Watched::new(served, shutdown, overdue).await {
+                    debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+                return;
             };
-            let served = async {
-                let Some(acceptor) = tls else {
-                    let served = builder.serve_connection(TokioIo::new(connection), service);
-                    if let Err(e) = watcher.watch(served).await {
-                        debug!(%peer, error = %e, "HTTP connection ended with an error");
-                    }
-                    return;
-                };
-                let handshake = tokio::time::timeout(
-                    crate::tls::HANDSHAKE_TIMEOUT,
-                    acceptor.accept(connection),
-                );
-                let stream = match handshake.await {
+            let handshake =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(connection));
+            let stream = tokio::select! {
+                biased;
+                handshake = handshake => match handshake {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
                         debug!(%peer, error = %e, "TLS handshake failed");
@@ -775,22 +779,116 @@ pub async fn serve_http(
                         debug!(%peer, "TLS handshake timed out");
                         return;
                     }
-                };
-                let served = builder.serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(served).await {
-                    debug!(%peer, error = %e, "HTTPS connection ended with an error");
-                }
+                },
+                // A connection not yet serving just ends.
+                () = shutdown.as_mut() => return,
+                () = overdue.as_mut() => return,
             };
-            tokio::select! {
-                biased;
-                () = served => {}
-                () = head_overdue => {}
+            let served = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = Watched::new(served, shutdown, overdue).await {
+                debug!(%peer, error = %e, "HTTPS connection ended with an error");
             }
         });
     }
     drop(acceptor);
-    graceful.shutdown().await;
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
     Ok(())
+}
+
+pin_project_lite::pin_project! {
+    /// An HTTP/1 connection's server and its two watches (`shutdown`: close gracefully;
+    /// `overdue`: close now), polled so that the watches are polled only when something
+    /// they wait on woke the task, not on every read and write of the connection (a
+    /// `select!` polls every branch on every wake-up).
+    struct Watched<C, S, O> {
+        #[pin]
+        served: C,
+        // `None` once it has fired.
+        shutdown: Option<S>,
+        overdue: O,
+        woken: Arc<WatchWaker>,
+        // The watches' waker (wakes this task and notes that the watches are due a poll).
+        watch_waker: std::task::Waker,
+        // The task waker last handed to `woken`.
+        task: Option<std::task::Waker>,
+    }
+}
+
+/// See [`Watched`]: notes that the watch was woken, and wakes the connection's task.
+#[derive(Debug, Default)]
+struct WatchWaker {
+    woken: AtomicBool,
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for WatchWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl<C, S, O> Watched<C, S, O> {
+    fn new(served: C, shutdown: S, overdue: O) -> Self {
+        let woken = Arc::new(WatchWaker {
+            // The first poll polls the watches too.
+            woken: AtomicBool::new(true),
+            task: std::sync::Mutex::new(None),
+        });
+        Self {
+            served,
+            shutdown: Some(shutdown),
+            overdue,
+            watch_waker: std::task::Waker::from(Arc::clone(&woken)),
+            woken,
+            task: None,
+        }
+    }
+}
+
+impl<C, S, O> Future for Watched<C, S, O>
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+    S: Future<Output = ()> + Unpin,
+    O: Future<Output = ()> + Unpin,
+{
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // A plain load first: the swap is a locked instruction, and the watches are rarely
+        // due.
+        let due = this.woken.woken.load(Ordering::Acquire)
+            && this.woken.woken.swap(false, Ordering::AcqRel);
+        // The task's waker is handed over again after each wake-up (which takes it), or if
+        // the task's waker changed.
+        if due || !this.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            *this.task = Some(cx.waker().clone());
+            *this.woken.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        }
+        if due {
+            let mut watching = Context::from_waker(this.watch_waker);
+            if Pin::new(&mut *this.overdue).poll(&mut watching).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(shutdown) = this.shutdown.as_mut()
+                && Pin::new(shutdown).poll(&mut watching).is_ready()
+            {
+                *this.shutdown = None;
+                this.served.as_mut().graceful_shutdown();
+            }
+        }
+        this.served.poll(cx)
+    }
 }
 
 #[cfg(test)]
