@@ -7,7 +7,7 @@
 
 use axum::{
     extract::FromRequestParts,
-    http::{Method, request::Parts},
+    http::{HeaderName, Method, header, request::Parts},
 };
 
 use super::{RestState, error::ApiError};
@@ -22,22 +22,29 @@ use crate::domain::{
 #[derive(Debug)]
 pub(crate) struct Authenticated(pub(crate) Caller);
 
-/// The parts of `parts` that carry a credential; a write unless the method is GET.
-fn presented(parts: &Parts) -> PresentedRequest<'_> {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+/// `X-CSRF-Token` and `X-Requested-With`, named once (a lookup by `&str` parses and
+/// lowercases the name on every request).
+const CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
+const REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+
+/// The parts of `parts` that carry a credential. The CSRF headers are read for a write only:
+/// nothing else looks at them.
+fn presented(parts: &Parts, write: bool) -> PresentedRequest<'_> {
+    let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let for_write = |name: &HeaderName| if write { header(name) } else { None };
     PresentedRequest {
         cookie_headers: parts
             .headers
-            .get_all(axum::http::header::COOKIE)
+            .get_all(header::COOKIE)
             .iter()
             .map(|v| v.as_bytes())
             .collect(),
         // Go's Header.Get: the first Authorization header.
-        authorization: header(axum::http::header::AUTHORIZATION.as_str()),
+        authorization: header(&header::AUTHORIZATION),
         query: parts.uri.query(),
-        write: parts.method != Method::GET,
-        csrf_header: header("X-CSRF-Token"),
-        requested_with: header("X-Requested-With"),
+        write,
+        csrf_header: for_write(&CSRF_TOKEN),
+        requested_with: for_write(&REQUESTED_WITH),
     }
 }
 
@@ -71,10 +78,7 @@ pub(super) fn presented_credential(
     parts: &Parts,
     write: bool,
 ) -> Option<(PlainToken, Presentation<'_>)> {
-    let request = PresentedRequest {
-        write,
-        ..presented(parts)
-    };
+    let request = presented(parts, write);
     let (raw, location) = request.find_token()?;
     let token = presented_token(&raw)?;
     Some((token, request.presentation(location)))

@@ -160,11 +160,22 @@ fn json_ending(
     value: &impl serde::Serialize,
     end: &[u8],
 ) -> Result<Response, ApiError> {
-    let mut body = Vec::with_capacity(1024);
+    let mut body = answer_buffer();
     if serde_json::to_writer(&mut body, value).is_err() {
         return Err(ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR));
     }
     body.extend_from_slice(end);
+    Ok(json_written(status, body))
+}
+
+/// The buffer a JSON answer is written into (for [`json_written`]).
+pub(crate) fn answer_buffer() -> Vec<u8> {
+    Vec::with_capacity(1024)
+}
+
+/// A JSON answer already written into `body` (see [`answer_buffer`]), as [`json_answer`]
+/// makes it.
+pub(crate) fn json_written(status: StatusCode, mut body: Vec<u8>) -> Response {
     // Length equals capacity: the bytes become the body as they are (the allocator
     // shrinks a block in place when the answer fills at least half of it).
     body.shrink_to_fit();
@@ -176,7 +187,7 @@ fn json_ending(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(response)
+    response
 }
 
 /// The answer as Mattermost writes it: an AppError body for every failure, and its headers.

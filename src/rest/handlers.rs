@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::{
     RestState,
     auth::{Authenticated, MaybeAuthenticated},
-    envelope::{json_answer, json_line},
+    envelope::{self, json_answer, json_line},
     error::ApiError,
     go_compat,
     json::{
@@ -641,7 +641,14 @@ pub(crate) async fn watch_events(
 
 pub(crate) async fn get_me(Authenticated(caller): Authenticated) -> ApiResult {
     let user = users::get_me(&caller)?;
-    ok_json(UserJson::from(user))
+    Ok(user_answer(StatusCode::OK, user))
+}
+
+/// A user's JSON answer, written by [`UserJson::write_json`].
+fn user_answer(status: StatusCode, user: &crate::domain::model::User) -> Response {
+    let mut body = envelope::answer_buffer();
+    UserJson::from(user).write_json(&mut body);
+    envelope::json_written(status, body)
 }
 
 pub(crate) async fn get_user(
@@ -650,7 +657,7 @@ pub(crate) async fn get_user(
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
     let user = users::get_user(&state.ctx, &caller, &user_id).await?;
-    ok_json(UserJson::from(&user))
+    Ok(user_answer(StatusCode::OK, &user))
 }
 
 pub(crate) async fn get_user_by_username(
@@ -659,7 +666,7 @@ pub(crate) async fn get_user_by_username(
     Authenticated(caller): Authenticated,
 ) -> ApiResult {
     let user = users::get_user_by_username(&state.ctx, &caller, &username).await?;
-    ok_json(UserJson::from(&user))
+    Ok(user_answer(StatusCode::OK, &user))
 }
 
 /// What Go's `http.SetCookie` writes for the other two cookies of Mattermost's
@@ -735,7 +742,7 @@ pub(crate) async fn create_user(
 ) -> ApiResult {
     let user: NewUserJson = body.decode("user")?;
     let user = users::create_user(&state.ctx, &caller, user.into()).await?;
-    json_answer(StatusCode::CREATED, &UserJson::from(&user))
+    Ok(user_answer(StatusCode::CREATED, &user))
 }
 
 pub(crate) async fn update_user_roles(
