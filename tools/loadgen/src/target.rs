@@ -11,7 +11,7 @@ use std::{
 use token_service::{
     admin,
     cli::AdminAction,
-    config::{Config, Secret},
+    config::{Config, Overrides, Secret},
     pb::{self, token_service_client::TokenServiceClient},
     server::{self, RunningServer},
 };
@@ -52,12 +52,19 @@ impl Target {
         tweak: impl FnOnce(&mut Config),
     ) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("loadgen-{}", run_id()));
+        // `TOKEN_SERVICE_*` variables apply as they do to the server, so that what a setting
+        // costs can be measured (`TOKEN_SERVICE_CONNECTIONS__HTTP2_KEEPALIVE_INTERVAL=0`).
+        let (from_env, report) = Config::load(None, &Overrides::default())
+            .map_err(|e| format!("the target's configuration: {e}"))?;
+        for name in report.unknown_env_vars {
+            eprintln!("warning: {name} matches no setting");
+        }
         let mut config = Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: dir.join("data"),
             server_key: Some(Secret::new(BENCH_SERVER_KEY)),
-            ..Config::default()
+            ..from_env
         };
         tweak(&mut config);
         let database_url = config.effective_database_url().expose().to_owned();
