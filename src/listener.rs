@@ -150,6 +150,36 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a new connection has to send its first bytes (`None`: no limit here).
     pub first_bytes_timeout: Option<Duration>,
+    /// TCP keep-alive of each connection (`None`: off).
+    pub keepalive: Option<TcpKeepalive>,
+}
+
+/// TCP keep-alive: the kernel probes a connection silent for `idle`, and closes one whose
+/// probes, or data sent, go unanswered for `timeout` (`TCP_USER_TIMEOUT`; the probes are
+/// sent a quarter of it apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub idle: Duration,
+    pub timeout: Duration,
+}
+
+/// Probes sent before a silent connection is given up (with `TCP_USER_TIMEOUT` set, the
+/// kernel gives up once `timeout` has passed with a probe unanswered, whichever is first).
+const KEEPALIVE_PROBES: u32 = 4;
+
+impl TcpKeepalive {
+    /// Sets the options on `tcp`.
+    fn apply(&self, tcp: &TcpStream) -> io::Result<()> {
+        let socket = socket2::SockRef::from(tcp);
+        let interval = (self.timeout / KEEPALIVE_PROBES).max(Duration::from_secs(1));
+        socket.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(self.idle)
+                .with_interval(interval)
+                .with_retries(KEEPALIVE_PROBES),
+        )?;
+        socket.set_tcp_user_timeout(Some(self.timeout))
+    }
 }
 
 /// Bytes that end the first-bytes deadline: the HTTP/2 connection preface.
@@ -186,7 +216,7 @@ impl Acceptor {
     }
 
     /// The next connection (with `TCP_NODELAY`: answers go out at once, not when Nagle's
-    /// algorithm decides) and its peer. Waits while the listener is at its limit; never
+    /// algorithm decides; and TCP keep-alive when the limits ask for it) and its peer. Waits while the listener is at its limit; never
     /// fails.
     pub async fn accept(&mut self) -> (Connection, SocketAddr) {
         let permit = match self.permits.clone().try_acquire_owned() {
@@ -210,6 +240,11 @@ impl Acceptor {
                 Ok((tcp, peer)) => {
                     self.backoff.succeeded();
                     let _ = tcp.set_nodelay(true);
+                    if let Some(keepalive) = &self.limits.keepalive
+                        && let Err(e) = keepalive.apply(&tcp)
+                    {
+                        debug!(%peer, error = %e, "could not set TCP keep-alive");
+                    }
                     let connection = Connection::new(
                         tcp,
                         permit,
@@ -930,5 +965,60 @@ mod tests {
         };
         assert_eq!(activity.idle_or_closed(None).await, Ended::Closed);
         closing.await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod keepalive_tests {
+    use super::*;
+
+    async fn accepted(keepalive: Option<TcpKeepalive>) -> Connection {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut acceptor = Acceptor::new(
+            listener,
+            Listener::Grpc,
+            Arc::new(ListenerStats::default()),
+            Limits {
+                max_connections: 4,
+                first_bytes_timeout: None,
+                keepalive,
+            },
+        );
+        let _client = TcpStream::connect(addr).await.unwrap();
+        acceptor.accept().await.0
+    }
+
+    #[tokio::test]
+    async fn an_accepted_connection_carries_the_keepalive_it_is_configured_with() {
+        let connection = accepted(Some(TcpKeepalive {
+            idle: Duration::from_secs(45),
+            timeout: Duration::from_secs(20),
+        }))
+        .await;
+        let socket = socket2::SockRef::from(&connection.tcp);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(20))
+        );
+        assert!(socket.tcp_nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn without_keepalive_an_accepted_connection_is_not_probed() {
+        let connection = accepted(None).await;
+        let socket = socket2::SockRef::from(&connection.tcp);
+        assert!(!socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_user_timeout().unwrap(), None);
     }
 }

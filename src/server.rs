@@ -29,7 +29,7 @@ use crate::{
     },
     grpc,
     health::{CheckState, Health, Readiness},
-    listener::{Acceptor, Limits, Listener, ListenerStats},
+    listener::{Acceptor, Limits, Listener, ListenerStats, TcpKeepalive},
     rest,
     store::{PoolOptions, Store},
     telemetry::RequestLayer,
@@ -639,17 +639,24 @@ fn acceptors(
     http: TcpListener,
     management: Option<TcpListener>,
 ) -> (Acceptor, Acceptor, Option<Acceptor>) {
-    let max_connections = config.connections.max_per_listener;
+    let connections = &config.connections;
+    let max_connections = connections.max_per_listener;
+    let keepalive = (connections.tcp_keepalive_interval.millis() > 0).then(|| TcpKeepalive {
+        idle: Duration::from_millis(connections.tcp_keepalive_interval.millis()),
+        timeout: Duration::from_millis(connections.tcp_keepalive_timeout.millis()),
+    });
     let http_limits = Limits {
         max_connections,
         // hyper's header read timeout runs from the accept.
         first_bytes_timeout: None,
+        keepalive,
     };
     let grpc_limits = Limits {
         max_connections,
         first_bytes_timeout: Some(Duration::from_millis(
-            config.connections.grpc_preface_timeout.millis(),
+            connections.grpc_preface_timeout.millis(),
         )),
+        keepalive,
     };
     (
         Acceptor::new(grpc, Listener::Grpc, stats.clone(), grpc_limits),

@@ -363,6 +363,49 @@ fn the_grpc_idle_timeout_defaults_to_5m_may_be_off_and_is_checked() {
 }
 
 #[test]
+fn connections_are_kept_alive_by_tcp_probes_by_default_not_http2_pings() {
+    let (c, _) = Config::load_from(None, &Overrides::default(), env(&[])).unwrap();
+    assert_eq!(c.connections.tcp_keepalive_interval.millis(), 60_000);
+    assert_eq!(c.connections.tcp_keepalive_timeout.millis(), 20_000);
+    assert_eq!(c.connections.http2_keepalive_interval.millis(), 0);
+    let (c, _) = Config::load_from(
+        None,
+        &Overrides::default(),
+        env(&[
+            ("TOKEN_SERVICE_CONNECTIONS__TCP_KEEPALIVE_INTERVAL", "0"),
+            ("TOKEN_SERVICE_CONNECTIONS__TCP_KEEPALIVE_TIMEOUT", "5s"),
+            ("TOKEN_SERVICE_CONNECTIONS__HTTP2_KEEPALIVE_INTERVAL", "30s"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.connections.tcp_keepalive_interval.millis(), 0);
+    assert_eq!(c.connections.tcp_keepalive_timeout.millis(), 5_000);
+    assert_eq!(c.connections.http2_keepalive_interval.millis(), 30_000);
+    for (name, value, rule) in [
+        (
+            "TCP_KEEPALIVE_INTERVAL",
+            "500ms",
+            "connections.tcp_keepalive_interval: must be 0 (off) or between 1s and 1d",
+        ),
+        (
+            "TCP_KEEPALIVE_TIMEOUT",
+            "0",
+            "connections.tcp_keepalive_timeout: must be between 1s and 10m",
+        ),
+        (
+            "TCP_KEEPALIVE_TIMEOUT",
+            "11m",
+            "connections.tcp_keepalive_timeout: must be between 1s and 10m",
+        ),
+    ] {
+        let var = format!("TOKEN_SERVICE_CONNECTIONS__{name}");
+        let err =
+            Config::load_from(None, &Overrides::default(), env(&[(&var, value)])).unwrap_err();
+        assert!(err.contains(rule), "{var}={value}: {err}");
+    }
+}
+
+#[test]
 fn the_check_connections_are_read_from_env_and_must_be_at_least_one() {
     let e = env(&[("TOKEN_SERVICE_POOL__CHECK_CONNECTIONS", "3")]);
     let (c, _) = Config::load_from(None, &Overrides::default(), e).unwrap();
