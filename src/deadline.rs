@@ -102,23 +102,10 @@ impl BodyReceived {
 impl<B: http_body::Body> TrackedBody<B> {
     /// Wraps `inner`; an empty body (most GETs) needs no shared flag.
     pub(crate) fn new(inner: B) -> (Self, BodyReceived) {
-        Self::noting_in(inner, || Flag::Shared(Arc::new(AtomicBool::new(false))))
-    }
-
-    /// Wraps `inner`, to be read inside the request's origin scope and read to its end (as
-    /// tonic reads a unary or server-streaming call's request, trailers included, before its
-    /// handler runs): its end is noted in the origin, where the answer's `BodyReceived`
-    /// looks, from inside the same scope.
-    pub(crate) fn noted_in_origin(inner: B) -> (Self, BodyReceived) {
-        Self::noting_in(inner, || Flag::Origin)
-    }
-
-    /// Wraps `inner` to note its end in `flag()`, unless it has nothing to receive.
-    fn noting_in(inner: B, flag: impl FnOnce() -> Flag) -> (Self, BodyReceived) {
         let flag = if inner.is_end_stream() {
             Flag::Nothing
         } else {
-            flag()
+            Flag::Shared(Arc::new(AtomicBool::new(false)))
         };
         (
             Self {
@@ -126,6 +113,24 @@ impl<B: http_body::Body> TrackedBody<B> {
                 flag: flag.clone(),
             },
             BodyReceived(flag),
+        )
+    }
+
+    /// Wraps `inner`, to be read inside the request's origin scope and read to its end (as
+    /// tonic reads a unary or server-streaming call's request, trailers included, before its
+    /// handler runs): its end is noted in the origin, where the answer's `BodyReceived`
+    /// looks, from inside the same scope.
+    ///
+    /// The body is not asked whether it has already ended (a gRPC request always carries a
+    /// message, and asking takes the `h2` connection's lock): an empty one ends at its first
+    /// poll, which notes it.
+    pub(crate) fn noted_in_origin(inner: B) -> (Self, BodyReceived) {
+        (
+            Self {
+                inner,
+                flag: Flag::Origin,
+            },
+            BodyReceived(Flag::Origin),
         )
     }
 }
@@ -194,10 +199,14 @@ mod tests {
             .await;
         RequestOrigin::default()
             .scope(async {
-                let (_, received) = TrackedBody::noted_in_origin(Empty::<bytes::Bytes>::new());
+                // Not asked up front (that takes the h2 connection's lock): its first poll
+                // ends it.
+                let (mut body, received) =
+                    TrackedBody::noted_in_origin(Empty::<bytes::Bytes>::new());
+                assert!(body.frame().await.is_none());
                 assert!(
                     received.is_complete(),
-                    "an empty body has nothing to wait for"
+                    "an empty body ends at its first poll"
                 );
             })
             .await;
