@@ -154,17 +154,18 @@ pub struct Limits {
     pub keepalive: Option<TcpKeepalive>,
 }
 
-/// TCP keep-alive: the kernel probes a connection silent for `idle`, and closes one whose
-/// probes, or data sent, go unanswered for `timeout` (`TCP_USER_TIMEOUT`; the probes are
-/// sent a quarter of it apart).
+/// TCP keep-alive: the kernel probes a connection silent for `idle`, [`KEEPALIVE_PROBES`]
+/// probes a quarter of `timeout` apart, and closes it when they all go unanswered: about
+/// `idle + timeout` after the peer last spoke. Data sent and not acknowledged for as long
+/// closes it too (`TCP_USER_TIMEOUT`, set to `idle + timeout`: set shorter than `idle`, the
+/// kernel would give up after the first unanswered probe, one lost packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpKeepalive {
     pub idle: Duration,
     pub timeout: Duration,
 }
 
-/// Probes sent before a silent connection is given up (with `TCP_USER_TIMEOUT` set, the
-/// kernel gives up once `timeout` has passed with a probe unanswered, whichever is first).
+/// Probes sent before a silent connection is given up.
 const KEEPALIVE_PROBES: u32 = 4;
 
 impl TcpKeepalive {
@@ -178,7 +179,7 @@ impl TcpKeepalive {
                 .with_interval(interval)
                 .with_retries(KEEPALIVE_PROBES),
         )?;
-        socket.set_tcp_user_timeout(Some(self.timeout))
+        socket.set_tcp_user_timeout(Some(self.idle + self.timeout))
     }
 }
 
@@ -1009,7 +1010,7 @@ mod keepalive_tests {
         assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
         assert_eq!(
             socket.tcp_user_timeout().unwrap(),
-            Some(Duration::from_secs(20))
+            Some(Duration::from_secs(65))
         );
         assert!(socket.tcp_nodelay().unwrap());
     }

@@ -543,12 +543,13 @@ pub struct ConnectionsConfig {
     /// TLS the ClientHello, after which the 10 s TLS handshake timeout applies).
     pub grpc_preface_timeout: Span,
     /// Every TCP listener: a connection silent this long is probed by the kernel (TCP
-    /// keep-alive, 0: never), and one whose probes or data go unanswered for
+    /// keep-alive, 0: never), and one whose probes go unanswered for
     /// `tcp_keepalive_timeout` is closed, so a vanished client (a watch stream's included)
     /// does not hold its connection. Costs nothing per request, unlike HTTP/2 pings.
     pub tcp_keepalive_interval: Span,
-    /// Every TCP listener: how long keep-alive probes, and data sent, may go unanswered
-    /// (`TCP_USER_TIMEOUT`) before the connection is closed.
+    /// Every TCP listener: how long keep-alive probes may go unanswered (four probes, a
+    /// quarter of it apart) before the connection is closed; data sent and not
+    /// acknowledged for the interval and this together closes it too (`TCP_USER_TIMEOUT`).
     pub tcp_keepalive_timeout: Span,
     /// gRPC: how often the server pings an HTTP/2 connection (0: never, the default). A
     /// peer that does not answer within `http2_keepalive_timeout` is disconnected. Pings
