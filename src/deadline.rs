@@ -107,13 +107,7 @@ impl<B: http_body::Body> TrackedBody<B> {
         } else {
             Flag::Shared(Arc::new(AtomicBool::new(false)))
         };
-        (
-            Self {
-                inner,
-                flag: flag.clone(),
-            },
-            BodyReceived(flag),
-        )
+        Self::noting_in(inner, flag)
     }
 
     /// Wraps `inner`, to be read inside the request's origin scope and read to its end (as
@@ -125,12 +119,17 @@ impl<B: http_body::Body> TrackedBody<B> {
     /// message, and asking takes the `h2` connection's lock): an empty one ends at its first
     /// poll, which notes it.
     pub(crate) fn noted_in_origin(inner: B) -> (Self, BodyReceived) {
+        Self::noting_in(inner, Flag::Origin)
+    }
+
+    /// Wraps `inner` to note its end in `flag`, and what tells whether it was noted.
+    fn noting_in(inner: B, flag: Flag) -> (Self, BodyReceived) {
         (
             Self {
                 inner,
-                flag: Flag::Origin,
+                flag: flag.clone(),
             },
-            BodyReceived(Flag::Origin),
+            BodyReceived(flag),
         )
     }
 }
