@@ -15,17 +15,18 @@
 //! clients wait in the kernel's backlog meanwhile (as Go's `netutil.LimitListener` does).
 //!
 //! On the gRPC port a new connection must send its first bytes (the 24-byte HTTP/2 preface
-//! in plaintext; the TLS ClientHello with TLS, after which tonic's TLS handshake timeout
-//! applies) within `connections.grpc_preface_timeout`, or it is closed.
+//! in plaintext; the TLS ClientHello with TLS, after which the handshake must finish within
+//! [`crate::tls::HANDSHAKE_TIMEOUT`]) within `connections.grpc_preface_timeout`, or it is
+//! closed.
 //!
 //! A gRPC connection with no call in flight for `connections.grpc_idle_timeout` is closed
 //! gracefully: HTTP/2 GOAWAY, then the connection ends once the client has seen it (a call
 //! that crossed the GOAWAY is still answered). Calls are counted per connection by
 //! [`InFlightLayer`]; a stream (`WatchRevocations`, a health watch) is in flight until it
 //! ends, so it is never cut. Keep-alive pings are no calls: a client that only answers pings
-//! is idle. tonic has no such setting (its `max_connection_age` closes busy connections too),
-//! so [`serve_grpc`] runs tonic's server once per connection, whose shutdown signal is
-//! then the connection's own: the server's shutdown, or this idle deadline.
+//! is idle. tonic's server has no such setting (its `max_connection_age` closes busy
+//! connections too), so [`serve_grpc`] serves each connection with hyper directly, and the
+//! connection's watch closes it gracefully on the server's shutdown or this idle deadline.
 //!
 //! On the REST and management ports the same count enforces
 //! `connections.http_header_read_timeout`: a connection with no request in flight for that
@@ -396,14 +397,6 @@ impl AsyncWrite for Connection {
     }
 }
 
-impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.tcp.connect_info()
-    }
-}
-
 /// What a connection is doing: its calls (gRPC calls, HTTP requests) in flight, how many
 /// have started, and whether it has closed. A call touches one atomic at its start and one
 /// at its end and wakes nobody: the idle watch looks at the counts on a timer of its own.
@@ -624,38 +617,87 @@ impl<B: http_body::Body + Unpin> http_body::Body for CountedBody<B> {
     }
 }
 
-/// One accepted connection as the stream of connections tonic's server takes: the
-/// connection, then nothing (a stream that ended would shut that server down at once).
-pub type OneConnection = tokio_stream::adapters::Chain<
-    tokio_stream::Once<io::Result<Connection>>,
-    tokio_stream::Pending<io::Result<Connection>>,
->;
+/// HTTP/2 settings of the gRPC listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Http2Settings {
+    /// Calls a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Ping a connection silent for this long (`None`: no pings).
+    pub keepalive_interval: Option<Duration>,
+    /// Close a connection whose ping goes unanswered for this long.
+    pub keepalive_timeout: Duration,
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    pub max_header_list_size: u32,
+}
 
-/// The future that ends a connection's server: the server's shutdown, the idle timeout, or
-/// the connection closing by itself.
-pub type ConnectionStop = Pin<Box<dyn Future<Output = ()> + Send>>;
+impl Http2Settings {
+    fn builder(&self) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        // No `date` header: gRPC answers do not carry one (the official servers send none),
+        // and it cost every answer a header insert and a look at the cached date.
+        builder
+            .auto_date_header(false)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .max_header_list_size(self.max_header_list_size)
+            .keep_alive_interval(self.keepalive_interval)
+            .keep_alive_timeout(self.keepalive_timeout);
+        builder
+    }
+}
 
-/// Serves gRPC on `acceptor` until `shutdown` resolves, then stops accepting, closes every
-/// connection gracefully and waits for their calls to finish (the caller bounds that wait
-/// with the grace period).
+/// What [`serve_grpc`] knows of a connection when it asks for the connection's service.
+#[derive(Debug, Clone)]
+pub struct GrpcConnection {
+    /// The client's address (the socket peer).
+    pub peer: SocketAddr,
+    /// The layer to add outermost: it counts the connection's calls for its idle timeout.
+    pub in_flight: InFlightLayer,
+    /// The certificate chain the client presented (mutual TLS), leaf first.
+    pub client_certificates: Option<crate::tls::ClientCertificates>,
+}
+
+/// Serves gRPC (HTTP/2, over TLS when `tls` is set) on `acceptor` until `shutdown`
+/// resolves, then stops accepting, closes every connection gracefully (HTTP/2 GOAWAY) and
+/// waits for their calls to finish (the caller bounds that wait with the grace period; the
+/// connections end when this future is dropped).
 ///
-/// Each connection gets a server of its own from `serve_connection` (given the connection,
-/// the [`InFlightLayer`] to add innermost, and the signal that ends it): tonic closes a
-/// connection gracefully (HTTP/2 GOAWAY) only when its server's signal fires, so one server
-/// per connection gives each connection its own signal. With `idle_timeout`, that signal
-/// also fires once the connection has had no call in flight for that long (counted in
-/// `token_service_idle_connections_closed_total`).
-pub async fn serve_grpc<S, F>(
+/// Each connection is served by hyper directly, with the service `service_for` gives it,
+/// whose calls go straight to that service (tonic's own server would add a boxed service
+/// clone, a connect-info extension, a boxed body each way and its own error recovery to
+/// every call). With `idle_timeout`, a connection that has had no call in flight for that
+/// long is told to go away (GOAWAY; a call that crossed it is still answered), counted in
+/// `token_service_idle_connections_closed_total`.
+///
+/// The service must be ready at all times (tonic's routes are): a call is made on a clone
+/// of the connection's service without asking it first.
+pub async fn serve_grpc<M, S, B>(
     mut acceptor: Acceptor,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    settings: Http2Settings,
     idle_timeout: Option<Duration>,
-    serve_connection: S,
+    service_for: M,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Fn(OneConnection, InFlightLayer, ConnectionStop) -> F,
-    F: Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+    M: Fn(GrpcConnection) -> S + Send + Sync + 'static,
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use tokio_stream::StreamExt as _;
+    use hyper_util::rt::TokioIo;
 
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let builder = settings.builder();
+    let service_for = Arc::new(service_for);
+    // Each connection holds a receiver while it lives.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -666,33 +708,94 @@ pub async fn serve_grpc<S, F>(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let activity = connection.activity.clone();
-        let layer = InFlightLayer {
-            activity: activity.clone(),
-        };
         let stats = acceptor.stats.clone();
-        let mut server_stop = stop_rx.clone();
-        let stop: ConnectionStop = Box::pin(async move {
-            tokio::select! {
-                _ = server_stop.wait_for(|stop| *stop) => {}
-                ended = activity.idle_or_closed(idle_timeout) => {
-                    if ended == Ended::Idle {
-                        stats.record_idle_closed();
-                        debug!(%peer, "closing an idle gRPC connection (GOAWAY)");
-                    }
-                }
-            }
-        });
-        let incoming = tokio_stream::once(Ok(connection)).chain(tokio_stream::pending());
-        let served = serve_connection(incoming, layer, stop);
+        let mut stop = stop_rx.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let service_for = Arc::clone(&service_for);
         connections.spawn(async move {
-            if let Err(e) = served.await {
-                debug!(%peer, error = %e, "gRPC connection ended with an error");
+            let in_flight = InFlightLayer {
+                activity: activity.clone(),
+            };
+            // Borrowed, not moved in: the receiver lives as long as the connection.
+            let mut shutdown = std::pin::pin!(async {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            let mut idle = std::pin::pin!(async move {
+                if activity.idle_or_closed(idle_timeout).await == Ended::Idle {
+                    stats.record_idle_closed();
+                    debug!(%peer, "closing an idle gRPC connection (GOAWAY)");
+                } else {
+                    // Closed: the connection has ended by itself, nothing to close.
+                    std::future::pending::<()>().await;
+                }
+            });
+            let Some(acceptor) = tls else {
+                let service = PerCall(service_for(GrpcConnection {
+                    peer,
+                    in_flight,
+                    client_certificates: None,
+                }));
+                let served = builder.serve_connection(TokioIo::new(connection), service);
+                if let Err(e) = Watched::new(served, shutdown, idle, OnOverdue::GoAway).await {
+                    debug!(%peer, error = %e, "gRPC connection ended with an error");
+                }
+                return;
+            };
+            let handshake =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(connection));
+            let stream = tokio::select! {
+                biased;
+                handshake = handshake => match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                // A connection not yet serving just ends.
+                () = shutdown.as_mut() => return,
+                () = idle.as_mut() => return,
+            };
+            let client_certificates = crate::tls::ClientCertificates::of(stream.get_ref().1);
+            let service = PerCall(service_for(GrpcConnection {
+                peer,
+                in_flight,
+                client_certificates,
+            }));
+            let served = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = Watched::new(served, shutdown, idle, OnOverdue::GoAway).await {
+                debug!(%peer, error = %e, "gRPC (TLS) connection ended with an error");
             }
         });
     }
     drop(acceptor);
+    drop(stop_rx);
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// A connection's tower service as hyper calls it: each call on a clone of the service
+/// (hyper calls through a shared reference; tower's `call` takes the service mutably),
+/// without `poll_ready` (see [`serve_grpc`]).
+#[derive(Debug, Clone)]
+struct PerCall<S>(S);
+
+impl<S, R> hyper::service::Service<R> for PerCall<S>
+where
+    S: tower::Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.0.clone().call(request)
+    }
 }
 
 /// The local operator socket's connections as a stream, with the same pause after a failed
@@ -796,7 +899,7 @@ pub async fn serve_http(
             });
             let Some(acceptor) = tls else {
                 let served = builder.serve_connection(TokioIo::new(connection), service);
-                if let Err(e) = Watched::new(served, shutdown, overdue).await {
+                if let Err(e) = Watched::new(served, shutdown, overdue, OnOverdue::Close).await {
                     debug!(%peer, error = %e, "HTTP connection ended with an error");
                 }
                 return;
@@ -821,7 +924,7 @@ pub async fn serve_http(
                 () = overdue.as_mut() => return,
             };
             let served = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = Watched::new(served, shutdown, overdue).await {
+            if let Err(e) = Watched::new(served, shutdown, overdue, OnOverdue::Close).await {
                 debug!(%peer, error = %e, "HTTPS connection ended with an error");
             }
         });
@@ -834,22 +937,32 @@ pub async fn serve_http(
 }
 
 pin_project_lite::pin_project! {
-    /// An HTTP/1 connection's server and its two watches (`shutdown`: close gracefully;
-    /// `overdue`: close now), polled so that the watches are polled only when something
+    /// A connection's server and its two watches (`shutdown`: close gracefully; `overdue`:
+    /// what [`OnOverdue`] says), polled so that the watches are polled only when something
     /// they wait on woke the task, not on every read and write of the connection (a
     /// `select!` polls every branch on every wake-up).
     struct Watched<C, S, O> {
         #[pin]
         served: C,
-        // `None` once it has fired.
+        // `None` once it has fired (or once the connection is going away).
         shutdown: Option<S>,
-        overdue: O,
+        overdue: Option<O>,
+        on_overdue: OnOverdue,
         woken: Arc<WatchWaker>,
         // The watches' waker (wakes this task and notes that the watches are due a poll).
         watch_waker: std::task::Waker,
         // The task waker last handed to `woken`.
         task: Option<std::task::Waker>,
     }
+}
+
+/// What a [`Watched`] connection does when its `overdue` watch fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnOverdue {
+    /// Ends at once (HTTP/1: a client that sent no request head in time).
+    Close,
+    /// Closes gracefully, as at shutdown (HTTP/2: GOAWAY to an idle connection).
+    GoAway,
 }
 
 /// See [`Watched`]: notes that the watch was woken, and wakes the connection's task.
@@ -874,7 +987,7 @@ impl std::task::Wake for WatchWaker {
 }
 
 impl<C, S, O> Watched<C, S, O> {
-    fn new(served: C, shutdown: S, overdue: O) -> Self {
+    fn new(served: C, shutdown: S, overdue: O, on_overdue: OnOverdue) -> Self {
         let woken = Arc::new(WatchWaker {
             // The first poll polls the watches too.
             woken: AtomicBool::new(true),
@@ -883,7 +996,8 @@ impl<C, S, O> Watched<C, S, O> {
         Self {
             served,
             shutdown: Some(shutdown),
-            overdue,
+            overdue: Some(overdue),
+            on_overdue,
             watch_waker: std::task::Waker::from(Arc::clone(&woken)),
             woken,
             task: None,
@@ -913,13 +1027,28 @@ where
         }
         if due {
             let mut watching = Context::from_waker(this.watch_waker);
-            if Pin::new(&mut *this.overdue).poll(&mut watching).is_ready() {
-                return Poll::Ready(Ok(()));
+            let mut going_away = false;
+            if let Some(overdue) = this.overdue.as_mut()
+                && Pin::new(overdue).poll(&mut watching).is_ready()
+            {
+                if *this.on_overdue == OnOverdue::Close {
+                    return Poll::Ready(Ok(()));
+                }
+                going_away = true;
             }
             if let Some(shutdown) = this.shutdown.as_mut()
                 && Pin::new(shutdown).poll(&mut watching).is_ready()
             {
                 *this.shutdown = None;
+                going_away = true;
+            }
+            if going_away {
+                // Once. A connection that closes when overdue stays watched while it
+                // finishes (a client that trickles its request is still cut off).
+                if *this.on_overdue == OnOverdue::GoAway {
+                    *this.shutdown = None;
+                    *this.overdue = None;
+                }
                 this.served.as_mut().graceful_shutdown();
             }
         }

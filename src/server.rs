@@ -339,18 +339,12 @@ pub async fn start_with(
         .map_err(InvalidConfig)?;
     let connections = &config.connections;
     let keepalive = connections.http2_keepalive_interval.millis();
-    let mut grpc_server = tonic::transport::Server::builder()
-        .max_concurrent_streams(connections.http2_max_concurrent_streams)
-        .http2_keepalive_interval((keepalive > 0).then(|| Duration::from_millis(keepalive)))
-        .http2_keepalive_timeout(Some(Duration::from_millis(
-            connections.http2_keepalive_timeout.millis(),
-        )))
-        .http2_max_header_list_size(grpc::HTTP2_MAX_HEADER_LIST_BYTES);
-    if let Some(tls) = &tls {
-        grpc_server = grpc_server
-            .tls_config(tls.grpc())
-            .map_err(|e| InvalidConfig(format!("tls: {e}")))?;
-    }
+    let grpc_http2 = crate::listener::Http2Settings {
+        max_concurrent_streams: connections.http2_max_concurrent_streams,
+        keepalive_interval: (keepalive > 0).then(|| Duration::from_millis(keepalive)),
+        keepalive_timeout: Duration::from_millis(connections.http2_keepalive_timeout.millis()),
+        max_header_list_size: grpc::HTTP2_MAX_HEADER_LIST_BYTES,
+    };
     info!(
         database = %config.database_location(),
         server_key = %config.server_key_location(),
@@ -403,12 +397,7 @@ pub async fn start_with(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let routes = grpc::routes(
-        ctx.clone(),
-        health_service.clone(),
-        shutdown_rx.clone(),
-        grpc::Callers::Authenticated,
-    )?;
+    let routes = grpc::listener_routes(ctx.clone(), health_service.clone(), shutdown_rx.clone())?;
     let local_socket = match config.local_socket_path() {
         Some(path) => {
             let listener = bind_local_socket(config, &path)?;
@@ -483,6 +472,7 @@ pub async fn start_with(
         ),
     };
     let http_tls = tls.as_ref().map(tls::ServerTls::http);
+    let grpc_tls = tls.as_ref().map(tls::ServerTls::grpc);
     let grpc_idle_timeout = Some(config.connections.grpc_idle_timeout.millis())
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis);
@@ -512,19 +502,22 @@ pub async fn start_with(
         };
         let request_layer = RequestLayer::grpc(ctx.metrics().clone(), grpc::served_method_paths())
             .client_ip(&client_ip);
-        // One tonic server per connection (see listener::serve_grpc), so that each
-        // connection has its own idle timeout; the call counter is the outermost layer.
+        // Each connection's calls pass through its own stack (see listener::serve_grpc);
+        // the call counter is the outermost layer.
         let grpc = crate::listener::serve_grpc(
             grpc_acceptor,
+            grpc_tls,
+            grpc_http2,
             grpc_idle_timeout,
-            move |connection, in_flight, stop| {
-                grpc_server
-                    .clone()
-                    .layer(in_flight)
-                    .layer(request_layer.clone())
-                    .layer(grpc::GrpcCallLayer::new(request_timeout))
-                    .add_routes(routes.clone())
-                    .serve_with_incoming_shutdown(connection, stop)
+            move |connection| {
+                tower::ServiceBuilder::new()
+                    .layer(connection.in_flight)
+                    .layer(request_layer.for_peer(connection.peer))
+                    .layer(
+                        grpc::GrpcCallLayer::new(request_timeout)
+                            .client_certificates(connection.client_certificates),
+                    )
+                    .service(routes.clone())
             },
             shutdown_signal,
         );

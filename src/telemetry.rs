@@ -348,6 +348,9 @@ impl Extractor for HeaderExtractor<'_> {
 #[derive(Debug, Clone)]
 pub struct RequestLayer {
     settings: Arc<LayerSettings>,
+    /// The connection's peer, when the layer is applied per connection ([`Self::for_peer`]);
+    /// otherwise each request's extensions say.
+    peer: Option<std::net::IpAddr>,
 }
 
 /// The gRPC methods' places in [`LayerSettings::method_series`] by path.
@@ -442,6 +445,16 @@ impl RequestLayer {
                 trusted_ip_headers: Vec::new(),
                 trusted_proxies: Arc::default(),
             }),
+            peer: None,
+        }
+    }
+
+    /// For the service of one connection, whose peer is `peer`: its requests carry no
+    /// connect-info extension (the gRPC listener serves each connection with hyper directly).
+    pub fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+        Self {
+            settings: Arc::clone(&self.settings),
+            peer: Some(peer.ip().to_canonical()),
         }
     }
 
@@ -504,16 +517,18 @@ fn id_bytes(text: &str) -> bytes::Bytes {
 /// a trusted proxy, the address its `Forwarded` / `X-Forwarded-For` chain names (see
 /// [`crate::client_ip`]). Otherwise the first `trusted_proxy_ip_header` present (its first
 /// address, as Mattermost's `GetIPAddress`; a value that is not an IP address counts as
-/// absent, so no header text reaches the audit trail), else the peer's address (REST:
-/// axum's `ConnectInfo`; gRPC: tonic's connect info, plaintext or TLS); none over the local
-/// socket.
+/// absent, so no header text reaches the audit trail), else the peer's address (`peer`,
+/// given per connection on the gRPC listener; else the request's extensions: REST, axum's
+/// `ConnectInfo`); none over the local socket.
 fn client_ip<B>(
     request: &http::Request<B>,
+    peer: Option<std::net::IpAddr>,
     trusted: &[http::HeaderName],
     proxies: &TrustedProxies,
 ) -> Option<std::net::IpAddr> {
+    let peer_ip = || peer.or_else(|| peer_ip(request));
     if !proxies.is_empty() {
-        return peer_ip(request).map(|peer| proxies.client_ip(peer, request.headers()));
+        return peer_ip().map(|peer| proxies.client_ip(peer, request.headers()));
     }
     for header in trusted {
         if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
@@ -523,10 +538,11 @@ fn client_ip<B>(
             }
         }
     }
-    peer_ip(request)
+    peer_ip()
 }
 
-/// The socket peer's address, if the request came over TCP.
+/// The socket peer's address as the request's extensions give it, if the request came over
+/// TCP (REST: axum's `ConnectInfo`; gRPC served by tonic: its connect info).
 fn peer_ip<B>(request: &http::Request<B>) -> Option<std::net::IpAddr> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let extensions = request.extensions();
@@ -554,6 +570,7 @@ impl<S> tower::Layer<S> for RequestLayer {
             inner,
             shared: Arc::new(ServiceShared {
                 settings: Arc::clone(&self.settings),
+                peer: self.peer,
                 route: OnceLock::new(),
             }),
         }
@@ -573,6 +590,8 @@ pub struct RequestService<S> {
 #[derive(Debug)]
 struct ServiceShared {
     settings: Arc<LayerSettings>,
+    /// See [`RequestLayer::peer`].
+    peer: Option<std::net::IpAddr>,
     /// HTTP: the series of the route this service serves (the layer is applied per route),
     /// set by its first request.
     route: OnceLock<RouteSeries>,
@@ -637,6 +656,7 @@ where
         let origin = RequestOrigin {
             ip: client_ip(
                 &request,
+                shared.peer,
                 &settings.trusted_ip_headers,
                 &settings.trusted_proxies,
             ),

@@ -1,10 +1,10 @@
 //! TLS for both listeners from PEM files (rustls with the ring provider), and client
 //! certificate verification (mutual TLS) when a client CA bundle is configured.
 //!
-//! The files are read once at start-up: a restart picks up renewed certificates. gRPC uses
-//! tonic's own TLS acceptor (ALPN `h2`); the REST shim's connections are accepted with
-//! tokio-rustls (ALPN `http/1.1`) by [`crate::listener::serve_http`], which serves
-//! plaintext and HTTPS alike.
+//! The files are read once at start-up: a restart picks up renewed certificates. Both
+//! listeners accept connections with tokio-rustls: gRPC (ALPN `h2`) in
+//! [`crate::listener::serve_grpc`], the REST shim (ALPN `http/1.1`) in
+//! [`crate::listener::serve_http`]; each serves plaintext and TLS alike.
 
 use std::{fmt, fs, path::Path, sync::Arc, time::Duration};
 
@@ -44,7 +44,7 @@ impl fmt::Display for TlsMode {
 /// TLS material loaded and checked: one acceptor configuration per listener.
 #[derive(Clone)]
 pub struct ServerTls {
-    grpc: tonic::transport::ServerTlsConfig,
+    grpc: Arc<ServerConfig>,
     http: Arc<ServerConfig>,
     mode: TlsMode,
 }
@@ -70,8 +70,8 @@ impl ServerTls {
             return Ok(None);
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // tonic builds its rustls configuration with the process-wide provider; make it ring
-        // explicitly rather than relying on it being the only one compiled in.
+        // Clients built in this process (webhook delivery) use the process-wide provider;
+        // make it ring explicitly rather than relying on it being the only one compiled in.
         let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
 
         let cert_pem = read("tls.cert_file", cert_path)?;
@@ -88,9 +88,6 @@ impl ServerTls {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("tls: {e}"))?;
-        let mut grpc = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&cert_pem, &key_pem))
-            .timeout(HANDSHAKE_TIMEOUT);
         let (builder, mode) = match &config.client_ca_file {
             None => (builder.with_no_client_auth(), TlsMode::On),
             Some(ca_path) => {
@@ -112,7 +109,6 @@ impl ServerTls {
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
                         .map_err(|e| format!("tls.client_ca_file {}: {e}", ca_path.display()))?;
-                grpc = grpc.client_ca_root(tonic::transport::Certificate::from_pem(&ca_pem));
                 (builder.with_client_cert_verifier(verifier), TlsMode::Mutual)
             }
         };
@@ -130,27 +126,18 @@ impl ServerTls {
                     cert_path.display()
                 ),
             })?;
+        let mut grpc = http.clone();
+        grpc.alpn_protocols = vec![b"h2".to_vec()];
         http.alpn_protocols = vec![b"http/1.1".to_vec()];
-        // tonic parses the same PEM again; check here that it accepts it, so a mistake is
-        // reported as configuration and not as a serving failure.
-        tonic::transport::Server::builder()
-            .tls_config(grpc.clone())
-            .map_err(|e| {
-                format!(
-                    "tls.cert_file {} / tls.key_file {}: {e}",
-                    cert_path.display(),
-                    key_path.display()
-                )
-            })?;
         Ok(Some(Self {
-            grpc,
+            grpc: Arc::new(grpc),
             http: Arc::new(http),
             mode,
         }))
     }
 
-    /// The gRPC listener's configuration.
-    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
+    /// The gRPC listener's rustls configuration.
+    pub fn grpc(&self) -> Arc<ServerConfig> {
         self.grpc.clone()
     }
 
@@ -162,6 +149,31 @@ impl ServerTls {
     /// What clients must present.
     pub fn mode(&self) -> TlsMode {
         self.mode
+    }
+}
+
+/// The certificate chain a client presented during the TLS handshake (mutual TLS), leaf
+/// first: a gRPC call's request extension when its connection has one.
+#[derive(Debug, Clone)]
+pub struct ClientCertificates(Arc<[CertificateDer<'static>]>);
+
+impl ClientCertificates {
+    /// The chain the client of `connection` presented, if any.
+    pub fn of(connection: &rustls::ServerConnection) -> Option<Self> {
+        let chain = connection.peer_certificates()?;
+        (!chain.is_empty()).then(|| {
+            Self(
+                chain
+                    .iter()
+                    .map(|certificate| certificate.clone().into_owned())
+                    .collect(),
+            )
+        })
+    }
+
+    /// The client's own certificate.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.0[0]
     }
 }
 

@@ -93,11 +93,10 @@ impl Authorization for ExtAuthzApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let client_subject = request.peer_certs().and_then(|chain| {
-            chain
-                .first()
-                .and_then(|leaf| crate::tls::certificate_subject(leaf))
-        });
+        let client_subject = request
+            .extensions()
+            .get::<crate::tls::ClientCertificates>()
+            .and_then(|chain| crate::tls::certificate_subject(chain.leaf()));
         let token = request
             .metadata()
             .get(&*super::AUTHORIZATION)

@@ -57,7 +57,7 @@ pub(crate) fn routes(
         Callers::Authenticated => token_service::TokenServiceApi::new(ctx, shutdown),
         Callers::LocalOperator => token_service::TokenServiceApi::local(ctx, shutdown),
     };
-    let api = TokenServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let api = token_service_server(api);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(pb::envoy_ext_authz::FILE_DESCRIPTOR_SET)
@@ -78,6 +78,84 @@ pub(crate) fn routes(
         routes = routes.add_service(ext_authz);
     }
     Ok(routes)
+}
+
+fn token_service_server(api: TokenServiceApi) -> TokenServiceServer<TokenServiceApi> {
+    TokenServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES)
+}
+
+/// The network listener's routes ([`routes`] with [`Callers::Authenticated`]), with
+/// TokenService's calls sent to its server directly.
+pub(crate) fn listener_routes(
+    ctx: Context,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<ListenerRoutes, tonic_reflection::server::Error> {
+    let token_service = token_service_server(TokenServiceApi::new(ctx.clone(), shutdown.clone()));
+    Ok(ListenerRoutes {
+        token_service,
+        others: routes(ctx, health, shutdown, Callers::Authenticated)?.prepare(),
+    })
+}
+
+/// The paths of TokenService's methods start with this.
+const TOKEN_SERVICE_PATHS: &str = "/token_service.v1.TokenService/";
+
+/// The network listener's routes: a TokenService call goes straight to TokenService's
+/// server (which finds its method by path), any other through tonic's router (health,
+/// reflection, ext_authz, unknown paths). tonic's router is axum's: for each call it looked
+/// the path up, added its parameters to the request's extensions (an allocation), cloned a
+/// boxed service and boxed the request's body twice more.
+#[derive(Clone)]
+pub(crate) struct ListenerRoutes {
+    token_service: TokenServiceServer<TokenServiceApi>,
+    others: Routes,
+}
+
+impl std::fmt::Debug for ListenerRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerRoutes").finish_non_exhaustive()
+    }
+}
+
+/// A call's answer under [`ListenerRoutes`].
+pub(crate) type RoutedCall = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for ListenerRoutes {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = RoutedCall;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both are always ready; asked all the same.
+        std::task::ready!(
+            tower::Service::<http::Request<tonic::body::Body>>::poll_ready(
+                &mut self.token_service,
+                cx
+            )
+        )?;
+        tower::Service::<http::Request<tonic::body::Body>>::poll_ready(&mut self.others, cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path().starts_with(TOKEN_SERVICE_PATHS) {
+            // The generated server's future is boxed already.
+            self.token_service.call(request)
+        } else {
+            Box::pin(self.others.call(request))
+        }
+    }
 }
 
 /// At shutdown, after health has turned NOT_SERVING: forgets the statuses, which ends every
@@ -148,16 +226,35 @@ pub(crate) static AUTHORIZATION: std::sync::LazyLock<
 ///   for an unreachable database, the only thing that can stall a call), or
 ///   DEADLINE_EXCEEDED when its request message had not arrived in full (the client's
 ///   fault); streams are limited only until they start answering;
+/// - a call whose client set a deadline (`grpc-timeout`) sooner than that gets
+///   DEADLINE_EXCEEDED once it passes (tonic's server answered CANCELLED, "Timeout
+///   expired"; the official implementations answer DEADLINE_EXCEEDED), and its work stops;
+/// - on a mutual TLS connection, the client's certificate chain is the call's
+///   [`crate::tls::ClientCertificates`] extension;
 /// - tonic's answers are corrected to the official gRPC implementations' codes
 ///   ([`official_status_codes`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct GrpcCallLayer {
     request_timeout: Option<std::time::Duration>,
+    client_certificates: Option<crate::tls::ClientCertificates>,
 }
 
 impl GrpcCallLayer {
     pub(crate) fn new(request_timeout: Option<std::time::Duration>) -> Self {
-        Self { request_timeout }
+        Self {
+            request_timeout,
+            client_certificates: None,
+        }
+    }
+
+    /// For a connection whose client presented `chain` (mutual TLS): each call carries it
+    /// as a request extension.
+    pub(crate) fn client_certificates(
+        mut self,
+        chain: Option<crate::tls::ClientCertificates>,
+    ) -> Self {
+        self.client_certificates = chain;
+        self
     }
 }
 
@@ -168,6 +265,7 @@ impl<S> tower::Layer<S> for GrpcCallLayer {
         GrpcCall {
             inner,
             request_timeout: self.request_timeout,
+            client_certificates: self.client_certificates.clone(),
         }
     }
 }
@@ -177,6 +275,40 @@ impl<S> tower::Layer<S> for GrpcCallLayer {
 pub(crate) struct GrpcCall<S> {
     inner: S,
     request_timeout: Option<std::time::Duration>,
+    client_certificates: Option<crate::tls::ClientCertificates>,
+}
+
+/// The deadline a client sets on a call (`grpc-timeout`: at most 8 digits and a unit, `H`
+/// hours, `M` minutes, `S` seconds, `m` milliseconds, `u` microseconds, `n` nanoseconds).
+/// A value that does not follow that form is ignored, as tonic's and grpc-go's servers do.
+fn client_deadline(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = headers.get("grpc-timeout")?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount = digits
+        .iter()
+        .fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Which deadline a call is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallDeadline {
+    /// The client's (`grpc-timeout`), the sooner one.
+    Client,
+    /// The server's `request_timeout_ms`.
+    Server,
 }
 
 /// Largest request metadata a call may carry (bytes, counted as HTTP/2 counts a header
@@ -243,10 +375,18 @@ where
                 ),
             };
         }
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        let (limit, deadline) = match (client_deadline(&parts.headers), self.request_timeout) {
+            (Some(client), Some(server)) if server < client => (Some(server), CallDeadline::Server),
+            (Some(client), _) => (Some(client), CallDeadline::Client),
+            (None, server) => (server, CallDeadline::Server),
+        };
+        if let Some(chain) = &self.client_certificates {
+            parts.extensions.insert(chain.clone());
+        }
         // Whether the message arrived in full matters only when a deadline can pass. The
         // body is read, and the deadline polled, inside the request layer's origin scope.
-        let (body, received) = match self.request_timeout {
+        let (body, received) = match limit {
             Some(_) => {
                 let (body, received) = crate::deadline::TrackedBody::noted_in_origin(body);
                 (tonic::body::Body::new(body), received)
@@ -258,8 +398,9 @@ where
         };
         let call = self.inner.call(http::Request::from_parts(parts, body));
         GrpcCallFuture::Call {
-            call: crate::deadline::within(self.request_timeout, call),
+            call: crate::deadline::within(limit, call),
             received,
+            deadline,
         }
     }
 }
@@ -273,6 +414,7 @@ pin_project_lite::pin_project! {
             #[pin]
             call: crate::deadline::Within<F>,
             received: crate::deadline::BodyReceived,
+            deadline: CallDeadline,
         },
         Refused { answer: Option<http::Response<tonic::body::Body>> },
     }
@@ -288,14 +430,23 @@ where
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let (call, received) = match self.project() {
-            GrpcCallProjection::Call { call, received } => (call, received),
+        let (call, received, deadline) = match self.project() {
+            GrpcCallProjection::Call {
+                call,
+                received,
+                deadline,
+            } => (call, received, *deadline),
             GrpcCallProjection::Refused { answer } => {
                 return std::task::Poll::Ready(Ok(answer.take().expect("polled after completion")));
             }
         };
         call.poll(cx).map(|answer| match answer {
             Some(answer) => answer.map(official_status_codes),
+            // The client gives up on the call at the same moment; the answer tells why.
+            None if deadline == CallDeadline::Client => Ok(tonic::Status::deadline_exceeded(
+                "the call's deadline (grpc-timeout) passed before it was answered",
+            )
+            .into_http()),
             // The client had not sent its whole request: its fault, not the database's.
             None if !received.is_complete() => Ok(tonic::Status::deadline_exceeded(
                 "the request message did not arrive within request_timeout_ms",
@@ -382,5 +533,61 @@ mod tests {
         let path = "/token_service.v1.TokenService/GetMe".len() + 32;
         let headers = ("authorization".len() + "Bearer abc".len() + 32) + ("x-a".len() + 32);
         assert_eq!(metadata_size(&request), path + headers);
+    }
+}
+
+#[cfg(test)]
+mod client_deadline_tests {
+    use super::client_deadline;
+    use std::time::Duration;
+
+    fn of(value: &str) -> Option<Duration> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-timeout", value.parse().unwrap());
+        client_deadline(&headers)
+    }
+
+    #[test]
+    fn a_grpc_timeout_is_read_in_each_unit_and_anything_else_is_no_deadline() {
+        assert_eq!(of("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(of("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(of("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(of("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(of("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(of("0n"), Some(Duration::ZERO));
+        assert_eq!(
+            of("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        for ignored in [
+            "",
+            "m",
+            "100",
+            "123456789m",
+            "1.5S",
+            "-1S",
+            "1s",
+            " 1S",
+            "1 S",
+        ] {
+            assert_eq!(of(ignored), None, "{ignored:?}");
+        }
+        assert_eq!(client_deadline(&http::HeaderMap::new()), None);
+    }
+}
+
+#[cfg(test)]
+mod listener_routes_tests {
+    #[test]
+    fn token_service_paths_are_its_service_names() {
+        use tonic::server::NamedService as _;
+        assert_eq!(
+            super::TOKEN_SERVICE_PATHS,
+            format!("/{}/", super::SERVICE_NAME)
+        );
+        assert_eq!(
+            super::SERVICE_NAME,
+            <crate::pb::token_service_server::TokenServiceServer<super::TokenServiceApi>>::NAME
+        );
     }
 }

@@ -769,6 +769,67 @@ async fn a_request_message_that_does_not_arrive_is_deadline_exceeded_not_unavail
 }
 
 #[tokio::test]
+async fn a_call_past_the_deadline_its_client_set_is_answered_deadline_exceeded_by_the_server() {
+    // No server deadline: only the client's (grpc-timeout) can end the call.
+    let srv = TestServer::start_with(|c| c.request_timeout_ms = 0).await;
+    let alice = srv.basic_user("alice").await;
+    // A raw HTTP/2 client (tonic's channel would give up by itself at its deadline): the
+    // call's headers and 7 bytes of a frame announcing a 100-byte message, then nothing.
+    let tcp = tokio::net::TcpStream::connect(srv.config.grpc_addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let stalled = |timeout: &str| {
+        let client = client.clone();
+        let request = http::Request::post(format!(
+            "{}/token_service.v1.TokenService/GetUser",
+            srv.endpoint()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .header("authorization", format!("Bearer {}", alice.token))
+        .body(())
+        .unwrap();
+        async move {
+            let mut client = client.ready().await.expect("ready");
+            let (answer, mut body) = client
+                .send_request(request, false)
+                .expect("send the headers");
+            body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 10, 3]), false)
+                .expect("send part of the message");
+            let answer = answer.await.expect("an answer");
+            (answer, body)
+        }
+    };
+    let started = Instant::now();
+    let (answer, _body) = tokio::time::timeout(Duration::from_secs(5), stalled("300m"))
+        .await
+        .expect("the server answers once the client's deadline passes");
+    let waited = started.elapsed();
+    let status = tonic::Status::from_header_map(answer.headers()).expect("a trailers-only status");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("grpc-timeout"), "{status:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "answered after {waited:?}, before the 300 ms deadline"
+    );
+    // A deadline that is not one (the unit missing, or over 8 digits) is ignored, as
+    // tonic's and grpc-go's servers ignore it: the call waits for its message.
+    for ignored in ["300", "123456789m", "3x"] {
+        let answered = tokio::time::timeout(Duration::from_millis(600), stalled(ignored)).await;
+        assert!(
+            answered.is_err(),
+            "{ignored:?} ended the call: {:?}",
+            answered.map(|(answer, _)| answer.headers().clone())
+        );
+    }
+    connection.abort();
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_call_whose_connection_breaks_mid_request_is_counted_cancelled_not_unknown() {
     let srv = TestServer::start().await;
     let route = "/token_service.v1.TokenService/GetUser";
