@@ -742,24 +742,16 @@ pub async fn serve_grpc<M, S, B>(
                 }
                 return;
             };
-            let handshake =
-                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(connection));
-            let stream = tokio::select! {
-                biased;
-                handshake = handshake => match handshake {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                // A connection not yet serving just ends.
-                () = shutdown.as_mut() => return,
-                () = idle.as_mut() => return,
+            let Some(stream) = tls_handshake(
+                &acceptor,
+                connection,
+                peer,
+                shutdown.as_mut(),
+                idle.as_mut(),
+            )
+            .await
+            else {
+                return;
             };
             let client_certificates = crate::tls::ClientCertificates::of(stream.get_ref().1);
             let service = PerCall(service_for(GrpcConnection {
@@ -777,6 +769,36 @@ pub async fn serve_grpc<M, S, B>(
     drop(stop_rx);
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// The TLS handshake of a new connection, within [`crate::tls::HANDSHAKE_TIMEOUT`]: `None`
+/// (logged at debug level) when it fails or times out, or when one of the connection's
+/// watches fires first (a connection not yet serving just ends).
+async fn tls_handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    connection: Connection,
+    peer: SocketAddr,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+    overdue: Pin<&mut impl Future<Output = ()>>,
+) -> Option<tokio_rustls::server::TlsStream<Connection>> {
+    let handshake =
+        tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(connection));
+    tokio::select! {
+        biased;
+        handshake = handshake => match handshake {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        },
+        () = shutdown => None,
+        () = overdue => None,
+    }
 }
 
 /// A connection's tower service as hyper calls it: each call on a clone of the service
@@ -904,24 +926,16 @@ pub async fn serve_http(
                 }
                 return;
             };
-            let handshake =
-                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(connection));
-            let stream = tokio::select! {
-                biased;
-                handshake = handshake => match handshake {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                // A connection not yet serving just ends.
-                () = shutdown.as_mut() => return,
-                () = overdue.as_mut() => return,
+            let Some(stream) = tls_handshake(
+                &acceptor,
+                connection,
+                peer,
+                shutdown.as_mut(),
+                overdue.as_mut(),
+            )
+            .await
+            else {
+                return;
             };
             let served = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = Watched::new(served, shutdown, overdue, OnOverdue::Close).await {
