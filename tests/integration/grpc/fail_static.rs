@@ -59,20 +59,23 @@ async fn cached_credentials_outlive_a_database_outage_for_the_window_only() {
 
     proxy.cut();
     // The revocation feed notices within a second: readiness turns degraded, still ready.
+    // The database check says so at its next run (a run at the very moment of the cut can
+    // still see the ping answered and only the migrations query fail).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let body = loop {
         let (status, body) = readyz(&srv).await;
         if body["status"] == "degraded" {
             assert_eq!(status, 200, "{body}");
-            break body;
+            if body["checks"]["database"] != "ok" {
+                break body;
+            }
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never degraded: {body}"
+            "never degraded with the database check failing: {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_ne!(body["checks"]["database"], "ok", "{body}");
     assert!(
         body["reason"]
             .as_str()
