@@ -541,25 +541,13 @@ fn client_ip<B>(
     peer_ip()
 }
 
-/// The socket peer's address as the request's extensions give it, if the request came over
-/// TCP (REST: axum's `ConnectInfo`; gRPC served by tonic: its connect info).
+/// The socket peer's address as the request's extensions give it (REST: axum's
+/// `ConnectInfo`; the gRPC listener gives it per connection instead).
 fn peer_ip<B>(request: &http::Request<B>) -> Option<std::net::IpAddr> {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    let extensions = request.extensions();
-    let peer = extensions
+    request
+        .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0)
-        .or_else(|| {
-            extensions
-                .get::<TcpConnectInfo>()
-                .and_then(|i| i.remote_addr())
-        })
-        .or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|i| i.get_ref().remote_addr())
-        });
-    peer.map(|addr| addr.ip().to_canonical())
+        .map(|info| info.0.ip().to_canonical())
 }
 
 impl<S> tower::Layer<S> for RequestLayer {
